@@ -1,0 +1,220 @@
+/* cmd_init.c - `embstore init` and `embstore migrate`. */
+#include <getopt.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char init_usage[] =
+    "usage: embstore init --dim N [--metric cosine|l2|ip] [--json]\n"
+    "\n"
+    "Creates the store in the database: the vector extension, the tables\n"
+    "embeddings, chunks and performance_metrics, their indexes (HNSW on the\n"
+    "vectors) and the chunks -> embeddings foreign key (ON DELETE CASCADE).\n"
+    "Re-running it with the same shape changes nothing.\n"
+    "\n"
+    "Pointed at a database that already has embeddings and chunks tables of\n"
+    "the same shape, it adopts them without losing a row: it adds missing\n"
+    "columns and indexes, adds the foreign key NOT VALID while orphaned chunks\n"
+    "exist (and reports them), and validates the key once they are gone\n"
+    "(re-run init or `embstore cleanup`).\n"
+    "\n"
+    "  --dim N        vector dimension, 1..2000\n"
+    "  --metric M     cosine (default), l2 or ip (negative inner product)\n"
+    "\n"
+    "--json prints {\"created\",\"adopted\",\"migrations_applied\",\n"
+    "\"indexes_created\",\"dim\",\"metric\",\"orphaned_chunks\",\"fk_valid\",\n"
+    "\"fk_validated\"}.\n";
+
+static int run_init(cli *c, int argc, char **argv) {
+  static const struct option lo[] = {
+      {"dim", required_argument, NULL, 'd'},
+      {"metric", required_argument, NULL, 'm'},
+      CLI_COMMON_LONGOPTS,
+      {0, 0, 0, 0}};
+  long dim = 0;
+  es_metric metric = ES_METRIC_COSINE;
+  int code, opt;
+  optind = 0;
+  while ((opt = cli_next_opt(c, &cli_cmd_init, argc, argv, "", lo, &code)) != -1) {
+    switch (opt) {
+    case CLI_STOP:
+      return code;
+    case 'd':
+      if (!cli_parse_int(optarg, 1, ES_MAX_DIM, &dim))
+        return cli_usage(c, "--dim must be an integer 1..%d, not '%s'",
+                         ES_MAX_DIM, optarg);
+      break;
+    case 'm':
+      if (es_metric_parse(optarg, &metric) != ES_OK)
+        return cli_usage(c, "--metric must be cosine, l2 or ip, not '%s'", optarg);
+      break;
+    }
+  }
+  if (optind != argc)
+    return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+  if (dim == 0)
+    return cli_usage(c, "--dim is required");
+
+  es_store *s = cli_open(c);
+  if (s == NULL)
+    return EXIT_FAIL;
+  es_init_report r;
+  es_status rc = es_init(s, (int)dim, metric, &r);
+  if (rc != ES_OK) {
+    int e = cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
+    es_close(s);
+    return e;
+  }
+  es_close(s);
+  if (c->json) {
+    jw w;
+    jw_init(&w, stdout);
+    jw_obj(&w);
+    jw_key(&w, "created");
+    jw_bool(&w, r.created);
+    jw_key(&w, "adopted");
+    jw_bool(&w, r.adopted);
+    jw_key(&w, "migrations_applied");
+    jw_int(&w, r.migrations_applied);
+    jw_key(&w, "indexes_created");
+    jw_int(&w, r.indexes_created);
+    jw_key(&w, "dim");
+    jw_int(&w, r.dim);
+    jw_key(&w, "metric");
+    jw_str(&w, es_metric_name(r.metric));
+    jw_key(&w, "orphaned_chunks");
+    jw_int(&w, r.orphaned_chunks);
+    jw_key(&w, "fk_valid");
+    jw_bool(&w, r.fk_valid);
+    jw_key(&w, "fk_validated");
+    jw_bool(&w, r.fk_validated);
+    jw_obj_end(&w);
+    jw_done(&w);
+    return EXIT_OK;
+  }
+  if (r.created)
+    printf("created store: dim %d, metric %s\n", r.dim, es_metric_name(r.metric));
+  else if (r.adopted && r.migrations_applied > 0)
+    printf("adopted existing tables: dim %d, metric %s\n", r.dim,
+           es_metric_name(r.metric));
+  else if (r.migrations_applied == 0 && r.indexes_created == 0 && !r.fk_validated)
+    printf("store already initialised (dim %d, metric %s): nothing to do\n",
+           r.dim, es_metric_name(r.metric));
+  else
+    printf("store updated: dim %d, metric %s\n", r.dim, es_metric_name(r.metric));
+  if (r.migrations_applied > 0)
+    printf("  %d migration(s) applied\n", r.migrations_applied);
+  if (r.indexes_created > 0)
+    printf("  %d missing index(es) created\n", r.indexes_created);
+  if (r.orphaned_chunks > 0)
+    printf("  %lld orphaned chunk(s) found (their document does not exist): the\n"
+           "  foreign key chunks.document_id -> embeddings.id was added NOT VALID;\n"
+           "  remove them with `embstore cleanup`, then it is validated\n",
+           (long long)r.orphaned_chunks);
+  if (r.fk_validated)
+    printf("  foreign key chunks.document_id -> embeddings.id validated\n");
+  return EXIT_OK;
+}
+
+const cli_command cli_cmd_init = {"init", run_init,
+                                  "create the store, or adopt existing tables",
+                                  init_usage};
+
+static const char migrate_usage[] =
+    "usage: embstore migrate [--status] [--json]\n"
+    "\n"
+    "Applies the migrations this version of embstore knows and the store has\n"
+    "not had yet, each in its own transaction.  None drops user data.\n"
+    "\n"
+    "  --status   list applied and pending migrations, change nothing\n"
+    "\n"
+    "--json prints {\"applied\": N} or, with --status,\n"
+    "{\"migrations\":[{\"version\",\"name\",\"applied\",\"applied_at\"}],\"pending\"}.\n";
+
+static int run_migrate(cli *c, int argc, char **argv) {
+  static const struct option lo[] = {
+      {"status", no_argument, NULL, 's'}, CLI_COMMON_LONGOPTS, {0, 0, 0, 0}};
+  bool status = false;
+  int code, opt;
+  optind = 0;
+  while ((opt = cli_next_opt(c, &cli_cmd_migrate, argc, argv, "", lo, &code)) != -1) {
+    if (opt == CLI_STOP)
+      return code;
+    if (opt == 's')
+      status = true;
+  }
+  if (optind != argc)
+    return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+  es_store *s = cli_open(c);
+  if (s == NULL)
+    return EXIT_FAIL;
+  int exit_code = EXIT_OK;
+  if (!status) {
+    int applied = 0;
+    es_status rc = es_migrate(s, &applied);
+    if (rc != ES_OK) {
+      exit_code = cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
+    } else if (c->json) {
+      jw w;
+      jw_init(&w, stdout);
+      jw_obj(&w);
+      jw_key(&w, "applied");
+      jw_int(&w, applied);
+      jw_obj_end(&w);
+      jw_done(&w);
+    } else {
+      printf(applied ? "%d migration(s) applied\n" : "up to date\n", applied);
+    }
+    es_close(s);
+    return exit_code;
+  }
+  es_migration_list *l = NULL;
+  es_status rc = es_migrations(s, &l);
+  if (rc != ES_OK) {
+    exit_code = cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
+    es_close(s);
+    return exit_code;
+  }
+  int pending = 0;
+  for (size_t i = 0; i < l->n; i++)
+    pending += !l->items[i].applied;
+  if (c->json) {
+    jw w;
+    jw_init(&w, stdout);
+    jw_obj(&w);
+    jw_key(&w, "migrations");
+    jw_arr(&w);
+    for (size_t i = 0; i < l->n; i++) {
+      jw_obj(&w);
+      jw_key(&w, "version");
+      jw_int(&w, l->items[i].version);
+      jw_key(&w, "name");
+      jw_str(&w, l->items[i].name);
+      jw_key(&w, "applied");
+      jw_bool(&w, l->items[i].applied);
+      jw_key(&w, "applied_at");
+      jw_str(&w, l->items[i].applied ? l->items[i].applied_at : NULL);
+      jw_obj_end(&w);
+    }
+    jw_arr_end(&w);
+    jw_key(&w, "pending");
+    jw_int(&w, pending);
+    jw_obj_end(&w);
+    jw_done(&w);
+  } else {
+    printf("%-8s %-8s %-21s %s\n", "version", "state", "applied at", "name");
+    for (size_t i = 0; i < l->n; i++)
+      printf("%-8d %-8s %-21s %s\n", l->items[i].version,
+             l->items[i].applied ? "applied" : "pending",
+             l->items[i].applied ? l->items[i].applied_at : "-",
+             l->items[i].name);
+    printf("%d pending\n", pending);
+  }
+  es_migration_list_free(l);
+  es_close(s);
+  return exit_code;
+}
+
+const cli_command cli_cmd_migrate = {"migrate", run_migrate,
+                                     "apply pending migrations (--status lists "
+                                     "them)", migrate_usage};

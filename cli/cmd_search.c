@@ -1,0 +1,161 @@
+/* cmd_search.c - `embstore search`. */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: embstore search (--vector '[v1,v2,...]' | --like ID) [-k N]\n"
+    "                       [--workspace W] [--source S] [--exact] [--json]\n"
+    "\n"
+    "The k nearest stored documents to a vector, or to a stored document\n"
+    "(which is left out of its own results), nearest first, by the store's\n"
+    "metric.  Filters keep returning k rows when k documents match.\n"
+    "\n"
+    "  --vector V      query vector as a JSON array\n"
+    "  --like ID       search near the stored document ID\n"
+    "  -k N            number of results, 1..1000 (default 10)\n"
+    "  --workspace W   only documents whose metadata.workspace is W\n"
+    "  --source S      only documents of source S\n"
+    "  --exact         exact scan instead of the HNSW index (slow; ground truth)\n"
+    "\n"
+    "--json prints {\"results\":[{\"id\",\"distance\",\"text\",\"source_id\",\n"
+    "\"metadata\"}]}.\n";
+
+/* Parses a JSON array of numbers into a new float array. */
+static float *parse_vector(const char *s, size_t *dim, char *err, size_t errlen) {
+  /* Reuse the document parser: wrap the array as a document's embedding. */
+  size_t n = strlen(s);
+  char *doc = malloc(n + 32);
+  if (doc == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  snprintf(doc, n + 32, "{\"id\":\"q\",\"embedding\":%s}", s);
+  es_doc_json *d = NULL;
+  float *v = NULL;
+  if (es_doc_parse_json(doc, strlen(doc), &d, err, errlen) == ES_OK) {
+    const es_doc *e = es_doc_json_doc(d);
+    if (e->embedding == NULL || e->dim == 0) {
+      snprintf(err, errlen, "the vector is empty");
+    } else if ((v = malloc(e->dim * sizeof *v)) != NULL) {
+      memcpy(v, e->embedding, e->dim * sizeof *v);
+      *dim = e->dim;
+    }
+  }
+  es_doc_json_free(d);
+  free(doc);
+  return v;
+}
+
+static void print_results(cli *c, const es_results *r) {
+  if (c->json) {
+    jw w;
+    jw_init(&w, stdout);
+    jw_obj(&w);
+    jw_key(&w, "results");
+    jw_arr(&w);
+    for (size_t i = 0; i < r->n; i++) {
+      const es_hit *h = &r->hits[i];
+      jw_obj(&w);
+      jw_key(&w, "id");
+      jw_str(&w, h->id);
+      jw_key(&w, "distance");
+      jw_num(&w, h->distance);
+      jw_key(&w, "text");
+      jw_str(&w, h->text);
+      jw_key(&w, "source_id");
+      jw_str(&w, h->source_id);
+      jw_key(&w, "metadata");
+      jw_raw(&w, h->metadata_json);
+      jw_obj_end(&w);
+    }
+    jw_arr_end(&w);
+    jw_obj_end(&w);
+    jw_done(&w);
+    return;
+  }
+  if (r->n == 0) {
+    printf("no results\n");
+    return;
+  }
+  printf("%-4s %-10s %-24s %-16s %s\n", "rank", "distance", "id", "source",
+         "text");
+  for (size_t i = 0; i < r->n; i++) {
+    const es_hit *h = &r->hits[i];
+    char text[61];
+    size_t n = strlen(h->text);
+    snprintf(text, sizeof text, "%.*s%s", n > 57 ? 57 : (int)n, h->text,
+             n > 57 ? "..." : "");
+    for (char *p = text; *p; p++)
+      if (*p == '\n' || *p == '\t')
+        *p = ' ';
+    printf("%-4zu %-10.6f %-24s %-16s %s\n", i + 1, h->distance, h->id,
+           h->source_id ? h->source_id : "-", text);
+  }
+}
+
+static int run(cli *c, int argc, char **argv) {
+  static const struct option lo[] = {
+      {"vector", required_argument, NULL, 'v'},
+      {"like", required_argument, NULL, 'l'},
+      {"workspace", required_argument, NULL, 'w'},
+      {"source", required_argument, NULL, 's'},
+      {"exact", no_argument, NULL, 'e'},
+      CLI_COMMON_LONGOPTS,
+      {0, 0, 0, 0}};
+  es_search_params p = {.k = 10};
+  const char *vector = NULL;
+  long k = 10;
+  int code, opt;
+  optind = 0;
+  while ((opt = cli_next_opt(c, &cli_cmd_search, argc, argv, "k:", lo, &code)) != -1) {
+    switch (opt) {
+    case CLI_STOP:
+      return code;
+    case 'v': vector = optarg; break;
+    case 'l': p.like_id = optarg; break;
+    case 'w': p.workspace = optarg; break;
+    case 's': p.source_id = optarg; break;
+    case 'e': p.exact = 1; break;
+    case 'k':
+      if (!cli_parse_int(optarg, 1, 1000, &k))
+        return cli_usage(c, "-k must be an integer 1..1000, not '%s'", optarg);
+      break;
+    }
+  }
+  if (optind != argc)
+    return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+  if ((vector == NULL) == (p.like_id == NULL))
+    return cli_usage(c, "give exactly one of --vector and --like");
+  p.k = (int)k;
+  float *v = NULL;
+  if (vector) {
+    char err[256];
+    v = parse_vector(vector, &p.dim, err, sizeof err);
+    if (v == NULL)
+      return cli_usage(c, "--vector: %s", err);
+    p.vector = v;
+  }
+  int exit_code = EXIT_OK;
+  es_store *s = cli_open(c);
+  if (s == NULL) {
+    free(v);
+    return EXIT_FAIL;
+  }
+  es_results *r = NULL;
+  es_status rc = es_search(s, &p, &r);
+  if (rc != ES_OK)
+    exit_code = cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
+  else
+    print_results(c, r);
+  es_results_free(r);
+  es_close(s);
+  free(v);
+  return exit_code;
+}
+
+const cli_command cli_cmd_search = {"search", run,
+                                    "nearest neighbours of a vector or a "
+                                    "stored document", usage};

@@ -1,0 +1,108 @@
+/* jsonw.c - streaming JSON writer. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "jsonw.h"
+
+void jw_init(jw *w, FILE *out) {
+  memset(w, 0, sizeof *w);
+  w->out = out;
+  w->first[0] = true;
+}
+
+/* Writes the separator a new value needs. */
+static void sep(jw *w) {
+  if (w->after_key) {
+    w->after_key = false;
+    return;
+  }
+  if (!w->first[w->depth])
+    fputc(',', w->out);
+  w->first[w->depth] = false;
+}
+
+static void open_(jw *w, char c) {
+  sep(w);
+  fputc(c, w->out);
+  if (w->depth + 1 < JW_MAX_DEPTH)
+    w->depth++;
+  w->first[w->depth] = true;
+}
+
+static void close_(jw *w, char c) {
+  fputc(c, w->out);
+  if (w->depth > 0)
+    w->depth--;
+}
+
+void jw_obj(jw *w) { open_(w, '{'); }
+void jw_obj_end(jw *w) { close_(w, '}'); }
+void jw_arr(jw *w) { open_(w, '['); }
+void jw_arr_end(jw *w) { close_(w, ']'); }
+
+static void put_string(jw *w, const char *s) {
+  es__buf b = {0};
+  if (es__json_append_string(&b, s, strlen(s)))
+    fwrite(b.data, 1, b.len, w->out);
+  else
+    fputs("\"(out of memory)\"", w->out);
+  es__buf_free(&b);
+}
+
+void jw_key(jw *w, const char *key) {
+  sep(w);
+  put_string(w, key);
+  fputc(':', w->out);
+  w->after_key = true;
+}
+
+void jw_str(jw *w, const char *s) {
+  if (s == NULL) {
+    jw_null(w);
+    return;
+  }
+  sep(w);
+  put_string(w, s);
+}
+
+void jw_int(jw *w, int64_t v) {
+  sep(w);
+  fprintf(w->out, "%lld", (long long)v);
+}
+
+void jw_num(jw *w, double v) {
+  if (!isfinite(v)) {
+    jw_null(w);
+    return;
+  }
+  char buf[40];
+  for (int prec = 6; prec <= 17; prec++) {
+    snprintf(buf, sizeof buf, "%.*g", prec, v);
+    if (strtod(buf, NULL) == v)
+      break;
+  }
+  sep(w);
+  fputs(buf, w->out);
+}
+
+void jw_bool(jw *w, bool v) {
+  sep(w);
+  fputs(v ? "true" : "false", w->out);
+}
+
+void jw_null(jw *w) {
+  sep(w);
+  fputs("null", w->out);
+}
+
+void jw_raw(jw *w, const char *json) {
+  sep(w);
+  fputs(json, w->out);
+}
+
+void jw_done(jw *w) {
+  fputc('\n', w->out);
+  fflush(w->out);
+}

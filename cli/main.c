@@ -1,0 +1,88 @@
+/* main.c - embstore's command dispatcher. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const cli_command *const commands[] = {
+    &cli_cmd_db, &cli_cmd_init, &cli_cmd_migrate, &cli_cmd_ingest,
+    &cli_cmd_search,
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void help(FILE *f) {
+  fprintf(f,
+          "usage: embstore [--db CONNINFO] [--home DIR] [--json] COMMAND [ARGS]\n"
+          "\n"
+          "A store for text embeddings on PostgreSQL + pgvector.\n"
+          "\n"
+          "Commands:\n");
+  for (size_t i = 0; i < N_COMMANDS; i++)
+    fprintf(f, "  %-9s %s\n", commands[i]->name, commands[i]->summary);
+  fprintf(f,
+          "\n"
+          "Options (also accepted after COMMAND):\n"
+          "  --db CONNINFO  libpq connection string or postgresql:// URI of a\n"
+          "                 PostgreSQL 13+ with pgvector; libpq's PG* variables\n"
+          "                 and service files apply.  Default: $EMBSTORE_DB, else\n"
+          "                 the embedded cluster (started on first use)\n"
+          "  --home DIR     the embedded cluster's directory (default:\n"
+          "                 $EMBSTORE_HOME, else ~/.local/share/embstore; as\n"
+          "                 root /var/lib/embstore)\n"
+          "  --json         machine-readable output with stable fields\n"
+          "  --help         this help; `embstore COMMAND --help` for a command\n"
+          "  --version      print the version\n"
+          "\n"
+          "Exit status: 0 success, 1 usage error, 2 operational error,\n"
+          "3 some items failed while the others landed.\n");
+}
+
+int main(int argc, char **argv) {
+  cli c = {0};
+  c.db = getenv("EMBSTORE_DB");
+  if (c.db && c.db[0] == '\0')
+    c.db = NULL;
+  c.cmd = "embstore";
+  int i = 1;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--json") == 0) {
+      c.json = true;
+    } else if (strcmp(a, "--db") == 0 || strcmp(a, "--home") == 0) {
+      if (i + 1 >= argc)
+        return cli_usage(&c, "%s needs a value", a);
+      if (a[2] == 'd')
+        c.db = argv[++i];
+      else
+        c.home = argv[++i];
+    } else if (strncmp(a, "--db=", 5) == 0) {
+      c.db = a + 5;
+    } else if (strncmp(a, "--home=", 7) == 0) {
+      c.home = a + 7;
+    } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      help(stdout);
+      return EXIT_OK;
+    } else if (strcmp(a, "--version") == 0) {
+      printf("embstore %s\n", ES_VERSION);
+      return EXIT_OK;
+    } else {
+      return cli_usage(&c, "unknown option %s", a);
+    }
+  }
+  if (i >= argc) {
+    help(stderr);
+    return EXIT_USAGE;
+  }
+  for (size_t k = 0; k < N_COMMANDS; k++) {
+    if (strcmp(argv[i], commands[k]->name) == 0) {
+      c.cmd = commands[k]->name;
+      return commands[k]->run(&c, argc - i, argv + i);
+    }
+  }
+  if (strcmp(argv[i], "help") == 0) {
+    help(stdout);
+    return EXIT_OK;
+  }
+  return cli_usage(&c, "unknown command '%s'", argv[i]);
+}

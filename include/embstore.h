@@ -1,0 +1,334 @@
+/*
+ * embstore.h - the whole public API of libembstore.
+ *
+ * embstore keeps documents, their chunks and their embedding vectors in
+ * PostgreSQL with pgvector.  Everything a program may rely on is declared
+ * here; nothing else in the source tree is API.
+ *
+ * Conventions
+ *  - Every function that can fail returns an es_status.  ES_OK is 0.
+ *  - The detailed message of the last failure on a store is es_errmsg(store);
+ *    it names the line, field, id or SQLSTATE involved.  Messages never
+ *    contain a password from a connection string.
+ *  - Every function that hands out memory names the function that frees it.
+ *    Freeing NULL is always a harmless no-op.
+ *  - [in] and [out] mark parameters.  Strings are NUL-terminated UTF-8.
+ *  - An es_store may be used from several threads at once: it owns a pool of
+ *    connections, and es_errmsg() reports the last failure of the calling
+ *    thread.  An es_cluster is not thread-safe.
+ */
+#ifndef EMBSTORE_H
+#define EMBSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ES_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------------
+ * Status codes.  Appended, never renumbered.
+ * ---------------------------------------------------------------------- */
+#define ES_ERRNO_MAP(XX)                                                       \
+  XX(OK, 0, "success")                                                         \
+  XX(EINVAL, 1, "invalid argument")                                            \
+  XX(ENOMEM, 2, "out of memory")                                               \
+  XX(ECONNECT, 3, "cannot connect to the database")                           \
+  XX(EDB, 4, "database error")                                                 \
+  XX(ENOTFOUND, 5, "not found")                                                \
+  XX(ENOSTORE, 6, "store not initialised")                                     \
+  XX(EDIM, 7, "vector dimension mismatch")                                     \
+  XX(ENOPG, 8, "PostgreSQL server binaries not found")                         \
+  XX(ENOVECTOR, 9, "pgvector extension not available")                         \
+  XX(ECLUSTER, 10, "embedded cluster failure")                                 \
+  XX(ETIMEOUT, 11, "operation timed out")                                      \
+  XX(EIO, 12, "input/output error")                                            \
+  XX(ECONFLICT, 13, "conflicting state")                                       \
+  XX(EPARTIAL, 14, "some items failed")
+
+typedef enum es_status {
+#define ES__STATUS_ENUM(name, num, msg) ES_##name = num,
+  ES_ERRNO_MAP(ES__STATUS_ENUM)
+#undef ES__STATUS_ENUM
+} es_status;
+
+/* Static description of a status ("invalid argument"); never NULL. */
+const char *es_strerror(es_status status);
+
+/* Static name of a status ("ES_EINVAL"); never NULL. */
+const char *es_status_name(es_status status);
+
+/* ------------------------------------------------------------------------
+ * Distance metrics
+ * ---------------------------------------------------------------------- */
+typedef enum es_metric {
+  ES_METRIC_COSINE = 0, /* 1 - cosine similarity, operator <=> */
+  ES_METRIC_L2 = 1,     /* Euclidean distance, operator <-> */
+  ES_METRIC_IP = 2      /* negative inner product, operator <#> */
+} es_metric;
+
+/* "cosine", "l2" or "ip"; never NULL. */
+const char *es_metric_name(es_metric metric);
+
+/* Parses [in] name ("cosine", "l2", "ip") into [out] metric.
+ * Returns ES_EINVAL for any other name. */
+es_status es_metric_parse(const char *name, es_metric *metric);
+
+/* Largest dimension a store accepts: the limit of pgvector's HNSW index on
+ * the vector type. */
+#define ES_MAX_DIM 2000
+
+/* Longest document or chunk id in bytes. */
+#define ES_MAX_ID_BYTES 512
+
+/* ------------------------------------------------------------------------
+ * The embedded cluster: a private PostgreSQL with pgvector that embstore
+ * runs in a directory of its own (its "home"), listening on a Unix socket
+ * only.  When the calling process is root, PostgreSQL runs as an
+ * unprivileged user (EMBSTORE_PG_USER, default "postgres").
+ * ---------------------------------------------------------------------- */
+typedef struct es_cluster es_cluster;
+
+typedef enum es_cluster_state {
+  ES_CLUSTER_ABSENT = 0,  /* no cluster has been created in the home yet */
+  ES_CLUSTER_STOPPED = 1, /* created, not running */
+  ES_CLUSTER_RUNNING = 2  /* running and accepting connections */
+} es_cluster_state;
+
+/* Opens a handle on the cluster in [in] home, or, when home is NULL, in
+ * $EMBSTORE_HOME, else $XDG_DATA_HOME/embstore, else
+ * ~/.local/share/embstore (as root: /var/lib/embstore, because PostgreSQL's
+ * unprivileged user cannot enter root's home).  Nothing is created yet.
+ * [out] *cluster is freed with es_cluster_close().  On failure *cluster is
+ * still set when memory allows, so es_cluster_errmsg() can explain. */
+es_status es_cluster_open(const char *home, es_cluster **cluster);
+
+/* Frees the handle; the server keeps running.  NULL is a no-op. */
+void es_cluster_close(es_cluster *cluster);
+
+/* Message of the last failure on this handle; never NULL. */
+const char *es_cluster_errmsg(const es_cluster *cluster);
+
+/* Creates the cluster on first use, recovers a stale postmaster.pid left by
+ * a crash, starts the server and creates its database.  Safe to call from
+ * several processes at once (a lock file serialises them).  A running
+ * cluster is left as it is.  ES_ENOPG / ES_ENOVECTOR when PostgreSQL or
+ * pgvector is not installed (the message names the set-up command). */
+es_status es_cluster_start(es_cluster *cluster);
+
+/* Stops the server (fast shutdown) and waits for it.  Stopping a cluster
+ * that is not running succeeds. */
+es_status es_cluster_stop(es_cluster *cluster);
+
+/* [out] *state: whether the cluster exists and runs. */
+es_status es_cluster_status(es_cluster *cluster, es_cluster_state *state);
+
+/* The libpq connection string (key=value form) of the cluster's database;
+ * owned by the handle, valid until es_cluster_close(). */
+const char *es_cluster_conninfo(const es_cluster *cluster);
+
+/* The same as a postgresql:// URI; owned by the handle. */
+const char *es_cluster_url(const es_cluster *cluster);
+
+/* The home directory in use; owned by the handle. */
+const char *es_cluster_home(const es_cluster *cluster);
+
+/* PID of the running postmaster, or 0. */
+long es_cluster_pid(const es_cluster *cluster);
+
+/* ------------------------------------------------------------------------
+ * Opening a store
+ * ---------------------------------------------------------------------- */
+typedef struct es_store es_store;
+
+typedef struct es_options {
+  const char *conninfo;     /* libpq key=value string or URI; NULL means the
+                               embedded cluster (started on first use) */
+  const char *home;         /* embedded cluster home; NULL: the default */
+  int pool_size;            /* most connections open at once (20) */
+  int idle_timeout_ms;      /* close connections idle this long (30000) */
+  int connect_timeout_s;    /* libpq connect_timeout, at least 2 (2) */
+  int statement_timeout_ms; /* server statement_timeout, 0 = none (30000) */
+  int max_retries;          /* retries of a safe-to-repeat operation after a
+                               transient failure, 0 = none (3) */
+  int retry_backoff_ms;     /* first backoff, doubled per retry (20) */
+} es_options;
+
+/* Fills [out] options with the defaults above. */
+void es_options_init(es_options *options);
+
+/* Opens a store with default options on [in] conninfo (NULL: embedded).
+ * Connects once to check the server.  [out] *store is freed with
+ * es_close(); on failure it is still set when memory allows, so that
+ * es_errmsg() can explain, and must be closed too. */
+es_status es_open(const char *conninfo, es_store **store);
+
+/* Like es_open() with explicit [in] options (copied; the caller keeps
+ * ownership of the strings). */
+es_status es_open_opts(const es_options *options, es_store **store);
+
+/* Closes every pooled connection and frees the store.  NULL is a no-op.
+ * The store must not be in use by another thread. */
+void es_close(es_store *store);
+
+/* Message of the calling thread's last failure on [in] store; never NULL.
+ * Valid until that thread's next call on the store.  With store NULL,
+ * a static message. */
+const char *es_errmsg(const es_store *store);
+
+/* ------------------------------------------------------------------------
+ * Schema: create, adopt and migrate
+ * ---------------------------------------------------------------------- */
+typedef struct es_init_report {
+  int created;               /* 1 when this call created the store */
+  int adopted;               /* 1 when existing tables were adopted */
+  int migrations_applied;    /* migrations applied by this call */
+  int indexes_created;       /* required indexes that were missing */
+  int dim;                   /* the store's dimension */
+  es_metric metric;          /* the store's metric */
+  int64_t orphaned_chunks;   /* chunks whose document does not exist */
+  int fk_valid;              /* 1 when chunks.document_id's key is valid */
+  int fk_validated;          /* 1 when this call validated it */
+} es_init_report;
+
+/* Creates the store (extension, tables, indexes, foreign key) for vectors of
+ * [in] dim (1..ES_MAX_DIM) compared by [in] metric, or adopts existing
+ * embeddings/chunks tables of the same shape without losing a row: missing
+ * columns and indexes are added and the chunks -> embeddings foreign key is
+ * added NOT VALID while orphaned chunks exist, and validated once they are
+ * gone.  Re-running it on an initialised store with the same dim and metric
+ * changes nothing.  ES_EDIM when the store or an adopted table has another
+ * dimension, ES_ECONFLICT for another metric.  [out] report may be NULL. */
+es_status es_init(es_store *store, int dim, es_metric metric,
+                  es_init_report *report);
+
+typedef struct es_migration {
+  int version;
+  const char *name;      /* static */
+  int applied;           /* 1 when recorded in the migrations table */
+  char applied_at[40];   /* ISO 8601 timestamp, "" when pending */
+} es_migration;
+
+typedef struct es_migration_list {
+  size_t n;
+  es_migration *items; /* ordered by version */
+} es_migration_list;
+
+/* [out] *list: every migration embstore knows, applied or pending.
+ * Freed with es_migration_list_free(). */
+es_status es_migrations(es_store *store, es_migration_list **list);
+void es_migration_list_free(es_migration_list *list);
+
+/* Applies pending migrations to an initialised store (ES_ENOSTORE when
+ * es_init() never ran).  [out] applied may be NULL. */
+es_status es_migrate(es_store *store, int *applied);
+
+/* [out] dim and metric of an initialised store (either may be NULL). */
+es_status es_store_shape(es_store *store, int *dim, es_metric *metric);
+
+/* ------------------------------------------------------------------------
+ * Documents
+ * ---------------------------------------------------------------------- */
+typedef struct es_chunk {
+  const char *id;            /* unique across the store */
+  const char *text;          /* NULL is stored as "" */
+  const float *embedding;    /* NULL: the chunk has no vector */
+  size_t dim;                /* length of embedding when not NULL */
+  const char *metadata_json; /* a JSON object, NULL is stored as {} */
+} es_chunk;
+
+typedef struct es_doc {
+  const char *id;            /* 1..ES_MAX_ID_BYTES bytes of UTF-8 */
+  const char *text;          /* NULL is stored as "" */
+  const float *embedding;    /* required, dim values, all finite */
+  size_t dim;
+  const char *metadata_json; /* a JSON object, NULL is stored as {} */
+  const char *source_id;     /* may be NULL */
+  int has_chunks;            /* 1: chunks[] replaces the stored chunk set;
+                                0: the stored chunks are kept */
+  const es_chunk *chunks;    /* chunk i gets chunk_index i */
+  size_t n_chunks;
+} es_doc;
+
+typedef enum es_upsert_outcome {
+  ES_UPSERT_INSERTED = 0,
+  ES_UPSERT_UPDATED = 1,
+  ES_UPSERT_UNCHANGED = 2 /* identical to what is stored: not rewritten */
+} es_upsert_outcome;
+
+/* Validates [in] doc against the store's shape without touching the
+ * database beyond reading that shape.  On failure es_errmsg() names the
+ * field (and chunk) at fault. */
+es_status es_doc_validate(es_store *store, const es_doc *doc);
+
+/* Inserts or updates one document, and when doc->has_chunks replaces its
+ * chunk set, in one transaction.  [out] outcome may be NULL. */
+es_status es_upsert(es_store *store, const es_doc *doc,
+                    es_upsert_outcome *outcome);
+
+/* A document parsed from JSON, owning all of its memory.  The embedded
+ * es_doc points into it.  Freed with es_doc_json_free(). */
+typedef struct es_doc_json es_doc_json;
+
+/* Parses one JSON document of the ingest format
+ *   {"id","text","embedding":[...],"metadata":{...},"source_id",
+ *    "chunks":[{"id","text","embedding":[...]|null,"metadata":{...}}]}
+ * from [in] json of [in] len bytes (need not be NUL-terminated).
+ * Checks syntax and types only; es_doc_validate() checks the rest.
+ * On failure returns ES_EINVAL and writes a message naming the field into
+ * [out] err (errlen bytes, always NUL-terminated). */
+es_status es_doc_parse_json(const char *json, size_t len, es_doc_json **out,
+                            char *err, size_t errlen);
+
+/* The parsed document; valid until es_doc_json_free(). */
+const es_doc *es_doc_json_doc(const es_doc_json *doc);
+
+/* Fills source_id and metadata.workspace where the document has none;
+ * either argument may be NULL. */
+es_status es_doc_json_set_defaults(es_doc_json *doc, const char *source_id,
+                                   const char *workspace);
+void es_doc_json_free(es_doc_json *doc);
+
+/* ------------------------------------------------------------------------
+ * Search
+ * ---------------------------------------------------------------------- */
+typedef struct es_search_params {
+  const float *vector;   /* query vector, or NULL with like_id */
+  size_t dim;
+  const char *like_id;   /* search near this stored document (excluded from
+                            the results), or NULL with vector */
+  int k;                 /* 1..1000 */
+  const char *workspace; /* only documents whose metadata.workspace is this */
+  const char *source_id; /* only documents of this source */
+  int exact;             /* 1: exact scan without the index (ground truth) */
+} es_search_params;
+
+typedef struct es_hit {
+  char *id;
+  double distance;     /* in the store's metric; smaller is nearer */
+  char *text;
+  char *source_id;     /* NULL when the document has none */
+  char *metadata_json; /* a JSON object */
+} es_hit;
+
+typedef struct es_results {
+  size_t n;
+  es_hit *hits; /* nearest first */
+} es_results;
+
+/* k nearest neighbours, filtered by workspace and source when given.  With
+ * filters, pgvector's iterative index scan keeps scanning until k matches
+ * are found (or the data is exhausted).  ES_ENOTFOUND when like_id is not
+ * stored.  [out] *results is freed with es_results_free(). */
+es_status es_search(es_store *store, const es_search_params *params,
+                    es_results **results);
+void es_results_free(es_results *results);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EMBSTORE_H */

@@ -1,0 +1,202 @@
+/* internal.h - declarations shared between the library's source files.
+ * Nothing here is API: see include/embstore.h for that. */
+#ifndef ES_INTERNAL_H
+#define ES_INTERNAL_H
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "embstore.h"
+
+#define ES__PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+
+/* ---- error.c: the per-thread "last failure" of a store ---------------- */
+
+typedef struct es__err {
+  es_status code;
+  bool transient;   /* worth retrying: lost connection, deadlock, ... */
+  char sqlstate[6]; /* "" when the failure did not come from the server */
+  char msg[1024];
+} es__err;
+
+int es__err_key_create(pthread_key_t *key);
+void es__err_key_delete(pthread_key_t key);
+
+/* Records a failure of the calling thread on store and returns code. */
+es_status es__fail(es_store *store, es_status code, const char *fmt, ...)
+    ES__PRINTF(3, 4);
+
+/* Records a failure reported by the server or libpq: res may be NULL, in
+ * which case the connection's message is used.  what says what failed. */
+es_status es__fail_pg(es_store *store, PGconn *pg, const PGresult *res,
+                      const char *what);
+
+/* The calling thread's last failure (never NULL once the store is open). */
+es__err *es__last_err(es_store *store);
+void es__clear_err(es_store *store);
+
+/* Copies the message of a nested failure, prefixed by context. */
+es_status es__fail_wrap(es_store *store, es_status code, const char *prefix);
+
+/* ---- conninfo.c --------------------------------------------------------- */
+
+/* A printable form of conninfo with any password replaced by "***".
+ * Freed with free(). NULL when conninfo does not parse. */
+char *es__conninfo_redact(const char *conninfo);
+
+/* Quotes a value for a key=value conninfo string into a malloc'd string. */
+char *es__conninfo_quote(const char *value);
+
+/* ---- pool.c: connections ------------------------------------------------ */
+
+/* Prepared-statement slots: the fixed statements, then search variants. */
+#define ES__STMT_SLOTS 128
+
+typedef struct es__conn {
+  PGconn *pg;
+  uint8_t prepared[ES__STMT_SLOTS]; /* 1: slot i is prepared here */
+  int64_t idle_since_ms;  /* monotonic, when returned to the pool */
+  struct es__conn *next;  /* idle list */
+} es__conn;
+
+typedef struct es__pool {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  const char **keys;   /* connection parameters, NULL-terminated */
+  const char **values;
+  char *storage;       /* backing memory of keys/values */
+  es__conn *idle;      /* most recently used first */
+  int open;            /* connections that exist, idle or in use */
+  int size;
+  int idle_timeout_ms;
+  int wait_timeout_ms;
+} es__pool;
+
+es_status es__pool_init(es_store *store, es__pool *pool, const char *conninfo,
+                        const es_options *opts);
+void es__pool_destroy(es__pool *pool);
+es_status es__acquire(es_store *store, es__conn **out);
+/* Returns a connection; broken ones (or ones left inside a transaction) are
+ * closed instead of pooled. */
+void es__release(es_store *store, es__conn *conn);
+void es__discard(es_store *store, es__conn *conn);
+
+int64_t es__now_ms(void);
+
+/* ---- the store handle ---------------------------------------------------- */
+
+struct es_store {
+  es_options opts;
+  char *conninfo;          /* the effective connection string */
+  char *redacted;          /* conninfo for messages */
+  pthread_key_t err_key;
+  es__err open_err;        /* failure of es_open itself (before threads) */
+  es__pool pool;
+  pthread_mutex_t shape_mu;
+  int dim;                 /* 0 until read from embstore_meta */
+  es_metric metric;
+  int vector_0_8;          /* pgvector >= 0.8: iterative index scans */
+};
+
+/* ---- sql.c: statements and execution ------------------------------------ */
+
+typedef enum es__stmt_id {
+  ES__Q_SHAPE,
+  ES__Q_VECTOR_VERSION,
+  ES__Q_GET_VECTOR,
+  ES__Q_UPSERT_DOC,
+  ES__Q_DOC_HASH,
+  ES__Q_CHUNK_UPSERT,
+  ES__Q_CHUNKS_PRUNE,
+  ES__Q_CHUNK_OWNER,
+  ES__Q__COUNT
+} es__stmt_id;
+
+/* Executes prepared statement id (preparing it on this connection the first
+ * time) with text or binary parameters; results in text unless
+ * binary_result.  Never NULL (libpq out of memory yields a fatal result). */
+PGresult *es__exec_stmt(es__conn *conn, es__stmt_id id, int nparams,
+                        const char *const *values, const int *lengths,
+                        const int *formats, int binary_result);
+
+/* Executes a statement prepared under name with text sql in prepared-slot
+ * slot (ES__Q__COUNT <= slot < ES__STMT_SLOTS): for statements whose text is
+ * chosen at run time from fixed fragments. */
+PGresult *es__exec_named(es__conn *conn, int slot, const char *name,
+                         const char *sql, int nparams,
+                         const char *const *values, const int *lengths,
+                         const int *formats, int binary_result);
+
+/* Runs a parameterless command; returns ES_OK or records the failure. */
+es_status es__exec(es_store *store, es__conn *conn, const char *sql,
+                   const char *what);
+
+/* Sends BEGIN/COMMIT/ROLLBACK. */
+es_status es__begin(es_store *store, es__conn *conn);
+es_status es__commit(es_store *store, es__conn *conn);
+void es__rollback(es__conn *conn);
+
+/* true when res holds rows or a command completed. */
+bool es__res_ok(const PGresult *res);
+
+/* An operation body run on a pooled connection by es__run(). */
+typedef es_status (*es__op_fn)(es_store *store, es__conn *conn, void *ctx);
+
+/* Acquires a connection, runs fn, releases it.  When retry is true and fn
+ * fails transiently (lost connection, serialization failure, deadlock),
+ * runs it again, up to opts.max_retries times with doubling backoff. */
+es_status es__run(es_store *store, bool retry, es__op_fn fn, void *ctx);
+
+/* Loads the store's dimension and metric (cached on the handle). */
+es_status es__load_shape(es_store *store, es__conn *conn);
+
+/* ---- vector.c: codecs ----------------------------------------------------- */
+
+/* Bytes of pgvector's binary representation of a dim-vector. */
+size_t es__vector_bin_size(size_t dim);
+/* Writes the binary representation (network byte order) to out. */
+void es__vector_to_bin(const float *v, size_t dim, char *out);
+/* Parses a binary representation; returns dim or -1 when malformed. */
+long es__vector_from_bin(const char *in, size_t len, float *out, size_t cap);
+/* Formats "[v1,v2,...]" into a malloc'd string (shortest round-trip
+ * formatting).  NULL on out of memory. */
+char *es__vector_to_text(const float *v, size_t dim);
+/* Parses "[v1,v2,...]"; returns dim, or -1 when malformed, -2 when there
+ * are more than cap values. */
+long es__vector_from_text(const char *in, float *out, size_t cap);
+/* Index of the first non-finite value, or -1. */
+long es__vector_first_nonfinite(const float *v, size_t dim);
+
+/* ---- utf8.c --------------------------------------------------------------- */
+
+/* Offset of the first byte that is not part of valid UTF-8, or -1.  NUL
+ * bytes are valid UTF-8 but rejected by callers that need C strings. */
+long es__utf8_invalid_at(const char *s, size_t len);
+
+/* ---- validate.c ------------------------------------------------------------ */
+
+/* Checks a document against dim; writes a message naming the field into
+ * err and returns ES_EINVAL / ES_EDIM on failure. */
+es_status es__doc_check(const es_doc *doc, int dim, char *err, size_t errlen);
+
+/* ---- hash.c --------------------------------------------------------------- */
+
+#define ES__HASH_BYTES 16
+
+/* Hash of a document's text, vector, metadata and source: equal hashes mean
+ * identical fields. */
+void es__doc_content_hash(const es_doc *doc, uint8_t out[ES__HASH_BYTES]);
+/* Hash of a document's chunk set (ids, order, texts, vectors, metadata). */
+void es__doc_chunks_hash(const es_doc *doc, uint8_t out[ES__HASH_BYTES]);
+
+/* ---- pgembed.c -------------------------------------------------------------- */
+
+/* The conninfo of the embedded cluster in home (default when NULL), started
+ * if needed.  malloc'd into *conninfo. */
+es_status es__embedded_conninfo(es_store *store, const char *home,
+                                char **conninfo);
+
+#endif /* ES_INTERNAL_H */

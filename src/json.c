@@ -1,0 +1,400 @@
+/* json.c - a small strict JSON reader (RFC 8259). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "json.h"
+
+/* Grows b so that extra more bytes (and a NUL) fit. */
+bool es__buf_reserve(es__buf *b, size_t extra) {
+  if (b->len + extra + 1 <= b->cap)
+    return true;
+  size_t cap = b->cap ? b->cap : 64;
+  while (cap < b->len + extra + 1)
+    cap *= 2;
+  char *d = realloc(b->data, cap);
+  if (d == NULL)
+    return false;
+  b->data = d;
+  b->cap = cap;
+  return true;
+}
+
+bool es__buf_append(es__buf *b, const char *s, size_t n) {
+  if (!es__buf_reserve(b, n))
+    return false;
+  memcpy(b->data + b->len, s, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+  return true;
+}
+
+void es__buf_free(es__buf *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+void es__json_init(es__json *j, const char *s, size_t len, char *err,
+                   size_t errlen) {
+  j->start = j->p = s;
+  j->end = s + len;
+  j->err = err;
+  j->errlen = errlen;
+  if (errlen > 0)
+    err[0] = '\0';
+}
+
+bool es__json_error(es__json *j, const char *fmt, ...) {
+  if (j->errlen == 0 || j->err[0] != '\0')
+    return false;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(j->err, j->errlen, fmt, ap);
+  va_end(ap);
+  if (n >= 0 && (size_t)n < j->errlen)
+    snprintf(j->err + n, j->errlen - (size_t)n, " (at byte %ld)",
+             (long)(j->p - j->start) + 1);
+  return false;
+}
+
+int es__json_peek(es__json *j) {
+  while (j->p < j->end &&
+         (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+    j->p++;
+  return j->p < j->end ? (unsigned char)*j->p : -1;
+}
+
+bool es__json_eat(es__json *j, char c) {
+  if (es__json_peek(j) != (unsigned char)c)
+    return false;
+  j->p++;
+  return true;
+}
+
+bool es__json_literal(es__json *j, const char *lit) {
+  size_t n = strlen(lit);
+  es__json_peek(j);
+  if ((size_t)(j->end - j->p) < n || memcmp(j->p, lit, n) != 0)
+    return false;
+  j->p += n;
+  return true;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* Reads the 4 hex digits of a \u escape. */
+static long read_u4(es__json *j) {
+  if (j->end - j->p < 4)
+    return -1;
+  long v = 0;
+  for (int i = 0; i < 4; i++) {
+    int h = hexval(j->p[i]);
+    if (h < 0)
+      return -1;
+    v = v * 16 + h;
+  }
+  j->p += 4;
+  return v;
+}
+
+static size_t put_utf8(char *o, unsigned long cp) {
+  if (cp < 0x80) {
+    o[0] = (char)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    o[0] = (char)(0xC0 | (cp >> 6));
+    o[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    o[0] = (char)(0xE0 | (cp >> 12));
+    o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  o[0] = (char)(0xF0 | (cp >> 18));
+  o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+  o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+  o[3] = (char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+bool es__json_string(es__json *j, es__buf *out, const char *ctx) {
+  if (!es__json_eat(j, '"'))
+    return es__json_error(j, "%s: expected a string", ctx);
+  if (out)
+    out->len = 0;
+  const char *run = j->p;
+  for (;;) {
+    if (j->p >= j->end)
+      return es__json_error(j, "%s: unterminated string", ctx);
+    unsigned char c = (unsigned char)*j->p;
+    if (c == '"' || c == '\\') {
+      if (out && !es__buf_append(out, run, (size_t)(j->p - run)))
+        return es__json_error(j, "%s: out of memory", ctx);
+      if (c == '"') {
+        j->p++;
+        break;
+      }
+      j->p++;
+      if (j->p >= j->end)
+        return es__json_error(j, "%s: unterminated escape", ctx);
+      char e = *j->p++, tmp[4];
+      size_t n = 1;
+      switch (e) {
+      case '"': tmp[0] = '"'; break;
+      case '\\': tmp[0] = '\\'; break;
+      case '/': tmp[0] = '/'; break;
+      case 'b': tmp[0] = '\b'; break;
+      case 'f': tmp[0] = '\f'; break;
+      case 'n': tmp[0] = '\n'; break;
+      case 'r': tmp[0] = '\r'; break;
+      case 't': tmp[0] = '\t'; break;
+      case 'u': {
+        long cp = read_u4(j);
+        if (cp < 0)
+          return es__json_error(j, "%s: invalid \\u escape", ctx);
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+          long lo = -1;
+          if (j->end - j->p >= 6 && j->p[0] == '\\' && j->p[1] == 'u') {
+            j->p += 2;
+            lo = read_u4(j);
+          }
+          if (lo < 0xDC00 || lo > 0xDFFF)
+            return es__json_error(j, "%s: lone UTF-16 surrogate in \\u escape", ctx);
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+          return es__json_error(j, "%s: lone UTF-16 surrogate in \\u escape", ctx);
+        }
+        n = put_utf8(tmp, (unsigned long)cp);
+        break;
+      }
+      default:
+        j->p--;
+        return es__json_error(j, "%s: invalid escape \\%c", ctx,
+                              (e >= 0x20 && e < 0x7f) ? e : '?');
+      }
+      if (out && !es__buf_append(out, tmp, n))
+        return es__json_error(j, "%s: out of memory", ctx);
+      run = j->p;
+      continue;
+    }
+    if (c < 0x20)
+      return es__json_error(j, "%s: control character 0x%02x in a string "
+                            "(escape it)", ctx, c);
+    j->p++;
+  }
+  /* Raw bytes were copied as they were: check them once, here. */
+  if (out) {
+    long bad = es__utf8_invalid_at(out->data ? out->data : "", out->len);
+    if (bad >= 0)
+      return es__json_error(j, "%s: not valid UTF-8 (byte %ld of the value)",
+                            ctx, bad + 1);
+    if (out->data == NULL && !es__buf_append(out, "", 0))
+      return es__json_error(j, "%s: out of memory", ctx);
+  }
+  return true;
+}
+
+/* Consumes a number token per the JSON grammar; returns its length. */
+static size_t number_span(es__json *j) {
+  const char *s = j->p, *p = s, *e = j->end;
+  if (p < e && *p == '-')
+    p++;
+  if (p < e && *p == '0') {
+    p++;
+  } else if (p < e && *p >= '1' && *p <= '9') {
+    while (p < e && *p >= '0' && *p <= '9')
+      p++;
+  } else {
+    return 0;
+  }
+  if (p < e && *p == '.') {
+    p++;
+    if (p >= e || *p < '0' || *p > '9')
+      return 0;
+    while (p < e && *p >= '0' && *p <= '9')
+      p++;
+  }
+  if (p < e && (*p == 'e' || *p == 'E')) {
+    p++;
+    if (p < e && (*p == '+' || *p == '-'))
+      p++;
+    if (p >= e || *p < '0' || *p > '9')
+      return 0;
+    while (p < e && *p >= '0' && *p <= '9')
+      p++;
+  }
+  return (size_t)(p - s);
+}
+
+bool es__json_float(es__json *j, float *out, const char *ctx) {
+  int c = es__json_peek(j);
+  if (c != '-' && (c < '0' || c > '9')) {
+    if (c == 'N' || c == 'I' || (c == '-' && j->end - j->p > 1 && j->p[1] == 'I'))
+      return es__json_error(j, "%s: NaN and Infinity are not JSON numbers; "
+                            "values must be finite", ctx);
+    return es__json_error(j, "%s: expected a number", ctx);
+  }
+  size_t n = number_span(j);
+  char tmp[64];
+  if (n == 0)
+    return es__json_error(j, "%s: malformed number", ctx);
+  if (n >= sizeof tmp)
+    return es__json_error(j, "%s: number longer than %zu characters", ctx,
+                          sizeof tmp - 1);
+  memcpy(tmp, j->p, n);
+  tmp[n] = '\0';
+  *out = strtof(tmp, NULL);
+  j->p += n;
+  return true;
+}
+
+bool es__json_skip(es__json *j, int depth, const char *ctx) {
+  int c = es__json_peek(j);
+  if (depth > ES__JSON_MAX_DEPTH)
+    return es__json_error(j, "%s: nested deeper than %d levels", ctx,
+                          ES__JSON_MAX_DEPTH);
+  switch (c) {
+  case '{':
+    j->p++;
+    if (es__json_eat(j, '}'))
+      return true;
+    for (;;) {
+      if (!es__json_string(j, NULL, ctx))
+        return false;
+      if (!es__json_eat(j, ':'))
+        return es__json_error(j, "%s: expected ':' after an object key", ctx);
+      if (!es__json_skip(j, depth + 1, ctx))
+        return false;
+      if (es__json_eat(j, ','))
+        continue;
+      if (es__json_eat(j, '}'))
+        return true;
+      return es__json_error(j, "%s: expected ',' or '}' in an object", ctx);
+    }
+  case '[':
+    j->p++;
+    if (es__json_eat(j, ']'))
+      return true;
+    for (;;) {
+      if (!es__json_skip(j, depth + 1, ctx))
+        return false;
+      if (es__json_eat(j, ','))
+        continue;
+      if (es__json_eat(j, ']'))
+        return true;
+      return es__json_error(j, "%s: expected ',' or ']' in an array", ctx);
+    }
+  case '"':
+    return es__json_string(j, NULL, ctx);
+  case 't':
+    if (es__json_literal(j, "true"))
+      return true;
+    break;
+  case 'f':
+    if (es__json_literal(j, "false"))
+      return true;
+    break;
+  case 'n':
+    if (es__json_literal(j, "null"))
+      return true;
+    break;
+  case -1:
+    return es__json_error(j, "%s: unexpected end of input", ctx);
+  default:
+    if (c == '-' || (c >= '0' && c <= '9')) {
+      size_t n = number_span(j);
+      if (n == 0)
+        return es__json_error(j, "%s: malformed number", ctx);
+      j->p += n;
+      return true;
+    }
+    break;
+  }
+  if (c == 'N' || c == 'I')
+    return es__json_error(j, "%s: NaN and Infinity are not JSON", ctx);
+  return es__json_error(j, "%s: unexpected character '%c'", ctx,
+                        (c >= 0x20 && c < 0x7f) ? c : '?');
+}
+
+bool es__json_check_object(const char *s, size_t len, char *err,
+                           size_t errlen) {
+  es__json j;
+  es__json_init(&j, s, len, err, errlen);
+  if (es__json_peek(&j) != '{')
+    return es__json_error(&j, "not a JSON object");
+  if (!es__json_skip(&j, 1, "metadata"))
+    return false;
+  if (es__json_peek(&j) != -1)
+    return es__json_error(&j, "trailing characters after the object");
+  return true;
+}
+
+bool es__json_object_has_key(const char *s, size_t len, const char *key) {
+  es__json j;
+  char err[8];
+  es__buf k = {0};
+  bool found = false;
+  es__json_init(&j, s, len, err, sizeof err);
+  if (!es__json_eat(&j, '{') || es__json_eat(&j, '}'))
+    return false;
+  for (;;) {
+    if (!es__json_string(&j, &k, "key") || !es__json_eat(&j, ':'))
+      break;
+    if (k.len == strlen(key) && memcmp(k.data, key, k.len) == 0) {
+      found = true;
+      break;
+    }
+    if (!es__json_skip(&j, 1, "value") || !es__json_eat(&j, ','))
+      break;
+  }
+  es__buf_free(&k);
+  return found;
+}
+
+bool es__json_append_string(es__buf *out, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  if (!es__buf_reserve(out, n + 2))
+    return false;
+  out->data[out->len++] = '"';
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    char esc[7];
+    size_t m = 0;
+    if (c == '"' || c == '\\') {
+      esc[m++] = '\\';
+      esc[m++] = (char)c;
+    } else if (c < 0x20) {
+      esc[m++] = '\\';
+      switch (c) {
+      case '\n': esc[m++] = 'n'; break;
+      case '\r': esc[m++] = 'r'; break;
+      case '\t': esc[m++] = 't'; break;
+      default:
+        esc[m++] = 'u';
+        esc[m++] = '0';
+        esc[m++] = '0';
+        esc[m++] = hex[c >> 4];
+        esc[m++] = hex[c & 15];
+      }
+    } else {
+      esc[m++] = (char)c;
+    }
+    if (!es__buf_append(out, esc, m))
+      return false;
+  }
+  return es__buf_append(out, "\"", 1);
+}

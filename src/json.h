@@ -1,0 +1,55 @@
+/* json.h - a small strict JSON (RFC 8259) reader for the ingest format.
+ * Internal.  It reads straight into the shapes embstore needs (floats for
+ * vectors, raw spans for metadata) instead of building a tree. */
+#ifndef ES_JSON_H
+#define ES_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Nesting deeper than this is refused: no real metadata needs it and it
+ * bounds the parser's recursion. */
+#define ES__JSON_MAX_DEPTH 64
+
+typedef struct es__buf {
+  char *data;
+  size_t len, cap;
+} es__buf;
+
+bool es__buf_reserve(es__buf *b, size_t extra);
+bool es__buf_append(es__buf *b, const char *s, size_t n);
+void es__buf_free(es__buf *b);
+
+typedef struct es__json {
+  const char *start, *p, *end;
+  char *err;
+  size_t errlen;
+} es__json;
+
+void es__json_init(es__json *j, const char *s, size_t len, char *err,
+                   size_t errlen);
+/* Records an error "what (at byte N)" unless one is recorded; false. */
+bool es__json_error(es__json *j, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Skips whitespace; returns the next byte or -1 at the end. */
+int es__json_peek(es__json *j);
+/* Consumes byte c after whitespace. */
+bool es__json_eat(es__json *j, char c);
+/* Consumes the literal (null, true, false) if it is next. */
+bool es__json_literal(es__json *j, const char *lit);
+/* Decodes a string into out (NUL-terminated; out->len excludes the NUL;
+ * the content may hold NUL bytes from \u0000). ctx names the field. */
+bool es__json_string(es__json *j, es__buf *out, const char *ctx);
+/* Reads a number as a float (which may overflow to infinity). */
+bool es__json_float(es__json *j, float *out, const char *ctx);
+/* Validates and skips any value, nested at most max_depth deep. */
+bool es__json_skip(es__json *j, int depth, const char *ctx);
+
+/* Checks that s (len bytes) is exactly one JSON object. */
+bool es__json_check_object(const char *s, size_t len, char *err, size_t errlen);
+/* true when the JSON object s has top-level key (s must be valid). */
+bool es__json_object_has_key(const char *s, size_t len, const char *key);
+/* Appends s as a JSON string literal (quotes and escapes) to out. */
+bool es__json_append_string(es__buf *out, const char *s, size_t n);
+
+#endif

@@ -1,0 +1,293 @@
+/* pool.c - a small pool of libpq connections shared by threads.
+ *
+ * Connections are opened on demand up to pool.size, handed out most
+ * recently used first (warm caches, prepared statements), and closed when
+ * they have been idle longer than idle_timeout_ms.  A caller that finds
+ * the pool exhausted waits, up to wait_timeout_ms. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+/* Monotonic milliseconds. */
+int64_t es__now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Server notices ("relation already exists, skipping") are not errors and
+ * must not reach the user's stderr. */
+static void ignore_notice(void *arg, const char *message) {
+  (void)arg;
+  (void)message;
+}
+
+/* Hides the contents of double-quoted tokens in a libpq parse error: for a
+ * malformed string they may be a password. */
+static void scrub_quoted(char *msg) {
+  int in = 0;
+  char *w = msg;
+  for (char *r = msg; *r; r++) {
+    if (*r == '"') {
+      if (!in) {
+        *w++ = '"';
+        *w++ = '.';
+        *w++ = '.';
+        *w++ = '.';
+      }
+      in = !in;
+      if (!in)
+        *w++ = '"';
+      continue;
+    }
+    if (!in)
+      *w++ = *r;
+  }
+  *w = '\0';
+}
+
+/* Builds the keyword/value arrays for PQconnectdbParams from conninfo plus
+ * the store's options, so that libpq parses the user's string once. */
+static es_status build_params(es_store *store, es__pool *pool,
+                              const char *conninfo, const es_options *opts) {
+  char *errmsg = NULL;
+  PQconninfoOption *parsed = PQconninfoParse(conninfo, &errmsg);
+  if (parsed == NULL) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", errmsg ? errmsg : "out of memory");
+    PQfreemem(errmsg);
+    scrub_quoted(msg);
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+      msg[--n] = '\0';
+    return es__fail(store, ES_EINVAL, "invalid connection string: %s", msg);
+  }
+
+  /* Our additions: timeouts, iterative index scans for filtered search. */
+  const char *user_options = NULL, *user_timeout = NULL;
+  size_t n = 0, bytes = 0;
+  for (PQconninfoOption *o = parsed; o->keyword; o++) {
+    if (o->val == NULL)
+      continue;
+    if (strcmp(o->keyword, "options") == 0)
+      user_options = o->val;
+    else if (strcmp(o->keyword, "connect_timeout") == 0)
+      user_timeout = o->val;
+    else {
+      n++;
+      bytes += strlen(o->keyword) + strlen(o->val) + 2;
+    }
+  }
+  char options[256], timeout[32];
+  snprintf(options, sizeof options,
+           "-c statement_timeout=%d -c hnsw.iterative_scan=relaxed_order",
+           opts->statement_timeout_ms);
+  snprintf(timeout, sizeof timeout, "%d",
+           opts->connect_timeout_s < 2 ? 2 : opts->connect_timeout_s);
+  const char *extra_keys[] = {"options", "connect_timeout",
+                              "fallback_application_name"};
+  const char *extra_vals[] = {options, user_timeout ? user_timeout : timeout,
+                              "embstore"};
+  size_t nextra = sizeof extra_keys / sizeof extra_keys[0];
+  for (size_t i = 0; i < nextra; i++)
+    bytes += strlen(extra_keys[i]) + strlen(extra_vals[i]) + 2;
+  if (user_options)
+    bytes += strlen(user_options) + 1;
+
+  pool->keys = calloc(n + nextra + 1, sizeof *pool->keys);
+  pool->values = calloc(n + nextra + 1, sizeof *pool->values);
+  pool->storage = malloc(bytes + 1);
+  if (!pool->keys || !pool->values || !pool->storage) {
+    PQconninfoFree(parsed);
+    return es__fail(store, ES_ENOMEM, "out of memory building connection parameters");
+  }
+  char *p = pool->storage;
+  size_t i = 0;
+#define ES__PUT(dst, s) (dst = p, p += sprintf(p, "%s", s) + 1)
+  for (PQconninfoOption *o = parsed; o->keyword; o++) {
+    if (o->val == NULL || strcmp(o->keyword, "options") == 0 ||
+        strcmp(o->keyword, "connect_timeout") == 0)
+      continue;
+    ES__PUT(pool->keys[i], o->keyword);
+    ES__PUT(pool->values[i], o->val);
+    i++;
+  }
+  for (size_t j = 0; j < nextra; j++) {
+    ES__PUT(pool->keys[i], extra_keys[j]);
+    if (j == 0 && user_options) {
+      pool->values[i] = p;
+      p += sprintf(p, "%s %s", user_options, options) + 1;
+    } else {
+      ES__PUT(pool->values[i], extra_vals[j]);
+    }
+    i++;
+  }
+#undef ES__PUT
+  pool->keys[i] = pool->values[i] = NULL;
+  PQconninfoFree(parsed);
+  return ES_OK;
+}
+
+/* Prepares an empty pool for conninfo. */
+es_status es__pool_init(es_store *store, es__pool *pool, const char *conninfo,
+                        const es_options *opts) {
+  memset(pool, 0, sizeof *pool);
+  pthread_mutex_init(&pool->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&pool->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  pool->size = opts->pool_size > 0 ? opts->pool_size : 1;
+  pool->idle_timeout_ms = opts->idle_timeout_ms;
+  /* Waiting for a free connection is bounded like a statement is. */
+  pool->wait_timeout_ms =
+      opts->statement_timeout_ms > 0 ? opts->statement_timeout_ms : 30000;
+  return build_params(store, pool, conninfo, opts);
+}
+
+static void conn_free(es__conn *c) {
+  if (c == NULL)
+    return;
+  PQfinish(c->pg);
+  free(c);
+}
+
+/* Closes every idle connection and frees the pool's memory.  Connections
+ * still checked out are the caller's bug; they leak rather than crash. */
+void es__pool_destroy(es__pool *pool) {
+  es__conn *c = pool->idle;
+  while (c) {
+    es__conn *next = c->next;
+    conn_free(c);
+    c = next;
+  }
+  pool->idle = NULL;
+  free(pool->keys);
+  free(pool->values);
+  free(pool->storage);
+  pthread_cond_destroy(&pool->cv);
+  pthread_mutex_destroy(&pool->mu);
+}
+
+/* Opens a new connection (outside the pool lock). */
+static es_status conn_open(es_store *store, es__conn **out) {
+  es__conn *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return es__fail(store, ES_ENOMEM, "out of memory opening a connection");
+  c->pg = PQconnectdbParams(store->pool.keys, store->pool.values, 0);
+  if (c->pg == NULL) {
+    free(c);
+    return es__fail(store, ES_ENOMEM, "out of memory opening a connection");
+  }
+  if (PQstatus(c->pg) != CONNECTION_OK) {
+    char what[600];
+    snprintf(what, sizeof what, "cannot connect to %s", store->redacted);
+    es__fail_pg(store, c->pg, NULL, what);
+    es__last_err(store)->code = ES_ECONNECT;
+    es__last_err(store)->transient = true;
+    conn_free(c);
+    return ES_ECONNECT;
+  }
+  PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
+  *out = c;
+  return ES_OK;
+}
+
+/* Hands out an idle connection, opens a new one, or waits for one. */
+es_status es__acquire(es_store *store, es__conn **out) {
+  es__pool *pool = &store->pool;
+  es__conn *stale = NULL;
+  int64_t deadline = es__now_ms() + pool->wait_timeout_ms;
+
+  pthread_mutex_lock(&pool->mu);
+  for (;;) {
+    /* Close what has idled too long, oldest at the tail. */
+    int64_t now = es__now_ms();
+    es__conn **pp = &pool->idle;
+    while (*pp) {
+      if (pool->idle_timeout_ms > 0 &&
+          now - (*pp)->idle_since_ms >= pool->idle_timeout_ms) {
+        es__conn *c = *pp;
+        *pp = c->next;
+        c->next = stale;
+        stale = c;
+        pool->open--;
+      } else {
+        pp = &(*pp)->next;
+      }
+    }
+    if (pool->idle) {
+      es__conn *c = pool->idle;
+      pool->idle = c->next;
+      c->next = NULL;
+      pthread_mutex_unlock(&pool->mu);
+      while (stale) {
+        es__conn *next = stale->next;
+        conn_free(stale);
+        stale = next;
+      }
+      *out = c;
+      return ES_OK;
+    }
+    if (pool->open < pool->size) {
+      pool->open++;
+      pthread_mutex_unlock(&pool->mu);
+      while (stale) {
+        es__conn *next = stale->next;
+        conn_free(stale);
+        stale = next;
+      }
+      es_status rc = conn_open(store, out);
+      if (rc != ES_OK) {
+        pthread_mutex_lock(&pool->mu);
+        pool->open--;
+        pthread_cond_signal(&pool->cv);
+        pthread_mutex_unlock(&pool->mu);
+      }
+      return rc;
+    }
+    if (now >= deadline) {
+      pthread_mutex_unlock(&pool->mu);
+      return es__fail(store, ES_ETIMEOUT,
+                      "no free connection within %d ms: all %d pooled "
+                      "connections are busy (raise the pool size)",
+                      pool->wait_timeout_ms, pool->size);
+    }
+    struct timespec ts = {.tv_sec = deadline / 1000,
+                          .tv_nsec = (deadline % 1000) * 1000000};
+    pthread_cond_timedwait(&pool->cv, &pool->mu, &ts);
+  }
+}
+
+/* Closes a connection instead of pooling it. */
+void es__discard(es_store *store, es__conn *conn) {
+  if (conn == NULL)
+    return;
+  conn_free(conn);
+  pthread_mutex_lock(&store->pool.mu);
+  store->pool.open--;
+  pthread_cond_signal(&store->pool.cv);
+  pthread_mutex_unlock(&store->pool.mu);
+}
+
+/* Returns a healthy idle connection to the front of the idle list. */
+void es__release(es_store *store, es__conn *conn) {
+  if (conn == NULL)
+    return;
+  if (PQstatus(conn->pg) != CONNECTION_OK ||
+      PQtransactionStatus(conn->pg) != PQTRANS_IDLE) {
+    es__discard(store, conn);
+    return;
+  }
+  conn->idle_since_ms = es__now_ms();
+  pthread_mutex_lock(&store->pool.mu);
+  conn->next = store->pool.idle;
+  store->pool.idle = conn;
+  pthread_cond_signal(&store->pool.cv);
+  pthread_mutex_unlock(&store->pool.mu);
+}

@@ -1,0 +1,117 @@
+/* schema.c - the indexes and key a healthy store has, and how to find
+ * them in the catalog whatever they are called (an adopted database may
+ * already have them under other names). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "schema.h"
+
+#define BTREE(name, table, cols)                                       \
+  {name, table, "USING btree (" cols ")",                              \
+   "CREATE INDEX " name " ON " table " (" cols ")"}
+
+#define HNSW(ops)                                                      \
+  BTREE("embeddings_source_id_idx", "embeddings", "source_id"),        \
+  BTREE("embeddings_created_at_idx", "embeddings", "created_at DESC"), \
+  {"embeddings_workspace_idx", "embeddings",                           \
+   "USING btree (((metadata ->> 'workspace'::text)))",                 \
+   "CREATE INDEX embeddings_workspace_idx ON embeddings "              \
+   "((metadata->>'workspace'))"},                                      \
+  BTREE("chunks_document_id_idx", "chunks", "document_id"),            \
+  BTREE("performance_metrics_operation_idx", "performance_metrics",    \
+        "operation"),                                                  \
+  BTREE("performance_metrics_created_at_idx", "performance_metrics",   \
+        "created_at DESC"),                                            \
+  {"embeddings_embedding_hnsw_idx", "embeddings",                      \
+   "USING hnsw (embedding " ops ")",                                   \
+   "CREATE INDEX embeddings_embedding_hnsw_idx ON embeddings "         \
+   "USING hnsw (embedding " ops ")"}
+
+static const es__index_def cosine[] = {HNSW("vector_cosine_ops")};
+static const es__index_def l2[] = {HNSW("vector_l2_ops")};
+static const es__index_def ip[] = {HNSW("vector_ip_ops")};
+
+const es__index_def *es__required_indexes(es_metric metric, size_t *n) {
+  *n = sizeof cosine / sizeof cosine[0];
+  switch (metric) {
+  case ES_METRIC_L2:
+    return l2;
+  case ES_METRIC_IP:
+    return ip;
+  default:
+    return cosine;
+  }
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+es_status es__index_lookup(es_store *store, es__conn *conn,
+                           const es__index_def *def, es__index_state *state,
+                           char **found_name) {
+  const char *params[1] = {def->table};
+  PGresult *r = PQexecParams(
+      conn->pg,
+      "SELECT c.relname, pg_get_indexdef(i.indexrelid), i.indisvalid "
+      "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+      "WHERE i.indrelid = to_regclass($1) ORDER BY i.indisvalid DESC, 1",
+      1, NULL, params, NULL, NULL, 0);
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(store, conn->pg, r, "cannot list indexes");
+    PQclear(r);
+    return rc;
+  }
+  *state = ES__INDEX_MISSING;
+  if (found_name)
+    *found_name = NULL;
+  for (int i = 0; i < PQntuples(r); i++) {
+    if (!ends_with(PQgetvalue(r, i, 1), def->key))
+      continue;
+    *state = PQgetvalue(r, i, 2)[0] == 't' ? ES__INDEX_OK : ES__INDEX_INVALID;
+    if (found_name)
+      *found_name = strdup(PQgetvalue(r, i, 0));
+    break;
+  }
+  PQclear(r);
+  return ES_OK;
+}
+
+es_status es__fk_lookup(es_store *store, es__conn *conn, es__fk_state *fk) {
+  PGresult *r = PQexec(
+      conn->pg,
+      "SELECT conname, convalidated, confdeltype = 'c' FROM pg_constraint "
+      "WHERE contype = 'f' AND conrelid = to_regclass('chunks') "
+      "AND confrelid = to_regclass('embeddings') ORDER BY convalidated DESC "
+      "LIMIT 1");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(store, conn->pg, r, "cannot read the foreign key");
+    PQclear(r);
+    return rc;
+  }
+  memset(fk, 0, sizeof *fk);
+  if (PQntuples(r) == 1) {
+    fk->exists = true;
+    fk->valid = PQgetvalue(r, 0, 1)[0] == 't';
+    fk->cascade = PQgetvalue(r, 0, 2)[0] == 't';
+    snprintf(fk->name, sizeof fk->name, "%s", PQgetvalue(r, 0, 0));
+  }
+  PQclear(r);
+  return ES_OK;
+}
+
+es_status es__count_orphan_chunks(es_store *store, es__conn *conn, int64_t *n) {
+  PGresult *r = PQexec(conn->pg,
+                       "SELECT count(*) FROM chunks c WHERE NOT EXISTS "
+                       "(SELECT 1 FROM embeddings e WHERE e.id = c.document_id)");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(store, conn->pg, r, "cannot count orphaned chunks");
+    PQclear(r);
+    return rc;
+  }
+  *n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  return ES_OK;
+}

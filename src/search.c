@@ -1,0 +1,223 @@
+/* search.c - k nearest neighbours, by vector or by a stored document.
+ *
+ * The statement text is assembled from fixed fragments (metric operator,
+ * which filters are present) and prepared once per connection and variant;
+ * every value is a parameter.  With filters, pgvector 0.8's iterative index
+ * scan keeps walking the HNSW graph until k rows pass the filter; if it
+ * still finds fewer than k (its scan budget ran out on a rare filter), an
+ * exact scan over the filtered rows, which the btree indexes make cheap
+ * exactly when matches are rare, guarantees k whenever k rows match. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define MAX_K 1000
+
+enum { F_WORKSPACE = 1, F_SOURCE = 2, F_EXCLUDE = 4, F_EXACT = 8 };
+
+static const char *const operators[] = {"<=>", "<->", "<#>"};
+
+/* Builds the statement for metric and flags into buf. */
+static void build_sql(char *buf, size_t cap, es_metric metric, int flags) {
+  const char *op = operators[metric];
+  int n = 2; /* $1 is the query vector */
+  char where[256] = "";
+  size_t w = 0;
+  if (flags & F_WORKSPACE)
+    w += (size_t)snprintf(where + w, sizeof where - w,
+                          " AND metadata->>'workspace' = $%d", n++);
+  if (flags & F_SOURCE)
+    w += (size_t)snprintf(where + w, sizeof where - w, " AND source_id = $%d", n++);
+  if (flags & F_EXCLUDE)
+    w += (size_t)snprintf(where + w, sizeof where - w, " AND id <> $%d", n++);
+  /* "+ 0" hides the ordering from the index: an exact scan. */
+  snprintf(buf, cap,
+           "SELECT id, distance, text, source_id, metadata::text FROM ("
+           "SELECT id, embedding %s $1::vector AS distance, text, source_id, "
+           "metadata FROM embeddings WHERE embedding IS NOT NULL%s "
+           "ORDER BY (embedding %s $1::vector)%s LIMIT $%d) r "
+           "ORDER BY distance, id",
+           op, where, op, (flags & F_EXACT) ? " + 0" : "", n);
+}
+
+typedef struct search_ctx {
+  const es_search_params *p;
+  const float *vector;
+  float *owned; /* the like_id document's vector */
+  es_results *res;
+} search_ctx;
+
+/* Reads the vector of the document like_id. */
+static es_status load_like(es_store *s, es__conn *c, search_ctx *sc, int dim) {
+  const char *params[1] = {sc->p->like_id};
+  PGresult *r = es__exec_stmt(c, ES__Q_GET_VECTOR, 1, params, NULL, NULL, 1);
+  es_status rc = ES_OK;
+  if (!es__res_ok(r))
+    rc = es__fail_pg(s, c->pg, r, "cannot read the document to search near");
+  else if (PQntuples(r) == 0)
+    rc = es__fail(s, ES_ENOTFOUND, "no document with id \"%s\"", sc->p->like_id);
+  else if (PQgetisnull(r, 0, 0))
+    rc = es__fail(s, ES_EINVAL, "document \"%s\" has no vector to search near",
+                  sc->p->like_id);
+  if (rc != ES_OK) {
+    PQclear(r);
+    return rc;
+  }
+  free(sc->owned);
+  sc->owned = malloc((size_t)dim * sizeof(float));
+  if (sc->owned == NULL) {
+    PQclear(r);
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  }
+  long got = es__vector_from_bin(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0),
+                                 sc->owned, (size_t)dim);
+  PQclear(r);
+  if (got != dim)
+    return es__fail(s, ES_EDB, "document \"%s\" holds a malformed vector",
+                    sc->p->like_id);
+  sc->vector = sc->owned;
+  return ES_OK;
+}
+
+static void hits_free(es_results *res) {
+  for (size_t i = 0; i < res->n; i++) {
+    free(res->hits[i].id);
+    free(res->hits[i].text);
+    free(res->hits[i].source_id);
+    free(res->hits[i].metadata_json);
+  }
+  free(res->hits);
+  res->hits = NULL;
+  res->n = 0;
+}
+
+/* Copies the rows of r into res. */
+static es_status take_rows(es_store *s, PGresult *r, es_results *res) {
+  int n = PQntuples(r);
+  hits_free(res);
+  res->hits = calloc(n > 0 ? (size_t)n : 1, sizeof *res->hits);
+  if (res->hits == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  for (int i = 0; i < n; i++) {
+    es_hit *h = &res->hits[i];
+    res->n++;
+    h->id = strdup(PQgetvalue(r, i, 0));
+    h->distance = strtod(PQgetvalue(r, i, 1), NULL);
+    h->text = strdup(PQgetvalue(r, i, 2));
+    h->source_id = PQgetisnull(r, i, 3) ? NULL : strdup(PQgetvalue(r, i, 3));
+    h->metadata_json = strdup(PQgetisnull(r, i, 4) ? "{}" : PQgetvalue(r, i, 4));
+    if (!h->id || !h->text || !h->metadata_json ||
+        (!PQgetisnull(r, i, 3) && !h->source_id))
+      return es__fail(s, ES_ENOMEM, "out of memory");
+  }
+  return ES_OK;
+}
+
+/* Runs one variant of the search. */
+static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
+                             es_metric metric, int dim, int flags) {
+  char sql[1024], name[32], limit[16];
+  const es_search_params *p = sc->p;
+  int slot = ES__Q__COUNT + (int)metric * 16 + flags;
+  build_sql(sql, sizeof sql, metric, flags);
+  snprintf(name, sizeof name, "es_search_%d", slot);
+  snprintf(limit, sizeof limit, "%d", p->k);
+
+  size_t vlen = es__vector_bin_size((size_t)dim);
+  char *vec = malloc(vlen);
+  if (vec == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  es__vector_to_bin(sc->vector, (size_t)dim, vec);
+  const char *v[5];
+  int len[5] = {(int)vlen, 0, 0, 0, 0}, fmt[5] = {1, 0, 0, 0, 0}, n = 0;
+  v[n++] = vec;
+  if (flags & F_WORKSPACE)
+    v[n++] = p->workspace;
+  if (flags & F_SOURCE)
+    v[n++] = p->source_id;
+  if (flags & F_EXCLUDE)
+    v[n++] = p->like_id;
+  v[n++] = limit;
+  PGresult *r = es__exec_named(c, slot, name, sql, n, v, len, fmt, 0);
+  free(vec);
+  es_status rc;
+  if (!es__res_ok(r))
+    rc = es__fail_pg(s, c->pg, r, "search failed");
+  else
+    rc = take_rows(s, r, sc->res);
+  PQclear(r);
+  return rc;
+}
+
+static es_status search_op(es_store *s, es__conn *c, void *arg) {
+  search_ctx *sc = arg;
+  const es_search_params *p = sc->p;
+  es_status rc = es__load_shape(s, c);
+  if (rc != ES_OK)
+    return rc;
+  int dim = s->dim;
+  es_metric metric = s->metric;
+  if (p->vector) {
+    if ((long)p->dim != dim)
+      return es__fail(s, ES_EDIM, "the query vector has %zu values; the "
+                      "store's dimension is %d", p->dim, dim);
+    long bad = es__vector_first_nonfinite(p->vector, p->dim);
+    if (bad >= 0)
+      return es__fail(s, ES_EINVAL, "query vector[%ld] is not a finite number",
+                      bad);
+    sc->vector = p->vector;
+  } else if ((rc = load_like(s, c, sc, dim)) != ES_OK) {
+    return rc;
+  }
+  int flags = (p->workspace ? F_WORKSPACE : 0) | (p->source_id ? F_SOURCE : 0) |
+              (p->like_id ? F_EXCLUDE : 0) | (p->exact ? F_EXACT : 0);
+  rc = run_variant(s, c, sc, metric, dim, flags);
+  if (rc == ES_OK && !p->exact && (p->workspace || p->source_id) &&
+      sc->res->n < (size_t)p->k)
+    rc = run_variant(s, c, sc, metric, dim, flags | F_EXACT);
+  return rc;
+}
+
+/* Checks search parameters at the door. */
+static inline es_status check_params(es_store *s, const es_search_params *p) {
+  if (p == NULL)
+    return es__fail(s, ES_EINVAL, "search parameters are NULL");
+  if ((p->vector == NULL) == (p->like_id == NULL))
+    return es__fail(s, ES_EINVAL, "give exactly one of a query vector and a "
+                    "document id (like)");
+  if (p->k < 1 || p->k > MAX_K)
+    return es__fail(s, ES_EINVAL, "k must be 1..%d, not %d", MAX_K, p->k);
+  return ES_OK;
+}
+
+es_status es_search(es_store *s, const es_search_params *p, es_results **out) {
+  if (s == NULL || out == NULL)
+    return ES_EINVAL;
+  *out = NULL;
+  es__clear_err(s);
+  es_status rc = check_params(s, p);
+  if (rc != ES_OK)
+    return rc;
+  search_ctx sc = {.p = p};
+  sc.res = calloc(1, sizeof *sc.res);
+  if (sc.res == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  rc = es__run(s, true, search_op, &sc);
+  free(sc.owned);
+  if (rc != ES_OK) {
+    es_results_free(sc.res);
+    return rc;
+  }
+  *out = sc.res;
+  return ES_OK;
+}
+
+void es_results_free(es_results *res) {
+  if (res == NULL)
+    return;
+  hits_free(res);
+  free(res);
+}

@@ -1,0 +1,117 @@
+/* store.c - opening and closing a store. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void es_options_init(es_options *o) {
+  memset(o, 0, sizeof *o);
+  o->pool_size = 20;
+  o->idle_timeout_ms = 30000;
+  o->connect_timeout_s = 2;
+  o->statement_timeout_ms = 30000;
+  o->max_retries = 3;
+  o->retry_backoff_ms = 20;
+}
+
+es_status es_open(const char *conninfo, es_store **store) {
+  es_options o;
+  es_options_init(&o);
+  o.conninfo = conninfo;
+  return es_open_opts(&o, store);
+}
+
+/* Checks options at the door. */
+static inline es_status check_options(es_store *s, const es_options *o) {
+  if (o->pool_size < 1 || o->pool_size > 1000)
+    return es__fail(s, ES_EINVAL, "pool_size must be 1..1000, not %d",
+                    o->pool_size);
+  if (o->idle_timeout_ms < 0 || o->connect_timeout_s < 0 ||
+      o->statement_timeout_ms < 0 || o->max_retries < 0 ||
+      o->retry_backoff_ms < 0)
+    return es__fail(s, ES_EINVAL, "timeouts and retry counts must not be "
+                    "negative");
+  return ES_OK;
+}
+
+/* Connects once so that a bad address fails at open, not later. */
+static es_status ping(es_store *s, es__conn *conn, void *ctx) {
+  (void)s;
+  (void)conn;
+  (void)ctx;
+  return ES_OK;
+}
+
+es_status es_open_opts(const es_options *options, es_store **out) {
+  es_status rc;
+  es_store *s = calloc(1, sizeof *s);
+  *out = s;
+  if (s == NULL)
+    return ES_ENOMEM;
+  if (es__err_key_create(&s->err_key) != 0) {
+    free(s);
+    *out = NULL;
+    return ES_ENOMEM;
+  }
+  pthread_mutex_init(&s->shape_mu, NULL);
+  s->pool.size = -1; /* not initialised: es_close must not destroy it */
+  if (options == NULL)
+    return es__fail(s, ES_EINVAL, "options is NULL");
+  s->opts = *options;
+  s->opts.conninfo = NULL;
+  s->opts.home = NULL;
+  if ((rc = check_options(s, options)) != ES_OK)
+    return rc;
+
+  if (options->conninfo != NULL) {
+    s->conninfo = strdup(options->conninfo);
+    if (s->conninfo == NULL)
+      return es__fail(s, ES_ENOMEM, "out of memory");
+  } else if ((rc = es__embedded_conninfo(s, options->home, &s->conninfo)) != ES_OK) {
+    return rc;
+  }
+  s->redacted = es__conninfo_redact(s->conninfo);
+  if (s->redacted == NULL)
+    s->redacted = strdup("(unparsable connection string)");
+  if ((rc = es__pool_init(s, &s->pool, s->conninfo, &s->opts)) != ES_OK)
+    return rc;
+  return es__run(s, true, ping, NULL);
+}
+
+void es_close(es_store *s) {
+  if (s == NULL)
+    return;
+  if (s->pool.size != -1)
+    es__pool_destroy(&s->pool);
+  pthread_mutex_destroy(&s->shape_mu);
+  es__err_key_delete(s->err_key);
+  free(s->conninfo);
+  free(s->redacted);
+  free(s);
+}
+
+es_status es_store_shape(es_store *s, int *dim, es_metric *metric) {
+  if (s == NULL)
+    return ES_EINVAL;
+  es_status rc = ES_OK;
+  pthread_mutex_lock(&s->shape_mu);
+  int known = s->dim != 0;
+  pthread_mutex_unlock(&s->shape_mu);
+  if (!known) {
+    es__conn *c = NULL;
+    es__clear_err(s);
+    if ((rc = es__acquire(s, &c)) != ES_OK)
+      return rc;
+    rc = es__load_shape(s, c);
+    es__release(s, c);
+    if (rc != ES_OK)
+      return rc;
+  }
+  pthread_mutex_lock(&s->shape_mu);
+  if (dim)
+    *dim = s->dim;
+  if (metric)
+    *metric = s->metric;
+  pthread_mutex_unlock(&s->shape_mu);
+  return ES_OK;
+}

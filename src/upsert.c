@@ -1,0 +1,211 @@
+/* upsert.c - one document (and its chunk set) in one transaction.
+ *
+ * The document's row is locked first (SELECT ... FOR UPDATE), its content
+ * hashes compared, and nothing is written when they match: an unchanged
+ * document keeps its updated_at.  A document sent with chunks replaces its
+ * whole chunk set; chunks missing from the new set are deleted in the same
+ * transaction. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "json.h"
+
+/* A text[] literal {"a","b"} for ids. */
+static char *text_array(const es_chunk *chunks, size_t n) {
+  es__buf b = {0};
+  if (!es__buf_append(&b, "{", 1))
+    return NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (i > 0 && !es__buf_append(&b, ",", 1))
+      goto oom;
+    if (!es__buf_append(&b, "\"", 1))
+      goto oom;
+    for (const char *p = chunks[i].id; *p; p++) {
+      if ((*p == '"' || *p == '\\') && !es__buf_append(&b, "\\", 1))
+        goto oom;
+      if (!es__buf_append(&b, p, 1))
+        goto oom;
+    }
+    if (!es__buf_append(&b, "\"", 1))
+      goto oom;
+  }
+  if (!es__buf_append(&b, "}", 1))
+    goto oom;
+  return b.data;
+oom:
+  es__buf_free(&b);
+  return NULL;
+}
+
+es_status es_doc_validate(es_store *s, const es_doc *doc) {
+  if (s == NULL || doc == NULL)
+    return s ? es__fail(s, ES_EINVAL, "doc is NULL") : ES_EINVAL;
+  es__clear_err(s);
+  int dim;
+  es_status rc = es_store_shape(s, &dim, NULL);
+  if (rc != ES_OK)
+    return rc;
+  char err[512];
+  rc = es__doc_check(doc, dim, err, sizeof err);
+  if (rc != ES_OK) {
+    if (doc->id && doc->id[0] && rc != ES_ENOMEM &&
+        strlen(doc->id) <= ES_MAX_ID_BYTES &&
+        es__utf8_invalid_at(doc->id, strlen(doc->id)) < 0)
+      return es__fail(s, rc, "document \"%s\": %s", doc->id, err);
+    return es__fail(s, rc, "document: %s", err);
+  }
+  return ES_OK;
+}
+
+typedef struct upsert_ctx {
+  const es_doc *doc;
+  uint8_t content_hash[ES__HASH_BYTES];
+  uint8_t chunks_hash[ES__HASH_BYTES];
+  es_upsert_outcome outcome;
+} upsert_ctx;
+
+/* Fails with the name of the first chunk owned by another document. */
+static es_status check_chunk_owners(es_store *s, es__conn *c, const es_doc *doc,
+                                    const char *ids) {
+  const char *params[2] = {ids, doc->id};
+  PGresult *r = es__exec_stmt(c, ES__Q_CHUNK_OWNER, 2, params, NULL, NULL, 0);
+  es_status rc = ES_OK;
+  if (!es__res_ok(r))
+    rc = es__fail_pg(s, c->pg, r, "cannot check chunk ownership");
+  else if (PQntuples(r) > 0)
+    rc = es__fail(s, ES_ECONFLICT,
+                  "document \"%s\": chunk id \"%s\" belongs to document \"%s\"",
+                  doc->id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+  PQclear(r);
+  return rc;
+}
+
+/* Deletes the chunks not in the new set and writes the new set. */
+static es_status write_chunks(es_store *s, es__conn *c, const es_doc *doc,
+                              const char *ids) {
+  const char *prune[2] = {doc->id, ids};
+  PGresult *r = es__exec_stmt(c, ES__Q_CHUNKS_PRUNE, 2, prune, NULL, NULL, 0);
+  es_status rc = ES_OK;
+  if (!es__res_ok(r))
+    rc = es__fail_pg(s, c->pg, r, "cannot delete stale chunks");
+  PQclear(r);
+  char *vec = NULL;
+  for (size_t i = 0; rc == ES_OK && i < doc->n_chunks; i++) {
+    const es_chunk *ch = &doc->chunks[i];
+    char index[16];
+    snprintf(index, sizeof index, "%zu", i);
+    size_t vlen = ch->embedding ? es__vector_bin_size(ch->dim) : 0;
+    if (ch->embedding) {
+      char *g = realloc(vec, vlen);
+      if (g == NULL) {
+        rc = es__fail(s, ES_ENOMEM, "out of memory");
+        break;
+      }
+      vec = g;
+      es__vector_to_bin(ch->embedding, ch->dim, vec);
+    }
+    const char *v[6] = {ch->id, doc->id, index, ch->text ? ch->text : "",
+                        ch->embedding ? vec : NULL,
+                        ch->metadata_json ? ch->metadata_json : "{}"};
+    int len[6] = {0, 0, 0, 0, (int)vlen, 0};
+    int fmt[6] = {0, 0, 0, 0, 1, 0};
+    r = es__exec_stmt(c, ES__Q_CHUNK_UPSERT, 6, v, len, fmt, 0);
+    if (!es__res_ok(r))
+      rc = es__fail_pg(s, c->pg, r, "cannot write a chunk");
+    else if (strcmp(PQcmdTuples(r), "1") != 0)
+      rc = es__fail(s, ES_ECONFLICT, "document \"%s\": chunk id \"%s\" "
+                    "belongs to another document", doc->id, ch->id);
+    PQclear(r);
+  }
+  free(vec);
+  return rc;
+}
+
+static es_status upsert_op(es_store *s, es__conn *c, void *arg) {
+  upsert_ctx *u = arg;
+  const es_doc *doc = u->doc;
+  char *ids = NULL, *vec = NULL;
+  es_status rc = es__begin(s, c);
+  if (rc != ES_OK)
+    return rc;
+
+  const char *key[1] = {doc->id};
+  PGresult *r = es__exec_stmt(c, ES__Q_DOC_HASH, 1, key, NULL, NULL, 1);
+  if (!es__res_ok(r)) {
+    rc = es__fail_pg(s, c->pg, r, "cannot read the stored document");
+    PQclear(r);
+    goto done;
+  }
+  if (PQntuples(r) == 1 && PQgetlength(r, 0, 0) == ES__HASH_BYTES &&
+      memcmp(PQgetvalue(r, 0, 0), u->content_hash, ES__HASH_BYTES) == 0 &&
+      (!doc->has_chunks ||
+       (PQgetlength(r, 0, 1) == ES__HASH_BYTES &&
+        memcmp(PQgetvalue(r, 0, 1), u->chunks_hash, ES__HASH_BYTES) == 0))) {
+    PQclear(r);
+    u->outcome = ES_UPSERT_UNCHANGED;
+    rc = es__commit(s, c);
+    goto done;
+  }
+  PQclear(r);
+
+  if (doc->has_chunks) {
+    ids = text_array(doc->chunks, doc->n_chunks);
+    if (ids == NULL) {
+      rc = es__fail(s, ES_ENOMEM, "out of memory");
+      goto done;
+    }
+    if ((rc = check_chunk_owners(s, c, doc, ids)) != ES_OK)
+      goto done;
+  }
+
+  size_t vlen = es__vector_bin_size(doc->dim);
+  vec = malloc(vlen);
+  if (vec == NULL) {
+    rc = es__fail(s, ES_ENOMEM, "out of memory");
+    goto done;
+  }
+  es__vector_to_bin(doc->embedding, doc->dim, vec);
+  const char *v[7] = {doc->id,
+                      doc->text ? doc->text : "",
+                      vec,
+                      doc->metadata_json ? doc->metadata_json : "{}",
+                      doc->source_id,
+                      (const char *)u->content_hash,
+                      doc->has_chunks ? (const char *)u->chunks_hash : NULL};
+  int len[7] = {0, 0, (int)vlen, 0, 0, ES__HASH_BYTES, ES__HASH_BYTES};
+  int fmt[7] = {0, 0, 1, 0, 0, 1, 1};
+  r = es__exec_stmt(c, ES__Q_UPSERT_DOC, 7, v, len, fmt, 0);
+  if (!es__res_ok(r) || PQntuples(r) != 1) {
+    rc = es__fail_pg(s, c->pg, r, "cannot write the document");
+    PQclear(r);
+    goto done;
+  }
+  u->outcome = PQgetvalue(r, 0, 0)[0] == 't' ? ES_UPSERT_INSERTED
+                                             : ES_UPSERT_UPDATED;
+  PQclear(r);
+  if (doc->has_chunks && (rc = write_chunks(s, c, doc, ids)) != ES_OK)
+    goto done;
+  rc = es__commit(s, c);
+done:
+  if (rc != ES_OK && doc->id && es__last_err(s)->sqlstate[0])
+    es__fail_wrap(s, rc, doc->id);
+  free(ids);
+  free(vec);
+  return rc;
+}
+
+es_status es_upsert(es_store *s, const es_doc *doc, es_upsert_outcome *outcome) {
+  es_status rc = es_doc_validate(s, doc);
+  if (rc != ES_OK)
+    return rc;
+  upsert_ctx u = {.doc = doc};
+  es__doc_content_hash(doc, u.content_hash);
+  if (doc->has_chunks)
+    es__doc_chunks_hash(doc, u.chunks_hash);
+  rc = es__run(s, true, upsert_op, &u);
+  if (rc == ES_OK && outcome)
+    *outcome = u.outcome;
+  return rc;
+}
