@@ -240,7 +240,8 @@ static es_status find_bindir(es_cluster *c) {
   if (env && env[0]) {
     if (!has_server(env))
       return fail(c, ES_ENOPG, "EMBSTORE_PG_BINDIR=%s holds no postgres, "
-                  "pg_ctl and initdb", env);
+                  "pg_ctl and initdb: point it at PostgreSQL's server "
+                  "programs, or unset it and %s", env, SETUP_HINT);
     snprintf(c->bindir, sizeof c->bindir, "%s", env);
     return ES_OK;
   }
@@ -468,11 +469,42 @@ static bool is_our_postmaster(const es_cluster *c, long pid) {
   return strcmp(cwd, real) == 0;
 }
 
-/* Removes postmaster.pid and the socket lock left by a crashed server. */
+/* true while any process still works in the data directory: the
+ * children of a killed postmaster take a moment to notice its death, and
+ * a new postmaster refuses to start while they hold its shared memory. */
+static bool datadir_busy(const es_cluster *c) {
+  char real[PATH_MAX], link[64], cwd[PATH_MAX];
+  if (realpath(c->datadir, real) == NULL)
+    return false;
+  DIR *d = opendir("/proc");
+  if (d == NULL)
+    return false;
+  bool busy = false;
+  struct dirent *e;
+  while (!busy && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9')
+      continue;
+    snprintf(link, sizeof link, "/proc/%s/cwd", e->d_name);
+    ssize_t n = readlink(link, cwd, sizeof cwd - 1);
+    if (n <= 0)
+      continue;
+    cwd[n] = '\0';
+    busy = strcmp(cwd, real) == 0;
+  }
+  closedir(d);
+  return busy;
+}
+
+/* Removes postmaster.pid and the socket lock left by a crashed server,
+ * once the crashed server's children are gone (10 s at most). */
 static void clear_stale_pid(es_cluster *c) {
   long pid = read_pidfile(c);
   if (pid == 0 || is_our_postmaster(c, pid))
     return;
+  for (int i = 0; i < 100 && datadir_busy(c); i++) {
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/postmaster.pid", c->datadir);
   unlink(path);

@@ -1,0 +1,208 @@
+/* harness.c - what tests use: the test's database, its temporary
+ * directory, data files, running the CLI. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "test.h"
+
+th_state th__state;
+
+_Noreturn void th_fail(const char *file, int line, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "%s:%d: ", file, line);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  fflush(NULL);
+  _exit(1); /* skip leak checks: the test stopped half-way on purpose */
+}
+
+const char *th_conninfo(void) {
+  if (th__state.conninfo[0] == '\0')
+    FAIL("this test is not marked as needing the database (test-list.h)");
+  return th__state.conninfo;
+}
+
+const char *th_admin_conninfo(void) { return th__state.admin; }
+const char *th_cluster_home(void) { return th__state.cluster_home; }
+
+const char *th_tmpdir(void) {
+  if (mkdir(th__state.tmpdir, 0755) != 0 && errno != EEXIST)
+    FAIL("cannot create %s: %s", th__state.tmpdir, strerror(errno));
+  return th__state.tmpdir;
+}
+
+es_store *th_open(void) {
+  es_store *s = NULL;
+  es_status rc = es_open(th_conninfo(), &s);
+  if (rc != ES_OK)
+    FAIL("es_open: %s: %s", es_status_name(rc), es_errmsg(s));
+  return s;
+}
+
+es_store *th_open_init(int dim, es_metric metric) {
+  es_store *s = th_open();
+  ASSERT_OK(s, es_init(s, dim, metric, NULL));
+  return s;
+}
+
+/* One connection per test process, opened on first use. */
+static PGconn *test_conn(void) {
+  static PGconn *pg;
+  if (pg == NULL) {
+    pg = PQconnectdb(th_conninfo());
+    if (PQstatus(pg) != CONNECTION_OK)
+      FAIL("cannot connect to the test database: %s", PQerrorMessage(pg));
+    PQclear(PQexec(pg, "SET client_min_messages = warning"));
+  }
+  return pg;
+}
+
+void th_exec(const char *sql) {
+  PGresult *r = PQexec(test_conn(), sql);
+  ExecStatusType st = PQresultStatus(r);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+    FAIL("SQL failed: %s\n  %s", PQresultErrorMessage(r), sql);
+  PQclear(r);
+}
+
+char *th_text(const char *sql) {
+  PGresult *r = PQexec(test_conn(), sql);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+      PQnfields(r) != 1)
+    FAIL("query must return one value: %s\n  %s", PQresultErrorMessage(r), sql);
+  char *v = PQgetisnull(r, 0, 0) ? NULL : strdup(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return v;
+}
+
+long long th_int(const char *sql) {
+  char *v = th_text(sql);
+  if (v == NULL)
+    FAIL("query returned NULL: %s", sql);
+  long long n = strtoll(v, NULL, 10);
+  free(v);
+  return n;
+}
+
+const char *th_data(const char *name) {
+  static char path[4096];
+  const char *dir = getenv("EMBSTORE_TEST_DATA");
+  snprintf(path, sizeof path, "%s/%s", dir ? dir : EMBSTORE_DATA_DIR, name);
+  if (access(path, R_OK) != 0)
+    FAIL("test data %s is missing (set EMBSTORE_TEST_DATA)", path);
+  return path;
+}
+
+const char *th_cli_path(void) { return EMBSTORE_BIN; }
+
+double th_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Appends what fd has to say to *buf. */
+static int drain(int fd, char **buf, size_t *len) {
+  char tmp[65536];
+  ssize_t n = read(fd, tmp, sizeof tmp);
+  if (n <= 0)
+    return n == 0 || errno != EINTR ? 0 : 1;
+  char *g = realloc(*buf, *len + (size_t)n + 1);
+  if (g == NULL)
+    FAIL("out of memory");
+  memcpy(g + *len, tmp, (size_t)n);
+  *len += (size_t)n;
+  g[*len] = '\0';
+  *buf = g;
+  return 1;
+}
+
+th_proc th_cli(const char *stdin_data, const char *const *argv) {
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
+    FAIL("pipe: %s", strerror(errno));
+  const char *args[64];
+  size_t n = 0;
+  args[n++] = th_cli_path();
+  for (size_t i = 0; argv[i] && n < 63; i++)
+    args[n++] = argv[i];
+  args[n] = NULL;
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0)
+    FAIL("fork: %s", strerror(errno));
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    unsetenv("EMBSTORE_DB");
+    execv(args[0], (char *const *)args);
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  th_proc p = {0};
+  size_t olen = 0, elen = 0, ilen = stdin_data ? strlen(stdin_data) : 0, ioff = 0;
+  p.out = calloc(1, 1);
+  p.err = calloc(1, 1);
+  int ofd = out[0], efd = err[0], ifd = in[1];
+  signal(SIGPIPE, SIG_IGN);
+  if (ilen == 0) {
+    close(ifd);
+    ifd = -1;
+  }
+  while (ofd >= 0 || efd >= 0) {
+    struct pollfd fds[3];
+    int nf = 0, io = -1, ie = -1, ii = -1;
+    if (ofd >= 0) { io = nf; fds[nf++] = (struct pollfd){ofd, POLLIN, 0}; }
+    if (efd >= 0) { ie = nf; fds[nf++] = (struct pollfd){efd, POLLIN, 0}; }
+    if (ifd >= 0) { ii = nf; fds[nf++] = (struct pollfd){ifd, POLLOUT, 0}; }
+    if (poll(fds, (nfds_t)nf, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      FAIL("poll: %s", strerror(errno));
+    }
+    if (io >= 0 && fds[io].revents && !drain(ofd, &p.out, &olen)) {
+      close(ofd);
+      ofd = -1;
+    }
+    if (ie >= 0 && fds[ie].revents && !drain(efd, &p.err, &elen)) {
+      close(efd);
+      efd = -1;
+    }
+    if (ii >= 0 && fds[ii].revents) {
+      ssize_t w = write(ifd, stdin_data + ioff, ilen - ioff);
+      if (w > 0)
+        ioff += (size_t)w;
+      if (w < 0 || ioff == ilen) {
+        close(ifd);
+        ifd = -1;
+      }
+    }
+  }
+  if (ifd >= 0)
+    close(ifd);
+  int status;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  p.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return p;
+}
+
+void th_proc_free(th_proc *p) {
+  free(p->out);
+  free(p->err);
+  p->out = p->err = NULL;
+}

@@ -1,0 +1,52 @@
+/* test-list.h - every test, once.  X(name, UNIT|DB): DB tests get their own
+ * database in the run's private cluster. */
+#ifndef EMBSTORE_TEST_LIST_H
+#define EMBSTORE_TEST_LIST_H
+
+#define TEST_LIST(X)                                                         \
+  /* unit: codecs, parsing, validation */                                    \
+  X(status_names_and_messages_cover_every_code, UNIT)                        \
+  X(utf8_accepts_valid_and_rejects_overlong_surrogates_and_truncation, UNIT) \
+  X(vector_binary_and_text_codecs_round_trip, UNIT)                          \
+  X(blake2b_matches_rfc7693_test_vector, UNIT)                               \
+  X(content_hash_ignores_json_whitespace_but_sees_every_field, UNIT)         \
+  X(doc_parser_reads_every_field_of_the_ingest_format, UNIT)                 \
+  X(doc_parser_rejects_bad_json_with_the_field_named, UNIT)                  \
+  X(doc_defaults_fill_source_and_workspace_only_where_missing, UNIT)         \
+  X(validation_names_the_field_at_fault, UNIT)                               \
+  X(conninfo_redaction_hides_passwords, UNIT)                                \
+  X(json_string_escaping_round_trips, UNIT)                                  \
+  /* schema: create, adopt, migrate */                                       \
+  X(init_creates_tables_indexes_and_a_valid_cascading_key, DB)               \
+  X(init_twice_changes_nothing, DB)                                          \
+  X(init_refuses_another_dimension_or_metric, DB)                            \
+  X(init_adopts_a_legacy_database_with_orphans_without_losing_a_row, DB)     \
+  X(init_refuses_to_adopt_vectors_of_another_dimension_and_changes_nothing, DB) \
+  X(migrations_are_listed_and_recorded, DB)                                  \
+  X(init_rebuilds_a_missing_or_invalid_index, DB)                            \
+  X(open_reports_unreachable_servers_without_the_password, UNIT)             \
+  X(operations_on_an_uninitialised_database_say_to_run_init, DB)             \
+  /* upsert and search */                                                    \
+  X(upsert_reports_inserted_updated_unchanged_and_keeps_updated_at, DB)      \
+  X(upsert_with_chunks_replaces_the_chunk_set_and_without_keeps_it, DB)      \
+  X(upsert_refuses_a_chunk_owned_by_another_document_and_writes_nothing, DB) \
+  X(upsert_refuses_invalid_documents_before_writing, DB)                     \
+  X(search_returns_nearest_first_and_like_excludes_the_document, DB)         \
+  X(filtered_search_returns_k_rows_when_k_match, DB)                         \
+  X(hnsw_recall_at_10_is_at_least_0_95_on_bge_m3_cosine, DB)                 \
+  X(hnsw_recall_at_10_is_at_least_0_95_on_sift_l2, DB)                       \
+  /* the embedded cluster */                                                 \
+  X(cluster_starts_privately_on_a_unix_socket_only_and_stops, DB)            \
+  X(cluster_recovers_after_the_postmaster_is_killed, DB)                     \
+  X(two_processes_starting_the_cluster_at_once_do_not_race, DB)              \
+  X(missing_postgresql_binaries_name_the_setup_command, DB)                  \
+  X(a_home_too_long_for_a_socket_path_is_refused_clearly, UNIT)              \
+  /* the command-line tool */                                                \
+  X(cli_help_and_usage_errors_exit_1, UNIT)                                  \
+  X(cli_operational_errors_exit_2_without_secrets, DB)                       \
+  X(cli_init_ingest_search_json_fields_are_stable, DB)                       \
+  X(cli_ingest_exits_2_when_nothing_lands_and_0_for_empty_input, DB)         \
+  X(cli_migrate_status_lists_applied_and_pending, DB)                        \
+  X(cli_db_commands_control_an_embedded_cluster, DB)
+
+#endif

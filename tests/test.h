@@ -1,0 +1,139 @@
+/* test.h - the test harness: assertions, and a private PostgreSQL.
+ *
+ * Tests are plain functions listed once in test-list.h.  The runner forks
+ * each test into its own process (a crash fails one test, not the run)
+ * and gives each database test its own database, created from a template
+ * that already has the vector extension. */
+#ifndef EMBSTORE_TEST_H
+#define EMBSTORE_TEST_H
+
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "embstore.h"
+
+#define TEST(name) void test_##name(void)
+
+/* Ends the test as failed (after printing why). */
+_Noreturn void th_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define FAIL(...) th_fail(__FILE__, __LINE__, __VA_ARGS__)
+
+#define ASSERT(cond)                                   \
+  do {                                                 \
+    if (!(cond))                                       \
+      FAIL("assertion failed: %s", #cond);             \
+  } while (0)
+
+#define ASSERT_INT_EQ(a, b)                                                \
+  do {                                                                     \
+    long long a_ = (long long)(a), b_ = (long long)(b);                    \
+    if (a_ != b_)                                                          \
+      FAIL("%s == %s: %lld != %lld", #a, #b, a_, b_);                      \
+  } while (0)
+
+#define ASSERT_INT_GE(a, b)                                                \
+  do {                                                                     \
+    long long a_ = (long long)(a), b_ = (long long)(b);                    \
+    if (a_ < b_)                                                           \
+      FAIL("%s >= %s: %lld < %lld", #a, #b, a_, b_);                       \
+  } while (0)
+
+#define ASSERT_DBL_GE(a, b)                                                \
+  do {                                                                     \
+    double a_ = (double)(a), b_ = (double)(b);                             \
+    if (!(a_ >= b_))                                                       \
+      FAIL("%s >= %s: %.6f < %.6f", #a, #b, a_, b_);                       \
+  } while (0)
+
+#define ASSERT_STR_EQ(a, b)                                                \
+  do {                                                                     \
+    const char *a_ = (a), *b_ = (b);                                       \
+    if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0)                   \
+      FAIL("%s == %s: \"%s\" != \"%s\"", #a, #b, a_ ? a_ : "(null)",       \
+           b_ ? b_ : "(null)");                                            \
+  } while (0)
+
+#define ASSERT_CONTAINS(hay, needle)                                       \
+  do {                                                                     \
+    const char *h_ = (hay), *n_ = (needle);                                \
+    if (h_ == NULL || strstr(h_, n_) == NULL)                              \
+      FAIL("%s contains \"%s\": it is \"%s\"", #hay, n_, h_ ? h_ : "(null)"); \
+  } while (0)
+
+#define ASSERT_NOT_CONTAINS(hay, needle)                                   \
+  do {                                                                     \
+    const char *h_ = (hay), *n_ = (needle);                                \
+    if (h_ != NULL && strstr(h_, n_) != NULL)                              \
+      FAIL("%s must not contain \"%s\": it is \"%s\"", #hay, n_, h_);      \
+  } while (0)
+
+/* A library call on store s must succeed; prints es_errmsg otherwise. */
+#define ASSERT_OK(s, call)                                                 \
+  do {                                                                     \
+    es_status rc_ = (call);                                                \
+    if (rc_ != ES_OK)                                                      \
+      FAIL("%s: %s: %s", #call, es_status_name(rc_), es_errmsg(s));         \
+  } while (0)
+
+/* A call must fail with the given status. */
+#define ASSERT_STATUS(s, call, want)                                       \
+  do {                                                                     \
+    es_status rc_ = (call);                                                \
+    if (rc_ != (want))                                                     \
+      FAIL("%s: want %s, got %s (%s)", #call, es_status_name(want),         \
+           es_status_name(rc_), es_errmsg(s));                             \
+  } while (0)
+
+/* ---- the database -------------------------------------------------------- */
+
+/* The conninfo of this test's own, empty database (vector extension
+ * created, no store yet). */
+const char *th_conninfo(void);
+/* The conninfo of the cluster's maintenance database. */
+const char *th_admin_conninfo(void);
+/* The harness cluster's home directory. */
+const char *th_cluster_home(void);
+/* A fresh temporary directory for this test (removed after the run). */
+const char *th_tmpdir(void);
+
+/* Opens a store on this test's database; fails the test on error. */
+es_store *th_open(void);
+/* Opens a store and runs es_init(dim, metric). */
+es_store *th_open_init(int dim, es_metric metric);
+
+/* Runs SQL on this test's database; fails the test on error. */
+void th_exec(const char *sql);
+/* Runs a query returning one integer. */
+long long th_int(const char *sql);
+/* Runs a query returning one text value (malloc'd; NULL for SQL NULL). */
+char *th_text(const char *sql);
+
+/* ---- data and programs ----------------------------------------------------- */
+
+/* Full path of a file in ../shared/data. */
+const char *th_data(const char *name);
+
+typedef struct th_proc {
+  int status; /* exit status, or 128+signal */
+  char *out;  /* captured stdout (malloc'd, NUL-terminated) */
+  char *err;  /* captured stderr */
+} th_proc;
+
+/* Runs the embstore binary with argv (NULL-terminated, without argv[0]),
+ * feeding stdin_data (may be NULL) and EMBSTORE_DB unset unless env_db. */
+th_proc th_cli(const char *stdin_data, const char *const *argv);
+void th_proc_free(th_proc *p);
+
+/* Path of the built embstore binary. */
+const char *th_cli_path(void);
+
+/* Monotonic seconds. */
+double th_now(void);
+
+#endif

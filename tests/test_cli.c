@@ -1,0 +1,253 @@
+/* test_cli.c - the embstore tool: exit codes, --json fields, messages.
+ * JSON output is read back with jansson, an independent parser. */
+#include <jansson.h>
+
+#include "test.h"
+
+/* Runs embstore --db <test db> args... */
+static th_proc cli_db(const char *in, const char *const *args) {
+  const char *argv[32] = {"--db", th_conninfo()};
+  size_t n = 2;
+  for (size_t i = 0; args[i] && n < 31; i++)
+    argv[n++] = args[i];
+  argv[n] = NULL;
+  return th_cli(in, argv);
+}
+#define CLI(in, ...) cli_db(in, (const char *const[]){__VA_ARGS__, NULL})
+
+static json_t *parse(const char *text) {
+  json_error_t e;
+  json_t *j = json_loads(text, 0, &e);
+  if (j == NULL)
+    FAIL("not JSON (%s): %s", e.text, text);
+  return j;
+}
+
+/* Asserts that object o has exactly the given keys. */
+static void assert_keys(json_t *o, const char *const *keys, size_t n) {
+  ASSERT(json_is_object(o));
+  ASSERT_INT_EQ(json_object_size(o), n);
+  for (size_t i = 0; i < n; i++)
+    if (json_object_get(o, keys[i]) == NULL)
+      FAIL("missing key \"%s\" in %s", keys[i], json_dumps(o, 0));
+}
+
+TEST(cli_help_and_usage_errors_exit_1) {
+  const char *help[] = {"--help", NULL};
+  th_proc p = th_cli(NULL, help);
+  ASSERT_INT_EQ(p.status, 0);
+  const char *cmds[] = {"db", "init", "migrate", "ingest", "search"};
+  for (int i = 0; i < 5; i++)
+    ASSERT_CONTAINS(p.out, cmds[i]);
+  th_proc_free(&p);
+
+  const char *sub[] = {"search", "--help", NULL};
+  p = th_cli(NULL, sub);
+  ASSERT_INT_EQ(p.status, 0);
+  ASSERT_CONTAINS(p.out, "--workspace");
+  th_proc_free(&p);
+
+  const char *bad[][4] = {{"frobnicate", NULL},
+                          {"init", NULL},
+                          {"init", "--dim", "0", NULL},
+                          {"init", "--dim", "3", "--metric"},
+                          {"search", "-k", "5", NULL},
+                          {"search", "--like", "x", "--bogus"},
+                          {"ingest", NULL},
+                          {"db", "restart", NULL}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    p = th_cli(NULL, bad[i]);
+    if (p.status != 1)
+      FAIL("%s %s: exit %d, want 1\n%s", bad[i][0], bad[i][1] ? bad[i][1] : "",
+           p.status, p.err);
+    ASSERT_CONTAINS(p.err, "embstore");
+    th_proc_free(&p);
+  }
+}
+
+TEST(cli_operational_errors_exit_2_without_secrets) {
+  const char *argv[] = {"--db", "host=/nonexistent port=1 user=u password=pw-secret-9",
+                        "--json", "init", "--dim", "3", NULL};
+  th_proc p = th_cli(NULL, argv);
+  ASSERT_INT_EQ(p.status, 2);
+  ASSERT_NOT_CONTAINS(p.err, "pw-secret-9");
+  ASSERT_NOT_CONTAINS(p.out, "pw-secret-9");
+  json_t *j = parse(p.out);
+  json_t *e = json_object_get(j, "error");
+  ASSERT_STR_EQ(json_string_value(json_object_get(e, "status")), "ES_ECONNECT");
+  json_decref(j);
+  th_proc_free(&p);
+
+  p = CLI(NULL, "search", "--like", "x"); /* no store yet */
+  ASSERT_INT_EQ(p.status, 2);
+  ASSERT_CONTAINS(p.err, "embstore init");
+  th_proc_free(&p);
+}
+
+TEST(cli_init_ingest_search_json_fields_are_stable) {
+  th_proc p = CLI(NULL, "--json", "init", "--dim", "3");
+  ASSERT_INT_EQ(p.status, 0);
+  json_t *j = parse(p.out);
+  static const char *const init_keys[] = {
+      "created", "adopted", "migrations_applied", "indexes_created", "dim",
+      "metric", "orphaned_chunks", "fk_valid", "fk_validated"};
+  assert_keys(j, init_keys, 9);
+  ASSERT(json_is_true(json_object_get(j, "created")));
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "dim")), 3);
+  json_decref(j);
+  th_proc_free(&p);
+
+  const char *input =
+      "{\"id\":\"a\",\"text\":\"alpha\",\"embedding\":[1,0,0],"
+      "\"metadata\":{\"n\":0.1},\"chunks\":[{\"id\":\"a0\",\"text\":\"x\"}]}\n"
+      "\n"
+      "{\"id\":\"b\",\"text\":\"beta\",\"embedding\":[0,1,0]}\n"
+      "{\"id\":\"c\",\"embedding\":[0,1]}\n"
+      "garbage\n";
+  p = CLI(input, "ingest", "-", "--json", "--source", "src", "--workspace", "w");
+  ASSERT_INT_EQ(p.status, 3); /* some failed, others landed */
+  j = parse(p.out);
+  static const char *const ingest_keys[] = {"inserted", "updated", "unchanged",
+                                            "failed", "chunks_written",
+                                            "errors", "seconds"};
+  assert_keys(j, ingest_keys, 7);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "inserted")), 2);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "failed")), 2);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "chunks_written")), 1);
+  json_t *errs = json_object_get(j, "errors");
+  ASSERT_INT_EQ(json_array_size(errs), 2);
+  json_t *e0 = json_array_get(errs, 0);
+  static const char *const err_keys[] = {"id", "line", "error"};
+  assert_keys(e0, err_keys, 3);
+  ASSERT_STR_EQ(json_string_value(json_object_get(e0, "id")), "c");
+  ASSERT_INT_EQ(json_integer_value(json_object_get(e0, "line")), 4);
+  ASSERT_CONTAINS(json_string_value(json_object_get(e0, "error")),
+                  "embedding has 2 values");
+  ASSERT_INT_EQ(json_integer_value(json_object_get(json_array_get(errs, 1), "line")), 5);
+  json_decref(j);
+  th_proc_free(&p);
+
+  /* The same input again: unchanged, nothing rewritten. */
+  p = CLI("{\"id\":\"b\",\"text\":\"beta\",\"embedding\":[0,1,0]}\n", "--json",
+          "ingest", "-", "--source", "src", "--workspace", "w");
+  ASSERT_INT_EQ(p.status, 0);
+  j = parse(p.out);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "unchanged")), 1);
+  json_decref(j);
+  th_proc_free(&p);
+
+  p = CLI(NULL, "--json", "search", "--vector", "[1,0.1,0]", "-k", "5");
+  ASSERT_INT_EQ(p.status, 0);
+  j = parse(p.out);
+  static const char *const top[] = {"results"};
+  assert_keys(j, top, 1);
+  json_t *res = json_object_get(j, "results");
+  ASSERT_INT_EQ(json_array_size(res), 2);
+  json_t *h = json_array_get(res, 0);
+  static const char *const hit_keys[] = {"id", "distance", "text", "source_id",
+                                         "metadata"};
+  assert_keys(h, hit_keys, 5);
+  ASSERT_STR_EQ(json_string_value(json_object_get(h, "id")), "a");
+  ASSERT_STR_EQ(json_string_value(json_object_get(h, "source_id")), "src");
+  ASSERT_STR_EQ(json_string_value(json_object_get(h, "text")), "alpha");
+  json_t *meta = json_object_get(h, "metadata");
+  ASSERT_STR_EQ(json_string_value(json_object_get(meta, "workspace")), "w");
+  ASSERT(json_real_value(json_object_get(meta, "n")) == 0.1);
+  ASSERT(json_real_value(json_object_get(h, "distance")) <
+         json_real_value(json_object_get(json_array_get(res, 1), "distance")));
+  json_decref(j);
+  th_proc_free(&p);
+
+  /* --like excludes the document itself. */
+  p = CLI(NULL, "search", "--like", "a", "--json");
+  ASSERT_INT_EQ(p.status, 0);
+  j = parse(p.out);
+  res = json_object_get(j, "results");
+  ASSERT_INT_EQ(json_array_size(res), 1);
+  ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(res, 0), "id")), "b");
+  json_decref(j);
+  th_proc_free(&p);
+}
+
+TEST(cli_ingest_exits_2_when_nothing_lands_and_0_for_empty_input) {
+  th_proc p = CLI(NULL, "init", "--dim", "2");
+  ASSERT_INT_EQ(p.status, 0);
+  th_proc_free(&p);
+  p = CLI("not json\n{\"id\":\"\",\"embedding\":[1,2]}\n", "ingest", "-");
+  ASSERT_INT_EQ(p.status, 2);
+  ASSERT_CONTAINS(p.err, "line 1");
+  ASSERT_CONTAINS(p.err, "line 2");
+  ASSERT_CONTAINS(p.err, "id is missing or empty");
+  th_proc_free(&p);
+  p = CLI("", "ingest", "-", "--json");
+  ASSERT_INT_EQ(p.status, 0);
+  json_t *j = parse(p.out);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "inserted")), 0);
+  json_decref(j);
+  th_proc_free(&p);
+  p = CLI(NULL, "ingest", "/nonexistent/file.jsonl");
+  ASSERT_INT_EQ(p.status, 2);
+  ASSERT_CONTAINS(p.err, "/nonexistent/file.jsonl");
+  th_proc_free(&p);
+}
+
+TEST(cli_migrate_status_lists_applied_and_pending) {
+  th_proc p = CLI(NULL, "migrate", "--status", "--json");
+  ASSERT_INT_EQ(p.status, 0);
+  json_t *j = parse(p.out);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "pending")), 3);
+  json_decref(j);
+  th_proc_free(&p);
+  p = CLI(NULL, "init", "--dim", "2");
+  th_proc_free(&p);
+  p = CLI(NULL, "migrate", "--status", "--json");
+  j = parse(p.out);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "pending")), 0);
+  json_t *m0 = json_array_get(json_object_get(j, "migrations"), 0);
+  static const char *const keys[] = {"version", "name", "applied", "applied_at"};
+  assert_keys(m0, keys, 4);
+  ASSERT(json_is_true(json_object_get(m0, "applied")));
+  json_decref(j);
+  th_proc_free(&p);
+}
+
+TEST(cli_db_commands_control_an_embedded_cluster) {
+  char home[600];
+  snprintf(home, sizeof home, "%s/h", th_tmpdir());
+  const char *url[] = {"--home", home, "db", "url", NULL};
+  th_proc p = th_cli(NULL, url);
+  ASSERT_INT_EQ(p.status, 0);
+  ASSERT_CONTAINS(p.out, "postgresql://embstore@/embstore?host=");
+  th_proc_free(&p);
+  const char *status[] = {"--home", home, "--json", "db", "status", NULL};
+  p = th_cli(NULL, status);
+  json_t *j = parse(p.out);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "state")), "absent");
+  json_decref(j);
+  th_proc_free(&p);
+  const char *start[] = {"--home", home, "--json", "db", "start", NULL};
+  p = th_cli(NULL, start);
+  ASSERT_INT_EQ(p.status, 0);
+  j = parse(p.out);
+  static const char *const keys[] = {"state", "pid", "home", "url"};
+  assert_keys(j, keys, 4);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "state")), "running");
+  ASSERT(json_integer_value(json_object_get(j, "pid")) > 0);
+  json_decref(j);
+  th_proc_free(&p);
+  /* Commands without --db use it. */
+  const char *init[] = {"--home", home, "init", "--dim", "2", NULL};
+  p = th_cli(NULL, init);
+  ASSERT_INT_EQ(p.status, 0);
+  ASSERT_CONTAINS(p.out, "created store");
+  th_proc_free(&p);
+  const char *stop[] = {"--home", home, "db", "stop", NULL};
+  p = th_cli(NULL, stop);
+  ASSERT_INT_EQ(p.status, 0);
+  ASSERT_CONTAINS(p.out, "stopped");
+  th_proc_free(&p);
+  const char *with_db[] = {"--db", "dbname=x", "db", "start", NULL};
+  p = th_cli(NULL, with_db);
+  ASSERT_INT_EQ(p.status, 1);
+  th_proc_free(&p);
+}

@@ -1,0 +1,114 @@
+/* test_recall.c - the HNSW index's recall@10 against an exact scan, on the
+ * real embedding sets in ../shared/data (see its README). */
+#include <math.h>
+
+#include "test.h"
+
+#define K 10
+
+/* Loads n vectors of dim floats from a raw little-endian float32 file. */
+static float *load_f32(const char *path, size_t dim, size_t n) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    FAIL("cannot open %s", path);
+  float *v = malloc(dim * n * sizeof *v);
+  ASSERT(v != NULL);
+  ASSERT_INT_EQ(fread(v, sizeof *v, dim * n, f), dim * n);
+  fclose(f);
+  return v;
+}
+
+/* Loads up to max vectors of dim tab-separated values a line (extra
+ * columns, such as SIFT's id, are ignored). */
+static float *load_tsv(const char *path, size_t dim, size_t max, size_t *n) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    FAIL("cannot open %s", path);
+  float *v = malloc(dim * max * sizeof *v);
+  char *line = NULL;
+  size_t cap = 0;
+  *n = 0;
+  while (*n < max && getline(&line, &cap, f) > 0) {
+    char *p = line;
+    for (size_t k = 0; k < dim; k++) {
+      char *end;
+      v[*n * dim + k] = strtof(p, &end);
+      if (end == p)
+        FAIL("%s: line %zu has fewer than %zu values", path, *n + 1, dim);
+      p = end;
+    }
+    (*n)++;
+  }
+  free(line);
+  fclose(f);
+  return v;
+}
+
+/* Inserts vectors [0, n) as documents "v<i>". */
+static void insert_all(es_store *s, const float *v, size_t dim, size_t n) {
+  char id[32];
+  for (size_t i = 0; i < n; i++) {
+    snprintf(id, sizeof id, "v%zu", i);
+    es_doc d = {.id = id, .text = "", .embedding = v + i * dim, .dim = dim};
+    ASSERT_OK(s, es_upsert(s, &d, NULL));
+  }
+}
+
+/* Mean recall@K of the index over the queries, against exact scans. */
+static double recall(es_store *s, const float *q, size_t dim, size_t nq) {
+  size_t found = 0;
+  for (size_t i = 0; i < nq; i++) {
+    es_search_params p = {.vector = q + i * dim, .dim = dim, .k = K};
+    es_results *approx = NULL, *exact = NULL;
+    ASSERT_OK(s, es_search(s, &p, &approx));
+    p.exact = 1;
+    ASSERT_OK(s, es_search(s, &p, &exact));
+    ASSERT_INT_EQ(exact->n, K);
+    for (size_t a = 0; a < approx->n; a++)
+      for (size_t e = 0; e < exact->n; e++)
+        if (strcmp(approx->hits[a].id, exact->hits[e].id) == 0) {
+          found++;
+          break;
+        }
+    es_results_free(approx);
+    es_results_free(exact);
+  }
+  return (double)found / (double)(nq * K);
+}
+
+TEST(hnsw_recall_at_10_is_at_least_0_95_on_bge_m3_cosine) {
+  const size_t dim = 1024, n = 500, nq = 50;
+  float *v = load_f32(th_data("bge-m3-1024-paragraph-500.f32"), dim, n);
+  es_store *s = th_open_init((int)dim, ES_METRIC_COSINE);
+  /* The last 50 vectors are held out as queries. */
+  insert_all(s, v, dim, n - nq);
+  th_exec("ANALYZE embeddings");
+  double r = recall(s, v + (n - nq) * dim, dim, nq);
+  printf("bge-m3 cosine recall@10 = %.4f over %zu queries\n", r, nq);
+  ASSERT_DBL_GE(r, 0.95);
+  free(v);
+  es_close(s);
+}
+
+TEST(hnsw_recall_at_10_is_at_least_0_95_on_sift_l2) {
+  const size_t dim = 128, held = 97;
+  size_t n, nq3;
+  float *v = load_tsv(th_data("sift-5k-128.tsv"), dim, 5000, &n);
+  ASSERT_INT_EQ(n, 5000);
+  float *q3 = load_tsv(th_data("sift-query-3.tsv"), dim, 3, &nq3);
+  ASSERT_INT_EQ(nq3, 3);
+  es_store *s = th_open_init((int)dim, ES_METRIC_L2);
+  insert_all(s, v, dim, n - held);
+  th_exec("ANALYZE embeddings");
+  /* The three official queries plus 97 held-out base vectors. */
+  float *q = malloc((held + 3) * dim * sizeof *q);
+  memcpy(q, q3, 3 * dim * sizeof *q);
+  memcpy(q + 3 * dim, v + (n - held) * dim, held * dim * sizeof *q);
+  double r = recall(s, q, dim, held + 3);
+  printf("SIFT l2 recall@10 = %.4f over %zu queries\n", r, held + 3);
+  ASSERT_DBL_GE(r, 0.95);
+  free(q);
+  free(q3);
+  free(v);
+  es_close(s);
+}
