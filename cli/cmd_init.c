@@ -104,14 +104,14 @@ static int run_init(cli *c, int argc, char **argv) {
     printf("store updated: dim %d, metric %s\n", r.dim, es_metric_name(r.metric));
   if (r.migrations_applied > 0)
     printf("  %d migration(s) applied\n", r.migrations_applied);
-  if (r.indexes_created > 0)
+  if (r.indexes_created > 0 && !r.created)
     printf("  %d missing index(es) created\n", r.indexes_created);
   if (r.orphaned_chunks > 0)
     printf("  %lld orphaned chunk(s) found (their document does not exist): the\n"
            "  foreign key chunks.document_id -> embeddings.id was added NOT VALID;\n"
            "  remove them with `embstore cleanup`, then it is validated\n",
            (long long)r.orphaned_chunks);
-  if (r.fk_validated)
+  if (r.fk_validated && !r.created)
     printf("  foreign key chunks.document_id -> embeddings.id validated\n");
   return EXIT_OK;
 }

@@ -86,6 +86,15 @@ char *th_text(const char *sql) {
   return v;
 }
 
+void th_assert_text(const char *file, int line, const char *sql,
+                    const char *want) {
+  char *got = th_text(sql);
+  if (got == NULL || strcmp(got, want) != 0)
+    th_fail(file, line, "%s\n  returned \"%s\", want \"%s\"", sql,
+            got ? got : "(null)", want);
+  free(got);
+}
+
 long long th_int(const char *sql) {
   char *v = th_text(sql);
   if (v == NULL)

@@ -113,6 +113,10 @@ void th_exec(const char *sql);
 long long th_int(const char *sql);
 /* Runs a query returning one text value (malloc'd; NULL for SQL NULL). */
 char *th_text(const char *sql);
+/* A query's one text value must equal want. */
+void th_assert_text(const char *file, int line, const char *sql,
+                    const char *want);
+#define ASSERT_SQL_STR(sql, want) th_assert_text(__FILE__, __LINE__, sql, want)
 
 /* ---- data and programs ----------------------------------------------------- */
 

@@ -39,8 +39,7 @@ TEST(upsert_reports_inserted_updated_unchanged_and_keeps_updated_at) {
   v[1] = 0.5f; /* a changed vector is a change too */
   ASSERT_OK(s, es_upsert(s, &d, &out));
   ASSERT_INT_EQ(out, ES_UPSERT_UPDATED);
-  ASSERT_STR_EQ(th_text("SELECT embedding::text FROM embeddings WHERE id = 'a'"),
-                "[1,0.5,0]");
+  ASSERT_SQL_STR("SELECT embedding::text FROM embeddings WHERE id = 'a'", "[1,0.5,0]");
   free(t1);
   free(t2);
   es_close(s);
@@ -111,7 +110,7 @@ TEST(upsert_refuses_a_chunk_owned_by_another_document_and_writes_nothing) {
   ASSERT_CONTAINS(es_errmsg(s), "chunk id \"shared\" belongs to document \"a\"");
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings WHERE id = 'b'"), 0);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM chunks WHERE id = 'b0'"), 0);
-  ASSERT_STR_EQ(th_text("SELECT document_id FROM chunks WHERE id = 'shared'"), "a");
+  ASSERT_SQL_STR("SELECT document_id FROM chunks WHERE id = 'shared'", "a");
   es_close(s);
 }
 
@@ -134,8 +133,8 @@ TEST(upsert_refuses_invalid_documents_before_writing) {
   d.id = "x'); DROP TABLE chunks; --";
   d.text = "\\' \" $1 %s";
   ASSERT_OK(s, es_upsert(s, &d, NULL));
-  ASSERT_STR_EQ(th_text("SELECT text FROM embeddings"), "\\' \" $1 %s");
-  ASSERT_STR_EQ(th_text("SELECT id FROM embeddings"), "x'); DROP TABLE chunks; --");
+  ASSERT_SQL_STR("SELECT text FROM embeddings", "\\' \" $1 %s");
+  ASSERT_SQL_STR("SELECT id FROM embeddings", "x'); DROP TABLE chunks; --");
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM chunks"), 0);
   es_close(s);
 }
