@@ -187,7 +187,7 @@ static es_status check_adoptable(es_store *s, es__conn *c, int dim,
                                  es_init_report *rep) {
   static const char *const tables[] = {"embeddings", "chunks"};
   for (int i = 0; i < 2; i++) {
-    int have;
+    int have = -1;
     char type[64];
     es_status rc = column_dim(s, c, tables[i], &have, type, sizeof type);
     if (rc != ES_OK)
