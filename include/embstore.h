@@ -155,6 +155,8 @@ typedef struct es_options {
   int max_retries;          /* retries of a safe-to-repeat operation after a
                                transient failure, 0 = none (3) */
   int retry_backoff_ms;     /* first backoff, doubled per retry (20) */
+  int metrics_retention_s;  /* performance_metrics rows older than this are
+                               pruned, 0 = keep all (7 days) */
 } es_options;
 
 /* Fills [out] options with the defaults above. */
@@ -268,6 +270,87 @@ es_status es_doc_validate(es_store *store, const es_doc *doc);
  * chunk set, in one transaction.  [out] outcome may be NULL. */
 es_status es_upsert(es_store *store, const es_doc *doc,
                     es_upsert_outcome *outcome);
+
+/* ------------------------------------------------------------------------
+ * Batch upsert (the write path at COPY speed)
+ *
+ * Documents are validated first; invalid ones are reported and never sent.
+ * Valid ones go in batches, each batch one transaction.  A batch whose ids
+ * are all new is written with binary COPY straight into the tables; other
+ * batches are staged with COPY and merged with a single INSERT ... ON
+ * CONFLICT, which skips documents whose content hashes match what is stored
+ * (unchanged: not rewritten, updated_at untouched).  If PostgreSQL rejects a
+ * batch, it is split in halves until the failing documents are isolated;
+ * the others land and each failure carries the database's message.
+ *
+ * The same id twice: among the valid occurrences the last one wins and the
+ * earlier ones count as duplicates; an id that already landed earlier in
+ * the same batch session is applied again (last wins) and counted as a
+ * duplicate too.  So inserted + updated + unchanged + failed + duplicates is
+ * the number of documents given.
+ * ---------------------------------------------------------------------- */
+typedef void (*es_progress_fn)(size_t processed, size_t total, void *user);
+
+typedef struct es_batch_options {
+  size_t batch_size;       /* documents per transaction (1000) */
+  es_progress_fn progress; /* called after each batch, may be NULL */
+  void *user;              /* passed to progress */
+  size_t total;            /* total for progress when streaming, 0 unknown */
+} es_batch_options;
+
+/* Fills [out] options with the defaults. */
+void es_batch_options_init(es_batch_options *options);
+
+typedef struct es_batch_failure {
+  char *id;        /* NULL when the document had no usable id */
+  size_t position; /* its position in the input (see es_batch_add) */
+  es_status status;
+  char *error;     /* names the field, or the database's message */
+} es_batch_failure;
+
+typedef struct es_batch_result {
+  size_t inserted, updated, unchanged, failed, duplicates;
+  size_t chunks_written; /* chunk rows inserted or rewritten */
+  size_t batches;        /* transactions committed */
+  es_batch_failure *failures; /* failed of them, in input order */
+  size_t n_failures;          /* == failed */
+} es_batch_result;
+
+void es_batch_result_free(es_batch_result *result);
+
+/* Upserts docs[0..n) in batches.  Positions in failures are indexes into
+ * docs.  Returns ES_OK when every document landed, ES_EPARTIAL when some
+ * failed (see the result), or the error that stopped the run (connection
+ * lost beyond retries, ...), in which case the result still says what
+ * landed and lists every document that did not.  [out] *result is freed
+ * with es_batch_result_free() and set whenever memory allows.  [in]
+ * options may be NULL for the defaults. */
+es_status es_batch_upsert(es_store *store, const es_doc *docs, size_t n,
+                          const es_batch_options *options,
+                          es_batch_result **result);
+
+/* A batch session for streamed input (the CLI's ingest): it holds one
+ * connection, so duplicates are recognised across calls.  Not thread-safe;
+ * one session per thread. */
+typedef struct es_batch es_batch;
+
+/* Starts a session; [out] *batch is ended with es_batch_end(). */
+es_status es_batch_begin(es_store *store, const es_batch_options *options,
+                         es_batch **batch);
+
+/* Upserts docs[0..n) (in batches of options->batch_size).  positions[i]
+ * names docs[i] in failures (a line number, say); NULL numbers the
+ * documents consecutively across calls from 0.  Returns like
+ * es_batch_upsert() for these documents. */
+es_status es_batch_add(es_batch *batch, const es_doc *docs, size_t n,
+                       const size_t *positions);
+
+/* The totals so far (owned by the session). */
+const es_batch_result *es_batch_totals(const es_batch *batch);
+
+/* Ends the session.  [out] result (may be NULL) receives the totals, freed
+ * with es_batch_result_free(). */
+void es_batch_end(es_batch *batch, es_batch_result **result);
 
 /* A document parsed from JSON, owning all of its memory.  The embedded
  * es_doc points into it.  Freed with es_doc_json_free(). */

@@ -79,12 +79,28 @@ es_status es__pool_init(es_store *store, es__pool *pool, const char *conninfo,
                         const es_options *opts);
 void es__pool_destroy(es__pool *pool);
 es_status es__acquire(es_store *store, es__conn **out);
+/* Like es__acquire but never waits for a busy pool (background work). */
+es_status es__acquire_quiet(es_store *store, es__conn **out);
 /* Returns a connection; broken ones (or ones left inside a transaction) are
  * closed instead of pooled. */
 void es__release(es_store *store, es__conn *conn);
 void es__discard(es_store *store, es__conn *conn);
 
 int64_t es__now_ms(void);
+
+/* ---- metrics.c ------------------------------------------------------------ */
+
+typedef struct es__metrics es__metrics;
+
+/* Starts the background writer; es__metrics_stop flushes and stops it. */
+es_status es__metrics_start(es_store *store);
+void es__metrics_stop(es_store *store);
+/* Records one operation (no I/O; dropped when the buffer is full). */
+void es__metric(es_store *store, const char *operation, double ms, bool ok,
+                const char *error, const char *metadata);
+/* Writes what is buffered now, in the calling thread. */
+void es__metrics_flush_now(es_store *store);
+uint64_t es__metrics_dropped(es_store *store);
 
 /* ---- the store handle ---------------------------------------------------- */
 
@@ -99,6 +115,7 @@ struct es_store {
   int dim;                 /* 0 until read from embstore_meta */
   es_metric metric;
   int vector_0_8;          /* pgvector >= 0.8: iterative index scans */
+  es__metrics *metrics;
 };
 
 /* ---- sql.c: statements and execution ------------------------------------ */
@@ -112,6 +129,12 @@ typedef enum es__stmt_id {
   ES__Q_CHUNK_UPSERT,
   ES__Q_CHUNKS_PRUNE,
   ES__Q_CHUNK_OWNER,
+  ES__Q_METRICS_INSERT,
+  ES__Q_METRICS_PRUNE,
+  ES__Q_BATCH_PROBE,
+  ES__Q_BATCH_SEEN,
+  ES__Q_BATCH_MARK_SEEN,
+  ES__Q_BATCH_DROP_ORPHANS,
   ES__Q__COUNT
 } es__stmt_id;
 
@@ -137,6 +160,9 @@ es_status es__exec(es_store *store, es__conn *conn, const char *sql,
 /* Sends BEGIN/COMMIT/ROLLBACK. */
 es_status es__begin(es_store *store, es__conn *conn);
 es_status es__commit(es_store *store, es__conn *conn);
+/* Lifts the statement timeout for the rest of the transaction: for index
+ * builds and migrations, which take as long as the data needs. */
+es_status es__no_timeout(es_store *store, es__conn *conn);
 void es__rollback(es__conn *conn);
 
 /* true when res holds rows or a command completed. */
@@ -145,10 +171,12 @@ bool es__res_ok(const PGresult *res);
 /* An operation body run on a pooled connection by es__run(). */
 typedef es_status (*es__op_fn)(es_store *store, es__conn *conn, void *ctx);
 
-/* Acquires a connection, runs fn, releases it.  When retry is true and fn
+/* Acquires a connection, runs fn, releases it, and records the operation
+ * (when operation is not NULL) in the metrics.  When retry is true and fn
  * fails transiently (lost connection, serialization failure, deadlock),
  * runs it again, up to opts.max_retries times with doubling backoff. */
-es_status es__run(es_store *store, bool retry, es__op_fn fn, void *ctx);
+es_status es__run(es_store *store, const char *operation, bool retry,
+                  es__op_fn fn, void *ctx);
 
 /* Loads the store's dimension and metric (cached on the handle). */
 es_status es__load_shape(es_store *store, es__conn *conn);

@@ -288,6 +288,8 @@ static es_status apply_one(es_store *s, es__conn *c, const migration *mg,
   snprintf(version, sizeof version, "%d", mg->version);
   es_status rc = es__begin(s, c);
   if (rc == ES_OK)
+    rc = es__no_timeout(s, c); /* an index on adopted data takes its time */
+  if (rc == ES_OK)
     rc = es__exec(s, c, MIGRATE_LOCK, "cannot take the migration lock");
   if (rc == ES_OK)
     rc = es__exec(s, c,
@@ -426,10 +428,18 @@ static es_status init_op(es_store *s, es__conn *c, void *arg) {
   }
   if ((rc = shape_conflict(s, dim, metric, ic->dim, ic->metric)) != ES_OK)
     return rc;
-  /* Mend what a healthy store needs, whatever happened since. */
-  if ((rc = ensure_indexes(s, c, metric, &rep->indexes_created)) != ES_OK ||
-      (rc = ensure_fk(s, c, rep)) != ES_OK)
+  /* Mend what a healthy store needs, whatever happened since, in one
+   * transaction under the migration lock. */
+  if ((rc = es__begin(s, c)) != ES_OK)
     return rc;
+  if ((rc = es__no_timeout(s, c)) != ES_OK ||
+      (rc = es__exec(s, c, MIGRATE_LOCK, "cannot take the migration lock")) != ES_OK ||
+      (rc = ensure_indexes(s, c, metric, &rep->indexes_created)) != ES_OK ||
+      (rc = ensure_fk(s, c, rep)) != ES_OK ||
+      (rc = es__commit(s, c)) != ES_OK) {
+    es__rollback(c);
+    return rc;
+  }
   rep->dim = dim;
   rep->metric = metric;
   return ES_OK;
@@ -446,7 +456,7 @@ es_status es_init(es_store *s, int dim, es_metric metric, es_init_report *report
   if ((unsigned)metric > ES_METRIC_IP)
     return es__fail(s, ES_EINVAL, "unknown metric %d", (int)metric);
   init_ctx ic = {dim, metric, report ? report : &local};
-  es_status rc = es__run(s, true, init_op, &ic);
+  es_status rc = es__run(s, "init", true, init_op, &ic);
   pthread_mutex_lock(&s->shape_mu);
   s->dim = 0; /* read the shape afresh */
   pthread_mutex_unlock(&s->shape_mu);
@@ -479,7 +489,7 @@ es_status es_migrate(es_store *s, int *applied) {
   if (s == NULL)
     return ES_EINVAL;
   migrate_op_ctx mo = {0};
-  es_status rc = es__run(s, true, migrate_op, &mo);
+  es_status rc = es__run(s, "migrate", true, migrate_op, &mo);
   if (applied)
     *applied = mo.applied;
   return rc;
@@ -520,7 +530,7 @@ es_status es_migrations(es_store *s, es_migration_list **out) {
     return es__fail(s, ES_ENOMEM, "out of memory");
   }
   list_ctx lc = {l};
-  es_status rc = es__run(s, true, list_op, &lc);
+  es_status rc = es__run(s, NULL, true, list_op, &lc);
   if (rc != ES_OK) {
     es_migration_list_free(l);
     return rc;

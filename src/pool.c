@@ -198,11 +198,12 @@ static es_status conn_open(es_store *store, es__conn **out) {
   return ES_OK;
 }
 
-/* Hands out an idle connection, opens a new one, or waits for one. */
-es_status es__acquire(es_store *store, es__conn **out) {
+/* Hands out an idle connection, opens a new one, or waits up to wait_ms
+ * for one. */
+static es_status acquire(es_store *store, es__conn **out, int wait_ms) {
   es__pool *pool = &store->pool;
   es__conn *stale = NULL;
-  int64_t deadline = es__now_ms() + pool->wait_timeout_ms;
+  int64_t deadline = es__now_ms() + wait_ms;
 
   pthread_mutex_lock(&pool->mu);
   for (;;) {
@@ -253,6 +254,8 @@ es_status es__acquire(es_store *store, es__conn **out) {
     }
     if (now >= deadline) {
       pthread_mutex_unlock(&pool->mu);
+      if (wait_ms == 0)
+        return ES_ETIMEOUT;
       return es__fail(store, ES_ETIMEOUT,
                       "no free connection within %d ms: all %d pooled "
                       "connections are busy (raise the pool size)",
@@ -262,6 +265,14 @@ es_status es__acquire(es_store *store, es__conn **out) {
                           .tv_nsec = (deadline % 1000) * 1000000};
     pthread_cond_timedwait(&pool->cv, &pool->mu, &ts);
   }
+}
+
+es_status es__acquire(es_store *store, es__conn **out) {
+  return acquire(store, out, store->pool.wait_timeout_ms);
+}
+
+es_status es__acquire_quiet(es_store *store, es__conn **out) {
+  return acquire(store, out, 0);
 }
 
 /* Closes a connection instead of pooling it. */

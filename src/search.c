@@ -205,7 +205,7 @@ es_status es_search(es_store *s, const es_search_params *p, es_results **out) {
   sc.res = calloc(1, sizeof *sc.res);
   if (sc.res == NULL)
     return es__fail(s, ES_ENOMEM, "out of memory");
-  rc = es__run(s, true, search_op, &sc);
+  rc = es__run(s, "search", true, search_op, &sc);
   free(sc.owned);
   if (rc != ES_OK) {
     es_results_free(sc.res);

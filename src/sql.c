@@ -38,6 +38,28 @@ static const stmt statements[ES__Q__COUNT] = {
                            "SELECT id, document_id FROM chunks "
                            "WHERE id = ANY ($1::text[]) AND document_id <> $2 "
                            "ORDER BY id LIMIT 1"},
+    [ES__Q_METRICS_INSERT] =
+        {"es_metrics_insert",
+         "INSERT INTO performance_metrics (operation, duration_ms, success, "
+         "error_message, metadata, created_at) SELECT * FROM unnest("
+         "$1::text[], $2::float8[], $3::bool[], $4::text[], $5::jsonb[], "
+         "$6::timestamptz[])"},
+    [ES__Q_METRICS_PRUNE] =
+        {"es_metrics_prune",
+         "DELETE FROM performance_metrics WHERE id IN (SELECT id FROM "
+         "performance_metrics WHERE created_at < now() - make_interval(secs "
+         "=> $1::int) LIMIT 100000)"},
+    [ES__Q_BATCH_PROBE] = {"es_batch_probe",
+                           "SELECT count(*) FROM embeddings "
+                           "WHERE id = ANY ($1::text[])"},
+    [ES__Q_BATCH_SEEN] = {"es_batch_seen",
+                          "SELECT id FROM es_seen WHERE id = ANY ($1::text[])"},
+    [ES__Q_BATCH_MARK_SEEN] = {"es_batch_mark_seen",
+                               "INSERT INTO es_seen SELECT unnest($1::text[]) "
+                               "ON CONFLICT DO NOTHING"},
+    [ES__Q_BATCH_DROP_ORPHANS] = {"es_batch_drop_orphans",
+                                  "DELETE FROM chunks WHERE document_id = "
+                                  "ANY ($1::text[])"},
     [ES__Q_CHUNKS_PRUNE] = {"es_chunks_prune",
                             "DELETE FROM chunks WHERE document_id = $1 "
                             "AND id <> ALL ($2::text[])"},
@@ -112,6 +134,11 @@ es_status es__commit(es_store *store, es__conn *conn) {
   return es__exec(store, conn, "COMMIT", "cannot commit");
 }
 
+es_status es__no_timeout(es_store *store, es__conn *conn) {
+  return es__exec(store, conn, "SET LOCAL statement_timeout = 0",
+                  "cannot lift the statement timeout");
+}
+
 /* Rolls back whatever is open; failures do not matter (the connection is
  * discarded by es__release if it is not idle afterwards). */
 void es__rollback(es__conn *conn) {
@@ -128,10 +155,13 @@ static void backoff(int ms) {
 }
 
 /* Runs fn on a pooled connection, retrying transient failures. */
-es_status es__run(es_store *store, bool retry, es__op_fn fn, void *ctx) {
+es_status es__run(es_store *store, const char *operation, bool retry,
+                  es__op_fn fn, void *ctx) {
   int attempts = retry ? store->opts.max_retries + 1 : 1;
   int delay = store->opts.retry_backoff_ms > 0 ? store->opts.retry_backoff_ms : 1;
   es_status rc = ES_OK;
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
 
   for (int i = 0; i < attempts; i++) {
     es__conn *conn = NULL;
@@ -147,7 +177,14 @@ es_status es__run(es_store *store, bool retry, es__op_fn fn, void *ctx) {
       es__release(store, conn);
     }
     if (rc == ES_OK || !es__last_err(store)->transient)
-      return rc;
+      break;
+  }
+  if (operation != NULL) {
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double ms = (double)(b.tv_sec - a.tv_sec) * 1e3 +
+                (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+    es__metric(store, operation, ms, rc == ES_OK,
+               rc == ES_OK ? NULL : es__last_err(store)->msg, NULL);
   }
   return rc;
 }

@@ -12,6 +12,7 @@ void es_options_init(es_options *o) {
   o->statement_timeout_ms = 30000;
   o->max_retries = 3;
   o->retry_backoff_ms = 20;
+  o->metrics_retention_s = 7 * 24 * 3600;
 }
 
 es_status es_open(const char *conninfo, es_store **store) {
@@ -28,7 +29,7 @@ static inline es_status check_options(es_store *s, const es_options *o) {
                     o->pool_size);
   if (o->idle_timeout_ms < 0 || o->connect_timeout_s < 0 ||
       o->statement_timeout_ms < 0 || o->max_retries < 0 ||
-      o->retry_backoff_ms < 0)
+      o->retry_backoff_ms < 0 || o->metrics_retention_s < 0)
     return es__fail(s, ES_EINVAL, "timeouts and retry counts must not be "
                     "negative");
   return ES_OK;
@@ -73,14 +74,16 @@ es_status es_open_opts(const es_options *options, es_store **out) {
   s->redacted = es__conninfo_redact(s->conninfo);
   if (s->redacted == NULL)
     s->redacted = strdup("(unparsable connection string)");
-  if ((rc = es__pool_init(s, &s->pool, s->conninfo, &s->opts)) != ES_OK)
+  if ((rc = es__pool_init(s, &s->pool, s->conninfo, &s->opts)) != ES_OK ||
+      (rc = es__run(s, NULL, true, ping, NULL)) != ES_OK)
     return rc;
-  return es__run(s, true, ping, NULL);
+  return es__metrics_start(s);
 }
 
 void es_close(es_store *s) {
   if (s == NULL)
     return;
+  es__metrics_stop(s); /* writes what is still buffered */
   if (s->pool.size != -1)
     es__pool_destroy(&s->pool);
   pthread_mutex_destroy(&s->shape_mu);

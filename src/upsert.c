@@ -204,7 +204,7 @@ es_status es_upsert(es_store *s, const es_doc *doc, es_upsert_outcome *outcome) 
   es__doc_content_hash(doc, u.content_hash);
   if (doc->has_chunks)
     es__doc_chunks_hash(doc, u.chunks_hash);
-  rc = es__run(s, true, upsert_op, &u);
+  rc = es__run(s, "upsert", true, upsert_op, &u);
   if (rc == ES_OK && outcome)
     *outcome = u.outcome;
   return rc;

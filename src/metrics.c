@@ -1,0 +1,251 @@
+/* metrics.c - performance metrics, buffered and written in batches.
+ *
+ * Operations append a record to an in-memory buffer (one mutex, no I/O);
+ * a background thread per store writes the buffer with one INSERT every
+ * second (or sooner when it fills), and prunes rows older than the
+ * retention.  Writing never blocks or fails the operation measured: when
+ * the buffer is full or the database refuses, records are dropped and
+ * counted. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+#include "json.h"
+
+#define CAPACITY 4096     /* records buffered at most */
+#define FLUSH_AT 256      /* wake the writer early from this many */
+#define FLUSH_EVERY_MS 1000
+#define PRUNE_EVERY_MS (3600 * 1000)
+
+typedef struct record {
+  char *operation;
+  double ms;
+  bool ok;
+  char *error;
+  char *metadata;
+  char at[40]; /* ISO 8601 UTC, taken when recorded */
+} record;
+
+struct es__metrics {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  pthread_t thread;
+  bool running, stop;
+  record *buf;
+  size_t n;
+  uint64_t dropped;
+  int64_t last_prune_ms;
+  int retention_s;
+};
+
+static void record_free(record *r) {
+  free(r->operation);
+  free(r->error);
+  free(r->metadata);
+}
+
+/* Appends a quoted element to a PostgreSQL array literal. */
+static bool array_elem(es__buf *b, const char *s, bool first) {
+  if (!first && !es__buf_append(b, ",", 1))
+    return false;
+  if (s == NULL)
+    return es__buf_append(b, "NULL", 4);
+  if (!es__buf_append(b, "\"", 1))
+    return false;
+  for (const char *p = s; *p; p++) {
+    if ((*p == '"' || *p == '\\') && !es__buf_append(b, "\\", 1))
+      return false;
+    if (!es__buf_append(b, p, 1))
+      return false;
+  }
+  return es__buf_append(b, "\"", 1);
+}
+
+/* Writes records[0..n) with one statement on conn; false on failure. */
+static bool write_records(es__conn *c, record *recs, size_t n) {
+  es__buf a[6] = {{0}};
+  bool ok = true;
+  for (int k = 0; k < 6; k++)
+    ok = ok && es__buf_append(&a[k], "{", 1);
+  for (size_t i = 0; ok && i < n; i++) {
+    char ms[32];
+    snprintf(ms, sizeof ms, "%.3f", recs[i].ms);
+    ok = array_elem(&a[0], recs[i].operation, i == 0) &&
+         array_elem(&a[1], ms, i == 0) &&
+         array_elem(&a[2], recs[i].ok ? "t" : "f", i == 0) &&
+         array_elem(&a[3], recs[i].error, i == 0) &&
+         array_elem(&a[4], recs[i].metadata ? recs[i].metadata : "{}", i == 0) &&
+         array_elem(&a[5], recs[i].at, i == 0);
+  }
+  for (int k = 0; k < 6; k++)
+    ok = ok && es__buf_append(&a[k], "}", 1);
+  if (ok) {
+    const char *v[6] = {a[0].data, a[1].data, a[2].data,
+                        a[3].data, a[4].data, a[5].data};
+    PGresult *r = es__exec_stmt(c, ES__Q_METRICS_INSERT, 6, v, NULL, NULL, 0);
+    ok = es__res_ok(r);
+    PQclear(r);
+  }
+  for (int k = 0; k < 6; k++)
+    es__buf_free(&a[k]);
+  return ok;
+}
+
+/* Takes the buffer and writes it; prunes old rows now and then. */
+static void flush(es_store *s, bool prune_due) {
+  es__metrics *m = s->metrics;
+  pthread_mutex_lock(&m->mu);
+  record *recs = m->buf;
+  size_t n = m->n;
+  m->buf = calloc(CAPACITY, sizeof *m->buf);
+  if (m->buf == NULL) { /* keep the old buffer rather than lose the store */
+    m->buf = recs;
+    pthread_mutex_unlock(&m->mu);
+    return;
+  }
+  m->n = 0;
+  pthread_mutex_unlock(&m->mu);
+
+  es__conn *c = NULL;
+  if ((n > 0 || prune_due) && es__acquire_quiet(s, &c) == ES_OK) {
+    if (n > 0 && !write_records(c, recs, n)) {
+      pthread_mutex_lock(&m->mu);
+      m->dropped += n;
+      pthread_mutex_unlock(&m->mu);
+    }
+    if (prune_due && m->retention_s > 0) {
+      char secs[32];
+      snprintf(secs, sizeof secs, "%d", m->retention_s);
+      const char *v[1] = {secs};
+      PQclear(es__exec_stmt(c, ES__Q_METRICS_PRUNE, 1, v, NULL, NULL, 0));
+    }
+    es__release(s, c);
+  } else if (n > 0) {
+    pthread_mutex_lock(&m->mu);
+    m->dropped += n;
+    pthread_mutex_unlock(&m->mu);
+  }
+  for (size_t i = 0; i < n; i++)
+    record_free(&recs[i]);
+  free(recs);
+}
+
+static void *writer(void *arg) {
+  es_store *s = arg;
+  es__metrics *m = s->metrics;
+  pthread_mutex_lock(&m->mu);
+  while (!m->stop) {
+    int64_t deadline = es__now_ms() + FLUSH_EVERY_MS;
+    struct timespec ts = {.tv_sec = deadline / 1000,
+                          .tv_nsec = (deadline % 1000) * 1000000};
+    while (!m->stop && m->n < FLUSH_AT && es__now_ms() < deadline)
+      pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+    bool prune = es__now_ms() - m->last_prune_ms >= PRUNE_EVERY_MS;
+    if (prune)
+      m->last_prune_ms = es__now_ms();
+    pthread_mutex_unlock(&m->mu);
+    flush(s, prune);
+    pthread_mutex_lock(&m->mu);
+  }
+  pthread_mutex_unlock(&m->mu);
+  return NULL;
+}
+
+es_status es__metrics_start(es_store *s) {
+  es__metrics *m = calloc(1, sizeof *m);
+  if (m == NULL || (m->buf = calloc(CAPACITY, sizeof *m->buf)) == NULL) {
+    free(m);
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  }
+  pthread_mutex_init(&m->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&m->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  m->retention_s = s->opts.metrics_retention_s;
+  m->last_prune_ms = es__now_ms() - PRUNE_EVERY_MS; /* prune soon after open */
+  s->metrics = m;
+  if (pthread_create(&m->thread, NULL, writer, s) != 0) {
+    s->metrics = NULL;
+    pthread_cond_destroy(&m->cv);
+    pthread_mutex_destroy(&m->mu);
+    free(m->buf);
+    free(m);
+    return es__fail(s, ES_ENOMEM, "cannot start the metrics writer thread");
+  }
+  m->running = true;
+  return ES_OK;
+}
+
+void es__metrics_stop(es_store *s) {
+  es__metrics *m = s->metrics;
+  if (m == NULL)
+    return;
+  pthread_mutex_lock(&m->mu);
+  m->stop = true;
+  pthread_cond_signal(&m->cv);
+  pthread_mutex_unlock(&m->mu);
+  if (m->running)
+    pthread_join(m->thread, NULL);
+  flush(s, false); /* what came in after the writer's last round */
+  for (size_t i = 0; i < m->n; i++)
+    record_free(&m->buf[i]);
+  free(m->buf);
+  pthread_cond_destroy(&m->cv);
+  pthread_mutex_destroy(&m->mu);
+  free(m);
+  s->metrics = NULL;
+}
+
+void es__metric(es_store *s, const char *operation, double ms, bool ok,
+                const char *error, const char *metadata) {
+  es__metrics *m = s->metrics;
+  if (m == NULL || operation == NULL)
+    return;
+  struct timespec now;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &now);
+  gmtime_r(&now.tv_sec, &tm);
+  pthread_mutex_lock(&m->mu);
+  if (m->n == CAPACITY) {
+    m->dropped++;
+    pthread_mutex_unlock(&m->mu);
+    return;
+  }
+  record *r = &m->buf[m->n];
+  r->operation = strdup(operation);
+  r->ms = ms;
+  r->ok = ok;
+  r->error = error ? strdup(error) : NULL;
+  r->metadata = metadata ? strdup(metadata) : NULL;
+  snprintf(r->at, sizeof r->at, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",
+           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+           tm.tm_min, tm.tm_sec, now.tv_nsec / 1000);
+  if (r->operation == NULL) {
+    record_free(r);
+    m->dropped++;
+  } else {
+    m->n++;
+    if (m->n >= FLUSH_AT)
+      pthread_cond_signal(&m->cv);
+  }
+  pthread_mutex_unlock(&m->mu);
+}
+
+void es__metrics_flush_now(es_store *s) {
+  if (s->metrics)
+    flush(s, false);
+}
+
+uint64_t es__metrics_dropped(es_store *s) {
+  es__metrics *m = s->metrics;
+  if (m == NULL)
+    return 0;
+  pthread_mutex_lock(&m->mu);
+  uint64_t d = m->dropped;
+  pthread_mutex_unlock(&m->mu);
+  return d;
+}
