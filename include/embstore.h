@@ -291,11 +291,26 @@ es_status es_upsert(es_store *store, const es_doc *doc,
  * ---------------------------------------------------------------------- */
 typedef void (*es_progress_fn)(size_t processed, size_t total, void *user);
 
+typedef enum es_defer_index {
+  ES_DEFER_AUTO = 0, /* defer for a load of 10,000+ documents that is at
+                        least as large as what the store already holds */
+  ES_DEFER_ALWAYS = 1,
+  ES_DEFER_NEVER = 2
+} es_defer_index;
+
 typedef struct es_batch_options {
   size_t batch_size;       /* documents per transaction (1000) */
   es_progress_fn progress; /* called after each batch, may be NULL */
   void *user;              /* passed to progress */
-  size_t total;            /* total for progress when streaming, 0 unknown */
+  size_t total;            /* expected number of documents when streaming
+                              (progress, index strategy); 0 unknown */
+  /* Inserting into an HNSW index one row at a time is the slowest part of a
+   * large load; building it once afterwards is several times faster.  When
+   * deferred, the session drops the HNSW index before its first batch and
+   * builds it again in es_batch_end() (searches meanwhile scan exactly).
+   * If the process dies in between, `embstore init` or `embstore migrate`
+   * rebuilds it and `embstore stats` reports it missing until then. */
+  es_defer_index defer_index;
 } es_batch_options;
 
 /* Fills [out] options with the defaults. */
@@ -348,9 +363,14 @@ es_status es_batch_add(es_batch *batch, const es_doc *docs, size_t n,
 /* The totals so far (owned by the session). */
 const es_batch_result *es_batch_totals(const es_batch *batch);
 
-/* Ends the session.  [out] result (may be NULL) receives the totals, freed
- * with es_batch_result_free(). */
-void es_batch_end(es_batch *batch, es_batch_result **result);
+/* Ends the session: builds a deferred index, releases the connection and
+ * frees the session.  [out] result (may be NULL) receives the totals, freed
+ * with es_batch_result_free().  Returns the status of the index build
+ * (ES_OK when nothing was deferred).  NULL is a no-op. */
+es_status es_batch_end(es_batch *batch, es_batch_result **result);
+
+/* Whether this session deferred the HNSW index (so far). */
+int es_batch_index_deferred(const es_batch *batch);
 
 /* A document parsed from JSON, owning all of its memory.  The embedded
  * es_doc points into it.  Freed with es_doc_json_free(). */

@@ -35,6 +35,14 @@
   X(filtered_search_returns_k_rows_when_k_match, DB)                         \
   X(hnsw_recall_at_10_is_at_least_0_95_on_bge_m3_cosine, DB)                 \
   X(hnsw_recall_at_10_is_at_least_0_95_on_sift_l2, DB)                       \
+  /* batch upsert */                                                        \
+  X(batch_counts_inserted_updated_unchanged_exactly_on_every_path, DB)       \
+  X(batch_reports_invalid_documents_by_position_and_lands_the_rest, DB)      \
+  X(batch_isolates_documents_the_database_rejects_and_lands_the_others, DB)  \
+  X(batch_folds_duplicate_ids_last_one_wins, DB)                             \
+  X(batch_replaces_chunk_sets_and_refuses_chunks_of_other_documents, DB)     \
+  X(batch_progress_and_metrics_are_reported_per_batch, DB)                   \
+  X(batch_defers_the_hnsw_index_and_builds_it_at_the_end, DB)                \
   /* the embedded cluster */                                                 \
   X(cluster_starts_privately_on_a_unix_socket_only_and_stops, DB)            \
   X(cluster_recovers_after_the_postmaster_is_killed, DB)                     \

@@ -108,9 +108,10 @@ TEST(cli_init_ingest_search_json_fields_are_stable) {
   ASSERT_INT_EQ(p.status, 3); /* some failed, others landed */
   j = parse(p.out);
   static const char *const ingest_keys[] = {"inserted", "updated", "unchanged",
-                                            "failed", "chunks_written",
-                                            "errors", "seconds"};
-  assert_keys(j, ingest_keys, 7);
+                                            "failed", "duplicates",
+                                            "chunks_written", "errors",
+                                            "seconds"};
+  assert_keys(j, ingest_keys, 8);
   ASSERT_INT_EQ(json_integer_value(json_object_get(j, "inserted")), 2);
   ASSERT_INT_EQ(json_integer_value(json_object_get(j, "failed")), 2);
   ASSERT_INT_EQ(json_integer_value(json_object_get(j, "chunks_written")), 1);

@@ -1,0 +1,947 @@
+/* batch.c - batch upsert: the write path at COPY speed, with exact
+ * per-document accounting.
+ *
+ * A batch is one transaction:
+ *  1. COPY the batch's keys (ord, id, content hashes) into a temp table and
+ *     lock the documents that exist, reading their stored hashes.
+ *  2. No document exists (a first load): COPY documents and chunks straight
+ *     into their tables.  A concurrent writer that got in first makes COPY
+ *     fail with a unique violation; the batch then falls back to 3.
+ *  3. Otherwise only new and changed documents are COPYed, into a staging
+ *     table, and merged with one INSERT ... ON CONFLICT; chunk sets are
+ *     rewritten only where their hash changed.  Unchanged documents cost a
+ *     key and an index probe: they are neither sent nor rewritten.
+ * A batch that PostgreSQL rejects is split in halves until the documents
+ * at fault are isolated; transient failures (lost connection, deadlock)
+ * retry the batch with backoff. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "copy.h"
+#include "schema.h"
+
+#define DEFAULT_BATCH 1000
+#define DEFER_INDEX_MIN 10000
+
+typedef enum outcome {
+  OUT_PENDING,
+  OUT_INSERTED,
+  OUT_UPDATED,
+  OUT_UNCHANGED,
+  OUT_FAILED
+} outcome;
+
+typedef struct item {
+  const es_doc *doc;
+  size_t position;
+  uint8_t content_hash[ES__HASH_BYTES];
+  uint8_t chunks_hash[ES__HASH_BYTES];
+  /* set inside a batch's transaction, applied once it commits */
+  outcome out;
+  bool exists;         /* stored before this batch */
+  bool rewrite_chunks; /* its chunk set must be written */
+  bool seen;           /* landed earlier in this session: a duplicate */
+  char *error;         /* OUT_FAILED: why (a chunk owned by another doc) */
+} item;
+
+struct es_batch {
+  es_store *s;
+  es__conn *conn;
+  es_batch_options opts;
+  es_batch_result res;
+  size_t cap_failures;
+  size_t next_position;
+  size_t processed;
+  int dim;
+  es_metric metric;
+  bool temp_ready;     /* temp tables exist on conn */
+  bool committed;      /* a batch committed on conn (es_seen is not empty) */
+  bool decided_index;  /* the defer decision was made */
+  bool index_deferred;
+  es__copy copy;
+};
+
+void es_batch_options_init(es_batch_options *o) {
+  memset(o, 0, sizeof *o);
+  o->batch_size = DEFAULT_BATCH;
+}
+
+/* ---- accounting ----------------------------------------------------------- */
+
+static void add_failure(es_batch *b, const char *id, size_t position,
+                        es_status status, const char *msg) {
+  es_batch_result *r = &b->res;
+  r->failed++;
+  if (r->n_failures == b->cap_failures) {
+    size_t cap = b->cap_failures ? b->cap_failures * 2 : 64;
+    es_batch_failure *g = realloc(r->failures, cap * sizeof *g);
+    if (g == NULL)
+      return; /* counted, not detailed */
+    r->failures = g;
+    b->cap_failures = cap;
+  }
+  es_batch_failure *f = &r->failures[r->n_failures++];
+  f->id = id ? strdup(id) : NULL;
+  f->position = position;
+  f->status = status;
+  f->error = strdup(msg ? msg : "unknown error");
+}
+
+/* An id fit to be quoted in results: valid, bounded UTF-8. */
+static const char *usable_id(const es_doc *d) {
+  if (d->id == NULL || d->id[0] == '\0')
+    return NULL;
+  size_t n = strlen(d->id);
+  if (n > ES_MAX_ID_BYTES || es__utf8_invalid_at(d->id, n) >= 0)
+    return NULL;
+  return d->id;
+}
+
+static void reset_pending(item *it, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    it[i].out = OUT_PENDING;
+    it[i].exists = it[i].seen = false;
+    it[i].rewrite_chunks = it[i].doc->has_chunks;
+    free(it[i].error);
+    it[i].error = NULL;
+  }
+}
+
+/* Applies the outcomes of a committed batch to the totals. */
+static void apply(es_batch *b, item *it, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (it[i].out == OUT_FAILED) {
+      add_failure(b, it[i].doc->id, it[i].position, ES_ECONFLICT, it[i].error);
+    } else if (it[i].seen) {
+      b->res.duplicates++;
+    } else if (it[i].out == OUT_INSERTED) {
+      b->res.inserted++;
+    } else if (it[i].out == OUT_UPDATED) {
+      b->res.updated++;
+    } else {
+      b->res.unchanged++;
+    }
+  }
+}
+
+/* ---- connection and temp tables ----------------------------------------------- */
+
+static es_status ensure_conn(es_batch *b) {
+  if (b->conn && PQstatus(b->conn->pg) == CONNECTION_OK)
+    return ES_OK;
+  if (b->conn) {
+    es__discard(b->s, b->conn);
+    b->conn = NULL;
+  }
+  b->temp_ready = b->committed = false;
+  return es__acquire(b->s, &b->conn);
+}
+
+static const char temp_tables[] =
+    "CREATE TEMP TABLE IF NOT EXISTS es_stage_keys (ord int, id text, "
+    "content_hash bytea, chunks_hash bytea) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS es_stage_docs (ord int, id text, "
+    "text text, embedding vector, metadata jsonb, source_id text, "
+    "content_hash bytea, chunks_hash bytea, rewrite_chunks bool) "
+    "ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS es_stage_chunks (doc_ord int, id text, "
+    "document_id text, chunk_index int, text text, embedding vector, "
+    "metadata jsonb) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS es_written (id text, inserted bool) "
+    "ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS es_seen (id text PRIMARY KEY)";
+
+/* ---- the statements of a batch -------------------------------------------- */
+
+static es_status exec(es_batch *b, const char *sql, const char *what) {
+  return es__exec(b->s, b->conn, sql, what);
+}
+
+/* Runs a query with one int[] parameter (ords); NULL result on error. */
+static es_status exec_ords(es_batch *b, const char *sql, const char *ords,
+                           const char *what) {
+  const char *v[1] = {ords};
+  PGresult *r = PQexecParams(b->conn->pg, sql, 1, NULL, v, NULL, NULL, 0);
+  es_status rc = ES_OK;
+  if (!es__res_ok(r))
+    rc = es__fail_pg(b->s, b->conn->pg, r, what);
+  PQclear(r);
+  return rc;
+}
+
+/* COPYs the keys of it[0..n) (ord = index in it). */
+static es_status copy_keys(es_batch *b, item *it, size_t n) {
+  es__copy *c = &b->copy;
+  es__copy_start(c);
+  for (size_t i = 0; i < n; i++) {
+    es__copy_row(c, 4);
+    es__copy_int4(c, (int32_t)i);
+    es__copy_text(c, it[i].doc->id);
+    es__copy_bytes(c, it[i].content_hash, ES__HASH_BYTES);
+    if (it[i].doc->has_chunks)
+      es__copy_bytes(c, it[i].chunks_hash, ES__HASH_BYTES);
+    else
+      es__copy_null(c);
+  }
+  es__copy_finish(c);
+  return es__copy_send(b->s, b->conn,
+                       "COPY es_stage_keys FROM STDIN (FORMAT binary)", c, NULL);
+}
+
+/* Locks the batch's stored documents (in id order, so that concurrent
+ * batches do not deadlock) and compares their hashes. */
+static es_status lock_existing(es_batch *b, item *it, size_t n, size_t *existing) {
+  PGresult *r = PQexec(
+      b->conn->pg,
+      "SELECT k.ord, e.content_hash IS NOT DISTINCT FROM k.content_hash, "
+      "k.chunks_hash IS NULL OR e.chunks_hash IS NOT DISTINCT FROM "
+      "k.chunks_hash FROM es_stage_keys k JOIN embeddings e ON e.id = k.id "
+      "ORDER BY e.id FOR UPDATE OF e");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot lock stored documents");
+    PQclear(r);
+    return rc;
+  }
+  *existing = (size_t)PQntuples(r);
+  for (int i = 0; i < PQntuples(r); i++) {
+    long ord = strtol(PQgetvalue(r, i, 0), NULL, 10);
+    if (ord < 0 || (size_t)ord >= n)
+      continue;
+    item *x = &it[ord];
+    bool same_content = PQgetvalue(r, i, 1)[0] == 't';
+    bool same_chunks = PQgetvalue(r, i, 2)[0] == 't';
+    x->exists = true;
+    x->rewrite_chunks = x->doc->has_chunks && !same_chunks;
+    if (same_content && same_chunks)
+      x->out = OUT_UNCHANGED;
+  }
+  PQclear(r);
+  return ES_OK;
+}
+
+/* Marks the documents that landed earlier in this session. */
+static es_status mark_seen(es_batch *b, item *it, size_t n) {
+  if (!b->committed)
+    return ES_OK;
+  PGresult *r = PQexec(b->conn->pg, "SELECT k.ord FROM es_stage_keys k "
+                                    "JOIN es_seen s ON s.id = k.id");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot read es_seen");
+    PQclear(r);
+    return rc;
+  }
+  for (int i = 0; i < PQntuples(r); i++) {
+    long ord = strtol(PQgetvalue(r, i, 0), NULL, 10);
+    if (ord >= 0 && (size_t)ord < n)
+      it[ord].seen = true;
+  }
+  PQclear(r);
+  return ES_OK;
+}
+
+/* Writes the document rows of the items to write into table. */
+static es_status copy_docs(es_batch *b, item *it, size_t n, bool staged) {
+  es__copy *c = &b->copy;
+  es__copy_start(c);
+  for (size_t i = 0; i < n; i++) {
+    const es_doc *d = it[i].doc;
+    if (it[i].out != OUT_PENDING)
+      continue;
+    es__copy_row(c, staged ? 9 : 7);
+    if (staged)
+      es__copy_int4(c, (int32_t)i);
+    es__copy_text(c, d->id);
+    es__copy_text(c, d->text ? d->text : "");
+    es__copy_vector(c, d->embedding, d->dim);
+    es__copy_jsonb(c, d->metadata_json);
+    es__copy_text(c, d->source_id);
+    es__copy_bytes(c, it[i].content_hash, ES__HASH_BYTES);
+    if (d->has_chunks)
+      es__copy_bytes(c, it[i].chunks_hash, ES__HASH_BYTES);
+    else
+      es__copy_null(c);
+    if (staged) {
+      static const char t = 1, f = 0;
+      es__copy_bytes(c, it[i].rewrite_chunks ? &t : &f, 1);
+    }
+  }
+  es__copy_finish(c);
+  return es__copy_send(
+      b->s, b->conn,
+      staged ? "COPY es_stage_docs FROM STDIN (FORMAT binary)"
+             : "COPY embeddings (id, text, embedding, metadata, source_id, "
+               "content_hash, chunks_hash) FROM STDIN (FORMAT binary)",
+      c, NULL);
+}
+
+/* Writes the chunks of the items whose chunk set is rewritten. */
+static es_status copy_chunks(es_batch *b, item *it, size_t n, bool staged,
+                             size_t *count) {
+  es__copy *c = &b->copy;
+  es__copy_start(c);
+  *count = 0;
+  for (size_t i = 0; i < n; i++) {
+    const es_doc *d = it[i].doc;
+    if (it[i].out != OUT_PENDING || !it[i].rewrite_chunks)
+      continue;
+    for (size_t k = 0; k < d->n_chunks; k++) {
+      const es_chunk *ch = &d->chunks[k];
+      es__copy_row(c, staged ? 7 : 6);
+      if (staged)
+        es__copy_int4(c, (int32_t)i);
+      es__copy_text(c, ch->id);
+      es__copy_text(c, d->id);
+      es__copy_int4(c, (int32_t)k);
+      es__copy_text(c, ch->text ? ch->text : "");
+      es__copy_vector(c, ch->embedding, ch->dim);
+      es__copy_jsonb(c, ch->metadata_json);
+      (*count)++;
+    }
+  }
+  if (*count == 0)
+    return ES_OK;
+  es__copy_finish(c);
+  return es__copy_send(
+      b->s, b->conn,
+      staged ? "COPY es_stage_chunks FROM STDIN (FORMAT binary)"
+             : "COPY chunks (id, document_id, chunk_index, text, embedding, "
+               "metadata) FROM STDIN (FORMAT binary)",
+      c, NULL);
+}
+
+/* The first load of new documents: straight into the tables.  Returns
+ * ES_ECONFLICT (after rolling back to the savepoint) when a concurrent
+ * writer inserted one of the ids first. */
+static es_status write_direct(es_batch *b, item *it, size_t n, size_t *chunks) {
+  es_status rc = exec(b, "SAVEPOINT es_direct", "cannot set a savepoint");
+  if (rc != ES_OK)
+    return rc;
+  /* A chunk set replaces what is there: with a NOT VALID key (adopted
+   * databases), orphaned chunks may name one of these new ids. */
+  rc = exec(b, "DELETE FROM chunks c USING es_stage_keys k WHERE "
+               "k.chunks_hash IS NOT NULL AND c.document_id = k.id",
+            "cannot clear chunks of new documents");
+  if (rc == ES_OK)
+    rc = copy_docs(b, it, n, false);
+  if (rc == ES_OK)
+    rc = copy_chunks(b, it, n, false, chunks);
+  if (rc == ES_OK)
+    return exec(b, "RELEASE SAVEPOINT es_direct", "cannot release a savepoint");
+  if (strcmp(es__last_err(b->s)->sqlstate, "23505") != 0)
+    return rc;
+  rc = exec(b, "ROLLBACK TO SAVEPOINT es_direct", "cannot roll back to a savepoint");
+  return rc == ES_OK ? ES_ECONFLICT : rc;
+}
+
+/* Builds an int[] literal of the ords whose flag is set. */
+static char *ords_literal(const item *it, size_t n, bool (*pick)(const item *)) {
+  es__buf buf = {0};
+  char num[16];
+  bool ok = es__buf_append(&buf, "{", 1);
+  bool first = true;
+  for (size_t i = 0; ok && i < n; i++) {
+    if (!pick(&it[i]))
+      continue;
+    int len = snprintf(num, sizeof num, "%s%zu", first ? "" : ",", i);
+    ok = es__buf_append(&buf, num, (size_t)len);
+    first = false;
+  }
+  if (!ok || !es__buf_append(&buf, "}", 1)) {
+    es__buf_free(&buf);
+    return NULL;
+  }
+  return buf.data;
+}
+
+static bool is_failed(const item *x) { return x->out == OUT_FAILED; }
+
+/* Documents that exist or are new and must be written: staged, checked for
+ * chunk ids owned by other documents, merged. */
+static es_status write_merge(es_batch *b, item *it, size_t n, size_t *chunks) {
+  size_t staged_chunks = 0, to_write = 0;
+  for (size_t i = 0; i < n; i++)
+    to_write += it[i].out == OUT_PENDING;
+  if (to_write == 0) /* all unchanged: nothing to send */
+    return ES_OK;
+  es_status rc = copy_docs(b, it, n, true);
+  if (rc == ES_OK)
+    rc = copy_chunks(b, it, n, true, &staged_chunks);
+  if (rc == ES_OK && staged_chunks > 0)
+    rc = exec(b, "ANALYZE es_stage_chunks", "cannot analyze staged chunks");
+  if (rc != ES_OK)
+    return rc;
+
+  /* A chunk id may not move between documents. */
+  if (staged_chunks > 0) {
+    PGresult *r = PQexec(
+        b->conn->pg,
+        "SELECT DISTINCT ON (sc.doc_ord) sc.doc_ord, sc.id, c.document_id "
+        "FROM es_stage_chunks sc JOIN chunks c ON c.id = sc.id "
+        "WHERE c.document_id <> sc.document_id ORDER BY sc.doc_ord, sc.id");
+    if (!es__res_ok(r)) {
+      rc = es__fail_pg(b->s, b->conn->pg, r, "cannot check chunk ownership");
+      PQclear(r);
+      return rc;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+      long ord = strtol(PQgetvalue(r, i, 0), NULL, 10);
+      if (ord < 0 || (size_t)ord >= n)
+        continue;
+      char msg[1200];
+      snprintf(msg, sizeof msg, "chunk id \"%s\" belongs to document \"%s\"",
+               PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+      it[ord].out = OUT_FAILED;
+      it[ord].error = strdup(msg);
+    }
+    bool any = PQntuples(r) > 0;
+    PQclear(r);
+    if (any) {
+      char *ords = ords_literal(it, n, is_failed);
+      if (ords == NULL)
+        return es__fail(b->s, ES_ENOMEM, "out of memory");
+      rc = exec_ords(b, "DELETE FROM es_stage_docs WHERE ord = ANY ($1::int[])",
+                     ords, "cannot unstage documents");
+      if (rc == ES_OK)
+        rc = exec_ords(b, "DELETE FROM es_stage_chunks WHERE doc_ord = ANY "
+                          "($1::int[])",
+                       ords, "cannot unstage chunks");
+      free(ords);
+      if (rc != ES_OK)
+        return rc;
+    }
+  }
+
+  rc = exec(b,
+            "WITH up AS (INSERT INTO embeddings AS e (id, text, embedding, "
+            "metadata, source_id, content_hash, chunks_hash) "
+            "SELECT id, text, embedding, metadata, source_id, content_hash, "
+            "chunks_hash FROM es_stage_docs ORDER BY id "
+            "ON CONFLICT (id) DO UPDATE SET text = EXCLUDED.text, "
+            "embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata, "
+            "source_id = EXCLUDED.source_id, "
+            "content_hash = EXCLUDED.content_hash, "
+            "chunks_hash = COALESCE(EXCLUDED.chunks_hash, e.chunks_hash), "
+            "updated_at = now() RETURNING e.id, (e.xmax = 0)) "
+            "INSERT INTO es_written SELECT * FROM up",
+            "cannot write documents");
+  if (rc != ES_OK || staged_chunks == 0)
+    goto outcomes;
+  rc = exec(b,
+            "DELETE FROM chunks c USING es_stage_docs s WHERE s.rewrite_chunks "
+            "AND c.document_id = s.id AND (c.id, s.ord) NOT IN "
+            "(SELECT id, doc_ord FROM es_stage_chunks)",
+            "cannot delete stale chunks");
+  if (rc != ES_OK)
+    goto outcomes;
+  PGresult *r = PQexec(
+      b->conn->pg,
+      "INSERT INTO chunks AS c (id, document_id, chunk_index, text, "
+      "embedding, metadata) SELECT id, document_id, chunk_index, text, "
+      "embedding, metadata FROM es_stage_chunks ORDER BY id "
+      "ON CONFLICT (id) DO UPDATE SET chunk_index = EXCLUDED.chunk_index, "
+      "text = EXCLUDED.text, embedding = EXCLUDED.embedding, "
+      "metadata = EXCLUDED.metadata WHERE c.document_id = EXCLUDED.document_id");
+  if (!es__res_ok(r)) {
+    rc = es__fail_pg(b->s, b->conn->pg, r, "cannot write chunks");
+  } else {
+    size_t wrote = (size_t)strtoull(PQcmdTuples(r), NULL, 10);
+    long long want = 0;
+    PGresult *q = PQexec(b->conn->pg, "SELECT count(*) FROM es_stage_chunks");
+    if (es__res_ok(q))
+      want = strtoll(PQgetvalue(q, 0, 0), NULL, 10);
+    PQclear(q);
+    /* Fewer rows than staged: another transaction took a chunk id after
+     * our ownership check.  Fail the batch; bisection will isolate it. */
+    if ((long long)wrote != want)
+      rc = es__fail(b->s, ES_ECONFLICT, "a chunk id was claimed by another "
+                    "document while this batch was written");
+    *chunks = wrote;
+  }
+  PQclear(r);
+outcomes:
+  if (rc != ES_OK)
+    return rc;
+  r = PQexec(b->conn->pg, "SELECT k.ord, w.inserted FROM es_written w "
+                          "JOIN es_stage_keys k ON k.id = w.id");
+  if (!es__res_ok(r)) {
+    rc = es__fail_pg(b->s, b->conn->pg, r, "cannot read outcomes");
+    PQclear(r);
+    return rc;
+  }
+  for (int i = 0; i < PQntuples(r); i++) {
+    long ord = strtol(PQgetvalue(r, i, 0), NULL, 10);
+    if (ord >= 0 && (size_t)ord < n)
+      it[ord].out = PQgetvalue(r, i, 1)[0] == 't' ? OUT_INSERTED : OUT_UPDATED;
+  }
+  PQclear(r);
+  for (size_t i = 0; i < n; i++) /* staged but not returned: unchanged */
+    if (it[i].out == OUT_PENDING)
+      it[i].out = OUT_UNCHANGED;
+  return ES_OK;
+}
+
+/* Writes it[0..n) as one transaction.  Outcomes are left in the items;
+ * on failure everything is rolled back and the items reset. */
+static es_status write_batch(es_batch *b, item *it, size_t n, bool *direct_out) {
+  size_t existing = 0, chunks = 0;
+  bool direct = false;
+  es_status rc = es__begin(b->s, b->conn);
+  if (rc == ES_OK && !b->temp_ready)
+    rc = exec(b, temp_tables, "cannot create staging tables");
+  if (rc == ES_OK)
+    rc = copy_keys(b, it, n);
+  if (rc == ES_OK)
+    rc = exec(b, "ANALYZE es_stage_keys", "cannot analyze staged keys");
+  if (rc == ES_OK)
+    rc = mark_seen(b, it, n);
+  if (rc == ES_OK)
+    rc = lock_existing(b, it, n, &existing);
+  if (rc == ES_OK && existing == 0) {
+    rc = write_direct(b, it, n, &chunks);
+    if (rc == ES_OK) {
+      direct = true;
+      for (size_t i = 0; i < n; i++)
+        it[i].out = OUT_INSERTED;
+    } else if (rc == ES_ECONFLICT) { /* a concurrent insert: merge instead */
+      reset_pending(it, n);
+      rc = mark_seen(b, it, n);
+      if (rc == ES_OK)
+        rc = lock_existing(b, it, n, &existing);
+    }
+  }
+  if (rc == ES_OK && !direct)
+    rc = write_merge(b, it, n, &chunks);
+  if (rc == ES_OK)
+    rc = exec(b, "INSERT INTO es_seen SELECT id FROM es_stage_keys "
+                 "ON CONFLICT DO NOTHING",
+              "cannot remember written ids");
+  if (rc == ES_OK)
+    rc = es__commit(b->s, b->conn);
+  if (rc != ES_OK) {
+    es__rollback(b->conn);
+    reset_pending(it, n);
+    return rc;
+  }
+  b->temp_ready = b->committed = true;
+  b->res.chunks_written += chunks;
+  b->res.batches++;
+  *direct_out = direct;
+  return ES_OK;
+}
+
+/* ---- retries and bisection -------------------------------------------------- */
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+static void record_metric(es_batch *b, double ms, size_t n, bool ok,
+                          bool direct) {
+  char meta[96];
+  snprintf(meta, sizeof meta, "{\"docs\": %zu, \"path\": \"%s\"}", n,
+           direct ? "copy" : "merge");
+  es__metric(b->s, "ingest_batch", ms, ok, ok ? NULL : es__last_err(b->s)->msg,
+             meta);
+}
+
+static double elapsed_ms(const struct timespec *a) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)(now.tv_sec - a->tv_sec) * 1e3 +
+         (double)(now.tv_nsec - a->tv_nsec) / 1e6;
+}
+
+/* Writes it[0..n): retries transient failures, bisects rejected batches.
+ * Returns ES_OK or the failure that makes writing impossible (the items
+ * are then recorded as failed). */
+static es_status write_range(es_batch *b, item *it, size_t n) {
+  int delay = b->s->opts.retry_backoff_ms > 0 ? b->s->opts.retry_backoff_ms : 1;
+  es_status rc = ES_OK;
+  for (int attempt = 0; attempt <= b->s->opts.max_retries; attempt++) {
+    struct timespec t0;
+    bool direct = false;
+    if (attempt > 0) {
+      sleep_ms(delay);
+      delay *= 2;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    es__clear_err(b->s);
+    rc = ensure_conn(b);
+    if (rc == ES_OK)
+      rc = write_batch(b, it, n, &direct);
+    record_metric(b, elapsed_ms(&t0), n, rc == ES_OK, direct);
+    if (rc == ES_OK) {
+      apply(b, it, n);
+      return ES_OK;
+    }
+    if (!es__last_err(b->s)->transient)
+      break;
+  }
+  es__err *e = es__last_err(b->s);
+  if (e->transient || rc == ES_ENOMEM) {
+    /* The server is gone or we are out of memory: nothing of this range
+     * landed, and bisecting would not help. */
+    for (size_t i = 0; i < n; i++)
+      add_failure(b, it[i].doc->id, it[i].position, rc, e->msg);
+    return rc;
+  }
+  if (n == 1) {
+    char msg[sizeof e->msg + 32];
+    snprintf(msg, sizeof msg, "rejected by the database: %s", e->msg);
+    add_failure(b, it[0].doc->id, it[0].position, rc, msg);
+    return ES_OK;
+  }
+  size_t half = n / 2;
+  rc = write_range(b, it, half);
+  if (rc != ES_OK) {
+    for (size_t i = half; i < n; i++)
+      add_failure(b, it[i].doc->id, it[i].position, rc, es__last_err(b->s)->msg);
+    return rc;
+  }
+  return write_range(b, it + half, n - half);
+}
+
+/* ---- preparing the input ------------------------------------------------------ */
+
+typedef struct key {
+  const char *id;
+  size_t index;
+} key;
+
+static int cmp_key(const void *a, const void *b) {
+  const key *x = a, *y = b;
+  int c = strcmp(x->id, y->id);
+  if (c != 0)
+    return c;
+  return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Among valid items with the same id, keeps the last; returns how many
+ * were folded (marked by setting doc to NULL). */
+static size_t fold_duplicates(item *it, size_t n) {
+  key *keys = malloc(n * sizeof *keys);
+  size_t folded = 0;
+  if (keys == NULL)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    keys[i] = (key){it[i].doc->id, i};
+  qsort(keys, n, sizeof *keys, cmp_key);
+  for (size_t i = 0; i + 1 < n; i++)
+    if (strcmp(keys[i].id, keys[i + 1].id) == 0) {
+      it[keys[i].index].doc = NULL;
+      folded++;
+    }
+  free(keys);
+  return folded;
+}
+
+/* A chunk id may belong to one document of the batch only: later claims
+ * fail.  Returns how many items it failed (doc set to NULL). */
+static void check_chunk_claims(es_batch *b, item *it, size_t n) {
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++)
+    total += it[i].doc->has_chunks ? it[i].doc->n_chunks : 0;
+  if (total < 2)
+    return;
+  key *keys = malloc(total * sizeof *keys);
+  if (keys == NULL)
+    return;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    for (size_t c = 0; it[i].doc->has_chunks && c < it[i].doc->n_chunks; c++)
+      keys[k++] = (key){it[i].doc->chunks[c].id, i};
+  qsort(keys, total, sizeof *keys, cmp_key);
+  for (size_t i = 0; i + 1 < total; i++) {
+    if (strcmp(keys[i].id, keys[i + 1].id) != 0 ||
+        keys[i].index == keys[i + 1].index)
+      continue;
+    item *later = &it[keys[i + 1].index];
+    if (later->doc == NULL)
+      continue;
+    char msg[1300];
+    snprintf(msg, sizeof msg, "chunk id \"%.500s\" is also used by document "
+             "\"%.500s\" earlier in the input", keys[i].id,
+             it[keys[i].index].doc ? it[keys[i].index].doc->id : "?");
+    add_failure(b, later->doc->id, later->position, ES_ECONFLICT, msg);
+    later->doc = NULL;
+  }
+  free(keys);
+}
+
+/* Removes items whose doc was set to NULL. */
+static size_t compact(item *it, size_t n) {
+  size_t w = 0;
+  for (size_t i = 0; i < n; i++)
+    if (it[i].doc != NULL)
+      it[w++] = it[i];
+  return w;
+}
+
+/* ---- the deferred HNSW index ---------------------------------------------------- */
+
+static const es__index_def *hnsw_def(es_metric metric) {
+  size_t n;
+  const es__index_def *defs = es__required_indexes(metric, &n);
+  for (size_t i = 0; i < n; i++)
+    if (strstr(defs[i].key, "hnsw"))
+      return &defs[i];
+  return NULL;
+}
+
+/* Drops the HNSW index before a large load into a store no larger than
+ * the load (see es_defer_index). */
+static es_status maybe_defer_index(es_batch *b, size_t incoming) {
+  if (b->decided_index)
+    return ES_OK;
+  b->decided_index = true;
+  size_t total = b->opts.total > incoming ? b->opts.total : incoming;
+  if (b->opts.defer_index == ES_DEFER_NEVER ||
+      (b->opts.defer_index == ES_DEFER_AUTO && total < DEFER_INDEX_MIN))
+    return ES_OK;
+  es_status rc = ensure_conn(b);
+  if (rc != ES_OK)
+    return rc;
+  if (b->opts.defer_index == ES_DEFER_AUTO) {
+    char lim[32];
+    snprintf(lim, sizeof lim, "%zu", total + 1);
+    const char *v[1] = {lim};
+    PGresult *r = PQexecParams(b->conn->pg,
+                               "SELECT count(*) FROM (SELECT 1 FROM embeddings "
+                               "LIMIT $1::bigint) t",
+                               1, NULL, v, NULL, NULL, 0);
+    if (!es__res_ok(r)) {
+      rc = es__fail_pg(b->s, b->conn->pg, r, "cannot count documents");
+      PQclear(r);
+      return rc;
+    }
+    size_t existing = (size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    if (existing > total)
+      return ES_OK;
+  }
+  const es__index_def *def = hnsw_def(b->metric);
+  es__index_state st;
+  char *name = NULL;
+  rc = es__index_lookup(b->s, b->conn, def, &st, &name);
+  if (rc != ES_OK || st == ES__INDEX_MISSING) {
+    free(name);
+    return rc;
+  }
+  char *q = PQescapeIdentifier(b->conn->pg, name, strlen(name));
+  char sql[256];
+  snprintf(sql, sizeof sql, "DROP INDEX %s", q ? q : "\"\"");
+  PQfreemem(q);
+  free(name);
+  rc = exec(b, sql, "cannot drop the HNSW index for the load");
+  if (rc == ES_OK)
+    b->index_deferred = true;
+  return rc;
+}
+
+static es_status rebuild_index(es_batch *b) {
+  es_status rc = ensure_conn(b);
+  if (rc != ES_OK)
+    return rc;
+  const es__index_def *def = hnsw_def(b->metric);
+  rc = es__begin(b->s, b->conn);
+  if (rc == ES_OK)
+    rc = es__no_timeout(b->s, b->conn);
+  if (rc == ES_OK)
+    rc = exec(b, def->create, "cannot build the HNSW index after the load");
+  if (rc == ES_OK)
+    rc = es__commit(b->s, b->conn);
+  if (rc != ES_OK) {
+    es__rollback(b->conn);
+    return es__fail_wrap(b->s, rc, "the load landed but its HNSW index is "
+                         "missing; run `embstore migrate` to build it");
+  }
+  b->index_deferred = false;
+  return ES_OK;
+}
+
+/* ---- the public API ------------------------------------------------------------- */
+
+es_status es_batch_begin(es_store *s, const es_batch_options *opts,
+                         es_batch **out) {
+  if (s == NULL || out == NULL)
+    return ES_EINVAL;
+  *out = NULL;
+  es__clear_err(s);
+  es_batch *b = calloc(1, sizeof *b);
+  if (b == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  b->s = s;
+  if (opts)
+    b->opts = *opts;
+  else
+    es_batch_options_init(&b->opts);
+  if (b->opts.batch_size == 0)
+    b->opts.batch_size = DEFAULT_BATCH;
+  if (b->opts.batch_size > 100000) {
+    free(b);
+    return es__fail(s, ES_EINVAL, "batch size must be 1..100000, not %zu",
+                    opts->batch_size);
+  }
+  es_status rc = es_store_shape(s, &b->dim, &b->metric);
+  if (rc == ES_OK)
+    rc = ensure_conn(b);
+  if (rc != ES_OK) {
+    es_batch_end(b, NULL);
+    return rc;
+  }
+  *out = b;
+  return ES_OK;
+}
+
+es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
+                       const size_t *positions) {
+  if (b == NULL || (docs == NULL && n > 0))
+    return ES_EINVAL;
+  es_store *s = b->s;
+  es__clear_err(s);
+  size_t failed_before = b->res.failed;
+  item *it = calloc(n ? n : 1, sizeof *it);
+  if (it == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory");
+
+  /* Validate every document before anything is sent. */
+  size_t kept = 0;
+  char err[512];
+  for (size_t i = 0; i < n; i++) {
+    size_t pos = positions ? positions[i] : b->next_position + i;
+    es_status rc = es__doc_check(&docs[i], b->dim, err, sizeof err);
+    if (rc != ES_OK) {
+      add_failure(b, usable_id(&docs[i]), pos, rc, err);
+      continue;
+    }
+    it[kept].doc = &docs[i];
+    it[kept].position = pos;
+    kept++;
+  }
+  b->next_position += n;
+  size_t folded = fold_duplicates(it, kept);
+  b->res.duplicates += folded;
+  kept = compact(it, kept);
+  check_chunk_claims(b, it, kept);
+  kept = compact(it, kept);
+  for (size_t i = 0; i < kept; i++) {
+    es__doc_content_hash(it[i].doc, it[i].content_hash);
+    if (it[i].doc->has_chunks)
+      es__doc_chunks_hash(it[i].doc, it[i].chunks_hash);
+    it[i].rewrite_chunks = it[i].doc->has_chunks;
+  }
+
+  es_status rc = kept > 0 ? maybe_defer_index(b, kept) : ES_OK;
+  size_t total = b->opts.total ? b->opts.total : n;
+  b->processed += n - kept; /* invalid and folded ones are accounted */
+  for (size_t lo = 0; rc == ES_OK && lo < kept; lo += b->opts.batch_size) {
+    size_t m = kept - lo < b->opts.batch_size ? kept - lo : b->opts.batch_size;
+    rc = write_range(b, it + lo, m);
+    b->processed += m;
+    if (rc != ES_OK) {
+      /* Writing is impossible now: what follows did not land either. */
+      char msg[1100];
+      snprintf(msg, sizeof msg, "not written: %s", es__last_err(s)->msg);
+      for (size_t i = lo + m; i < kept; i++)
+        add_failure(b, it[i].doc->id, it[i].position, rc, msg);
+      break;
+    }
+    if (b->opts.progress)
+      b->opts.progress(b->processed, total, b->opts.user);
+  }
+  for (size_t i = 0; i < kept; i++)
+    free(it[i].error);
+  free(it);
+  if (rc != ES_OK)
+    return rc;
+  if (b->res.failed > failed_before)
+    return es__fail(s, ES_EPARTIAL, "%zu of %zu documents failed",
+                    b->res.failed - failed_before, n);
+  return ES_OK;
+}
+
+const es_batch_result *es_batch_totals(const es_batch *b) { return &b->res; }
+
+int es_batch_index_deferred(const es_batch *b) { return b && b->index_deferred; }
+
+static void free_parts(es_batch_result *r) {
+  for (size_t i = 0; i < r->n_failures; i++) {
+    free(r->failures[i].id);
+    free(r->failures[i].error);
+  }
+  free(r->failures);
+  r->failures = NULL;
+  r->n_failures = 0;
+}
+
+void es_batch_result_free(es_batch_result *r) {
+  if (r == NULL)
+    return;
+  free_parts(r);
+  free(r);
+}
+
+static int cmp_failure(const void *a, const void *b) {
+  const es_batch_failure *x = a, *y = b;
+  return x->position < y->position ? -1 : x->position > y->position;
+}
+
+es_status es_batch_end(es_batch *b, es_batch_result **out) {
+  if (out)
+    *out = NULL;
+  if (b == NULL)
+    return ES_OK;
+  es_status rc = b->index_deferred ? rebuild_index(b) : ES_OK;
+  if (b->conn) {
+    /* The session's temp tables die with the session: end it cleanly. */
+    if (b->temp_ready && PQstatus(b->conn->pg) == CONNECTION_OK)
+      PQclear(PQexec(b->conn->pg, "DISCARD TEMP"));
+    es__release(b->s, b->conn);
+  }
+  es__copy_free(&b->copy);
+  qsort(b->res.failures, b->res.n_failures, sizeof *b->res.failures, cmp_failure);
+  if (out) {
+    es_batch_result *r = malloc(sizeof *r);
+    if (r != NULL) {
+      *r = b->res;
+      b->res.failures = NULL;
+      b->res.n_failures = 0;
+    }
+    *out = r;
+  }
+  free_parts(&b->res);
+  free(b);
+  return rc;
+}
+
+es_status es_batch_upsert(es_store *s, const es_doc *docs, size_t n,
+                          const es_batch_options *opts, es_batch_result **out) {
+  es_batch *b = NULL;
+  es_batch_options o;
+  if (out)
+    *out = NULL;
+  if (opts)
+    o = *opts;
+  else
+    es_batch_options_init(&o);
+  if (o.total == 0)
+    o.total = n;
+  es_status rc = es_batch_begin(s, &o, &b);
+  if (rc != ES_OK)
+    return rc;
+  rc = es_batch_add(b, docs, n, NULL);
+  char saved[1024];
+  snprintf(saved, sizeof saved, "%s", es_errmsg(s));
+  es_status end = es_batch_end(b, out);
+  if (rc == ES_OK || rc == ES_EPARTIAL) {
+    if (end != ES_OK)
+      return end;
+  }
+  if (rc != ES_OK)
+    es__fail(s, rc, "%s", saved);
+  return rc;
+}

@@ -1,0 +1,31 @@
+/* copy.h - PostgreSQL's binary COPY format, written into a buffer. */
+#ifndef ES_COPY_H
+#define ES_COPY_H
+
+#include "internal.h"
+#include "json.h"
+
+/* A COPY stream being built.  Appends never fail individually: an out of
+ * memory sets oom, checked once when the stream is sent. */
+typedef struct es__copy {
+  es__buf buf;
+  bool oom;
+} es__copy;
+
+void es__copy_start(es__copy *c); /* resets and writes the header */
+void es__copy_row(es__copy *c, int nfields);
+void es__copy_null(es__copy *c);
+void es__copy_text(es__copy *c, const char *s); /* NULL writes NULL */
+void es__copy_int4(es__copy *c, int32_t v);
+void es__copy_bytes(es__copy *c, const void *p, size_t n);
+void es__copy_vector(es__copy *c, const float *v, size_t dim); /* NULL ok */
+void es__copy_jsonb(es__copy *c, const char *json);            /* NULL: {} */
+void es__copy_finish(es__copy *c);                             /* trailer */
+void es__copy_free(es__copy *c);
+
+/* Runs sql (a COPY ... FROM STDIN (FORMAT binary)) and streams the buffer.
+ * *rows receives the number of rows copied. */
+es_status es__copy_send(es_store *store, es__conn *conn, const char *sql,
+                        const es__copy *c, int64_t *rows);
+
+#endif
