@@ -1,0 +1,521 @@
+/* bench_ingest.c - ingest throughput, measured in one run on one
+ * PostgreSQL and one table layout:
+ *
+ *   ceiling   raw COPY ... FROM STDIN (FORMAT binary) of the same rows,
+ *             no validation, no accounting
+ *   naive     multi-row INSERT ... ON CONFLICT DO UPDATE, 100 rows per
+ *             statement, vectors as text literals, a transaction per batch
+ *   library   es_batch_upsert()
+ *   cli       embstore ingest FILE (JSON Lines, parsing included)
+ *
+ * for a first load into an empty store and for a re-ingest where 10% of
+ * the documents changed, with the HNSW index absent during the load, and
+ * again with it present.  Writes a Markdown report.
+ *
+ *   bench/ingest [--docs N] [--dim D] [--chunks C] [--out FILE] [--quick]
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "copy.h"
+#include "corpus.h"
+
+typedef struct result {
+  const char *layout, *scenario, *method;
+  double seconds;
+  size_t rows;
+  char note[160];
+} result;
+
+static result results[64];
+static size_t n_results;
+static es_cluster *cluster;
+static PGconn *admin;
+static char root[256], admin_ci[1024];
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "bench: ");
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  if (cluster)
+    es_cluster_stop(cluster);
+  exit(1);
+}
+
+static void admin_exec(const char *sql) {
+  PGresult *r = PQexec(admin, sql);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+    die("%s: %s", sql, PQresultErrorMessage(r));
+  PQclear(r);
+}
+
+/* A fresh database with an initialised store; with_hnsw false drops the
+ * vector index (the layout for comparing the write paths alone). */
+static void fresh_db(const char *name, size_t dim, bool with_hnsw, char *ci,
+                     size_t cap) {
+  char sql[256];
+  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", name);
+  admin_exec(sql);
+  snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+  admin_exec(sql);
+  snprintf(ci, cap, "%s dbname=%s", admin_ci, name);
+  es_store *s = NULL;
+  if (es_open(ci, &s) != ES_OK || es_init(s, (int)dim, ES_METRIC_COSINE, NULL) != ES_OK)
+    die("init %s: %s", name, es_errmsg(s));
+  es_close(s);
+  PGconn *pg = PQconnectdb(ci);
+  if (!with_hnsw)
+    PQclear(PQexec(pg, "DROP INDEX embeddings_embedding_hnsw_idx"));
+  PQclear(PQexec(pg, "CHECKPOINT"));
+  PQfinish(pg);
+}
+
+static long long count_rows(const char *ci, const char *sql) {
+  PGconn *pg = PQconnectdb(ci);
+  PGresult *r = PQexec(pg, sql);
+  long long n = PQresultStatus(r) == PGRES_TUPLES_OK ? atoll(PQgetvalue(r, 0, 0)) : -1;
+  PQclear(r);
+  PQfinish(pg);
+  return n;
+}
+
+/* Every load must leave exactly the corpus behind. */
+static void check_loaded(const char *ci, const corpus *c) {
+  long long d = count_rows(ci, "SELECT count(*) FROM embeddings");
+  long long k = count_rows(ci, "SELECT count(*) FROM chunks");
+  if (d != (long long)c->n_docs || k != (long long)(c->n_docs * c->chunks_per_doc))
+    die("%s holds %lld documents and %lld chunks, expected %zu and %zu", ci, d,
+        k, c->n_docs, c->n_docs * c->chunks_per_doc);
+}
+
+static void record(const char *layout, const char *scenario, const char *method,
+                   double secs, size_t rows, const char *note) {
+  result *r = &results[n_results++];
+  *r = (result){layout, scenario, method, secs, rows, ""};
+  snprintf(r->note, sizeof r->note, "%s", note ? note : "");
+  printf("%-10s %-22s %-8s %8.2f s %10.0f rows/s %s\n", layout, scenario, method,
+         secs, (double)rows / secs, r->note);
+  fflush(stdout);
+}
+
+/* ---- the ceiling: raw binary COPY ------------------------------------------- */
+
+static double run_ceiling(const char *ci, const corpus *c) {
+  PGconn *pg = PQconnectdb(ci);
+  es__copy cp = {0};
+  double t0 = now_s();
+  PQclear(PQexec(pg, "BEGIN"));
+  /* Two streams, each sent as it is encoded, a few MiB at a time. */
+  for (int table = 0; table < 2; table++) {
+    PGresult *r = PQexec(pg, table == 0
+                                 ? "COPY embeddings (id, text, embedding, "
+                                   "metadata, source_id) FROM STDIN (FORMAT binary)"
+                                 : "COPY chunks (id, document_id, chunk_index, "
+                                   "text, embedding, metadata) FROM STDIN "
+                                   "(FORMAT binary)");
+    if (PQresultStatus(r) != PGRES_COPY_IN)
+      die("COPY: %s", PQerrorMessage(pg));
+    PQclear(r);
+    es__copy_start(&cp);
+    for (size_t i = 0; i < c->n_docs; i++) {
+      const es_doc *d = &c->docs[i];
+      if (table == 0) {
+        es__copy_row(&cp, 5);
+        es__copy_text(&cp, d->id);
+        es__copy_text(&cp, d->text);
+        es__copy_vector(&cp, d->embedding, d->dim);
+        es__copy_jsonb(&cp, d->metadata_json);
+        es__copy_text(&cp, d->source_id);
+      } else {
+        for (size_t k = 0; k < d->n_chunks; k++) {
+          es__copy_row(&cp, 6);
+          es__copy_text(&cp, d->chunks[k].id);
+          es__copy_text(&cp, d->id);
+          es__copy_int4(&cp, (int32_t)k);
+          es__copy_text(&cp, d->chunks[k].text);
+          es__copy_vector(&cp, d->chunks[k].embedding, d->chunks[k].dim);
+          es__copy_jsonb(&cp, d->chunks[k].metadata_json);
+        }
+      }
+      if (cp.buf.len > (4u << 20) || i + 1 == c->n_docs) {
+        if (i + 1 == c->n_docs)
+          es__copy_finish(&cp);
+        PQputCopyData(pg, cp.buf.data, (int)cp.buf.len);
+        cp.buf.len = 0;
+      }
+    }
+    PQputCopyEnd(pg, NULL);
+    while ((r = PQgetResult(pg)) != NULL) {
+      if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        die("COPY: %s", PQresultErrorMessage(r));
+      PQclear(r);
+    }
+  }
+  PQclear(PQexec(pg, "COMMIT"));
+  double secs = now_s() - t0;
+  es__copy_free(&cp);
+  PQfinish(pg);
+  return secs;
+}
+
+/* ---- the naive baseline: multi-row INSERT ... ON CONFLICT ------------------- */
+
+/* Appends a SQL string literal (E'' escaping not needed: standard strings). */
+static void lit(es__buf *b, const char *s) {
+  es__buf_append(b, "'", 1);
+  for (const char *p = s; *p; p++) {
+    if (*p == '\'')
+      es__buf_append(b, "'", 1);
+    es__buf_append(b, p, 1);
+  }
+  es__buf_append(b, "'", 1);
+}
+
+static void str(es__buf *b, const char *s) { es__buf_append(b, s, strlen(s)); }
+
+static void vec_lit(es__buf *b, const float *v, size_t dim) {
+  char num[32];
+  es__buf_append(b, "'[", 2);
+  for (size_t i = 0; i < dim; i++) {
+    int n = snprintf(num, sizeof num, "%s%.9g", i ? "," : "", (double)v[i]);
+    es__buf_append(b, num, (size_t)n);
+  }
+  es__buf_append(b, "]'", 2);
+}
+
+static void exec_or_die(PGconn *pg, const char *sql) {
+  PGresult *r = PQexec(pg, sql);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+    die("naive: %s", PQresultErrorMessage(r));
+  PQclear(r);
+}
+
+static double run_naive(const char *ci, const corpus *c) {
+  PGconn *pg = PQconnectdb(ci);
+  es__buf b = {0};
+  const size_t per = 100;
+  double t0 = now_s();
+  for (size_t lo = 0; lo < c->n_docs; lo += per) {
+    size_t hi = lo + per < c->n_docs ? lo + per : c->n_docs;
+    exec_or_die(pg, "BEGIN");
+    b.len = 0;
+    str(&b, "INSERT INTO embeddings (id, text, embedding, metadata, "
+            "source_id) VALUES ");
+    for (size_t i = lo; i < hi; i++) {
+      const es_doc *d = &c->docs[i];
+      es__buf_append(&b, i > lo ? ",(" : "(", i > lo ? 2 : 1);
+      lit(&b, d->id);
+      es__buf_append(&b, ",", 1);
+      lit(&b, d->text);
+      es__buf_append(&b, ",", 1);
+      vec_lit(&b, d->embedding, d->dim);
+      es__buf_append(&b, ",", 1);
+      lit(&b, d->metadata_json);
+      es__buf_append(&b, ",", 1);
+      lit(&b, d->source_id);
+      es__buf_append(&b, ")", 1);
+    }
+    const char *up = " ON CONFLICT (id) DO UPDATE SET text = EXCLUDED.text, "
+                     "embedding = EXCLUDED.embedding, metadata = "
+                     "EXCLUDED.metadata, source_id = EXCLUDED.source_id, "
+                     "updated_at = now()";
+    es__buf_append(&b, up, strlen(up));
+    exec_or_die(pg, b.data);
+    /* chunks, 100 rows per statement */
+    size_t rows = 0;
+    b.len = 0;
+    for (size_t i = lo; i < hi; i++) {
+      const es_doc *d = &c->docs[i];
+      for (size_t k = 0; k < d->n_chunks; k++) {
+        if (rows == 0)
+          str(&b, "INSERT INTO chunks (id, document_id, chunk_index, "
+                  "text, embedding, metadata) VALUES (");
+        else
+          es__buf_append(&b, ",(", 2);
+        char idx[16];
+        lit(&b, d->chunks[k].id);
+        es__buf_append(&b, ",", 1);
+        lit(&b, d->id);
+        snprintf(idx, sizeof idx, ",%zu,", k);
+        es__buf_append(&b, idx, strlen(idx));
+        lit(&b, d->chunks[k].text);
+        es__buf_append(&b, ",", 1);
+        vec_lit(&b, d->chunks[k].embedding, d->chunks[k].dim);
+        es__buf_append(&b, ",'{}')", 6);
+        if (++rows == per || (i + 1 == hi && k + 1 == d->n_chunks)) {
+          const char *cu = " ON CONFLICT (id) DO UPDATE SET document_id = "
+                           "EXCLUDED.document_id, chunk_index = "
+                           "EXCLUDED.chunk_index, text = EXCLUDED.text, "
+                           "embedding = EXCLUDED.embedding, metadata = "
+                           "EXCLUDED.metadata";
+          es__buf_append(&b, cu, strlen(cu));
+          exec_or_die(pg, b.data);
+          rows = 0;
+          b.len = 0;
+        }
+      }
+    }
+    exec_or_die(pg, "COMMIT");
+  }
+  double secs = now_s() - t0;
+  es__buf_free(&b);
+  PQfinish(pg);
+  return secs;
+}
+
+/* ---- embstore ------------------------------------------------------------- */
+
+static double run_library(const char *ci, const corpus *c, es_defer_index defer,
+                          es_batch_result **out) {
+  es_store *s = NULL;
+  if (es_open(ci, &s) != ES_OK)
+    die("open: %s", es_errmsg(s));
+  es_batch_options o;
+  es_batch_options_init(&o);
+  o.defer_index = defer;
+  double t0 = now_s();
+  es_status rc = es_batch_upsert(s, c->docs, c->n_docs, &o, out);
+  double secs = now_s() - t0;
+  if (rc != ES_OK)
+    die("es_batch_upsert: %s", es_errmsg(s));
+  es_close(s);
+  return secs;
+}
+
+static double run_cli(const char *bin, const char *ci, const char *jsonl) {
+  double t0 = now_s();
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open("/dev/null", O_WRONLY);
+    dup2(fd, 1);
+    execl(bin, bin, "--db", ci, "ingest", jsonl, (char *)NULL);
+    _exit(127);
+  }
+  int st;
+  waitpid(pid, &st, 0);
+  double secs = now_s() - t0;
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    die("embstore ingest %s exited with %d", jsonl, WEXITSTATUS(st));
+  return secs;
+}
+
+static void write_jsonl(const corpus *c, const char *path) {
+  FILE *f = fopen(path, "w");
+  if (f == NULL || corpus_write_jsonl(c, f) != 0 || fclose(f) != 0)
+    die("cannot write %s", path);
+}
+
+/* ---- the report ------------------------------------------------------------- */
+
+static const result *find(const char *layout, const char *scenario,
+                          const char *method) {
+  for (size_t i = 0; i < n_results; i++)
+    if (!strcmp(results[i].layout, layout) && !strcmp(results[i].scenario, scenario) &&
+        !strcmp(results[i].method, method))
+      return &results[i];
+  return NULL;
+}
+
+static void report(const char *path, const char *cmd, const corpus *c,
+                   const char *versions) {
+  FILE *f = fopen(path, "w");
+  if (f == NULL)
+    die("cannot write %s", path);
+  time_t t = time(NULL);
+  char when[64];
+  strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&t));
+  fprintf(f, "# Benchmarks\n\n"
+             "Produced by `%s` on %s (%ld cores; %s).\n"
+             "Corpus: %zu documents of %zu dimensions with %zu chunks each "
+             "(every chunk with a vector), %zu sources, %zu workspaces: %zu rows "
+             "a load.  All figures come from this one run on one machine; "
+             "compare ratios, not absolute numbers (these machines are shared).\n\n",
+          cmd, when, sysconf(_SC_NPROCESSORS_ONLN), versions, c->n_docs, c->dim,
+          c->chunks_per_doc, c->n_sources, c->n_workspaces, corpus_rows(c));
+  fprintf(f, "## Ingest\n\n"
+             "| index during load | scenario | method | seconds | rows/s | "
+             "vs ceiling | vs naive | note |\n|---|---|---|---:|---:|---:|---:|---|\n");
+  for (size_t i = 0; i < n_results; i++) {
+    const result *r = &results[i];
+    const result *ceil = find(r->layout, "first load", "ceiling");
+    const result *naive = find(r->layout, r->scenario, "naive");
+    char vc[32] = "", vn[32] = "";
+    if (ceil)
+      snprintf(vc, sizeof vc, "%.2f×", ceil->seconds / r->seconds);
+    if (naive)
+      snprintf(vn, sizeof vn, "%.2f×", naive->seconds / r->seconds);
+    fprintf(f, "| %s | %s | %s | %.2f | %.0f | %s | %s | %s |\n", r->layout,
+            r->scenario, r->method, r->seconds, (double)r->rows / r->seconds, vc,
+            vn, r->note);
+  }
+  fprintf(f, "\n*vs ceiling* is the ceiling's first-load time divided by this "
+             "row's time (for a re-ingest: how it compares with rewriting "
+             "everything at COPY speed); *vs naive* compares with the naive "
+             "baseline in the same scenario.  Rows are documents plus chunks.\n");
+  fclose(f);
+}
+
+int main(int argc, char **argv) {
+  size_t docs = 100000, dim = 384, chunks = 4;
+  const char *out = "BENCHMARKS.md", *bin = NULL;
+  char cmd[512] = "bench/run ingest";
+  for (int i = 1; i < argc; i++) {
+    size_t len = strlen(cmd);
+    snprintf(cmd + len, sizeof cmd - len, " %s", argv[i]);
+    if (!strcmp(argv[i], "--docs") && i + 1 < argc)
+      docs = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--dim") && i + 1 < argc)
+      dim = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--chunks") && i + 1 < argc)
+      chunks = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+      out = argv[++i];
+    else if (!strcmp(argv[i], "--cli") && i + 1 < argc)
+      bin = argv[++i];
+    else
+      die("usage: bench/ingest [--docs N] [--dim D] [--chunks C] [--out FILE] "
+          "[--cli PATH]");
+    if (i < argc && argv[i][0] != '-' && strcmp(argv[i - 1], "--cli") != 0) {
+      len = strlen(cmd);
+      snprintf(cmd + len, sizeof cmd - len, " %s", argv[i]);
+    }
+  }
+  if (bin == NULL)
+    bin = EMBSTORE_BIN;
+
+  snprintf(root, sizeof root, "/tmp/es-bench-XXXXXX");
+  if (mkdtemp(root) == NULL)
+    die("mkdtemp: %s", strerror(errno));
+  chmod(root, 0711);
+  char home[300];
+  snprintf(home, sizeof home, "%s/pg", root);
+  /* The same server settings for every method: room for the data set in
+   * memory, few checkpoints during a load. */
+  setenv("EMBSTORE_PG_OPTIONS",
+         "-c shared_buffers=2GB -c max_wal_size=8GB -c maintenance_work_mem=2GB "
+         "-c checkpoint_timeout=30min",
+         0);
+  if (es_cluster_open(home, &cluster) != ES_OK || es_cluster_start(cluster) != ES_OK)
+    die("cluster: %s", es_cluster_errmsg(cluster));
+  snprintf(admin_ci, sizeof admin_ci, "%s", es_cluster_conninfo(cluster));
+  char *dbpos = strstr(admin_ci, " dbname=");
+  if (dbpos)
+    *dbpos = '\0';
+  char ci0[1100];
+  snprintf(ci0, sizeof ci0, "%s dbname=embstore", admin_ci);
+  admin = PQconnectdb(ci0);
+  if (PQstatus(admin) != CONNECTION_OK)
+    die("connect: %s", PQerrorMessage(admin));
+  PQclear(PQexec(admin, "SET client_min_messages = warning"));
+  char versions[200];
+  PGresult *vr = PQexec(admin, "SELECT current_setting('server_version'), "
+                               "(SELECT default_version FROM pg_available_extensions "
+                               "WHERE name = 'vector')");
+  snprintf(versions, sizeof versions, "PostgreSQL %s, pgvector %s",
+           PQgetvalue(vr, 0, 0), PQgetvalue(vr, 0, 1));
+  PQclear(vr);
+
+  printf("generating %zu documents x %zu dims x %zu chunks...\n", docs, dim, chunks);
+  corpus c;
+  if (corpus_make(&c, docs, dim, chunks, 8, 4) != 0)
+    die("out of memory generating the corpus");
+  char first_jsonl[400], again_jsonl[400];
+  snprintf(first_jsonl, sizeof first_jsonl, "%s/first.jsonl", root);
+  snprintf(again_jsonl, sizeof again_jsonl, "%s/again.jsonl", root);
+  write_jsonl(&c, first_jsonl);
+
+  const size_t rows = corpus_rows(&c);
+  char ci[1200];
+  for (int layout = 0; layout < 2; layout++) {
+    bool hnsw = layout == 1;
+    const char *lname = hnsw ? "HNSW" : "btree only";
+    char db_ceiling[32], db_naive[32], db_lib[32], db_cli[32];
+    snprintf(db_ceiling, sizeof db_ceiling, "b%d_ceiling", layout);
+    snprintf(db_naive, sizeof db_naive, "b%d_naive", layout);
+    snprintf(db_lib, sizeof db_lib, "b%d_lib", layout);
+    snprintf(db_cli, sizeof db_cli, "b%d_cli", layout);
+
+    fresh_db(db_ceiling, dim, hnsw, ci, sizeof ci);
+    record(lname, "first load", "ceiling", run_ceiling(ci, &c), rows,
+           hnsw ? "HNSW maintained row by row" : NULL);
+    check_loaded(ci, &c);
+
+    fresh_db(db_naive, dim, hnsw, ci, sizeof ci);
+    record(lname, "first load", "naive", run_naive(ci, &c), rows, NULL);
+    check_loaded(ci, &c);
+
+    fresh_db(db_lib, dim, hnsw, ci, sizeof ci);
+    es_batch_result *r = NULL;
+    double secs = run_library(ci, &c, ES_DEFER_AUTO, &r);
+    char note[160] = "";
+    if (hnsw && c.n_docs >= 10000)
+      snprintf(note, sizeof note, "index deferred: dropped, loaded, rebuilt "
+               "(time included)");
+    if (r->inserted != c.n_docs)
+      die("library load inserted %zu", r->inserted);
+    es_batch_result_free(r);
+    record(lname, "first load", "library", secs, rows, note);
+    check_loaded(ci, &c);
+
+    fresh_db(db_cli, dim, hnsw, ci, sizeof ci);
+    record(lname, "first load", "cli", run_cli(bin, ci, first_jsonl), rows,
+           hnsw && c.n_docs >= 10000 ? "index deferred (auto); JSON parsing included"
+                                     : "JSON parsing included");
+    check_loaded(ci, &c);
+
+    /* Re-ingest with 10% changed, on top of each first load. */
+    corpus_change(&c);
+    write_jsonl(&c, again_jsonl);
+    snprintf(ci, sizeof ci, "%s dbname=%s", admin_ci, db_naive);
+    record(lname, "re-ingest, 10% changed", "naive", run_naive(ci, &c), rows,
+           "rewrites everything");
+    snprintf(ci, sizeof ci, "%s dbname=%s", admin_ci, db_lib);
+    secs = run_library(ci, &c, ES_DEFER_AUTO, &r);
+    snprintf(note, sizeof note, "%zu updated, %zu unchanged", r->updated,
+             r->unchanged);
+    if (r->updated != (c.n_docs + 9) / 10)
+      die("re-ingest updated %zu", r->updated);
+    es_batch_result_free(r);
+    record(lname, "re-ingest, 10% changed", "library", secs, rows, note);
+    snprintf(ci, sizeof ci, "%s dbname=%s", admin_ci, db_cli);
+    record(lname, "re-ingest, 10% changed", "cli", run_cli(bin, ci, again_jsonl),
+           rows, "JSON parsing included");
+    corpus_free(&c);
+    if (corpus_make(&c, docs, dim, chunks, 8, 4) != 0) /* back to the original */
+      die("out of memory");
+    const char *dbs[] = {db_ceiling, db_naive, db_lib, db_cli};
+    for (int k = 0; k < 4; k++) { /* free the disk for the next layout */
+      char sql[96];
+      snprintf(sql, sizeof sql, "DROP DATABASE %s", dbs[k]);
+      admin_exec(sql);
+    }
+  }
+  report(out, cmd, &c, versions);
+  printf("wrote %s\n", out);
+  corpus_free(&c);
+  PQfinish(admin);
+  es_cluster_stop(cluster);
+  es_cluster_close(cluster);
+  char rm[300];
+  snprintf(rm, sizeof rm, "rm -rf %s", root);
+  if (system(rm) != 0)
+    fprintf(stderr, "bench: could not remove %s\n", root);
+  return 0;
+}
