@@ -374,7 +374,7 @@ static void report(const char *path, const char *cmd, const corpus *c,
 
 int main(int argc, char **argv) {
   size_t docs = 100000, dim = 384, chunks = 4;
-  const char *out = "BENCHMARKS.md", *bin = NULL;
+  const char *out = "BENCHMARKS.md", *bin = NULL, *only_layout = "both";
   char cmd[512] = "bench/run ingest";
   for (int i = 1; i < argc; i++) {
     size_t len = strlen(cmd);
@@ -389,9 +389,11 @@ int main(int argc, char **argv) {
       out = argv[++i];
     else if (!strcmp(argv[i], "--cli") && i + 1 < argc)
       bin = argv[++i];
+    else if (!strcmp(argv[i], "--layout") && i + 1 < argc)
+      only_layout = argv[++i];
     else
       die("usage: bench/ingest [--docs N] [--dim D] [--chunks C] [--out FILE] "
-          "[--cli PATH]");
+          "[--cli PATH] [--layout btree|hnsw|both]");
     if (i < argc && argv[i][0] != '-' && strcmp(argv[i - 1], "--cli") != 0) {
       len = strlen(cmd);
       snprintf(cmd + len, sizeof cmd - len, " %s", argv[i]);
@@ -445,6 +447,8 @@ int main(int argc, char **argv) {
   char ci[1200];
   for (int layout = 0; layout < 2; layout++) {
     bool hnsw = layout == 1;
+    if ((hnsw && !strcmp(only_layout, "btree")) || (!hnsw && !strcmp(only_layout, "hnsw")))
+      continue;
     const char *lname = hnsw ? "HNSW" : "btree only";
     char db_ceiling[32], db_naive[32], db_lib[32], db_cli[32];
     snprintf(db_ceiling, sizeof db_ceiling, "b%d_ceiling", layout);

@@ -694,7 +694,33 @@ static const es__index_def *hnsw_def(es_metric metric) {
 
 /* Drops the HNSW index before a large load into a store no larger than
  * the load (see es_defer_index). */
-static es_status maybe_defer_index(es_batch *b, size_t incoming) {
+/* Share of the first (up to 1,000) ids that are stored already. */
+static double stored_share(es_batch *b, const item *it, size_t n) {
+  size_t m = n < 1000 ? n : 1000;
+  es__buf arr = {0};
+  bool ok = es__buf_append(&arr, "{", 1);
+  for (size_t i = 0; ok && i < m; i++) {
+    ok = (i == 0 || es__buf_append(&arr, ",", 1)) && es__buf_append(&arr, "\"", 1);
+    for (const char *p = it[i].doc->id; ok && *p; p++)
+      ok = ((*p != '"' && *p != '\\') || es__buf_append(&arr, "\\", 1)) &&
+           es__buf_append(&arr, p, 1);
+    ok = ok && es__buf_append(&arr, "\"", 1);
+  }
+  ok = ok && es__buf_append(&arr, "}", 1);
+  double share = 1.0; /* when in doubt, do not drop the index */
+  if (ok && m > 0) {
+    const char *v[1] = {arr.data};
+    PGresult *r = es__exec_stmt(b->conn, ES__Q_BATCH_PROBE, 1, v, NULL, NULL, 0);
+    if (es__res_ok(r))
+      share = strtod(PQgetvalue(r, 0, 0), NULL) / (double)m;
+    PQclear(r);
+  }
+  es__buf_free(&arr);
+  return share;
+}
+
+static es_status maybe_defer_index(es_batch *b, const item *it, size_t n) {
+  size_t incoming = n;
   if (b->decided_index)
     return ES_OK;
   b->decided_index = true;
@@ -720,7 +746,10 @@ static es_status maybe_defer_index(es_batch *b, size_t incoming) {
     }
     size_t existing = (size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
-    if (existing > total)
+    /* Rebuilding costs the whole table, inserting what is written: defer
+     * only when the load at least doubles the store with new documents.
+     * A re-ingest (the first ids are mostly stored already) writes little. */
+    if (existing > total || (existing > 0 && stored_share(b, it, n) > 0.1))
       return ES_OK;
   }
   const es__index_def *def = hnsw_def(b->metric);
@@ -835,7 +864,7 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
     it[i].rewrite_chunks = it[i].doc->has_chunks;
   }
 
-  es_status rc = kept > 0 ? maybe_defer_index(b, kept) : ES_OK;
+  es_status rc = kept > 0 ? maybe_defer_index(b, it, kept) : ES_OK;
   size_t total = b->opts.total ? b->opts.total : n;
   b->processed += n - kept; /* invalid and folded ones are accounted */
   for (size_t lo = 0; rc == ES_OK && lo < kept; lo += b->opts.batch_size) {

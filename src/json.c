@@ -1,5 +1,6 @@
 /* json.c - a small strict JSON reader (RFC 8259). */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,6 +241,89 @@ static size_t number_span(es__json *j) {
   return (size_t)(p - s);
 }
 
+/* Exact powers of ten in double precision. */
+static const double pow10_exact[23] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* Converts the number token s[0..n) to the correctly rounded float.
+ *
+ * Fast path (most embedding values): at most 19 significant digits and a
+ * decimal exponent within +-22, so m and 10^e are exact doubles and one
+ * division or multiplication gives the correctly rounded double d.  The
+ * float nearest to d is then the float nearest to the exact value unless d
+ * lies exactly halfway between two floats (or outside the normal range), in
+ * which case strtof decides.  Same input, same float, every time. */
+static float to_float(const char *s, size_t n) {
+  const char *p = s, *end = s + n;
+  bool neg = false;
+  uint64_t m = 0;
+  int digits = 0, exp10 = 0;
+  if (*p == '-') {
+    neg = true;
+    p++;
+  }
+  for (; p < end && *p >= '0' && *p <= '9'; p++) {
+    if (m == 0 && *p == '0')
+      continue; /* leading zeros are not significant */
+    if (digits < 19) {
+      m = m * 10 + (uint64_t)(*p - '0');
+      digits++;
+    } else {
+      goto slow;
+    }
+  }
+  if (p < end && *p == '.') {
+    for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
+      if (m == 0 && *p == '0') {
+        exp10--;
+        continue;
+      }
+      if (digits == 19)
+        goto slow;
+      m = m * 10 + (uint64_t)(*p - '0');
+      digits++;
+      exp10--;
+    }
+  }
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    p++;
+    bool eneg = false;
+    int e = 0;
+    if (p < end && (*p == '+' || *p == '-'))
+      eneg = *p++ == '-';
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+      if (e > 10000)
+        goto slow;
+      e = e * 10 + (*p - '0');
+    }
+    exp10 += eneg ? -e : e;
+  }
+  if (m == 0)
+    return neg ? -0.0f : 0.0f;
+  if (m > (1ULL << 53) || exp10 < -22 || exp10 > 22)
+    goto slow;
+  {
+    double d = (double)m;
+    d = exp10 < 0 ? d / pow10_exact[-exp10] : d * pow10_exact[exp10];
+    if (d < 1.1754943508222875e-38 || d > 3.4028234663852886e+38)
+      goto slow; /* subnormal or overflowing floats */
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    if ((bits & 0x1FFFFFFFULL) == 0x10000000ULL)
+      goto slow; /* exactly between two floats */
+    return neg ? -(float)d : (float)d;
+  }
+slow: {
+  char tmp[400];
+  if (n >= sizeof tmp)
+    n = sizeof tmp - 1;
+  memcpy(tmp, s, n);
+  tmp[n] = '\0';
+  return strtof(tmp, NULL);
+}
+}
+
 bool es__json_float(es__json *j, float *out, const char *ctx) {
   int c = es__json_peek(j);
   if (c != '-' && (c < '0' || c > '9')) {
@@ -249,15 +333,11 @@ bool es__json_float(es__json *j, float *out, const char *ctx) {
     return es__json_error(j, "%s: expected a number", ctx);
   }
   size_t n = number_span(j);
-  char tmp[64];
   if (n == 0)
     return es__json_error(j, "%s: malformed number", ctx);
-  if (n >= sizeof tmp)
-    return es__json_error(j, "%s: number longer than %zu characters", ctx,
-                          sizeof tmp - 1);
-  memcpy(tmp, j->p, n);
-  tmp[n] = '\0';
-  *out = strtof(tmp, NULL);
+  if (n > 350)
+    return es__json_error(j, "%s: number longer than 350 characters", ctx);
+  *out = to_float(j->p, n);
   j->p += n;
   return true;
 }

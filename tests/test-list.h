@@ -16,6 +16,7 @@
   X(validation_names_the_field_at_fault, UNIT)                               \
   X(conninfo_redaction_hides_passwords, UNIT)                                \
   X(json_string_escaping_round_trips, UNIT)                                  \
+  X(json_numbers_convert_to_the_same_float_as_strtof, UNIT)                  \
   /* schema: create, adopt, migrate */                                       \
   X(init_creates_tables_indexes_and_a_valid_cascading_key, DB)               \
   X(init_twice_changes_nothing, DB)                                          \

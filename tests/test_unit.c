@@ -310,3 +310,47 @@ TEST(json_string_escaping_round_trips) {
   es__buf_free(&b);
   es__buf_free(&back);
 }
+
+TEST(json_numbers_convert_to_the_same_float_as_strtof) {
+  /* Every float written with 6..9 significant digits, plus hard cases:
+   * halfway points, long mantissas, exponents, tiny and huge values. */
+  static const char *const hard[] = {
+      "0", "-0", "1", "-1", "0.1", "1e-7", "1E+3", "3.4028235e38", "3.5e38",
+      "1.17549435e-38", "1e-45", "1.4e-45", "7e-46", "0.000000000000001",
+      "123456789012345678901234567890", "0.30000001192092896",
+      "16777217", "16777216.5", "33554433", "0.100000001490116119384765625",
+      "2.00000011920928955078125", "1.00000005960464477539062500001",
+      "1.000000059604644775390625", "9007199254740993", "1e22", "1e23",
+      "-2.5e-3", "4.9406564584124654e-324"};
+  char buf[64];
+  for (size_t i = 0; i < sizeof hard / sizeof hard[0]; i++) {
+    size_t n = (size_t)snprintf(buf, sizeof buf, "[%s]", hard[i]);
+    es__json j;
+    char err[64];
+    float got;
+    es__json_init(&j, buf, n, err, sizeof err);
+    ASSERT(es__json_eat(&j, '['));
+    ASSERT(es__json_float(&j, &got, "v"));
+    float want = strtof(hard[i], NULL);
+    if (memcmp(&got, &want, sizeof got) != 0)
+      FAIL("%s: got %.9g, strtof says %.9g", hard[i], (double)got, (double)want);
+  }
+  uint64_t x = 0x243F6A8885A308D3ULL;
+  for (int i = 0; i < 200000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    float v;
+    uint32_t bits = (uint32_t)x;
+    memcpy(&v, &bits, 4);
+    if (!isfinite(v))
+      continue;
+    int n = snprintf(buf, sizeof buf, "%.*g", 6 + (int)(x >> 60) % 4, (double)v);
+    es__json j;
+    char err[64];
+    float got;
+    es__json_init(&j, buf, (size_t)n, err, sizeof err);
+    ASSERT(es__json_float(&j, &got, "v"));
+    float want = strtof(buf, NULL);
+    if (memcmp(&got, &want, sizeof got) != 0)
+      FAIL("%s: got %.9g, strtof says %.9g", buf, (double)got, (double)want);
+  }
+}
