@@ -28,10 +28,16 @@ static inline uint64_t rotr64(uint64_t x, unsigned n) {
 }
 
 static inline uint64_t load64(const uint8_t *p) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  uint64_t v;
+  memcpy(&v, p, sizeof v); /* BLAKE2 words are little-endian */
+  return v;
+#else
   uint64_t v = 0;
   for (int i = 7; i >= 0; i--)
     v = (v << 8) | p[i];
   return v;
+#endif
 }
 
 #define G(a, b, c, d, x, y)      \

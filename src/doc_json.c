@@ -79,7 +79,6 @@ static bool read_opt_text(es__json *j, char **dst, const char *ctx) {
 static bool read_vector(es__json *j, float **dst, size_t *dim, const char *ctx) {
   size_t n = 0, cap = 0;
   float *v = NULL;
-  char elem[64];
   if (!es__json_eat(j, '['))
     return es__json_error(j, "%s: expected an array of numbers", ctx);
   if (!es__json_eat(j, ']')) {
@@ -99,8 +98,7 @@ static bool read_vector(es__json *j, float **dst, size_t *dim, const char *ctx) 
         }
         v = g;
       }
-      snprintf(elem, sizeof elem, "%s[%zu]", ctx, n);
-      if (!es__json_float(j, &v[n], elem)) {
+      if (!es__json_float_at(j, &v[n], ctx, n)) {
         free(v);
         return false;
       }

@@ -246,7 +246,9 @@ static const double pow10_exact[23] = {
     1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-/* Converts the number token s[0..n) to the correctly rounded float.
+/* Reads one JSON number at s (up to end) in a single pass that both checks
+ * the grammar and converts it to the correctly rounded float.  Returns its
+ * length, or 0 when it is malformed.
  *
  * Fast path (most embedding values): at most 19 significant digits and a
  * decimal exponent within +-22, so m and 10^e are exact doubles and one
@@ -254,36 +256,44 @@ static const double pow10_exact[23] = {
  * float nearest to d is then the float nearest to the exact value unless d
  * lies exactly halfway between two floats (or outside the normal range), in
  * which case strtof decides.  Same input, same float, every time. */
-static float to_float(const char *s, size_t n) {
-  const char *p = s, *end = s + n;
-  bool neg = false;
+static size_t read_number(const char *s, const char *end, float *out) {
+  const char *p = s;
+  bool neg = false, slow = false;
   uint64_t m = 0;
   int digits = 0, exp10 = 0;
-  if (*p == '-') {
+  if (p < end && *p == '-') {
     neg = true;
     p++;
   }
-  for (; p < end && *p >= '0' && *p <= '9'; p++) {
-    if (m == 0 && *p == '0')
-      continue; /* leading zeros are not significant */
-    if (digits < 19) {
-      m = m * 10 + (uint64_t)(*p - '0');
-      digits++;
-    } else {
-      goto slow;
+  if (p >= end || *p < '0' || *p > '9')
+    return 0;
+  if (*p == '0') {
+    p++;
+  } else {
+    for (; p < end && (unsigned)(*p - '0') < 10; p++) {
+      if (digits < 19) {
+        m = m * 10 + (uint64_t)(*p - '0');
+        digits++;
+      } else {
+        exp10++; /* a digit beyond 19: the fast path cannot be exact */
+        slow = true;
+      }
     }
   }
   if (p < end && *p == '.') {
-    for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
+    p++;
+    if (p >= end || (unsigned)(*p - '0') >= 10)
+      return 0;
+    for (; p < end && (unsigned)(*p - '0') < 10; p++) {
       if (m == 0 && *p == '0') {
         exp10--;
-        continue;
+      } else if (digits < 19) {
+        m = m * 10 + (uint64_t)(*p - '0');
+        digits++;
+        exp10--;
+      } else {
+        slow = true;
       }
-      if (digits == 19)
-        goto slow;
-      m = m * 10 + (uint64_t)(*p - '0');
-      digits++;
-      exp10--;
     }
   }
   if (p < end && (*p == 'e' || *p == 'E')) {
@@ -292,54 +302,66 @@ static float to_float(const char *s, size_t n) {
     int e = 0;
     if (p < end && (*p == '+' || *p == '-'))
       eneg = *p++ == '-';
-    for (; p < end && *p >= '0' && *p <= '9'; p++) {
-      if (e > 10000)
-        goto slow;
-      e = e * 10 + (*p - '0');
-    }
+    if (p >= end || (unsigned)(*p - '0') >= 10)
+      return 0;
+    for (; p < end && (unsigned)(*p - '0') < 10; p++)
+      if (e < 100000)
+        e = e * 10 + (*p - '0');
     exp10 += eneg ? -e : e;
   }
-  if (m == 0)
-    return neg ? -0.0f : 0.0f;
-  if (m > (1ULL << 53) || exp10 < -22 || exp10 > 22)
-    goto slow;
-  {
+  size_t n = (size_t)(p - s);
+  if (!slow && m == 0) {
+    *out = neg ? -0.0f : 0.0f;
+    return n;
+  }
+  if (!slow && m <= (1ULL << 53) && exp10 >= -22 && exp10 <= 22) {
     double d = (double)m;
     d = exp10 < 0 ? d / pow10_exact[-exp10] : d * pow10_exact[exp10];
-    if (d < 1.1754943508222875e-38 || d > 3.4028234663852886e+38)
-      goto slow; /* subnormal or overflowing floats */
     uint64_t bits;
     memcpy(&bits, &d, sizeof bits);
-    if ((bits & 0x1FFFFFFFULL) == 0x10000000ULL)
-      goto slow; /* exactly between two floats */
-    return neg ? -(float)d : (float)d;
+    /* normal float range, and not exactly between two floats */
+    if (d >= 1.1754943508222875e-38 && d <= 3.4028234663852886e+38 &&
+        (bits & 0x1FFFFFFFULL) != 0x10000000ULL) {
+      *out = neg ? -(float)d : (float)d;
+      return n;
+    }
   }
-slow: {
   char tmp[400];
   if (n >= sizeof tmp)
-    n = sizeof tmp - 1;
+    return 0;
   memcpy(tmp, s, n);
   tmp[n] = '\0';
-  return strtof(tmp, NULL);
+  *out = strtof(tmp, NULL);
+  return n;
 }
+
+bool es__json_float_at(es__json *j, float *out, const char *ctx, size_t index) {
+  int c = es__json_peek(j);
+  size_t n = read_number(j->p, j->end, out);
+  if (n > 0) {
+    j->p += n;
+    return true;
+  }
+  /* The error path alone pays for naming the element. */
+  char name[96];
+  if (index == (size_t)-1)
+    snprintf(name, sizeof name, "%s", ctx);
+  else
+    snprintf(name, sizeof name, "%s[%zu]", ctx, index);
+  if (c == '-' || (c >= '0' && c <= '9')) {
+    size_t len = number_span(j);
+    if (len >= 400)
+      return es__json_error(j, "%s: number longer than 399 characters", name);
+    return es__json_error(j, "%s: malformed number", name);
+  }
+  if (c == 'N' || c == 'I' || (c == '-' && j->end - j->p > 1 && j->p[1] == 'I'))
+    return es__json_error(j, "%s: NaN and Infinity are not JSON numbers; "
+                          "values must be finite", name);
+  return es__json_error(j, "%s: expected a number", name);
 }
 
 bool es__json_float(es__json *j, float *out, const char *ctx) {
-  int c = es__json_peek(j);
-  if (c != '-' && (c < '0' || c > '9')) {
-    if (c == 'N' || c == 'I' || (c == '-' && j->end - j->p > 1 && j->p[1] == 'I'))
-      return es__json_error(j, "%s: NaN and Infinity are not JSON numbers; "
-                            "values must be finite", ctx);
-    return es__json_error(j, "%s: expected a number", ctx);
-  }
-  size_t n = number_span(j);
-  if (n == 0)
-    return es__json_error(j, "%s: malformed number", ctx);
-  if (n > 350)
-    return es__json_error(j, "%s: number longer than 350 characters", ctx);
-  *out = to_float(j->p, n);
-  j->p += n;
-  return true;
+  return es__json_float_at(j, out, ctx, (size_t)-1);
 }
 
 bool es__json_skip(es__json *j, int depth, const char *ctx) {

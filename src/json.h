@@ -42,6 +42,8 @@ bool es__json_literal(es__json *j, const char *lit);
 bool es__json_string(es__json *j, es__buf *out, const char *ctx);
 /* Reads a number as a float (which may overflow to infinity). */
 bool es__json_float(es__json *j, float *out, const char *ctx);
+/* The same for element index of array ctx (named "ctx[index]" in errors). */
+bool es__json_float_at(es__json *j, float *out, const char *ctx, size_t index);
 /* Validates and skips any value, nested at most max_depth deep. */
 bool es__json_skip(es__json *j, int depth, const char *ctx);
 
