@@ -57,7 +57,8 @@ struct es_batch {
   int dim;
   es_metric metric;
   bool temp_ready;     /* temp tables exist on conn */
-  bool committed;      /* a batch committed on conn (es_seen is not empty) */
+  bool fk_valid;       /* chunks' key is validated: no orphaned chunks */
+  es__buf xids;        /* "{x1,x2,...}": transactions of our batches */
   bool decided_index;  /* the defer decision was made */
   bool index_deferred;
   es__copy copy;
@@ -135,7 +136,7 @@ static es_status ensure_conn(es_batch *b) {
     es__discard(b->s, b->conn);
     b->conn = NULL;
   }
-  b->temp_ready = b->committed = false;
+  b->temp_ready = false;
   return es__acquire(b->s, &b->conn);
 }
 
@@ -150,8 +151,7 @@ static const char temp_tables[] =
     "document_id text, chunk_index int, text text, embedding vector, "
     "metadata jsonb) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS es_written (id text, inserted bool) "
-    "ON COMMIT DELETE ROWS;"
-    "CREATE TEMP TABLE IF NOT EXISTS es_seen (id text PRIMARY KEY)";
+    "ON COMMIT DELETE ROWS";
 
 /* ---- the statements of a batch -------------------------------------------- */
 
@@ -191,14 +191,19 @@ static es_status copy_keys(es_batch *b, item *it, size_t n) {
 }
 
 /* Locks the batch's stored documents (in id order, so that concurrent
- * batches do not deadlock) and compares their hashes. */
+ * batches do not deadlock) and compares their hashes.  A document whose
+ * row was written by one of this session's earlier batches (its xmin is
+ * one of our transactions) is a duplicate of an earlier input line. */
 static es_status lock_existing(es_batch *b, item *it, size_t n, size_t *existing) {
-  PGresult *r = PQexec(
+  const char *v[1] = {b->xids.len ? b->xids.data : "{}"};
+  PGresult *r = PQexecParams(
       b->conn->pg,
       "SELECT k.ord, e.content_hash IS NOT DISTINCT FROM k.content_hash, "
       "k.chunks_hash IS NULL OR e.chunks_hash IS NOT DISTINCT FROM "
-      "k.chunks_hash FROM es_stage_keys k JOIN embeddings e ON e.id = k.id "
-      "ORDER BY e.id FOR UPDATE OF e");
+      "k.chunks_hash, e.xmin = ANY ($1::xid[]) "
+      "FROM es_stage_keys k JOIN embeddings e ON e.id = k.id "
+      "ORDER BY e.id FOR UPDATE OF e",
+      1, NULL, v, NULL, NULL, 0);
   if (!es__res_ok(r)) {
     es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot lock stored documents");
     PQclear(r);
@@ -213,6 +218,7 @@ static es_status lock_existing(es_batch *b, item *it, size_t n, size_t *existing
     bool same_content = PQgetvalue(r, i, 1)[0] == 't';
     bool same_chunks = PQgetvalue(r, i, 2)[0] == 't';
     x->exists = true;
+    x->seen = PQgetvalue(r, i, 3)[0] == 't';
     x->rewrite_chunks = x->doc->has_chunks && !same_chunks;
     if (same_content && same_chunks)
       x->out = OUT_UNCHANGED;
@@ -221,24 +227,35 @@ static es_status lock_existing(es_batch *b, item *it, size_t n, size_t *existing
   return ES_OK;
 }
 
-/* Marks the documents that landed earlier in this session. */
-static es_status mark_seen(es_batch *b, item *it, size_t n) {
-  if (!b->committed)
-    return ES_OK;
-  PGresult *r = PQexec(b->conn->pg, "SELECT k.ord FROM es_stage_keys k "
-                                    "JOIN es_seen s ON s.id = k.id");
-  if (!es__res_ok(r)) {
-    es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot read es_seen");
-    PQclear(r);
-    return rc;
+/* A text[] literal of the items' ids. */
+static char *ids_literal(const item *it, size_t n) {
+  es__buf arr = {0};
+  bool ok = es__buf_append(&arr, "{", 1);
+  for (size_t i = 0; ok && i < n; i++) {
+    ok = (i == 0 || es__buf_append(&arr, ",", 1)) && es__buf_append(&arr, "\"", 1);
+    for (const char *p = it[i].doc->id; ok && *p; p++)
+      ok = ((*p != '"' && *p != '\\') || es__buf_append(&arr, "\\", 1)) &&
+           es__buf_append(&arr, p, 1);
+    ok = ok && es__buf_append(&arr, "\"", 1);
   }
-  for (int i = 0; i < PQntuples(r); i++) {
-    long ord = strtol(PQgetvalue(r, i, 0), NULL, 10);
-    if (ord >= 0 && (size_t)ord < n)
-      it[ord].seen = true;
+  if (!ok || !es__buf_append(&arr, "}", 1)) {
+    es__buf_free(&arr);
+    return NULL;
   }
+  return arr.data;
+}
+
+/* How many of ids (a text[] literal) are stored; -1 on failure. */
+static long long count_stored(es_batch *b, const char *ids) {
+  const char *v[1] = {ids};
+  PGresult *r = es__exec_stmt(b->conn, ES__Q_BATCH_PROBE, 1, v, NULL, NULL, 0);
+  long long n = -1;
+  if (es__res_ok(r))
+    n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  else
+    es__fail_pg(b->s, b->conn->pg, r, "cannot probe stored documents");
   PQclear(r);
-  return ES_OK;
+  return n;
 }
 
 /* Writes the document rows of the items to write into table. */
@@ -312,27 +329,29 @@ static es_status copy_chunks(es_batch *b, item *it, size_t n, bool staged,
 }
 
 /* The first load of new documents: straight into the tables.  Returns
- * ES_ECONFLICT (after rolling back to the savepoint) when a concurrent
- * writer inserted one of the ids first. */
-static es_status write_direct(es_batch *b, item *it, size_t n, size_t *chunks) {
-  es_status rc = exec(b, "SAVEPOINT es_direct", "cannot set a savepoint");
-  if (rc != ES_OK)
-    return rc;
+ * ES_ECONFLICT when a concurrent writer inserted one of the ids first (the
+ * caller then redoes the batch on the merge path).  No savepoint: rows
+ * written in a subtransaction would carry its xid, not the batch's. */
+static es_status write_direct(es_batch *b, item *it, size_t n, const char *ids,
+                              size_t *chunks) {
+  es_status rc = ES_OK;
   /* A chunk set replaces what is there: with a NOT VALID key (adopted
    * databases), orphaned chunks may name one of these new ids. */
-  rc = exec(b, "DELETE FROM chunks c USING es_stage_keys k WHERE "
-               "k.chunks_hash IS NOT NULL AND c.document_id = k.id",
-            "cannot clear chunks of new documents");
+  if (!b->fk_valid) {
+    const char *v[1] = {ids};
+    PGresult *r = es__exec_stmt(b->conn, ES__Q_BATCH_DROP_ORPHANS, 1, v, NULL,
+                                NULL, 0);
+    if (!es__res_ok(r))
+      rc = es__fail_pg(b->s, b->conn->pg, r, "cannot clear chunks of new documents");
+    PQclear(r);
+  }
   if (rc == ES_OK)
     rc = copy_docs(b, it, n, false);
   if (rc == ES_OK)
     rc = copy_chunks(b, it, n, false, chunks);
-  if (rc == ES_OK)
-    return exec(b, "RELEASE SAVEPOINT es_direct", "cannot release a savepoint");
-  if (strcmp(es__last_err(b->s)->sqlstate, "23505") != 0)
-    return rc;
-  rc = exec(b, "ROLLBACK TO SAVEPOINT es_direct", "cannot roll back to a savepoint");
-  return rc == ES_OK ? ES_ECONFLICT : rc;
+  if (rc != ES_OK && strcmp(es__last_err(b->s)->sqlstate, "23505") == 0)
+    return ES_ECONFLICT;
+  return rc;
 }
 
 /* Builds an int[] literal of the ords whose flag is set. */
@@ -482,49 +501,81 @@ outcomes:
   return ES_OK;
 }
 
-/* Writes it[0..n) as one transaction.  Outcomes are left in the items;
- * on failure everything is rolled back and the items reset. */
-static es_status write_batch(es_batch *b, item *it, size_t n, bool *direct_out) {
-  size_t existing = 0, chunks = 0;
-  bool direct = false;
-  es_status rc = es__begin(b->s, b->conn);
-  if (rc == ES_OK && !b->temp_ready)
+/* Prepares the merge path: staging tables and the stored rows, locked. */
+static es_status stage_keys(es_batch *b, item *it, size_t n) {
+  es_status rc = ES_OK;
+  if (!b->temp_ready)
     rc = exec(b, temp_tables, "cannot create staging tables");
+  if (rc == ES_OK)
+    b->temp_ready = true; /* in this transaction; reset if it fails */
   if (rc == ES_OK)
     rc = copy_keys(b, it, n);
   if (rc == ES_OK)
     rc = exec(b, "ANALYZE es_stage_keys", "cannot analyze staged keys");
-  if (rc == ES_OK)
-    rc = mark_seen(b, it, n);
+  size_t existing;
   if (rc == ES_OK)
     rc = lock_existing(b, it, n, &existing);
-  if (rc == ES_OK && existing == 0) {
-    rc = write_direct(b, it, n, &chunks);
+  return rc;
+}
+
+/* Remembers this transaction's id, to recognise our own rows later. */
+static es_status note_xid(es_batch *b) {
+  PGresult *r = PQexec(b->conn->pg, "SELECT txid_current() % 4294967296");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot read the transaction id");
+    PQclear(r);
+    return rc;
+  }
+  const char *x = PQgetvalue(r, 0, 0);
+  bool ok = b->xids.len == 0 ? es__buf_append(&b->xids, "{", 1)
+                             : (b->xids.len--, es__buf_append(&b->xids, ",", 1));
+  ok = ok && es__buf_append(&b->xids, x, strlen(x)) && es__buf_append(&b->xids, "}", 1);
+  PQclear(r);
+  return ok ? ES_OK : es__fail(b->s, ES_ENOMEM, "out of memory");
+}
+
+/* Writes it[0..n) as one transaction.  Outcomes are left in the items;
+ * on failure everything is rolled back and the items reset. */
+static es_status write_batch(es_batch *b, item *it, size_t n, bool *direct_out) {
+  size_t chunks = 0;
+  bool direct = false, had_temp = b->temp_ready;
+  char *ids = ids_literal(it, n);
+  if (ids == NULL)
+    return es__fail(b->s, ES_ENOMEM, "out of memory");
+  es_status rc = es__begin(b->s, b->conn);
+  long long stored = rc == ES_OK ? count_stored(b, ids) : -1;
+  if (rc == ES_OK && stored < 0)
+    rc = es__last_err(b->s)->code;
+  if (rc == ES_OK && stored == 0) {
+    rc = write_direct(b, it, n, ids, &chunks);
     if (rc == ES_OK) {
       direct = true;
       for (size_t i = 0; i < n; i++)
         it[i].out = OUT_INSERTED;
-    } else if (rc == ES_ECONFLICT) { /* a concurrent insert: merge instead */
+    } else if (rc == ES_ECONFLICT) {
+      /* A concurrent writer inserted one of these ids: start again on the
+       * merge path, in a new transaction. */
+      es__rollback(b->conn);
       reset_pending(it, n);
-      rc = mark_seen(b, it, n);
-      if (rc == ES_OK)
-        rc = lock_existing(b, it, n, &existing);
+      chunks = 0;
+      rc = es__begin(b->s, b->conn);
     }
   }
   if (rc == ES_OK && !direct)
+    rc = stage_keys(b, it, n);
+  if (rc == ES_OK && !direct)
     rc = write_merge(b, it, n, &chunks);
   if (rc == ES_OK)
-    rc = exec(b, "INSERT INTO es_seen SELECT id FROM es_stage_keys "
-                 "ON CONFLICT DO NOTHING",
-              "cannot remember written ids");
+    rc = note_xid(b);
   if (rc == ES_OK)
     rc = es__commit(b->s, b->conn);
+  free(ids);
   if (rc != ES_OK) {
     es__rollback(b->conn);
     reset_pending(it, n);
-    return rc;
+    b->temp_ready = had_temp; /* a rolled back CREATE TEMP TABLE is gone */
+    return rc; /* a noted xid that did not commit matches no row: harmless */
   }
-  b->temp_ready = b->committed = true;
   b->res.chunks_written += chunks;
   b->res.batches++;
   *direct_out = direct;
@@ -697,25 +748,12 @@ static const es__index_def *hnsw_def(es_metric metric) {
 /* Share of the first (up to 1,000) ids that are stored already. */
 static double stored_share(es_batch *b, const item *it, size_t n) {
   size_t m = n < 1000 ? n : 1000;
-  es__buf arr = {0};
-  bool ok = es__buf_append(&arr, "{", 1);
-  for (size_t i = 0; ok && i < m; i++) {
-    ok = (i == 0 || es__buf_append(&arr, ",", 1)) && es__buf_append(&arr, "\"", 1);
-    for (const char *p = it[i].doc->id; ok && *p; p++)
-      ok = ((*p != '"' && *p != '\\') || es__buf_append(&arr, "\\", 1)) &&
-           es__buf_append(&arr, p, 1);
-    ok = ok && es__buf_append(&arr, "\"", 1);
-  }
-  ok = ok && es__buf_append(&arr, "}", 1);
+  char *ids = m > 0 ? ids_literal(it, m) : NULL;
   double share = 1.0; /* when in doubt, do not drop the index */
-  if (ok && m > 0) {
-    const char *v[1] = {arr.data};
-    PGresult *r = es__exec_stmt(b->conn, ES__Q_BATCH_PROBE, 1, v, NULL, NULL, 0);
-    if (es__res_ok(r))
-      share = strtod(PQgetvalue(r, 0, 0), NULL) / (double)m;
-    PQclear(r);
-  }
-  es__buf_free(&arr);
+  long long stored = ids ? count_stored(b, ids) : -1;
+  if (stored >= 0)
+    share = (double)stored / (double)m;
+  free(ids);
   return share;
 }
 
@@ -818,6 +856,9 @@ es_status es_batch_begin(es_store *s, const es_batch_options *opts,
   es_status rc = es_store_shape(s, &b->dim, &b->metric);
   if (rc == ES_OK)
     rc = ensure_conn(b);
+  es__fk_state fk;
+  if (rc == ES_OK && (rc = es__fk_lookup(s, b->conn, &fk)) == ES_OK)
+    b->fk_valid = fk.exists && fk.valid;
   if (rc != ES_OK) {
     es_batch_end(b, NULL);
     return rc;
@@ -932,6 +973,7 @@ es_status es_batch_end(es_batch *b, es_batch_result **out) {
     es__release(b->s, b->conn);
   }
   es__copy_free(&b->copy);
+  es__buf_free(&b->xids);
   qsort(b->res.failures, b->res.n_failures, sizeof *b->res.failures, cmp_failure);
   if (out) {
     es_batch_result *r = malloc(sizeof *r);

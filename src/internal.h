@@ -132,8 +132,6 @@ typedef enum es__stmt_id {
   ES__Q_METRICS_INSERT,
   ES__Q_METRICS_PRUNE,
   ES__Q_BATCH_PROBE,
-  ES__Q_BATCH_SEEN,
-  ES__Q_BATCH_MARK_SEEN,
   ES__Q_BATCH_DROP_ORPHANS,
   ES__Q__COUNT
 } es__stmt_id;

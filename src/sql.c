@@ -52,11 +52,6 @@ static const stmt statements[ES__Q__COUNT] = {
     [ES__Q_BATCH_PROBE] = {"es_batch_probe",
                            "SELECT count(*) FROM embeddings "
                            "WHERE id = ANY ($1::text[])"},
-    [ES__Q_BATCH_SEEN] = {"es_batch_seen",
-                          "SELECT id FROM es_seen WHERE id = ANY ($1::text[])"},
-    [ES__Q_BATCH_MARK_SEEN] = {"es_batch_mark_seen",
-                               "INSERT INTO es_seen SELECT unnest($1::text[]) "
-                               "ON CONFLICT DO NOTHING"},
     [ES__Q_BATCH_DROP_ORPHANS] = {"es_batch_drop_orphans",
                                   "DELETE FROM chunks WHERE document_id = "
                                   "ANY ($1::text[])"},
