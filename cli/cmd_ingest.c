@@ -1,10 +1,14 @@
 /* cmd_ingest.c - `embstore ingest FILE|-`: JSON Lines documents, in
  * batches, with exact per-line accounting.
  *
- * Memory is bounded by one batch of documents: lines are read, parsed and
- * handed to the library a batch at a time. */
+ * A reader thread reads and parses lines into batches while the main
+ * thread writes the previous batch, so JSON parsing overlaps the
+ * database's work.  Memory is bounded by three batches of documents (one
+ * being filled, one queued, one being written), whatever the input's
+ * length. */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -52,25 +56,41 @@ typedef struct line_error {
   char *error;
 } line_error;
 
+#define SLOTS 3 /* batch buffers: filling, queued, writing */
+
+typedef struct slot {
+  es_doc_json **parsed;
+  es_doc *docs;
+  size_t *lines;
+  size_t n;
+} slot;
+
 typedef struct ingest {
   cli *c;
   es_store *store;
   es_batch *batch;
   es_batch_options opts;
   const char *source, *workspace;
-  /* the batch being read */
-  es_doc_json **parsed;
-  es_doc *docs;
-  size_t *lines;
-  size_t n;
-  /* parse failures, found here rather than in the library */
+  size_t batch_size;
+  long max_line;
+  const char *path;
+  lines in;
+  /* the hand-over between the reader thread and the writer (main) */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  slot slots[SLOTS];
+  int free_slots[SLOTS], n_free; /* empty buffers for the reader */
+  int queue[SLOTS], q_head, q_len; /* filled buffers for the writer */
+  bool reader_done;
+  int read_error; /* errno of a failed read */
+  /* parse failures (reader) and not-written documents (writer) */
   line_error *errors;
   size_t n_errors, cap_errors;
   /* progress */
   bool tty;
   double t0, last_draw;
   off_t file_size;
-  size_t bytes_read, lines_read;
+  size_t bytes_read, lines_read; /* written by the reader, atomically */
   es_status fatal; /* set when writing became impossible */
   char fatal_msg[1024];
 } ingest;
@@ -81,12 +101,16 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Records a failure; called by both threads, so under the lock. */
 static void add_error(ingest *g, const char *id, long line, const char *msg) {
+  pthread_mutex_lock(&g->mu);
   if (g->n_errors == g->cap_errors) {
     size_t cap = g->cap_errors ? g->cap_errors * 2 : 16;
     line_error *e = realloc(g->errors, cap * sizeof *e);
-    if (e == NULL)
+    if (e == NULL) {
+      pthread_mutex_unlock(&g->mu);
       return;
+    }
     g->errors = e;
     g->cap_errors = cap;
   }
@@ -94,6 +118,7 @@ static void add_error(ingest *g, const char *id, long line, const char *msg) {
   e->id = id ? strdup(id) : NULL;
   e->line = line;
   e->error = strdup(msg);
+  pthread_mutex_unlock(&g->mu);
 }
 
 /* The progress line: documents done, rate, and an ETA when the size of
@@ -105,8 +130,10 @@ static void draw(size_t processed, size_t total, void *user) {
     return;
   g->last_draw = now;
   double secs = now - g->t0, rate = secs > 0 ? (double)processed / secs : 0;
-  if (g->file_size > 0 && g->bytes_read > 0 && g->lines_read > 0) {
-    double est = (double)g->file_size * (double)g->lines_read / (double)g->bytes_read;
+  size_t bytes = __atomic_load_n(&g->bytes_read, __ATOMIC_RELAXED);
+  size_t nlines = __atomic_load_n(&g->lines_read, __ATOMIC_RELAXED);
+  if (g->file_size > 0 && bytes > 0 && nlines > 0) {
+    double est = (double)g->file_size * (double)nlines / (double)bytes;
     double left = est > (double)processed && rate > 0 ? (est - (double)processed) / rate : 0;
     double pct = est > 0 ? 100.0 * (double)processed / est : 0;
     fprintf(stderr, "\r  %zu docs (%.0f%%)  %.0f docs/s  ETA %.0f s   ", processed,
@@ -117,22 +144,23 @@ static void draw(size_t processed, size_t total, void *user) {
   (void)total;
 }
 
-/* Frees the documents of the current batch. */
-static void clear_batch(ingest *g) {
-  for (size_t i = 0; i < g->n; i++)
-    es_doc_json_free(g->parsed[i]);
-  g->n = 0;
+/* Frees the documents of a batch buffer. */
+static void clear_slot(slot *sl) {
+  for (size_t i = 0; i < sl->n; i++)
+    es_doc_json_free(sl->parsed[i]);
+  sl->n = 0;
 }
 
-/* Hands the current batch to the library. */
-static void flush_batch(ingest *g) {
-  if (g->n == 0)
+/* Writes one batch buffer (main thread). */
+static void write_slot(ingest *g, slot *sl) {
+  if (sl->n == 0)
     return;
   if (g->fatal == ES_OK && g->batch == NULL) {
     /* Started on the first batch, when the size of the input is known. */
-    if (g->file_size > 0 && g->bytes_read > 0)
-      g->opts.total = (size_t)((double)g->file_size * (double)g->lines_read /
-                               (double)g->bytes_read);
+    size_t bytes = __atomic_load_n(&g->bytes_read, __ATOMIC_RELAXED);
+    size_t nlines = __atomic_load_n(&g->lines_read, __ATOMIC_RELAXED);
+    if (g->file_size > 0 && bytes > 0)
+      g->opts.total = (size_t)((double)g->file_size * (double)nlines / (double)bytes);
     es_status rc = es_batch_begin(g->store, &g->opts, &g->batch);
     if (rc != ES_OK) {
       g->fatal = rc;
@@ -143,20 +171,38 @@ static void flush_batch(ingest *g) {
     /* Nothing more can be written: say so for every document read. */
     char msg[1100];
     snprintf(msg, sizeof msg, "not written: %s", g->fatal_msg);
-    for (size_t i = 0; i < g->n; i++)
-      add_error(g, g->docs[i].id, (long)g->lines[i], msg);
-  } else {
-    es_status rc = es_batch_add(g->batch, g->docs, g->n, g->lines);
-    if (rc != ES_OK && rc != ES_EPARTIAL) {
-      g->fatal = rc;
-      snprintf(g->fatal_msg, sizeof g->fatal_msg, "%s", es_errmsg(g->store));
-    }
+    for (size_t i = 0; i < sl->n; i++)
+      add_error(g, sl->docs[i].id, (long)sl->lines[i], msg);
+    return;
   }
-  clear_batch(g);
+  es_status rc = es_batch_add(g->batch, sl->docs, sl->n, sl->lines);
+  if (rc != ES_OK && rc != ES_EPARTIAL) {
+    g->fatal = rc;
+    snprintf(g->fatal_msg, sizeof g->fatal_msg, "%s", es_errmsg(g->store));
+  }
 }
 
-/* Parses one line into the current batch (or records why not). */
-static void take_line(ingest *g, const char *line, size_t len, long lineno) {
+/* Reader: takes an empty buffer, waiting for the writer if needed. */
+static slot *take_free(ingest *g) {
+  pthread_mutex_lock(&g->mu);
+  while (g->n_free == 0)
+    pthread_cond_wait(&g->cv, &g->mu);
+  slot *sl = &g->slots[g->free_slots[--g->n_free]];
+  pthread_mutex_unlock(&g->mu);
+  return sl;
+}
+
+/* Reader: queues a filled buffer for the writer. */
+static void queue_filled(ingest *g, slot *sl) {
+  pthread_mutex_lock(&g->mu);
+  g->queue[(g->q_head + g->q_len++) % SLOTS] = (int)(sl - g->slots);
+  pthread_cond_broadcast(&g->cv);
+  pthread_mutex_unlock(&g->mu);
+}
+
+/* Parses one line into sl (or records why not). */
+static void take_line(ingest *g, slot *sl, const char *line, size_t len,
+                      long lineno) {
   char msg[1024];
   es_doc_json *d = NULL;
   if (es_doc_parse_json(line, len, &d, msg, sizeof msg) != ES_OK) {
@@ -168,12 +214,72 @@ static void take_line(ingest *g, const char *line, size_t len, long lineno) {
     es_doc_json_free(d);
     return;
   }
-  g->parsed[g->n] = d;
-  g->docs[g->n] = *es_doc_json_doc(d);
-  g->lines[g->n] = (size_t)lineno;
-  g->n++;
-  if (g->n == g->opts.batch_size)
-    flush_batch(g);
+  sl->parsed[sl->n] = d;
+  sl->docs[sl->n] = *es_doc_json_doc(d);
+  sl->lines[sl->n] = (size_t)lineno;
+  sl->n++;
+}
+
+/* The reader thread: lines to parsed batches. */
+static void *reader(void *arg) {
+  ingest *g = arg;
+  slot *sl = take_free(g);
+  for (;;) {
+    lines_status ls = lines_next(&g->in);
+    if (ls == LINES_EOF)
+      break;
+    if (ls == LINES_ERROR) {
+      g->read_error = g->in.error ? g->in.error : EIO;
+      break;
+    }
+    __atomic_add_fetch(&g->bytes_read, g->in.len + 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&g->lines_read, 1, __ATOMIC_RELAXED);
+    if (ls == LINES_TOO_LONG) {
+      char msg[200];
+      snprintf(msg, sizeof msg, "line is %zu bytes long; the limit is %ld "
+               "(--max-line-bytes)", g->in.len, g->max_line);
+      add_error(g, NULL, g->in.lineno, msg);
+      continue;
+    }
+    if (strspn(g->in.buf, " \t") == g->in.len)
+      continue; /* a blank line is not a document */
+    take_line(g, sl, g->in.buf, g->in.len, g->in.lineno);
+    if (sl->n == g->batch_size) {
+      queue_filled(g, sl);
+      sl = take_free(g);
+    }
+  }
+  queue_filled(g, sl); /* the last, maybe partial, maybe empty */
+  pthread_mutex_lock(&g->mu);
+  g->reader_done = true;
+  pthread_cond_broadcast(&g->cv);
+  pthread_mutex_unlock(&g->mu);
+  return NULL;
+}
+
+/* The writer (main thread): batches to the database, until the reader is
+ * done and the queue empty. */
+static void write_all(ingest *g) {
+  for (;;) {
+    pthread_mutex_lock(&g->mu);
+    while (g->q_len == 0 && !g->reader_done)
+      pthread_cond_wait(&g->cv, &g->mu);
+    if (g->q_len == 0) {
+      pthread_mutex_unlock(&g->mu);
+      return;
+    }
+    int idx = g->queue[g->q_head];
+    g->q_head = (g->q_head + 1) % SLOTS;
+    g->q_len--;
+    pthread_mutex_unlock(&g->mu);
+
+    write_slot(g, &g->slots[idx]);
+    clear_slot(&g->slots[idx]);
+    pthread_mutex_lock(&g->mu);
+    g->free_slots[g->n_free++] = idx;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+  }
 }
 
 static int cmp_error(const void *a, const void *b) {
@@ -247,8 +353,8 @@ static int run(cli *c, int argc, char **argv) {
       {"defer-index", required_argument, NULL, 'd'},
       CLI_COMMON_LONGOPTS,
       {0, 0, 0, 0}};
-  ingest g = {.c = c};
-  long max_line = DEFAULT_MAX_LINE, batch = 1000;
+  ingest g = {.c = c, .max_line = DEFAULT_MAX_LINE};
+  long batch = 1000;
   int code, opt;
   es_batch_options_init(&g.opts);
   optind = 0;
@@ -259,7 +365,7 @@ static int run(cli *c, int argc, char **argv) {
     case 's': g.source = optarg; break;
     case 'w': g.workspace = optarg; break;
     case 'm':
-      if (!cli_parse_int(optarg, 64, 1L << 30, &max_line))
+      if (!cli_parse_int(optarg, 64, 1L << 30, &g.max_line))
         return cli_usage(c, "--max-line-bytes must be 64..1073741824");
       break;
     case 'b':
@@ -280,59 +386,54 @@ static int run(cli *c, int argc, char **argv) {
   }
   if (optind + 1 != argc)
     return cli_usage(c, "expected one FILE (or - for standard input)");
-  const char *path = argv[optind];
-  FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+  g.path = argv[optind];
+  FILE *in = strcmp(g.path, "-") == 0 ? stdin : fopen(g.path, "r");
   if (in == NULL)
-    return cli_fail(c, EXIT_FAIL, ES_EIO, "cannot open %s: %s", path,
+    return cli_fail(c, EXIT_FAIL, ES_EIO, "cannot open %s: %s", g.path,
                     strerror(errno));
   struct stat st;
   if (fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode))
     g.file_size = st.st_size;
+  g.batch_size = (size_t)batch;
   g.opts.batch_size = (size_t)batch;
   g.opts.progress = draw;
   g.opts.user = &g;
   g.tty = isatty(2) && !c->json;
   g.t0 = now_s();
+  pthread_mutex_init(&g.mu, NULL);
+  pthread_cond_init(&g.cv, NULL);
 
   int exit_code = EXIT_OK;
-  lines l = {0};
+  bool started = false;
+  pthread_t thread;
   es_batch_result *r = NULL;
   g.store = cli_open(c);
   if (g.store == NULL) {
-    if (in != stdin)
-      fclose(in);
-    return EXIT_FAIL;
+    exit_code = EXIT_FAIL;
+    goto done;
   }
-  g.parsed = calloc((size_t)batch, sizeof *g.parsed);
-  g.docs = calloc((size_t)batch, sizeof *g.docs);
-  g.lines = calloc((size_t)batch, sizeof *g.lines);
-  if (!g.parsed || !g.docs || !g.lines || lines_open(&l, in, (size_t)max_line) != 0) {
+  bool oom = lines_open(&g.in, in, (size_t)g.max_line) != 0;
+  for (int i = 0; i < SLOTS && !oom; i++) {
+    slot *sl = &g.slots[i];
+    sl->parsed = calloc((size_t)batch, sizeof *sl->parsed);
+    sl->docs = calloc((size_t)batch, sizeof *sl->docs);
+    sl->lines = calloc((size_t)batch, sizeof *sl->lines);
+    oom = !sl->parsed || !sl->docs || !sl->lines;
+    g.free_slots[g.n_free++] = i;
+  }
+  if (oom || pthread_create(&thread, NULL, reader, &g) != 0) {
     exit_code = cli_fail(c, EXIT_FAIL, ES_ENOMEM, "out of memory");
     goto done;
   }
-  for (;;) {
-    lines_status ls = lines_next(&l);
-    if (ls == LINES_EOF)
-      break;
-    if (ls == LINES_ERROR) {
-      exit_code = cli_fail(c, EXIT_FAIL, ES_EIO, "reading %s: %s", path,
-                           strerror(l.error));
-      goto done;
-    }
-    g.bytes_read += l.len + 1;
-    g.lines_read++;
-    if (ls == LINES_TOO_LONG) {
-      char msg[200];
-      snprintf(msg, sizeof msg, "line is %zu bytes long; the limit is %ld "
-               "(--max-line-bytes)", l.len, max_line);
-      add_error(&g, NULL, l.lineno, msg);
-      continue;
-    }
-    if (strspn(l.buf, " \t") == l.len)
-      continue; /* a blank line is not a document */
-    take_line(&g, l.buf, l.len, l.lineno);
+  started = true;
+  write_all(&g);
+  pthread_join(thread, NULL);
+  started = false;
+  if (g.read_error) {
+    exit_code = cli_fail(c, EXIT_FAIL, ES_EIO, "reading %s: %s", g.path,
+                         strerror(g.read_error));
+    goto done;
   }
-  flush_batch(&g);
   es_status end = es_batch_end(g.batch, &r);
   g.batch = NULL;
   if (g.tty)
@@ -352,19 +453,27 @@ static int run(cli *c, int argc, char **argv) {
       exit_code = EXIT_PARTIAL;
   }
 done:
+  if (started) { /* only on out-of-memory paths: let the reader finish */
+    write_all(&g);
+    pthread_join(thread, NULL);
+  }
   es_batch_end(g.batch, NULL);
   es_batch_result_free(r);
-  clear_batch(&g);
-  lines_close(&l);
+  for (int i = 0; i < SLOTS; i++) {
+    clear_slot(&g.slots[i]);
+    free(g.slots[i].parsed);
+    free(g.slots[i].docs);
+    free(g.slots[i].lines);
+  }
+  lines_close(&g.in);
   for (size_t i = 0; i < g.n_errors; i++) {
     free(g.errors[i].id);
     free(g.errors[i].error);
   }
   free(g.errors);
-  free(g.parsed);
-  free(g.docs);
-  free(g.lines);
   es_close(g.store);
+  pthread_cond_destroy(&g.cv);
+  pthread_mutex_destroy(&g.mu);
   if (in != stdin)
     fclose(in);
   return exit_code;

@@ -43,6 +43,7 @@ typedef struct item {
   bool exists;         /* stored before this batch */
   bool rewrite_chunks; /* its chunk set must be written */
   bool seen;           /* landed earlier in this session: a duplicate */
+  bool hashed;         /* content_hash and chunks_hash are computed */
   char *error;         /* OUT_FAILED: why (a chunk owned by another doc) */
 } item;
 
@@ -108,6 +109,18 @@ static void reset_pending(item *it, size_t n) {
     free(it[i].error);
     it[i].error = NULL;
   }
+}
+
+/* Computes the item's content hashes once, when first needed: on the
+ * first-load path while its row is encoded into the COPY stream, so that
+ * hashing overlaps the server's work on the rows sent before. */
+static void hash_item(item *x) {
+  if (x->hashed)
+    return;
+  es__doc_content_hash(x->doc, x->content_hash);
+  if (x->doc->has_chunks)
+    es__doc_chunks_hash(x->doc, x->chunks_hash);
+  x->hashed = true;
 }
 
 /* Applies the outcomes of a committed batch to the totals. */
@@ -176,6 +189,7 @@ static es_status copy_keys(es_batch *b, item *it, size_t n) {
   es__copy *c = &b->copy;
   es__copy_start(c);
   for (size_t i = 0; i < n; i++) {
+    hash_item(&it[i]);
     es__copy_row(c, 4);
     es__copy_int4(c, (int32_t)i);
     es__copy_text(c, it[i].doc->id);
@@ -258,14 +272,23 @@ static long long count_stored(es_batch *b, const char *ids) {
   return n;
 }
 
-/* Writes the document rows of the items to write into table. */
+/* Streams the document rows of the items to write into their table (or
+ * the staging table). */
 static es_status copy_docs(es_batch *b, item *it, size_t n, bool staged) {
   es__copy *c = &b->copy;
-  es__copy_start(c);
+  es_status rc = es__copy_open(
+      b->s, b->conn,
+      staged ? "COPY es_stage_docs FROM STDIN (FORMAT binary)"
+             : "COPY embeddings (id, text, embedding, metadata, source_id, "
+               "content_hash, chunks_hash) FROM STDIN (FORMAT binary)",
+      c);
+  if (rc != ES_OK)
+    return rc;
   for (size_t i = 0; i < n; i++) {
     const es_doc *d = it[i].doc;
     if (it[i].out != OUT_PENDING)
       continue;
+    hash_item(&it[i]);
     es__copy_row(c, staged ? 9 : 7);
     if (staged)
       es__copy_int4(c, (int32_t)i);
@@ -284,21 +307,27 @@ static es_status copy_docs(es_batch *b, item *it, size_t n, bool staged) {
       es__copy_bytes(c, it[i].rewrite_chunks ? &t : &f, 1);
     }
   }
-  es__copy_finish(c);
-  return es__copy_send(
-      b->s, b->conn,
-      staged ? "COPY es_stage_docs FROM STDIN (FORMAT binary)"
-             : "COPY embeddings (id, text, embedding, metadata, source_id, "
-               "content_hash, chunks_hash) FROM STDIN (FORMAT binary)",
-      c, NULL);
+  return es__copy_close(b->s, b->conn, c, NULL);
 }
 
-/* Writes the chunks of the items whose chunk set is rewritten. */
+/* Streams the chunks of the items whose chunk set is rewritten. */
 static es_status copy_chunks(es_batch *b, item *it, size_t n, bool staged,
                              size_t *count) {
   es__copy *c = &b->copy;
-  es__copy_start(c);
   *count = 0;
+  for (size_t i = 0; i < n; i++)
+    if (it[i].out == OUT_PENDING && it[i].rewrite_chunks)
+      *count += it[i].doc->n_chunks;
+  if (*count == 0)
+    return ES_OK;
+  es_status rc = es__copy_open(
+      b->s, b->conn,
+      staged ? "COPY es_stage_chunks FROM STDIN (FORMAT binary)"
+             : "COPY chunks (id, document_id, chunk_index, text, embedding, "
+               "metadata) FROM STDIN (FORMAT binary)",
+      c);
+  if (rc != ES_OK)
+    return rc;
   for (size_t i = 0; i < n; i++) {
     const es_doc *d = it[i].doc;
     if (it[i].out != OUT_PENDING || !it[i].rewrite_chunks)
@@ -314,18 +343,9 @@ static es_status copy_chunks(es_batch *b, item *it, size_t n, bool staged,
       es__copy_text(c, ch->text ? ch->text : "");
       es__copy_vector(c, ch->embedding, ch->dim);
       es__copy_jsonb(c, ch->metadata_json);
-      (*count)++;
     }
   }
-  if (*count == 0)
-    return ES_OK;
-  es__copy_finish(c);
-  return es__copy_send(
-      b->s, b->conn,
-      staged ? "COPY es_stage_chunks FROM STDIN (FORMAT binary)"
-             : "COPY chunks (id, document_id, chunk_index, text, embedding, "
-               "metadata) FROM STDIN (FORMAT binary)",
-      c, NULL);
+  return es__copy_close(b->s, b->conn, c, NULL);
 }
 
 /* The first load of new documents: straight into the tables.  Returns
@@ -898,12 +918,8 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
   kept = compact(it, kept);
   check_chunk_claims(b, it, kept);
   kept = compact(it, kept);
-  for (size_t i = 0; i < kept; i++) {
-    es__doc_content_hash(it[i].doc, it[i].content_hash);
-    if (it[i].doc->has_chunks)
-      es__doc_chunks_hash(it[i].doc, it[i].chunks_hash);
+  for (size_t i = 0; i < kept; i++)
     it[i].rewrite_chunks = it[i].doc->has_chunks;
-  }
 
   es_status rc = kept > 0 ? maybe_defer_index(b, it, kept) : ES_OK;
   size_t total = b->opts.total ? b->opts.total : n;

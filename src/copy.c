@@ -26,7 +26,20 @@ void es__copy_start(es__copy *c) {
   put(c, header, sizeof header - 1); /* signature, flags, extension length */
 }
 
+#define STREAM_CHUNK (1u << 20)
+
+/* Sends what is buffered (streaming mode). */
+static void flush_stream(es__copy *c) {
+  if (c->buf.len == 0)
+    return;
+  if (!c->broken && PQputCopyData(c->stream, c->buf.data, (int)c->buf.len) != 1)
+    c->broken = true;
+  c->buf.len = 0;
+}
+
 void es__copy_row(es__copy *c, int nfields) {
+  if (c->stream && c->buf.len >= STREAM_CHUNK)
+    flush_stream(c);
   uint16_t be = htons((uint16_t)nfields);
   put(c, &be, 2);
 }
@@ -85,6 +98,48 @@ void es__copy_finish(es__copy *c) {
 
 void es__copy_free(es__copy *c) { es__buf_free(&c->buf); }
 
+/* Collects COPY's result after the end of the data. */
+static es_status copy_result(es_store *s, es__conn *conn, int64_t *rows) {
+  es_status rc = ES_OK;
+  PGresult *r;
+  while ((r = PQgetResult(conn->pg)) != NULL) {
+    if (!es__res_ok(r) && rc == ES_OK)
+      rc = es__fail_pg(s, conn->pg, r, "COPY failed");
+    else if (rows && es__res_ok(r))
+      *rows = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+  }
+  return rc;
+}
+
+es_status es__copy_open(es_store *s, es__conn *conn, const char *sql,
+                        es__copy *c) {
+  PGresult *r = PQexec(conn->pg, sql);
+  if (PQresultStatus(r) != PGRES_COPY_IN) {
+    es_status rc = es__fail_pg(s, conn->pg, r, "cannot start COPY");
+    PQclear(r);
+    return rc;
+  }
+  PQclear(r);
+  es__copy_start(c);
+  c->stream = conn->pg;
+  c->broken = false;
+  return ES_OK;
+}
+
+es_status es__copy_close(es_store *s, es__conn *conn, es__copy *c,
+                         int64_t *rows) {
+  es__copy_finish(c);
+  flush_stream(c);
+  c->stream = NULL;
+  /* An encoding failure aborts the COPY so that nothing half-made lands. */
+  PQputCopyEnd(conn->pg, c->oom ? "out of memory encoding a batch" : NULL);
+  es_status rc = copy_result(s, conn, rows);
+  if (c->oom)
+    return es__fail(s, ES_ENOMEM, "out of memory building a COPY batch");
+  return rc;
+}
+
 es_status es__copy_send(es_store *s, es__conn *conn, const char *sql,
                         const es__copy *c, int64_t *rows) {
   if (c->oom)
@@ -104,13 +159,5 @@ es_status es__copy_send(es_store *s, es__conn *conn, const char *sql,
       break;
   }
   PQputCopyEnd(conn->pg, NULL);
-  es_status rc = ES_OK;
-  while ((r = PQgetResult(conn->pg)) != NULL) {
-    if (!es__res_ok(r) && rc == ES_OK)
-      rc = es__fail_pg(s, conn->pg, r, "COPY failed");
-    else if (rows && es__res_ok(r))
-      *rows = strtoll(PQcmdTuples(r), NULL, 10);
-    PQclear(r);
-  }
-  return rc;
+  return copy_result(s, conn, rows);
 }

@@ -10,9 +10,20 @@
 typedef struct es__copy {
   es__buf buf;
   bool oom;
+  PGconn *stream; /* set between es__copy_open and es__copy_close */
+  bool broken;    /* the connection refused data while streaming */
 } es__copy;
 
 void es__copy_start(es__copy *c); /* resets and writes the header */
+
+/* Streaming: starts COPY (sql) on conn, so that rows are sent while later
+ * ones are still being encoded (es__copy_row flushes every 1 MiB), and the
+ * server works on the first rows while we encode the next.  Rows are then
+ * appended as usual; es__copy_close ends the stream and reports. */
+es_status es__copy_open(es_store *store, es__conn *conn, const char *sql,
+                        es__copy *c);
+es_status es__copy_close(es_store *store, es__conn *conn, es__copy *c,
+                         int64_t *rows);
 void es__copy_row(es__copy *c, int nfields);
 void es__copy_null(es__copy *c);
 void es__copy_text(es__copy *c, const char *s); /* NULL writes NULL */
