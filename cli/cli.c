@@ -109,3 +109,29 @@ bool cli_parse_int(const char *s, long min, long max, long *out) {
   *out = v;
   return true;
 }
+
+bool cli_parse_duration(const char *s, int64_t *seconds) {
+  char *end;
+  if (s == NULL || *s < '0' || *s > '9')
+    return false;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno != 0)
+    return false;
+  long long unit = 1;
+  if (*end != '\0') {
+    switch (*end) {
+    case 's': unit = 1; break;
+    case 'm': unit = 60; break;
+    case 'h': unit = 3600; break;
+    case 'd': unit = 86400; break;
+    default: return false;
+    }
+    if (end[1] != '\0')
+      return false;
+  }
+  if (v > INT64_MAX / unit)
+    return false;
+  *seconds = v * unit;
+  return true;
+}

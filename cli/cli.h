@@ -33,7 +33,8 @@ typedef struct cli_command {
 } cli_command;
 
 extern const cli_command cli_cmd_db, cli_cmd_init, cli_cmd_migrate,
-    cli_cmd_ingest, cli_cmd_search;
+    cli_cmd_ingest, cli_cmd_search, cli_cmd_delete, cli_cmd_stats,
+    cli_cmd_cleanup, cli_cmd_metrics;
 
 /* Prints "embstore CMD: message" to stderr, and with --json also
  * {"error":{"status","message"}} on stdout.  Returns exit_code. */
@@ -68,5 +69,9 @@ enum { OPT_JSON = 1000, OPT_DB, OPT_HOME, OPT_HELP };
 
 /* Parses a whole decimal integer in [min, max]; false otherwise. */
 bool cli_parse_int(const char *s, long min, long max, long *out);
+
+/* Parses a duration: a number with s, m, h or d (90s, 30m, 1h, 7d), or
+ * plain seconds.  false when malformed or negative. */
+bool cli_parse_duration(const char *s, int64_t *seconds);
 
 #endif

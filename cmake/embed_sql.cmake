@@ -2,6 +2,7 @@
 # is checked in).  Usage: cmake -DOUT_C=... -DOUT_H=... -DSQL_FILES="a;b" -P
 file(WRITE ${OUT_H} "/* generated from the sql directory by cmake/embed_sql.cmake */\n#ifndef ES_SQL_EMBED_H\n#define ES_SQL_EMBED_H\n")
 file(WRITE ${OUT_C} "/* generated from the sql directory by cmake/embed_sql.cmake */\n#include \"sql_embed.h\"\n")
+string(REPLACE "|" ";" SQL_FILES "${SQL_FILES}")
 foreach(f ${SQL_FILES})
   get_filename_component(name ${f} NAME_WE)
   file(READ ${f} hex HEX)

@@ -157,6 +157,11 @@ typedef struct es_options {
   int retry_backoff_ms;     /* first backoff, doubled per retry (20) */
   int metrics_retention_s;  /* performance_metrics rows older than this are
                                pruned, 0 = keep all (7 days) */
+  size_t cache_bytes;       /* memory for cached search results, 0 = no
+                               cache (64 MiB) */
+  int cache_ttl_ms;         /* a cached result is used at most this long:
+                               writes by other processes are not seen by
+                               this process's cache (60000) */
 } es_options;
 
 /* Fills [out] options with the defaults above. */
@@ -429,6 +434,140 @@ typedef struct es_results {
 es_status es_search(es_store *store, const es_search_params *params,
                     es_results **results);
 void es_results_free(es_results *results);
+
+/* ------------------------------------------------------------------------
+ * Delete by source
+ * ---------------------------------------------------------------------- */
+typedef struct es_delete_options {
+  const char *workspace; /* only documents of this workspace; NULL: all */
+  int no_cascade;        /* 1: refuse (ES_ECONFLICT) when a document of the
+                            source still has chunks; nothing is deleted */
+  int dry_run;           /* 1: count exactly, change nothing */
+} es_delete_options;
+
+typedef struct es_delete_result {
+  int64_t deleted;        /* documents */
+  int64_t chunks_removed; /* their chunks */
+  int dry_run;
+} es_delete_result;
+
+/* Deletes the documents of [in] source_id (and their chunks, unless
+ * no_cascade) in one transaction with a consistent snapshot: a document of
+ * the source inserted concurrently is either deleted with its chunks or
+ * kept with its chunks, and both counts are exact.  Cached searches that
+ * may show the source are invalidated after the commit.  [in] options may
+ * be NULL; [out] result may be NULL. */
+es_status es_delete_by_source(es_store *store, const char *source_id,
+                              const es_delete_options *options,
+                              es_delete_result *result);
+
+/* ------------------------------------------------------------------------
+ * Statistics and index health
+ * ---------------------------------------------------------------------- */
+typedef enum es_health {
+  ES_HEALTH_HEALTHY = 0,
+  ES_HEALTH_DEGRADED = 1,
+  ES_HEALTH_CRITICAL = 2
+} es_health;
+
+/* "healthy", "degraded" or "critical". */
+const char *es_health_name(es_health health);
+
+typedef struct es_source_stats {
+  char *source_id; /* NULL for documents without a source */
+  int64_t documents;
+  int64_t chunks;
+} es_source_stats;
+
+typedef struct es_stats {
+  const char *workspace;   /* as asked (owned by the stats), or NULL */
+  int64_t documents;
+  int64_t chunks;
+  int64_t without_vector;  /* documents that have no vector */
+  int64_t orphaned_chunks; /* chunks whose document is gone; -1 when the
+                              foreign key is valid (so there are none) */
+  es_source_stats *sources; /* by source_id; sources_total of them */
+  size_t sources_total;
+  double storage_mb;       /* heap + TOAST + indexes of the store's tables,
+                              in MiB; for a workspace, the store's size times
+                              the workspace's share of rows */
+  double reclaimable_mb;   /* what a VACUUM would free (dead tuples), same
+                              attribution */
+  es_health index_health;
+  char **health_reasons;   /* one sentence per fact that lowers health */
+  size_t n_health_reasons;
+  /* From the most recent 1,000 recorded operations of each kind; NaN when
+   * there are none. */
+  double avg_search_ms;
+  double avg_insert_ms;    /* per document written */
+  double cache_hit_rate;   /* share of searches answered from the cache */
+} es_stats;
+
+/* Exact statistics for the whole store, or for [in] workspace when not
+ * NULL.  Counts come from counters that triggers keep exact (any writer,
+ * not only embstore), so this answers in milliseconds at millions of rows.
+ * [out] *stats is freed with es_stats_free(). */
+es_status es_get_statistics(es_store *store, const char *workspace,
+                            es_stats **stats);
+void es_stats_free(es_stats *stats);
+
+/* ------------------------------------------------------------------------
+ * Orphan cleanup
+ * ---------------------------------------------------------------------- */
+typedef struct es_cleanup_options {
+  int dry_run;       /* 1: count exactly, change nothing */
+  size_t batch_size; /* rows per transaction (1000) */
+  int min_age_s;     /* documents without a vector younger than this are
+                        left alone: a pipeline may still be embedding them
+                        (3600) */
+} es_cleanup_options;
+
+void es_cleanup_options_init(es_cleanup_options *options);
+
+typedef struct es_cleanup_result {
+  int64_t orphaned_chunks;     /* chunks whose document does not exist */
+  int64_t orphaned_embeddings; /* documents without a vector, older than
+                                  the grace period */
+  int64_t cleaned;             /* rows deleted, in all batches (including
+                                  the chunks of deleted documents) */
+  int dry_run;
+  char **details;              /* what was done, one sentence each */
+  size_t n_details;
+} es_cleanup_result;
+
+/* Finds and (unless dry_run) deletes orphans in batches of batch_size, each
+ * its own short transaction; then VACUUM (ANALYZE)s what changed and, once
+ * no orphaned chunk is left, validates a NOT VALID foreign key.  [out]
+ * *result is freed with es_cleanup_result_free(). */
+es_status es_cleanup_orphaned(es_store *store, const es_cleanup_options *options,
+                              es_cleanup_result **result);
+void es_cleanup_result_free(es_cleanup_result *result);
+
+/* ------------------------------------------------------------------------
+ * Performance metrics
+ *
+ * Every operation is recorded (operation, duration, success, error) into
+ * performance_metrics, buffered and written in batches by a background
+ * thread: recording never blocks or fails the operation.  Rows older than
+ * es_options.metrics_retention_s are pruned.
+ * ---------------------------------------------------------------------- */
+typedef struct es_op_metrics {
+  char *operation;
+  int64_t count;
+  double p50_ms, p95_ms, p99_ms;
+  double error_rate; /* failed / count */
+} es_op_metrics;
+
+typedef struct es_metrics_report {
+  es_op_metrics *ops; /* by operation name */
+  size_t n;
+} es_metrics_report;
+
+/* Per-operation figures over the last [in] since_s seconds (0: all),
+ * including what this process has buffered.  [out] *report is freed with
+ * es_metrics_report_free(). */
+es_status es_metrics(es_store *store, int64_t since_s, es_metrics_report **report);
+void es_metrics_report_free(es_metrics_report *report);
 
 #ifdef __cplusplus
 }

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cache.h"
 #include "copy.h"
 #include "schema.h"
 
@@ -45,6 +46,7 @@ typedef struct item {
   bool seen;           /* landed earlier in this session: a duplicate */
   bool hashed;         /* content_hash and chunks_hash are computed */
   char *error;         /* OUT_FAILED: why (a chunk owned by another doc) */
+  char *old_source;    /* the stored source, when this write moves it */
 } item;
 
 struct es_batch {
@@ -108,6 +110,8 @@ static void reset_pending(item *it, size_t n) {
     it[i].rewrite_chunks = it[i].doc->has_chunks;
     free(it[i].error);
     it[i].error = NULL;
+    free(it[i].old_source);
+    it[i].old_source = NULL;
   }
 }
 
@@ -123,9 +127,15 @@ static void hash_item(item *x) {
   x->hashed = true;
 }
 
-/* Applies the outcomes of a committed batch to the totals. */
+/* Applies the outcomes of a committed batch to the totals, and tells the
+ * search cache which sources changed (only now that they are committed). */
 static void apply(es_batch *b, item *it, size_t n) {
   for (size_t i = 0; i < n; i++) {
+    if (it[i].out == OUT_INSERTED || it[i].out == OUT_UPDATED) {
+      es__cache_invalidate_source(b->s->cache, it[i].doc->source_id);
+      if (it[i].old_source)
+        es__cache_invalidate_source(b->s->cache, it[i].old_source);
+    }
     if (it[i].out == OUT_FAILED) {
       add_failure(b, it[i].doc->id, it[i].position, ES_ECONFLICT, it[i].error);
     } else if (it[i].seen) {
@@ -214,7 +224,7 @@ static es_status lock_existing(es_batch *b, item *it, size_t n, size_t *existing
       b->conn->pg,
       "SELECT k.ord, e.content_hash IS NOT DISTINCT FROM k.content_hash, "
       "k.chunks_hash IS NULL OR e.chunks_hash IS NOT DISTINCT FROM "
-      "k.chunks_hash, e.xmin = ANY ($1::xid[]) "
+      "k.chunks_hash, e.xmin = ANY ($1::xid[]), e.source_id "
       "FROM es_stage_keys k JOIN embeddings e ON e.id = k.id "
       "ORDER BY e.id FOR UPDATE OF e",
       1, NULL, v, NULL, NULL, 0);
@@ -233,6 +243,9 @@ static es_status lock_existing(es_batch *b, item *it, size_t n, size_t *existing
     bool same_chunks = PQgetvalue(r, i, 2)[0] == 't';
     x->exists = true;
     x->seen = PQgetvalue(r, i, 3)[0] == 't';
+    const char *was = PQgetisnull(r, i, 4) ? NULL : PQgetvalue(r, i, 4);
+    if (was && (x->doc->source_id == NULL || strcmp(was, x->doc->source_id) != 0))
+      x->old_source = strdup(was); /* moving out of a source changes it */
     x->rewrite_chunks = x->doc->has_chunks && !same_chunks;
     if (same_content && same_chunks)
       x->out = OUT_UNCHANGED;
@@ -939,8 +952,10 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
     if (b->opts.progress)
       b->opts.progress(b->processed, total, b->opts.user);
   }
-  for (size_t i = 0; i < kept; i++)
+  for (size_t i = 0; i < kept; i++) {
     free(it[i].error);
+    free(it[i].old_source);
+  }
   free(it);
   if (rc != ES_OK)
     return rc;
@@ -976,12 +991,46 @@ static int cmp_failure(const void *a, const void *b) {
   return x->position < y->position ? -1 : x->position > y->position;
 }
 
+/* After a load, the planner needs statistics: ANALYZE a table that never
+ * had any, or that this session changed by a tenth or more.  Failures here
+ * do not fail the load (autovacuum will analyse later). */
+static void analyze_if_needed(es_batch *b) {
+  size_t written = b->res.inserted + b->res.updated + b->res.duplicates;
+  if (written == 0 || ensure_conn(b) != ES_OK)
+    return;
+  PGresult *r = PQexec(b->conn->pg,
+                       "SELECT relname, reltuples FROM pg_class WHERE oid IN "
+                       "(to_regclass('embeddings'), to_regclass('chunks'))");
+  if (!es__res_ok(r)) {
+    PQclear(r);
+    return;
+  }
+  for (int i = 0; i < PQntuples(r); i++) {
+    double tuples = strtod(PQgetvalue(r, i, 1), NULL);
+    bool chunks = strcmp(PQgetvalue(r, i, 0), "chunks") == 0;
+    double changed = chunks ? (double)b->res.chunks_written : (double)written;
+    if (tuples >= 0 && changed < 0.1 * tuples)
+      continue;
+    es_status rc = es__begin(b->s, b->conn);
+    if (rc == ES_OK)
+      rc = es__no_timeout(b->s, b->conn);
+    if (rc == ES_OK)
+      rc = exec(b, chunks ? "ANALYZE chunks" : "ANALYZE embeddings",
+                "ANALYZE after the load failed");
+    if (rc == ES_OK)
+      rc = es__commit(b->s, b->conn);
+    es__rollback(b->conn);
+  }
+  PQclear(r);
+}
+
 es_status es_batch_end(es_batch *b, es_batch_result **out) {
   if (out)
     *out = NULL;
   if (b == NULL)
     return ES_OK;
   es_status rc = b->index_deferred ? rebuild_index(b) : ES_OK;
+  analyze_if_needed(b);
   if (b->conn) {
     /* The session's temp tables die with the session: end it cleanly. */
     if (b->temp_ready && PQstatus(b->conn->pg) == CONNECTION_OK)

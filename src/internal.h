@@ -116,6 +116,7 @@ struct es_store {
   es_metric metric;
   int vector_0_8;          /* pgvector >= 0.8: iterative index scans */
   es__metrics *metrics;
+  struct es__cache *cache; /* NULL when disabled */
 };
 
 /* ---- sql.c: statements and execution ------------------------------------ */

@@ -37,6 +37,7 @@ struct es__metrics {
   size_t n;
   uint64_t dropped;
   int64_t last_prune_ms;
+  int64_t opened_ms;
   int retention_s;
 };
 
@@ -166,7 +167,8 @@ es_status es__metrics_start(es_store *s) {
   pthread_cond_init(&m->cv, &ca);
   pthread_condattr_destroy(&ca);
   m->retention_s = s->opts.metrics_retention_s;
-  m->last_prune_ms = es__now_ms() - PRUNE_EVERY_MS; /* prune soon after open */
+  m->opened_ms = es__now_ms();
+  m->last_prune_ms = m->opened_ms - PRUNE_EVERY_MS; /* prune soon after open */
   s->metrics = m;
   if (pthread_create(&m->thread, NULL, writer, s) != 0) {
     s->metrics = NULL;
@@ -190,7 +192,9 @@ void es__metrics_stop(es_store *s) {
   pthread_mutex_unlock(&m->mu);
   if (m->running)
     pthread_join(m->thread, NULL);
-  flush(s, false); /* what came in after the writer's last round */
+  /* What came in after the writer's last round; and the retention is
+   * applied at least once per handle, even by a short-lived process. */
+  flush(s, m->last_prune_ms < m->opened_ms);
   for (size_t i = 0; i < m->n; i++)
     record_free(&m->buf[i]);
   free(m->buf);
@@ -248,4 +252,79 @@ uint64_t es__metrics_dropped(es_store *s) {
   uint64_t d = m->dropped;
   pthread_mutex_unlock(&m->mu);
   return d;
+}
+
+void es_metrics_report_free(es_metrics_report *r) {
+  if (r == NULL)
+    return;
+  for (size_t i = 0; i < r->n; i++)
+    free(r->ops[i].operation);
+  free(r->ops);
+  free(r);
+}
+
+typedef struct report_ctx {
+  int64_t since_s;
+  es_metrics_report *r;
+} report_ctx;
+
+static es_status report_op(es_store *s, es__conn *c, void *arg) {
+  report_ctx *x = arg;
+  char since[32];
+  snprintf(since, sizeof since, "%lld", (long long)x->since_s);
+  const char *v[1] = {since};
+  PGresult *r = PQexecParams(
+      c->pg,
+      "SELECT operation, count(*), "
+      "percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms), "
+      "percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms), "
+      "percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms), "
+      "avg((NOT success)::int) FROM performance_metrics "
+      "WHERE $1::bigint = 0 OR created_at >= now() - make_interval(secs => $1::bigint) "
+      "GROUP BY operation ORDER BY operation",
+      1, NULL, v, NULL, NULL, 0);
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(s, c->pg, r, "cannot read performance_metrics");
+    PQclear(r);
+    return rc;
+  }
+  int n = PQntuples(r);
+  x->r->ops = calloc(n > 0 ? (size_t)n : 1, sizeof *x->r->ops);
+  if (x->r->ops == NULL) {
+    PQclear(r);
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  }
+  for (int i = 0; i < n; i++) {
+    es_op_metrics *m = &x->r->ops[x->r->n];
+    if ((m->operation = strdup(PQgetvalue(r, i, 0))) == NULL)
+      break;
+    x->r->n++;
+    m->count = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+    m->p50_ms = strtod(PQgetvalue(r, i, 2), NULL);
+    m->p95_ms = strtod(PQgetvalue(r, i, 3), NULL);
+    m->p99_ms = strtod(PQgetvalue(r, i, 4), NULL);
+    m->error_rate = strtod(PQgetvalue(r, i, 5), NULL);
+  }
+  PQclear(r);
+  return ES_OK;
+}
+
+es_status es_metrics(es_store *s, int64_t since_s, es_metrics_report **out) {
+  if (s == NULL || out == NULL)
+    return ES_EINVAL;
+  *out = NULL;
+  es__clear_err(s);
+  if (since_s < 0)
+    return es__fail(s, ES_EINVAL, "the period must not be negative");
+  es__metrics_flush_now(s);
+  report_ctx x = {since_s, calloc(1, sizeof *x.r)};
+  if (x.r == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  es_status rc = es__run(s, NULL, true, report_op, &x);
+  if (rc != ES_OK) {
+    es_metrics_report_free(x.r);
+    return rc;
+  }
+  *out = x.r;
+  return ES_OK;
 }

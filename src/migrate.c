@@ -26,6 +26,7 @@ typedef es_status (*migration_fn)(es_store *, es__conn *, migrate_ctx *);
 static es_status m_base(es_store *, es__conn *, migrate_ctx *);
 static es_status m_indexes(es_store *, es__conn *, migrate_ctx *);
 static es_status m_chunks_fk(es_store *, es__conn *, migrate_ctx *);
+static es_status m_counts(es_store *, es__conn *, migrate_ctx *);
 static es_status insert_meta(es_store *, es__conn *, migrate_ctx *);
 
 typedef struct migration {
@@ -38,6 +39,7 @@ static const migration migrations[] = {
     {1, "base tables", m_base},
     {2, "required indexes and HNSW index", m_indexes},
     {3, "chunks.document_id foreign key", m_chunks_fk},
+    {4, "per-source counters kept by triggers", m_counts},
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
@@ -153,6 +155,11 @@ static es_status ensure_fk(es_store *s, es__conn *c, es_init_report *rep) {
 
 static es_status m_chunks_fk(es_store *s, es__conn *c, migrate_ctx *m) {
   return ensure_fk(s, c, m->report);
+}
+
+static es_status m_counts(es_store *s, es__conn *c, migrate_ctx *m) {
+  (void)m;
+  return es__exec(s, c, es__sql_004_counts, "migration 4 (counters) failed");
 }
 
 /* The vector column of table as (type, dimension); dim -1 when the column

@@ -11,8 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "cache.h"
 #include "internal.h"
+#include "json.h"
 
 #define MAX_K 1000
 
@@ -193,20 +196,74 @@ static inline es_status check_params(es_store *s, const es_search_params *p) {
   return ES_OK;
 }
 
+/* The cache key: everything that decides the answer. */
+static bool cache_key(const es_search_params *p, es__buf *key) {
+  char head[32];
+  int n = snprintf(head, sizeof head, "%c%d/%d/", p->vector ? 'v' : 'l', p->k,
+                   p->exact);
+  bool ok = es__buf_append(key, head, (size_t)n);
+  const char *parts[3] = {p->workspace, p->source_id, p->like_id};
+  for (int i = 0; ok && i < 3; i++) {
+    /* length-prefixed, NULL distinct from "" */
+    n = snprintf(head, sizeof head, "%ld:", parts[i] ? (long)strlen(parts[i]) : -1L);
+    ok = es__buf_append(key, head, (size_t)n) &&
+         (!parts[i] || es__buf_append(key, parts[i], strlen(parts[i])));
+  }
+  if (ok && p->vector)
+    ok = es__buf_append(key, (const char *)p->vector, p->dim * sizeof(float));
+  return ok;
+}
+
+static void record(es_store *s, const struct timespec *t0, es_status rc,
+                   const char *cache) {
+  struct timespec t1;
+  char meta[48];
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double ms = (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
+              (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+  snprintf(meta, sizeof meta, "{\"cache\": \"%s\"}", cache);
+  es__metric(s, "search", ms, rc == ES_OK, rc == ES_OK ? NULL : es_errmsg(s), meta);
+}
+
 es_status es_search(es_store *s, const es_search_params *p, es_results **out) {
   if (s == NULL || out == NULL)
     return ES_EINVAL;
   *out = NULL;
   es__clear_err(s);
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   es_status rc = check_params(s, p);
   if (rc != ES_OK)
     return rc;
+
+  /* A search near a stored document depends on that document, whatever
+   * its source: only plain source-filtered searches depend on one source. */
+  const char *depends_on = p->like_id ? NULL : p->source_id;
+  es__buf key = {0};
+  bool cached = s->cache != NULL && cache_key(p, &key);
+  es__cache_ticket ticket;
+  if (cached) {
+    es_results *hit = es__cache_get(s->cache, key.data, key.len);
+    if (hit) {
+      es__buf_free(&key);
+      record(s, &t0, ES_OK, "hit");
+      *out = hit;
+      return ES_OK;
+    }
+    es__cache_take_ticket(s->cache, depends_on, &ticket); /* before the query */
+  }
   search_ctx sc = {.p = p};
   sc.res = calloc(1, sizeof *sc.res);
-  if (sc.res == NULL)
+  if (sc.res == NULL) {
+    es__buf_free(&key);
     return es__fail(s, ES_ENOMEM, "out of memory");
-  rc = es__run(s, "search", true, search_op, &sc);
+  }
+  rc = es__run(s, NULL, true, search_op, &sc);
   free(sc.owned);
+  if (rc == ES_OK && cached)
+    es__cache_put(s->cache, key.data, key.len, depends_on, &ticket, sc.res);
+  es__buf_free(&key);
+  record(s, &t0, rc, cached ? "miss" : "off");
   if (rc != ES_OK) {
     es_results_free(sc.res);
     return rc;

@@ -20,8 +20,8 @@ static const stmt statements[ES__Q__COUNT] = {
     [ES__Q_GET_VECTOR] = {"es_get_vector",
                           "SELECT embedding FROM embeddings WHERE id = $1"},
     [ES__Q_DOC_HASH] = {"es_doc_hash",
-                        "SELECT content_hash, chunks_hash FROM embeddings "
-                        "WHERE id = $1 FOR UPDATE"},
+                        "SELECT content_hash, chunks_hash, source_id "
+                        "FROM embeddings WHERE id = $1 FOR UPDATE"},
     [ES__Q_UPSERT_DOC] =
         {"es_upsert_doc",
          "INSERT INTO embeddings AS e (id, text, embedding, metadata, "

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "internal.h"
 
 void es_options_init(es_options *o) {
@@ -13,6 +14,8 @@ void es_options_init(es_options *o) {
   o->max_retries = 3;
   o->retry_backoff_ms = 20;
   o->metrics_retention_s = 7 * 24 * 3600;
+  o->cache_bytes = 64u << 20;
+  o->cache_ttl_ms = 60000;
 }
 
 es_status es_open(const char *conninfo, es_store **store) {
@@ -29,7 +32,8 @@ static inline es_status check_options(es_store *s, const es_options *o) {
                     o->pool_size);
   if (o->idle_timeout_ms < 0 || o->connect_timeout_s < 0 ||
       o->statement_timeout_ms < 0 || o->max_retries < 0 ||
-      o->retry_backoff_ms < 0 || o->metrics_retention_s < 0)
+      o->retry_backoff_ms < 0 || o->metrics_retention_s < 0 ||
+      o->cache_ttl_ms < 0)
     return es__fail(s, ES_EINVAL, "timeouts and retry counts must not be "
                     "negative");
   return ES_OK;
@@ -77,6 +81,9 @@ es_status es_open_opts(const es_options *options, es_store **out) {
   if ((rc = es__pool_init(s, &s->pool, s->conninfo, &s->opts)) != ES_OK ||
       (rc = es__run(s, NULL, true, ping, NULL)) != ES_OK)
     return rc;
+  s->cache = es__cache_new(s->opts.cache_bytes, s->opts.cache_ttl_ms);
+  if (s->opts.cache_bytes > 0 && s->cache == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory for the search cache");
   return es__metrics_start(s);
 }
 
@@ -84,6 +91,7 @@ void es_close(es_store *s) {
   if (s == NULL)
     return;
   es__metrics_stop(s); /* writes what is still buffered */
+  es__cache_free(s->cache);
   if (s->pool.size != -1)
     es__pool_destroy(&s->pool);
   pthread_mutex_destroy(&s->shape_mu);

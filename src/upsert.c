@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "internal.h"
 #include "json.h"
 
@@ -64,6 +65,7 @@ typedef struct upsert_ctx {
   uint8_t content_hash[ES__HASH_BYTES];
   uint8_t chunks_hash[ES__HASH_BYTES];
   es_upsert_outcome outcome;
+  char *old_source; /* the stored source, when this write moves the doc */
 } upsert_ctx;
 
 /* Fails with the name of the first chunk owned by another document. */
@@ -148,6 +150,13 @@ static es_status upsert_op(es_store *s, es__conn *c, void *arg) {
     rc = es__commit(s, c);
     goto done;
   }
+  free(u->old_source);
+  u->old_source = NULL;
+  if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 2) &&
+      (doc->source_id == NULL ||
+       (size_t)PQgetlength(r, 0, 2) != strlen(doc->source_id) ||
+       memcmp(PQgetvalue(r, 0, 2), doc->source_id, strlen(doc->source_id)) != 0))
+    u->old_source = strndup(PQgetvalue(r, 0, 2), (size_t)PQgetlength(r, 0, 2));
   PQclear(r);
 
   if (doc->has_chunks) {
@@ -205,6 +214,12 @@ es_status es_upsert(es_store *s, const es_doc *doc, es_upsert_outcome *outcome) 
   if (doc->has_chunks)
     es__doc_chunks_hash(doc, u.chunks_hash);
   rc = es__run(s, "upsert", true, upsert_op, &u);
+  if (rc == ES_OK && u.outcome != ES_UPSERT_UNCHANGED) { /* committed */
+    es__cache_invalidate_source(s->cache, doc->source_id);
+    if (u.old_source)
+      es__cache_invalidate_source(s->cache, u.old_source);
+  }
+  free(u.old_source);
   if (rc == ES_OK && outcome)
     *outcome = u.outcome;
   return rc;

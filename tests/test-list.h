@@ -44,6 +44,17 @@
   X(batch_replaces_chunk_sets_and_refuses_chunks_of_other_documents, DB)     \
   X(batch_progress_and_metrics_are_reported_per_batch, DB)                   \
   X(batch_defers_the_hnsw_index_and_builds_it_at_the_end, DB)                \
+  /* manage: delete, stats, cleanup, metrics, cache */                      \
+  X(delete_cascade_removes_a_source_and_its_chunks_with_exact_counts, DB)    \
+  X(delete_restrict_leaves_everything_when_chunks_exist, DB)                 \
+  X(delete_is_limited_to_a_workspace_and_a_dry_run_changes_nothing, DB)      \
+  X(stats_counts_stay_exact_through_every_kind_of_write, DB)                 \
+  X(stats_of_an_adopted_store_count_what_was_there, DB)                      \
+  X(stats_health_is_decided_from_facts, DB)                                  \
+  X(cleanup_removes_more_orphans_than_one_batch_and_validates_the_key, DB)   \
+  X(cleanup_leaves_documents_younger_than_the_grace_period, DB)              \
+  X(search_cache_hits_and_is_invalidated_by_writes_to_its_sources, DB)       \
+  X(metrics_report_percentiles_and_errors_per_operation, DB)                 \
   /* the embedded cluster */                                                 \
   X(cluster_starts_privately_on_a_unix_socket_only_and_stops, DB)            \
   X(cluster_recovers_after_the_postmaster_is_killed, DB)                     \
@@ -56,6 +67,7 @@
   X(cli_init_ingest_search_json_fields_are_stable, DB)                       \
   X(cli_ingest_exits_2_when_nothing_lands_and_0_for_empty_input, DB)         \
   X(cli_migrate_status_lists_applied_and_pending, DB)                        \
-  X(cli_db_commands_control_an_embedded_cluster, DB)
+  X(cli_db_commands_control_an_embedded_cluster, DB)                         \
+  X(cli_delete_stats_cleanup_metrics_json_fields_are_stable, DB)
 
 #endif

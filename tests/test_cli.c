@@ -196,7 +196,7 @@ TEST(cli_migrate_status_lists_applied_and_pending) {
   th_proc p = CLI(NULL, "migrate", "--status", "--json");
   ASSERT_INT_EQ(p.status, 0);
   json_t *j = parse(p.out);
-  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "pending")), 3);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "pending")), 4);
   json_decref(j);
   th_proc_free(&p);
   p = CLI(NULL, "init", "--dim", "2");
@@ -249,6 +249,98 @@ TEST(cli_db_commands_control_an_embedded_cluster) {
   th_proc_free(&p);
   const char *with_db[] = {"--db", "dbname=x", "db", "start", NULL};
   p = th_cli(NULL, with_db);
+  ASSERT_INT_EQ(p.status, 1);
+  th_proc_free(&p);
+}
+
+TEST(cli_delete_stats_cleanup_metrics_json_fields_are_stable) {
+  th_proc p = CLI(NULL, "init", "--dim", "2");
+  ASSERT_INT_EQ(p.status, 0);
+  th_proc_free(&p);
+  p = CLI("{\"id\":\"a\",\"embedding\":[1,0],\"source_id\":\"s1\","
+          "\"metadata\":{\"workspace\":\"w\"},\"chunks\":[{\"id\":\"a0\"}]}\n"
+          "{\"id\":\"b\",\"embedding\":[0,1],\"source_id\":\"s2\"}\n",
+          "ingest", "-");
+  ASSERT_INT_EQ(p.status, 0);
+  th_proc_free(&p);
+
+  p = CLI(NULL, "--json", "stats");
+  ASSERT_INT_EQ(p.status, 0);
+  json_t *j = parse(p.out);
+  static const char *const stats_keys[] = {
+      "workspace", "documents", "chunks", "without_vector", "orphaned_chunks",
+      "sources", "sources_total", "storage_mb", "storage_attribution",
+      "reclaimable_mb", "index_health", "health_reasons", "performance"};
+  assert_keys(j, stats_keys, 13);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "documents")), 2);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "chunks")), 1);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "sources_total")), 2);
+  ASSERT(json_is_real(json_object_get(j, "storage_mb")) ||
+         json_is_integer(json_object_get(j, "storage_mb")));
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "index_health")), "healthy");
+  json_t *src = json_array_get(json_object_get(j, "sources"), 0);
+  static const char *const src_keys[] = {"source_id", "documents", "chunks"};
+  assert_keys(src, src_keys, 3);
+  ASSERT_STR_EQ(json_string_value(json_object_get(src, "source_id")), "s1");
+  ASSERT_INT_EQ(json_integer_value(json_object_get(src, "chunks")), 1);
+  static const char *const perf_keys[] = {"avg_search_ms", "avg_insert_ms",
+                                          "cache_hit_rate"};
+  assert_keys(json_object_get(j, "performance"), perf_keys, 3);
+  json_decref(j);
+  th_proc_free(&p);
+
+  p = CLI(NULL, "--json", "stats", "--workspace", "w");
+  j = parse(p.out);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "documents")), 1);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "storage_attribution")),
+                "share of the store's rows");
+  json_decref(j);
+  th_proc_free(&p);
+
+  p = CLI(NULL, "--json", "delete", "--source", "s1", "--no-cascade");
+  ASSERT_INT_EQ(p.status, 2);
+  ASSERT_CONTAINS(p.err, "1 chunks of 1 documents");
+  th_proc_free(&p);
+  p = CLI(NULL, "--json", "delete", "--source", "s1", "--dry-run");
+  ASSERT_INT_EQ(p.status, 0);
+  j = parse(p.out);
+  static const char *const del_keys[] = {"deleted", "chunks_removed", "dry_run"};
+  assert_keys(j, del_keys, 3);
+  ASSERT(json_is_true(json_object_get(j, "dry_run")));
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "chunks_removed")), 1);
+  json_decref(j);
+  th_proc_free(&p);
+  p = CLI(NULL, "--json", "delete", "--source", "s1");
+  j = parse(p.out);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "deleted")), 1);
+  ASSERT(json_is_false(json_object_get(j, "dry_run")));
+  json_decref(j);
+  th_proc_free(&p);
+
+  p = CLI(NULL, "--json", "cleanup", "--min-age", "0s", "--batch-size", "10");
+  ASSERT_INT_EQ(p.status, 0);
+  j = parse(p.out);
+  static const char *const clean_keys[] = {"orphaned_chunks", "orphaned_embeddings",
+                                           "cleaned", "dry_run", "details"};
+  assert_keys(j, clean_keys, 5);
+  json_decref(j);
+  th_proc_free(&p);
+
+  p = CLI(NULL, "--json", "metrics", "--since", "1h");
+  ASSERT_INT_EQ(p.status, 0);
+  j = parse(p.out);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "since_s")), 3600);
+  json_t *ops = json_object_get(j, "operations");
+  ASSERT(json_array_size(ops) >= 3);
+  static const char *const op_keys[] = {"operation", "count", "p50_ms", "p95_ms",
+                                        "p99_ms", "error_rate"};
+  assert_keys(json_array_get(ops, 0), op_keys, 6);
+  json_decref(j);
+  th_proc_free(&p);
+  p = CLI(NULL, "metrics", "--since", "soon");
+  ASSERT_INT_EQ(p.status, 1);
+  th_proc_free(&p);
+  p = CLI(NULL, "cleanup", "--min-age", "-1h");
   ASSERT_INT_EQ(p.status, 1);
   th_proc_free(&p);
 }

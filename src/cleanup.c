@@ -1,0 +1,262 @@
+/* cleanup.c - remove what broken pipelines left behind.
+ *
+ * Orphans are chunks whose document does not exist (possible only while
+ * the foreign key is NOT VALID, in adopted databases) and documents without
+ * a vector older than a grace period (younger ones may still be being
+ * embedded).  Everything found is deleted in batches, each its own short
+ * transaction, walking the primary key so that no batch rescans what the
+ * previous ones looked at.  Then VACUUM (ANALYZE) on what changed, and the
+ * foreign key is validated once no orphaned chunk is left. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "schema.h"
+
+void es_cleanup_options_init(es_cleanup_options *o) {
+  memset(o, 0, sizeof *o);
+  o->batch_size = 1000;
+  o->min_age_s = 3600;
+}
+
+void es_cleanup_result_free(es_cleanup_result *r) {
+  if (r == NULL)
+    return;
+  for (size_t i = 0; i < r->n_details; i++)
+    free(r->details[i]);
+  free(r->details);
+  free(r);
+}
+
+static void detail(es_cleanup_result *r, const char *fmt, ...) ES__PRINTF(2, 3);
+static void detail(es_cleanup_result *r, const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  char **g = realloc(r->details, (r->n_details + 1) * sizeof *r->details);
+  if (g == NULL)
+    return;
+  r->details = g;
+  if ((r->details[r->n_details] = strdup(buf)) != NULL)
+    r->n_details++;
+}
+
+typedef struct cleanup_ctx {
+  const es_cleanup_options *o;
+  es_cleanup_result *r;
+  bool counted;    /* totals found (by the first attempt) */
+  char cutoff[64]; /* documents without a vector created before this */
+  /* what all attempts deleted (a retry continues where one stopped) */
+  int64_t batches, chunks_gone, docs_gone, kids;
+} cleanup_ctx;
+
+/* One value from a parameterised query. */
+static es_status scalar(es_store *s, es__conn *c, const char *sql, int n,
+                        const char *const *v, const char *what, char *out,
+                        size_t cap) {
+  PGresult *r = PQexecParams(c->pg, sql, n, NULL, v, NULL, NULL, 0);
+  es_status rc = ES_OK;
+  if (!es__res_ok(r) || PQntuples(r) != 1)
+    rc = es__fail_pg(s, c->pg, r, what);
+  else
+    snprintf(out, cap, "%s", PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return rc;
+}
+
+/* Deletes one batch with sql ($1 = after this id, $2 = limit, $3 = cutoff)
+ * in its own transaction; *last receives the batch's greatest id ("" when
+ * the batch was empty), *rows the rows deleted, *cascaded chunks deleted
+ * with documents. */
+static es_status delete_batch(es_store *s, es__conn *c, const char *sql,
+                              const char *after, const char *limit,
+                              const char *cutoff, char *last, size_t cap,
+                              int64_t *rows, int64_t *cascaded) {
+  const char *v[3] = {after, limit, cutoff};
+  es_status rc = es__begin(s, c);
+  if (rc != ES_OK)
+    return rc;
+  PGresult *r = PQexecParams(c->pg, sql, cutoff ? 3 : 2, NULL, v, NULL, NULL, 0);
+  if (!es__res_ok(r)) {
+    rc = es__fail_pg(s, c->pg, r, "cleanup batch failed");
+    PQclear(r);
+    es__rollback(c);
+    return rc;
+  }
+  /* The statement returns (max id, rows deleted, chunks deleted). */
+  snprintf(last, cap, "%s", PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
+  *rows = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+  *cascaded = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+  PQclear(r);
+  rc = es__commit(s, c);
+  if (rc != ES_OK)
+    es__rollback(c);
+  return rc;
+}
+
+static const char orphan_chunks_batch[] =
+    "WITH pick AS (SELECT c.id FROM chunks c WHERE c.id > $1 AND NOT EXISTS "
+    "(SELECT 1 FROM embeddings e WHERE e.id = c.document_id) ORDER BY c.id "
+    "LIMIT $2::int), gone AS (DELETE FROM chunks c USING pick "
+    "WHERE c.id = pick.id RETURNING c.id) "
+    "SELECT (SELECT max(id) FROM pick), (SELECT count(*) FROM gone), 0";
+
+/* Chunks of the documents are counted before they cascade away. */
+static const char orphan_docs_batch[] =
+    "WITH pick AS (SELECT e.id FROM embeddings e WHERE e.id > $1 AND "
+    "e.embedding IS NULL AND e.created_at < $3::timestamptz ORDER BY e.id "
+    "LIMIT $2::int FOR UPDATE), kids AS (SELECT count(*) AS n FROM chunks c "
+    "JOIN pick ON c.document_id = pick.id), gone AS (DELETE FROM embeddings e "
+    "USING pick WHERE e.id = pick.id RETURNING e.id) "
+    "SELECT (SELECT max(id) FROM pick), (SELECT count(*) FROM gone), "
+    "(SELECT n FROM kids)";
+
+/* Finds the orphans once, so that the totals describe what was there. */
+static es_status find(es_store *s, es__conn *c, cleanup_ctx *x,
+                      const es__fk_state *fk) {
+  es_cleanup_result *r = x->r;
+  char buf[64];
+  es_status rc = ES_OK;
+  /* The grace period is measured once: what turns old meanwhile waits. */
+  snprintf(buf, sizeof buf, "%d", x->o->min_age_s);
+  const char *age[1] = {buf};
+  if ((rc = scalar(s, c, "SELECT (now() - make_interval(secs => $1::int))::text",
+                   1, age, "cannot read the clock", x->cutoff,
+                   sizeof x->cutoff)) != ES_OK)
+    return rc;
+  r->orphaned_chunks = 0;
+  if (!fk->valid) /* with a valid key there can be no orphaned chunk */
+    rc = es__count_orphan_chunks(s, c, &r->orphaned_chunks);
+  const char *cut[1] = {x->cutoff};
+  if (rc == ES_OK)
+    rc = scalar(s, c, "SELECT count(*) FROM embeddings WHERE embedding IS NULL "
+                "AND created_at < $1::timestamptz",
+                1, cut, "cannot count documents without a vector", buf, sizeof buf);
+  if (rc == ES_OK) {
+    r->orphaned_embeddings = strtoll(buf, NULL, 10);
+    x->counted = true;
+  }
+  return rc;
+}
+
+/* Deletes batch after batch of what sql picks, until none is left. */
+static es_status drain(es_store *s, es__conn *c, cleanup_ctx *x, const char *sql,
+                       const char *cutoff, int64_t *rows_total,
+                       int64_t *cascaded_total) {
+  char limit[32], last[1100] = "";
+  snprintf(limit, sizeof limit, "%zu", x->o->batch_size);
+  for (;;) {
+    int64_t rows = 0, cascaded = 0;
+    es_status rc = delete_batch(s, c, sql, last, limit, cutoff, last, sizeof last,
+                                &rows, &cascaded);
+    if (rc != ES_OK)
+      return rc;
+    if (last[0] == '\0')
+      return ES_OK;
+    *rows_total += rows;
+    if (cascaded_total)
+      *cascaded_total += cascaded;
+    x->batches++;
+  }
+}
+
+/* VACUUM cannot run inside a transaction block: one statement each. */
+static es_status vacuum(es_store *s, es__conn *c, cleanup_ctx *x, const char *table) {
+  char sql[64], what[64];
+  snprintf(sql, sizeof sql, "VACUUM (ANALYZE) %s", table);
+  snprintf(what, sizeof what, "VACUUM of %s failed", table);
+  es_status rc = es__exec(s, c, sql, what);
+  if (rc == ES_OK)
+    detail(x->r, "ran VACUUM (ANALYZE) on %s", table);
+  return rc;
+}
+
+/* Once no orphaned chunk is left, a NOT VALID key can be validated. */
+static es_status validate(es_store *s, es__conn *c, cleanup_ctx *x,
+                          const es__fk_state *fk) {
+  int64_t left = 0;
+  es_status rc = es__count_orphan_chunks(s, c, &left);
+  if (rc != ES_OK)
+    return rc;
+  if (left > 0) {
+    detail(x->r, "%lld orphaned chunks appeared meanwhile: the foreign key "
+           "stays NOT VALID", (long long)left);
+    return ES_OK;
+  }
+  char *q = PQescapeIdentifier(c->pg, fk->name, strlen(fk->name));
+  char sql[200];
+  snprintf(sql, sizeof sql, "ALTER TABLE chunks VALIDATE CONSTRAINT %s",
+           q ? q : "\"\"");
+  PQfreemem(q);
+  rc = es__exec(s, c, sql, "cannot validate the foreign key");
+  if (rc == ES_OK)
+    detail(x->r, "validated the foreign key %s: no orphaned chunk is left",
+           fk->name);
+  return rc;
+}
+
+static es_status cleanup_op(es_store *s, es__conn *c, void *arg) {
+  cleanup_ctx *x = arg;
+  es_cleanup_result *r = x->r;
+  es__fk_state fk;
+  es_status rc = es__fk_lookup(s, c, &fk);
+  if (rc == ES_OK && !x->counted)
+    rc = find(s, c, x, &fk);
+  if (rc != ES_OK || x->o->dry_run)
+    return rc;
+  if (r->orphaned_chunks > 0 &&
+      (rc = drain(s, c, x, orphan_chunks_batch, NULL, &x->chunks_gone, NULL)) != ES_OK)
+    return rc;
+  if (r->orphaned_embeddings > 0 &&
+      (rc = drain(s, c, x, orphan_docs_batch, x->cutoff, &x->docs_gone,
+                  &x->kids)) != ES_OK)
+    return rc;
+  r->cleaned = x->chunks_gone + x->docs_gone + x->kids;
+  if (x->chunks_gone > 0)
+    detail(r, "deleted %lld orphaned chunks", (long long)x->chunks_gone);
+  if (x->docs_gone > 0)
+    detail(r, "deleted %lld documents without a vector older than %d s, with "
+           "their %lld chunks", (long long)x->docs_gone, x->o->min_age_s,
+           (long long)x->kids);
+  if (x->batches > 0)
+    detail(r, "in %lld transactions of at most %zu rows each",
+           (long long)x->batches, x->o->batch_size);
+  if ((x->chunks_gone > 0 || x->kids > 0) && (rc = vacuum(s, c, x, "chunks")) != ES_OK)
+    return rc;
+  if (x->docs_gone > 0 && (rc = vacuum(s, c, x, "embeddings")) != ES_OK)
+    return rc;
+  if (fk.exists && !fk.valid && (rc = validate(s, c, x, &fk)) != ES_OK)
+    return rc;
+  PQclear(PQexec(c->pg, "SELECT embstore_counts_compact()"));
+  return ES_OK;
+}
+
+es_status es_cleanup_orphaned(es_store *s, const es_cleanup_options *options,
+                              es_cleanup_result **out) {
+  es_cleanup_options defaults;
+  if (s == NULL || out == NULL)
+    return ES_EINVAL;
+  *out = NULL;
+  es__clear_err(s);
+  es_cleanup_options_init(&defaults);
+  const es_cleanup_options *o = options ? options : &defaults;
+  if (o->batch_size < 1 || o->batch_size > 1000000)
+    return es__fail(s, ES_EINVAL, "batch size must be 1..1000000, not %zu",
+                    o->batch_size);
+  if (o->min_age_s < 0)
+    return es__fail(s, ES_EINVAL, "the grace period must not be negative");
+  es_cleanup_result *r = calloc(1, sizeof *r);
+  if (r == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  r->dry_run = o->dry_run;
+  cleanup_ctx x = {.o = o, .r = r};
+  /* Each batch commits on its own: a retry after a lost connection
+   * continues with what is left, and the totals count what was deleted. */
+  es_status rc = es__run(s, o->dry_run ? "cleanup_dry_run" : "cleanup", true,
+                         cleanup_op, &x);
+  *out = r;
+  return rc;
+}

@@ -1,0 +1,309 @@
+/* stats.c - statistics and index health, from facts.
+ *
+ * Counts come from embstore_counts (kept exact by triggers, see
+ * sql/004_counts.sql), sizes and dead tuples from the catalog, health from
+ * the catalog's view of the required indexes and the foreign key, recent
+ * performance from performance_metrics.  Nothing here scans the store's
+ * tables, except counting orphaned chunks when the foreign key is not
+ * valid (the only state in which there can be any). */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "schema.h"
+
+/* Delta rows beyond which a stats call first folds them. */
+#define COMPACT_AT 50000
+/* A table with more than this share of dead tuples wants a VACUUM. */
+#define DEAD_SHARE 0.2
+#define DEAD_MIN 1000
+
+const char *es_health_name(es_health h) {
+  switch (h) {
+  case ES_HEALTH_HEALTHY:
+    return "healthy";
+  case ES_HEALTH_DEGRADED:
+    return "degraded";
+  case ES_HEALTH_CRITICAL:
+    return "critical";
+  }
+  return "unknown";
+}
+
+void es_stats_free(es_stats *st) {
+  if (st == NULL)
+    return;
+  for (size_t i = 0; i < st->sources_total; i++)
+    free(st->sources[i].source_id);
+  free(st->sources);
+  for (size_t i = 0; i < st->n_health_reasons; i++)
+    free(st->health_reasons[i]);
+  free(st->health_reasons);
+  free((char *)st->workspace);
+  free(st);
+}
+
+/* Lowers health to at least level, with a reason. */
+static void fact(es_stats *st, es_health level, const char *fmt, ...)
+    ES__PRINTF(3, 4);
+static void fact(es_stats *st, es_health level, const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (level > st->index_health)
+    st->index_health = level;
+  char **g = realloc(st->health_reasons,
+                     (st->n_health_reasons + 1) * sizeof *st->health_reasons);
+  if (g == NULL)
+    return;
+  st->health_reasons = g;
+  st->health_reasons[st->n_health_reasons] = strdup(buf);
+  if (st->health_reasons[st->n_health_reasons])
+    st->n_health_reasons++;
+}
+
+/* Runs a query with the workspace (or NULL) as $1. */
+static PGresult *query_ws(es__conn *c, const char *sql, const char *workspace) {
+  const char *v[1] = {workspace};
+  return PQexecParams(c->pg, sql, 1, NULL, v, NULL, NULL, 0);
+}
+
+static es_status counts(es_store *s, es__conn *c, es_stats *st) {
+  PGresult *r = PQexec(c->pg, "SELECT count(*) FROM embstore_counts");
+  if (!es__res_ok(r)) {
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    es_status rc = state && strcmp(state, "42P01") == 0
+                       ? es__fail(s, ES_ENOSTORE, "this store has no counters "
+                                  "yet: run `embstore migrate`")
+                       : es__fail_pg(s, c->pg, r, "cannot read embstore_counts");
+    PQclear(r);
+    return rc;
+  }
+  long long rows = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  if (rows > COMPACT_AT)
+    PQclear(PQexec(c->pg, "SELECT embstore_counts_compact()"));
+
+  r = query_ws(c,
+               "SELECT source_id, sum(documents), sum(chunks), sum(without_vector) "
+               "FROM embstore_counts WHERE $1::text IS NULL OR workspace = $1 "
+               "GROUP BY source_id HAVING sum(documents) <> 0 OR sum(chunks) <> 0 "
+               "OR sum(without_vector) <> 0 ORDER BY source_id NULLS FIRST",
+               st->workspace);
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(s, c->pg, r, "cannot read embstore_counts");
+    PQclear(r);
+    return rc;
+  }
+  int n = PQntuples(r);
+  st->sources = calloc(n > 0 ? (size_t)n : 1, sizeof *st->sources);
+  if (st->sources == NULL) {
+    PQclear(r);
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  }
+  for (int i = 0; i < n; i++) {
+    es_source_stats *src = &st->sources[st->sources_total++];
+    src->source_id = PQgetisnull(r, i, 0) ? NULL : strdup(PQgetvalue(r, i, 0));
+    src->documents = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+    src->chunks = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+    st->documents += src->documents;
+    st->chunks += src->chunks;
+    st->without_vector += strtoll(PQgetvalue(r, i, 3), NULL, 10);
+  }
+  PQclear(r);
+  return ES_OK;
+}
+
+/* Sizes and dead tuples of the store's tables; health facts about them. */
+static es_status storage(es_store *s, es__conn *c, es_stats *st,
+                         double *bytes, double *dead_bytes) {
+  PGresult *r = PQexec(
+      c->pg,
+      "SELECT t.relname, pg_total_relation_size(t.relid), t.n_live_tup, "
+      "t.n_dead_tup, t.last_analyze IS NULL AND t.last_autoanalyze IS NULL "
+      "FROM pg_stat_user_tables t WHERE t.relid IN (to_regclass('embeddings'), "
+      "to_regclass('chunks'), to_regclass('performance_metrics'), "
+      "to_regclass('embstore_counts')) ORDER BY 1");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(s, c->pg, r, "cannot read table statistics");
+    PQclear(r);
+    return rc;
+  }
+  *bytes = *dead_bytes = 0;
+  for (int i = 0; i < PQntuples(r); i++) {
+    const char *name = PQgetvalue(r, i, 0);
+    double size = strtod(PQgetvalue(r, i, 1), NULL);
+    double live = strtod(PQgetvalue(r, i, 2), NULL);
+    double dead = strtod(PQgetvalue(r, i, 3), NULL);
+    bool never_analyzed = PQgetvalue(r, i, 4)[0] == 't';
+    *bytes += size;
+    if (live + dead > 0)
+      *dead_bytes += size * dead / (live + dead);
+    bool data = strcmp(name, "embeddings") == 0 || strcmp(name, "chunks") == 0;
+    if (!data)
+      continue;
+    if (dead >= DEAD_MIN && dead / (live + dead) > DEAD_SHARE)
+      fact(st, ES_HEALTH_DEGRADED,
+           "%s holds %.0f dead tuples (%.0f%% of its rows%s): run VACUUM "
+           "(embstore cleanup does)",
+           name, dead, 100.0 * dead / (live + dead),
+           strcmp(name, "embeddings") == 0 ? ", and of its HNSW index" : "");
+    if (never_analyzed && live > 0)
+      fact(st, ES_HEALTH_DEGRADED,
+           "%s has never been analysed: the planner is guessing (run ANALYZE)",
+           name);
+  }
+  PQclear(r);
+  return ES_OK;
+}
+
+/* The required indexes and the foreign key. */
+static es_status structure(es_store *s, es__conn *c, es_stats *st) {
+  es_metric metric = s->metric;
+  size_t n;
+  const es__index_def *defs = es__required_indexes(metric, &n);
+  for (size_t i = 0; i < n; i++) {
+    es__index_state state;
+    char *found = NULL;
+    es_status rc = es__index_lookup(s, c, &defs[i], &state, &found);
+    if (rc != ES_OK)
+      return rc;
+    if (state == ES__INDEX_MISSING)
+      fact(st, ES_HEALTH_CRITICAL, "index %s on %s (%s) is missing: run "
+           "`embstore migrate`", defs[i].name, defs[i].table, defs[i].key);
+    else if (state == ES__INDEX_INVALID)
+      fact(st, ES_HEALTH_CRITICAL, "index %s on %s is invalid (a failed "
+           "concurrent build?): run `embstore migrate` to rebuild it",
+           found ? found : defs[i].name, defs[i].table);
+    free(found);
+  }
+  es__fk_state fk;
+  es_status rc = es__fk_lookup(s, c, &fk);
+  if (rc != ES_OK)
+    return rc;
+  st->orphaned_chunks = -1;
+  if (!fk.exists) {
+    fact(st, ES_HEALTH_CRITICAL, "there is no foreign key chunks.document_id "
+         "-> embeddings.id: run `embstore migrate`");
+  } else if (!fk.valid) {
+    int64_t orphans = 0;
+    if ((rc = es__count_orphan_chunks(s, c, &orphans)) != ES_OK)
+      return rc;
+    st->orphaned_chunks = orphans;
+    fact(st, ES_HEALTH_CRITICAL, "the foreign key chunks.document_id -> "
+         "embeddings.id is not validated (NOT VALID)%s",
+         orphans ? "" : ": run `embstore cleanup` to validate it");
+    if (orphans > 0)
+      fact(st, ES_HEALTH_DEGRADED, "%lld chunks are orphaned (their document "
+           "does not exist): run `embstore cleanup`", (long long)orphans);
+  }
+  if (!fk.cascade && fk.exists)
+    fact(st, ES_HEALTH_DEGRADED, "the foreign key %s does not cascade deletes",
+         fk.name);
+  return ES_OK;
+}
+
+/* Averages over the most recent 1,000 recorded operations. */
+static es_status performance(es_store *s, es__conn *c, es_stats *st) {
+  PGresult *r = PQexec(
+      c->pg,
+      "SELECT (SELECT avg(duration_ms) FROM (SELECT duration_ms FROM "
+      " performance_metrics WHERE operation = 'search' AND success "
+      " ORDER BY created_at DESC LIMIT 1000) t), "
+      "(SELECT sum(ms) / nullif(sum(docs), 0) FROM ("
+      " (SELECT duration_ms AS ms, coalesce((metadata->>'docs')::float8, 1) AS docs "
+      "  FROM performance_metrics WHERE operation = 'ingest_batch' AND success "
+      "  ORDER BY created_at DESC LIMIT 1000) UNION ALL "
+      " (SELECT duration_ms, 1 FROM performance_metrics WHERE operation = "
+      "  'upsert' AND success ORDER BY created_at DESC LIMIT 1000)) t), "
+      "(SELECT avg((metadata->>'cache' = 'hit')::int) FROM (SELECT metadata "
+      " FROM performance_metrics WHERE operation = 'search' AND "
+      " metadata->>'cache' IN ('hit', 'miss') ORDER BY created_at DESC "
+      " LIMIT 1000) t)");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(s, c->pg, r, "cannot read performance_metrics");
+    PQclear(r);
+    return rc;
+  }
+  double *out[3] = {&st->avg_search_ms, &st->avg_insert_ms, &st->cache_hit_rate};
+  for (int i = 0; i < 3; i++)
+    *out[i] = PQgetisnull(r, 0, i) ? NAN : strtod(PQgetvalue(r, 0, i), NULL);
+  PQclear(r);
+  return ES_OK;
+}
+
+/* Forgets a failed attempt's partial results before a retry. */
+static void reset(es_stats *st) {
+  const char *ws = st->workspace;
+  st->workspace = NULL;
+  es_stats tmp = *st;
+  tmp.workspace = NULL;
+  for (size_t i = 0; i < tmp.sources_total; i++)
+    free(tmp.sources[i].source_id);
+  free(tmp.sources);
+  for (size_t i = 0; i < tmp.n_health_reasons; i++)
+    free(tmp.health_reasons[i]);
+  free(tmp.health_reasons);
+  memset(st, 0, sizeof *st);
+  st->workspace = ws;
+}
+
+static es_status stats_op(es_store *s, es__conn *c, void *arg) {
+  es_stats *st = arg;
+  double bytes = 0, dead = 0;
+  reset(st);
+  es_status rc = es__load_shape(s, c);
+  if (rc == ES_OK)
+    rc = counts(s, c, st);
+  if (rc == ES_OK)
+    rc = storage(s, c, st, &bytes, &dead);
+  if (rc == ES_OK)
+    rc = structure(s, c, st);
+  if (rc == ES_OK)
+    rc = performance(s, c, st);
+  if (rc != ES_OK)
+    return rc;
+  if (st->without_vector > 0)
+    fact(st, ES_HEALTH_DEGRADED, "%lld documents have no vector: embed them, "
+         "or `embstore cleanup` removes them after the grace period",
+         (long long)st->without_vector);
+  double share = 1.0;
+  if (st->workspace != NULL) {
+    /* A workspace's share of the bytes: its share of the store's rows. */
+    PGresult *r = PQexec(c->pg, "SELECT sum(documents) + sum(chunks) FROM "
+                                "embstore_counts");
+    double all = es__res_ok(r) && !PQgetisnull(r, 0, 0)
+                     ? strtod(PQgetvalue(r, 0, 0), NULL) : 0;
+    PQclear(r);
+    share = all > 0 ? (double)(st->documents + st->chunks) / all : 0;
+  }
+  st->storage_mb = bytes * share / (1024.0 * 1024.0);
+  st->reclaimable_mb = dead * share / (1024.0 * 1024.0);
+  return ES_OK;
+}
+
+es_status es_get_statistics(es_store *s, const char *workspace, es_stats **out) {
+  if (s == NULL || out == NULL)
+    return ES_EINVAL;
+  *out = NULL;
+  es__clear_err(s);
+  es_stats *st = calloc(1, sizeof *st);
+  if (st == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  if (workspace && (st->workspace = strdup(workspace)) == NULL) {
+    free(st);
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  }
+  es__metrics_flush_now(s); /* this process's own operations count too */
+  es_status rc = es__run(s, "stats", true, stats_op, st);
+  if (rc != ES_OK) {
+    es_stats_free(st);
+    return rc;
+  }
+  *out = st;
+  return ES_OK;
+}
