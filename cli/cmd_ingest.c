@@ -292,7 +292,8 @@ static void merge_errors(ingest *g, const es_batch_result *r) {
   for (size_t i = 0; r && i < r->n_failures; i++)
     add_error(g, r->failures[i].id, (long)r->failures[i].position,
               r->failures[i].error);
-  qsort(g->errors, g->n_errors, sizeof *g->errors, cmp_error);
+  if (g->n_errors > 1)
+    qsort(g->errors, g->n_errors, sizeof *g->errors, cmp_error);
 }
 
 static void print_summary(ingest *g, const es_batch_result *r, double seconds) {

@@ -707,8 +707,10 @@ static int cmp_key(const void *a, const void *b) {
 /* Among valid items with the same id, keeps the last; returns how many
  * were folded (marked by setting doc to NULL). */
 static size_t fold_duplicates(item *it, size_t n) {
-  key *keys = malloc(n * sizeof *keys);
   size_t folded = 0;
+  if (n < 2)
+    return 0;
+  key *keys = malloc(n * sizeof *keys);
   if (keys == NULL)
     return 0;
   for (size_t i = 0; i < n; i++)
@@ -1039,7 +1041,8 @@ es_status es_batch_end(es_batch *b, es_batch_result **out) {
   }
   es__copy_free(&b->copy);
   es__buf_free(&b->xids);
-  qsort(b->res.failures, b->res.n_failures, sizeof *b->res.failures, cmp_failure);
+  if (b->res.n_failures > 1)
+    qsort(b->res.failures, b->res.n_failures, sizeof *b->res.failures, cmp_failure);
   if (out) {
     es_batch_result *r = malloc(sizeof *r);
     if (r != NULL) {
