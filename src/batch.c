@@ -25,6 +25,7 @@
 
 #define DEFAULT_BATCH 1000
 #define DEFER_INDEX_MIN 10000
+#define COMPACT_EVERY 100 /* batches */
 
 typedef enum outcome {
   OUT_PENDING,
@@ -567,6 +568,12 @@ static es_status note_xid(es_batch *b) {
   return ok ? ES_OK : es__fail(b->s, ES_ENOMEM, "out of memory");
 }
 
+/* Folds the counters' delta rows (one per key and statement) so that
+ * `stats` keeps summing few rows after long loads.  Not fatal. */
+static void compact_counts(es_batch *b) {
+  PQclear(PQexec(b->conn->pg, "SELECT embstore_counts_compact()"));
+}
+
 /* Writes it[0..n) as one transaction.  Outcomes are left in the items;
  * on failure everything is rolled back and the items reset. */
 static es_status write_batch(es_batch *b, item *it, size_t n, bool *direct_out) {
@@ -612,6 +619,8 @@ static es_status write_batch(es_batch *b, item *it, size_t n, bool *direct_out) 
   b->res.chunks_written += chunks;
   b->res.batches++;
   *direct_out = direct;
+  if (b->res.batches % COMPACT_EVERY == 0)
+    compact_counts(b);
   return ES_OK;
 }
 
@@ -1033,6 +1042,8 @@ es_status es_batch_end(es_batch *b, es_batch_result **out) {
     return ES_OK;
   es_status rc = b->index_deferred ? rebuild_index(b) : ES_OK;
   analyze_if_needed(b);
+  if (b->res.batches > 0 && b->conn && PQstatus(b->conn->pg) == CONNECTION_OK)
+    compact_counts(b);
   if (b->conn) {
     /* The session's temp tables die with the session: end it cleanly. */
     if (b->temp_ready && PQstatus(b->conn->pg) == CONNECTION_OK)
