@@ -648,6 +648,17 @@ static double elapsed_ms(const struct timespec *a) {
          (double)(now.tv_nsec - a->tv_nsec) / 1e6;
 }
 
+/* Whether a failure is PostgreSQL refusing some row's data (a constraint,
+ * a data exception, a limit, a user's trigger raising): then splitting the
+ * batch finds the rows at fault.  Anything else concerns the whole batch. */
+static bool rejects_data(const es__err *e) {
+  const char *st = e->sqlstate;
+  if (e->transient || st[0] == '\0')
+    return e->code == ES_ECONFLICT && !e->transient; /* a chunk claimed meanwhile */
+  return strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0 ||
+         strncmp(st, "54", 2) == 0 || strncmp(st, "P0", 2) == 0;
+}
+
 /* Writes it[0..n): retries transient failures, bisects rejected batches.
  * Returns ES_OK or the failure that makes writing impossible (the items
  * are then recorded as failed). */
@@ -675,9 +686,9 @@ static es_status write_range(es_batch *b, item *it, size_t n) {
       break;
   }
   es__err *e = es__last_err(b->s);
-  if (e->transient || rc == ES_ENOMEM) {
-    /* The server is gone or we are out of memory: nothing of this range
-     * landed, and bisecting would not help. */
+  if (!rejects_data(e)) {
+    /* The server is gone, a timeout, out of memory or disk, no rights:
+     * nothing of this range landed, and bisecting would not help. */
     for (size_t i = 0; i < n; i++)
       add_failure(b, it[i].doc->id, it[i].position, rc, e->msg);
     return rc;
@@ -952,6 +963,8 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
     size_t m = kept - lo < b->opts.batch_size ? kept - lo : b->opts.batch_size;
     rc = write_range(b, it + lo, m);
     b->processed += m;
+    if (rc != ES_OK && rc != ES_ECONNECT && rc != ES_ENOMEM)
+      rc = ES_OK; /* that range is recorded as failed; the next may land */
     if (rc != ES_OK) {
       /* Writing is impossible now: what follows did not land either. */
       char msg[1100];

@@ -160,6 +160,8 @@ static es_status drain(es_store *s, es__conn *c, cleanup_ctx *x, const char *sql
     if (cascaded_total)
       *cascaded_total += cascaded;
     x->batches++;
+    /* Committed: counted now, so that a failure later still reports it. */
+    x->r->cleaned = x->chunks_gone + x->docs_gone + x->kids;
   }
 }
 

@@ -1,12 +1,13 @@
 /* delete.c - delete a source's documents and their chunks.
  *
- * One REPEATABLE READ transaction: its snapshot fixes which documents are
- * "the source's", so both counts are exact even while others write.  The
- * documents are locked first (no chunk can be added to them meanwhile),
- * their chunks deleted and counted, then the documents.  A document of the
- * source committed after the snapshot is not seen, so it is kept with its
- * chunks; a concurrent change to one of ours makes the transaction fail
- * with a serialization error, which the retry loop repeats. */
+ * One transaction.  It first locks the source's documents (in id order,
+ * the order every writer locks documents in, so no deadlock) and notes
+ * which they are; from then on no chunk can be added to them and they
+ * cannot move.  Their chunks are deleted and counted, then exactly those
+ * documents.  A document of the source that commits after the lock was
+ * taken is not in the set: it is kept with its chunks.  So both counts are
+ * exact, and nothing is ever half-deleted.  A dry run counts the same in a
+ * read-only snapshot. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,8 @@ typedef struct delete_ctx {
 } delete_ctx;
 
 /* Runs a statement with the (source, workspace) parameters; returns the
- * first column of its one row, or its row count when it returns none. */
+ * first column of its one row, or the rows it affected when it returns
+ * none. */
 static es_status run2(es_store *s, es__conn *c, const char *sql,
                       delete_ctx *d, const char *what, int64_t *out) {
   const char *v[2] = {d->source, d->o->workspace};
@@ -48,21 +50,30 @@ static es_status delete_op(es_store *s, es__conn *c, void *arg) {
   d->r.dry_run = d->o->dry_run;
   es_status rc = es__exec(s, c, d->o->dry_run
                                     ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-                                    : "BEGIN ISOLATION LEVEL REPEATABLE READ",
+                                    : "BEGIN",
                           "cannot begin a transaction");
+  if (rc == ES_OK && !d->o->dry_run)
+    rc = es__exec(s, c, "CREATE TEMP TABLE es_doomed (id text PRIMARY KEY) "
+                        "ON COMMIT DROP",
+                  "cannot create a temporary table");
   if (rc != ES_OK)
-    return rc;
+    goto done;
   rc = run2(s, c,
             d->o->dry_run
                 ? "SELECT count(*) FROM embeddings e WHERE " OF_SOURCE
-                : "SELECT count(*) FROM (SELECT 1 FROM embeddings e WHERE " OF_SOURCE
-                  " ORDER BY e.id FOR UPDATE) t",
+                : "WITH locked AS (SELECT e.id FROM embeddings e WHERE " OF_SOURCE
+                  " ORDER BY e.id FOR UPDATE) INSERT INTO es_doomed "
+                  "SELECT id FROM locked",
             d, "cannot find the source's documents", &docs);
-  if (rc == ES_OK && (d->o->dry_run || d->o->no_cascade))
+  if (rc == ES_OK && d->o->dry_run)
     rc = run2(s, c,
               "SELECT count(*) FROM chunks c JOIN embeddings e ON "
               "e.id = c.document_id WHERE " OF_SOURCE,
               d, "cannot count the source's chunks", &chunks);
+  else if (rc == ES_OK && d->o->no_cascade) /* rows of a SELECT 1 per chunk */
+    rc = es__exec_count(s, c, "SELECT 1 FROM chunks c JOIN es_doomed x ON "
+                              "x.id = c.document_id",
+                        "cannot count the source's chunks", &chunks);
   if (rc != ES_OK)
     goto done;
   if (d->o->dry_run) {
@@ -81,13 +92,13 @@ static es_status delete_op(es_store *s, es__conn *c, void *arg) {
     goto done;
   }
   if (!d->o->no_cascade)
-    rc = run2(s, c,
-              "DELETE FROM chunks c USING embeddings e WHERE "
-              "c.document_id = e.id AND " OF_SOURCE,
-              d, "cannot delete the source's chunks", &chunks);
+    rc = es__exec_count(s, c, "DELETE FROM chunks c USING es_doomed x WHERE "
+                              "c.document_id = x.id",
+                        "cannot delete the source's chunks", &chunks);
   if (rc == ES_OK)
-    rc = run2(s, c, "DELETE FROM embeddings e WHERE " OF_SOURCE, d,
-              "cannot delete the source's documents", &docs);
+    rc = es__exec_count(s, c, "DELETE FROM embeddings e USING es_doomed x "
+                              "WHERE e.id = x.id",
+                        "cannot delete the source's documents", &docs);
   if (rc == ES_OK)
     rc = es__commit(s, c);
   if (rc == ES_OK) {

@@ -117,7 +117,11 @@ es_status es__fail_pg(es_store *store, PGconn *pg, const PGresult *res,
     code = (pg == NULL || PQstatus(pg) == CONNECTION_BAD) ? ES_ECONNECT : ES_EDB;
     transient = code == ES_ECONNECT;
   }
-  if (st != NULL)
+  if (st != NULL && strcmp(st, "57014") == 0 && store->opts.statement_timeout_ms > 0)
+    snprintf(e->msg, sizeof e->msg, "%s: %s (SQLSTATE %s; the statement timeout "
+             "is %d ms: another session may hold a lock this operation needs)",
+             what, detail, st, store->opts.statement_timeout_ms);
+  else if (st != NULL)
     snprintf(e->msg, sizeof e->msg, "%s: %s (SQLSTATE %s)", what, detail, st);
   else
     snprintf(e->msg, sizeof e->msg, "%s: %s", what, detail);

@@ -156,6 +156,10 @@ PGresult *es__exec_named(es__conn *conn, int slot, const char *name,
 es_status es__exec(es_store *store, es__conn *conn, const char *sql,
                    const char *what);
 
+/* Runs a parameterless command; *rows receives the rows it affected. */
+es_status es__exec_count(es_store *store, es__conn *conn, const char *sql,
+                         const char *what, int64_t *rows);
+
 /* Sends BEGIN/COMMIT/ROLLBACK. */
 es_status es__begin(es_store *store, es__conn *conn);
 es_status es__commit(es_store *store, es__conn *conn);

@@ -110,12 +110,9 @@ static void flush(es_store *s, bool prune_due) {
   pthread_mutex_unlock(&m->mu);
 
   es__conn *c = NULL;
+  bool written = n == 0;
   if ((n > 0 || prune_due) && es__acquire_quiet(s, &c) == ES_OK) {
-    if (n > 0 && !write_records(c, recs, n)) {
-      pthread_mutex_lock(&m->mu);
-      m->dropped += n;
-      pthread_mutex_unlock(&m->mu);
-    }
+    written = n == 0 || write_records(c, recs, n);
     if (prune_due && m->retention_s > 0) {
       char secs[32];
       snprintf(secs, sizeof secs, "%d", m->retention_s);
@@ -123,10 +120,21 @@ static void flush(es_store *s, bool prune_due) {
       PQclear(es__exec_stmt(c, ES__Q_METRICS_PRUNE, 1, v, NULL, NULL, 0));
     }
     es__release(s, c);
-  } else if (n > 0) {
+  }
+  if (!written) {
+    /* The database is away (or refused): keep the records for the next
+     * round, ahead of newer ones, as far as the buffer has room. */
     pthread_mutex_lock(&m->mu);
-    m->dropped += n;
+    size_t room = CAPACITY - m->n, keep = n < room ? n : room;
+    memmove(m->buf + keep, m->buf, m->n * sizeof *m->buf);
+    memcpy(m->buf, recs + (n - keep), keep * sizeof *recs);
+    m->n += keep;
+    m->dropped += n - keep;
     pthread_mutex_unlock(&m->mu);
+    for (size_t i = 0; i < n - keep; i++)
+      record_free(&recs[i]);
+    free(recs);
+    return;
   }
   for (size_t i = 0; i < n; i++)
     record_free(&recs[i]);

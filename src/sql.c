@@ -121,6 +121,19 @@ es_status es__exec(es_store *store, es__conn *conn, const char *sql,
   return rc;
 }
 
+/* Runs a parameterless command and reports how many rows it affected. */
+es_status es__exec_count(es_store *store, es__conn *conn, const char *sql,
+                         const char *what, int64_t *rows) {
+  PGresult *r = PQexec(conn->pg, sql);
+  es_status rc = ES_OK;
+  if (!es__res_ok(r))
+    rc = es__fail_pg(store, conn->pg, r, what);
+  else
+    *rows = strtoll(PQcmdTuples(r), NULL, 10);
+  PQclear(r);
+  return rc;
+}
+
 es_status es__begin(es_store *store, es__conn *conn) {
   return es__exec(store, conn, "BEGIN", "cannot begin a transaction");
 }

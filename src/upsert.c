@@ -198,8 +198,11 @@ static es_status upsert_op(es_store *s, es__conn *c, void *arg) {
     goto done;
   rc = es__commit(s, c);
 done:
-  if (rc != ES_OK && doc->id && es__last_err(s)->sqlstate[0])
-    es__fail_wrap(s, rc, doc->id);
+  if (rc != ES_OK && es__last_err(s)->sqlstate[0]) {
+    char prefix[ES_MAX_ID_BYTES + 16];
+    snprintf(prefix, sizeof prefix, "document \"%s\"", doc->id);
+    es__fail_wrap(s, rc, prefix);
+  }
   free(ids);
   free(vec);
   return rc;

@@ -55,6 +55,16 @@
   X(cleanup_leaves_documents_younger_than_the_grace_period, DB)              \
   X(search_cache_hits_and_is_invalidated_by_writes_to_its_sources, DB)       \
   X(metrics_report_percentiles_and_errors_per_operation, DB)                 \
+  /* faults, concurrency, secrets */                                        \
+  X(ingest_survives_a_killed_server_whole_batches_only_and_a_rerun_converges, DB) \
+  X(cli_recovers_an_embedded_cluster_killed_with_sigkill, DB)                \
+  X(delete_cut_off_by_a_dropped_connection_changes_nothing, DB)              \
+  X(delete_retries_after_a_dropped_connection_and_counts_exactly, DB)        \
+  X(cleanup_cut_off_by_a_dropped_connection_keeps_finished_batches, DB)      \
+  X(a_held_lock_gives_a_clear_timeout_error_within_the_configured_time, DB)  \
+  X(concurrent_ingests_deletes_and_cleanups_keep_the_store_exact, DB)        \
+  X(one_store_handle_serves_many_threads_at_once, DB)                        \
+  X(no_password_appears_in_errors_or_metrics, DB)                            \
   /* the embedded cluster */                                                 \
   X(cluster_starts_privately_on_a_unix_socket_only_and_stops, DB)            \
   X(cluster_recovers_after_the_postmaster_is_killed, DB)                     \

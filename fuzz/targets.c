@@ -1,0 +1,372 @@
+/* targets.c - the fuzz targets (see targets.h).
+ *
+ * Besides "no crash, no leak, no undefined behaviour" (the sanitizers'
+ * part), each target checks properties callers rely on and abort()s with
+ * the property's name when one breaks.  Values that may legitimately change
+ * on the way are compared for what they mean: a NaN's payload and sign are
+ * not carried by the text form (pgvector refuses NaN anyway), so two NaNs
+ * are equal; everything else, -0 included, must come back bit for bit. */
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "json.h"
+#include "targets.h"
+
+/* pgvector's largest dimension, and the ingest parser's. */
+#define MAX_VALUES 16000
+
+/* The longest number the JSON reader converts (json.c refuses longer). */
+#define MAX_NUMBER_CHARS 400
+
+/* A workspace that needs escaping: a quote, a backslash, a control byte. */
+#define FUZZ_WORKSPACE "w\"s\\\x01\xc3\xa9"
+
+#define CHECK(cond)                                                        \
+  do {                                                                     \
+    if (!(cond))                                                           \
+      broken(#cond, __LINE__);                                             \
+  } while (0)
+
+/* Ends the process: a property that must hold for every input did not. */
+static _Noreturn void broken(const char *what, int line) {
+  fprintf(stderr, "fuzz/targets.c:%d: broken property: %s\n", line, what);
+  fflush(stderr);
+  abort();
+}
+
+/* true when a and b have the same bits. */
+static bool same_bits(float a, float b) {
+  uint32_t x, y;
+  memcpy(&x, &a, sizeof x);
+  memcpy(&y, &b, sizeof y);
+  return x == y;
+}
+
+/* true when b is what a text round trip of a must give: the same bits, or
+ * NaN for NaN. */
+static bool same_value(float a, float b) {
+  if (isnan(a) || isnan(b))
+    return isnan(a) && isnan(b);
+  return same_bits(a, b);
+}
+
+/* malloc that never returns NULL for a zero size (and aborts on out of
+ * memory, which a fuzz input of a few KB cannot cause). */
+static void *xmalloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (p == NULL)
+    broken("malloc", __LINE__);
+  return p;
+}
+
+/* ---- the ingest-format document ------------------------------------------ */
+
+/* A string field of a parsed document: valid UTF-8, no NUL inside (the
+ * parser refuses both). */
+static void check_parsed_text(const char *s) {
+  if (s != NULL)
+    CHECK(es__utf8_invalid_at(s, strlen(s)) < 0);
+}
+
+/* Metadata the parser kept: exactly one JSON object. */
+static void check_parsed_metadata(const char *m) {
+  char err[128];
+  if (m != NULL)
+    CHECK(es__json_check_object(m, strlen(m), err, sizeof err));
+}
+
+/* What a successful parse promises about every field. */
+static void check_parsed(const es_doc *doc) {
+  check_parsed_text(doc->id);
+  check_parsed_text(doc->text);
+  check_parsed_text(doc->source_id);
+  check_parsed_metadata(doc->metadata_json);
+  CHECK(doc->embedding != NULL || doc->dim == 0);
+  CHECK(doc->dim <= MAX_VALUES);
+  CHECK(doc->n_chunks == 0 || (doc->has_chunks && doc->chunks != NULL));
+  for (size_t i = 0; i < doc->n_chunks; i++) {
+    const es_chunk *c = &doc->chunks[i];
+    check_parsed_text(c->id);
+    check_parsed_text(c->text);
+    check_parsed_metadata(c->metadata_json);
+    CHECK(c->embedding != NULL || c->dim == 0);
+    CHECK(c->dim <= MAX_VALUES);
+  }
+}
+
+/* Runs the validator against dim; a failure must say why. */
+static void validate(const es_doc *doc, int dim) {
+  char err[256];
+  err[0] = '\0';
+  es_status rc = es__doc_check(doc, dim, err, sizeof err);
+  if (rc == ES_OK)
+    return;
+  CHECK(rc == ES_EINVAL || rc == ES_EDIM || rc == ES_ENOMEM);
+  CHECK(err[0] != '\0' && memchr(err, '\0', sizeof err) != NULL);
+}
+
+/* Validates doc against its own dimension and against 3, and hashes it. */
+static void validate_and_hash(const es_doc *doc, uint8_t content[ES__HASH_BYTES],
+                              uint8_t chunks[ES__HASH_BYTES]) {
+  validate(doc, doc->embedding != NULL ? (int)doc->dim : 0);
+  validate(doc, 3);
+  es__doc_content_hash(doc, content);
+  es__doc_chunks_hash(doc, chunks);
+}
+
+/* es_doc_json_set_defaults fills only what is missing and keeps the
+ * metadata one JSON object that now has a workspace. */
+static void fill_defaults(es_doc_json *d) {
+  const es_doc *doc = es_doc_json_doc(d);
+  const char *m = doc->metadata_json;
+  bool had_source = doc->source_id != NULL;
+  bool had_workspace = m != NULL && es__json_object_has_key(m, strlen(m),
+                                                            "workspace");
+  uint8_t before[ES__HASH_BYTES], after[ES__HASH_BYTES], chunks[ES__HASH_BYTES];
+
+  es__doc_content_hash(doc, before);
+  es_status rc = es_doc_json_set_defaults(d, "fuzz-source", FUZZ_WORKSPACE);
+  if (rc == ES_ENOMEM)
+    return;
+  CHECK(rc == ES_OK);
+  doc = es_doc_json_doc(d);
+  CHECK(doc->source_id != NULL);
+  if (!had_source)
+    CHECK(strcmp(doc->source_id, "fuzz-source") == 0);
+  m = doc->metadata_json;
+  CHECK(m != NULL);
+  check_parsed_metadata(m);
+  CHECK(es__json_object_has_key(m, strlen(m), "workspace"));
+  check_parsed(doc);
+  validate_and_hash(doc, after, chunks);
+  if (had_source && had_workspace)
+    CHECK(memcmp(before, after, sizeof before) == 0);
+}
+
+int es_fuzz_doc_json(const uint8_t *data, size_t size) {
+  const char *json = (const char *)data;
+  char small[64];
+  es_doc_json *d = NULL;
+  uint8_t content[ES__HASH_BYTES], chunks[ES__HASH_BYTES];
+
+  es__json_check_object(json, size, small, sizeof small);
+  CHECK(memchr(small, '\0', sizeof small) != NULL);
+
+  /* The input picks the error buffer: none (the parser's fallback), or a
+   * heap buffer of 1..128 bytes, so that an overrun is caught exactly. */
+  size_t errlen = size > 0 && (data[size - 1] & 1) ? 0 : 1 + size % 128;
+  char *err = errlen ? xmalloc(errlen) : NULL;
+  es_status rc = es_doc_parse_json(json, size, &d, err, errlen);
+  CHECK((rc == ES_OK) == (d != NULL));
+  if (err != NULL) {
+    CHECK(memchr(err, '\0', errlen) != NULL);
+    CHECK(rc == ES_OK || errlen == 1 || err[0] != '\0');
+  }
+  free(err);
+  if (rc != ES_OK) {
+    CHECK(rc == ES_EINVAL || rc == ES_ENOMEM);
+    return 0;
+  }
+  check_parsed(es_doc_json_doc(d));
+  validate_and_hash(es_doc_json_doc(d), content, chunks);
+  fill_defaults(d);
+  es_doc_json_free(d);
+  return 0;
+}
+
+/* ---- the vector codecs ------------------------------------------------------ */
+
+/* Offset of the first byte that does not start a valid UTF-8 sequence, or
+ * -1; decodes every code point the long way, independently of utf8.c. */
+static long utf8_reference(const uint8_t *s, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    uint32_t c = s[i], cp, min;
+    size_t n;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+      min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+      min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+      min = 0x10000;
+    } else {
+      return (long)i;
+    }
+    if (len - i <= n)
+      return (long)i;
+    for (size_t k = 1; k <= n; k++) {
+      if ((s[i + k] & 0xC0) != 0x80)
+        return (long)i;
+      cp = cp << 6 | (s[i + k] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return (long)i;
+    i += n + 1;
+  }
+  return -1;
+}
+
+/* es__utf8_invalid_at agrees with the reference decoder. */
+static void fuzz_utf8(const uint8_t *data, size_t size) {
+  long got = es__utf8_invalid_at((const char *)data, size);
+  CHECK(got == utf8_reference(data, size));
+}
+
+/* es__vector_first_nonfinite names the first NaN or infinity. */
+static void check_first_nonfinite(const float *v, size_t dim) {
+  long bad = es__vector_first_nonfinite(v, dim);
+  size_t end = bad < 0 ? dim : (size_t)bad;
+  CHECK(bad < 0 || (size_t)bad < dim);
+  for (size_t i = 0; i < end; i++)
+    CHECK(isfinite(v[i]));
+  CHECK(bad < 0 || !isfinite(v[bad]));
+}
+
+/* Binary form: whatever parses encodes back to the very same bytes, and a
+ * buffer one value short is refused. */
+static void fuzz_bin(const uint8_t *data, size_t size) {
+  const char *in = (const char *)data;
+  size_t cap = size >= 4 ? (size - 4) / 4 : 0;
+  float *v = xmalloc(cap * sizeof *v);
+  long dim = es__vector_from_bin(in, size, v, cap);
+  if (dim >= 0) {
+    CHECK(size == es__vector_bin_size((size_t)dim));
+    check_first_nonfinite(v, (size_t)dim);
+    char *out = xmalloc(size);
+    es__vector_to_bin(v, (size_t)dim, out);
+    if (memcmp(out, in, 2) != 0)
+      broken("binary round trip: the dimension changed", __LINE__);
+    if (memcmp(out + 2, in + 2, 2) != 0)
+      broken("binary round trip: es__vector_from_bin accepted a nonzero "
+             "'unused' field, which es__vector_to_bin never writes and "
+             "pgvector's vector_recv refuses", __LINE__);
+    if (memcmp(out + 4, in + 4, size - 4) != 0)
+      broken("binary round trip: a value's bits changed", __LINE__);
+    free(out);
+    if (dim > 0)
+      CHECK(es__vector_from_bin(in, size, v, (size_t)dim - 1) == -1);
+  }
+  free(v);
+}
+
+/* Text form: parse, format, parse again gives the same values, and
+ * formatting what was parsed back gives the same text.  A parse with a
+ * small capacity agrees with the full one.  Returns the dimension parsed
+ * (or -1, -2) with the values in v. */
+static long fuzz_text(const char *text, float *v) {
+  long n = es__vector_from_text(text, v, MAX_VALUES);
+  CHECK(n >= -2);
+
+  size_t k = strlen(text) % 4; /* 0..3 */
+  float *few = xmalloc(k * sizeof *few);
+  long m = es__vector_from_text(text, few, k);
+  if (n >= 0 && (size_t)n <= k) {
+    CHECK(m == n);
+    for (long i = 0; i < n; i++)
+      CHECK(same_bits(few[i], v[i]));
+  } else if (n >= 0 || n == -2) {
+    CHECK(m == -2);
+  } else {
+    CHECK(m == -1 || m == -2);
+  }
+  free(few);
+  if (n < 0)
+    return n;
+
+  check_first_nonfinite(v, (size_t)n);
+  char *t1 = es__vector_to_text(v, (size_t)n);
+  if (t1 == NULL)
+    return n;
+  float *back = xmalloc((size_t)n * sizeof *back);
+  long n2 = es__vector_from_text(t1, back, (size_t)n);
+  if (n2 != n)
+    broken("text round trip: the formatted vector does not parse to the "
+           "same dimension", __LINE__);
+  for (long i = 0; i < n; i++)
+    if (!same_value(v[i], back[i]))
+      broken("text round trip: a value changed", __LINE__);
+  char *t2 = es__vector_to_text(back, (size_t)n);
+  if (t2 != NULL && strcmp(t1, t2) != 0)
+    broken("text round trip: formatting is not canonical", __LINE__);
+  free(t2);
+  free(back);
+  free(t1);
+  return n;
+}
+
+/* Reads data as a JSON array of numbers the way the ingest parser reads an
+ * embedding, checking every number against strtof on the same characters;
+ * when the whole input is such an array and the text parser accepted it
+ * too (n >= 0 values in v), both must have read the same floats. */
+static void fuzz_json_numbers(const char *data, size_t size, long n,
+                              const float *v) {
+  es__json j;
+  char err[128];
+  size_t count = 0;
+  bool same = n >= 0;
+
+  es__json_init(&j, data, size, err, sizeof err);
+  if (!es__json_eat(&j, '['))
+    return;
+  if (!es__json_eat(&j, ']')) {
+    for (;;) {
+      es__json_peek(&j);
+      const char *token = j.p;
+      float f;
+      if (!es__json_float_at(&j, &f, "v", count))
+        return;
+      size_t len = (size_t)(j.p - token);
+      CHECK(len > 0 && len < MAX_NUMBER_CHARS);
+      char buf[MAX_NUMBER_CHARS], *end;
+      memcpy(buf, token, len);
+      buf[len] = '\0';
+      float want = strtof(buf, &end);
+      CHECK(end == buf + len);
+      if (!same_bits(f, want))
+        broken("JSON number: es__json_float and strtof read different "
+               "floats", __LINE__);
+      if (same && ((long)count >= n || !same_bits(f, v[count])))
+        same = false;
+      count++;
+      if (es__json_eat(&j, ','))
+        continue;
+      if (es__json_eat(&j, ']'))
+        break;
+      return;
+    }
+  }
+  if (es__json_peek(&j) != -1)
+    return;
+  if (n >= 0 && (!same || (long)count != n))
+    broken("a vector read as JSON and as pgvector text differs", __LINE__);
+}
+
+int es_fuzz_vector(const uint8_t *data, size_t size) {
+  fuzz_utf8(data, size);
+  fuzz_bin(data, size);
+
+  char *text = xmalloc(size + 1);
+  if (size > 0)
+    memcpy(text, data, size);
+  text[size] = '\0';
+  float *v = xmalloc(MAX_VALUES * sizeof *v);
+  long n = fuzz_text(text, v);
+  fuzz_json_numbers((const char *)data, size, n, v);
+  free(v);
+  free(text);
+  return 0;
+}
