@@ -1,4 +1,4 @@
-/* fuzz_doc_json.c - libFuzzer entry point for es_fuzz_doc_json (see targets.h). */
+/* fuzz_doc_json.c - libFuzzer entry point for es_fuzz_doc_json (targets.h). */
 #include "targets.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

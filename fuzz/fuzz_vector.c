@@ -1,4 +1,4 @@
-/* fuzz_vector.c - libFuzzer entry point for es_fuzz_vector (see targets.h). */
+/* fuzz_vector.c - libFuzzer entry point for es_fuzz_vector (targets.h). */
 #include "targets.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -22,9 +22,15 @@
 /* The longest number the JSON reader converts (json.c refuses longer). */
 #define MAX_NUMBER_CHARS 400
 
-/* A workspace that needs escaping: a quote, a backslash, a control byte. */
+/* The workspace set_defaults writes into the metadata when the input does
+ * not supply one: it needs escaping (a quote, a backslash, a control byte). */
 #define FUZZ_WORKSPACE "w\"s\\\x01\xc3\xa9"
 
+/* The input's last bytes serve as the workspace when they are a valid
+ * --workspace value (UTF-8 without NUL), so the escaper sees anything. */
+#define WORKSPACE_BYTES 12
+
+/* Ends the process naming cond when it is false. */
 #define CHECK(cond)                                                        \
   do {                                                                     \
     if (!(cond))                                                           \
@@ -98,19 +104,52 @@ static void check_parsed(const es_doc *doc) {
   }
 }
 
-/* Runs the validator against dim; a failure must say why. */
+/* true when the JSON text m holds a \u0000 escape. */
+static bool has_nul_escape(const char *m) {
+  for (const char *p = m; *p != '\0'; p++) {
+    if (*p != '\\')
+      continue;
+    if (*++p == '\0')
+      break;
+    if (*p == 'u' && strncmp(p + 1, "0000", 4) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* Metadata the validator let through must be storable: PostgreSQL refuses
+ * invalid UTF-8, and jsonb refuses \u0000.  (README: such lines are
+ * "reported with their line and reason and never sent".) */
+static void check_sendable_metadata(const char *m) {
+  if (m == NULL)
+    return;
+  if (es__utf8_invalid_at(m, strlen(m)) >= 0)
+    broken("es__doc_check accepted metadata that is not valid UTF-8 "
+           "(PostgreSQL refuses it)", __LINE__);
+  if (has_nul_escape(m))
+    broken("es__doc_check accepted metadata holding \\u0000 (jsonb "
+           "refuses it)", __LINE__);
+}
+
+/* Runs the validator against dim; a failure must say why, and what passes
+ * must be something the database accepts. */
 static void validate(const es_doc *doc, int dim) {
   char err[256];
   err[0] = '\0';
   es_status rc = es__doc_check(doc, dim, err, sizeof err);
-  if (rc == ES_OK)
+  if (rc == ES_OK) {
+    check_sendable_metadata(doc->metadata_json);
+    for (size_t i = 0; i < doc->n_chunks; i++)
+      check_sendable_metadata(doc->chunks[i].metadata_json);
     return;
+  }
   CHECK(rc == ES_EINVAL || rc == ES_EDIM || rc == ES_ENOMEM);
   CHECK(err[0] != '\0' && memchr(err, '\0', sizeof err) != NULL);
 }
 
 /* Validates doc against its own dimension and against 3, and hashes it. */
-static void validate_and_hash(const es_doc *doc, uint8_t content[ES__HASH_BYTES],
+static void validate_and_hash(const es_doc *doc,
+                              uint8_t content[ES__HASH_BYTES],
                               uint8_t chunks[ES__HASH_BYTES]) {
   validate(doc, doc->embedding != NULL ? (int)doc->dim : 0);
   validate(doc, 3);
@@ -120,7 +159,7 @@ static void validate_and_hash(const es_doc *doc, uint8_t content[ES__HASH_BYTES]
 
 /* es_doc_json_set_defaults fills only what is missing and keeps the
  * metadata one JSON object that now has a workspace. */
-static void fill_defaults(es_doc_json *d) {
+static void fill_defaults(es_doc_json *d, const char *workspace) {
   const es_doc *doc = es_doc_json_doc(d);
   const char *m = doc->metadata_json;
   bool had_source = doc->source_id != NULL;
@@ -129,7 +168,7 @@ static void fill_defaults(es_doc_json *d) {
   uint8_t before[ES__HASH_BYTES], after[ES__HASH_BYTES], chunks[ES__HASH_BYTES];
 
   es__doc_content_hash(doc, before);
-  es_status rc = es_doc_json_set_defaults(d, "fuzz-source", FUZZ_WORKSPACE);
+  es_status rc = es_doc_json_set_defaults(d, "fuzz-source", workspace);
   if (rc == ES_ENOMEM)
     return;
   CHECK(rc == ES_OK);
@@ -147,6 +186,17 @@ static void fill_defaults(es_doc_json *d) {
     CHECK(memcmp(before, after, sizeof before) == 0);
 }
 
+/* Writes the workspace for input data into out (WORKSPACE_BYTES + 1). */
+static void pick_workspace(const uint8_t *data, size_t size, char *out) {
+  size_t n = size < WORKSPACE_BYTES ? size : WORKSPACE_BYTES;
+  if (n > 0)
+    memcpy(out, data + size - n, n);
+  out[n] = '\0';
+  if (n == 0 || strlen(out) != n || es__utf8_invalid_at(out, n) >= 0)
+    snprintf(out, WORKSPACE_BYTES + 1, "%s", FUZZ_WORKSPACE);
+}
+
+/* Parses, checks, validates, hashes and completes one document. */
 int es_fuzz_doc_json(const uint8_t *data, size_t size) {
   const char *json = (const char *)data;
   char small[64];
@@ -173,12 +223,14 @@ int es_fuzz_doc_json(const uint8_t *data, size_t size) {
   }
   check_parsed(es_doc_json_doc(d));
   validate_and_hash(es_doc_json_doc(d), content, chunks);
-  fill_defaults(d);
+  char workspace[WORKSPACE_BYTES + 1];
+  pick_workspace(data, size, workspace);
+  fill_defaults(d, workspace);
   es_doc_json_free(d);
   return 0;
 }
 
-/* ---- the vector codecs ------------------------------------------------------ */
+/* ---- the vector codecs --------------------------------------------------- */
 
 /* Offset of the first byte that does not start a valid UTF-8 sequence, or
  * -1; decodes every code point the long way, independently of utf8.c. */
@@ -355,6 +407,7 @@ static void fuzz_json_numbers(const char *data, size_t size, long n,
     broken("a vector read as JSON and as pgvector text differs", __LINE__);
 }
 
+/* Runs every vector codec over the same bytes. */
 int es_fuzz_vector(const uint8_t *data, size_t size) {
   fuzz_utf8(data, size);
   fuzz_bin(data, size);

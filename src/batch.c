@@ -198,7 +198,10 @@ static es_status exec_ords(es_batch *b, const char *sql, const char *ords,
 /* COPYs the keys of it[0..n) (ord = index in it). */
 static es_status copy_keys(es_batch *b, item *it, size_t n) {
   es__copy *c = &b->copy;
-  es__copy_start(c);
+  es_status rc = es__copy_open(b->s, b->conn,
+                               "COPY es_stage_keys FROM STDIN (FORMAT binary)", c);
+  if (rc != ES_OK)
+    return rc;
   for (size_t i = 0; i < n; i++) {
     hash_item(&it[i]);
     es__copy_row(c, 4);
@@ -210,9 +213,7 @@ static es_status copy_keys(es_batch *b, item *it, size_t n) {
     else
       es__copy_null(c);
   }
-  es__copy_finish(c);
-  return es__copy_send(b->s, b->conn,
-                       "COPY es_stage_keys FROM STDIN (FORMAT binary)", c, NULL);
+  return es__copy_close(b->s, b->conn, c, NULL);
 }
 
 /* Locks the batch's stored documents (in id order, so that concurrent

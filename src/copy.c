@@ -139,25 +139,3 @@ es_status es__copy_close(es_store *s, es__conn *conn, es__copy *c,
     return es__fail(s, ES_ENOMEM, "out of memory building a COPY batch");
   return rc;
 }
-
-es_status es__copy_send(es_store *s, es__conn *conn, const char *sql,
-                        const es__copy *c, int64_t *rows) {
-  if (c->oom)
-    return es__fail(s, ES_ENOMEM, "out of memory building a COPY batch");
-  PGresult *r = PQexec(conn->pg, sql);
-  if (PQresultStatus(r) != PGRES_COPY_IN) {
-    es_status rc = es__fail_pg(s, conn->pg, r, "cannot start COPY");
-    PQclear(r);
-    return rc;
-  }
-  PQclear(r);
-  /* libpq buffers; hand it 1 MiB at a time. */
-  const size_t step = 1 << 20;
-  for (size_t off = 0; off < c->buf.len; off += step) {
-    size_t n = c->buf.len - off < step ? c->buf.len - off : step;
-    if (PQputCopyData(conn->pg, c->buf.data + off, (int)n) != 1)
-      break;
-  }
-  PQputCopyEnd(conn->pg, NULL);
-  return copy_result(s, conn, rows);
-}

@@ -34,9 +34,4 @@ void es__copy_jsonb(es__copy *c, const char *json);            /* NULL: {} */
 void es__copy_finish(es__copy *c);                             /* trailer */
 void es__copy_free(es__copy *c);
 
-/* Runs sql (a COPY ... FROM STDIN (FORMAT binary)) and streams the buffer.
- * *rows receives the number of rows copied. */
-es_status es__copy_send(es_store *store, es__conn *conn, const char *sql,
-                        const es__copy *c, int64_t *rows);
-
 #endif

@@ -218,18 +218,23 @@ static bool has_server(const char *dir) {
          is_exec(dir, "initdb");
 }
 
-/* Reads the major version a data directory was created with, or 0. */
-static int data_version(const es_cluster *c) {
+/* Reads the number that starts file name in the data directory, or 0. */
+static long read_number(const es_cluster *c, const char *name) {
   char path[PATH_MAX];
-  snprintf(path, sizeof path, "%s/PG_VERSION", c->datadir);
+  snprintf(path, sizeof path, "%s/%s", c->datadir, name);
   FILE *f = fopen(path, "r");
-  int v = 0;
+  long v = 0;
   if (f) {
-    if (fscanf(f, "%d", &v) != 1)
+    if (fscanf(f, "%ld", &v) != 1)
       v = 0;
     fclose(f);
   }
   return v;
+}
+
+/* The major version the data directory was created with, or 0. */
+static int data_version(const es_cluster *c) {
+  return (int)read_number(c, "PG_VERSION");
 }
 
 /* Finds PostgreSQL's server programs: $EMBSTORE_PG_BINDIR, Debian's
@@ -439,18 +444,9 @@ static es_status create_cluster(es_cluster *c) {
   return ES_OK;
 }
 
-/* Reads the postmaster's PID from postmaster.pid, or 0. */
+/* The postmaster's PID from postmaster.pid, or 0. */
 static long read_pidfile(const es_cluster *c) {
-  char path[PATH_MAX];
-  snprintf(path, sizeof path, "%s/postmaster.pid", c->datadir);
-  FILE *f = fopen(path, "r");
-  long pid = 0;
-  if (f) {
-    if (fscanf(f, "%ld", &pid) != 1)
-      pid = 0;
-    fclose(f);
-  }
-  return pid;
+  return read_number(c, "postmaster.pid");
 }
 
 /* true when pid is alive and is a postmaster serving our data directory

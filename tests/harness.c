@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/stat.h>
@@ -119,6 +120,16 @@ double th_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void th_wait_exit(long pid) {
+  int fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+  if (fd < 0)
+    return; /* already gone */
+  struct pollfd p = {fd, POLLIN, 0};
+  if (poll(&p, 1, 60000) != 1)
+    FAIL("process %ld did not exit within 60 s", pid);
+  close(fd);
 }
 
 /* Appends what fd has to say to *buf. */

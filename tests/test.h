@@ -140,4 +140,7 @@ const char *th_cli_path(void);
 /* Monotonic seconds. */
 double th_now(void);
 
+/* Blocks until process pid (not necessarily our child) has exited. */
+void th_wait_exit(long pid);
+
 #endif

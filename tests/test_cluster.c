@@ -44,16 +44,6 @@ static int mode_of(const char *path) {
   return st.st_mode & 07777;
 }
 
-/* Blocks until process pid (not our child) has exited. */
-static void wait_exit(long pid) {
-  int fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
-  if (fd < 0)
-    return; /* already gone */
-  struct pollfd p = {fd, POLLIN, 0};
-  ASSERT_INT_EQ(poll(&p, 1, 60000), 1);
-  close(fd);
-}
-
 /* Whether process pid holds a listening TCP socket (IPv4 or IPv6). */
 static bool listens_on_tcp(long pid) {
   char dir[64], link[64], target[128], line[512];
@@ -130,7 +120,7 @@ TEST(cluster_starts_privately_on_a_unix_socket_only_and_stops) {
 
   ASSERT_INT_EQ(es_cluster_stop(c), ES_OK);
   ASSERT_INT_EQ(state(c), ES_CLUSTER_STOPPED);
-  wait_exit(pid);
+  th_wait_exit(pid);
   ASSERT_INT_EQ(es_cluster_stop(c), ES_OK); /* stopping twice is fine */
 
   /* es_open(NULL) on this home starts it again: the embedded default. */
@@ -153,7 +143,7 @@ TEST(cluster_recovers_after_the_postmaster_is_killed) {
   start(c);
   long pid = es_cluster_pid(c);
   ASSERT_INT_EQ(kill((pid_t)pid, SIGKILL), 0);
-  wait_exit(pid);
+  th_wait_exit(pid);
   ASSERT_INT_EQ(state(c), ES_CLUSTER_STOPPED);
   char path[700];
   snprintf(path, sizeof path, "%s/data/postmaster.pid", home());

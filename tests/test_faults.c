@@ -16,16 +16,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Blocks until process pid (not our child) has exited. */
-static void wait_gone(long pid) {
-  int fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
-  if (fd < 0)
-    return; /* already gone */
-  struct pollfd p = {fd, POLLIN, 0};
-  ASSERT_INT_EQ(poll(&p, 1, 60000), 1);
-  close(fd);
-}
-
 /* A cluster of the test's own, started. */
 static es_cluster *own_cluster(void) {
   static char home[600];
@@ -215,7 +205,7 @@ TEST(ingest_survives_a_killed_server_whole_batches_only_and_a_rerun_converges) {
   es_batch_result_free(r);
   es_close(s);
 
-  wait_gone(kl.postmaster);
+  th_wait_exit(kl.postmaster);
   ASSERT_INT_EQ(es_cluster_start(cl), ES_OK); /* crash recovery */
   PGconn *pg = connect_or_fail(ci);
   /* Every batch is all there or not there at all. */
@@ -264,7 +254,7 @@ TEST(cli_recovers_an_embedded_cluster_killed_with_sigkill) {
   ASSERT_INT_EQ(st, ES_CLUSTER_RUNNING);
   long pid = es_cluster_pid(c);
   ASSERT_INT_EQ(kill((pid_t)pid, SIGKILL), 0);
-  wait_gone(pid);
+  th_wait_exit(pid);
   const char *stats[] = {"--home", home, "--json", "stats", NULL};
   p = th_cli(NULL, stats);
   if (p.status != 0)
