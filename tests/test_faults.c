@@ -16,9 +16,12 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* A cluster of the test's own, started. */
+/* A cluster of the test's own, started, durable: the run's shared cluster
+ * trades durability for speed (fsync and synchronous_commit off), which a
+ * test that kills the server must not inherit. */
 static es_cluster *own_cluster(void) {
   static char home[600];
+  setenv("EMBSTORE_PG_OPTIONS", "", 1);
   snprintf(home, sizeof home, "%s/h", th_tmpdir());
   es_cluster *c = NULL;
   if (es_cluster_open(home, &c) != ES_OK || es_cluster_start(c) != ES_OK)
@@ -242,6 +245,7 @@ TEST(ingest_survives_a_killed_server_whole_batches_only_and_a_rerun_converges) {
 
 TEST(cli_recovers_an_embedded_cluster_killed_with_sigkill) {
   char home[600];
+  setenv("EMBSTORE_PG_OPTIONS", "", 1); /* durable, see own_cluster() */
   snprintf(home, sizeof home, "%s/h", th_tmpdir());
   const char *init[] = {"--home", home, "init", "--dim", "2", NULL};
   th_proc p = th_cli(NULL, init);
