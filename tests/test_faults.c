@@ -144,7 +144,8 @@ static void count_batches(size_t processed, size_t total, void *user) {
   __atomic_add_fetch(&k->committed, 1, __ATOMIC_SEQ_CST);
 }
 
-/* Kills the postmaster while an ingest batch is in the middle of COPY. */
+/* Kills the postmaster while an ingest batch is in the middle of COPYing
+ * its chunks: its documents are written by then, and must not survive. */
 static void *kill_during_copy(void *arg) {
   killer *k = arg;
   PGconn *pg = connect_or_fail(k->conninfo);
@@ -153,7 +154,7 @@ static void *kill_during_copy(void *arg) {
     if (__atomic_load_n(&k->committed, __ATOMIC_SEQ_CST) >= k->after) {
       PGresult *r = PQexec(pg, "SELECT count(*) FROM pg_stat_activity WHERE "
                                "application_name = 'embstore' AND state = "
-                               "'active' AND query LIKE 'COPY%'");
+                               "'active' AND query LIKE 'COPY chunks%'");
       bool copying = PQresultStatus(r) == PGRES_TUPLES_OK &&
                      atoi(PQgetvalue(r, 0, 0)) > 0;
       PQclear(r);
