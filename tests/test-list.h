@@ -78,6 +78,7 @@
   X(cli_ingest_exits_2_when_nothing_lands_and_0_for_empty_input, DB)         \
   X(cli_migrate_status_lists_applied_and_pending, DB)                        \
   X(cli_db_commands_control_an_embedded_cluster, DB)                         \
-  X(cli_delete_stats_cleanup_metrics_json_fields_are_stable, DB)
+  X(cli_delete_stats_cleanup_metrics_json_fields_are_stable, DB)            \
+  X(cli_ingest_memory_does_not_grow_with_the_input, DB)
 
 #endif

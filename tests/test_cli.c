@@ -1,6 +1,10 @@
 /* test_cli.c - the embstore tool: exit codes, --json fields, messages.
  * JSON output is read back with jansson, an independent parser. */
+#include <fcntl.h>
 #include <jansson.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "test.h"
 
@@ -343,4 +347,60 @@ TEST(cli_delete_stats_cleanup_metrics_json_fields_are_stable) {
   p = CLI(NULL, "cleanup", "--min-age", "-1h");
   ASSERT_INT_EQ(p.status, 1);
   th_proc_free(&p);
+}
+
+/* Writes n documents of 64 dimensions with 2 chunks each to path. */
+static void write_docs(const char *path, int n) {
+  FILE *f = fopen(path, "w");
+  ASSERT(f != NULL);
+  for (int i = 0; i < n; i++) {
+    fprintf(f, "{\"id\":\"m%06d\",\"text\":\"some text for %d\",\"source_id\":"
+               "\"s%d\",\"embedding\":[", i, i, i % 5);
+    for (int d = 0; d < 64; d++)
+      fprintf(f, "%s%.6f", d ? "," : "", (double)((i * 31 + d * 7) % 97) / 97.0);
+    fprintf(f, "],\"chunks\":[{\"id\":\"m%06d#0\",\"text\":\"a\"},{\"id\":"
+               "\"m%06d#1\",\"text\":\"b\"}]}\n", i, i);
+  }
+  fclose(f);
+}
+
+/* Runs the CLI; returns its peak resident set in KiB. */
+static long peak_rss_kib(const char *const *argv) {
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    const char *args[16] = {th_cli_path()};
+    size_t n = 1;
+    for (size_t i = 0; argv[i] && n < 15; i++)
+      args[n++] = argv[i];
+    args[n] = NULL;
+    execv(args[0], (char *const *)args);
+    _exit(127);
+  }
+  int st;
+  struct rusage ru;
+  ASSERT_INT_EQ(wait4(pid, &st, 0, &ru), pid);
+  ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  return ru.ru_maxrss;
+}
+
+TEST(cli_ingest_memory_does_not_grow_with_the_input) {
+  th_proc p = CLI(NULL, "init", "--dim", "64");
+  ASSERT_INT_EQ(p.status, 0);
+  th_proc_free(&p);
+  char small[700], large[700];
+  snprintf(small, sizeof small, "%s/small.jsonl", th_tmpdir());
+  snprintf(large, sizeof large, "%s/large.jsonl", th_tmpdir());
+  write_docs(small, 3000);
+  write_docs(large, 30000);
+  const char *a[] = {"--db", th_conninfo(), "ingest", small, "--batch-size", "500", NULL};
+  const char *b[] = {"--db", th_conninfo(), "ingest", large, "--batch-size", "500", NULL};
+  long rss_small = peak_rss_kib(a), rss_large = peak_rss_kib(b);
+  printf("peak RSS: %ld KiB for 3,000 documents, %ld KiB for 30,000\n",
+         rss_small, rss_large);
+  /* Ten times the input, the same memory (allowing for allocator noise). */
+  ASSERT(rss_large < rss_small + rss_small / 4 + 2048);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 30000);
 }
