@@ -135,3 +135,14 @@ bool cli_parse_duration(const char *s, int64_t *seconds) {
   *seconds = v * unit;
   return true;
 }
+
+void cli_put_printable(FILE *f, const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '\n')
+      fputs("\\n", f);
+    else if (*p < 0x20 || *p == 0x7f)
+      fprintf(f, "\\x%02x", *p);
+    else
+      fputc(*p, f);
+  }
+}

@@ -67,6 +67,10 @@ enum { OPT_JSON = 1000, OPT_DB, OPT_HOME, OPT_HELP };
   {"home", required_argument, NULL, OPT_HOME},                 \
   {"help", no_argument, NULL, OPT_HELP}
 
+/* Writes s with control characters escaped (\n, \xNN), so that text from
+ * input cannot drive the terminal. */
+void cli_put_printable(FILE *f, const char *s);
+
 /* Parses a whole decimal integer in [min, max]; false otherwise. */
 bool cli_parse_int(const char *s, long min, long max, long *out);
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "json.h"
 #include "lines.h"
 
 #define DEFAULT_MAX_LINE (64L * 1024 * 1024)
@@ -206,7 +207,9 @@ static void take_line(ingest *g, slot *sl, const char *line, size_t len,
   char msg[1024];
   es_doc_json *d = NULL;
   if (es_doc_parse_json(line, len, &d, msg, sizeof msg) != ES_OK) {
-    add_error(g, NULL, lineno, msg);
+    char id[ES_MAX_ID_BYTES + 1];
+    bool known = es_doc_json_find_id(line, len, id, sizeof id) > 0;
+    add_error(g, known ? id : NULL, lineno, msg);
     return;
   }
   if (es_doc_json_set_defaults(d, g->source, g->workspace) != ES_OK) {
@@ -241,9 +244,15 @@ static void *reader(void *arg) {
       add_error(g, NULL, g->in.lineno, msg);
       continue;
     }
-    if (strspn(g->in.buf, " \t") == g->in.len)
+    const char *text = g->in.buf;
+    size_t len = g->in.len;
+    if (g->in.lineno == 1 && len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
+      text += 3; /* a UTF-8 byte-order mark is not part of the document */
+      len -= 3;
+    }
+    if (strspn(text, " \t\r") == len)
       continue; /* a blank line is not a document */
-    take_line(g, sl, g->in.buf, g->in.len, g->in.lineno);
+    take_line(g, sl, text, len, g->in.lineno);
     if (sl->n == g->batch_size) {
       queue_filled(g, sl);
       sl = take_free(g);
@@ -336,10 +345,17 @@ static void print_summary(ingest *g, const es_batch_result *r, double seconds) {
     jw_done(&w);
     return;
   }
-  for (size_t i = 0; i < g->n_errors; i++)
-    fprintf(stderr, "line %ld%s%s%s: %s\n", g->errors[i].line,
-            g->errors[i].id ? " (id \"" : "", g->errors[i].id ? g->errors[i].id : "",
-            g->errors[i].id ? "\")" : "", g->errors[i].error);
+  for (size_t i = 0; i < g->n_errors; i++) {
+    fprintf(stderr, "line %ld", g->errors[i].line);
+    if (g->errors[i].id) {
+      fputs(" (id \"", stderr);
+      cli_put_printable(stderr, g->errors[i].id);
+      fputs("\")", stderr);
+    }
+    fputs(": ", stderr);
+    cli_put_printable(stderr, g->errors[i].error);
+    fputc('\n', stderr);
+  }
   printf("%zu inserted, %zu updated, %zu unchanged, %zu failed, %zu duplicates "
          "folded, %zu chunks written in %.2f s\n",
          inserted, updated, unchanged, failed, dups, chunks, seconds);
@@ -363,8 +379,17 @@ static int run(cli *c, int argc, char **argv) {
     switch (opt) {
     case CLI_STOP:
       return code;
-    case 's': g.source = optarg; break;
-    case 'w': g.workspace = optarg; break;
+    case 's':
+    case 'w': {
+      const char *name = opt == 's' ? "--source" : "--workspace";
+      size_t len = strlen(optarg);
+      if (opt == 's' && (len == 0 || len > ES_MAX_ID_BYTES))
+        return cli_usage(c, "--source must be 1..%d bytes", ES_MAX_ID_BYTES);
+      if (es__utf8_invalid_at(optarg, len) >= 0)
+        return cli_usage(c, "%s is not valid UTF-8", name);
+      *(opt == 's' ? &g.source : &g.workspace) = optarg;
+      break;
+    }
     case 'm':
       if (!cli_parse_int(optarg, 64, 1L << 30, &g.max_line))
         return cli_usage(c, "--max-line-bytes must be 64..1073741824");

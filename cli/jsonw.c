@@ -42,13 +42,20 @@ void jw_obj_end(jw *w) { close_(w, '}'); }
 void jw_arr(jw *w) { open_(w, '['); }
 void jw_arr_end(jw *w) { close_(w, ']'); }
 
+/* Writes s as a JSON string; bytes that are not UTF-8 become '?', so the
+ * output is valid JSON whatever a message quotes. */
 static void put_string(jw *w, const char *s) {
   es__buf b = {0};
-  if (es__json_append_string(&b, s, strlen(s)))
+  size_t n = strlen(s);
+  char *clean = es__utf8_invalid_at(s, n) < 0 ? NULL : strdup(s);
+  if (clean)
+    es__utf8_scrub(clean);
+  if (es__json_append_string(&b, clean ? clean : s, n))
     fwrite(b.data, 1, b.len, w->out);
   else
     fputs("\"(out of memory)\"", w->out);
   es__buf_free(&b);
+  free(clean);
 }
 
 void jw_key(jw *w, const char *key) {

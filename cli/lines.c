@@ -42,10 +42,21 @@ static int refill(lines *l) {
   return 1;
 }
 
+#define SHRINK_ABOVE (1u << 20)
+
 lines_status lines_next(lines *l) {
   size_t total = 0;
   int too_long = 0, any = 0;
   l->len = 0;
+  /* After a long line, give the memory back: one huge line must not keep
+   * the reader big for the rest of the input. */
+  if (l->cap > SHRINK_ABOVE) {
+    char *g = realloc(l->buf, 4096);
+    if (g != NULL) {
+      l->buf = g;
+      l->cap = 4096;
+    }
+  }
   for (;;) {
     if (l->chunk_pos == l->chunk_len && !refill(l)) {
       if (l->error)

@@ -1,5 +1,7 @@
-/* lines.h - reads lines of bounded length from a stream.  A line longer
- * than the limit is skipped without being held in memory. */
+/* lines.h - reads lines of bounded length from a stream.  Memory is
+ * bounded by the limit: a longer line is read up to the limit, then
+ * skipped to its end without being kept, and the buffer shrinks back
+ * after any line over 1 MiB. */
 #ifndef EMBSTORE_LINES_H
 #define EMBSTORE_LINES_H
 

@@ -19,9 +19,6 @@
 /* pgvector's largest dimension, and the ingest parser's. */
 #define MAX_VALUES 16000
 
-/* The longest number the JSON reader converts (json.c refuses longer). */
-#define MAX_NUMBER_CHARS 400
-
 /* The workspace set_defaults writes into the metadata when the input does
  * not supply one: it needs escaping (a quote, a backslash, a control byte). */
 #define FUZZ_WORKSPACE "w\"s\\\x01\xc3\xa9"
@@ -82,7 +79,7 @@ static void check_parsed_text(const char *s) {
 static void check_parsed_metadata(const char *m) {
   char err[128];
   if (m != NULL)
-    CHECK(es__json_check_object(m, strlen(m), err, sizeof err));
+    CHECK(es__json_check_object(m, strlen(m), "metadata", err, sizeof err));
 }
 
 /* What a successful parse promises about every field. */
@@ -117,9 +114,65 @@ static bool has_nul_escape(const char *m) {
   return false;
 }
 
+/* Whether the JSON number s[0..n) fits PostgreSQL's numeric, as which jsonb
+ * stores it: at most 16383 digits after the point once the exponent is
+ * applied, zeros included (0e-16384 is refused), and a nonzero value below
+ * 10^131072.  (Checked against PostgreSQL 15.) */
+static bool numeric_storable(const char *s, size_t n) {
+  size_t i = 0, int_len = 0, frac_len = 0;
+  long first = -1, e10 = 0; /* first: index of the first nonzero digit */
+  bool exp_neg = false;
+  if (i < n && s[i] == '-')
+    i++;
+  for (; i < n && s[i] >= '0' && s[i] <= '9'; i++, int_len++)
+    if (first < 0 && s[i] != '0')
+      first = (long)int_len;
+  if (i < n && s[i] == '.')
+    for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++, frac_len++)
+      if (first < 0 && s[i] != '0')
+        first = (long)(int_len + frac_len);
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    i++;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+      exp_neg = s[i++] == '-';
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+      if (e10 < 100000000)
+        e10 = e10 * 10 + (s[i] - '0');
+  }
+  if (exp_neg)
+    e10 = -e10;
+  if ((long)frac_len - e10 > 16383)
+    return false;
+  return first < 0 || (long)int_len - 1 - first + e10 < 131072;
+}
+
+/* true when every number in the JSON text m is numeric_storable. */
+static bool numbers_storable(const char *m) {
+  bool in_string = false;
+  for (const char *p = m; *p != '\0'; p++) {
+    if (in_string) {
+      if (*p == '\\') {
+        if (*++p == '\0')
+          break;
+      } else if (*p == '"') {
+        in_string = false;
+      }
+    } else if (*p == '"') {
+      in_string = true;
+    } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+      size_t n = strspn(p, "+-0123456789.eE");
+      if (!numeric_storable(p, n))
+        return false;
+      p += n - 1;
+    }
+  }
+  return true;
+}
+
 /* Metadata the validator let through must be storable: PostgreSQL refuses
- * invalid UTF-8, and jsonb refuses \u0000.  (README: such lines are
- * "reported with their line and reason and never sent".) */
+ * invalid UTF-8, and jsonb refuses \u0000 and numbers numeric cannot hold.
+ * (README: such lines are "reported with their line and reason and never
+ * sent".) */
 static void check_sendable_metadata(const char *m) {
   if (m == NULL)
     return;
@@ -129,6 +182,9 @@ static void check_sendable_metadata(const char *m) {
   if (has_nul_escape(m))
     broken("es__doc_check accepted metadata holding \\u0000 (jsonb "
            "refuses it)", __LINE__);
+  if (!numbers_storable(m))
+    broken("es__doc_check accepted metadata with a number PostgreSQL's "
+           "numeric cannot store (jsonb refuses it)", __LINE__);
 }
 
 /* Runs the validator against dim; a failure must say why, and what passes
@@ -203,7 +259,7 @@ int es_fuzz_doc_json(const uint8_t *data, size_t size) {
   es_doc_json *d = NULL;
   uint8_t content[ES__HASH_BYTES], chunks[ES__HASH_BYTES];
 
-  es__json_check_object(json, size, small, sizeof small);
+  es__json_check_object(json, size, "document", small, sizeof small);
   CHECK(memchr(small, '\0', sizeof small) != NULL);
 
   /* The input picks the error buffer: none (the parser's fallback), or a
@@ -360,6 +416,23 @@ static long fuzz_text(const char *text, float *v) {
   return n;
 }
 
+/* The float the JSON reader made of the len characters at token is the one
+ * strtof makes of them.  len may exceed 399: json.c refuses such numbers
+ * only when it needs strtof, and its fast path reads 0.0e-99...9 or
+ * 1e00...01 at any length. */
+static void check_number(const char *token, size_t len, float f) {
+  char *copy = xmalloc(len + 1), *end;
+  CHECK(len > 0);
+  memcpy(copy, token, len);
+  copy[len] = '\0';
+  float want = strtof(copy, &end);
+  CHECK(end == copy + len);
+  if (!same_bits(f, want))
+    broken("JSON number: es__json_float and strtof read different floats",
+           __LINE__);
+  free(copy);
+}
+
 /* Reads data as a JSON array of numbers the way the ingest parser reads an
  * embedding, checking every number against strtof on the same characters;
  * when the whole input is such an array and the text parser accepted it
@@ -381,16 +454,7 @@ static void fuzz_json_numbers(const char *data, size_t size, long n,
       float f;
       if (!es__json_float_at(&j, &f, "v", count))
         return;
-      size_t len = (size_t)(j.p - token);
-      CHECK(len > 0 && len < MAX_NUMBER_CHARS);
-      char buf[MAX_NUMBER_CHARS], *end;
-      memcpy(buf, token, len);
-      buf[len] = '\0';
-      float want = strtof(buf, &end);
-      CHECK(end == buf + len);
-      if (!same_bits(f, want))
-        broken("JSON number: es__json_float and strtof read different "
-               "floats", __LINE__);
+      check_number(token, (size_t)(j.p - token), f);
       if (same && ((long)count >= n || !same_bits(f, v[count])))
         same = false;
       count++;

@@ -391,6 +391,11 @@ typedef struct es_doc_json es_doc_json;
 es_status es_doc_parse_json(const char *json, size_t len, es_doc_json **out,
                             char *err, size_t errlen);
 
+/* For error reports on a line that did not parse: copies the document's
+ * "id" into [out] id (cap bytes) when it is a well-formed string before
+ * the first error; returns its length, 0 when there is none. */
+size_t es_doc_json_find_id(const char *json, size_t len, char *id, size_t cap);
+
 /* The parsed document; valid until es_doc_json_free(). */
 const es_doc *es_doc_json_doc(const es_doc_json *doc);
 

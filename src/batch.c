@@ -48,6 +48,11 @@ typedef struct item {
   bool hashed;         /* content_hash and chunks_hash are computed */
   char *error;         /* OUT_FAILED: why (a chunk owned by another doc) */
   char *old_source;    /* the stored source, when this write moves it */
+  bool failed;         /* recorded as failed */
+  bool folded;         /* a later valid occurrence of its id stands for it */
+  long prev;           /* the previous occurrence of its id in the input
+                          (index into the call's items), or -1 */
+  size_t src;          /* its index among the call's items */
 } item;
 
 struct es_batch {
@@ -92,6 +97,15 @@ static void add_failure(es_batch *b, const char *id, size_t position,
   f->position = position;
   f->status = status;
   f->error = strdup(msg ? msg : "unknown error");
+  if (f->error)
+    es__utf8_scrub(f->error);
+}
+
+/* Records an item's failure (the item may then fall back to an earlier
+ * occurrence of its id, see es_batch_add). */
+static void fail_item(es_batch *b, item *x, es_status status, const char *msg) {
+  x->failed = true;
+  add_failure(b, x->doc->id, x->position, status, msg);
 }
 
 /* An id fit to be quoted in results: valid, bounded UTF-8. */
@@ -138,7 +152,7 @@ static void apply(es_batch *b, item *it, size_t n) {
         es__cache_invalidate_source(b->s->cache, it[i].old_source);
     }
     if (it[i].out == OUT_FAILED) {
-      add_failure(b, it[i].doc->id, it[i].position, ES_ECONFLICT, it[i].error);
+      fail_item(b, &it[i], ES_ECONFLICT, it[i].error);
     } else if (it[i].seen) {
       b->res.duplicates++;
     } else if (it[i].out == OUT_INSERTED) {
@@ -691,20 +705,20 @@ static es_status write_range(es_batch *b, item *it, size_t n) {
     /* The server is gone, a timeout, out of memory or disk, no rights:
      * nothing of this range landed, and bisecting would not help. */
     for (size_t i = 0; i < n; i++)
-      add_failure(b, it[i].doc->id, it[i].position, rc, e->msg);
+      fail_item(b, &it[i], rc, e->msg);
     return rc;
   }
   if (n == 1) {
     char msg[sizeof e->msg + 32];
     snprintf(msg, sizeof msg, "rejected by the database: %s", e->msg);
-    add_failure(b, it[0].doc->id, it[0].position, rc, msg);
+    fail_item(b, &it[0], rc, msg);
     return ES_OK;
   }
   size_t half = n / 2;
   rc = write_range(b, it, half);
   if (rc != ES_OK) {
     for (size_t i = half; i < n; i++)
-      add_failure(b, it[i].doc->id, it[i].position, rc, es__last_err(b->s)->msg);
+      fail_item(b, &it[i], rc, es__last_err(b->s)->msg);
     return rc;
   }
   return write_range(b, it + half, n - half);
@@ -725,10 +739,14 @@ static int cmp_key(const void *a, const void *b) {
   return x->index < y->index ? -1 : x->index > y->index;
 }
 
-/* Among valid items with the same id, keeps the last; returns how many
- * were folded (marked by setting doc to NULL). */
+/* Among valid items with the same id, the last stands for the others:
+ * they are marked folded, each linked from the next occurrence (so that a
+ * failing last one can fall back on the one before).  Returns how many
+ * were folded. */
 static size_t fold_duplicates(item *it, size_t n) {
   size_t folded = 0;
+  for (size_t i = 0; i < n; i++)
+    it[i].prev = -1;
   if (n < 2)
     return 0;
   key *keys = malloc(n * sizeof *keys);
@@ -739,7 +757,8 @@ static size_t fold_duplicates(item *it, size_t n) {
   qsort(keys, n, sizeof *keys, cmp_key);
   for (size_t i = 0; i + 1 < n; i++)
     if (strcmp(keys[i].id, keys[i + 1].id) == 0) {
-      it[keys[i].index].doc = NULL;
+      it[keys[i].index].folded = true;
+      it[keys[i + 1].index].prev = (long)keys[i].index;
       folded++;
     }
   free(keys);
@@ -747,7 +766,7 @@ static size_t fold_duplicates(item *it, size_t n) {
 }
 
 /* A chunk id may belong to one document of the batch only: later claims
- * fail.  Returns how many items it failed (doc set to NULL). */
+ * fail. */
 static void check_chunk_claims(es_batch *b, item *it, size_t n) {
   size_t total = 0;
   for (size_t i = 0; i < n; i++)
@@ -767,24 +786,26 @@ static void check_chunk_claims(es_batch *b, item *it, size_t n) {
         keys[i].index == keys[i + 1].index)
       continue;
     item *later = &it[keys[i + 1].index];
-    if (later->doc == NULL)
+    if (later->failed)
       continue;
     char msg[1300];
-    snprintf(msg, sizeof msg, "chunk id \"%.500s\" is also used by document "
-             "\"%.500s\" earlier in the input", keys[i].id,
-             it[keys[i].index].doc ? it[keys[i].index].doc->id : "?");
-    add_failure(b, later->doc->id, later->position, ES_ECONFLICT, msg);
-    later->doc = NULL;
+    snprintf(msg, sizeof msg, "chunk id \"%s\" is also used by document "
+             "\"%s\" earlier in the input", keys[i].id, it[keys[i].index].doc->id);
+    fail_item(b, later, ES_ECONFLICT, msg);
   }
   free(keys);
 }
 
-/* Removes items whose doc was set to NULL. */
-static size_t compact(item *it, size_t n) {
+/* Moves the items still to write to the front, in order; returns their
+ * number. */
+static size_t partition_ready(item *it, size_t n) {
   size_t w = 0;
   for (size_t i = 0; i < n; i++)
-    if (it[i].doc != NULL)
-      it[w++] = it[i];
+    if (!it[i].failed) {
+      item x = it[i];
+      memmove(it + w + 1, it + w, (i - w) * sizeof *it);
+      it[w++] = x;
+    }
   return w;
 }
 
@@ -949,38 +970,70 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
     kept++;
   }
   b->next_position += n;
-  size_t folded = fold_duplicates(it, kept);
-  b->res.duplicates += folded;
-  kept = compact(it, kept);
-  check_chunk_claims(b, it, kept);
-  kept = compact(it, kept);
-  for (size_t i = 0; i < kept; i++)
-    it[i].rewrite_chunks = it[i].doc->has_chunks;
+  size_t m = kept;
+  b->res.duplicates += fold_duplicates(it, m);
 
-  es_status rc = kept > 0 ? maybe_defer_index(b, it, kept) : ES_OK;
+  /* The standing occurrences are written; when one fails, the occurrence
+   * of its id before it (if any, and valid) takes its place: the last
+   * line that can land wins, and nothing valid is lost. */
+  size_t *round = malloc((m ? m : 1) * sizeof *round), n_round = 0;
+  item *cur = calloc(m ? m : 1, sizeof *cur);
+  if (round == NULL || cur == NULL) {
+    free(round);
+    free(cur);
+    free(it);
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  }
+  for (size_t i = 0; i < m; i++)
+    if (!it[i].folded)
+      round[n_round++] = i;
+  es_status rc = ES_OK;
   size_t total = b->opts.total ? b->opts.total : n;
-  b->processed += n - kept; /* invalid and folded ones are accounted */
-  for (size_t lo = 0; rc == ES_OK && lo < kept; lo += b->opts.batch_size) {
-    size_t m = kept - lo < b->opts.batch_size ? kept - lo : b->opts.batch_size;
-    rc = write_range(b, it + lo, m);
-    b->processed += m;
-    if (rc != ES_OK && rc != ES_ECONNECT && rc != ES_ENOMEM)
-      rc = ES_OK; /* that range is recorded as failed; the next may land */
-    if (rc != ES_OK) {
-      /* Writing is impossible now: what follows did not land either. */
-      char msg[1100];
-      snprintf(msg, sizeof msg, "not written: %s", es__last_err(s)->msg);
-      for (size_t i = lo + m; i < kept; i++)
-        add_failure(b, it[i].doc->id, it[i].position, rc, msg);
-      break;
+  b->processed += n - n_round; /* invalid and folded ones are accounted */
+  bool first = true;
+  while (n_round > 0) {
+    for (size_t k = 0; k < n_round; k++) {
+      cur[k] = it[round[k]];
+      cur[k].src = round[k];
+      cur[k].rewrite_chunks = cur[k].doc->has_chunks;
     }
-    if (b->opts.progress)
-      b->opts.progress(b->processed, total, b->opts.user);
+    check_chunk_claims(b, cur, n_round);
+    size_t ready = partition_ready(cur, n_round);
+    if (first && ready > 0)
+      rc = maybe_defer_index(b, cur, ready);
+    first = false;
+    for (size_t lo = 0; rc == ES_OK && lo < ready; lo += b->opts.batch_size) {
+      size_t len = ready - lo < b->opts.batch_size ? ready - lo : b->opts.batch_size;
+      rc = write_range(b, cur + lo, len);
+      b->processed += len;
+      if (rc != ES_OK && rc != ES_ECONNECT && rc != ES_ENOMEM)
+        rc = ES_OK; /* that range is recorded as failed; the next may land */
+      if (rc != ES_OK) {
+        /* Writing is impossible now: what follows did not land either. */
+        char msg[1100];
+        snprintf(msg, sizeof msg, "not written: %s", es__last_err(s)->msg);
+        for (size_t i = lo + len; i < ready; i++)
+          fail_item(b, &cur[i], rc, msg);
+        break;
+      }
+      if (b->opts.progress)
+        b->opts.progress(b->processed < total ? b->processed : total, total,
+                         b->opts.user);
+    }
+    /* Failed ones fall back on the previous occurrence of their id. */
+    size_t next = 0;
+    for (size_t k = 0; k < n_round; k++) {
+      if (rc == ES_OK && cur[k].failed && it[cur[k].src].prev >= 0) {
+        round[next++] = (size_t)it[cur[k].src].prev;
+        b->res.duplicates--; /* no longer folded: it stands for itself */
+      }
+      free(cur[k].error);
+      free(cur[k].old_source);
+    }
+    n_round = next;
   }
-  for (size_t i = 0; i < kept; i++) {
-    free(it[i].error);
-    free(it[i].old_source);
-  }
+  free(round);
+  free(cur);
   free(it);
   if (rc != ES_OK)
     return rc;

@@ -369,3 +369,31 @@ es_status es_doc_json_set_defaults(es_doc_json *d, const char *source_id,
   d->doc.metadata_json = d->metadata;
   return ES_OK;
 }
+
+size_t es_doc_json_find_id(const char *json, size_t len, char *id, size_t cap) {
+  es__json j;
+  char err[8];
+  es__buf key = {0}, val = {0};
+  size_t found = 0;
+  if (cap == 0)
+    return 0;
+  id[0] = '\0';
+  es__json_init(&j, json, len, err, sizeof err);
+  if (!es__json_eat(&j, '{'))
+    return 0;
+  while (es__json_string(&j, &key, "key") && es__json_eat(&j, ':')) {
+    if (key.len == 2 && memcmp(key.data, "id", 2) == 0) {
+      if (es__json_string(&j, &val, "id") && val.len > 0 && val.len < cap &&
+          memchr(val.data, '\0', val.len) == NULL) {
+        memcpy(id, val.data, val.len + 1);
+        found = val.len;
+      }
+      break;
+    }
+    if (!es__json_skip(&j, 1, "value") || !es__json_eat(&j, ','))
+      break;
+  }
+  es__buf_free(&key);
+  es__buf_free(&val);
+  return found;
+}

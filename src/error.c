@@ -48,6 +48,7 @@ es_status es__fail(es_store *store, es_status code, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(e->msg, sizeof e->msg, fmt, ap);
   va_end(ap);
+  es__utf8_scrub(e->msg);
   e->code = code;
   e->transient = false;
   e->sqlstate[0] = '\0';
@@ -60,6 +61,7 @@ es_status es__fail_wrap(es_store *store, es_status code, const char *prefix) {
   char old[sizeof e->msg];
   memcpy(old, e->msg, sizeof old);
   snprintf(e->msg, sizeof e->msg, "%s: %s", prefix, old);
+  es__utf8_scrub(e->msg);
   e->code = code;
   return code;
 }
@@ -117,6 +119,16 @@ es_status es__fail_pg(es_store *store, PGconn *pg, const PGresult *res,
     code = (pg == NULL || PQstatus(pg) == CONNECTION_BAD) ? ES_ECONNECT : ES_EDB;
     transient = code == ES_ECONNECT;
   }
+  /* A rejected COPY row says which column: name the field. */
+  const char *context = res ? PQresultErrorField(res, PG_DIAG_CONTEXT) : NULL;
+  const char *column = context ? strstr(context, ", column ") : NULL;
+  if (column) {
+    size_t n = strlen(detail);
+    column += 9;
+    size_t len = strcspn(column, ":\n");
+    snprintf(detail + n, sizeof detail - n, " (in %.*s)", (int)(len > 64 ? 64 : len),
+             column);
+  }
   if (st != NULL && strcmp(st, "57014") == 0 && store->opts.statement_timeout_ms > 0)
     snprintf(e->msg, sizeof e->msg, "%s: %s (SQLSTATE %s; the statement timeout "
              "is %d ms: another session may hold a lock this operation needs)",
@@ -125,6 +137,7 @@ es_status es__fail_pg(es_store *store, PGconn *pg, const PGresult *res,
     snprintf(e->msg, sizeof e->msg, "%s: %s (SQLSTATE %s)", what, detail, st);
   else
     snprintf(e->msg, sizeof e->msg, "%s: %s", what, detail);
+  es__utf8_scrub(e->msg);
   e->code = code;
   e->transient = transient;
   snprintf(e->sqlstate, sizeof e->sqlstate, "%s", st ? st : "");

@@ -206,6 +206,8 @@ long es__vector_first_nonfinite(const float *v, size_t dim);
 /* Offset of the first byte that is not part of valid UTF-8, or -1.  NUL
  * bytes are valid UTF-8 but rejected by callers that need C strings. */
 long es__utf8_invalid_at(const char *s, size_t len);
+/* Replaces bytes that are not valid UTF-8 with '?', in place. */
+void es__utf8_scrub(char *s);
 
 /* ---- validate.c ------------------------------------------------------------ */
 

@@ -58,6 +58,7 @@ bool es__json_error(es__json *j, const char *fmt, ...) {
   if (n >= 0 && (size_t)n < j->errlen)
     snprintf(j->err + n, j->errlen - (size_t)n, " (at byte %ld)",
              (long)(j->p - j->start) + 1);
+  es__utf8_scrub(j->err);
   return false;
 }
 
@@ -137,7 +138,7 @@ bool es__json_string(es__json *j, es__buf *out, const char *ctx) {
     return es__json_error(j, "%s: expected a string", ctx);
   if (out)
     out->len = 0;
-  const char *run = j->p;
+  const char *run = j->p, *open = j->p;
   for (;;) {
     if (j->p >= j->end)
       return es__json_error(j, "%s: unterminated string", ctx);
@@ -179,6 +180,9 @@ bool es__json_string(es__json *j, es__buf *out, const char *ctx) {
         } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
           return es__json_error(j, "%s: lone UTF-16 surrogate in \\u escape", ctx);
         }
+        if (cp == 0 && out == NULL) /* kept as JSON: stored as jsonb */
+          return es__json_error(j, "%s: contains a NUL character (\\u0000), "
+                                "which PostgreSQL's jsonb cannot store", ctx);
         n = put_utf8(tmp, (unsigned long)cp);
         break;
       }
@@ -192,13 +196,21 @@ bool es__json_string(es__json *j, es__buf *out, const char *ctx) {
       run = j->p;
       continue;
     }
+    if (c == 0)
+      return es__json_error(j, "%s: a raw NUL byte (0x00) in a string", ctx);
     if (c < 0x20)
       return es__json_error(j, "%s: control character 0x%02x in a string "
                             "(escape it)", ctx, c);
     j->p++;
   }
-  /* Raw bytes were copied as they were: check them once, here. */
-  if (out) {
+  /* Raw bytes were copied (or skipped) as they were: check them once,
+   * here.  Escapes are ASCII, so the raw text must be valid UTF-8 too. */
+  if (out == NULL) {
+    long bad = es__utf8_invalid_at(open, (size_t)(j->p - 1 - open));
+    if (bad >= 0)
+      return es__json_error(j, "%s: a string that is not valid UTF-8 (byte %ld "
+                            "of the string)", ctx, bad + 1);
+  } else {
     long bad = es__utf8_invalid_at(out->data ? out->data : "", out->len);
     if (bad >= 0)
       return es__json_error(j, "%s: not valid UTF-8 (byte %ld of the value)",
@@ -348,13 +360,14 @@ bool es__json_float_at(es__json *j, float *out, const char *ctx, size_t index) {
     snprintf(name, sizeof name, "%s", ctx);
   else
     snprintf(name, sizeof name, "%s[%zu]", ctx, index);
-  if (c == '-' || (c >= '0' && c <= '9')) {
+  bool minus_inf = c == '-' && j->end - j->p > 1 && j->p[1] == 'I';
+  if (!minus_inf && (c == '-' || (c >= '0' && c <= '9'))) {
     size_t len = number_span(j);
     if (len >= 400)
       return es__json_error(j, "%s: number longer than 399 characters", name);
     return es__json_error(j, "%s: malformed number", name);
   }
-  if (c == 'N' || c == 'I' || (c == '-' && j->end - j->p > 1 && j->p[1] == 'I'))
+  if (c == 'N' || c == 'I' || minus_inf)
     return es__json_error(j, "%s: NaN and Infinity are not JSON numbers; "
                           "values must be finite", name);
   return es__json_error(j, "%s: expected a number", name);
@@ -362,6 +375,45 @@ bool es__json_float_at(es__json *j, float *out, const char *ctx, size_t index) {
 
 bool es__json_float(es__json *j, float *out, const char *ctx) {
   return es__json_float_at(j, out, ctx, (size_t)-1);
+}
+
+/* Whether the number token s[0..n) fits PostgreSQL's numeric (as jsonb
+ * stores it): below 10^131072, at most 16383 digits after the point. */
+static bool fits_numeric(const char *s, size_t n) {
+  const char *p = s, *e = s + n;
+  long int_digits = 0, frac_digits = 0, lead_frac_zeros = 0, exp = 0;
+  bool nonzero = false;
+  if (p < e && *p == '-')
+    p++;
+  for (; p < e && *p >= '0' && *p <= '9'; p++)
+    if (nonzero || *p != '0') {
+      nonzero = true;
+      int_digits++;
+    }
+  if (p < e && *p == '.')
+    for (p++; p < e && *p >= '0' && *p <= '9'; p++) {
+      if (!nonzero && *p == '0')
+        lead_frac_zeros++;
+      else
+        nonzero = true;
+      frac_digits++;
+    }
+  if (p < e && (*p == 'e' || *p == 'E')) {
+    bool neg = false;
+    p++;
+    if (p < e && (*p == '+' || *p == '-'))
+      neg = *p++ == '-';
+    for (; p < e && *p >= '0' && *p <= '9'; p++)
+      if (exp < 10000000)
+        exp = exp * 10 + (*p - '0');
+    if (neg)
+      exp = -exp;
+  }
+  if (!nonzero)
+    return true;
+  long weight = int_digits > 0 ? int_digits - 1 + exp : -(lead_frac_zeros + 1) + exp;
+  long scale = frac_digits - exp;
+  return weight < 131072 && scale <= 16383;
 }
 
 bool es__json_skip(es__json *j, int depth, const char *ctx) {
@@ -421,6 +473,10 @@ bool es__json_skip(es__json *j, int depth, const char *ctx) {
       size_t n = number_span(j);
       if (n == 0)
         return es__json_error(j, "%s: malformed number", ctx);
+      if (!fits_numeric(j->p, n))
+        return es__json_error(j, "%s: the number %.*s%s is outside the range "
+                              "PostgreSQL can store", ctx, n > 40 ? 40 : (int)n,
+                              j->p, n > 40 ? "..." : "");
       j->p += n;
       return true;
     }
@@ -432,16 +488,16 @@ bool es__json_skip(es__json *j, int depth, const char *ctx) {
                         (c >= 0x20 && c < 0x7f) ? c : '?');
 }
 
-bool es__json_check_object(const char *s, size_t len, char *err,
-                           size_t errlen) {
+bool es__json_check_object(const char *s, size_t len, const char *ctx,
+                           char *err, size_t errlen) {
   es__json j;
   es__json_init(&j, s, len, err, errlen);
   if (es__json_peek(&j) != '{')
-    return es__json_error(&j, "not a JSON object");
-  if (!es__json_skip(&j, 1, "metadata"))
+    return es__json_error(&j, "%s: not a JSON object", ctx);
+  if (!es__json_skip(&j, 1, ctx))
     return false;
   if (es__json_peek(&j) != -1)
-    return es__json_error(&j, "trailing characters after the object");
+    return es__json_error(&j, "%s: trailing characters after the object", ctx);
   return true;
 }
 

@@ -47,10 +47,17 @@ bool es__json_float_at(es__json *j, float *out, const char *ctx, size_t index);
 /* Validates and skips any value, nested at most max_depth deep. */
 bool es__json_skip(es__json *j, int depth, const char *ctx);
 
-/* Checks that s (len bytes) is exactly one JSON object. */
-bool es__json_check_object(const char *s, size_t len, char *err, size_t errlen);
+/* Checks that s (len bytes) is exactly one JSON object that PostgreSQL's
+ * jsonb can store; errors start with ctx (the field's name). */
+bool es__json_check_object(const char *s, size_t len, const char *ctx,
+                           char *err, size_t errlen);
 /* true when the JSON object s has top-level key (s must be valid). */
 bool es__json_object_has_key(const char *s, size_t len, const char *key);
+/* UTF-8 (utf8.c, also shared with the tool): the offset of the first
+ * invalid byte or -1; and replacing invalid bytes with '?' in place. */
+long es__utf8_invalid_at(const char *s, size_t len);
+void es__utf8_scrub(char *s);
+
 /* Appends s as a JSON string literal (quotes and escapes) to out. */
 bool es__json_append_string(es__buf *out, const char *s, size_t n);
 

@@ -1,5 +1,7 @@
 /* utf8.c - UTF-8 validation (RFC 3629: no overlong forms, no surrogates,
  * nothing above U+10FFFF). */
+#include <string.h>
+
 #include "internal.h"
 
 /* Returns the offset of the first invalid byte, or -1 when s is valid. */
@@ -41,4 +43,16 @@ long es__utf8_invalid_at(const char *s, size_t len) {
     i += n + 1;
   }
   return -1;
+}
+
+/* Replaces every byte that is not part of valid UTF-8 with '?', in place:
+ * messages cut at a fixed width, or quoting bad input, stay printable and
+ * keep JSON output valid. */
+void es__utf8_scrub(char *s) {
+  size_t len = strlen(s), off = 0;
+  long bad;
+  while (off < len && (bad = es__utf8_invalid_at(s + off, len - off)) >= 0) {
+    s[off + (size_t)bad] = '?';
+    off += (size_t)bad + 1;
+  }
 }

@@ -63,13 +63,10 @@ static inline es_status check_vector(const float *v, size_t n, int dim,
 /* Metadata: NULL or one JSON object. */
 static inline es_status check_metadata(const char *m, const char *field,
                                        char *err, size_t errlen) {
-  char why[200];
   if (m == NULL)
     return ES_OK;
-  if (!es__json_check_object(m, strlen(m), why, sizeof why)) {
-    snprintf(err, errlen, "%s: %s", field, why);
+  if (!es__json_check_object(m, strlen(m), field, err, errlen))
     return ES_EINVAL;
-  }
   return ES_OK;
 }
 

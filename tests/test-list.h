@@ -44,6 +44,31 @@
   X(batch_replaces_chunk_sets_and_refuses_chunks_of_other_documents, DB)     \
   X(batch_progress_and_metrics_are_reported_per_batch, DB)                   \
   X(batch_defers_the_hnsw_index_and_builds_it_at_the_end, DB)                \
+  /* hostile input: every bad line named, every valid line lands */       \
+  X(ingest_reports_invalid_utf8_per_line_and_lands_the_rest, DB)            \
+  X(ingest_reports_invalid_utf8_in_metadata_naming_the_field_and_lands_the_rest, DB) \
+  X(ingest_reports_metadata_numbers_out_of_jsonb_range_naming_the_field, DB) \
+  X(ingest_reports_raw_and_escaped_nul_bytes_per_line_and_lands_the_rest, DB) \
+  X(ingest_reports_nul_in_metadata_naming_the_field_and_lands_the_rest, DB) \
+  X(ingest_refuses_513_byte_ids_and_lands_512_byte_ids_for_documents_and_chunks, DB) \
+  X(ingest_refuses_nan_and_infinite_vector_values_naming_the_element, DB)   \
+  X(ingest_describes_minus_infinity_as_not_finite_like_infinity, DB)        \
+  X(ingest_refuses_vectors_of_the_wrong_dimension_for_documents_and_chunks, DB) \
+  X(ingest_reports_a_100_mb_line_as_too_long_and_lands_its_neighbours_in_bounded_memory, DB) \
+  X(ingest_max_line_bytes_accepts_exactly_the_limit_and_reports_one_byte_more, DB) \
+  X(ingest_refuses_metadata_nested_deeper_than_64_levels_and_lands_60, DB)  \
+  X(ingest_refuses_metadata_that_is_not_an_object_and_takes_null_as_empty, DB) \
+  X(ingest_stores_sql_metacharacters_verbatim_in_every_string_field, DB)    \
+  X(hostile_source_and_workspace_values_work_in_stats_search_and_delete, DB) \
+  X(ingest_refuses_invalid_utf8_in_source_and_workspace_options_naming_them, DB) \
+  X(ingest_of_empty_or_blank_input_exits_0_and_writes_nothing, DB)          \
+  X(ingest_reads_crlf_lines_and_a_last_line_without_newline, DB)            \
+  X(ingest_refuses_duplicate_keys_unknown_fields_and_trailing_garbage_naming_them, DB) \
+  X(ingest_json_output_stays_valid_utf8_when_a_message_cuts_a_long_name, DB) \
+  X(ingest_lands_the_earlier_line_of_an_id_when_its_later_duplicate_fails, DB) \
+  X(ingest_exits_2_and_reports_every_line_when_no_line_is_valid, DB)        \
+  X(batch_upsert_refuses_hostile_documents_by_position_and_lands_the_rest, DB) \
+  X(batch_upsert_refuses_invalid_utf8_and_nul_in_metadata_before_sending, DB) \
   /* manage: delete, stats, cleanup, metrics, cache */                      \
   X(delete_cascade_removes_a_source_and_its_chunks_with_exact_counts, DB)    \
   X(delete_restrict_leaves_everything_when_chunks_exist, DB)                 \

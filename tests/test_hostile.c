@@ -623,8 +623,8 @@ TEST(ingest_describes_minus_infinity_as_not_finite_like_infinity) {
   json_t *j = summary(&r);
   assert_counts(j, 1, 0, 0, 2, 0, 3);
   ASSERT_IDS("i3");
-  ASSERT_ERROR(j, 0, 1, NULL, "embedding[1]", "NaN and Infinity", "finite");
-  ASSERT_ERROR(j, 1, 2, NULL, "chunks[0].embedding[0]", "NaN and Infinity", "finite");
+  ASSERT_ERROR(j, 0, 1, "i1", "embedding[1]", "NaN and Infinity", "finite");
+  ASSERT_ERROR(j, 1, 2, "i2", "chunks[0].embedding[0]", "NaN and Infinity", "finite");
   json_decref(j);
   run_free(&r);
   free(in.p);
@@ -1312,11 +1312,11 @@ TEST(ingest_exits_2_and_reports_every_line_when_no_line_is_valid) {
   r = run_cli(in.p, in.len, args);
   ASSERT_EXIT(r, 2);
   ASSERT_CONTAINS(r.err, "line 1: ");
-  ASSERT_CONTAINS(r.err, "line 2: embedding[0]");
+  ASSERT_CONTAINS(r.err, "line 2 (id \"a2\"): embedding[0]");
   ASSERT_CONTAINS(r.err, "line 3 (id \"a3\"): embedding has 2 values");
   ASSERT_CONTAINS(r.err, "line 4: id is 513 bytes long");
-  ASSERT_CONTAINS(r.err, "line 5: text");
-  ASSERT_CONTAINS(r.err, "line 6: metadata");
+  ASSERT_CONTAINS(r.err, "line 5 (id \"a5\"): text");
+  ASSERT_CONTAINS(r.err, "line 6 (id \"a6\"): metadata");
   ASSERT_CONTAINS(r.out, "0 inserted");
   ASSERT_CONTAINS(r.out, "6 failed");
   run_free(&r);

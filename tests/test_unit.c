@@ -191,7 +191,7 @@ TEST(doc_parser_rejects_bad_json_with_the_field_named) {
   parse_err("{\"id\":\"x\",\"embedding\":[01]}", 27, "expected ',' or ']'");
   parse_err("{\"id\":\"x\"", 9, "expected ',' or '}'");
   /* A NUL byte inside the line ends nothing: it is a control character. */
-  parse_err("{\"id\":\"a\0b\"}", 12, "control character 0x00");
+  parse_err("{\"id\":\"a\0b\"}", 12, "a raw NUL byte (0x00)");
 
   char deep[700];
   size_t n = (size_t)snprintf(deep, sizeof deep, "{\"id\":\"x\",\"metadata\":");
