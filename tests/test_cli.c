@@ -400,7 +400,10 @@ TEST(cli_ingest_memory_does_not_grow_with_the_input) {
   long rss_small = peak_rss_kib(a), rss_large = peak_rss_kib(b);
   printf("peak RSS: %ld KiB for 3,000 documents, %ld KiB for 30,000\n",
          rss_small, rss_large);
-  /* Ten times the input, the same memory (allowing for allocator noise). */
+  /* Ten times the input, the same memory (allowing for allocator noise).
+   * AddressSanitizer keeps freed memory in quarantine: no measure there. */
+#ifndef __SANITIZE_ADDRESS__
   ASSERT(rss_large < rss_small + rss_small / 4 + 2048);
+#endif
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 30000);
 }

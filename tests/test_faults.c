@@ -52,14 +52,15 @@ static void q_exec(PGconn *pg, const char *sql) {
   PQclear(r);
 }
 
-/* Waits (up to 30 s) until a backend of ours waits on a lock while running
- * a statement that starts with prefix; returns its pid. */
-static long waiting_backend(PGconn *pg, const char *prefix) {
+/* Waits (up to 30 s) until a backend of ours other than not_pid waits on
+ * a lock while running a statement that starts with prefix; returns its
+ * pid. */
+static long waiting_backend_except(PGconn *pg, const char *prefix, long not_pid) {
   char sql[512];
   snprintf(sql, sizeof sql,
            "SELECT pid FROM pg_stat_activity WHERE application_name = 'embstore' "
-           "AND wait_event_type = 'Lock' AND query LIKE '%s%%'",
-           prefix);
+           "AND wait_event_type = 'Lock' AND query LIKE '%s%%' AND pid <> %ld",
+           prefix, not_pid);
   double deadline = th_now() + 30;
   while (th_now() < deadline) {
     PGresult *r = PQexec(pg, sql);
@@ -71,6 +72,10 @@ static long waiting_backend(PGconn *pg, const char *prefix) {
     nanosleep(&ts, NULL); /* polling a condition, not guessing a delay */
   }
   FAIL("no embstore backend came to wait on a lock in \"%s\"", prefix);
+}
+
+static long waiting_backend(PGconn *pg, const char *prefix) {
+  return waiting_backend_except(pg, prefix, 0);
 }
 
 /* The store is consistent: no chunk without its document, and the counts
@@ -356,7 +361,7 @@ TEST(delete_retries_after_a_dropped_connection_and_counts_exactly) {
   snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%ld)", pid);
   q_exec(watch, sql);
   /* The retry comes back to the same lock, on a new connection. */
-  long again = waiting_backend(watch, "DELETE FROM chunks");
+  long again = waiting_backend_except(watch, "DELETE FROM chunks", pid);
   ASSERT(again != pid);
   q_exec(locker, "ROLLBACK");
   pthread_join(t, NULL);
