@@ -409,10 +409,10 @@ static bool fits_numeric(const char *s, size_t n) {
     if (neg)
       exp = -exp;
   }
-  if (!nonzero)
-    return true;
-  long weight = int_digits > 0 ? int_digits - 1 + exp : -(lead_frac_zeros + 1) + exp;
   long scale = frac_digits - exp;
+  if (!nonzero) /* zero: only its written scale can overflow */
+    return scale <= 16383;
+  long weight = int_digits > 0 ? int_digits - 1 + exp : -(lead_frac_zeros + 1) + exp;
   return weight < 131072 && scale <= 16383;
 }
 
