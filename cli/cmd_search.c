@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "json.h"
 
 static const char usage[] =
     "usage: embstore search (--vector '[v1,v2,...]' | --like ID) [-k N]\n"
@@ -23,30 +24,52 @@ static const char usage[] =
     "--json prints {\"results\":[{\"id\",\"distance\",\"text\",\"source_id\",\n"
     "\"metadata\"}]}.\n";
 
-/* Parses a JSON array of numbers into a new float array. */
+/* Parses --vector's JSON array of numbers into a new float array. */
 static float *parse_vector(const char *s, size_t *dim, char *err, size_t errlen) {
-  /* Reuse the document parser: wrap the array as a document's embedding. */
-  size_t n = strlen(s);
-  char *doc = malloc(n + 32);
-  if (doc == NULL) {
+  es__json j;
+  size_t n = 0, cap = 64;
+  float *v = malloc(cap * sizeof *v);
+  es__json_init(&j, s, strlen(s), err, errlen);
+  if (v == NULL) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
-  snprintf(doc, n + 32, "{\"id\":\"q\",\"embedding\":%s}", s);
-  es_doc_json *d = NULL;
-  float *v = NULL;
-  if (es_doc_parse_json(doc, strlen(doc), &d, err, errlen) == ES_OK) {
-    const es_doc *e = es_doc_json_doc(d);
-    if (e->embedding == NULL || e->dim == 0) {
-      snprintf(err, errlen, "the vector is empty");
-    } else if ((v = malloc(e->dim * sizeof *v)) != NULL) {
-      memcpy(v, e->embedding, e->dim * sizeof *v);
-      *dim = e->dim;
-    }
+  if (!es__json_eat(&j, '[')) {
+    es__json_error(&j, "--vector: expected a JSON array of numbers");
+    goto fail;
   }
-  es_doc_json_free(d);
-  free(doc);
+  if (es__json_eat(&j, ']')) {
+    es__json_error(&j, "--vector: the vector is empty");
+    goto fail;
+  }
+  for (;;) {
+    if (n == cap) {
+      float *g = cap < 16000 ? realloc(v, (cap *= 2) * sizeof *v) : NULL;
+      if (g == NULL) {
+        es__json_error(&j, "--vector: more than 16000 values");
+        goto fail;
+      }
+      v = g;
+    }
+    if (!es__json_float_at(&j, &v[n], "--vector", n))
+      goto fail;
+    n++;
+    if (es__json_eat(&j, ','))
+      continue;
+    if (es__json_eat(&j, ']'))
+      break;
+    es__json_error(&j, "--vector: expected ',' or ']'");
+    goto fail;
+  }
+  if (es__json_peek(&j) != -1) {
+    es__json_error(&j, "--vector: trailing characters after the array");
+    goto fail;
+  }
+  *dim = n;
   return v;
+fail:
+  free(v);
+  return NULL;
 }
 
 static void print_results(cli *c, const es_results *r) {

@@ -190,13 +190,14 @@ es_status es__load_shape(es_store *store, es__conn *conn);
 size_t es__vector_bin_size(size_t dim);
 /* Writes the binary representation (network byte order) to out. */
 void es__vector_to_bin(const float *v, size_t dim, char *out);
-/* Parses a binary representation; returns dim or -1 when malformed. */
+/* Parses a binary representation; returns dim or -1 when malformed (as
+ * pgvector would refuse it). */
 long es__vector_from_bin(const char *in, size_t len, float *out, size_t cap);
 /* Formats "[v1,v2,...]" into a malloc'd string (shortest round-trip
  * formatting).  NULL on out of memory. */
 char *es__vector_to_text(const float *v, size_t dim);
-/* Parses "[v1,v2,...]"; returns dim, or -1 when malformed, -2 when there
- * are more than cap values. */
+/* Parses "[v1,v2,...]" (JSON numbers, finite); returns dim, or -1 when
+ * malformed, -2 when there are more than cap values. */
 long es__vector_from_text(const char *in, float *out, size_t cap);
 /* Index of the first non-finite value, or -1. */
 long es__vector_first_nonfinite(const float *v, size_t dim);

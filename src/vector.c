@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "json.h"
 
 /* Bytes needed for the binary form of a dim-vector. */
 size_t es__vector_bin_size(size_t dim) { return 4 + 4 * dim; }
@@ -27,14 +28,17 @@ void es__vector_to_bin(const float *v, size_t dim, char *out) {
   }
 }
 
-/* Reads pgvector's binary form into out (capacity cap values). */
+/* Reads pgvector's binary form into out (capacity cap values), refusing
+ * what pgvector's vector_recv refuses: a non-zero unused field, no
+ * values, values that are not finite. */
 long es__vector_from_bin(const char *in, size_t len, float *out, size_t cap) {
-  uint16_t d;
+  uint16_t d, unused;
   if (len < 4)
     return -1;
   memcpy(&d, in, 2);
+  memcpy(&unused, in + 2, 2);
   size_t dim = ntohs(d);
-  if (len != es__vector_bin_size(dim) || dim > cap)
+  if (unused != 0 || dim == 0 || len != es__vector_bin_size(dim) || dim > cap)
     return -1;
   for (size_t i = 0; i < dim; i++) {
     uint32_t bits;
@@ -42,7 +46,7 @@ long es__vector_from_bin(const char *in, size_t len, float *out, size_t cap) {
     bits = ntohl(bits);
     memcpy(&out[i], &bits, 4);
   }
-  return (long)dim;
+  return es__vector_first_nonfinite(out, dim) < 0 ? (long)dim : -1;
 }
 
 /* Formats one float with the fewest digits that read back exactly. */
@@ -73,43 +77,31 @@ char *es__vector_to_text(const float *v, size_t dim) {
   return out;
 }
 
-/* Parses "[a, b, ...]" (pgvector's text form). */
+/* Parses "[a, b, ...]": JSON numbers, all finite (what pgvector's text
+ * form and the ingest format both accept). */
 long es__vector_from_text(const char *in, float *out, size_t cap) {
-  const char *p = in;
+  es__json j;
+  char err[8];
   size_t n = 0;
-  while (*p == ' ' || *p == '\t' || *p == '\n')
-    p++;
-  if (*p++ != '[')
+  es__json_init(&j, in, strlen(in), err, sizeof err);
+  if (!es__json_eat(&j, '['))
     return -1;
-  while (*p == ' ' || *p == '\t' || *p == '\n')
-    p++;
-  if (*p == ']') {
-    p++;
-  } else {
+  if (!es__json_eat(&j, ']')) {
     for (;;) {
-      char *end;
-      errno = 0;
-      float f = strtof(p, &end);
-      if (end == p)
-        return -1;
+      float f;
       if (n == cap)
         return -2;
+      if (!es__json_float(&j, &f, "v") || !isfinite(f))
+        return -1;
       out[n++] = f;
-      p = end;
-      while (*p == ' ' || *p == '\t' || *p == '\n')
-        p++;
-      if (*p == ',') {
-        p++;
+      if (es__json_eat(&j, ','))
         continue;
-      }
-      if (*p++ != ']')
+      if (!es__json_eat(&j, ']'))
         return -1;
       break;
     }
   }
-  while (*p == ' ' || *p == '\t' || *p == '\n')
-    p++;
-  return *p == '\0' ? (long)n : -1;
+  return es__json_peek(&j) == -1 ? (long)n : -1;
 }
 
 /* Index of the first NaN or infinity in v, or -1. */
