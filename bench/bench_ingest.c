@@ -340,9 +340,13 @@ static double median(double *v, int n, char *range, size_t cap) {
       sorted[k] = sorted[k - 1];
       sorted[k - 1] = t;
     }
-  if (range && cap)
-    snprintf(range, cap, n > 1 ? "median of %d runs (%.2f–%.2f s)" : "", n,
-             sorted[0], sorted[n - 1]);
+  if (range && cap) {
+    if (n > 1)
+      snprintf(range, cap, "median of %d runs (%.2f–%.2f s)", n, sorted[0],
+               sorted[n - 1]);
+    else
+      range[0] = '\0';
+  }
   return sorted[n / 2];
 }
 

@@ -76,20 +76,20 @@ static double time_plain(PGconn *pg, const char *ws, long long *docs) {
       "SELECT count(*) FROM embeddings",
       "SELECT count(*) FROM chunks",
       "SELECT count(DISTINCT source_id) FROM embeddings",
-      "SELECT e.source_id, count(DISTINCT e.id), count(c.id) FROM embeddings e "
-      "LEFT JOIN chunks c ON c.document_id = e.id GROUP BY 1",
+      ("SELECT e.source_id, count(DISTINCT e.id), count(c.id) FROM embeddings e "
+       "LEFT JOIN chunks c ON c.document_id = e.id GROUP BY 1"),
       "SELECT count(*) FROM embeddings WHERE embedding IS NULL"};
   static const char *const one[] = {
       "SELECT count(*) FROM embeddings WHERE metadata->>'workspace' = $1",
-      "SELECT count(*) FROM chunks c JOIN embeddings e ON e.id = c.document_id "
-      "WHERE e.metadata->>'workspace' = $1",
-      "SELECT count(DISTINCT source_id) FROM embeddings WHERE "
-      "metadata->>'workspace' = $1",
-      "SELECT e.source_id, count(DISTINCT e.id), count(c.id) FROM embeddings e "
-      "LEFT JOIN chunks c ON c.document_id = e.id WHERE "
-      "e.metadata->>'workspace' = $1 GROUP BY 1",
-      "SELECT count(*) FROM embeddings WHERE embedding IS NULL AND "
-      "metadata->>'workspace' = $1"};
+      ("SELECT count(*) FROM chunks c JOIN embeddings e ON e.id = c.document_id "
+       "WHERE e.metadata->>'workspace' = $1"),
+      ("SELECT count(DISTINCT source_id) FROM embeddings WHERE "
+       "metadata->>'workspace' = $1"),
+      ("SELECT e.source_id, count(DISTINCT e.id), count(c.id) FROM embeddings e "
+       "LEFT JOIN chunks c ON c.document_id = e.id WHERE "
+       "e.metadata->>'workspace' = $1 GROUP BY 1"),
+      ("SELECT count(*) FROM embeddings WHERE embedding IS NULL AND "
+       "metadata->>'workspace' = $1")};
   double t[3];
   for (int i = 0; i < 3; i++) {
     double t0 = now_ms();
