@@ -8,7 +8,9 @@
  * the end, also when tests fail or the run is interrupted.  Ends with
  * "N passed, N failed". */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -57,6 +59,32 @@ static void rm_rf(const char *path) {
     waitpid(pid, NULL, 0);
 }
 
+/* Kills whatever still runs in the run's directory (servers that tests
+ * started and did not stop because they failed half-way). */
+static void kill_leftovers(void) {
+  DIR *d = opendir("/proc");
+  if (d == NULL || root[0] == '\0') {
+    if (d)
+      closedir(d);
+    return;
+  }
+  size_t rootlen = strlen(root);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char link[64], cwd[PATH_MAX];
+    if (e->d_name[0] < '1' || e->d_name[0] > '9')
+      continue;
+    snprintf(link, sizeof link, "/proc/%s/cwd", e->d_name);
+    ssize_t n = readlink(link, cwd, sizeof cwd - 1);
+    if (n <= 0)
+      continue;
+    cwd[n] = '\0';
+    if (strncmp(cwd, root, rootlen) == 0 && (cwd[rootlen] == '/' || cwd[rootlen] == '\0'))
+      kill((pid_t)atol(e->d_name), SIGKILL);
+  }
+  closedir(d);
+}
+
 /* Stops the cluster and removes the run's directory; only in the runner. */
 static void teardown(void) {
   if (getpid() != runner_pid)
@@ -72,8 +100,10 @@ static void teardown(void) {
     es_cluster_close(cluster);
     cluster = NULL;
   }
-  if (root[0] && getenv("EMBSTORE_TEST_KEEP") == NULL)
+  if (root[0] && getenv("EMBSTORE_TEST_KEEP") == NULL) {
+    kill_leftovers();
     rm_rf(root);
+  }
 }
 
 typedef struct running {

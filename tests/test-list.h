@@ -97,6 +97,7 @@
   X(cluster_recovers_after_the_postmaster_is_killed, DB)                     \
   X(two_processes_starting_the_cluster_at_once_do_not_race, DB)              \
   X(missing_postgresql_binaries_name_the_setup_command, DB)                  \
+  X(missing_pgvector_names_the_setup_command, DB)                            \
   X(a_home_too_long_for_a_socket_path_is_refused_clearly, UNIT)              \
   /* the command-line tool */                                                \
   X(cli_help_and_usage_errors_exit_1, UNIT)                                  \

@@ -227,3 +227,44 @@ TEST(a_home_too_long_for_a_socket_path_is_refused_clearly) {
   ASSERT_CONTAINS(es_cluster_errmsg(c), "too long for a Unix socket path");
   es_cluster_close(c);
 }
+
+/* Runs a shell command line (fixed text plus paths of our own). */
+static void sh(const char *cmd) {
+  int rc = system(cmd);
+  if (rc != 0)
+    FAIL("command failed (%d): %s", rc, cmd);
+}
+
+TEST(missing_pgvector_names_the_setup_command) {
+  /* A PostgreSQL installation without pgvector: a copy of the server
+   * programs beside a copy of its share directory minus the extension.
+   * (PostgreSQL finds its share and lib directories relative to the
+   * program, so the copy keeps Debian's layout.) */
+  char root[700], cmd[4096], bindir[800];
+  snprintf(root, sizeof root, "%s/pg", th_tmpdir());
+  snprintf(bindir, sizeof bindir, "%s/lib/postgresql/15/bin", root);
+  snprintf(cmd, sizeof cmd,
+           "mkdir -p '%s/lib/postgresql/15' '%s/share/postgresql' && "
+           "cp -r /usr/lib/postgresql/15/bin '%s/lib/postgresql/15/' && "
+           "ln -s /usr/lib/postgresql/15/lib '%s/lib/postgresql/15/lib' && "
+           "cp -r /usr/share/postgresql/15 '%s/share/postgresql/' && "
+           "rm -f '%s'/share/postgresql/15/extension/vector*",
+           root, root, root, root, root, root);
+  if (access("/usr/lib/postgresql/15/bin/postgres", X_OK) != 0)
+    FAIL("this test needs Debian's PostgreSQL 15 layout");
+  sh(cmd);
+  setenv("EMBSTORE_PG_BINDIR", bindir, 1);
+  es_cluster *c = open_cluster();
+  ASSERT_INT_EQ(es_cluster_start(c), ES_ENOVECTOR);
+  ASSERT_CONTAINS(es_cluster_errmsg(c), "pgvector is not installed");
+  ASSERT_CONTAINS(es_cluster_errmsg(c), "scripts/setup");
+  /* The server runs; a store on it says the same at init. */
+  es_store *s = NULL;
+  ASSERT_OK(s, es_open(es_cluster_conninfo(c), &s));
+  ASSERT_STATUS(s, es_init(s, 3, ES_METRIC_COSINE, NULL), ES_ENOVECTOR);
+  ASSERT_CONTAINS(es_errmsg(s), "scripts/setup");
+  es_close(s);
+  ASSERT_INT_EQ(es_cluster_stop(c), ES_OK);
+  es_cluster_close(c);
+  unsetenv("EMBSTORE_PG_BINDIR");
+}
