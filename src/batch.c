@@ -796,16 +796,16 @@ static void check_chunk_claims(es_batch *b, item *it, size_t n) {
   free(keys);
 }
 
-/* Moves the items still to write to the front, in order; returns their
- * number. */
-static size_t partition_ready(item *it, size_t n) {
-  size_t w = 0;
+/* Moves the items still to write to the front, in order (the failed ones
+ * after them); returns their number.  tmp has room for n items. */
+static size_t partition_ready(item *it, size_t n, item *tmp) {
+  size_t w = 0, f = 0;
   for (size_t i = 0; i < n; i++)
-    if (!it[i].failed) {
-      item x = it[i];
-      memmove(it + w + 1, it + w, (i - w) * sizeof *it);
-      it[w++] = x;
-    }
+    if (it[i].failed)
+      tmp[f++] = it[i];
+    else
+      it[w++] = it[i];
+  memcpy(it + w, tmp, f * sizeof *it);
   return w;
 }
 
@@ -978,9 +978,11 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
    * line that can land wins, and nothing valid is lost. */
   size_t *round = malloc((m ? m : 1) * sizeof *round), n_round = 0;
   item *cur = calloc(m ? m : 1, sizeof *cur);
-  if (round == NULL || cur == NULL) {
+  item *tmp = malloc((m ? m : 1) * sizeof *tmp);
+  if (round == NULL || cur == NULL || tmp == NULL) {
     free(round);
     free(cur);
+    free(tmp);
     free(it);
     return es__fail(s, ES_ENOMEM, "out of memory");
   }
@@ -998,7 +1000,7 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
       cur[k].rewrite_chunks = cur[k].doc->has_chunks;
     }
     check_chunk_claims(b, cur, n_round);
-    size_t ready = partition_ready(cur, n_round);
+    size_t ready = partition_ready(cur, n_round, tmp);
     if (first && ready > 0)
       rc = maybe_defer_index(b, cur, ready);
     first = false;
@@ -1034,6 +1036,7 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
   }
   free(round);
   free(cur);
+  free(tmp);
   free(it);
   if (rc != ES_OK)
     return rc;

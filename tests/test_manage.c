@@ -351,6 +351,12 @@ TEST(search_cache_hits_and_is_invalidated_by_writes_to_its_sources) {
   put_docs(s, "b", 1, "sb", NULL, 1); /* a write to sb (chunks changed) */
   search_outcome(s, "sa", q);  /* hit: sa did not change */
   search_outcome(s, NULL, q);  /* miss: any source may be in the answer */
+  search_outcome(s, "sb", q);  /* miss: sb was written */
+  search_outcome(s, "sb", q);  /* hit */
+  float bv[DIM] = {4, 3, 2, 1};
+  es_doc bd = {.id = "batch-doc", .embedding = bv, .dim = DIM, .source_id = "sb"};
+  ASSERT_OK(s, es_batch_upsert(s, &bd, 1, NULL, NULL));
+  search_outcome(s, "sb", q);  /* miss: the batch path invalidates too */
   es_delete_result dr;
   ASSERT_OK(s, es_delete_by_source(s, "sa", NULL, &dr));
   search_outcome(s, "sa", q);  /* miss */
@@ -361,14 +367,14 @@ TEST(search_cache_hits_and_is_invalidated_by_writes_to_its_sources) {
   es_results_free(r);
   es_stats *st = NULL;
   ASSERT_OK(s, es_get_statistics(s, NULL, &st));
-  ASSERT(fabs(st->cache_hit_rate - 4.0 / 8.0) < 1e-9);
+  ASSERT(fabs(st->cache_hit_rate - 5.0 / 11.0) < 1e-9);
   ASSERT(st->avg_search_ms >= 0);
   ASSERT(st->avg_insert_ms > 0);
   es_stats_free(st);
   es_close(s);
   ASSERT_SQL_STR("SELECT string_agg(metadata->>'cache', ',' ORDER BY id) FROM "
                  "performance_metrics WHERE operation = 'search'",
-                 "miss,hit,miss,hit,hit,miss,miss,hit");
+                 "miss,hit,miss,hit,hit,miss,miss,hit,miss,miss,hit");
 
   /* With the cache off, every search goes to the database. */
   es_options o;
