@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -132,12 +133,14 @@ void th_wait_exit(long pid) {
   close(fd);
 }
 
-/* Appends what fd has to say to *buf. */
-static int drain(int fd, char **buf, size_t *len) {
+/* Appends what fd has to *buf; false at end of file. */
+static bool drain(int fd, char **buf, size_t *len) {
   char tmp[65536];
   ssize_t n = read(fd, tmp, sizeof tmp);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN))
+    return true;
   if (n <= 0)
-    return n == 0 || errno != EINTR ? 0 : 1;
+    return false;
   char *g = realloc(*buf, *len + (size_t)n + 1);
   if (g == NULL)
     FAIL("out of memory");
@@ -145,43 +148,45 @@ static int drain(int fd, char **buf, size_t *len) {
   *len += (size_t)n;
   g[*len] = '\0';
   *buf = g;
-  return 1;
+  return true;
 }
 
-th_proc th_cli(const char *stdin_data, const char *const *argv) {
-  int in[2], out[2], err[2];
-  if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
+th_proc th_cli_io(const char *in, size_t inlen, int in_fd,
+                  const char *const *args) {
+  const char *argv[64] = {th_cli_path()};
+  size_t n = 1;
+  for (size_t i = 0; args[i] && n < 63; i++)
+    argv[n++] = args[i];
+  argv[n] = NULL;
+  int pin[2], pout[2], perr[2];
+  if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC))
     FAIL("pipe: %s", strerror(errno));
-  const char *args[64];
-  size_t n = 0;
-  args[n++] = th_cli_path();
-  for (size_t i = 0; argv[i] && n < 63; i++)
-    args[n++] = argv[i];
-  args[n] = NULL;
   fflush(NULL);
   pid_t pid = fork();
   if (pid < 0)
     FAIL("fork: %s", strerror(errno));
   if (pid == 0) {
-    dup2(in[0], 0);
-    dup2(out[1], 1);
-    dup2(err[1], 2);
+    dup2(in_fd >= 0 ? in_fd : pin[0], 0);
+    dup2(pout[1], 1);
+    dup2(perr[1], 2);
     unsetenv("EMBSTORE_DB");
-    execv(args[0], (char *const *)args);
+    execv(argv[0], (char *const *)argv);
     _exit(127);
   }
-  close(in[0]);
-  close(out[1]);
-  close(err[1]);
-  th_proc p = {0};
-  size_t olen = 0, elen = 0, ilen = stdin_data ? strlen(stdin_data) : 0, ioff = 0;
-  p.out = calloc(1, 1);
-  p.err = calloc(1, 1);
-  int ofd = out[0], efd = err[0], ifd = in[1];
+  close(pin[0]);
+  close(pout[1]);
+  close(perr[1]);
   signal(SIGPIPE, SIG_IGN);
-  if (ilen == 0) {
+  th_proc r = {0};
+  r.out = calloc(1, 1);
+  r.err = calloc(1, 1);
+  size_t olen = 0, elen = 0, off = 0;
+  int ofd = pout[0], efd = perr[0], ifd = pin[1];
+  if (inlen == 0 || in_fd >= 0) {
     close(ifd);
     ifd = -1;
+  } else {
+    fcntl(ifd, F_SETFL, O_NONBLOCK);
   }
   while (ofd >= 0 || efd >= 0) {
     struct pollfd fds[3];
@@ -194,19 +199,20 @@ th_proc th_cli(const char *stdin_data, const char *const *argv) {
         continue;
       FAIL("poll: %s", strerror(errno));
     }
-    if (io >= 0 && fds[io].revents && !drain(ofd, &p.out, &olen)) {
+    if (io >= 0 && fds[io].revents && !drain(ofd, &r.out, &olen)) {
       close(ofd);
       ofd = -1;
     }
-    if (ie >= 0 && fds[ie].revents && !drain(efd, &p.err, &elen)) {
+    if (ie >= 0 && fds[ie].revents && !drain(efd, &r.err, &elen)) {
       close(efd);
       efd = -1;
     }
     if (ii >= 0 && fds[ii].revents) {
-      ssize_t w = write(ifd, stdin_data + ioff, ilen - ioff);
+      size_t want = inlen - off < 1 << 20 ? inlen - off : 1 << 20;
+      ssize_t w = write(ifd, in + off, want);
       if (w > 0)
-        ioff += (size_t)w;
-      if (w < 0 || ioff == ilen) {
+        off += (size_t)w;
+      if ((w < 0 && errno != EAGAIN && errno != EINTR) || off == inlen) {
         close(ifd);
         ifd = -1;
       }
@@ -214,11 +220,18 @@ th_proc th_cli(const char *stdin_data, const char *const *argv) {
   }
   if (ifd >= 0)
     close(ifd);
-  int status;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  int status = 0;
+  struct rusage ru;
+  memset(&ru, 0, sizeof ru);
+  while (wait4(pid, &status, 0, &ru) < 0 && errno == EINTR) {
   }
-  p.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return p;
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.maxrss_kib = ru.ru_maxrss;
+  return r;
+}
+
+th_proc th_cli(const char *stdin_data, const char *const *argv) {
+  return th_cli_io(stdin_data, stdin_data ? strlen(stdin_data) : 0, -1, argv);
 }
 
 void th_proc_free(th_proc *p) {

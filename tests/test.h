@@ -124,13 +124,20 @@ void th_assert_text(const char *file, int line, const char *sql,
 const char *th_data(const char *name);
 
 typedef struct th_proc {
-  int status; /* exit status, or 128+signal */
-  char *out;  /* captured stdout (malloc'd, NUL-terminated) */
-  char *err;  /* captured stderr */
+  int status;      /* exit status, or 128+signal */
+  char *out;       /* captured stdout (malloc'd, NUL-terminated) */
+  char *err;       /* captured stderr */
+  long maxrss_kib; /* the tool's peak resident set (wait4); it includes
+                      what the child shared with us before exec, so a test
+                      that measures it must not hold large buffers */
 } th_proc;
 
-/* Runs the embstore binary with argv (NULL-terminated, without argv[0]),
- * feeding stdin_data (may be NULL) and EMBSTORE_DB unset unless env_db. */
+/* Runs the embstore binary with argv (NULL-terminated, without argv[0])
+ * and EMBSTORE_DB unset, feeding in[0..inlen) (NUL bytes and all) on its
+ * standard input, or in_fd when it is not -1. */
+th_proc th_cli_io(const char *in, size_t inlen, int in_fd,
+                  const char *const *argv);
+/* The same with a C string (or NULL) on standard input. */
 th_proc th_cli(const char *stdin_data, const char *const *argv);
 void th_proc_free(th_proc *p);
 

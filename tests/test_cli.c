@@ -366,24 +366,12 @@ static void write_docs(const char *path, int n) {
 
 /* Runs the CLI; returns its peak resident set in KiB. */
 static long peak_rss_kib(const char *const *argv) {
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid == 0) {
-    int null = open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    const char *args[16] = {th_cli_path()};
-    size_t n = 1;
-    for (size_t i = 0; argv[i] && n < 15; i++)
-      args[n++] = argv[i];
-    args[n] = NULL;
-    execv(args[0], (char *const *)args);
-    _exit(127);
-  }
-  int st;
-  struct rusage ru;
-  ASSERT_INT_EQ(wait4(pid, &st, 0, &ru), pid);
-  ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-  return ru.ru_maxrss;
+  th_proc p = th_cli_io(NULL, 0, -1, argv);
+  if (p.status != 0)
+    FAIL("exit %d: %s", p.status, p.err);
+  long kib = p.maxrss_kib;
+  th_proc_free(&p);
+  return kib;
 }
 
 TEST(cli_ingest_memory_does_not_grow_with_the_input) {

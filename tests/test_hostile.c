@@ -111,118 +111,19 @@ static char *nest(size_t n, char **stored) {
 
 /* ---- running the tool ------------------------------------------------------- */
 
-typedef struct run {
-  int status;      /* exit status, or 128+signal */
-  char *out, *err; /* captured, NUL-terminated */
-  long maxrss_kb;  /* the tool's peak resident set (wait4) */
-} run;
+typedef th_proc run;
 
-static void run_free(run *r) {
-  free(r->out);
-  free(r->err);
-  r->out = r->err = NULL;
-}
+static void run_free(run *r) { th_proc_free(r); }
 
-/* Appends what fd has to *buf; false at end of file. */
-static bool drain_fd(int fd, char **buf, size_t *len) {
-  char tmp[65536];
-  ssize_t n = read(fd, tmp, sizeof tmp);
-  if (n < 0 && (errno == EINTR || errno == EAGAIN))
-    return true;
-  if (n <= 0)
-    return false;
-  char *g = realloc(*buf, *len + (size_t)n + 1);
-  if (g == NULL)
-    FAIL("out of memory");
-  memcpy(g + *len, tmp, (size_t)n);
-  *len += (size_t)n;
-  g[*len] = '\0';
-  *buf = g;
-  return true;
-}
-
-/* Runs `embstore --db <test db> args...` with in[0..inlen) on stdin (NUL
- * bytes and all), or with in_fd as stdin when it is not -1, capturing
- * stdout, stderr and the tool's peak RSS.  The RSS of a forked child counts
- * what it shared with its parent before exec, so a test that measures it
- * must not hold large buffers itself. */
+/* Runs `embstore --db <test db> args...` (see th_cli_io). */
 static run run_cli_io(const char *in, size_t inlen, int in_fd,
                       const char *const *args) {
-  const char *argv[64] = {th_cli_path(), "--db", th_conninfo()};
-  size_t n = 3;
+  const char *argv[64] = {"--db", th_conninfo()};
+  size_t n = 2;
   for (size_t i = 0; args[i] && n < 63; i++)
     argv[n++] = args[i];
   argv[n] = NULL;
-  int pin[2], pout[2], perr[2];
-  if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC))
-    FAIL("pipe: %s", strerror(errno));
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0)
-    FAIL("fork: %s", strerror(errno));
-  if (pid == 0) {
-    dup2(in_fd >= 0 ? in_fd : pin[0], 0);
-    dup2(pout[1], 1);
-    dup2(perr[1], 2);
-    unsetenv("EMBSTORE_DB");
-    execv(argv[0], (char *const *)argv);
-    _exit(127);
-  }
-  close(pin[0]);
-  close(pout[1]);
-  close(perr[1]);
-  signal(SIGPIPE, SIG_IGN);
-  run r = {0};
-  r.out = calloc(1, 1);
-  r.err = calloc(1, 1);
-  size_t olen = 0, elen = 0, off = 0;
-  int ofd = pout[0], efd = perr[0], ifd = pin[1];
-  if (inlen == 0 || in_fd >= 0) {
-    close(ifd);
-    ifd = -1;
-  } else {
-    fcntl(ifd, F_SETFL, O_NONBLOCK);
-  }
-  while (ofd >= 0 || efd >= 0) {
-    struct pollfd fds[3];
-    int nf = 0, io = -1, ie = -1, ii = -1;
-    if (ofd >= 0) { io = nf; fds[nf++] = (struct pollfd){ofd, POLLIN, 0}; }
-    if (efd >= 0) { ie = nf; fds[nf++] = (struct pollfd){efd, POLLIN, 0}; }
-    if (ifd >= 0) { ii = nf; fds[nf++] = (struct pollfd){ifd, POLLOUT, 0}; }
-    if (poll(fds, (nfds_t)nf, -1) < 0) {
-      if (errno == EINTR)
-        continue;
-      FAIL("poll: %s", strerror(errno));
-    }
-    if (io >= 0 && fds[io].revents && !drain_fd(ofd, &r.out, &olen)) {
-      close(ofd);
-      ofd = -1;
-    }
-    if (ie >= 0 && fds[ie].revents && !drain_fd(efd, &r.err, &elen)) {
-      close(efd);
-      efd = -1;
-    }
-    if (ii >= 0 && fds[ii].revents) {
-      size_t want = inlen - off < 1 << 20 ? inlen - off : 1 << 20;
-      ssize_t w = write(ifd, in + off, want);
-      if (w > 0)
-        off += (size_t)w;
-      if ((w < 0 && errno != EAGAIN && errno != EINTR) || off == inlen) {
-        close(ifd);
-        ifd = -1;
-      }
-    }
-  }
-  if (ifd >= 0)
-    close(ifd);
-  int status = 0;
-  struct rusage ru;
-  memset(&ru, 0, sizeof ru);
-  while (wait4(pid, &status, 0, &ru) < 0 && errno == EINTR) {
-  }
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.maxrss_kb = ru.ru_maxrss;
-  return r;
+  return th_cli_io(in, inlen, in_fd, argv);
 }
 
 static run run_cli(const char *in, size_t inlen, const char *const *args) {
@@ -719,7 +620,7 @@ TEST(ingest_reports_a_100_mb_line_as_too_long_and_lands_its_neighbours_in_bounde
   ok_line(&small, "baseline");
   run r = ingest_args(&small, NULL);
   ASSERT_EXIT(r, 0);
-  long base_kb = r.maxrss_kb;
+  long base_kb = r.maxrss_kib;
   run_free(&r);
   free(small.p);
   th_exec("TRUNCATE embeddings CASCADE");
@@ -740,15 +641,15 @@ TEST(ingest_reports_a_100_mb_line_as_too_long_and_lands_its_neighbours_in_bounde
   json_decref(j);
   ASSERT_IDS("after4,after6,before1,before2");
   fprintf(stderr, "peak RSS: %ld KiB for one small line, %ld KiB with the "
-          "100 MB line (default limit)\n", base_kb, r.maxrss_kb);
+          "100 MB line (default limit)\n", base_kb, r.maxrss_kib);
   /* Never the whole line: at most the limit's worth of it.  (Under ASan,
    * realloc copies and freed blocks wait in quarantine: RSS says nothing.) */
-  if (!asan && r.maxrss_kb - base_kb >= (long)(big / 1024))
+  if (!asan && r.maxrss_kib - base_kb >= (long)(big / 1024))
     FAIL("peak RSS %ld KiB (%ld KiB for one small line): the tool held the "
-         "%zu-byte line", r.maxrss_kb, base_kb, big_len);
-  if (!asan && r.maxrss_kb >= base_kb + 64 * 1024 + 16 * 1024)
+         "%zu-byte line", r.maxrss_kib, base_kb, big_len);
+  if (!asan && r.maxrss_kib >= base_kb + 64 * 1024 + 16 * 1024)
     FAIL("peak RSS %ld KiB: more than the 64 MiB limit + 16 MiB over %ld KiB",
-         r.maxrss_kb, base_kb);
+         r.maxrss_kib, base_kb);
   run_free(&r);
 
   /* By name, with a 1 MiB limit: nothing of the long line is held. */
@@ -760,10 +661,10 @@ TEST(ingest_reports_a_100_mb_line_as_too_long_and_lands_its_neighbours_in_bounde
   assert_counts(j, 4, 0, 0, 2, 0, 6);
   ASSERT_ERROR(j, 0, 3, NULL, want, "1048576");
   json_decref(j);
-  fprintf(stderr, "peak RSS with --max-line-bytes 1 MiB: %ld KiB\n", r.maxrss_kb);
-  if (!asan && r.maxrss_kb >= base_kb + 16 * 1024)
+  fprintf(stderr, "peak RSS with --max-line-bytes 1 MiB: %ld KiB\n", r.maxrss_kib);
+  if (!asan && r.maxrss_kib >= base_kb + 16 * 1024)
     FAIL("peak RSS %ld KiB with --max-line-bytes 1 MiB (%ld KiB for one small "
-         "line)", r.maxrss_kb, base_kb);
+         "line)", r.maxrss_kib, base_kb);
   run_free(&r);
   ASSERT_IDS("after4,after6,before1,before2");
   unlink(path);
