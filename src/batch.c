@@ -14,6 +14,7 @@
  * A batch that PostgreSQL rejects is split in halves until the documents
  * at fault are isolated; transient failures (lost connection, deadlock)
  * retry the batch with backoff. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,35 @@ static void hash_item(item *x) {
   if (x->doc->has_chunks)
     es__doc_chunks_hash(x->doc, x->chunks_hash);
   x->hashed = true;
+}
+
+/* Hashes the next batch on a thread of its own while the current one is
+ * written: the first-load path would otherwise hash a batch's documents
+ * while the server waits for their rows. */
+typedef struct prehash {
+  item *it;
+  size_t n;
+  pthread_t thread;
+  bool started;
+} prehash;
+
+static void *prehash_run(void *arg) {
+  prehash *p = arg;
+  for (size_t i = 0; i < p->n; i++)
+    hash_item(&p->it[i]);
+  return NULL;
+}
+
+/* Starts hashing it[0..n); without a thread, hash_item does it later. */
+static void prehash_start(prehash *p, item *it, size_t n) {
+  *p = (prehash){.it = it, .n = n};
+  p->started = n > 0 && pthread_create(&p->thread, NULL, prehash_run, p) == 0;
+}
+
+static void prehash_wait(prehash *p) {
+  if (p->started)
+    pthread_join(p->thread, NULL);
+  p->started = false;
 }
 
 /* Applies the outcomes of a committed batch to the totals, and tells the
@@ -1006,7 +1036,12 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
     first = false;
     for (size_t lo = 0; rc == ES_OK && lo < ready; lo += b->opts.batch_size) {
       size_t len = ready - lo < b->opts.batch_size ? ready - lo : b->opts.batch_size;
+      size_t rest = ready - lo - len;
+      prehash next;
+      prehash_start(&next, cur + lo + len,
+                    rest < b->opts.batch_size ? rest : b->opts.batch_size);
       rc = write_range(b, cur + lo, len);
+      prehash_wait(&next);
       b->processed += len;
       if (rc != ES_OK && rc != ES_ECONNECT && rc != ES_ENOMEM)
         rc = ES_OK; /* that range is recorded as failed; the next may land */

@@ -624,6 +624,26 @@ static void *work(void *arg) {
       es_delete_result dr;
       rc = es_delete_by_source(s, source, NULL, &dr);
     }
+    if (rc == ES_OK && round == 22) {
+      /* Batches of one: the next batch is hashed while one is written. */
+      es_doc many[3];
+      char ids[3][48];
+      for (int k = 0; k < 3; k++) {
+        snprintf(ids[k], sizeof ids[k], "t%d-b%d", w->id, k);
+        many[k] = (es_doc){.id = ids[k], .text = "b", .embedding = v, .dim = 3,
+                           .source_id = source};
+      }
+      es_batch_options bo;
+      es_batch_options_init(&bo);
+      bo.batch_size = 1;
+      rc = es_batch_upsert(s, many, 3, &bo, &br);
+      if (rc == ES_OK && br->inserted != 3) {
+        w->failures++;
+        snprintf(w->err, sizeof w->err, "batch inserted %zu of 3", br->inserted);
+      }
+      es_batch_result_free(br);
+      br = NULL;
+    }
     if (rc != ES_OK) {
       w->failures++;
       snprintf(w->err, sizeof w->err, "%s", es_errmsg(s));
@@ -654,7 +674,8 @@ TEST(one_store_handle_serves_many_threads_at_once) {
   }
   PGconn *pg = connect_or_fail(th_conninfo());
   assert_consistent(s, pg);
-  ASSERT_INT_EQ(q_int(pg, "SELECT count(*) FROM embeddings"), N * 4); /* rounds 21..24 */
+  /* rounds 21..24, and the three of the batch of round 22 */
+  ASSERT_INT_EQ(q_int(pg, "SELECT count(*) FROM embeddings"), N * (4 + 3));
   PQfinish(pg);
   es_close(s);
   ASSERT_INT_GE(th_int("SELECT count(*) FROM performance_metrics WHERE "
