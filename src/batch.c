@@ -133,7 +133,8 @@ static void reset_pending(item *it, size_t n) {
 
 /* Computes the item's content hashes once, when first needed: on the
  * first-load path while its row is encoded into the COPY stream, so that
- * hashing overlaps the server's work on the rows sent before. */
+ * hashing overlaps the server's work on the rows sent before (unless the
+ * prehash thread below did it during the previous batch). */
 static void hash_item(item *x) {
   if (x->hashed)
     return;
