@@ -28,6 +28,7 @@
 
 #include "copy.h"
 #include "corpus.h"
+#include "report.h"
 
 typedef struct result {
   const char *layout, *scenario, *method;
@@ -369,13 +370,15 @@ static const result *find(const char *layout, const char *scenario,
 
 static void report(const char *path, const char *cmd, const corpus *c,
                    const char *versions) {
-  FILE *f = fopen(path, "w");
+  char *body = NULL;
+  size_t body_len = 0;
+  FILE *f = open_memstream(&body, &body_len);
   if (f == NULL)
-    die("cannot write %s", path);
+    die("out of memory");
   time_t t = time(NULL);
   char when[64];
   strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&t));
-  fprintf(f, "# Benchmarks\n\n"
+  fprintf(f, "## Ingest\n\n"
              "Produced by `%s` on %s (%ld cores; %s).\n"
              "Corpus: %zu documents of %zu dimensions with %zu chunks each "
              "(every chunk with a vector), %zu sources, %zu workspaces: %zu rows "
@@ -383,8 +386,7 @@ static void report(const char *path, const char *cmd, const corpus *c,
              "compare ratios, not absolute numbers (these machines are shared).\n\n",
           cmd, when, sysconf(_SC_NPROCESSORS_ONLN), versions, c->n_docs, c->dim,
           c->chunks_per_doc, c->n_sources, c->n_workspaces, corpus_rows(c));
-  fprintf(f, "## Ingest\n\n"
-             "| index during load | scenario | method | seconds | rows/s | "
+  fprintf(f, "| index during load | scenario | method | seconds | rows/s | "
              "vs ceiling | vs naive | note |\n|---|---|---|---:|---:|---:|---:|---|\n");
   for (size_t i = 0; i < n_results; i++) {
     const result *r = &results[i];
@@ -403,7 +405,9 @@ static void report(const char *path, const char *cmd, const corpus *c,
              "row's time (for a re-ingest: how it compares with rewriting "
              "everything at COPY speed); *vs naive* compares with the naive "
              "baseline in the same scenario.  Rows are documents plus chunks.\n");
-  fclose(f);
+  if (fclose(f) != 0 || report_section(path, "Ingest", body) != 0)
+    die("cannot write %s: %s", path, strerror(errno));
+  free(body);
 }
 
 int main(int argc, char **argv) {
