@@ -1109,9 +1109,14 @@ static int cmp_failure(const void *a, const void *b) {
 }
 
 /* After a load, the planner needs statistics: ANALYZE a table that never
- * had any, or that this session changed by a tenth or more.  Failures here
- * do not fail the load (autovacuum will analyse later). */
+ * had any, or that this session changed by a tenth or more.  When both
+ * need it, chunks is analysed on a second connection meanwhile (each
+ * ANALYZE keeps one CPU busy).  Failures here do not fail the load
+ * (autovacuum will analyse later). */
 static void analyze_if_needed(es_batch *b) {
+  static const char *const sql[2] = {
+      "BEGIN; SET LOCAL statement_timeout = 0; ANALYZE embeddings; COMMIT",
+      "BEGIN; SET LOCAL statement_timeout = 0; ANALYZE chunks; COMMIT"};
   size_t written = b->res.inserted + b->res.updated + b->res.duplicates;
   if (written == 0 || ensure_conn(b) != ES_OK)
     return;
@@ -1122,23 +1127,30 @@ static void analyze_if_needed(es_batch *b) {
     PQclear(r);
     return;
   }
+  bool need[2] = {false, false};
   for (int i = 0; i < PQntuples(r); i++) {
     double tuples = strtod(PQgetvalue(r, i, 1), NULL);
     bool chunks = strcmp(PQgetvalue(r, i, 0), "chunks") == 0;
     double changed = chunks ? (double)b->res.chunks_written : (double)written;
-    if (tuples >= 0 && changed < 0.1 * tuples)
-      continue;
-    es_status rc = es__begin(b->s, b->conn);
-    if (rc == ES_OK)
-      rc = es__no_timeout(b->s, b->conn);
-    if (rc == ES_OK)
-      rc = exec(b, chunks ? "ANALYZE chunks" : "ANALYZE embeddings",
-                "ANALYZE after the load failed");
-    if (rc == ES_OK)
-      rc = es__commit(b->s, b->conn);
-    es__rollback(b->conn);
+    need[chunks] = tuples < 0 || changed >= 0.1 * tuples;
   }
   PQclear(r);
+  es__conn *other = NULL;
+  if (need[0] && need[1] && es__acquire_quiet(b->s, &other) == ES_OK) {
+    if (PQsendQuery(other->pg, sql[1]))
+      need[1] = false;
+  }
+  for (int t = 0; t < 2; t++)
+    if (need[t]) {
+      PQclear(PQexec(b->conn->pg, sql[t]));
+      if (PQtransactionStatus(b->conn->pg) != PQTRANS_IDLE)
+        PQclear(PQexec(b->conn->pg, "ROLLBACK"));
+    }
+  if (other != NULL) {
+    while ((r = PQgetResult(other->pg)) != NULL)
+      PQclear(r);
+    es__release(b->s, other); /* closed if the ANALYZE failed mid-way */
+  }
 }
 
 es_status es_batch_end(es_batch *b, es_batch_result **out) {

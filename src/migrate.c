@@ -27,6 +27,7 @@ static es_status m_base(es_store *, es__conn *, migrate_ctx *);
 static es_status m_indexes(es_store *, es__conn *, migrate_ctx *);
 static es_status m_chunks_fk(es_store *, es__conn *, migrate_ctx *);
 static es_status m_counts(es_store *, es__conn *, migrate_ctx *);
+static es_status m_statistics(es_store *, es__conn *, migrate_ctx *);
 static es_status insert_meta(es_store *, es__conn *, migrate_ctx *);
 
 typedef struct migration {
@@ -40,6 +41,7 @@ static const migration migrations[] = {
     {2, "required indexes and HNSW index", m_indexes},
     {3, "chunks.document_id foreign key", m_chunks_fk},
     {4, "per-source counters kept by triggers", m_counts},
+    {5, "no statistics for columns nothing filters on", m_statistics},
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
@@ -160,6 +162,12 @@ static es_status m_chunks_fk(es_store *s, es__conn *c, migrate_ctx *m) {
 static es_status m_counts(es_store *s, es__conn *c, migrate_ctx *m) {
   (void)m;
   return es__exec(s, c, es__sql_004_counts, "migration 4 (counters) failed");
+}
+
+static es_status m_statistics(es_store *s, es__conn *c, migrate_ctx *m) {
+  (void)m;
+  return es__exec(s, c, es__sql_005_statistics,
+                  "migration 5 (column statistics) failed");
 }
 
 /* The vector column of table as (type, dimension); dim -1 when the column

@@ -45,6 +45,7 @@
   X(batch_folds_duplicate_ids_last_one_wins, DB)                             \
   X(batch_replaces_chunk_sets_and_refuses_chunks_of_other_documents, DB)     \
   X(batch_progress_and_metrics_are_reported_per_batch, DB)                   \
+  X(batch_analyzes_both_tables_after_a_large_load_only, DB)                  \
   X(batch_defers_the_hnsw_index_and_builds_it_at_the_end, DB)                \
   /* hostile input: every bad line named, every valid line lands */       \
   X(ingest_reports_invalid_utf8_per_line_and_lands_the_rest, DB)            \

@@ -294,6 +294,47 @@ TEST(batch_progress_and_metrics_are_reported_per_batch) {
   free_docs(&a);
 }
 
+TEST(batch_analyzes_both_tables_after_a_large_load_only) {
+  es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
+  enum { N = 200 };
+  docs a = make_docs("an", N, "src");
+  es_chunk *ch = calloc(2 * N, sizeof *ch);
+  char(*cid)[32] = calloc(2 * N, sizeof *cid);
+  for (size_t i = 0; i < N; i++) {
+    for (int k = 0; k < 2; k++) {
+      snprintf(cid[2 * i + k], sizeof cid[0], "an%zu#%d", i, k);
+      ch[2 * i + k] = (es_chunk){.id = cid[2 * i + k], .text = "c",
+                                 .embedding = a.d[i].embedding, .dim = DIM};
+    }
+    a.d[i].chunks = ch + 2 * i;
+    a.d[i].n_chunks = 2;
+    a.d[i].has_chunks = 1;
+  }
+  es_batch_result_free(upsert(s, a.d, N - 1, 50, ES_OK));
+  /* Both tables were analysed (the chunks on a second connection), with
+   * statistics where filters and joins need them and none elsewhere. */
+  ASSERT_INT_EQ(th_int("SELECT reltuples::int FROM pg_class WHERE relname = 'embeddings'"),
+                N - 1);
+  ASSERT_INT_EQ(th_int("SELECT reltuples::int FROM pg_class WHERE relname = 'chunks'"),
+                2 * (N - 1));
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_stats WHERE (tablename, attname) IN "
+                       "(('embeddings', 'source_id'), ('chunks', 'document_id'))"),
+                2);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_stats WHERE tablename IN "
+                       "('embeddings', 'chunks') AND attname IN ('metadata', "
+                       "'embedding', 'content_hash')"),
+                0);
+  /* One more document is not worth another ANALYZE. */
+  es_batch_result_free(upsert(s, a.d + N - 1, 1, 50, ES_OK));
+  ASSERT_INT_EQ(th_int("SELECT reltuples::int FROM pg_class WHERE relname = 'embeddings'"),
+                N - 1);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), N);
+  free(cid);
+  free(ch);
+  free_docs(&a);
+  es_close(s);
+}
+
 TEST(batch_defers_the_hnsw_index_and_builds_it_at_the_end) {
   es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
   docs a = make_docs("h", 300, NULL);
