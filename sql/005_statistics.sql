@@ -2,9 +2,9 @@
 -- filters or joins on by value, as 004 did for vectors and texts.
 --
 -- ANALYZE runs after every large load; per column it sorts the sampled
--- values, and whole metadata documents (jsonb comparisons) and hashes
--- made up most of that work: a post-load ANALYZE of both tables took
--- 280 ms before and 180 ms after this, at 30,000 documents.  Workspace
+-- values, and sorting whole metadata documents (jsonb comparisons), ids
+-- and hashes was a third of that work: a post-load ANALYZE of both tables
+-- took 280 ms before and 180 ms after this, at 30,000 documents.  Workspace
 -- filters keep their statistics through the expression index on
 -- (metadata->>'workspace'); ids are unique through their primary keys,
 -- which the planner uses without column statistics.
