@@ -58,6 +58,20 @@ es_store *th_open_init(int dim, es_metric metric) {
   return s;
 }
 
+es_batch_result *th_batch_upsert(es_store *s, const es_doc *d, size_t n,
+                                 size_t batch_size, es_status want) {
+  es_batch_options o;
+  es_batch_options_init(&o);
+  o.batch_size = batch_size;
+  es_batch_result *r = NULL;
+  es_status rc = es_batch_upsert(s, d, n, &o, &r);
+  if (rc != want)
+    FAIL("es_batch_upsert: want %s, got %s: %s", es_status_name(want),
+         es_status_name(rc), es_errmsg(s));
+  ASSERT(r != NULL);
+  return r;
+}
+
 /* One connection per test process, opened on first use. */
 static PGconn *test_conn(void) {
   static PGconn *pg;

@@ -106,6 +106,10 @@ const char *th_tmpdir(void);
 es_store *th_open(void);
 /* Opens a store and runs es_init(dim, metric). */
 es_store *th_open_init(int dim, es_metric metric);
+/* Runs es_batch_upsert in batches of batch_size; fails the test unless it
+ * returns want.  The result is never NULL. */
+es_batch_result *th_batch_upsert(es_store *s, const es_doc *d, size_t n,
+                                 size_t batch_size, es_status want);
 
 /* Runs SQL on this test's database; fails the test on error. */
 void th_exec(const char *sql);

@@ -42,21 +42,6 @@ static void free_docs(docs *s) {
   free(s->texts);
 }
 
-/* Runs es_batch_upsert and returns the result (never NULL). */
-static es_batch_result *upsert(es_store *s, const es_doc *d, size_t n,
-                               size_t batch_size, es_status want) {
-  es_batch_options o;
-  es_batch_options_init(&o);
-  o.batch_size = batch_size;
-  es_batch_result *r = NULL;
-  es_status rc = es_batch_upsert(s, d, n, &o, &r);
-  if (rc != want)
-    FAIL("es_batch_upsert: want %s, got %s: %s", es_status_name(want),
-         es_status_name(rc), es_errmsg(s));
-  ASSERT(r != NULL);
-  return r;
-}
-
 #define ASSERT_COUNTS(r, ins, upd, unch, fail, dup)       \
   do {                                                    \
     ASSERT_INT_EQ((r)->inserted, ins);                    \
@@ -70,7 +55,7 @@ static es_batch_result *upsert(es_store *s, const es_doc *d, size_t n,
 TEST(batch_counts_inserted_updated_unchanged_exactly_on_every_path) {
   es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
   docs a = make_docs("d", 250, "src");
-  es_batch_result *r = upsert(s, a.d, 250, 100, ES_OK); /* first load: COPY */
+  es_batch_result *r = th_batch_upsert(s, a.d, 250, 100, ES_OK); /* first load: COPY */
   ASSERT_COUNTS(r, 250, 0, 0, 0, 0);
   ASSERT_INT_EQ(r->batches, 3);
   es_batch_result_free(r);
@@ -78,7 +63,7 @@ TEST(batch_counts_inserted_updated_unchanged_exactly_on_every_path) {
   char *xmins = th_text("SELECT md5(string_agg(xmin::text || updated_at::text, "
                         "',' ORDER BY id)) FROM embeddings");
 
-  r = upsert(s, a.d, 250, 100, ES_OK); /* identical: nothing rewritten */
+  r = th_batch_upsert(s, a.d, 250, 100, ES_OK); /* identical: nothing rewritten */
   ASSERT_COUNTS(r, 0, 0, 250, 0, 0);
   es_batch_result_free(r);
   ASSERT_SQL_STR("SELECT md5(string_agg(xmin::text || updated_at::text, ',' "
@@ -96,7 +81,7 @@ TEST(batch_counts_inserted_updated_unchanged_exactly_on_every_path) {
     else
       b.d[i].metadata_json = "{\"changed\": true}";
   }
-  r = upsert(s, b.d, 280, 100, ES_OK);
+  r = th_batch_upsert(s, b.d, 280, 100, ES_OK);
   ASSERT_COUNTS(r, 30, 25, 225, 0, 0);
   es_batch_result_free(r);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 280);
@@ -124,7 +109,7 @@ TEST(batch_reports_invalid_documents_by_position_and_lands_the_rest) {
   a.d[8].has_chunks = 1;
   a.d[8].chunks = twice;
   a.d[8].n_chunks = 2;
-  es_batch_result *r = upsert(s, a.d, 10, 4, ES_EPARTIAL);
+  es_batch_result *r = th_batch_upsert(s, a.d, 10, 4, ES_EPARTIAL);
   ASSERT_COUNTS(r, 3, 0, 0, 7, 0);
   static const struct {
     size_t pos;
@@ -158,7 +143,7 @@ TEST(batch_isolates_documents_the_database_rejects_and_lands_the_others) {
   strcpy(a.texts[0], "forbidden 0");
   strcpy(a.texts[41], "forbidden 41");
   strcpy(a.texts[99], "forbidden 99");
-  es_batch_result *r = upsert(s, a.d, 100, 100, ES_EPARTIAL);
+  es_batch_result *r = th_batch_upsert(s, a.d, 100, 100, ES_EPARTIAL);
   ASSERT_COUNTS(r, 97, 0, 0, 3, 0);
   size_t want[3] = {0, 41, 99};
   for (int i = 0; i < 3; i++) {
@@ -179,7 +164,7 @@ TEST(batch_isolates_documents_the_database_rejects_and_lands_the_others) {
   strcpy(b.texts[30], "fine, changed");
   strcpy(b.texts[50], "fine, changed");
   strcpy(b.texts[60], "fine, changed");
-  r = upsert(s, b.d, 100, 25, ES_EPARTIAL);
+  r = th_batch_upsert(s, b.d, 100, 25, ES_EPARTIAL);
   ASSERT_COUNTS(r, 0, 3, 92, 5, 0);
   es_batch_result_free(r);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings WHERE text = 'fine, changed'"), 3);
@@ -195,7 +180,7 @@ TEST(batch_folds_duplicate_ids_last_one_wins) {
   a.d[2].id = "u0"; /* u0 three times: the last (position 4) wins */
   a.d[4].id = "u0";
   strcpy(a.texts[4], "the last u0");
-  es_batch_result *r = upsert(s, a.d, 6, 2, ES_OK);
+  es_batch_result *r = th_batch_upsert(s, a.d, 6, 2, ES_OK);
   ASSERT_COUNTS(r, 4, 0, 0, 0, 2);
   es_batch_result_free(r);
   ASSERT_SQL_STR("SELECT text FROM embeddings WHERE id = 'u0'", "the last u0");
@@ -225,7 +210,7 @@ TEST(batch_replaces_chunk_sets_and_refuses_chunks_of_other_documents) {
   es_chunk c1[1] = {{.id = "p1-a", .text = "x"}};
   a.d[0].has_chunks = 1, a.d[0].chunks = c0, a.d[0].n_chunks = 3;
   a.d[1].has_chunks = 1, a.d[1].chunks = c1, a.d[1].n_chunks = 1;
-  es_batch_result *r = upsert(s, a.d, 3, 10, ES_OK);
+  es_batch_result *r = th_batch_upsert(s, a.d, 3, 10, ES_OK);
   ASSERT_INT_EQ(r->chunks_written, 4);
   es_batch_result_free(r);
 
@@ -240,7 +225,7 @@ TEST(batch_replaces_chunk_sets_and_refuses_chunks_of_other_documents) {
   b.d[2].has_chunks = 1, b.d[2].chunks = n2, b.d[2].n_chunks = 1;
   b.d[3].has_chunks = 1, b.d[3].chunks = n3, b.d[3].n_chunks = 1;
   strcpy(b.texts[1], "p1 changed");
-  r = upsert(s, b.d, 4, 10, ES_EPARTIAL);
+  r = th_batch_upsert(s, b.d, 4, 10, ES_EPARTIAL);
   ASSERT_COUNTS(r, 0, 2, 0, 2, 0);
   ASSERT_INT_EQ(r->failures[0].position, 2);
   ASSERT_CONTAINS(r->failures[0].error, "chunk id \"p1-a\" belongs to document \"p1\"");
@@ -310,7 +295,7 @@ TEST(batch_analyzes_both_tables_after_a_large_load_only) {
     a.d[i].n_chunks = 2;
     a.d[i].has_chunks = 1;
   }
-  es_batch_result_free(upsert(s, a.d, N - 1, 50, ES_OK));
+  es_batch_result_free(th_batch_upsert(s, a.d, N - 1, 50, ES_OK));
   /* Both tables were analysed (the chunks on a second connection), with
    * statistics where filters and joins need them and none elsewhere. */
   ASSERT_INT_EQ(th_int("SELECT reltuples::int FROM pg_class WHERE relname = 'embeddings'"),
@@ -325,7 +310,7 @@ TEST(batch_analyzes_both_tables_after_a_large_load_only) {
                        "'embedding', 'content_hash')"),
                 0);
   /* One more document is not worth another ANALYZE. */
-  es_batch_result_free(upsert(s, a.d + N - 1, 1, 50, ES_OK));
+  es_batch_result_free(th_batch_upsert(s, a.d + N - 1, 1, 50, ES_OK));
   ASSERT_INT_EQ(th_int("SELECT reltuples::int FROM pg_class WHERE relname = 'embeddings'"),
                 N - 1);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), N);

@@ -1228,19 +1228,6 @@ TEST(ingest_exits_2_and_reports_every_line_when_no_line_is_valid) {
 
 /* ---- the library ----------------------------------------------------------------------------- */
 
-static es_batch_result *upsert_all(es_store *s, const es_doc *d, size_t n,
-                                   size_t batch_size, es_status want) {
-  es_batch_options o;
-  es_batch_options_init(&o);
-  o.batch_size = batch_size;
-  es_batch_result *r = NULL;
-  es_status rc = es_batch_upsert(s, d, n, &o, &r);
-  if (rc != want)
-    FAIL("es_batch_upsert: want %s, got %s: %s", es_status_name(want),
-         es_status_name(rc), es_errmsg(s));
-  ASSERT(r != NULL);
-  return r;
-}
 
 /* failures[i] is at position pos and says every one of wants. */
 static void assert_failure_v(const es_batch_result *r, size_t i, size_t pos,
@@ -1301,7 +1288,7 @@ TEST(batch_upsert_refuses_hostile_documents_by_position_and_lands_the_rest) {
   d[21].source_id = "\xe2\x82";
   d[22].metadata_json = "{\"a\":\"\x01\"}";
   d[23].id = "";
-  es_batch_result *r = upsert_all(s, d, N, 4, ES_EPARTIAL);
+  es_batch_result *r = th_batch_upsert(s, d, N, 4, ES_EPARTIAL);
   ASSERT_INT_EQ(r->inserted, 2);
   ASSERT_INT_EQ(r->failed, 22);
   ASSERT_INT_EQ(r->n_failures, 22);
@@ -1356,7 +1343,7 @@ TEST(batch_upsert_refuses_invalid_utf8_and_nul_in_metadata_before_sending) {
        .n_chunks = 1},
       {.id = "M5", .embedding = v, .dim = DIM},
   };
-  es_batch_result *r = upsert_all(s, d, 6, 100, ES_EPARTIAL);
+  es_batch_result *r = th_batch_upsert(s, d, 6, 100, ES_EPARTIAL);
   ASSERT_INT_EQ(r->inserted, 2);
   ASSERT_INT_EQ(r->failed, 4);
   ASSERT_IDS("M0,M5");
