@@ -368,23 +368,19 @@ static const result *find(const char *layout, const char *scenario,
   return NULL;
 }
 
-static void report(const char *path, const char *cmd, const corpus *c,
-                   const char *versions) {
-  char *body = NULL;
-  size_t body_len = 0;
-  FILE *f = open_memstream(&body, &body_len);
-  if (f == NULL)
+static void write_report(const char *path, const char *cmd, const corpus *c,
+                         const char *versions) {
+  report rep;
+  if (report_open(&rep) != 0)
     die("out of memory");
-  time_t t = time(NULL);
-  char when[64];
-  strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&t));
+  FILE *f = rep.f;
   fprintf(f, "## Ingest\n\n"
              "Produced by `%s` on %s (%ld cores; %s).\n"
              "Corpus: %zu documents of %zu dimensions with %zu chunks each "
              "(every chunk with a vector), %zu sources, %zu workspaces: %zu rows "
              "a load.  All figures come from this one run on one machine; "
              "compare ratios, not absolute numbers (these machines are shared).\n\n",
-          cmd, when, sysconf(_SC_NPROCESSORS_ONLN), versions, c->n_docs, c->dim,
+          cmd, rep.when, sysconf(_SC_NPROCESSORS_ONLN), versions, c->n_docs, c->dim,
           c->chunks_per_doc, c->n_sources, c->n_workspaces, corpus_rows(c));
   fprintf(f, "| index during load | scenario | method | seconds | rows/s | "
              "vs ceiling | vs naive | note |\n|---|---|---|---:|---:|---:|---:|---|\n");
@@ -405,9 +401,8 @@ static void report(const char *path, const char *cmd, const corpus *c,
              "row's time (for a re-ingest: how it compares with rewriting "
              "everything at COPY speed); *vs naive* compares with the naive "
              "baseline in the same scenario.  Rows are documents plus chunks.\n");
-  if (fclose(f) != 0 || report_section(path, "Ingest", body) != 0)
+  if (report_close(&rep, path, "Ingest") != 0)
     die("cannot write %s: %s", path, strerror(errno));
-  free(body);
 }
 
 int main(int argc, char **argv) {
@@ -581,7 +576,7 @@ int main(int argc, char **argv) {
       admin_exec(sql);
     }
   }
-  report(out, cmd, &c, versions);
+  write_report(out, cmd, &c, versions);
   printf("wrote %s\n", out);
   corpus_free(&c);
   PQfinish(admin);

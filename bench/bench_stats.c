@@ -177,15 +177,10 @@ int main(int argc, char **argv) {
          "(plain %.0f ms); %lld counter rows\n",
          st_all, plain_all, st_ws, plain_ws, delta_rows);
 
-  char *body = NULL;
-  size_t body_len = 0;
-  FILE *f = open_memstream(&body, &body_len);
-  if (f == NULL)
+  report rep;
+  if (report_open(&rep) != 0)
     die("out of memory");
-  time_t now = time(NULL);
-  char when[64];
-  strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&now));
-  fprintf(f, "## Statistics\n\n"
+  fprintf(rep.f, "## Statistics\n\n"
              "Produced by `%s` on %s: %zu documents and %zu chunks "
              "(%zu dimensions), 100 sources, 10 workspaces, loaded through "
              "es_batch_upsert in %.0f s so that the triggers kept the "
@@ -195,12 +190,11 @@ int main(int argc, char **argv) {
              "|---|---:|---:|---:|\n"
              "| whole store | %.1f ms | %.0f ms | %.0f× |\n"
              "| one workspace | %.1f ms | %.0f ms | %.0f× |\n",
-          cmd, when, docs, docs * chunks, dim, load_s, delta_rows, REPEAT,
+          cmd, rep.when, docs, docs * chunks, dim, load_s, delta_rows, REPEAT,
           st_all, plain_all, plain_all / st_all, st_ws, plain_ws,
           plain_ws / st_ws);
-  if (fclose(f) != 0 || report_section(out, "Statistics", body) != 0)
+  if (report_close(&rep, out, "Statistics") != 0)
     die("cannot write %s: %s", out, strerror(errno));
-  free(body);
   es_close(s);
   es_cluster_stop(cluster);
   es_cluster_close(cluster);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The whole file as a string ("" when it does not exist), or NULL. */
 static char *slurp(const char *path) {
@@ -51,7 +52,7 @@ static const char *find_heading(const char *text, const char *name) {
   return NULL;
 }
 
-int report_section(const char *path, const char *name, const char *body) {
+static int write_section(const char *path, const char *name, const char *body) {
   char *old = slurp(path);
   if (old == NULL)
     return -1;
@@ -87,4 +88,21 @@ int report_section(const char *path, const char *name, const char *body) {
     return -1;
   }
   return 0;
+}
+
+int report_open(report *r) {
+  *r = (report){0};
+  time_t now = time(NULL);
+  strftime(r->when, sizeof r->when, "%Y-%m-%d %H:%M UTC", gmtime(&now));
+  r->f = open_memstream(&r->body, &r->len);
+  return r->f ? 0 : -1;
+}
+
+int report_close(report *r, const char *path, const char *name) {
+  int rc = fclose(r->f) == 0 ? write_section(path, name, r->body) : -1;
+  int e = errno;
+  free(r->body);
+  *r = (report){0};
+  errno = e;
+  return rc;
 }
