@@ -292,6 +292,24 @@ static void *run_delete(void *arg) {
   return NULL;
 }
 
+/* Starts deleting d->source on a thread (*t), lets it reach the row lock
+ * that locker takes on chunk chunk_id, and terminates its connection
+ * there.  Returns the terminated backend's pid; locker stays in its
+ * transaction. */
+static long delete_cut_off_at(PGconn *locker, PGconn *watch, const char *chunk_id,
+                              bg_delete *d, pthread_t *t) {
+  char sql[128];
+  q_exec(locker, "BEGIN");
+  snprintf(sql, sizeof sql, "SELECT * FROM chunks WHERE id = '%s' FOR UPDATE",
+           chunk_id);
+  q_exec(locker, sql);
+  ASSERT_INT_EQ(pthread_create(t, NULL, run_delete, d), 0);
+  long pid = waiting_backend(watch, "DELETE FROM chunks");
+  snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%ld)", pid);
+  q_exec(watch, sql);
+  return pid;
+}
+
 static es_store *open_with_retries(int retries) {
   es_options o;
   es_options_init(&o);
@@ -316,15 +334,9 @@ TEST(delete_cut_off_by_a_dropped_connection_changes_nothing) {
   PGconn *locker = connect_or_fail(th_conninfo());
   PGconn *watch = connect_or_fail(th_conninfo());
   /* The delete will have removed some chunks when it reaches this one. */
-  q_exec(locker, "BEGIN");
-  q_exec(locker, "SELECT * FROM chunks WHERE id = 'd00039#2' FOR UPDATE");
   bg_delete d = {.s = s, .source = "doomed"};
   pthread_t t;
-  ASSERT_INT_EQ(pthread_create(&t, NULL, run_delete, &d), 0);
-  long pid = waiting_backend(watch, "DELETE FROM chunks");
-  char sql[96];
-  snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%ld)", pid);
-  q_exec(watch, sql);
+  delete_cut_off_at(locker, watch, "d00039#2", &d, &t);
   pthread_join(t, NULL);
   q_exec(locker, "ROLLBACK");
   ASSERT_INT_EQ(d.rc, ES_ECONNECT);
@@ -351,15 +363,9 @@ TEST(delete_retries_after_a_dropped_connection_and_counts_exactly) {
   ASSERT_OK(s, es_batch_upsert(s, a.docs, 30, NULL, NULL));
   PGconn *locker = connect_or_fail(th_conninfo());
   PGconn *watch = connect_or_fail(th_conninfo());
-  q_exec(locker, "BEGIN");
-  q_exec(locker, "SELECT * FROM chunks WHERE id = 'd00029#1' FOR UPDATE");
   bg_delete d = {.s = s, .source = "doomed"};
   pthread_t t;
-  ASSERT_INT_EQ(pthread_create(&t, NULL, run_delete, &d), 0);
-  long pid = waiting_backend(watch, "DELETE FROM chunks");
-  char sql[96];
-  snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%ld)", pid);
-  q_exec(watch, sql);
+  long pid = delete_cut_off_at(locker, watch, "d00029#1", &d, &t);
   /* The retry comes back to the same lock, on a new connection. */
   long again = waiting_backend_except(watch, "DELETE FROM chunks", pid);
   ASSERT(again != pid);
