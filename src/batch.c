@@ -1129,7 +1129,7 @@ static void analyze_if_needed(es_batch *b) {
   }
   bool need[2] = {false, false};
   for (int i = 0; i < PQntuples(r); i++) {
-    double tuples = strtod(PQgetvalue(r, i, 1), NULL);
+    double tuples = es__strtod(PQgetvalue(r, i, 1), NULL);
     bool chunks = strcmp(PQgetvalue(r, i, 0), "chunks") == 0;
     double changed = chunks ? (double)b->res.chunks_written : (double)written;
     need[chunks] = tuples < 0 || changed >= 0.1 * tuples;

@@ -48,24 +48,13 @@ typedef struct cleanup_ctx {
   const es_cleanup_options *o;
   es_cleanup_result *r;
   bool counted;    /* totals found (by the first attempt) */
-  char cutoff[64]; /* documents without a vector created before this */
+  /* Documents without a vector created before this are stale: a
+   * timestamptz in PostgreSQL's binary form (microseconds since 2000),
+   * so that no DateStyle or TimeZone can change it on the way back. */
+  char cutoff[8];
   /* what all attempts deleted (a retry continues where one stopped) */
   int64_t batches, chunks_gone, docs_gone, kids;
 } cleanup_ctx;
-
-/* One value from a parameterised query. */
-static es_status scalar(es_store *s, es__conn *c, const char *sql, int n,
-                        const char *const *v, const char *what, char *out,
-                        size_t cap) {
-  PGresult *r = PQexecParams(c->pg, sql, n, NULL, v, NULL, NULL, 0);
-  es_status rc = ES_OK;
-  if (!es__res_ok(r) || PQntuples(r) != 1)
-    rc = es__fail_pg(s, c->pg, r, what);
-  else
-    snprintf(out, cap, "%s", PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
-  PQclear(r);
-  return rc;
-}
 
 /* Deletes one batch with sql ($1 = after this id, $2 = limit, $3 = cutoff)
  * in its own transaction; *last receives the batch's greatest id ("" when
@@ -76,10 +65,13 @@ static es_status delete_batch(es_store *s, es__conn *c, const char *sql,
                               const char *cutoff, char *last, size_t cap,
                               int64_t *rows, int64_t *cascaded) {
   const char *v[3] = {after, limit, cutoff};
+  const Oid types[3] = {0, 0, ES__TIMESTAMPTZOID};
+  const int lengths[3] = {0, 0, 8}, formats[3] = {0, 0, 1};
   es_status rc = es__begin(s, c);
   if (rc != ES_OK)
     return rc;
-  PGresult *r = PQexecParams(c->pg, sql, cutoff ? 3 : 2, NULL, v, NULL, NULL, 0);
+  PGresult *r = PQexecParams(c->pg, sql, cutoff ? 3 : 2, types, v, lengths,
+                             formats, 0);
   if (!es__res_ok(r)) {
     rc = es__fail_pg(s, c->pg, r, "cleanup batch failed");
     PQclear(r);
@@ -123,18 +115,31 @@ static es_status find(es_store *s, es__conn *c, cleanup_ctx *x,
   /* The grace period is measured once: what turns old meanwhile waits. */
   snprintf(buf, sizeof buf, "%d", x->o->min_age_s);
   const char *age[1] = {buf};
-  if ((rc = scalar(s, c, "SELECT (now() - make_interval(secs => $1::int))::text",
-                   1, age, "cannot read the clock", x->cutoff,
-                   sizeof x->cutoff)) != ES_OK)
+  PGresult *q = PQexecParams(c->pg, "SELECT now() - make_interval(secs => $1::int)",
+                             1, NULL, age, NULL, NULL, 1);
+  if (!es__res_ok(q) || PQntuples(q) != 1 || PQgetlength(q, 0, 0) != 8) {
+    rc = es__fail_pg(s, c->pg, q, "cannot read the clock");
+    PQclear(q);
     return rc;
+  }
+  memcpy(x->cutoff, PQgetvalue(q, 0, 0), 8);
+  PQclear(q);
   r->orphaned_chunks = 0;
   if (!fk->valid) /* with a valid key there can be no orphaned chunk */
     rc = es__count_orphan_chunks(s, c, &r->orphaned_chunks);
-  const char *cut[1] = {x->cutoff};
-  if (rc == ES_OK)
-    rc = scalar(s, c, "SELECT count(*) FROM embeddings WHERE embedding IS NULL "
-                "AND created_at < $1::timestamptz",
-                1, cut, "cannot count documents without a vector", buf, sizeof buf);
+  if (rc == ES_OK) {
+    const char *cut[1] = {x->cutoff};
+    const Oid types[1] = {ES__TIMESTAMPTZOID};
+    const int lengths[1] = {8}, formats[1] = {1};
+    q = PQexecParams(c->pg, "SELECT count(*) FROM embeddings WHERE embedding "
+                     "IS NULL AND created_at < $1::timestamptz",
+                     1, types, cut, lengths, formats, 0);
+    if (!es__res_ok(q) || PQntuples(q) != 1)
+      rc = es__fail_pg(s, c->pg, q, "cannot count documents without a vector");
+    else
+      snprintf(buf, sizeof buf, "%s", PQgetvalue(q, 0, 0));
+    PQclear(q);
+  }
   if (rc == ES_OK) {
     r->orphaned_embeddings = strtoll(buf, NULL, 10);
     x->counted = true;

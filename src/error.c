@@ -129,12 +129,22 @@ es_status es__fail_pg(es_store *store, PGconn *pg, const PGresult *res,
     snprintf(detail + n, sizeof detail - n, " (in %.*s)", (int)(len > 64 ? 64 : len),
              column);
   }
-  if (st != NULL && strcmp(st, "57014") == 0 && store->opts.statement_timeout_ms > 0)
-    snprintf(e->msg, sizeof e->msg, "%s: %s (SQLSTATE %s; the statement timeout "
-             "is %d ms: another session may hold a lock this operation needs)",
-             what, detail, st, store->opts.statement_timeout_ms);
-  else if (st != NULL)
-    snprintf(e->msg, sizeof e->msg, "%s: %s (SQLSTATE %s)", what, detail, st);
+  /* A lock wait that timed out names who holds the locks (looked up on
+   * another connection: this one is in an aborted transaction). */
+  char why[600] = "";
+  bool timeout = st != NULL && strcmp(st, "57014") == 0;
+  bool lock_wait = st != NULL && strcmp(st, "55P03") == 0;
+  if (timeout && store->opts.statement_timeout_ms > 0)
+    snprintf(why, sizeof why, "; the statement timeout is %d ms: another "
+             "session may hold a lock this operation needs",
+             store->opts.statement_timeout_ms);
+  else if (lock_wait && store->opts.statement_timeout_ms > 0)
+    snprintf(why, sizeof why, "; waiting for a lock is limited to %d ms, the "
+             "statement timeout", store->opts.statement_timeout_ms);
+  if (timeout || lock_wait)
+    es__describe_lock_holders(store, pg ? PQbackendPID(pg) : 0, why, sizeof why);
+  if (st != NULL)
+    snprintf(e->msg, sizeof e->msg, "%s: %s (SQLSTATE %s%s)", what, detail, st, why);
   else
     snprintf(e->msg, sizeof e->msg, "%s: %s", what, detail);
   es__utf8_scrub(e->msg);

@@ -41,6 +41,22 @@ void es__clear_err(es_store *store);
 /* Copies the message of a nested failure, prefixed by context. */
 es_status es__fail_wrap(es_store *store, es_status code, const char *prefix);
 
+/* ---- locks.c: who holds what an operation waited for ------------------- */
+
+/* The advisory lock that serialises migrations and index mending: any
+ * constant, the same for every embstore; its two halves as pg_locks shows
+ * them (classid, objid). */
+#define ES__MIGRATE_LOCK "SELECT pg_advisory_xact_lock(7013640520591)"
+#define ES__MIGRATE_LOCK_HI "1632"
+#define ES__MIGRATE_LOCK_LO "4253893519"
+
+/* Appends "; held by pid N (application, user, state, transaction age,
+ * locks)" for up to three other sessions holding locks on the store's
+ * tables or the migration lock to out (cap bytes).  Uses another pooled
+ * connection; the calling thread's last failure is kept. */
+void es__describe_lock_holders(es_store *store, int waiter_pid, char *out,
+                               size_t cap);
+
 /* ---- conninfo.c --------------------------------------------------------- */
 
 /* A printable form of conninfo with any password replaced by "***".
@@ -168,6 +184,9 @@ es_status es__commit(es_store *store, es__conn *conn);
 es_status es__no_timeout(es_store *store, es__conn *conn);
 void es__rollback(es__conn *conn);
 
+/* The type of a binary timestamptz parameter (pg_type.h's TIMESTAMPTZOID). */
+#define ES__TIMESTAMPTZOID 1184
+
 /* true when res holds rows or a command completed. */
 bool es__res_ok(const PGresult *res);
 
@@ -201,6 +220,14 @@ char *es__vector_to_text(const float *v, size_t dim);
 long es__vector_from_text(const char *in, float *out, size_t cap);
 /* Index of the first non-finite value, or -1. */
 long es__vector_first_nonfinite(const float *v, size_t dim);
+
+/* ---- number.c: numbers in text in the C locale, whatever the program's -- */
+
+/* strtod/strtof that always read '.' as the decimal point. */
+double es__strtod(const char *s, char **end);
+float es__strtof(const char *s, char **end);
+/* snprintf with the C locale's numeric formatting. */
+int es__snprintf_c(char *buf, size_t cap, const char *fmt, ...) ES__PRINTF(3, 4);
 
 /* ---- utf8.c --------------------------------------------------------------- */
 

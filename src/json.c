@@ -343,7 +343,7 @@ static size_t read_number(const char *s, const char *end, float *out) {
     return 0;
   memcpy(tmp, s, n);
   tmp[n] = '\0';
-  *out = strtof(tmp, NULL);
+  *out = es__strtof(tmp, NULL);
   return n;
 }
 

@@ -6,6 +6,7 @@
  * retention.  Writing never blocks or fails the operation measured: when
  * the buffer is full or the database refuses, records are dropped and
  * counted. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,7 @@ typedef struct record {
   bool ok;
   char *error;
   char *metadata;
-  char at[40]; /* ISO 8601 UTC, taken when recorded */
+  int64_t at_us; /* when recorded: microseconds since the Unix epoch */
 } record;
 
 struct es__metrics {
@@ -71,14 +72,17 @@ static bool write_records(es__conn *c, record *recs, size_t n) {
   for (int k = 0; k < 6; k++)
     ok = ok && es__buf_append(&a[k], "{", 1);
   for (size_t i = 0; ok && i < n; i++) {
-    char ms[32];
-    snprintf(ms, sizeof ms, "%.3f", recs[i].ms);
+    /* Integers only: "%.3f" would follow the host program's LC_NUMERIC,
+     * and a timestamp in text the server's DateStyle. */
+    char us[32], at[32];
+    snprintf(us, sizeof us, "%lld", (long long)llround(recs[i].ms * 1000.0));
+    snprintf(at, sizeof at, "%lld", (long long)recs[i].at_us);
     ok = array_elem(&a[0], recs[i].operation, i == 0) &&
-         array_elem(&a[1], ms, i == 0) &&
+         array_elem(&a[1], us, i == 0) &&
          array_elem(&a[2], recs[i].ok ? "t" : "f", i == 0) &&
          array_elem(&a[3], recs[i].error, i == 0) &&
          array_elem(&a[4], recs[i].metadata ? recs[i].metadata : "{}", i == 0) &&
-         array_elem(&a[5], recs[i].at, i == 0);
+         array_elem(&a[5], at, i == 0);
   }
   for (int k = 0; k < 6; k++)
     ok = ok && es__buf_append(&a[k], "}", 1);
@@ -218,9 +222,7 @@ void es__metric(es_store *s, const char *operation, double ms, bool ok,
   if (m == NULL || operation == NULL)
     return;
   struct timespec now;
-  struct tm tm;
   clock_gettime(CLOCK_REALTIME, &now);
-  gmtime_r(&now.tv_sec, &tm);
   pthread_mutex_lock(&m->mu);
   if (m->n == CAPACITY) {
     m->dropped++;
@@ -233,9 +235,7 @@ void es__metric(es_store *s, const char *operation, double ms, bool ok,
   r->ok = ok;
   r->error = error ? strdup(error) : NULL;
   r->metadata = metadata ? strdup(metadata) : NULL;
-  snprintf(r->at, sizeof r->at, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",
-           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-           tm.tm_min, tm.tm_sec, now.tv_nsec / 1000);
+  r->at_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
   if (r->operation == NULL) {
     record_free(r);
     m->dropped++;
@@ -308,10 +308,10 @@ static es_status report_op(es_store *s, es__conn *c, void *arg) {
       break;
     x->r->n++;
     m->count = strtoll(PQgetvalue(r, i, 1), NULL, 10);
-    m->p50_ms = strtod(PQgetvalue(r, i, 2), NULL);
-    m->p95_ms = strtod(PQgetvalue(r, i, 3), NULL);
-    m->p99_ms = strtod(PQgetvalue(r, i, 4), NULL);
-    m->error_rate = strtod(PQgetvalue(r, i, 5), NULL);
+    m->p50_ms = es__strtod(PQgetvalue(r, i, 2), NULL);
+    m->p95_ms = es__strtod(PQgetvalue(r, i, 3), NULL);
+    m->p99_ms = es__strtod(PQgetvalue(r, i, 4), NULL);
+    m->error_rate = es__strtod(PQgetvalue(r, i, 5), NULL);
   }
   PQclear(r);
   return ES_OK;

@@ -12,8 +12,6 @@
 #include "schema.h"
 #include "sql_embed.h"
 
-/* Any constant; it only has to be the same for every embstore. */
-#define MIGRATE_LOCK "SELECT pg_advisory_xact_lock(7013640520591)"
 
 typedef struct migrate_ctx {
   int dim;
@@ -305,7 +303,7 @@ static es_status apply_one(es_store *s, es__conn *c, const migration *mg,
   if (rc == ES_OK)
     rc = es__no_timeout(s, c); /* an index on adopted data takes its time */
   if (rc == ES_OK)
-    rc = es__exec(s, c, MIGRATE_LOCK, "cannot take the migration lock");
+    rc = es__exec(s, c, ES__MIGRATE_LOCK, "cannot take the migration lock");
   if (rc == ES_OK)
     rc = es__exec(s, c,
                   "CREATE TABLE IF NOT EXISTS embstore_migrations ("
@@ -393,6 +391,23 @@ static es_status create_extension(es_store *s, es__conn *c) {
   return rc;
 }
 
+/* The store keeps UTF-8 text: a database in another encoding would convert
+ * (or, as SQL_ASCII, not check) what it is given. */
+static es_status check_encoding(es_store *s, es__conn *c) {
+  PGresult *r = PQexec(c->pg, "SELECT pg_encoding_to_char(encoding), "
+                              "current_database() FROM pg_database "
+                              "WHERE datname = current_database()");
+  es_status rc = ES_OK;
+  if (!es__res_ok(r) || PQntuples(r) != 1)
+    rc = es__fail_pg(s, c->pg, r, "cannot read the database's encoding");
+  else if (strcmp(PQgetvalue(r, 0, 0), "UTF8") != 0)
+    rc = es__fail(s, ES_ECONFLICT, "database \"%s\" stores text as %s; "
+                  "embstore needs UTF8: create the database with ENCODING "
+                  "'UTF8'", PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return rc;
+}
+
 typedef struct init_ctx {
   int dim;
   es_metric metric;
@@ -420,7 +435,8 @@ static es_status init_op(es_store *s, es__conn *c, void *arg) {
   es_status rc;
 
   memset(rep, 0, sizeof *rep);
-  if ((rc = create_extension(s, c)) != ES_OK ||
+  if ((rc = check_encoding(s, c)) != ES_OK ||
+      (rc = create_extension(s, c)) != ES_OK ||
       (rc = read_meta(s, c, &found, &dim, &metric)) != ES_OK)
     return rc;
   if (found && (rc = shape_conflict(s, dim, metric, ic->dim, ic->metric)) != ES_OK)
@@ -448,7 +464,7 @@ static es_status init_op(es_store *s, es__conn *c, void *arg) {
   if ((rc = es__begin(s, c)) != ES_OK)
     return rc;
   if ((rc = es__no_timeout(s, c)) != ES_OK ||
-      (rc = es__exec(s, c, MIGRATE_LOCK, "cannot take the migration lock")) != ES_OK ||
+      (rc = es__exec(s, c, ES__MIGRATE_LOCK, "cannot take the migration lock")) != ES_OK ||
       (rc = ensure_indexes(s, c, metric, &rep->indexes_created)) != ES_OK ||
       (rc = ensure_fk(s, c, rep)) != ES_OK ||
       (rc = es__commit(s, c)) != ES_OK) {

@@ -50,6 +50,33 @@ static void scrub_quoted(char *msg) {
   *w = '\0';
 }
 
+/* Session settings that shape how values read as text.  The library never
+ * round-trips a timestamp, interval or number through text (cutoffs are
+ * computed in SQL or passed in binary), but the server's text output still
+ * reaches messages and results, so every connection speaks the same:
+ * ISO dates in UTC, PostgreSQL intervals, shortest exact floats. */
+#define ES__PINNED_OPTIONS                                                   \
+  "-c DateStyle=ISO,YMD -c TimeZone=UTC -c IntervalStyle=postgres "          \
+  "-c extra_float_digits=1"
+
+/* libpq sends PGDATESTYLE and PGTZ after the options, where they win: a
+ * connection they changed is set back with one statement. */
+static bool pin_settings(PGconn *pg) {
+  const char *ds = PQparameterStatus(pg, "DateStyle");
+  const char *tz = PQparameterStatus(pg, "TimeZone");
+  const char *is = PQparameterStatus(pg, "IntervalStyle");
+  const char *ce = PQparameterStatus(pg, "client_encoding");
+  if (ds && strcmp(ds, "ISO, YMD") == 0 && tz && strcmp(tz, "UTC") == 0 &&
+      is && strcmp(is, "postgres") == 0 && ce && strcmp(ce, "UTF8") == 0)
+    return true;
+  PGresult *r = PQexec(pg, "SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; "
+                           "SET IntervalStyle = 'postgres'; "
+                           "SET client_encoding = 'UTF8'");
+  bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  PQclear(r);
+  return ok;
+}
+
 /* Builds the keyword/value arrays for PQconnectdbParams from conninfo plus
  * the store's options, so that libpq parses the user's string once. */
 static es_status build_params(es_store *store, es__pool *pool,
@@ -67,8 +94,11 @@ static es_status build_params(es_store *store, es__pool *pool,
     return es__fail(store, ES_EINVAL, "invalid connection string: %s", msg);
   }
 
-  /* Our additions: timeouts, iterative index scans for filtered search. */
-  const char *user_options = NULL, *user_timeout = NULL;
+  /* Our additions: timeouts, iterative index scans for filtered search,
+   * and session settings that nothing of ours may depend on but which are
+   * pinned anyway (see pin_settings).  PGOPTIONS applies as libpq would
+   * apply it, since our own "options" would otherwise replace it. */
+  const char *user_options = getenv("PGOPTIONS"), *user_timeout = NULL;
   size_t n = 0, bytes = 0;
   for (PQconninfoOption *o = parsed; o->keyword; o++) {
     if (o->val == NULL)
@@ -77,21 +107,26 @@ static es_status build_params(es_store *store, es__pool *pool,
       user_options = o->val;
     else if (strcmp(o->keyword, "connect_timeout") == 0)
       user_timeout = o->val;
-    else {
+    else if (strcmp(o->keyword, "client_encoding") != 0) {
       n++;
       bytes += strlen(o->keyword) + strlen(o->val) + 2;
     }
   }
-  char options[256], timeout[32];
+  if (user_options && user_options[0] == '\0')
+    user_options = NULL;
+  char options[512], timeout[32];
   snprintf(options, sizeof options,
-           "-c statement_timeout=%d -c hnsw.iterative_scan=relaxed_order",
-           opts->statement_timeout_ms);
+           "-c statement_timeout=%d -c lock_timeout=%d "
+           "-c hnsw.iterative_scan=relaxed_order " ES__PINNED_OPTIONS,
+           opts->statement_timeout_ms, opts->statement_timeout_ms);
   snprintf(timeout, sizeof timeout, "%d",
            opts->connect_timeout_s < 2 ? 2 : opts->connect_timeout_s);
-  const char *extra_keys[] = {"options", "connect_timeout",
+  /* client_encoding is ours whatever the string or PGCLIENTENCODING say:
+   * text is UTF-8 in the library, and the server must not convert it. */
+  const char *extra_keys[] = {"options", "connect_timeout", "client_encoding",
                               "fallback_application_name"};
   const char *extra_vals[] = {options, user_timeout ? user_timeout : timeout,
-                              "embstore"};
+                              "UTF8", "embstore"};
   size_t nextra = sizeof extra_keys / sizeof extra_keys[0];
   for (size_t i = 0; i < nextra; i++)
     bytes += strlen(extra_keys[i]) + strlen(extra_vals[i]) + 2;
@@ -110,7 +145,8 @@ static es_status build_params(es_store *store, es__pool *pool,
 #define ES__PUT(dst, s) (dst = p, p += sprintf(p, "%s", s) + 1)
   for (PQconninfoOption *o = parsed; o->keyword; o++) {
     if (o->val == NULL || strcmp(o->keyword, "options") == 0 ||
-        strcmp(o->keyword, "connect_timeout") == 0)
+        strcmp(o->keyword, "connect_timeout") == 0 ||
+        strcmp(o->keyword, "client_encoding") == 0)
       continue;
     ES__PUT(pool->keys[i], o->keyword);
     ES__PUT(pool->values[i], o->val);
@@ -194,6 +230,12 @@ static es_status conn_open(es_store *store, es__conn **out) {
     return ES_ECONNECT;
   }
   PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
+  if (!pin_settings(c->pg)) {
+    es_status rc = es__fail_pg(store, c->pg, NULL, "cannot set the session's "
+                               "date, time zone and encoding settings");
+    conn_free(c);
+    return rc;
+  }
   *out = c;
   return ES_OK;
 }

@@ -108,7 +108,7 @@ static es_status take_rows(es_store *s, PGresult *r, es_results *res) {
     es_hit *h = &res->hits[i];
     res->n++;
     h->id = strdup(PQgetvalue(r, i, 0));
-    h->distance = strtod(PQgetvalue(r, i, 1), NULL);
+    h->distance = es__strtod(PQgetvalue(r, i, 1), NULL);
     h->text = strdup(PQgetvalue(r, i, 2));
     h->source_id = PQgetisnull(r, i, 3) ? NULL : strdup(PQgetvalue(r, i, 3));
     h->metadata_json = strdup(PQgetisnull(r, i, 4) ? "{}" : PQgetvalue(r, i, 4));

@@ -41,9 +41,10 @@ static const stmt statements[ES__Q__COUNT] = {
     [ES__Q_METRICS_INSERT] =
         {"es_metrics_insert",
          "INSERT INTO performance_metrics (operation, duration_ms, success, "
-         "error_message, metadata, created_at) SELECT * FROM unnest("
-         "$1::text[], $2::float8[], $3::bool[], $4::text[], $5::jsonb[], "
-         "$6::timestamptz[])"},
+         "error_message, metadata, created_at) SELECT o, us / 1000.0, ok, e, m, "
+         "to_timestamp(0) + at_us * interval '1 microsecond' FROM unnest("
+         "$1::text[], $2::int8[], $3::bool[], $4::text[], $5::jsonb[], "
+         "$6::int8[]) AS t(o, us, ok, e, m, at_us)"},
     [ES__Q_METRICS_PRUNE] =
         {"es_metrics_prune",
          "DELETE FROM performance_metrics WHERE id IN (SELECT id FROM "

@@ -136,9 +136,9 @@ static es_status storage(es_store *s, es__conn *c, es_stats *st,
   *bytes = *dead_bytes = 0;
   for (int i = 0; i < PQntuples(r); i++) {
     const char *name = PQgetvalue(r, i, 0);
-    double size = strtod(PQgetvalue(r, i, 1), NULL);
-    double live = strtod(PQgetvalue(r, i, 2), NULL);
-    double dead = strtod(PQgetvalue(r, i, 3), NULL);
+    double size = es__strtod(PQgetvalue(r, i, 1), NULL);
+    double live = es__strtod(PQgetvalue(r, i, 2), NULL);
+    double dead = es__strtod(PQgetvalue(r, i, 3), NULL);
     bool never_analyzed = PQgetvalue(r, i, 4)[0] == 't';
     *bytes += size;
     if (live + dead > 0)
@@ -231,7 +231,7 @@ static es_status performance(es_store *s, es__conn *c, es_stats *st) {
   }
   double *out[3] = {&st->avg_search_ms, &st->avg_insert_ms, &st->cache_hit_rate};
   for (int i = 0; i < 3; i++)
-    *out[i] = PQgetisnull(r, 0, i) ? NAN : strtod(PQgetvalue(r, 0, i), NULL);
+    *out[i] = PQgetisnull(r, 0, i) ? NAN : es__strtod(PQgetvalue(r, 0, i), NULL);
   PQclear(r);
   return ES_OK;
 }
@@ -277,7 +277,7 @@ static es_status stats_op(es_store *s, es__conn *c, void *arg) {
     PGresult *r = PQexec(c->pg, "SELECT sum(documents) + sum(chunks) FROM "
                                 "embstore_counts");
     double all = es__res_ok(r) && !PQgetisnull(r, 0, 0)
-                     ? strtod(PQgetvalue(r, 0, 0), NULL) : 0;
+                     ? es__strtod(PQgetvalue(r, 0, 0), NULL) : 0;
     PQclear(r);
     share = all > 0 ? (double)(st->documents + st->chunks) / all : 0;
   }

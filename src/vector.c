@@ -53,8 +53,8 @@ long es__vector_from_bin(const char *in, size_t len, float *out, size_t cap) {
 static int format_float(char *buf, size_t cap, float v) {
   int n = 0;
   for (int prec = 6; prec <= 9; prec++) {
-    n = snprintf(buf, cap, "%.*g", prec, (double)v);
-    if (strtof(buf, NULL) == v)
+    n = es__snprintf_c(buf, cap, "%.*g", prec, (double)v);
+    if (es__strtof(buf, NULL) == v)
       break;
   }
   return n;

@@ -93,6 +93,12 @@
   X(concurrent_ingests_deletes_and_cleanups_keep_the_store_exact, DB)        \
   X(one_store_handle_serves_many_threads_at_once, DB)                        \
   X(no_password_appears_in_errors_or_metrics, DB)                            \
+  /* settings: time zones, date styles, encodings, locales */              \
+  X(cleanup_keeps_new_documents_whatever_the_time_zone_and_date_style, DB) \
+  X(search_distances_are_exact_whatever_extra_float_digits_says, DB)       \
+  X(no_client_encoding_setting_can_corrupt_stored_text, DB)                \
+  X(init_refuses_a_database_that_does_not_store_utf8, DB)                  \
+  X(numbers_read_and_write_the_same_under_a_decimal_comma_locale, DB)      \
   /* the embedded cluster */                                                 \
   X(cluster_starts_privately_on_a_unix_socket_only_and_stops, DB)            \
   X(cluster_recovers_after_the_postmaster_is_killed, DB)                     \
