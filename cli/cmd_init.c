@@ -128,7 +128,11 @@ static const char migrate_usage[] =
     "\n"
     "  --status   list applied and pending migrations, change nothing\n"
     "\n"
-    "--json prints {\"applied\": N} or, with --status,\n"
+    "Also builds required indexes that are missing (a load killed while its\n"
+    "HNSW index was deferred) and adds or validates the foreign key.\n"
+    "\n"
+    "--json prints {\"applied\",\"indexes_created\",\"fk_valid\",\"fk_validated\"}\n"
+    "or, with --status,\n"
     "{\"migrations\":[{\"version\",\"name\",\"applied\",\"applied_at\"}],\"pending\"}.\n";
 
 static int run_migrate(cli *c, int argc, char **argv) {
@@ -150,8 +154,8 @@ static int run_migrate(cli *c, int argc, char **argv) {
     return EXIT_FAIL;
   int exit_code = EXIT_OK;
   if (!status) {
-    int applied = 0;
-    es_status rc = es_migrate(s, &applied);
+    es_init_report r;
+    es_status rc = es_migrate_report(s, &r);
     if (rc != ES_OK) {
       exit_code = cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
     } else if (c->json) {
@@ -159,11 +163,24 @@ static int run_migrate(cli *c, int argc, char **argv) {
       jw_init(&w, stdout);
       jw_obj(&w);
       jw_key(&w, "applied");
-      jw_int(&w, applied);
+      jw_int(&w, r.migrations_applied);
+      jw_key(&w, "indexes_created");
+      jw_int(&w, r.indexes_created);
+      jw_key(&w, "fk_valid");
+      jw_bool(&w, r.fk_valid);
+      jw_key(&w, "fk_validated");
+      jw_bool(&w, r.fk_validated);
       jw_obj_end(&w);
       jw_done(&w);
     } else {
-      printf(applied ? "%d migration(s) applied\n" : "up to date\n", applied);
+      if (r.migrations_applied > 0)
+        printf("%d migration(s) applied\n", r.migrations_applied);
+      if (r.indexes_created > 0)
+        printf("%d missing index(es) built\n", r.indexes_created);
+      if (r.fk_validated)
+        printf("foreign key chunks.document_id -> embeddings.id validated\n");
+      if (r.migrations_applied == 0 && r.indexes_created == 0 && !r.fk_validated)
+        printf("up to date\n");
     }
     es_close(s);
     return exit_code;

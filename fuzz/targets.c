@@ -192,7 +192,7 @@ static void check_sendable_metadata(const char *m) {
 static void validate(const es_doc *doc, int dim) {
   char err[256];
   err[0] = '\0';
-  es_status rc = es__doc_check(doc, dim, err, sizeof err);
+  es_status rc = es__doc_check(doc, dim, ES_METRIC_COSINE, err, sizeof err);
   if (rc == ES_OK) {
     check_sendable_metadata(doc->metadata_json);
     for (size_t i = 0; i < doc->n_chunks; i++)

@@ -230,8 +230,16 @@ es_status es_migrations(es_store *store, es_migration_list **list);
 void es_migration_list_free(es_migration_list *list);
 
 /* Applies pending migrations to an initialised store (ES_ENOSTORE when
- * es_init() never ran).  [out] applied may be NULL. */
+ * es_init() never ran), and mends what a healthy store needs whatever
+ * happened since: required indexes that are missing or invalid (a load
+ * killed while its HNSW index was deferred) are built, the foreign key is
+ * added or validated.  One transaction: all of it or nothing.  [out]
+ * applied may be NULL. */
 es_status es_migrate(es_store *store, int *applied);
+
+/* es_migrate() reporting everything it did into [out] report (may be
+ * NULL): migrations applied, indexes created, the foreign key's state. */
+es_status es_migrate_report(es_store *store, es_init_report *report);
 
 /* [out] dim and metric of an initialised store (either may be NULL). */
 es_status es_store_shape(es_store *store, int *dim, es_metric *metric);
@@ -313,8 +321,11 @@ typedef struct es_batch_options {
    * large load; building it once afterwards is several times faster.  When
    * deferred, the session drops the HNSW index before its first batch and
    * builds it again in es_batch_end() (searches meanwhile scan exactly).
-   * If the process dies in between, `embstore init` or `embstore migrate`
-   * rebuilds it and `embstore stats` reports it missing until then. */
+   * If the process dies in between, the next batch session (any ingest),
+   * `embstore migrate` or `embstore init` builds it, and `embstore stats`
+   * reports it missing until then.  Dropping it is an optimisation only:
+   * when it cannot be dropped (a lock held elsewhere for more than 2 s, no
+   * rights), the load goes on with the index and es_batch_note() says why. */
   es_defer_index defer_index;
 } es_batch_options;
 
@@ -374,8 +385,15 @@ const es_batch_result *es_batch_totals(const es_batch *batch);
  * (ES_OK when nothing was deferred).  NULL is a no-op. */
 es_status es_batch_end(es_batch *batch, es_batch_result **result);
 
-/* Whether this session deferred the HNSW index (so far). */
+/* Whether this session deferred the HNSW index (so far), or found it
+ * missing (left by a load that died) and builds it in es_batch_end(). */
 int es_batch_index_deferred(const es_batch *batch);
+
+/* Why the HNSW index was not deferred although that was asked or decided
+ * (it could not be dropped: a lock held by another session, no rights);
+ * the load then maintains the index row by row.  NULL when there is
+ * nothing to say.  Owned by the session. */
+const char *es_batch_note(const es_batch *batch);
 
 /* A document parsed from JSON, owning all of its memory.  The embedded
  * es_doc points into it.  Freed with es_doc_json_free(). */

@@ -14,6 +14,7 @@
  * A batch that PostgreSQL rejects is split in halves until the documents
  * at fault are isolated; transient failures (lost connection, deadlock)
  * retry the batch with backoff. */
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #define DEFAULT_BATCH 1000
 #define DEFER_INDEX_MIN 10000
 #define COMPACT_EVERY 100 /* batches */
+#define DEFER_LOCK_WAIT_MS 2000
 
 typedef enum outcome {
   OUT_PENDING,
@@ -70,7 +72,8 @@ struct es_batch {
   bool fk_valid;       /* chunks' key is validated: no orphaned chunks */
   es__buf xids;        /* "{x1,x2,...}": transactions of our batches */
   bool decided_index;  /* the defer decision was made */
-  bool index_deferred;
+  bool index_deferred; /* this session builds the HNSW index at its end */
+  char note[1100];     /* why the index was not deferred, or "" */
   es__copy copy;
 };
 
@@ -107,6 +110,23 @@ static void add_failure(es_batch *b, const char *id, size_t position,
 static void fail_item(es_batch *b, item *x, es_status status, const char *msg) {
   x->failed = true;
   add_failure(b, x->doc->id, x->position, status, msg);
+}
+
+/* Documents accounted for so far. */
+static size_t accounted(const es_batch_result *r) {
+  return r->inserted + r->updated + r->unchanged + r->failed + r->duplicates;
+}
+
+static const char *usable_id(const es_doc *d);
+
+/* Records every document of a call as failed (out of memory before any
+ * could be looked at). */
+static void fail_all(es_batch *b, const es_doc *docs, size_t n,
+                     const size_t *positions) {
+  for (size_t i = 0; i < n; i++)
+    add_failure(b, usable_id(&docs[i]), positions ? positions[i] : b->next_position + i,
+                ES_ENOMEM, "out of memory");
+  b->next_position += n;
 }
 
 /* An id fit to be quoted in results: valid, bounded UTF-8. */
@@ -772,17 +792,18 @@ static int cmp_key(const void *a, const void *b) {
 
 /* Among valid items with the same id, the last stands for the others:
  * they are marked folded, each linked from the next occurrence (so that a
- * failing last one can fall back on the one before).  Returns how many
- * were folded. */
-static size_t fold_duplicates(item *it, size_t n) {
+ * failing last one can fall back on the one before).  *count receives how
+ * many were folded; false when out of memory. */
+static bool fold_duplicates(item *it, size_t n, size_t *count) {
   size_t folded = 0;
+  *count = 0;
   for (size_t i = 0; i < n; i++)
     it[i].prev = -1;
   if (n < 2)
-    return 0;
+    return true;
   key *keys = malloc(n * sizeof *keys);
   if (keys == NULL)
-    return 0;
+    return false;
   for (size_t i = 0; i < n; i++)
     keys[i] = (key){it[i].doc->id, i};
   qsort(keys, n, sizeof *keys, cmp_key);
@@ -793,7 +814,8 @@ static size_t fold_duplicates(item *it, size_t n) {
       folded++;
     }
   free(keys);
-  return folded;
+  *count = folded;
+  return true;
 }
 
 /* A chunk id may belong to one document of the batch only: later claims
@@ -851,8 +873,6 @@ static const es__index_def *hnsw_def(es_metric metric) {
   return NULL;
 }
 
-/* Drops the HNSW index before a large load into a store no larger than
- * the load (see es_defer_index). */
 /* Share of the first (up to 1,000) ids that are stored already. */
 static double stored_share(es_batch *b, const item *it, size_t n) {
   size_t m = n < 1000 ? n : 1000;
@@ -865,77 +885,133 @@ static double stored_share(es_batch *b, const item *it, size_t n) {
   return share;
 }
 
-static es_status maybe_defer_index(es_batch *b, const item *it, size_t n) {
-  size_t incoming = n;
-  if (b->decided_index)
-    return ES_OK;
-  b->decided_index = true;
-  size_t total = b->opts.total > incoming ? b->opts.total : incoming;
-  if (b->opts.defer_index == ES_DEFER_NEVER ||
-      (b->opts.defer_index == ES_DEFER_AUTO && total < DEFER_INDEX_MIN))
-    return ES_OK;
-  es_status rc = ensure_conn(b);
-  if (rc != ES_OK)
-    return rc;
-  if (b->opts.defer_index == ES_DEFER_AUTO) {
-    char lim[32];
-    snprintf(lim, sizeof lim, "%zu", total + 1);
-    const char *v[1] = {lim};
-    PGresult *r = PQexecParams(b->conn->pg,
-                               "SELECT count(*) FROM (SELECT 1 FROM embeddings "
-                               "LIMIT $1::bigint) t",
-                               1, NULL, v, NULL, NULL, 0);
-    if (!es__res_ok(r)) {
-      rc = es__fail_pg(b->s, b->conn->pg, r, "cannot count documents");
-      PQclear(r);
-      return rc;
-    }
-    size_t existing = (size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+/* Whether a load of total documents, the first n of them it, should build
+ * the HNSW index afterwards (see es_defer_index). */
+static bool worth_deferring(es_batch *b, const item *it, size_t n, size_t total) {
+  if (b->opts.defer_index == ES_DEFER_NEVER)
+    return false;
+  if (b->opts.defer_index == ES_DEFER_ALWAYS)
+    return true;
+  if (total < DEFER_INDEX_MIN)
+    return false;
+  char lim[32];
+  snprintf(lim, sizeof lim, "%zu", total + 1);
+  const char *v[1] = {lim};
+  PGresult *r = PQexecParams(b->conn->pg,
+                             "SELECT count(*) FROM (SELECT 1 FROM embeddings "
+                             "LIMIT $1::bigint) t",
+                             1, NULL, v, NULL, NULL, 0);
+  if (!es__res_ok(r)) {
     PQclear(r);
-    /* Rebuilding costs the whole table, inserting what is written: defer
-     * only when the load at least doubles the store with new documents.
-     * A re-ingest (the first ids are mostly stored already) writes little. */
-    if (existing > total || (existing > 0 && stored_share(b, it, n) > 0.1))
-      return ES_OK;
+    return false;
   }
-  const es__index_def *def = hnsw_def(b->metric);
-  es__index_state st;
-  char *name = NULL;
-  rc = es__index_lookup(b->s, b->conn, def, &st, &name);
-  if (rc != ES_OK || st == ES__INDEX_MISSING) {
-    free(name);
-    return rc;
-  }
-  char *q = PQescapeIdentifier(b->conn->pg, name, strlen(name));
-  char sql[256];
-  snprintf(sql, sizeof sql, "DROP INDEX %s", q ? q : "\"\"");
-  PQfreemem(q);
-  free(name);
-  rc = exec(b, sql, "cannot drop the HNSW index for the load");
+  size_t existing = (size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  /* Rebuilding costs the whole table, inserting what is written: defer
+   * only when the load at least doubles the store with new documents.  A
+   * re-ingest (the first ids are mostly stored already) writes little. */
+  return existing <= total && (existing == 0 || stored_share(b, it, n) <= 0.1);
+}
+
+/* Marks this session as one that owes the store its HNSW index: a shared
+ * session-level advisory lock that dies with the session, so that a
+ * missing index with no holder is known to be left by a killed load. */
+static es_status hold_index_debt(es_batch *b) {
+  es_status rc = exec(b, "SELECT pg_advisory_lock_shared(" ES__DEFER_LOCK ")",
+                      "cannot take the deferred-index lock");
   if (rc == ES_OK)
     b->index_deferred = true;
   return rc;
 }
 
+/* Drops the HNSW index before a large load (see es_defer_index).  This is
+ * only an optimisation: when the index cannot be dropped (a session holds
+ * a lock on the table, no rights, ...), the load goes on with the index
+ * maintained row by row and a note says why.  Waiting for the lock is
+ * short, since a pending DROP INDEX would block every search meanwhile. */
+static void maybe_defer_index(es_batch *b, const item *it, size_t n) {
+  if (b->decided_index)
+    return;
+  b->decided_index = true;
+  size_t total = b->opts.total > n ? b->opts.total : n;
+  if (b->index_deferred || ensure_conn(b) != ES_OK ||
+      !worth_deferring(b, it, n, total))
+    return;
+  const es__index_def *def = hnsw_def(b->metric);
+  es__index_state st;
+  char *name = NULL;
+  es__err saved = *es__last_err(b->s);
+  es_status rc = es__index_lookup(b->s, b->conn, def, &st, &name);
+  if (rc == ES_OK && st != ES__INDEX_MISSING) {
+    char *q = PQescapeIdentifier(b->conn->pg, name, strlen(name));
+    char sql[384];
+    snprintf(sql, sizeof sql,
+             "BEGIN; SET LOCAL lock_timeout = %d; DROP INDEX %s; "
+             "SELECT pg_advisory_lock_shared(" ES__DEFER_LOCK "); COMMIT",
+             DEFER_LOCK_WAIT_MS, q ? q : "\"\"");
+    PQfreemem(q);
+    rc = exec(b, sql, "the HNSW index was kept (built row by row during the "
+              "load) because it could not be dropped");
+    if (rc == ES_OK)
+      b->index_deferred = true;
+    else
+      snprintf(b->note, sizeof b->note, "%s", es__last_err(b->s)->msg);
+    es__rollback(b->conn);
+  }
+  free(name);
+  *es__last_err(b->s) = saved;
+}
+
+/* Builds the HNSW index after a deferred load, unless another session
+ * built it meanwhile; under the migration lock, so two sessions that owe
+ * it do not both build it. */
 static es_status rebuild_index(es_batch *b) {
   es_status rc = ensure_conn(b);
   if (rc != ES_OK)
     return rc;
-  const es__index_def *def = hnsw_def(b->metric);
   rc = es__begin(b->s, b->conn);
   if (rc == ES_OK)
     rc = es__no_timeout(b->s, b->conn);
   if (rc == ES_OK)
-    rc = exec(b, def->create, "cannot build the HNSW index after the load");
+    rc = exec(b, ES__MIGRATE_LOCK, "cannot take the migration lock");
+  int built = 0;
+  if (rc == ES_OK)
+    rc = es__ensure_indexes(b->s, b->conn, b->metric, false, &built);
   if (rc == ES_OK)
     rc = es__commit(b->s, b->conn);
   if (rc != ES_OK) {
     es__rollback(b->conn);
     return es__fail_wrap(b->s, rc, "the load landed but its HNSW index is "
-                         "missing; run `embstore migrate` to build it");
+                         "missing (searches scan exactly until it is built): "
+                         "the next `embstore ingest` or `embstore migrate` "
+                         "builds it");
   }
+  PQclear(PQexec(b->conn->pg,
+                 "SELECT pg_advisory_unlock_shared(" ES__DEFER_LOCK ")"));
   b->index_deferred = false;
   return ES_OK;
+}
+
+/* Repairs what a killed load may have left: required btree indexes are
+ * built now; a missing HNSW index that no session is building becomes
+ * this session's to build at the end (as if deferred).  Failures here do
+ * not stop the load (stats keeps reporting what is missing). */
+static void mend_indexes(es_batch *b) {
+  const es__index_def *def = hnsw_def(b->metric);
+  es__index_state st;
+  es__err saved = *es__last_err(b->s);
+  es_status rc = es__index_lookup(b->s, b->conn, def, &st, NULL);
+  if (rc == ES_OK && st != ES__INDEX_OK && !es__deferred_load_running(b->s, b->conn))
+    rc = hold_index_debt(b);
+  char sql[160];
+  snprintf(sql, sizeof sql, "BEGIN; SET LOCAL statement_timeout = 0; "
+           "SET LOCAL lock_timeout = %d; %s", DEFER_LOCK_WAIT_MS, ES__MIGRATE_LOCK);
+  if (rc == ES_OK && es__exec(b->s, b->conn, sql, "cannot take the migration "
+                              "lock") == ES_OK &&
+      es__ensure_indexes(b->s, b->conn, b->metric, true, NULL) == ES_OK)
+    es__commit(b->s, b->conn);
+  es__rollback(b->conn);
+  *es__last_err(b->s) = saved;
 }
 
 /* ---- the public API ------------------------------------------------------------- */
@@ -967,6 +1043,8 @@ es_status es_batch_begin(es_store *s, const es_batch_options *opts,
   es__fk_state fk;
   if (rc == ES_OK && (rc = es__fk_lookup(s, b->conn, &fk)) == ES_OK)
     b->fk_valid = fk.exists && fk.valid;
+  if (rc == ES_OK)
+    mend_indexes(b);
   if (rc != ES_OK) {
     es_batch_end(b, NULL);
     return rc;
@@ -981,17 +1059,26 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
     return ES_EINVAL;
   es_store *s = b->s;
   es__clear_err(s);
-  size_t failed_before = b->res.failed;
-  item *it = calloc(n ? n : 1, sizeof *it);
-  if (it == NULL)
+  size_t failed_before = b->res.failed, accounted_before = accounted(&b->res);
+  size_t cap = n ? n : 1;
+  item *it = calloc(cap, sizeof *it), *cur = calloc(cap, sizeof *cur);
+  item *tmp = malloc(cap * sizeof *tmp);
+  size_t *round = malloc(cap * sizeof *round), n_round = 0;
+  if (it == NULL || cur == NULL || tmp == NULL || round == NULL) {
+    free(it);
+    free(cur);
+    free(tmp);
+    free(round);
+    fail_all(b, docs, n, positions);
     return es__fail(s, ES_ENOMEM, "out of memory");
+  }
 
   /* Validate every document before anything is sent. */
   size_t kept = 0;
   char err[512];
   for (size_t i = 0; i < n; i++) {
     size_t pos = positions ? positions[i] : b->next_position + i;
-    es_status rc = es__doc_check(&docs[i], b->dim, err, sizeof err);
+    es_status rc = es__doc_check(&docs[i], b->dim, b->metric, err, sizeof err);
     if (rc != ES_OK) {
       add_failure(b, usable_id(&docs[i]), pos, rc, err);
       continue;
@@ -1001,22 +1088,21 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
     kept++;
   }
   b->next_position += n;
-  size_t m = kept;
-  b->res.duplicates += fold_duplicates(it, m);
+  size_t m = kept, folded = 0;
+  if (!fold_duplicates(it, m, &folded)) {
+    for (size_t i = 0; i < m; i++)
+      fail_item(b, &it[i], ES_ENOMEM, "out of memory");
+    free(it);
+    free(cur);
+    free(tmp);
+    free(round);
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  }
+  b->res.duplicates += folded;
 
   /* The standing occurrences are written; when one fails, the occurrence
    * of its id before it (if any, and valid) takes its place: the last
    * line that can land wins, and nothing valid is lost. */
-  size_t *round = malloc((m ? m : 1) * sizeof *round), n_round = 0;
-  item *cur = calloc(m ? m : 1, sizeof *cur);
-  item *tmp = malloc((m ? m : 1) * sizeof *tmp);
-  if (round == NULL || cur == NULL || tmp == NULL) {
-    free(round);
-    free(cur);
-    free(tmp);
-    free(it);
-    return es__fail(s, ES_ENOMEM, "out of memory");
-  }
   for (size_t i = 0; i < m; i++)
     if (!it[i].folded)
       round[n_round++] = i;
@@ -1033,7 +1119,7 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
     check_chunk_claims(b, cur, n_round);
     size_t ready = partition_ready(cur, n_round, tmp);
     if (first && ready > 0)
-      rc = maybe_defer_index(b, cur, ready);
+      maybe_defer_index(b, cur, ready);
     first = false;
     for (size_t lo = 0; rc == ES_OK && lo < ready; lo += b->opts.batch_size) {
       size_t len = ready - lo < b->opts.batch_size ? ready - lo : b->opts.batch_size;
@@ -1074,6 +1160,10 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
   free(cur);
   free(tmp);
   free(it);
+  /* Every document given is inserted, updated, unchanged, failed or a
+   * duplicate: exactly once, on every path. */
+  assert(accounted(&b->res) - accounted_before == n);
+  (void)accounted_before;
   if (rc != ES_OK)
     return rc;
   if (b->res.failed > failed_before)
@@ -1085,6 +1175,10 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
 const es_batch_result *es_batch_totals(const es_batch *b) { return &b->res; }
 
 int es_batch_index_deferred(const es_batch *b) { return b && b->index_deferred; }
+
+const char *es_batch_note(const es_batch *b) {
+  return b && b->note[0] ? b->note : NULL;
+}
 
 static void free_parts(es_batch_result *r) {
   for (size_t i = 0; i < r->n_failures; i++) {

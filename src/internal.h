@@ -41,22 +41,6 @@ void es__clear_err(es_store *store);
 /* Copies the message of a nested failure, prefixed by context. */
 es_status es__fail_wrap(es_store *store, es_status code, const char *prefix);
 
-/* ---- locks.c: who holds what an operation waited for ------------------- */
-
-/* The advisory lock that serialises migrations and index mending: any
- * constant, the same for every embstore; its two halves as pg_locks shows
- * them (classid, objid). */
-#define ES__MIGRATE_LOCK "SELECT pg_advisory_xact_lock(7013640520591)"
-#define ES__MIGRATE_LOCK_HI "1632"
-#define ES__MIGRATE_LOCK_LO "4253893519"
-
-/* Appends "; held by pid N (application, user, state, transaction age,
- * locks)" for up to three other sessions holding locks on the store's
- * tables or the migration lock to out (cap bytes).  Uses another pooled
- * connection; the calling thread's last failure is kept. */
-void es__describe_lock_holders(es_store *store, int waiter_pid, char *out,
-                               size_t cap);
-
 /* ---- conninfo.c --------------------------------------------------------- */
 
 /* A printable form of conninfo with any password replaced by "***".
@@ -103,6 +87,33 @@ void es__release(es_store *store, es__conn *conn);
 void es__discard(es_store *store, es__conn *conn);
 
 int64_t es__now_ms(void);
+
+/* ---- locks.c: who holds what an operation waited for ------------------- */
+
+/* The advisory lock that serialises migrations and index mending: any
+ * constant, the same for every embstore; its two halves as pg_locks shows
+ * them (classid, objid). */
+#define ES__MIGRATE_LOCK "SELECT pg_advisory_xact_lock(7013640520591)"
+#define ES__MIGRATE_LOCK_HI "1632"
+#define ES__MIGRATE_LOCK_LO "4253893519"
+
+/* Held (shared, per session) by every load that dropped the HNSW index to
+ * build it at its end: a missing index that nobody holds this for was left
+ * by a load that died.  pg_locks shows it as (classid, objid). */
+#define ES__DEFER_LOCK "7013640520592"
+#define ES__DEFER_LOCK_HI "1632"
+#define ES__DEFER_LOCK_LO "4253893520"
+
+/* Whether some session is loading with the HNSW index deferred (holds
+ * ES__DEFER_LOCK).  false when it cannot tell. */
+bool es__deferred_load_running(es_store *store, es__conn *conn);
+
+/* Appends "; held by pid N (application, user, state, transaction age,
+ * locks)" for up to three other sessions holding locks on the store's
+ * tables or the migration lock to out (cap bytes).  Uses another pooled
+ * connection; the calling thread's last failure is kept. */
+void es__describe_lock_holders(es_store *store, int waiter_pid, char *out,
+                               size_t cap);
 
 /* ---- metrics.c ------------------------------------------------------------ */
 
@@ -218,6 +229,9 @@ char *es__vector_to_text(const float *v, size_t dim);
 /* Parses "[v1,v2,...]" (JSON numbers, finite); returns dim, or -1 when
  * malformed, -2 when there are more than cap values. */
 long es__vector_from_text(const char *in, float *out, size_t cap);
+/* Whether v has zero length as pgvector's cosine distance sees it: the sum
+ * of squares, accumulated in float as pgvector does, is 0. */
+bool es__vector_zero_norm(const float *v, size_t dim);
 /* Index of the first non-finite value, or -1. */
 long es__vector_first_nonfinite(const float *v, size_t dim);
 
@@ -241,7 +255,8 @@ void es__utf8_scrub(char *s);
 
 /* Checks a document against dim; writes a message naming the field into
  * err and returns ES_EINVAL / ES_EDIM on failure. */
-es_status es__doc_check(const es_doc *doc, int dim, char *err, size_t errlen);
+es_status es__doc_check(const es_doc *doc, int dim, es_metric metric, char *err,
+                        size_t errlen);
 
 /* ---- hash.c --------------------------------------------------------------- */
 

@@ -17,7 +17,8 @@ static const char holders_sql[] =
     "SELECT l.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), "
     "coalesce(a.state, ''), coalesce(extract(epoch FROM now() - a.xact_start)::bigint, 0), "
     "string_agg(DISTINCT l.mode || ' on ' || coalesce(c.relname::text, "
-    "'the migration lock'), ', ') "
+    "CASE l.objid WHEN " ES__MIGRATE_LOCK_LO " THEN 'the migration lock' "
+    "ELSE 'the deferred index build' END), ', ') "
     "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
     "LEFT JOIN pg_class c ON c.oid = l.relation "
     "WHERE l.granted AND l.pid <> $1::int AND l.pid <> pg_backend_pid() "
@@ -26,7 +27,7 @@ static const char holders_sql[] =
     "to_regclass('embstore_counts'), to_regclass('embstore_meta'), "
     "to_regclass('embstore_migrations'), to_regclass('performance_metrics')) "
     "OR (l.locktype = 'advisory' AND l.classid = " ES__MIGRATE_LOCK_HI
-    " AND l.objid = " ES__MIGRATE_LOCK_LO "))"
+    " AND l.objid IN (" ES__MIGRATE_LOCK_LO ", " ES__DEFER_LOCK_LO ")))"
     "GROUP BY 1, 2, 3, 4, 5 ORDER BY 5 DESC, 1 LIMIT 3";
 
 /* Appends "; held by pid N (...)" for up to three sessions to out.  The
@@ -57,4 +58,14 @@ void es__describe_lock_holders(es_store *store, int waiter_pid, char *out,
   PQclear(r);
   es__release(store, c);
   *es__last_err(store) = saved;
+}
+
+bool es__deferred_load_running(es_store *store, es__conn *conn) {
+  (void)store;
+  PGresult *r = PQexec(conn->pg, "SELECT pg_try_advisory_lock(" ES__DEFER_LOCK ")");
+  bool free_now = es__res_ok(r) && PQgetvalue(r, 0, 0)[0] == 't';
+  PQclear(r);
+  if (free_now)
+    PQclear(PQexec(conn->pg, "SELECT pg_advisory_unlock(" ES__DEFER_LOCK ")"));
+  return !free_now && PQstatus(conn->pg) == CONNECTION_OK;
 }

@@ -77,43 +77,9 @@ static es_status m_base(es_store *s, es__conn *c, migrate_ctx *m) {
   return rc == ES_OK ? insert_meta(s, c, m) : rc;
 }
 
-/* Creates every required index that is missing; replaces invalid ones. */
-static es_status ensure_indexes(es_store *s, es__conn *c, es_metric metric,
-                                int *created) {
-  size_t n;
-  const es__index_def *defs = es__required_indexes(metric, &n);
-  for (size_t i = 0; i < n; i++) {
-    es__index_state st;
-    char *found = NULL;
-    es_status rc = es__index_lookup(s, c, &defs[i], &st, &found);
-    if (rc != ES_OK)
-      return rc;
-    if (st == ES__INDEX_INVALID) {
-      /* Left by a failed CREATE INDEX CONCURRENTLY: unusable, rebuild. */
-      char *q = PQescapeIdentifier(c->pg, found, strlen(found));
-      char sql[256];
-      snprintf(sql, sizeof sql, "DROP INDEX %s", q ? q : "\"\"");
-      PQfreemem(q);
-      rc = es__exec(s, c, sql, "cannot drop an invalid index");
-      st = ES__INDEX_MISSING;
-    }
-    free(found);
-    if (rc == ES_OK && st == ES__INDEX_MISSING) {
-      char what[128];
-      snprintf(what, sizeof what, "cannot create index %s", defs[i].name);
-      rc = es__exec(s, c, defs[i].create, what);
-      if (rc == ES_OK && created)
-        (*created)++;
-    }
-    if (rc != ES_OK)
-      return rc;
-  }
-  return ES_OK;
-}
-
 static es_status m_indexes(es_store *s, es__conn *c, migrate_ctx *m) {
-  return ensure_indexes(s, c, m->metric,
-                        m->report ? &m->report->indexes_created : NULL);
+  return es__ensure_indexes(s, c, m->metric, false,
+                            m->report ? &m->report->indexes_created : NULL);
 }
 
 /* Adds the chunks -> embeddings key NOT VALID when missing, and validates
@@ -166,62 +132,6 @@ static es_status m_statistics(es_store *s, es__conn *c, migrate_ctx *m) {
   (void)m;
   return es__exec(s, c, es__sql_005_statistics,
                   "migration 5 (column statistics) failed");
-}
-
-/* The vector column of table as (type, dimension); dim -1 when the column
- * is missing, 0 when it has no fixed dimension. */
-static es_status column_dim(es_store *s, es__conn *c, const char *table,
-                            int *dim, char *type, size_t typelen) {
-  const char *params[1] = {table};
-  PGresult *r = PQexecParams(
-      c->pg,
-      "SELECT format_type(atttypid, NULL), atttypmod FROM pg_attribute "
-      "WHERE attrelid = to_regclass($1) AND attname = 'embedding' "
-      "AND NOT attisdropped",
-      1, NULL, params, NULL, NULL, 0);
-  if (!es__res_ok(r)) {
-    es_status rc = es__fail_pg(s, c->pg, r, "cannot inspect existing tables");
-    PQclear(r);
-    return rc;
-  }
-  *dim = -1;
-  type[0] = '\0';
-  if (PQntuples(r) == 1) {
-    snprintf(type, typelen, "%s", PQgetvalue(r, 0, 0));
-    int mod = atoi(PQgetvalue(r, 0, 1));
-    *dim = mod > 0 ? mod : 0;
-  }
-  PQclear(r);
-  return ES_OK;
-}
-
-/* An adopted table must hold vectors of the dimension asked for. */
-static es_status check_adoptable(es_store *s, es__conn *c, int dim,
-                                 es_init_report *rep) {
-  static const char *const tables[] = {"embeddings", "chunks"};
-  for (int i = 0; i < 2; i++) {
-    int have = -1;
-    char type[64];
-    es_status rc = column_dim(s, c, tables[i], &have, type, sizeof type);
-    if (rc != ES_OK)
-      return rc;
-    if (have < 0)
-      continue;
-    if (i == 0 && rep)
-      rep->adopted = 1;
-    if (strcmp(type, "vector") != 0)
-      return es__fail(s, ES_ECONFLICT, "%s.embedding has type %s, not vector: "
-                      "cannot adopt it", tables[i], type);
-    if (have == 0)
-      return es__fail(s, ES_ECONFLICT, "%s.embedding is a vector without a "
-                      "dimension; give it one (ALTER TABLE %s ALTER embedding "
-                      "TYPE vector(%d)) and re-run init", tables[i], tables[i],
-                      dim);
-    if (have != dim)
-      return es__fail(s, ES_EDIM, "%s.embedding holds vector(%d) but --dim %d "
-                      "was given", tables[i], have, dim);
-  }
-  return ES_OK;
 }
 
 /* true when table exists in the search path. */
@@ -292,54 +202,25 @@ static es_status read_applied(es_store *s, es__conn *c,
   return ES_OK;
 }
 
-/* Applies one migration in its own transaction, unless another process
- * applied it while we waited for the lock. */
+/* Applies one migration inside the caller's transaction (which holds the
+ * migration lock) and records it. */
 static es_status apply_one(es_store *s, es__conn *c, const migration *mg,
                            migrate_ctx *m) {
   char version[16];
   const char *params[2] = {version, mg->name};
   snprintf(version, sizeof version, "%d", mg->version);
-  es_status rc = es__begin(s, c);
-  if (rc == ES_OK)
-    rc = es__no_timeout(s, c); /* an index on adopted data takes its time */
-  if (rc == ES_OK)
-    rc = es__exec(s, c, ES__MIGRATE_LOCK, "cannot take the migration lock");
-  if (rc == ES_OK)
-    rc = es__exec(s, c,
-                  "CREATE TABLE IF NOT EXISTS embstore_migrations ("
-                  "version integer PRIMARY KEY, name text NOT NULL, "
-                  "applied_at timestamptz NOT NULL DEFAULT now())",
-                  "cannot create embstore_migrations");
+  es_status rc = mg->apply(s, c, m);
   if (rc != ES_OK)
-    goto done;
+    return rc;
   PGresult *r = PQexecParams(c->pg,
-                             "SELECT 1 FROM embstore_migrations WHERE version = $1",
-                             1, NULL, params, NULL, NULL, 0);
-  if (!es__res_ok(r)) {
-    rc = es__fail_pg(s, c->pg, r, "cannot read embstore_migrations");
-    PQclear(r);
-    goto done;
-  }
-  int done_already = PQntuples(r) > 0;
+                             "INSERT INTO embstore_migrations (version, name) "
+                             "VALUES ($1, $2)",
+                             2, NULL, params, NULL, NULL, 0);
+  if (!es__res_ok(r))
+    rc = es__fail_pg(s, c->pg, r, "cannot record a migration");
   PQclear(r);
-  if (!done_already) {
-    if ((rc = mg->apply(s, c, m)) != ES_OK)
-      goto done;
-    r = PQexecParams(c->pg,
-                     "INSERT INTO embstore_migrations (version, name) "
-                     "VALUES ($1, $2)",
-                     2, NULL, params, NULL, NULL, 0);
-    if (!es__res_ok(r))
-      rc = es__fail_pg(s, c->pg, r, "cannot record a migration");
-    PQclear(r);
-    if (rc != ES_OK)
-      goto done;
-  }
-  rc = es__commit(s, c);
-  if (rc == ES_OK && !done_already && m->report)
+  if (rc == ES_OK && m->report)
     m->report->migrations_applied++;
-done:
-  es__rollback(c);
   return rc;
 }
 
@@ -359,10 +240,16 @@ static es_status insert_meta(es_store *s, es__conn *c, migrate_ctx *m) {
   return rc;
 }
 
-/* Applies every pending migration. */
+/* Applies every pending migration, in the caller's transaction. */
 static es_status apply_pending(es_store *s, es__conn *c, migrate_ctx *m) {
   int applied[N_MIGRATIONS] = {0};
-  es_status rc = read_applied(s, c, NULL, applied);
+  es_status rc = es__exec(s, c,
+                          "CREATE TABLE IF NOT EXISTS embstore_migrations ("
+                          "version integer PRIMARY KEY, name text NOT NULL, "
+                          "applied_at timestamptz NOT NULL DEFAULT now())",
+                          "cannot create embstore_migrations");
+  if (rc == ES_OK)
+    rc = read_applied(s, c, NULL, applied);
   for (size_t i = 0; rc == ES_OK && i < N_MIGRATIONS; i++)
     if (!applied[i])
       rc = apply_one(s, c, &migrations[i], m);
@@ -426,6 +313,30 @@ static es_status shape_conflict(es_store *s, int dim, es_metric metric,
   return ES_OK;
 }
 
+/* Starts the one transaction in which init and migrate change the schema:
+ * DDL may run as long as the data needs, but waiting for a lock (the
+ * migration lock included) stays bounded by lock_timeout, so a session
+ * holding a lock gives a clear error naming it instead of a hang. */
+static es_status begin_schema_change(es_store *s, es__conn *c) {
+  es_status rc = es__begin(s, c);
+  if (rc == ES_OK)
+    rc = es__no_timeout(s, c);
+  if (rc == ES_OK)
+    rc = es__exec(s, c, ES__MIGRATE_LOCK, "cannot take the migration lock");
+  return rc;
+}
+
+/* Mends what a healthy store needs whatever happened since it was
+ * created: missing or invalid indexes, the foreign key. */
+static es_status mend(es_store *s, es__conn *c, es_metric metric,
+                      es_init_report *rep) {
+  es_status rc = es__ensure_indexes(s, c, metric, false, &rep->indexes_created);
+  return rc == ES_OK ? ensure_fk(s, c, rep) : rc;
+}
+
+/* Everything init does happens in one transaction under the migration
+ * lock: two inits at once serialise (CREATE EXTENSION included), and an
+ * init that fails, at whatever step, leaves the database as it was. */
 static es_status init_op(es_store *s, es__conn *c, void *arg) {
   init_ctx *ic = arg;
   es_init_report *rep = ic->report;
@@ -435,45 +346,35 @@ static es_status init_op(es_store *s, es__conn *c, void *arg) {
   es_status rc;
 
   memset(rep, 0, sizeof *rep);
-  if ((rc = check_encoding(s, c)) != ES_OK ||
-      (rc = create_extension(s, c)) != ES_OK ||
+  if ((rc = begin_schema_change(s, c)) != ES_OK ||
+      (rc = check_encoding(s, c)) != ES_OK ||
       (rc = read_meta(s, c, &found, &dim, &metric)) != ES_OK)
-    return rc;
+    goto done;
   if (found && (rc = shape_conflict(s, dim, metric, ic->dim, ic->metric)) != ES_OK)
-    return rc;
+    goto done;
   if (!found) {
-    if ((rc = check_adoptable(s, c, ic->dim, rep)) != ES_OK)
-      return rc;
+    /* Checked before anything changes: a table embstore cannot use is
+     * refused with the column at fault. */
+    if ((rc = es__check_adoptable(s, c, ic->dim, &rep->adopted)) != ES_OK)
+      goto done;
     rep->created = !rep->adopted;
   }
-  if ((rc = apply_pending(s, c, &m)) != ES_OK)
-    return rc;
-  /* Migration 1 may have been applied by a concurrent init with another
-   * shape while we waited: the recorded shape is the truth. */
-  if ((rc = read_meta(s, c, &found, &dim, &metric)) != ES_OK)
-    return rc;
-  if (!found) {
-    if ((rc = insert_meta(s, c, &m)) != ES_OK ||
-        (rc = read_meta(s, c, &found, &dim, &metric)) != ES_OK)
-      return rc;
-  }
-  if ((rc = shape_conflict(s, dim, metric, ic->dim, ic->metric)) != ES_OK)
-    return rc;
-  /* Mend what a healthy store needs, whatever happened since, in one
-   * transaction under the migration lock. */
-  if ((rc = es__begin(s, c)) != ES_OK)
-    return rc;
-  if ((rc = es__no_timeout(s, c)) != ES_OK ||
-      (rc = es__exec(s, c, ES__MIGRATE_LOCK, "cannot take the migration lock")) != ES_OK ||
-      (rc = ensure_indexes(s, c, metric, &rep->indexes_created)) != ES_OK ||
-      (rc = ensure_fk(s, c, rep)) != ES_OK ||
-      (rc = es__commit(s, c)) != ES_OK) {
-    es__rollback(c);
-    return rc;
-  }
+  if ((rc = create_extension(s, c)) != ES_OK ||
+      (rc = apply_pending(s, c, &m)) != ES_OK ||
+      (rc = read_meta(s, c, &found, &dim, &metric)) != ES_OK)
+    goto done;
+  if (!found && ((rc = insert_meta(s, c, &m)) != ES_OK ||
+                 (rc = read_meta(s, c, &found, &dim, &metric)) != ES_OK))
+    goto done;
+  if ((rc = shape_conflict(s, dim, metric, ic->dim, ic->metric)) != ES_OK ||
+      (rc = mend(s, c, metric, rep)) != ES_OK ||
+      (rc = es__commit(s, c)) != ES_OK)
+    goto done;
   rep->dim = dim;
   rep->metric = metric;
-  return ES_OK;
+done:
+  es__rollback(c);
+  return rc;
 }
 
 es_status es_init(es_store *s, int dim, es_metric metric, es_init_report *report) {
@@ -494,35 +395,52 @@ es_status es_init(es_store *s, int dim, es_metric metric, es_init_report *report
   return rc;
 }
 
-typedef struct migrate_op_ctx {
-  int applied;
-} migrate_op_ctx;
-
+/* Applies pending migrations and mends missing indexes and the foreign
+ * key, in one transaction under the migration lock. */
 static es_status migrate_op(es_store *s, es__conn *c, void *arg) {
-  migrate_op_ctx *mo = arg;
+  es_init_report *rep = arg;
   int found = 0, dim = 0;
   es_metric metric = ES_METRIC_COSINE;
-  es_init_report rep;
-  memset(&rep, 0, sizeof rep);
-  es_status rc = read_meta(s, c, &found, &dim, &metric);
-  if (rc != ES_OK)
-    return rc;
-  if (!found)
-    return es__fail(s, ES_ENOSTORE, "no embstore store in this database: run "
-                    "`embstore init --dim N` first");
-  migrate_ctx m = {dim, metric, &rep};
-  rc = apply_pending(s, c, &m);
-  mo->applied = rep.migrations_applied;
+  memset(rep, 0, sizeof *rep);
+  es_status rc = begin_schema_change(s, c);
+  if (rc == ES_OK)
+    rc = read_meta(s, c, &found, &dim, &metric);
+  if (rc == ES_OK && !found)
+    rc = es__fail(s, ES_ENOSTORE, "no embstore store in this database: run "
+                  "`embstore init --dim N` first");
+  migrate_ctx m = {dim, metric, rep};
+  if (rc == ES_OK)
+    rc = apply_pending(s, c, &m);
+  if (rc == ES_OK)
+    rc = mend(s, c, metric, rep);
+  if (rc == ES_OK)
+    rc = es__commit(s, c);
+  if (rc == ES_OK) {
+    rep->dim = dim;
+    rep->metric = metric;
+  }
+  es__rollback(c);
+  return rc;
+}
+
+es_status es_migrate_report(es_store *s, es_init_report *report) {
+  es_init_report local;
+  if (s == NULL)
+    return ES_EINVAL;
+  es__clear_err(s);
+  es_status rc = es__run(s, "migrate", true, migrate_op, report ? report : &local);
+  pthread_mutex_lock(&s->shape_mu);
+  s->dim = 0; /* read the shape afresh */
+  pthread_mutex_unlock(&s->shape_mu);
   return rc;
 }
 
 es_status es_migrate(es_store *s, int *applied) {
-  if (s == NULL)
-    return ES_EINVAL;
-  migrate_op_ctx mo = {0};
-  es_status rc = es__run(s, "migrate", true, migrate_op, &mo);
+  es_init_report rep;
+  memset(&rep, 0, sizeof rep);
+  es_status rc = es_migrate_report(s, &rep);
   if (applied)
-    *applied = mo.applied;
+    *applied = rep.migrations_applied;
   return rc;
 }
 

@@ -44,6 +44,46 @@ const es__index_def *es__required_indexes(es_metric metric, size_t *n) {
   }
 }
 
+/* Creates every required index that is missing; replaces invalid ones. */
+es_status es__ensure_indexes(es_store *s, es__conn *c, es_metric metric,
+                             bool skip_hnsw, int *created) {
+  size_t n;
+  const es__index_def *defs = es__required_indexes(metric, &n);
+  for (size_t i = 0; i < n; i++) {
+    if (skip_hnsw && es__index_is_hnsw(&defs[i]))
+      continue;
+    es__index_state st;
+    char *found = NULL;
+    es_status rc = es__index_lookup(s, c, &defs[i], &st, &found);
+    if (rc != ES_OK)
+      return rc;
+    if (st == ES__INDEX_INVALID) {
+      /* Left by a failed CREATE INDEX CONCURRENTLY: unusable, rebuild. */
+      char *q = PQescapeIdentifier(c->pg, found, strlen(found));
+      char sql[256];
+      snprintf(sql, sizeof sql, "DROP INDEX %s", q ? q : "\"\"");
+      PQfreemem(q);
+      rc = es__exec(s, c, sql, "cannot drop an invalid index");
+      st = ES__INDEX_MISSING;
+    }
+    free(found);
+    if (rc == ES_OK && st == ES__INDEX_MISSING) {
+      char what[128];
+      snprintf(what, sizeof what, "cannot create index %s", defs[i].name);
+      rc = es__exec(s, c, defs[i].create, what);
+      if (rc == ES_OK && created)
+        (*created)++;
+    }
+    if (rc != ES_OK)
+      return rc;
+  }
+  return ES_OK;
+}
+
+bool es__index_is_hnsw(const es__index_def *def) {
+  return strstr(def->key, "USING hnsw") != NULL;
+}
+
 static bool ends_with(const char *s, const char *suffix) {
   size_t a = strlen(s), b = strlen(suffix);
   return a >= b && strcmp(s + a - b, suffix) == 0;

@@ -28,6 +28,23 @@ es_status es__index_lookup(es_store *store, es__conn *conn,
                            const es__index_def *def, es__index_state *state,
                            char **found_name);
 
+/* Whether def is the HNSW index (the one a large load defers). */
+bool es__index_is_hnsw(const es__index_def *def);
+
+/* Creates every required index of metric that is missing (all but the
+ * HNSW index when skip_hnsw) and replaces invalid ones; *created (may be
+ * NULL) is incremented per index built.  Runs in the caller's transaction,
+ * which should hold the migration lock so that two menders do not race. */
+es_status es__ensure_indexes(es_store *store, es__conn *conn, es_metric metric,
+                             bool skip_hnsw, int *created);
+
+/* Checks, before anything is changed, that the tables a database already
+ * has can be adopted as a store of dimension dim: column types, a unique
+ * key on the ids, no NOT NULL column embstore cannot fill.  *adopted is
+ * set when an embeddings table exists. */
+es_status es__check_adoptable(es_store *store, es__conn *conn, int dim,
+                              int *adopted);
+
 typedef struct es__fk_state {
   bool exists;
   bool valid;

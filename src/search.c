@@ -171,9 +171,17 @@ static es_status search_op(es_store *s, es__conn *c, void *arg) {
     if (bad >= 0)
       return es__fail(s, ES_EINVAL, "query vector[%ld] is not a finite number",
                       bad);
+    if (metric == ES_METRIC_COSINE && es__vector_zero_norm(p->vector, p->dim))
+      return es__fail(s, ES_EINVAL, "the query vector has zero length: the "
+                      "cosine distance is undefined for it");
     sc->vector = p->vector;
   } else if ((rc = load_like(s, c, sc, dim)) != ES_OK) {
     return rc;
+  } else if (metric == ES_METRIC_COSINE &&
+             es__vector_zero_norm(sc->vector, (size_t)dim)) {
+    return es__fail(s, ES_EINVAL, "document \"%s\" has a vector of zero "
+                    "length: the cosine distance to it is undefined",
+                    p->like_id);
   }
   int flags = (p->workspace ? F_WORKSPACE : 0) | (p->source_id ? F_SOURCE : 0) |
               (p->like_id ? F_EXCLUDE : 0) | (p->exact ? F_EXACT : 0);

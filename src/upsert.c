@@ -45,11 +45,12 @@ es_status es_doc_validate(es_store *s, const es_doc *doc) {
     return s ? es__fail(s, ES_EINVAL, "doc is NULL") : ES_EINVAL;
   es__clear_err(s);
   int dim;
-  es_status rc = es_store_shape(s, &dim, NULL);
+  es_metric metric;
+  es_status rc = es_store_shape(s, &dim, &metric);
   if (rc != ES_OK)
     return rc;
   char err[512];
-  rc = es__doc_check(doc, dim, err, sizeof err);
+  rc = es__doc_check(doc, dim, metric, err, sizeof err);
   if (rc != ES_OK) {
     if (doc->id && doc->id[0] && rc != ES_ENOMEM &&
         strlen(doc->id) <= ES_MAX_ID_BYTES &&

@@ -43,10 +43,11 @@ static inline es_status check_text(const char *s, const char *field, char *err,
   return ES_OK;
 }
 
-/* A vector: of the store's dimension, every value finite. */
+/* A vector: of the store's dimension, every value finite, and for the
+ * cosine metric not of zero length (its distance to anything is NaN). */
 static inline es_status check_vector(const float *v, size_t n, int dim,
-                                     const char *field, char *err,
-                                     size_t errlen) {
+                                     es_metric metric, const char *field,
+                                     char *err, size_t errlen) {
   if ((long)n != dim) {
     snprintf(err, errlen, "%s has %zu values; the store's dimension is %d",
              field, n, dim);
@@ -55,6 +56,12 @@ static inline es_status check_vector(const float *v, size_t n, int dim,
   long bad = es__vector_first_nonfinite(v, n);
   if (bad >= 0) {
     snprintf(err, errlen, "%s[%ld] is not a finite number", field, bad);
+    return ES_EINVAL;
+  }
+  if (metric == ES_METRIC_COSINE && es__vector_zero_norm(v, n)) {
+    snprintf(err, errlen, "%s has zero length (all values are 0, or too small "
+             "for float32 to square): the cosine distance is undefined for it",
+             field);
     return ES_EINVAL;
   }
   return ES_OK;
@@ -101,7 +108,8 @@ static es_status check_chunk_ids_unique(const es_doc *doc, char *err,
 }
 
 /* Checks every field of doc against a store of dimension dim. */
-es_status es__doc_check(const es_doc *doc, int dim, char *err, size_t errlen) {
+es_status es__doc_check(const es_doc *doc, int dim, es_metric metric, char *err,
+                        size_t errlen) {
   es_status rc;
   char field[64];
 
@@ -112,8 +120,8 @@ es_status es__doc_check(const es_doc *doc, int dim, char *err, size_t errlen) {
     snprintf(err, errlen, "embedding is missing");
     return ES_EINVAL;
   }
-  if ((rc = check_vector(doc->embedding, doc->dim, dim, "embedding", err,
-                         errlen)) != ES_OK ||
+  if ((rc = check_vector(doc->embedding, doc->dim, dim, metric, "embedding",
+                         err, errlen)) != ES_OK ||
       (rc = check_metadata(doc->metadata_json, "metadata", err, errlen)) != ES_OK)
     return rc;
   if (doc->source_id != NULL &&
@@ -133,7 +141,8 @@ es_status es__doc_check(const es_doc *doc, int dim, char *err, size_t errlen) {
       return rc;
     snprintf(field, sizeof field, "chunks[%zu].embedding", i);
     if (c->embedding != NULL &&
-        (rc = check_vector(c->embedding, c->dim, dim, field, err, errlen)) != ES_OK)
+        (rc = check_vector(c->embedding, c->dim, dim, metric, field, err,
+                           errlen)) != ES_OK)
       return rc;
     snprintf(field, sizeof field, "chunks[%zu].metadata", i);
     if ((rc = check_metadata(c->metadata_json, field, err, errlen)) != ES_OK)

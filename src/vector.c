@@ -111,3 +111,10 @@ long es__vector_first_nonfinite(const float *v, size_t dim) {
       return (long)i;
   return -1;
 }
+
+bool es__vector_zero_norm(const float *v, size_t dim) {
+  float norm = 0.0f;
+  for (size_t i = 0; i < dim; i++)
+    norm += v[i] * v[i];
+  return norm == 0.0f;
+}

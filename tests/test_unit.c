@@ -221,9 +221,10 @@ TEST(doc_defaults_fill_source_and_workspace_only_where_missing) {
   es_doc_json_free(d);
 }
 
-/* Validates doc against dim 2; returns the status, message in err. */
+/* Validates doc against a cosine store of dim 2; returns the status,
+ * message in err. */
 static es_status check(const es_doc *doc, char *err) {
-  return es__doc_check(doc, 2, err, 256);
+  return es__doc_check(doc, 2, ES_METRIC_COSINE, err, 256);
 }
 
 TEST(validation_names_the_field_at_fault) {
