@@ -392,7 +392,8 @@ static int run(cli *c, int argc, char **argv) {
     }
     case 'm':
       if (!cli_parse_int(optarg, 64, 1L << 30, &g.max_line))
-        return cli_usage(c, "--max-line-bytes must be 64..1073741824");
+        return cli_usage(c, "--max-line-bytes must be 64..1073741824, not '%s'",
+                         optarg);
       break;
     case 'b':
       if (!cli_parse_int(optarg, 1, 100000, &batch))
