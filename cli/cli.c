@@ -8,27 +8,56 @@
 
 #include "cli.h"
 
+/* True when --json is on, or is on the command line where getopt has
+ * not reached it yet (a usage error stopped it first).  The scan stops at
+ * "--", after which "--json" would be an argument. */
+static bool wants_json(const cli *c) {
+  if (c->json)
+    return true;
+  for (int i = 1; i < c->argc; i++) {
+    if (strcmp(c->argv[i], "--") == 0)
+      break;
+    if (strcmp(c->argv[i], "--json") == 0)
+      return true;
+  }
+  return false;
+}
+
+/* The --json error object on stdout. */
+static void put_json_error(es_status status, const char *msg) {
+  jw w;
+  jw_init(&w, stdout);
+  jw_obj(&w);
+  jw_key(&w, "error");
+  jw_obj(&w);
+  jw_key(&w, "status");
+  jw_str(&w, es_status_name(status));
+  jw_key(&w, "message");
+  jw_str(&w, msg);
+  jw_obj_end(&w);
+  jw_obj_end(&w);
+  jw_done(&w);
+}
+
+/* "embstore CMD: msg" on stderr, msg made printable. */
+static void put_stderr_line(const cli *c, const char *msg) {
+  if (strcmp(c->cmd, "embstore") == 0)
+    fputs("embstore: ", stderr);
+  else
+    fprintf(stderr, "embstore %s: ", c->cmd);
+  cli_put_message(stderr, msg);
+  fputc('\n', stderr);
+}
+
 int cli_fail(cli *c, int exit_code, es_status status, const char *fmt, ...) {
   char msg[2048];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  fprintf(stderr, "embstore %s: %s\n", c->cmd, msg);
-  if (c->json) {
-    jw w;
-    jw_init(&w, stdout);
-    jw_obj(&w);
-    jw_key(&w, "error");
-    jw_obj(&w);
-    jw_key(&w, "status");
-    jw_str(&w, es_status_name(status));
-    jw_key(&w, "message");
-    jw_str(&w, msg);
-    jw_obj_end(&w);
-    jw_obj_end(&w);
-    jw_done(&w);
-  }
+  put_stderr_line(c, msg);
+  if (wants_json(c))
+    put_json_error(status, msg);
   return exit_code;
 }
 
@@ -38,12 +67,44 @@ int cli_usage(cli *c, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  fprintf(stderr, "embstore %s: %s\n", c->cmd, msg);
+  put_stderr_line(c, msg);
   if (strcmp(c->cmd, "embstore") == 0)
     fprintf(stderr, "try: embstore --help\n");
   else
     fprintf(stderr, "try: embstore %s --help\n", c->cmd);
+  if (wants_json(c))
+    put_json_error(ES_EINVAL, msg);
   return EXIT_USAGE;
+}
+
+void cli_warn(cli *c, const char *fmt, ...) {
+  char msg[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  put_stderr_line(c, msg);
+}
+
+int cli_finish(cli *c, int exit_code) {
+  int err = 0; /* errno of the failure; -1: a write failed, errno unknown */
+  /* glibc keeps unwritten data buffered after a failed write, so this
+   * flush tries again and errno says why it failed. */
+  errno = 0;
+  if (fflush(stdout) != 0)
+    err = errno ? errno : -1;
+  else if (ferror(stdout))
+    err = -1;
+  errno = 0;
+  if (fclose(stdout) != 0 && err == 0)
+    err = errno ? errno : -1;
+  if (err == 0)
+    return exit_code;
+  char msg[256];
+  snprintf(msg, sizeof msg, "cannot write output: %s",
+           err > 0 ? strerror(err) : "a write to standard output failed");
+  put_stderr_line(c, msg);
+  return exit_code == EXIT_OK || exit_code == EXIT_PARTIAL ? EXIT_FAIL : exit_code;
 }
 
 es_store *cli_open(cli *c) {
@@ -116,8 +177,7 @@ bool cli_parse_duration(const char *s, int64_t *seconds) {
     return false;
   errno = 0;
   long long v = strtoll(s, &end, 10);
-  if (errno != 0)
-    return false;
+  bool huge = errno == ERANGE; /* all digits, too many: over any maximum */
   long long unit = 1;
   if (*end != '\0') {
     switch (*end) {
@@ -130,19 +190,132 @@ bool cli_parse_duration(const char *s, int64_t *seconds) {
     if (end[1] != '\0')
       return false;
   }
-  if (v > INT64_MAX / unit)
-    return false;
-  *seconds = v * unit;
+  *seconds = huge || v > INT64_MAX / unit ? INT64_MAX : v * unit;
   return true;
 }
 
-void cli_put_printable(FILE *f, const char *s) {
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '\n')
-      fputs("\\n", f);
-    else if (*p < 0x20 || *p == 0x7f)
-      fprintf(f, "\\x%02x", *p);
-    else
-      fputc(*p, f);
+/* Whether code point cp is shown as \uNNNN: C1 controls, which terminals
+ * obey like ESC sequences; the line and paragraph separators, which some
+ * break lines at; and the invisible bidi controls, which reorder what is
+ * shown (an id can read as another). */
+static bool hidden_code_point(unsigned long cp) {
+  return (cp >= 0x80 && cp <= 0x9f) || cp == 0x061c || cp == 0x200e ||
+         cp == 0x200f || (cp >= 0x2028 && cp <= 0x202e) ||
+         (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/* The length of the valid UTF-8 sequence at p (1..4; 0 when invalid, which
+ * includes overlong forms, surrogates and truncation), its code point in
+ * *cp. */
+static size_t utf8_char(const unsigned char *p, unsigned long *cp) {
+  size_t n;
+  unsigned long min;
+  if (p[0] < 0x80) {
+    *cp = p[0];
+    return 1;
   }
+  if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+    n = 2, min = 0x80, *cp = p[0] & 0x1f;
+  } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+    n = 3, min = 0x800, *cp = p[0] & 0x0f;
+  } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+    n = 4, min = 0x10000, *cp = p[0] & 0x07;
+  } else {
+    return 0;
+  }
+  for (size_t i = 1; i < n; i++) {
+    if ((p[i] & 0xc0) != 0x80) /* also stops at the terminating NUL */
+      return 0;
+    *cp = (*cp << 6) | (p[i] & 0x3f);
+  }
+  if (*cp < min || *cp > 0x10ffff || (*cp >= 0xd800 && *cp <= 0xdfff))
+    return 0;
+  return n;
+}
+
+/* The printable form of the character at p, in out (NUL-terminated):
+ * the character itself or an escape.  Returns the bytes of p it stands
+ * for; *cols is the characters it takes on screen (one per character,
+ * which is right for all but wide East Asian ones). */
+static size_t printable_unit(const unsigned char *p, char out[8], size_t *cols) {
+  unsigned long cp;
+  size_t n = utf8_char(p, &cp);
+  if (n == 0) {
+    snprintf(out, 8, "\\x%02x", p[0]);
+    *cols = 4;
+    return 1;
+  }
+  if (cp == '\n' || cp == '\r' || cp == '\t') {
+    snprintf(out, 8, "\\%c", cp == '\n' ? 'n' : cp == '\r' ? 'r' : 't');
+    *cols = 2;
+  } else if (cp < 0x20 || cp == 0x7f) {
+    snprintf(out, 8, "\\x%02lx", cp);
+    *cols = 4;
+  } else if (hidden_code_point(cp)) {
+    snprintf(out, 8, "\\u%04lx", cp);
+    *cols = 6;
+  } else {
+    memcpy(out, p, n);
+    out[n] = '\0';
+    *cols = 1;
+  }
+  return n;
+}
+
+/* The characters s takes when written printable. */
+static size_t printable_width(const char *s) {
+  size_t total = 0, cols;
+  char unit[8];
+  for (const unsigned char *p = (const unsigned char *)s; *p;) {
+    p += printable_unit(p, unit, &cols);
+    total += cols;
+  }
+  return total;
+}
+
+void cli_put_printable(FILE *f, const char *s) {
+  size_t cols;
+  char unit[8];
+  for (const unsigned char *p = (const unsigned char *)s; *p;) {
+    p += printable_unit(p, unit, &cols);
+    fputs(unit, f);
+  }
+}
+
+void cli_put_message(FILE *f, const char *s) {
+  size_t cols, len = strlen(s);
+  char unit[8];
+  while (len > 0 && strchr(" \t\r\n", s[len - 1]))
+    len--;
+  const unsigned char *p = (const unsigned char *)s, *end = p + len;
+  while (p < end) {
+    if (*p == '\n' || (*p == '\r' && p[1] == '\n')) {
+      p += strspn((const char *)p, " \t\r\n");
+      fputc(' ', f);
+      continue;
+    }
+    /* A character never straddles end: only ASCII white space follows. */
+    p += printable_unit(p, unit, &cols);
+    fputs(unit, f);
+  }
+}
+
+void cli_put_cell(FILE *f, const char *s, size_t width, size_t max) {
+  size_t total = printable_width(s), used = 0, cols;
+  bool cut = max > 0 && total > max + 3;
+  char unit[8];
+  for (const unsigned char *p = (const unsigned char *)s; *p;) {
+    size_t n = printable_unit(p, unit, &cols);
+    if (cut && used + cols > max)
+      break;
+    fputs(unit, f);
+    used += cols;
+    p += n;
+  }
+  if (cut) {
+    fputs("...", f);
+    used += 3;
+  }
+  for (; used < width; used++)
+    fputc(' ', f);
 }

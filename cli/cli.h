@@ -23,6 +23,8 @@ typedef struct cli {
   const char *home; /* --home or EMBSTORE_HOME */
   bool json;        /* --json */
   const char *cmd;  /* the command's name, for messages */
+  int argc;         /* the whole command line, to find a --json that */
+  char **argv;      /* getopt has not reached when a usage error stops it */
 } cli;
 
 typedef struct cli_command {
@@ -36,13 +38,24 @@ extern const cli_command cli_cmd_db, cli_cmd_init, cli_cmd_migrate,
     cli_cmd_ingest, cli_cmd_search, cli_cmd_delete, cli_cmd_stats,
     cli_cmd_cleanup, cli_cmd_metrics;
 
-/* Prints "embstore CMD: message" to stderr, and with --json also
- * {"error":{"status","message"}} on stdout.  Returns exit_code. */
+/* Prints "embstore CMD: message" to stderr (see cli_put_message), and with
+ * --json also {"error":{"status","message"}} on stdout.  Returns exit_code. */
 int cli_fail(cli *c, int exit_code, es_status status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* A usage error: message plus "try embstore CMD --help".  Returns 1. */
+/* A usage error: message plus "try embstore CMD --help" on stderr, and with
+ * --json anywhere on the command line the error object (ES_EINVAL) on
+ * stdout.  Returns 1. */
 int cli_usage(cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints "embstore CMD: message" to stderr only: news after the output
+ * (or the --json object) was already written. */
+void cli_warn(cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Flushes and closes stdout at exit.  A write that failed (a full disk)
+ * is said on stderr and turns exit_code 0 or 3 into 2.  Returns the exit
+ * code. */
+int cli_finish(cli *c, int exit_code);
 
 /* Opens the store named by --db/EMBSTORE_DB, or the embedded one.  On
  * failure prints why and returns NULL. */
@@ -67,15 +80,32 @@ enum { OPT_JSON = 1000, OPT_DB, OPT_HOME, OPT_HELP };
   {"home", required_argument, NULL, OPT_HOME},                 \
   {"help", no_argument, NULL, OPT_HELP}
 
-/* Writes s with control characters escaped (\n, \xNN), so that text from
- * input cannot drive the terminal. */
+/* Writes s so that text from input or from the database cannot drive the
+ * terminal or fake output lines: C0 controls and DEL as \n, \r, \t or \xNN,
+ * bytes that are not UTF-8 as \xNN, and C1 controls (U+0080..U+009F), the
+ * line and paragraph separators (U+2028, U+2029) and the invisible bidi
+ * controls (U+061C, U+200E, U+200F, U+202A..U+202E, U+2066..U+2069) as
+ * \uNNNN.  Everything else, UTF-8 included, is written as it is. */
 void cli_put_printable(FILE *f, const char *s);
+
+/* The same for a message: a line break and the indentation after it
+ * become one space, so that a multi-line message (libpq's) stays on the
+ * line that names embstore, and trailing white space is dropped. */
+void cli_put_message(FILE *f, const char *s);
+
+/* Writes s printable, left-aligned in a column of width characters (padded
+ * with spaces; never cut), or, when max > 0 and s needs more than max + 3
+ * characters, its first max characters and "..." (cut between characters,
+ * never inside one or inside an escape). */
+void cli_put_cell(FILE *f, const char *s, size_t width, size_t max);
 
 /* Parses a whole decimal integer in [min, max]; false otherwise. */
 bool cli_parse_int(const char *s, long min, long max, long *out);
 
 /* Parses a duration: a number with s, m, h or d (90s, 30m, 1h, 7d), or
- * plain seconds.  false when malformed or negative. */
+ * plain seconds.  false when malformed or negative; true with *seconds
+ * set even when it exceeds a caller's maximum, which the caller checks to
+ * say so. */
 bool cli_parse_duration(const char *s, int64_t *seconds);
 
 #endif

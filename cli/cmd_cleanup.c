@@ -1,7 +1,10 @@
 /* cmd_cleanup.c - `embstore cleanup`. */
 #include <getopt.h>
+#include <limits.h>
 
 #include "cli.h"
+
+#define MAX_MIN_AGE_S INT_MAX /* es_cleanup_options.min_age_s is an int */
 
 static const char usage[] =
     "usage: embstore cleanup [--dry-run] [--batch-size N] [--min-age DURATION]\n"
@@ -16,7 +19,7 @@ static const char usage[] =
     "  --dry-run            report the exact totals, change nothing\n"
     "  --batch-size N       rows per transaction (default 1000)\n"
     "  --min-age DURATION   grace period for documents without a vector, e.g.\n"
-    "                       90s, 30m, 1h, 7d (default 1h)\n"
+    "                       90s, 30m, 1h, 7d (default 1h; at most 24855d)\n"
     "\n"
     "--json prints {\"orphaned_chunks\",\"orphaned_embeddings\",\"cleaned\",\n"
     "\"dry_run\",\"details\":[...]}.\n";
@@ -45,9 +48,12 @@ static int run(cli *c, int argc, char **argv) {
       o.batch_size = (size_t)batch;
       break;
     case 'm':
-      if (!cli_parse_duration(optarg, &min_age) || min_age > 100L * 365 * 86400)
+      if (!cli_parse_duration(optarg, &min_age))
         return cli_usage(c, "--min-age must be a duration like 90s, 30m, 1h or "
                          "7d, not '%s'", optarg);
+      if (min_age > MAX_MIN_AGE_S) /* the library takes an int */
+        return cli_usage(c, "--min-age must be at most %ds (24855d, about 68 "
+                         "years), not '%s'", MAX_MIN_AGE_S, optarg);
       o.min_age_s = (int)min_age;
       break;
     }
@@ -63,8 +69,8 @@ static int run(cli *c, int argc, char **argv) {
   if (rc != ES_OK) {
     exit_code = cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
     if (r && r->cleaned > 0)
-      fprintf(stderr, "embstore cleanup: %lld rows were deleted before the "
-              "failure\n", (long long)r->cleaned);
+      cli_warn(c, "%lld rows were deleted before the failure",
+               (long long)r->cleaned);
   } else if (c->json) {
     jw w;
     jw_init(&w, stdout);
@@ -91,8 +97,11 @@ static int run(cli *c, int argc, char **argv) {
            o.min_age_s, r->dry_run ? "would delete" : "deleted",
            (long long)(r->dry_run ? r->orphaned_chunks + r->orphaned_embeddings
                                   : r->cleaned));
-    for (size_t i = 0; i < r->n_details; i++)
-      printf("  - %s\n", r->details[i]);
+    for (size_t i = 0; i < r->n_details; i++) {
+      fputs("  - ", stdout);
+      cli_put_message(stdout, r->details[i]);
+      fputc('\n', stdout);
+    }
   }
   es_cleanup_result_free(r);
   es_close(s);

@@ -45,13 +45,20 @@ static void print_state(cli *c, es_cluster *cl, es_cluster_state st) {
     jw_done(&w);
     return;
   }
-  if (st == ES_CLUSTER_RUNNING)
-    printf("running (pid %ld) in %s\n", es_cluster_pid(cl), es_cluster_home(cl));
-  else if (st == ES_CLUSTER_STOPPED)
-    printf("stopped (%s)\n", es_cluster_home(cl));
-  else
-    printf("absent: no cluster in %s yet (created by `embstore db start` or "
-           "on first use)\n", es_cluster_home(cl));
+  /* The home path comes from the command line or the environment. */
+  if (st == ES_CLUSTER_RUNNING) {
+    printf("running (pid %ld) in ", es_cluster_pid(cl));
+    cli_put_printable(stdout, es_cluster_home(cl));
+    fputc('\n', stdout);
+  } else if (st == ES_CLUSTER_STOPPED) {
+    fputs("stopped (", stdout);
+    cli_put_printable(stdout, es_cluster_home(cl));
+    fputs(")\n", stdout);
+  } else {
+    fputs("absent: no cluster in ", stdout);
+    cli_put_printable(stdout, es_cluster_home(cl));
+    fputs(" yet (created by `embstore db start` or on first use)\n", stdout);
+  }
 }
 
 static int run(cli *c, int argc, char **argv) {
@@ -93,7 +100,8 @@ static int run(cli *c, int argc, char **argv) {
       jw_obj_end(&w);
       jw_done(&w);
     } else {
-      printf("%s\n", es_cluster_url(cl));
+      cli_put_printable(stdout, es_cluster_url(cl)); /* percent-encoded */
+      fputc('\n', stdout);
     }
     goto done;
   }

@@ -65,10 +65,15 @@ static int run(cli *c, int argc, char **argv) {
     jw_obj_end(&w);
     jw_done(&w);
   } else {
-    printf("%s %lld documents and %lld chunks of source %s%s%s\n",
+    printf("%s %lld documents and %lld chunks of source ",
            r.dry_run ? "would delete" : "deleted", (long long)r.deleted,
-           (long long)r.chunks_removed, source,
-           o.workspace ? " in workspace " : "", o.workspace ? o.workspace : "");
+           (long long)r.chunks_removed);
+    cli_put_printable(stdout, source);
+    if (o.workspace) {
+      fputs(" in workspace ", stdout);
+      cli_put_printable(stdout, o.workspace);
+    }
+    fputc('\n', stdout);
   }
   es_close(s);
   return exit_code;

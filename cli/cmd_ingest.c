@@ -353,7 +353,7 @@ static void print_summary(ingest *g, const es_batch_result *r, double seconds) {
       fputs("\")", stderr);
     }
     fputs(": ", stderr);
-    cli_put_printable(stderr, g->errors[i].error);
+    cli_put_message(stderr, g->errors[i].error);
     fputc('\n', stderr);
   }
   printf("%zu inserted, %zu updated, %zu unchanged, %zu failed, %zu duplicates "
@@ -392,7 +392,8 @@ static int run(cli *c, int argc, char **argv) {
     }
     case 'm':
       if (!cli_parse_int(optarg, 64, 1L << 30, &g.max_line))
-        return cli_usage(c, "--max-line-bytes must be 64..1073741824");
+        return cli_usage(c, "--max-line-bytes must be 64..1073741824, not '%s'",
+                         optarg);
       break;
     case 'b':
       if (!cli_parse_int(optarg, 1, 100000, &batch))
@@ -472,9 +473,9 @@ static int run(cli *c, int argc, char **argv) {
   if (g.n_errors > 0)
     exit_code = landed > 0 ? EXIT_PARTIAL : EXIT_FAIL;
   if (g.fatal != ES_OK)
-    fprintf(stderr, "embstore ingest: stopped writing: %s\n", g.fatal_msg);
+    cli_warn(c, "stopped writing: %s", g.fatal_msg);
   if (end != ES_OK) {
-    fprintf(stderr, "embstore ingest: %s\n", es_errmsg(g.store));
+    cli_warn(c, "%s", es_errmsg(g.store));
     if (exit_code == EXIT_OK)
       exit_code = EXIT_PARTIAL;
   }

@@ -220,11 +220,16 @@ static int run_migrate(cli *c, int argc, char **argv) {
     jw_done(&w);
   } else {
     printf("%-8s %-8s %-21s %s\n", "version", "state", "applied at", "name");
-    for (size_t i = 0; i < l->n; i++)
-      printf("%-8d %-8s %-21s %s\n", l->items[i].version,
-             l->items[i].applied ? "applied" : "pending",
-             l->items[i].applied ? l->items[i].applied_at : "-",
-             l->items[i].name);
+    /* Names and times are read from the store's table. */
+    for (size_t i = 0; i < l->n; i++) {
+      printf("%-8d %-8s ", l->items[i].version,
+             l->items[i].applied ? "applied" : "pending");
+      cli_put_cell(stdout, l->items[i].applied ? l->items[i].applied_at : "-",
+                   21, 0);
+      fputc(' ', stdout);
+      cli_put_printable(stdout, l->items[i].name);
+      fputc('\n', stdout);
+    }
     printf("%d pending\n", pending);
   }
   es_migration_list_free(l);

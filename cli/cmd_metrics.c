@@ -4,14 +4,19 @@
 
 #include "cli.h"
 
+/* 100 years.  The server computes now() - since, which leaves the
+ * timestamp range at about 6,700 years back; a bound well inside it keeps
+ * that an ordinary usage error instead of an SQL one. */
+#define MAX_SINCE_S (36500LL * 86400)
+
 static const char usage[] =
     "usage: embstore metrics [--since DURATION] [--json]\n"
     "\n"
     "Per operation: count, median (p50), p95 and p99 duration, and error rate,\n"
     "from the performance metrics every library operation records.\n"
     "\n"
-    "  --since DURATION   only the last 90s, 30m, 1h, 7d, ... (default 24h;\n"
-    "                     \"all\" for everything kept)\n"
+    "  --since DURATION   only the last 90s, 30m, 1h, 7d, ... up to 36500d\n"
+    "                     (default 24h; \"all\" for everything kept)\n"
     "\n"
     "--json prints {\"since_s\",\"operations\":[{\"operation\",\"count\",\"p50_ms\",\n"
     "\"p95_ms\",\"p99_ms\",\"error_rate\"}]}.\n";
@@ -31,6 +36,9 @@ static int run(cli *c, int argc, char **argv) {
       else if (!cli_parse_duration(optarg, &since) || since == 0)
         return cli_usage(c, "--since must be a duration like 90s, 30m, 1h or 7d, "
                          "or all, not '%s'", optarg);
+      else if (since > MAX_SINCE_S)
+        return cli_usage(c, "--since must be at most 36500d (100 years), or "
+                         "all, not '%s'", optarg);
     }
   }
   if (optind != argc)
@@ -81,9 +89,9 @@ static int run(cli *c, int argc, char **argv) {
            "p95 ms", "p99 ms", "errors");
     for (size_t i = 0; i < r->n; i++) {
       const es_op_metrics *m = &r->ops[i];
-      printf("%-20s %10lld %10.2f %10.2f %10.2f %7.1f%%\n", m->operation,
-             (long long)m->count, m->p50_ms, m->p95_ms, m->p99_ms,
-             100.0 * m->error_rate);
+      cli_put_cell(stdout, m->operation, 20, 0);
+      printf(" %10lld %10.2f %10.2f %10.2f %7.1f%%\n", (long long)m->count,
+             m->p50_ms, m->p95_ms, m->p99_ms, 100.0 * m->error_rate);
     }
   }
   es_metrics_report_free(r);

@@ -107,15 +107,13 @@ static void print_results(cli *c, const es_results *r) {
          "text");
   for (size_t i = 0; i < r->n; i++) {
     const es_hit *h = &r->hits[i];
-    char text[61];
-    size_t n = strlen(h->text);
-    snprintf(text, sizeof text, "%.*s%s", n > 57 ? 57 : (int)n, h->text,
-             n > 57 ? "..." : "");
-    for (char *p = text; *p; p++)
-      if (*p == '\n' || *p == '\t')
-        *p = ' ';
-    printf("%-4zu %-10.6f %-24s %-16s %s\n", i + 1, h->distance, h->id,
-           h->source_id ? h->source_id : "-", text);
+    printf("%-4zu %-10.6f ", i + 1, h->distance);
+    cli_put_cell(stdout, h->id, 24, 0);
+    fputc(' ', stdout);
+    cli_put_cell(stdout, h->source_id ? h->source_id : "-", 16, 0);
+    fputc(' ', stdout);
+    cli_put_cell(stdout, h->text ? h->text : "", 0, 57);
+    fputc('\n', stdout);
   }
 }
 

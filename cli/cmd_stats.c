@@ -85,8 +85,11 @@ static void print_num(const char *label, double v, const char *unit) {
 }
 
 static void print_text(const es_stats *st) {
-  if (st->workspace)
-    printf("workspace %s\n", st->workspace);
+  if (st->workspace) {
+    fputs("workspace ", stdout);
+    cli_put_printable(stdout, st->workspace);
+    fputc('\n', stdout);
+  }
   printf("documents %lld, chunks %lld, sources %zu", (long long)st->documents,
          (long long)st->chunks, st->sources_total);
   if (st->without_vector)
@@ -95,19 +98,23 @@ static void print_text(const es_stats *st) {
          st->workspace ? " (its share of the store's rows)" : "",
          st->reclaimable_mb);
   printf("index health: %s\n", es_health_name(st->index_health));
-  for (size_t i = 0; i < st->n_health_reasons; i++)
-    printf("  - %s\n", st->health_reasons[i]);
+  for (size_t i = 0; i < st->n_health_reasons; i++) {
+    fputs("  - ", stdout); /* reasons quote index and table names */
+    cli_put_message(stdout, st->health_reasons[i]);
+    fputc('\n', stdout);
+  }
   printf("performance (last 1,000 operations):\n");
   print_num("search", st->avg_search_ms, " ms");
   print_num("insert", st->avg_insert_ms, " ms per document");
   print_num("cache hit rate", st->cache_hit_rate, "");
   if (st->sources_total > 0) {
     printf("%-32s %12s %12s\n", "source", "documents", "chunks");
-    for (size_t i = 0; i < st->sources_total; i++)
-      printf("%-32s %12lld %12lld\n",
-             st->sources[i].source_id ? st->sources[i].source_id : "(none)",
-             (long long)st->sources[i].documents,
+    for (size_t i = 0; i < st->sources_total; i++) {
+      const char *id = st->sources[i].source_id;
+      cli_put_cell(stdout, id ? id : "(none)", 32, 0);
+      printf(" %12lld %12lld\n", (long long)st->sources[i].documents,
              (long long)st->sources[i].chunks);
+    }
   }
 }
 

@@ -109,7 +109,6 @@ void jw_raw(jw *w, const char *json) {
   fputs(json, w->out);
 }
 
-void jw_done(jw *w) {
-  fputc('\n', w->out);
-  fflush(w->out);
-}
+/* No flush here: a failed write is found at exit (cli_finish), where
+ * glibc's retry of what is still buffered still knows why it failed. */
+void jw_done(jw *w) { fputc('\n', w->out); }

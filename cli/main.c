@@ -39,28 +39,24 @@ static void help(FILE *f) {
           "3 some items failed while the others landed.\n");
 }
 
-int main(int argc, char **argv) {
-  cli c = {0};
-  c.db = getenv("EMBSTORE_DB");
-  if (c.db && c.db[0] == '\0')
-    c.db = NULL;
-  c.cmd = "embstore";
+/* Parses the global options and runs the command. */
+static int dispatch(cli *c, int argc, char **argv) {
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--json") == 0) {
-      c.json = true;
+      c->json = true;
     } else if (strcmp(a, "--db") == 0 || strcmp(a, "--home") == 0) {
       if (i + 1 >= argc)
-        return cli_usage(&c, "%s needs a value", a);
+        return cli_usage(c, "%s needs a value", a);
       if (a[2] == 'd')
-        c.db = argv[++i];
+        c->db = argv[++i];
       else
-        c.home = argv[++i];
+        c->home = argv[++i];
     } else if (strncmp(a, "--db=", 5) == 0) {
-      c.db = a + 5;
+      c->db = a + 5;
     } else if (strncmp(a, "--home=", 7) == 0) {
-      c.home = a + 7;
+      c->home = a + 7;
     } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       help(stdout);
       return EXIT_OK;
@@ -68,22 +64,33 @@ int main(int argc, char **argv) {
       printf("embstore %s\n", ES_VERSION);
       return EXIT_OK;
     } else {
-      return cli_usage(&c, "unknown option %s", a);
+      return cli_usage(c, "unknown option %s", a);
     }
   }
   if (i >= argc) {
     help(stderr);
-    return EXIT_USAGE;
+    return cli_usage(c, "no command given");
   }
   for (size_t k = 0; k < N_COMMANDS; k++) {
     if (strcmp(argv[i], commands[k]->name) == 0) {
-      c.cmd = commands[k]->name;
-      return commands[k]->run(&c, argc - i, argv + i);
+      c->cmd = commands[k]->name;
+      return commands[k]->run(c, argc - i, argv + i);
     }
   }
   if (strcmp(argv[i], "help") == 0) {
     help(stdout);
     return EXIT_OK;
   }
-  return cli_usage(&c, "unknown command '%s'", argv[i]);
+  return cli_usage(c, "unknown command '%s'", argv[i]);
+}
+
+int main(int argc, char **argv) {
+  cli c = {0};
+  c.db = getenv("EMBSTORE_DB");
+  if (c.db && c.db[0] == '\0')
+    c.db = NULL;
+  c.cmd = "embstore";
+  c.argc = argc;
+  c.argv = argv;
+  return cli_finish(&c, dispatch(&c, argc, argv));
 }

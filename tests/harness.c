@@ -165,8 +165,9 @@ static bool drain(int fd, char **buf, size_t *len) {
   return true;
 }
 
-th_proc th_cli_io(const char *in, size_t inlen, int in_fd,
-                  const char *const *args) {
+/* th_cli_io, with standard output going to out_fd when it is not -1. */
+static th_proc cli_run(const char *in, size_t inlen, int in_fd, int out_fd,
+                       const char *const *args) {
   const char *argv[64] = {th_cli_path()};
   size_t n = 1;
   for (size_t i = 0; args[i] && n < 63; i++)
@@ -181,7 +182,7 @@ th_proc th_cli_io(const char *in, size_t inlen, int in_fd,
     FAIL("fork: %s", strerror(errno));
   if (pid == 0) {
     dup2(in_fd >= 0 ? in_fd : pin[0], 0);
-    dup2(pout[1], 1);
+    dup2(out_fd >= 0 ? out_fd : pout[1], 1);
     dup2(perr[1], 2);
     unsetenv("EMBSTORE_DB");
     execv(argv[0], (char *const *)argv);
@@ -196,6 +197,10 @@ th_proc th_cli_io(const char *in, size_t inlen, int in_fd,
   r.err = calloc(1, 1);
   size_t olen = 0, elen = 0, off = 0;
   int ofd = pout[0], efd = perr[0], ifd = pin[1];
+  if (out_fd >= 0) {
+    close(ofd);
+    ofd = -1;
+  }
   if (inlen == 0 || in_fd >= 0) {
     close(ifd);
     ifd = -1;
@@ -242,6 +247,15 @@ th_proc th_cli_io(const char *in, size_t inlen, int in_fd,
   r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   r.maxrss_kib = ru.ru_maxrss;
   return r;
+}
+
+th_proc th_cli_io(const char *in, size_t inlen, int in_fd,
+                  const char *const *args) {
+  return cli_run(in, inlen, in_fd, -1, args);
+}
+
+th_proc th_cli_to(int out_fd, const char *const *args) {
+  return cli_run(NULL, 0, -1, out_fd, args);
 }
 
 th_proc th_cli(const char *stdin_data, const char *const *argv) {

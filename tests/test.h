@@ -141,6 +141,9 @@ typedef struct th_proc {
  * standard input, or in_fd when it is not -1. */
 th_proc th_cli_io(const char *in, size_t inlen, int in_fd,
                   const char *const *argv);
+/* The same with nothing on standard input and standard output going to
+ * out_fd (p.out stays empty). */
+th_proc th_cli_to(int out_fd, const char *const *argv);
 /* The same with a C string (or NULL) on standard input. */
 th_proc th_cli(const char *stdin_data, const char *const *argv);
 void th_proc_free(th_proc *p);

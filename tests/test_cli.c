@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../src/json.h"
 #include "test.h"
 
 /* Runs embstore --db <test db> args... */
@@ -394,4 +395,290 @@ TEST(cli_ingest_memory_does_not_grow_with_the_input) {
   ASSERT(rss_large < rss_small + rss_small / 4 + 2048);
 #endif
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 30000);
+}
+
+/* ---- hostile text in human-readable output ------------------------------- */
+
+#define ESC_CSI "\x1b[31m"           /* SGR: red */
+#define ESC_OSC "\x1b]0;title\x07"   /* OSC: set the window title, BEL */
+#define C1_CSI "\xc2\x9b"            /* U+009B, the one-byte CSI */
+#define HOSTILE ESC_CSI ESC_OSC C1_CSI
+/* The same in a JSON string, where raw control characters are invalid. */
+#define HOSTILE_JSON "\\u001b[31m\\u001b]0;title\\u0007" C1_CSI
+
+/* Fails unless s (what the tool printed as `what`) is free of ESC, BEL,
+ * C1 controls, raw 0x9b bytes and the right-to-left override, and is
+ * valid UTF-8. */
+static void assert_terminal_safe(const char *what, const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    bool c1 = p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f;
+    bool rlo = p[0] == 0xe2 && p[1] == 0x80 && p[2] == 0xae;
+    if (*p == 0x1b || *p == 0x07 || *p == 0x9b || c1 || rlo)
+      FAIL("%s has a terminal control at byte %zu: %s", what,
+           (size_t)(p - (const unsigned char *)s), s);
+  }
+  long bad = es__utf8_invalid_at(s, strlen(s));
+  if (bad >= 0)
+    FAIL("%s is not valid UTF-8 at byte %ld: %s", what, bad, s);
+}
+
+/* Runs the tool; its stdout and stderr must be terminal-safe.  Returns the
+ * run (the caller frees it). */
+static th_proc cli_safe(int want_status, const char *in, const char *const *args) {
+  th_proc p = cli_db(in, args);
+  if (p.status != want_status)
+    FAIL("%s %s: exit %d, want %d\n%s%s", args[0], args[1] ? args[1] : "",
+         p.status, want_status, p.out, p.err);
+  assert_terminal_safe("stdout", p.out);
+  assert_terminal_safe("stderr", p.err);
+  return p;
+}
+#define CLI_SAFE(status, in, ...) \
+  cli_safe(status, in, (const char *const[]){__VA_ARGS__, NULL})
+
+TEST(cli_human_output_escapes_terminal_controls_that_json_keeps_verbatim) {
+  th_proc p = CLI(NULL, "init", "--dim", "2");
+  ASSERT_INT_EQ(p.status, 0);
+  th_proc_free(&p);
+  /* The id also carries a right-to-left override (U+202E); the second
+   * text is 72 characters of 142 bytes, cut for display. */
+  char e_acute[141] = "", input[1024];
+  for (int i = 0; i < 70; i++)
+    strcat(e_acute, "\xc3\xa9");
+  snprintf(input, sizeof input,
+           "{\"id\":\"i" HOSTILE_JSON "\xe2\x80\xaex\",\"text\":\"t" HOSTILE_JSON
+           "\xc3\xa9\xc3\xa9\",\"source_id\":\"s" HOSTILE_JSON "\",\"embedding\":[1,0],"
+           "\"metadata\":{\"workspace\":\"w" HOSTILE_JSON "\"}}\n"
+           "{\"id\":\"long\",\"text\":\"ab%s\",\"embedding\":[0.9,0.1]}\n"
+           "{\"id\":\"bad" HOSTILE_JSON "\",\"embedding\":[1]}\n",
+           e_acute);
+  p = CLI_SAFE(3, input, "ingest", "-");
+  ASSERT_CONTAINS(p.err, "line 3 (id \"bad\\x1b[31m\\x1b]0;title\\x07\\u009b\")");
+  th_proc_free(&p);
+
+  p = CLI_SAFE(0, NULL, "search", "--vector", "[1,0]");
+  ASSERT_CONTAINS(p.out, "i\\x1b[31m\\x1b]0;title\\x07\\u009b\\u202ex");
+  ASSERT_CONTAINS(p.out, "s\\x1b[31m");
+  /* 57 characters of text, then "...", cut between characters. */
+  char shown[200];
+  snprintf(shown, sizeof shown, "ab%.110s...\n", e_acute);
+  ASSERT_CONTAINS(p.out, shown);
+  th_proc_free(&p);
+  p = CLI_SAFE(0, NULL, "stats");
+  ASSERT_CONTAINS(p.out, "s\\x1b[31m\\x1b]0;title\\x07\\u009b");
+  th_proc_free(&p);
+  p = CLI_SAFE(0, NULL, "stats", "--workspace", "w" HOSTILE);
+  ASSERT_CONTAINS(p.out, "workspace w\\x1b[31m");
+  th_proc_free(&p);
+  p = CLI_SAFE(2, NULL, "search", "--like", "nope" HOSTILE);
+  ASSERT_CONTAINS(p.err, "nope\\x1b[31m");
+  th_proc_free(&p);
+  p = CLI_SAFE(0, NULL, "cleanup", "--min-age", "0s");
+  th_proc_free(&p);
+  p = CLI_SAFE(0, NULL, "metrics");
+  th_proc_free(&p);
+  p = CLI_SAFE(0, NULL, "delete", "--source", "s" HOSTILE, "--workspace",
+               "w" HOSTILE, "--dry-run");
+  ASSERT_CONTAINS(p.out, "would delete 1 documents");
+  ASSERT_CONTAINS(p.out, "in workspace w\\x1b[31m");
+  th_proc_free(&p);
+
+  /* --json: the exact values, parsed back by an independent parser. */
+  p = CLI(NULL, "--json", "search", "--vector", "[1,0]", "-k", "1");
+  ASSERT_INT_EQ(p.status, 0);
+  json_t *j = parse(p.out);
+  json_t *h = json_array_get(json_object_get(j, "results"), 0);
+  ASSERT_STR_EQ(json_string_value(json_object_get(h, "id")),
+                "i" HOSTILE "\xe2\x80\xaex");
+  ASSERT_STR_EQ(json_string_value(json_object_get(h, "text")),
+                "t" HOSTILE "\xc3\xa9\xc3\xa9");
+  ASSERT_STR_EQ(json_string_value(json_object_get(h, "source_id")), "s" HOSTILE);
+  ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(h, "metadata"),
+                                                  "workspace")),
+                "w" HOSTILE);
+  ASSERT_NOT_CONTAINS(p.out, "\x1b"); /* < 0x20 always as \u escapes */
+  json_decref(j);
+  th_proc_free(&p);
+  p = CLI("{\"id\":\"bad" HOSTILE_JSON "\",\"embedding\":[1]}\n", "--json",
+          "ingest", "-");
+  ASSERT_INT_EQ(p.status, 2);
+  j = parse(p.out);
+  ASSERT_STR_EQ(json_string_value(json_object_get(
+                    json_array_get(json_object_get(j, "errors"), 0), "id")),
+                "bad" HOSTILE);
+  json_decref(j);
+  th_proc_free(&p);
+  p = CLI(NULL, "--json", "stats", "--workspace", "w" HOSTILE);
+  ASSERT_INT_EQ(p.status, 0);
+  j = parse(p.out);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "workspace")), "w" HOSTILE);
+  ASSERT_STR_EQ(json_string_value(json_object_get(
+                    json_array_get(json_object_get(j, "sources"), 0), "source_id")),
+                "s" HOSTILE);
+  json_decref(j);
+  th_proc_free(&p);
+  p = CLI(NULL, "--json", "delete", "--source", "s" HOSTILE);
+  ASSERT_INT_EQ(p.status, 0);
+  j = parse(p.out);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "deleted")), 1);
+  json_decref(j);
+  th_proc_free(&p);
+}
+
+TEST(cli_db_status_escapes_terminal_controls_in_the_home_path) {
+  char home[600];
+  snprintf(home, sizeof home, "%s/h" HOSTILE, th_tmpdir());
+  const char *status[] = {"--home", home, "db", "status", NULL};
+  th_proc p = th_cli(NULL, status);
+  ASSERT_INT_EQ(p.status, 0);
+  ASSERT_CONTAINS(p.out, "absent: no cluster in ");
+  ASSERT_CONTAINS(p.out, "/h\\x1b[31m");
+  assert_terminal_safe("stdout", p.out);
+  assert_terminal_safe("stderr", p.err);
+  th_proc_free(&p);
+}
+
+TEST(cli_multi_line_library_messages_stay_on_one_prefixed_line) {
+  /* libpq says "...failed: No such file or directory\n\tIs the server
+   * running locally...?" for a socket that is not there. */
+  const char *argv[] = {"--db", "host=/nonexistent port=1", "stats", NULL};
+  th_proc p = th_cli(NULL, argv);
+  ASSERT_INT_EQ(p.status, 2);
+  ASSERT_CONTAINS(p.err, "Is the server running");
+  ASSERT_CONTAINS(p.err, "embstore stats: ");
+  char *nl = strchr(p.err, '\n');
+  ASSERT(nl != NULL);
+  ASSERT_INT_EQ(nl[1], '\0'); /* one line */
+  th_proc_free(&p);
+}
+
+/* ---- usage errors, bounds, write errors ------------------------------------ */
+
+TEST(cli_usage_errors_under_json_print_the_error_object_on_stdout) {
+  /* --json before and after the fault, and before the command. */
+  const char *bad[][7] = {{"--json", "frobnicate", NULL},
+                          {"frobnicate", "--json", NULL},
+                          {"--json", NULL},
+                          {"--bogus", "--json", "stats", NULL},
+                          {"--json", "--db", NULL},
+                          {"search", "--bogus", "--json", NULL},
+                          {"search", "--json", "-k", NULL},
+                          {"search", "-k", "0", "--like", "x", "--json"},
+                          {"--json", "init", "--dim", "0", NULL},
+                          {"--json", "init", NULL},
+                          {"ingest", "--json", NULL},
+                          {"metrics", "--since", "soon", "--json", NULL},
+                          {"cleanup", "--min-age", "25000d", "--json", NULL},
+                          {"db", "restart", "--json", NULL},
+                          {"stats", "extra", "--json", NULL}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    th_proc p = th_cli(NULL, bad[i]);
+    if (p.status != 1)
+      FAIL("case %zu: exit %d, want 1\n%s", i, p.status, p.err);
+    ASSERT_CONTAINS(p.err, "embstore");
+    json_t *j = parse(p.out);
+    static const char *const top[] = {"error"};
+    assert_keys(j, top, 1);
+    json_t *e = json_object_get(j, "error");
+    static const char *const keys[] = {"status", "message"};
+    assert_keys(e, keys, 2);
+    ASSERT_STR_EQ(json_string_value(json_object_get(e, "status")), "ES_EINVAL");
+    ASSERT(strlen(json_string_value(json_object_get(e, "message"))) > 0);
+    json_decref(j);
+    th_proc_free(&p);
+  }
+  /* Without --json, stdout stays empty; "--json" after "--" is no option. */
+  const char *plain[] = {"ingest", "a", "--", "--json", NULL};
+  th_proc p = th_cli(NULL, plain);
+  ASSERT_INT_EQ(p.status, 1);
+  ASSERT_STR_EQ(p.out, "");
+  th_proc_free(&p);
+}
+
+TEST(cli_min_age_and_since_bounds_are_usage_errors_past_the_maximum) {
+  th_proc p = CLI(NULL, "init", "--dim", "2");
+  ASSERT_INT_EQ(p.status, 0);
+  th_proc_free(&p);
+  /* --min-age: the library's int, 2147483647 s. */
+  p = CLI(NULL, "--json", "cleanup", "--dry-run", "--min-age", "2147483647s");
+  ASSERT_INT_EQ(p.status, 0);
+  th_proc_free(&p);
+  p = CLI(NULL, "cleanup", "--dry-run", "--min-age", "24855d");
+  ASSERT_INT_EQ(p.status, 0);
+  ASSERT_CONTAINS(p.out, "older than 2147472000 s");
+  th_proc_free(&p);
+  const char *too_old[] = {"2147483648s", "24856d", "25000d",
+                           "99999999999999999999d"};
+  for (int i = 0; i < 4; i++) {
+    p = CLI(NULL, "cleanup", "--dry-run", "--min-age", too_old[i]);
+    if (p.status != 1)
+      FAIL("--min-age %s: exit %d, want 1\n%s", too_old[i], p.status, p.err);
+    ASSERT_CONTAINS(p.err, "at most 2147483647s");
+    th_proc_free(&p);
+  }
+  /* --since: 100 years. */
+  p = CLI(NULL, "--json", "metrics", "--since", "36500d");
+  ASSERT_INT_EQ(p.status, 0);
+  json_t *j = parse(p.out);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "since_s")), 3153600000LL);
+  json_decref(j);
+  th_proc_free(&p);
+  const char *too_long[] = {"3153600001s", "36501d", "1000000000000s"};
+  for (int i = 0; i < 3; i++) {
+    p = CLI(NULL, "metrics", "--since", too_long[i]);
+    if (p.status != 1)
+      FAIL("--since %s: exit %d, want 1\n%s", too_long[i], p.status, p.err);
+    ASSERT_CONTAINS(p.err, "at most 36500d");
+    th_proc_free(&p);
+  }
+}
+
+/* Runs embstore --db <test db> args... with stdout on /dev/full: it must
+ * exit 2 and say why on stderr. */
+static void assert_write_error_exits_2(const char *const *args) {
+  const char *argv[32] = {"--db", th_conninfo()};
+  size_t n = 2;
+  for (size_t i = 0; args[i] && n < 31; i++)
+    argv[n++] = args[i];
+  argv[n] = NULL;
+  int fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+  ASSERT(fd >= 0);
+  th_proc p = th_cli_to(fd, argv);
+  close(fd);
+  if (p.status != 2)
+    FAIL("%s %s > /dev/full: exit %d, want 2\n%s", args[0], args[1] ? args[1] : "",
+         p.status, p.err);
+  ASSERT_CONTAINS(p.err, "cannot write output: No space left on device");
+  th_proc_free(&p);
+}
+
+TEST(cli_write_errors_on_stdout_exit_2_with_a_message) {
+  th_proc p = CLI(NULL, "init", "--dim", "2");
+  ASSERT_INT_EQ(p.status, 0);
+  th_proc_free(&p);
+  p = CLI("{\"id\":\"a\",\"embedding\":[1,0],\"source_id\":\"s\"}\n", "ingest", "-");
+  ASSERT_INT_EQ(p.status, 0);
+  th_proc_free(&p);
+  const char *cases[][6] = {{"--json", "stats", NULL},
+                            {"stats", NULL},
+                            {"search", "--like", "a", NULL},
+                            {"--json", "search", "--vector", "[1,0]", NULL},
+                            {"delete", "--source", "x", "--dry-run", NULL},
+                            {"--json", "cleanup", "--dry-run", NULL},
+                            {"metrics", NULL},
+                            {"migrate", "--status", NULL},
+                            {"--json", "init", "--dim", "2", NULL},
+                            {"--version", NULL},
+                            {"search", "--help", NULL}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    assert_write_error_exits_2(cases[i]);
+  /* ingest's summary lost is a failure too. */
+  const char *ingest[] = {"--db", th_conninfo(), "--json", "ingest", "-", NULL};
+  int fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+  ASSERT(fd >= 0);
+  p = th_cli_to(fd, ingest);
+  close(fd);
+  ASSERT_INT_EQ(p.status, 2);
+  ASSERT_CONTAINS(p.err, "embstore ingest: cannot write output");
+  th_proc_free(&p);
 }
