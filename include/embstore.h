@@ -199,6 +199,8 @@ typedef struct es_init_report {
   int64_t orphaned_chunks;   /* chunks whose document does not exist */
   int fk_valid;              /* 1 when chunks.document_id's key is valid */
   int fk_validated;          /* 1 when this call validated it */
+  int counters_rebuilt;      /* 1 when missing or disabled counting triggers
+                                were recreated and the counts recomputed */
 } es_init_report;
 
 /* Creates the store (extension, tables, indexes, foreign key) for vectors of

@@ -26,6 +26,7 @@ static es_status m_indexes(es_store *, es__conn *, migrate_ctx *);
 static es_status m_chunks_fk(es_store *, es__conn *, migrate_ctx *);
 static es_status m_counts(es_store *, es__conn *, migrate_ctx *);
 static es_status m_statistics(es_store *, es__conn *, migrate_ctx *);
+static es_status m_exact_counts(es_store *, es__conn *, migrate_ctx *);
 static es_status insert_meta(es_store *, es__conn *, migrate_ctx *);
 
 typedef struct migration {
@@ -40,6 +41,8 @@ static const migration migrations[] = {
     {3, "chunks.document_id foreign key", m_chunks_fk},
     {4, "per-source counters kept by triggers", m_counts},
     {5, "no statistics for columns nothing filters on", m_statistics},
+    {6, "counters exact under every writer, hashes cleared by plain SQL edits",
+     m_exact_counts},
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
@@ -132,6 +135,29 @@ static es_status m_statistics(es_store *s, es__conn *c, migrate_ctx *m) {
   (void)m;
   return es__exec(s, c, es__sql_005_statistics,
                   "migration 5 (column statistics) failed");
+}
+
+static es_status m_exact_counts(es_store *s, es__conn *c, migrate_ctx *m) {
+  (void)m;
+  return es__exec(s, c, es__sql_006_exact_counts,
+                  "migration 6 (exact counters) failed");
+}
+
+/* The counters are only as good as their triggers: when the table or any
+ * trigger is missing or disabled (pg_restore --disable-triggers, ALTER
+ * TABLE ... DISABLE TRIGGER), migrations 4 and 6 are applied again, which
+ * recreate them and recount from the tables. */
+static es_status mend_counters(es_store *s, es__conn *c, es_init_report *rep) {
+  int enabled = 0;
+  es_status rc = es__count_triggers(s, c, &enabled);
+  if (rc != ES_OK || enabled == ES__COUNT_TRIGGERS)
+    return rc;
+  rc = es__exec(s, c, es__sql_004_counts, "cannot recreate the counters");
+  if (rc == ES_OK)
+    rc = es__exec(s, c, es__sql_006_exact_counts, "cannot recreate the counters");
+  if (rc == ES_OK && rep)
+    rep->counters_rebuilt = 1;
+  return rc;
 }
 
 /* true when table exists in the search path. */
@@ -331,7 +357,9 @@ static es_status begin_schema_change(es_store *s, es__conn *c) {
 static es_status mend(es_store *s, es__conn *c, es_metric metric,
                       es_init_report *rep) {
   es_status rc = es__ensure_indexes(s, c, metric, false, &rep->indexes_created);
-  return rc == ES_OK ? ensure_fk(s, c, rep) : rc;
+  if (rc == ES_OK)
+    rc = ensure_fk(s, c, rep);
+  return rc == ES_OK ? mend_counters(s, c, rep) : rc;
 }
 
 /* Everything init does happens in one transaction under the migration

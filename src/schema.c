@@ -155,3 +155,24 @@ es_status es__count_orphan_chunks(es_store *store, es__conn *conn, int64_t *n) {
   PQclear(r);
   return ES_OK;
 }
+
+es_status es__count_triggers(es_store *store, es__conn *conn, int *enabled) {
+  PGresult *r = PQexec(
+      conn->pg,
+      "SELECT CASE WHEN to_regclass('embstore_counts') IS NULL THEN 0 ELSE "
+      "(SELECT count(*) FROM pg_trigger WHERE tgrelid IN "
+      "(to_regclass('embeddings'), to_regclass('chunks')) AND tgenabled = 'A' "
+      "AND tgname IN ('embstore_counts_docs_ins', 'embstore_counts_docs_del', "
+      "'embstore_counts_docs_upd', 'embstore_counts_doc_chunks', "
+      "'embstore_counts_truncate', 'embstore_counts_chunks_ins', "
+      "'embstore_counts_chunks_del', 'embstore_counts_chunks_upd', "
+      "'embstore_content_hash_stale')) END");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(store, conn->pg, r, "cannot read the triggers");
+    PQclear(r);
+    return rc;
+  }
+  *enabled = atoi(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return ES_OK;
+}

@@ -54,6 +54,14 @@ typedef struct es__fk_state {
 
 es_status es__fk_lookup(es_store *store, es__conn *conn, es__fk_state *fk);
 
+/* The triggers that keep embstore_counts exact (sql/004, sql/006), all of
+ * which must exist and fire ALWAYS. */
+#define ES__COUNT_TRIGGERS 10
+
+/* How many of them exist and fire always; 0 when embstore_counts is
+ * missing. */
+es_status es__count_triggers(es_store *store, es__conn *conn, int *enabled);
+
 /* Chunks whose document_id names no document. */
 es_status es__count_orphan_chunks(es_store *store, es__conn *conn,
                                   int64_t *n);
