@@ -1,11 +1,12 @@
 /* cmd_stats.c - `embstore stats`. */
 #include <getopt.h>
 #include <math.h>
+#include <stdbool.h>
 
 #include "cli.h"
 
 static const char usage[] =
-    "usage: embstore stats [--workspace W] [--json]\n"
+    "usage: embstore stats [--workspace W] [--verify | --repair] [--json]\n"
     "\n"
     "Exact counts (documents, chunks, per source), storage, and index health,\n"
     "for the whole store or one workspace.  Health is decided from facts, each\n"
@@ -16,13 +17,100 @@ static const char usage[] =
     "workspace, the store's size times the workspace's share of the rows.\n"
     "Performance figures average the last 1,000 recorded operations.\n"
     "\n"
+    "  --workspace W  only the documents of workspace W\n"
+    "  --verify       also check every counter against COUNT(*) of the tables,\n"
+    "                 in one snapshot (scans them: seconds at millions of rows)\n"
+    "  --repair       --verify, and recount when they disagree (holds writers\n"
+    "                 off meanwhile)\n"
+    "\n"
     "--json prints {\"documents\",\"chunks\",\"without_vector\",\"orphaned_chunks\",\n"
     "\"sources\":[{\"source_id\",\"documents\",\"chunks\"}],\"sources_total\",\n"
     "\"storage_mb\",\"storage_attribution\",\"index_health\",\"health_reasons\",\n"
     "\"reclaimable_mb\",\"performance\":{\"avg_search_ms\",\"avg_insert_ms\",\n"
-    "\"cache_hit_rate\"},\"workspace\"}.\n";
+    "\"cache_hit_rate\"},\"workspace\"}; with --verify or --repair also\n"
+    "\"counts_check\":{\"documents\",\"chunks\",\"orphaned_chunks\",\n"
+    "\"orphaned_counted\",\"drift\":[{\"source_id\",\"workspace\",\n"
+    "\"documents_counted\",\"documents_actual\",\"chunks_counted\",\"chunks_actual\",\n"
+    "\"without_vector_counted\",\"without_vector_actual\"}],\"repaired\"}.\n";
 
-static void print_json(const es_stats *st) {
+/* Whether the check found counters that disagree with the tables (and did
+ * not repair them). */
+static bool drifted(const es_count_check *k) {
+  return k && !k->repaired &&
+         (k->n_drift > 0 || k->orphaned_chunks != k->orphaned_counted);
+}
+
+static const char drift_reason[] =
+    "the counters disagree with COUNT(*) of the tables: run `embstore stats "
+    "--repair` to recount";
+
+static void print_check_json(jw *w, const es_count_check *k) {
+  jw_key(w, "counts_check");
+  jw_obj(w);
+  jw_key(w, "documents");
+  jw_int(w, k->documents);
+  jw_key(w, "chunks");
+  jw_int(w, k->chunks);
+  jw_key(w, "orphaned_chunks");
+  jw_int(w, k->orphaned_chunks);
+  jw_key(w, "orphaned_counted");
+  jw_int(w, k->orphaned_counted);
+  jw_key(w, "drift");
+  jw_arr(w);
+  for (size_t i = 0; i < k->n_drift; i++) {
+    const es_count_drift *d = &k->drift[i];
+    jw_obj(w);
+    jw_key(w, "source_id");
+    jw_str(w, d->source_id);
+    jw_key(w, "workspace");
+    jw_str(w, d->workspace);
+    jw_key(w, "documents_counted");
+    jw_int(w, d->documents_counted);
+    jw_key(w, "documents_actual");
+    jw_int(w, d->documents_actual);
+    jw_key(w, "chunks_counted");
+    jw_int(w, d->chunks_counted);
+    jw_key(w, "chunks_actual");
+    jw_int(w, d->chunks_actual);
+    jw_key(w, "without_vector_counted");
+    jw_int(w, d->without_vector_counted);
+    jw_key(w, "without_vector_actual");
+    jw_int(w, d->without_vector_actual);
+    jw_obj_end(w);
+  }
+  jw_arr_end(w);
+  jw_key(w, "repaired");
+  jw_bool(w, k->repaired);
+  jw_obj_end(w);
+}
+
+static void print_check_text(const es_count_check *k) {
+  printf("counters checked against COUNT(*): %lld documents, %lld chunks, "
+         "%lld orphaned (counted %lld)",
+         (long long)k->documents, (long long)k->chunks,
+         (long long)k->orphaned_chunks, (long long)k->orphaned_counted);
+  if (k->repaired)
+    printf("; they disagreed and were recounted\n");
+  else if (!drifted(k))
+    printf("; they agree\n");
+  else
+    printf("; %zu key(s) disagree:\n", k->n_drift);
+  for (size_t i = 0; i < k->n_drift; i++) {
+    const es_count_drift *d = &k->drift[i];
+    fputs("  source ", stdout);
+    cli_put_printable(stdout, d->source_id ? d->source_id : "(none)");
+    fputs(", workspace ", stdout);
+    cli_put_printable(stdout, d->workspace ? d->workspace : "(none)");
+    printf(": documents %lld counted, %lld actual; chunks %lld counted, %lld "
+           "actual; without a vector %lld counted, %lld actual\n",
+           (long long)d->documents_counted, (long long)d->documents_actual,
+           (long long)d->chunks_counted, (long long)d->chunks_actual,
+           (long long)d->without_vector_counted,
+           (long long)d->without_vector_actual);
+  }
+}
+
+static void print_json(const es_stats *st, const es_count_check *k) {
   jw w;
   jw_init(&w, stdout);
   jw_obj(&w);
@@ -35,7 +123,7 @@ static void print_json(const es_stats *st) {
   jw_key(&w, "without_vector");
   jw_int(&w, st->without_vector);
   jw_key(&w, "orphaned_chunks");
-  jw_int(&w, st->orphaned_chunks < 0 ? 0 : st->orphaned_chunks);
+  jw_int(&w, st->orphaned_chunks);
   jw_key(&w, "sources");
   jw_arr(&w);
   for (size_t i = 0; i < st->sources_total; i++) {
@@ -58,11 +146,13 @@ static void print_json(const es_stats *st) {
   jw_key(&w, "reclaimable_mb");
   jw_num(&w, st->reclaimable_mb);
   jw_key(&w, "index_health");
-  jw_str(&w, es_health_name(st->index_health));
+  jw_str(&w, es_health_name(drifted(k) ? ES_HEALTH_CRITICAL : st->index_health));
   jw_key(&w, "health_reasons");
   jw_arr(&w);
   for (size_t i = 0; i < st->n_health_reasons; i++)
     jw_str(&w, st->health_reasons[i]);
+  if (drifted(k))
+    jw_str(&w, drift_reason);
   jw_arr_end(&w);
   jw_key(&w, "performance");
   jw_obj(&w);
@@ -73,6 +163,8 @@ static void print_json(const es_stats *st) {
   jw_key(&w, "cache_hit_rate");
   jw_num(&w, st->cache_hit_rate);
   jw_obj_end(&w);
+  if (k)
+    print_check_json(&w, k);
   jw_obj_end(&w);
   jw_done(&w);
 }
@@ -84,7 +176,7 @@ static void print_num(const char *label, double v, const char *unit) {
     printf("  %-16s %.3f%s\n", label, v, unit);
 }
 
-static void print_text(const es_stats *st) {
+static void print_text(const es_stats *st, const es_count_check *k) {
   if (st->workspace) {
     fputs("workspace ", stdout);
     cli_put_printable(stdout, st->workspace);
@@ -97,12 +189,15 @@ static void print_text(const es_stats *st) {
   printf("\nstorage %.2f MiB%s, reclaimable %.2f MiB\n", st->storage_mb,
          st->workspace ? " (its share of the store's rows)" : "",
          st->reclaimable_mb);
-  printf("index health: %s\n", es_health_name(st->index_health));
+  printf("index health: %s\n",
+         es_health_name(drifted(k) ? ES_HEALTH_CRITICAL : st->index_health));
   for (size_t i = 0; i < st->n_health_reasons; i++) {
     fputs("  - ", stdout); /* reasons quote index and table names */
     cli_put_message(stdout, st->health_reasons[i]);
     fputc('\n', stdout);
   }
+  if (drifted(k))
+    printf("  - %s\n", drift_reason);
   printf("performance (last 1,000 operations):\n");
   print_num("search", st->avg_search_ms, " ms");
   print_num("insert", st->avg_insert_ms, " ms per document");
@@ -116,12 +211,19 @@ static void print_text(const es_stats *st) {
              (long long)st->sources[i].chunks);
     }
   }
+  if (k)
+    print_check_text(k);
 }
 
 static int run(cli *c, int argc, char **argv) {
   static const struct option lo[] = {
-      {"workspace", required_argument, NULL, 'w'}, CLI_COMMON_LONGOPTS, {0, 0, 0, 0}};
+      {"workspace", required_argument, NULL, 'w'},
+      {"verify", no_argument, NULL, 'v'},
+      {"repair", no_argument, NULL, 'r'},
+      CLI_COMMON_LONGOPTS,
+      {0, 0, 0, 0}};
   const char *workspace = NULL;
+  bool verify = false, repair = false;
   int code, opt;
   optind = 0;
   while ((opt = cli_next_opt(c, &cli_cmd_stats, argc, argv, "", lo, &code)) != -1) {
@@ -129,6 +231,10 @@ static int run(cli *c, int argc, char **argv) {
       return code;
     if (opt == 'w')
       workspace = optarg;
+    else if (opt == 'v')
+      verify = true;
+    else if (opt == 'r')
+      repair = true;
   }
   if (optind != argc)
     return cli_usage(c, "unexpected argument '%s'", argv[optind]);
@@ -136,14 +242,23 @@ static int run(cli *c, int argc, char **argv) {
   if (s == NULL)
     return EXIT_FAIL;
   es_stats *st = NULL;
-  es_status rc = es_get_statistics(s, workspace, &st);
+  es_count_check *k = NULL;
+  es_status rc = ES_OK;
+  /* A repair goes first, so that the statistics show its result. */
+  if (repair)
+    rc = es_check_counts(s, 1, &k);
+  if (rc == ES_OK)
+    rc = es_get_statistics(s, workspace, &st);
+  if (rc == ES_OK && verify && !repair)
+    rc = es_check_counts(s, 0, &k);
   int exit_code = EXIT_OK;
   if (rc != ES_OK)
     exit_code = cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
   else if (c->json)
-    print_json(st);
+    print_json(st, k);
   else
-    print_text(st);
+    print_text(st, k);
+  es_count_check_free(k);
   es_stats_free(st);
   es_close(s);
   return exit_code;

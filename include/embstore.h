@@ -509,8 +509,9 @@ typedef struct es_stats {
   int64_t documents;
   int64_t chunks;
   int64_t without_vector;  /* documents that have no vector */
-  int64_t orphaned_chunks; /* chunks whose document is gone; -1 when the
-                              foreign key is valid (so there are none) */
+  int64_t orphaned_chunks; /* chunks whose document is gone, in the whole
+                              store (counted exactly by the triggers, also
+                              when a writer bypassed the foreign key) */
   es_source_stats *sources; /* by source_id; sources_total of them */
   size_t sources_total;
   double storage_mb;       /* heap + TOAST + indexes of the store's tables,
@@ -535,6 +536,42 @@ typedef struct es_stats {
 es_status es_get_statistics(es_store *store, const char *workspace,
                             es_stats **stats);
 void es_stats_free(es_stats *stats);
+
+/* The counters checked against COUNT(*).
+ *
+ * The counts of es_get_statistics() come from counters that triggers keep
+ * exact for every writer whose triggers fire.  A writer that bypassed them
+ * (triggers disabled during a restore; a REPEATABLE READ transaction moving
+ * a document to another source while another adds its chunks) can leave
+ * them wrong.  es_get_statistics() reports what it can see cheaply
+ * (disabled triggers, negative counts, counters far from PostgreSQL's
+ * estimate); this is the exact check. */
+typedef struct es_count_drift {
+  char *source_id, *workspace; /* the key whose counters are wrong (NULL:
+                                  none) */
+  int64_t documents_counted, documents_actual;
+  int64_t chunks_counted, chunks_actual;
+  int64_t without_vector_counted, without_vector_actual;
+} es_count_drift;
+
+typedef struct es_count_check {
+  int64_t documents, chunks;    /* COUNT(*) of the tables */
+  int64_t orphaned_chunks;      /* chunks whose document does not exist */
+  int64_t orphaned_counted;     /* what the counters say of them */
+  es_count_drift *drift;        /* keys whose counters are wrong (at most
+                                   1,000 listed) */
+  size_t n_drift;
+  int repaired;                 /* 1 when this call recounted */
+} es_count_check;
+
+/* Compares every counter with the tables in one REPEATABLE READ snapshot
+ * (they must agree to the row) and, when [in] repair is 1 and they do not,
+ * recomputes the counters while holding writers off (SHARE locks on the
+ * tables; waiting for them is bounded like any lock wait).  Scans both
+ * tables: seconds at millions of rows.  [out] *check is freed with
+ * es_count_check_free(). */
+es_status es_check_counts(es_store *store, int repair, es_count_check **check);
+void es_count_check_free(es_count_check *check);
 
 /* ------------------------------------------------------------------------
  * Orphan cleanup

@@ -159,8 +159,22 @@ ALTER TABLE chunks ENABLE ALWAYS TRIGGER embstore_counts_chunks_del;
 ALTER TABLE chunks ENABLE ALWAYS TRIGGER embstore_counts_chunks_upd;
 ALTER TABLE chunks ENABLE ALWAYS TRIGGER embstore_counts_truncate;
 
--- The total of chunks, from the truth, with writers held off.
+-- Recomputes every counter from the tables.  The caller holds writers off
+-- (LOCK TABLE embeddings, chunks IN SHARE MODE), as below and as `embstore
+-- stats --repair` does.
+CREATE OR REPLACE FUNCTION embstore_counts_recount() RETURNS void
+LANGUAGE sql AS $$
+    DELETE FROM embstore_counts;
+    INSERT INTO embstore_counts (source_id, workspace, documents, without_vector)
+    SELECT source_id, metadata->>'workspace', count(*),
+           count(*) FILTER (WHERE embedding IS NULL)
+    FROM embeddings GROUP BY 1, 2;
+    INSERT INTO embstore_counts (source_id, workspace, chunks)
+    SELECT e.source_id, e.metadata->>'workspace', count(*)
+    FROM chunks c JOIN embeddings e ON e.id = c.document_id
+    GROUP BY 1, 2;
+    INSERT INTO embstore_counts (all_chunks) SELECT count(*) FROM chunks;
+$$;
+
 LOCK TABLE embeddings, chunks IN SHARE MODE;
-INSERT INTO embstore_counts (all_chunks)
-SELECT count(*) - (SELECT coalesce(sum(all_chunks), 0) FROM embstore_counts)
-FROM chunks;
+SELECT embstore_counts_recount();

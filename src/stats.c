@@ -19,6 +19,9 @@
 /* A table with more than this share of dead tuples wants a VACUUM. */
 #define DEAD_SHARE 0.2
 #define DEAD_MIN 1000
+/* How far the counters may be from pg_stat's live-row estimate. */
+#define ESTIMATE_SLACK 0.5
+#define ESTIMATE_SLACK_ROWS 10000
 
 const char *es_health_name(es_health h) {
   switch (h) {
@@ -105,22 +108,39 @@ static es_status counts(es_store *s, es__conn *c, es_stats *st) {
     PQclear(r);
     return es__fail(s, ES_ENOMEM, "out of memory");
   }
+  bool negative = false;
   for (int i = 0; i < n; i++) {
     es_source_stats *src = &st->sources[st->sources_total++];
     src->source_id = PQgetisnull(r, i, 0) ? NULL : strdup(PQgetvalue(r, i, 0));
     src->documents = strtoll(PQgetvalue(r, i, 1), NULL, 10);
     src->chunks = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+    int64_t without = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+    negative = negative || src->documents < 0 || src->chunks < 0 || without < 0;
     st->documents += src->documents;
     st->chunks += src->chunks;
-    st->without_vector += strtoll(PQgetvalue(r, i, 3), NULL, 10);
+    st->without_vector += without;
   }
+  PQclear(r);
+  if (negative)
+    fact(st, ES_HEALTH_CRITICAL, "the counters hold negative counts: a writer "
+         "bypassed their triggers; run `embstore stats --repair` to recount");
+  /* Chunks whose document does not exist are counted too (in the whole
+   * store: they have no workspace). */
+  r = PQexec(c->pg, "SELECT coalesce(sum(all_chunks) - sum(chunks), 0) "
+                    "FROM embstore_counts");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(s, c->pg, r, "cannot read embstore_counts");
+    PQclear(r);
+    return rc;
+  }
+  st->orphaned_chunks = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
   return ES_OK;
 }
 
 /* Sizes and dead tuples of the store's tables; health facts about them. */
 static es_status storage(es_store *s, es__conn *c, es_stats *st,
-                         double *bytes, double *dead_bytes) {
+                         double *bytes, double *dead_bytes, double live_rows[2]) {
   PGresult *r = PQexec(
       c->pg,
       "SELECT t.relname, pg_total_relation_size(t.relid), t.n_live_tup, "
@@ -146,6 +166,7 @@ static es_status storage(es_store *s, es__conn *c, es_stats *st,
     bool data = strcmp(name, "embeddings") == 0 || strcmp(name, "chunks") == 0;
     if (!data)
       continue;
+    live_rows[strcmp(name, "chunks") == 0] = live;
     if (dead >= DEAD_MIN && dead / (live + dead) > DEAD_SHARE)
       fact(st, ES_HEALTH_DEGRADED,
            "%s holds %.0f dead tuples (%.0f%% of its rows%s): run VACUUM "
@@ -161,7 +182,21 @@ static es_status storage(es_store *s, es__conn *c, es_stats *st,
   return ES_OK;
 }
 
-/* The required indexes and the foreign key. */
+/* A required index that is missing: critical, unless it is the HNSW
+ * index and a load that deferred it is still running. */
+static void missing_index(es_store *s, es__conn *c, es_stats *st,
+                          const es__index_def *def) {
+  if (es__index_is_hnsw(def) && es__deferred_load_running(s, c))
+    fact(st, ES_HEALTH_DEGRADED, "index %s is being rebuilt by a load in "
+         "progress, which builds it when it ends; searches scan exactly "
+         "until then", def->name);
+  else
+    fact(st, ES_HEALTH_CRITICAL, "index %s on %s (%s) is missing: run "
+         "`embstore migrate` to build it (the next `embstore ingest` does "
+         "too)", def->name, def->table, def->key);
+}
+
+/* The required indexes, the foreign key and the counting triggers. */
 static es_status structure(es_store *s, es__conn *c, es_stats *st) {
   es_metric metric = s->metric;
   size_t n;
@@ -173,8 +208,7 @@ static es_status structure(es_store *s, es__conn *c, es_stats *st) {
     if (rc != ES_OK)
       return rc;
     if (state == ES__INDEX_MISSING)
-      fact(st, ES_HEALTH_CRITICAL, "index %s on %s (%s) is missing: run "
-           "`embstore migrate`", defs[i].name, defs[i].table, defs[i].key);
+      missing_index(s, c, st, &defs[i]);
     else if (state == ES__INDEX_INVALID)
       fact(st, ES_HEALTH_CRITICAL, "index %s on %s is invalid (a failed "
            "concurrent build?): run `embstore migrate` to rebuild it",
@@ -185,26 +219,49 @@ static es_status structure(es_store *s, es__conn *c, es_stats *st) {
   es_status rc = es__fk_lookup(s, c, &fk);
   if (rc != ES_OK)
     return rc;
-  st->orphaned_chunks = -1;
-  if (!fk.exists) {
+  if (!fk.exists)
     fact(st, ES_HEALTH_CRITICAL, "there is no foreign key chunks.document_id "
-         "-> embeddings.id: run `embstore migrate`");
-  } else if (!fk.valid) {
-    int64_t orphans = 0;
-    if ((rc = es__count_orphan_chunks(s, c, &orphans)) != ES_OK)
-      return rc;
-    st->orphaned_chunks = orphans;
+         "-> embeddings.id: run `embstore migrate` to add it");
+  else if (!fk.valid)
     fact(st, ES_HEALTH_CRITICAL, "the foreign key chunks.document_id -> "
          "embeddings.id is not validated (NOT VALID)%s",
-         orphans ? "" : ": run `embstore cleanup` to validate it");
-    if (orphans > 0)
-      fact(st, ES_HEALTH_DEGRADED, "%lld chunks are orphaned (their document "
-           "does not exist): run `embstore cleanup`", (long long)orphans);
-  }
+         st->orphaned_chunks > 0 ? "" : ": run `embstore cleanup` to validate it");
+  if (st->orphaned_chunks > 0)
+    fact(st, ES_HEALTH_DEGRADED, "%lld chunks are orphaned (their document "
+         "does not exist%s): run `embstore cleanup`", (long long)st->orphaned_chunks,
+         fk.valid ? ", although the foreign key is valid: a writer bypassed it, "
+                    "e.g. with session_replication_role = replica" : "");
   if (!fk.cascade && fk.exists)
     fact(st, ES_HEALTH_DEGRADED, "the foreign key %s does not cascade deletes",
          fk.name);
+  int enabled = 0;
+  if ((rc = es__count_triggers(s, c, &enabled)) != ES_OK)
+    return rc;
+  if (enabled != ES__COUNT_TRIGGERS)
+    fact(st, ES_HEALTH_CRITICAL, "%d of the %d triggers that keep the counts "
+         "exact are missing or do not fire always (disabled, or enabled for "
+         "origin sessions only): the counts may be stale; run `embstore "
+         "migrate`, which restores them and recounts", ES__COUNT_TRIGGERS - enabled,
+         ES__COUNT_TRIGGERS);
   return ES_OK;
+}
+
+/* Counters that stray far from PostgreSQL's own estimate of the live rows
+ * mean that writes bypassed the triggers (their estimate is approximate,
+ * hence the slack). */
+static void compare_estimates(es_stats *st, const double live[2]) {
+  const char *names[2] = {"embeddings", "chunks"};
+  double counted[2] = {(double)st->documents,
+                       (double)(st->chunks + (st->orphaned_chunks > 0
+                                                  ? st->orphaned_chunks : 0))};
+  for (int t = 0; t < 2; t++) {
+    double diff = counted[t] - live[t];
+    if (live[t] < 0 || fabs(diff) <= ESTIMATE_SLACK_ROWS + ESTIMATE_SLACK * live[t])
+      continue;
+    fact(st, ES_HEALTH_DEGRADED, "%s: the counters say %.0f rows, PostgreSQL "
+         "estimates %.0f live: writes may have bypassed the counting triggers; "
+         "run `embstore stats --verify`", names[t], counted[t], live[t]);
+  }
 }
 
 /* Averages over the most recent 1,000 recorded operations. */
@@ -254,19 +311,21 @@ static void reset(es_stats *st) {
 
 static es_status stats_op(es_store *s, es__conn *c, void *arg) {
   es_stats *st = arg;
-  double bytes = 0, dead = 0;
+  double bytes = 0, dead = 0, live[2] = {-1, -1};
   reset(st);
   es_status rc = es__load_shape(s, c);
   if (rc == ES_OK)
     rc = counts(s, c, st);
   if (rc == ES_OK)
-    rc = storage(s, c, st, &bytes, &dead);
+    rc = storage(s, c, st, &bytes, &dead, live);
   if (rc == ES_OK)
     rc = structure(s, c, st);
   if (rc == ES_OK)
     rc = performance(s, c, st);
   if (rc != ES_OK)
     return rc;
+  if (st->workspace == NULL)
+    compare_estimates(st, live);
   if (st->without_vector > 0)
     fact(st, ES_HEALTH_DEGRADED, "%lld documents have no vector: embed them, "
          "or `embstore cleanup` removes them after the grace period",
