@@ -386,8 +386,8 @@ static es_status secure_parents(es_cluster *c, bool create) {
       return rc; /* missing: so is the home */
     if (untrusted(c, &st, why, sizeof why))
       return fail(c, ES_ECLUSTER, "%s%s, on the way to the embstore home %s, "
-                  "is %s, who could swap the home for a directory of their "
-                  "own; embstore refuses to use it: " OTHER_HOME, path,
+                  "is %s: another user could swap the home for a directory "
+                  "of their own; embstore refuses to use it: " OTHER_HOME, path,
                   S_ISLNK(st.st_mode) ? " (a symbolic link)" : "", c->home,
                   why);
     if (S_ISLNK(st.st_mode)) {
