@@ -575,13 +575,13 @@ static es_status check_entries(es_cluster *c) {
 }
 
 /* Checks the way to the home and opens it (see above); when create is
- * set, makes what is missing and checks that the server's user can reach
- * it.  c->homefd stays -1 when the home does not exist and create is not
- * set.  leave_home() closes it. */
+ * set, first checks that the server's user can reach it (before making
+ * anything), then makes what is missing.  c->homefd stays -1 when the
+ * home does not exist and create is not set.  leave_home() closes it. */
 static es_status enter_home(es_cluster *c, bool create) {
-  es_status rc = secure_parents(c, create);
-  if (rc == ES_OK && create)
-    rc = check_reachable(c);
+  es_status rc = create ? check_reachable(c) : ES_OK;
+  if (rc == ES_OK)
+    rc = secure_parents(c, create);
   if (rc == ES_OK)
     rc = open_home(c, create);
   if (rc == ES_OK && c->homefd >= 0)
@@ -778,6 +778,21 @@ typedef struct init_paths {
   char init[PATH_MAX + 16];
 } init_paths;
 
+/* The effective user of process pid (a name in /proc), or -1. */
+static long process_uid(const char *pid) {
+  char path[64], line[256];
+  long real = -1, effective = -1;
+  snprintf(path, sizeof path, "/proc/%s/status", pid);
+  FILE *f = fopen(path, "re");
+  if (f == NULL)
+    return -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "Uid: %ld %ld", &real, &effective) == 2)
+      break;
+  fclose(f);
+  return effective;
+}
+
 /* Whether process pid (a name in /proc) works on data.init: it runs as
  * the server's user, and its working directory is data.init or below, or
  * it names data.init among its arguments (initdb: in the home, where it
@@ -785,9 +800,7 @@ typedef struct init_paths {
 static bool works_on_init(const es_cluster *c, const char *pid,
                           const init_paths *ip) {
   char path[64], cwd[PATH_MAX], args[8192], abs_init[PATH_MAX];
-  struct stat st;
-  snprintf(path, sizeof path, "/proc/%s", pid);
-  if (stat(path, &st) != 0 || st.st_uid != c->owner || atol(pid) == getpid())
+  if (process_uid(pid) != (long)c->owner || atol(pid) == getpid())
     return false;
   snprintf(path, sizeof path, "/proc/%s/cwd", pid);
   ssize_t n = readlink(path, cwd, sizeof cwd - 1);
@@ -819,8 +832,11 @@ static bool works_on_init(const es_cluster *c, const char *pid,
 static bool end_orphan(const es_cluster *c, const char *pid,
                        const init_paths *ip, int64_t deadline) {
   int fd = (int)syscall(SYS_pidfd_open, (pid_t)atol(pid), 0);
-  if (fd < 0)
-    return true; /* gone already */
+  if (fd < 0) {
+    if (errno != ESRCH) /* no pidfds before Linux 5.3: kill by PID */
+      kill((pid_t)atol(pid), SIGKILL);
+    return true;
+  }
   /* Checked again once pinned by the pidfd: the PID may have been reused. */
   if (works_on_init(c, pid, ip))
     syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
