@@ -589,6 +589,7 @@ static es_status enter_home(es_cluster *c, bool create) {
   return rc;
 }
 
+/* Closes what enter_home() opened. */
 static void leave_home(es_cluster *c) {
   if (c->homefd >= 0)
     close(c->homefd);

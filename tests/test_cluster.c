@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <errno.h>
 #include <poll.h>
 #include <pwd.h>
@@ -283,6 +284,7 @@ static struct passwd *pg_user(void) {
   return pw;
 }
 
+/* The uid of user name. */
 static uid_t uid_of(const char *name) {
   struct passwd *pw = getpwnam(name);
   if (pw == NULL)
@@ -312,6 +314,7 @@ static void make_link(const char *target, const char *path, uid_t uid) {
     FAIL("cannot link %s: %s", path, strerror(errno));
 }
 
+/* A file holding text, mode 0600, owned by uid. */
 static void write_file(const char *path, const char *text, uid_t uid) {
   FILE *f = fopen(path, "w");
   if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0 ||
@@ -331,6 +334,7 @@ static void fake_cluster(const char *h, uid_t pg) {
   write_file(path, "15\n", pg);
 }
 
+/* Who owns path (not following a link). */
 static uid_t owner_of(const char *path) {
   struct stat st;
   if (lstat(path, &st) != 0)
@@ -439,6 +443,22 @@ TEST(cluster_refuses_symlinks_and_strangers_in_and_above_its_home) {
            tpath("g/link"));
   start_refused(tpath("g/link/h"), want);
   ASSERT_INT_EQ(access(tpath("g-real/h"), F_OK), -1);
+
+  /* A directory on the way that a stranger group may write in is refused;
+   * one the server's group may write in is fine. */
+  struct group *gr = getgrnam("nogroup");
+  ASSERT(gr != NULL);
+  make_dir(tpath("grp"), 0775, 0);
+  ASSERT_INT_EQ(chown(tpath("grp"), 0, gr->gr_gid), 0);
+  snprintf(want, sizeof want, "%s, on the way to the embstore home %s/h, is "
+           "writable by group nogroup (mode 0775)", tpath("grp"), tpath("grp"));
+  start_refused(tpath("grp/h"), want);
+  ASSERT_INT_EQ(chown(tpath("grp"), 0, pg_user()->pw_gid), 0);
+  snprintf(path, sizeof path, "%s/h", tpath("grp"));
+  ASSERT_INT_EQ(es_cluster_open(path, &c), ES_OK);
+  if (es_cluster_status(c, &st) != ES_OK)
+    FAIL("status under the server's group: %s", es_cluster_errmsg(c));
+  es_cluster_close(c);
 
   /* A link of root's on the way is fine (the home is absent, not refused). */
   make_link(tpath("g-real"), tpath("g/roots-link"), 0);
