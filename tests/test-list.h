@@ -106,6 +106,12 @@
   X(missing_postgresql_binaries_name_the_setup_command, DB)                  \
   X(missing_pgvector_names_the_setup_command, DB)                            \
   X(a_home_too_long_for_a_socket_path_is_refused_clearly, UNIT)              \
+  X(a_home_with_a_comma_or_a_control_character_is_refused_clearly, UNIT)     \
+  X(cluster_starts_in_a_home_with_spaces_quotes_backslashes_and_dollars, DB) \
+  X(cluster_refuses_symlinks_and_strangers_in_and_above_its_home, DB)        \
+  X(cluster_names_the_directory_its_user_cannot_enter, DB)                   \
+  X(cluster_run_by_a_non_root_user_wants_a_home_of_its_own, DB)              \
+  X(a_db_start_killed_during_initdb_leaves_no_initdb_and_the_next_works, DB) \
   /* the command-line tool */                                                \
   X(cli_help_and_usage_errors_exit_1, UNIT)                                  \
   X(cli_operational_errors_exit_2_without_secrets, DB)                       \
