@@ -461,6 +461,9 @@ static int run(cli *c, int argc, char **argv) {
                          strerror(g.read_error));
     goto done;
   }
+  char note[1200] = "";
+  if (es_batch_note(g.batch))
+    snprintf(note, sizeof note, "%s", es_batch_note(g.batch));
   es_status end = es_batch_end(g.batch, &r);
   g.batch = NULL;
   if (g.tty)
@@ -472,6 +475,8 @@ static int run(cli *c, int argc, char **argv) {
    * stderr only. */
   if (g.n_errors > 0)
     exit_code = landed > 0 ? EXIT_PARTIAL : EXIT_FAIL;
+  if (note[0])
+    cli_warn(c, "note: %s", note);
   if (g.fatal != ES_OK)
     cli_warn(c, "stopped writing: %s", g.fatal_msg);
   if (end != ES_OK) {

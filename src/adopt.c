@@ -99,7 +99,7 @@ static es_status check_column(es_store *s, PGresult *r, int i, int dim) {
   if (!type_fits(want->type, type))
     return es__fail(s, ES_ECONFLICT, "%s.%s has type %s, but embstore needs "
                     "%s: cannot adopt this table (change the column's type "
-                    "or rename the table), nothing was changed",
+                    "or rename the table)",
                     table, name, type, want->type);
   if (strcmp(want->type, "vector") == 0)
     return check_vector(s, table, typmod, dim);
@@ -136,12 +136,12 @@ static es_status check_tables(es_store *s, es__conn *c, bool *any) {
       *any = true;
     if (kind != 'r' && kind != 'p')
       rc = es__fail(s, ES_ECONFLICT, "%s exists but is not a table (relkind "
-                    "'%c'): cannot adopt it, nothing was changed", table, kind);
+                    "'%c'): cannot adopt it", table, kind);
     else if (strcmp(table, "performance_metrics") != 0 &&
              PQgetvalue(r, i, 2)[0] != 't')
       rc = es__fail(s, ES_ECONFLICT, "%s.id has no primary key or unique "
                     "index: add one (ALTER TABLE %s ADD PRIMARY KEY (id)) and "
-                    "re-run init, nothing was changed", table, table);
+                    "re-run init", table, table);
   }
   PQclear(r);
   return rc;
@@ -150,15 +150,20 @@ static es_status check_tables(es_store *s, es__conn *c, bool *any) {
 es_status es__check_adoptable(es_store *s, es__conn *c, int dim, int *adopted) {
   bool any = false;
   es_status rc = check_tables(s, c, &any);
-  if (rc != ES_OK)
-    return rc;
-  PGresult *r = PQexec(c->pg, columns_sql);
-  if (!es__res_ok(r))
-    rc = es__fail_pg(s, c->pg, r, "cannot inspect existing tables");
-  for (int i = 0; rc == ES_OK && i < PQntuples(r); i++)
-    rc = check_column(s, r, i, dim);
-  PQclear(r);
+  if (rc == ES_OK) {
+    PGresult *r = PQexec(c->pg, columns_sql);
+    if (!es__res_ok(r))
+      rc = es__fail_pg(s, c->pg, r, "cannot inspect existing tables");
+    for (int i = 0; rc == ES_OK && i < PQntuples(r); i++)
+      rc = check_column(s, r, i, dim);
+    PQclear(r);
+  }
   if (rc == ES_OK && adopted)
     *adopted = any;
+  if (rc != ES_OK && es__last_err(s)->sqlstate[0] == '\0') {
+    es__err *e = es__last_err(s);
+    size_t len = strlen(e->msg);
+    snprintf(e->msg + len, sizeof e->msg - len, " (nothing was changed)");
+  }
   return rc;
 }

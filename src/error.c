@@ -138,9 +138,9 @@ es_status es__fail_pg(es_store *store, PGconn *pg, const PGresult *res,
     snprintf(why, sizeof why, "; the statement timeout is %d ms: another "
              "session may hold a lock this operation needs",
              store->opts.statement_timeout_ms);
-  else if (lock_wait && store->opts.statement_timeout_ms > 0)
-    snprintf(why, sizeof why, "; waiting for a lock is limited to %d ms, the "
-             "statement timeout", store->opts.statement_timeout_ms);
+  else if (lock_wait)
+    snprintf(why, sizeof why, "; a lock this operation needs was not granted "
+             "in time");
   if (timeout || lock_wait)
     es__describe_lock_holders(store, pg ? PQbackendPID(pg) : 0, why, sizeof why);
   if (st != NULL)

@@ -27,6 +27,9 @@
   X(init_refuses_to_adopt_vectors_of_another_dimension_and_changes_nothing, DB) \
   X(migrations_are_listed_and_recorded, DB)                                  \
   X(init_rebuilds_a_missing_or_invalid_index, DB)                            \
+  X(init_refuses_tables_it_cannot_adopt_naming_the_column_and_changes_nothing, DB) \
+  X(concurrent_inits_of_a_fresh_database_all_succeed_and_create_it_once, DB) \
+  X(init_and_migrate_wait_for_a_lock_no_longer_than_the_timeout_and_name_the_holder, DB) \
   X(open_reports_unreachable_servers_without_the_password, UNIT)             \
   X(operations_on_an_uninitialised_database_say_to_run_init, DB)             \
   /* upsert and search */                                                    \
@@ -55,6 +58,7 @@
   X(ingest_reports_nul_in_metadata_naming_the_field_and_lands_the_rest, DB) \
   X(ingest_refuses_513_byte_ids_and_lands_512_byte_ids_for_documents_and_chunks, DB) \
   X(ingest_refuses_nan_and_infinite_vector_values_naming_the_element, DB)   \
+  X(a_cosine_store_refuses_zero_vectors_naming_the_line_and_field, DB)     \
   X(ingest_describes_minus_infinity_as_not_finite_like_infinity, DB)        \
   X(ingest_refuses_vectors_of_the_wrong_dimension_for_documents_and_chunks, DB) \
   X(ingest_reports_a_100_mb_line_as_too_long_and_lands_its_neighbours_in_bounded_memory, DB) \
@@ -93,6 +97,14 @@
   X(concurrent_ingests_deletes_and_cleanups_keep_the_store_exact, DB)        \
   X(one_store_handle_serves_many_threads_at_once, DB)                        \
   X(no_password_appears_in_errors_or_metrics, DB)                            \
+  /* integrity: accounting, indexes after a killed load, counters, hashes */ \
+  X(ingest_lands_every_line_when_the_hnsw_index_cannot_be_dropped, DB)     \
+  X(batch_lands_its_first_batch_when_the_session_lost_its_connection, DB)  \
+  X(a_killed_deferred_load_leaves_an_index_that_the_next_ingest_or_migrate_builds, DB) \
+  X(counts_stay_exact_when_a_chunk_is_written_while_its_document_moves, DB) \
+  X(writes_under_replica_role_are_counted_and_their_orphans_found_and_cleaned, DB) \
+  X(stats_detect_bypassed_triggers_and_verify_and_repair_recount, DB)      \
+  X(reingest_repairs_every_plain_sql_edit_of_a_document_or_its_chunks, DB) \
   /* settings: time zones, date styles, encodings, locales */              \
   X(cleanup_keeps_new_documents_whatever_the_time_zone_and_date_style, DB) \
   X(search_distances_are_exact_whatever_extra_float_digits_says, DB)       \

@@ -512,6 +512,55 @@ TEST(ingest_refuses_nan_and_infinite_vector_values_naming_the_element) {
 
 /* The parser has a branch for "-Infinity" that is never reached: it is
  * reported as a malformed number instead of as not finite. */
+TEST(a_cosine_store_refuses_zero_vectors_naming_the_line_and_field) {
+  init_store();
+  hbuf in = {0};
+  line(&in, "{\"id\":\"z1\",\"embedding\":[0,0,0]}");                    /* 1 */
+  line(&in, "{\"id\":\"z2\",\"embedding\":[-0,0.0,-0e5]}");               /* 2 */
+  line(&in, "{\"id\":\"z3\",\"embedding\":[1e-46,1e-46,0]}");             /* 3 */
+  line(&in, "{\"id\":\"z4\",\"embedding\":[1e-30,0,0]}");                 /* 4 */
+  line(&in, "{\"id\":\"z5\",\"embedding\":" V ",\"chunks\":[{\"id\":\"c5\","
+            "\"embedding\":[0,0,0]}]}");                                    /* 5 */
+  ok_line(&in, "ok6");                                                      /* 6 */
+  line(&in, "{\"id\":\"z7\",\"embedding\":[1e-19,0,0]}");                 /* 7 */
+  run r = INGEST(&in, "--batch-size", "3");
+  ASSERT_EXIT(r, 3);
+  json_t *j = summary(&r);
+  assert_counts(j, 2, 0, 0, 5, 0, 7);
+  ASSERT_ERROR(j, 0, 1, "z1", "embedding has zero length");
+  ASSERT_ERROR(j, 1, 2, "z2", "embedding has zero length");
+  ASSERT_ERROR(j, 2, 3, "z3", "embedding has zero length");
+  ASSERT_ERROR(j, 3, 4, "z4", "embedding has zero length"); /* squares underflow */
+  ASSERT_ERROR(j, 4, 5, "z5", "chunks[0].embedding has zero length");
+  json_decref(j);
+  run_free(&r);
+  ASSERT_IDS("ok6,z7");
+  /* A zero query vector, or a stored zero vector to search near, is an
+   * error, not rows with distance null. */
+  const char *q[] = {"--db", th_conninfo(), "--json", "search", "--vector",
+                     "[0,-0,1e-46]", NULL};
+  r = run_cli(NULL, 0, q);
+  ASSERT_EXIT(r, 2);
+  ASSERT_CONTAINS(r.out, "zero length");
+  run_free(&r);
+  th_exec("INSERT INTO embeddings (id, embedding) VALUES ('sqlzero', '[0,0,0]')");
+  const char *like[] = {"--db", th_conninfo(), "--json", "search", "--like",
+                        "sqlzero", NULL};
+  r = run_cli(NULL, 0, like);
+  ASSERT_EXIT(r, 2);
+  ASSERT_CONTAINS(r.out, "sqlzero\\\" has a vector of zero length");
+  run_free(&r);
+  /* Other metrics have a distance for them. */
+  es_store *s = NULL;
+  th_exec("DROP TABLE chunks, embeddings, embstore_meta, embstore_migrations, "
+          "embstore_counts, performance_metrics CASCADE");
+  s = th_open_init(DIM, ES_METRIC_L2);
+  float zero[DIM] = {0};
+  es_doc d = {.id = "l2zero", .embedding = zero, .dim = DIM};
+  ASSERT_OK(s, es_upsert(s, &d, NULL));
+  es_close(s);
+}
+
 TEST(ingest_describes_minus_infinity_as_not_finite_like_infinity) {
   init_store();
   hbuf in = {0};

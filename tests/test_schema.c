@@ -1,4 +1,6 @@
 /* test_schema.c - creating, re-initialising, adopting and migrating. */
+#include <pthread.h>
+
 #include "test.h"
 
 TEST(init_creates_tables_indexes_and_a_valid_cascading_key) {
@@ -256,5 +258,139 @@ TEST(operations_on_an_uninitialised_database_say_to_run_init) {
   es_results *r = NULL;
   ASSERT_STATUS(s, es_search(s, &p, &r), ES_ENOSTORE);
   ASSERT(r == NULL);
+  es_close(s);
+}
+
+/* Everything an adoption could change: tables, columns, indexes,
+ * constraints, triggers and extensions of the public schema. */
+static char *schema_snapshot(void) {
+  return th_text(
+      "SELECT coalesce(string_agg(x, ' ' ORDER BY x), '') FROM ("
+      "SELECT 'rel:' || relname || ':' || relkind::text AS x FROM pg_class "
+      "WHERE relnamespace = 'public'::regnamespace "
+      "UNION ALL SELECT 'col:' || attrelid::regclass || '.' || attname || ':' || "
+      "format_type(atttypid, atttypmod) || ':' || attnotnull::text FROM pg_attribute "
+      "WHERE attnum > 0 AND NOT attisdropped AND attrelid IN (SELECT oid FROM "
+      "pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r') "
+      "UNION ALL SELECT 'con:' || conname FROM pg_constraint "
+      "WHERE connamespace = 'public'::regnamespace "
+      "UNION ALL SELECT 'trg:' || tgname FROM pg_trigger WHERE NOT tgisinternal "
+      "UNION ALL SELECT 'ext:' || extname FROM pg_extension) t");
+}
+
+/* init on the legacy tables of sql must fail with want, naming needle,
+ * and change nothing at all. */
+static void refused(const char *sql, es_status want, const char *needle) {
+  th_exec("DROP TABLE IF EXISTS chunks, embeddings, performance_metrics CASCADE");
+  th_exec(sql);
+  char *before = schema_snapshot();
+  es_store *s = th_open();
+  ASSERT_STATUS(s, es_init(s, 8, ES_METRIC_COSINE, NULL), want);
+  ASSERT_CONTAINS(es_errmsg(s), needle);
+  ASSERT_CONTAINS(es_errmsg(s), "nothing was changed");
+  es_close(s);
+  char *after = schema_snapshot();
+  ASSERT_STR_EQ(after, before);
+  free(before);
+  free(after);
+}
+
+TEST(init_refuses_tables_it_cannot_adopt_naming_the_column_and_changes_nothing) {
+  refused("CREATE TABLE embeddings (id int PRIMARY KEY, content text, "
+          "embedding vector(8))",
+          ES_ECONFLICT, "embeddings.id has type integer, but embstore needs text");
+  refused("CREATE TABLE embeddings (id text PRIMARY KEY, embedding vector(8)); "
+          "CREATE TABLE chunks (id text PRIMARY KEY, document_id integer)",
+          ES_ECONFLICT, "chunks.document_id has type integer");
+  refused("CREATE TABLE embeddings (id text, embedding vector(8))",
+          ES_ECONFLICT, "embeddings.id has no primary key or unique index");
+  refused("CREATE TABLE embeddings (id text PRIMARY KEY, title text NOT NULL, "
+          "embedding vector(8))",
+          ES_ECONFLICT, "embeddings.title (text) is NOT NULL without a default");
+  refused("CREATE TABLE embeddings (id text PRIMARY KEY, metadata json)",
+          ES_ECONFLICT, "embeddings.metadata has type json, but embstore needs jsonb");
+  refused("CREATE TABLE embeddings (id text PRIMARY KEY, created_at timestamp)",
+          ES_ECONFLICT, "embeddings.created_at has type timestamp without time zone");
+  /* What can be adopted still is: varchar ids and extra nullable columns. */
+  th_exec("DROP TABLE IF EXISTS chunks, embeddings CASCADE");
+  th_exec("CREATE TABLE embeddings (id varchar(64) PRIMARY KEY, note text, "
+          "embedding vector(8))");
+  es_store *s = th_open();
+  es_init_report r;
+  ASSERT_OK(s, es_init(s, 8, ES_METRIC_COSINE, &r));
+  ASSERT_INT_EQ(r.adopted, 1);
+  es_close(s);
+}
+
+/* Four inits of a fresh database at once, each on its own handle. */
+static void *init_thread(void *arg) {
+  es_init_report *r = arg;
+  es_store *s = NULL;
+  if (es_open(th_conninfo(), &s) != ES_OK) {
+    r->dim = -1;
+    es_close(s);
+    return NULL;
+  }
+  if (es_init(s, 8, ES_METRIC_COSINE, r) != ES_OK) {
+    fprintf(stderr, "init: %s\n", es_errmsg(s));
+    r->dim = -1;
+  }
+  es_close(s);
+  return NULL;
+}
+
+TEST(concurrent_inits_of_a_fresh_database_all_succeed_and_create_it_once) {
+  th_exec("DROP EXTENSION vector"); /* as a database that never had it */
+  pthread_t t[4];
+  es_init_report r[4];
+  memset(r, 0, sizeof r);
+  for (int i = 0; i < 4; i++)
+    ASSERT(pthread_create(&t[i], NULL, init_thread, &r[i]) == 0);
+  int created = 0;
+  for (int i = 0; i < 4; i++) {
+    pthread_join(t[i], NULL);
+    ASSERT_INT_EQ(r[i].dim, 8);
+    created += r[i].created;
+  }
+  ASSERT_INT_EQ(created, 1);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embstore_migrations"), 6);
+}
+
+TEST(init_and_migrate_wait_for_a_lock_no_longer_than_the_timeout_and_name_the_holder) {
+  es_store *s = th_open_init(8, ES_METRIC_COSINE);
+  es_close(s);
+  th_exec("DROP INDEX embeddings_source_id_idx"); /* init has DDL to do */
+  PGconn *other = PQconnectdb(th_conninfo());
+  ASSERT(PQstatus(other) == CONNECTION_OK);
+  PQclear(PQexec(other, "SET application_name = 'the-holder'"));
+  PQclear(PQexec(other, "BEGIN"));
+  PQclear(PQexec(other, "INSERT INTO embeddings (id) VALUES ('held')"));
+  char pid[32];
+  snprintf(pid, sizeof pid, "pid %d", PQbackendPID(other));
+  es_options o;
+  es_options_init(&o);
+  o.conninfo = th_conninfo();
+  o.statement_timeout_ms = 500;
+  ASSERT_OK(s, es_open_opts(&o, &s));
+  double t0 = th_now();
+  ASSERT_STATUS(s, es_init(s, 8, ES_METRIC_COSINE, NULL), ES_ETIMEOUT);
+  ASSERT(th_now() - t0 < 5.0);
+  ASSERT_CONTAINS(es_errmsg(s), "lock timeout");
+  ASSERT_CONTAINS(es_errmsg(s), pid);
+  ASSERT_CONTAINS(es_errmsg(s), "the-holder");
+  ASSERT_CONTAINS(es_errmsg(s), "idle in transaction");
+  PQclear(PQexec(other, "ROLLBACK"));
+
+  /* The migration lock itself, held by a stuck init elsewhere. */
+  PQclear(PQexec(other, "SELECT pg_advisory_lock(7013640520591)"));
+  t0 = th_now();
+  ASSERT_STATUS(s, es_migrate(s, NULL), ES_ETIMEOUT);
+  ASSERT(th_now() - t0 < 5.0);
+  ASSERT_CONTAINS(es_errmsg(s), "the migration lock");
+  ASSERT_CONTAINS(es_errmsg(s), pid);
+  PQfinish(other);
+  es_init_report r;
+  ASSERT_OK(s, es_migrate_report(s, &r)); /* and it works once the lock is free */
+  ASSERT_INT_EQ(r.indexes_created, 1);
   es_close(s);
 }
