@@ -19,6 +19,7 @@
   X(json_numbers_convert_to_the_same_float_as_strtof, UNIT)                  \
   X(fuzz_doc_json_corpus_and_regressions_replay_cleanly, UNIT)               \
   X(fuzz_vector_corpus_and_regressions_replay_cleanly, UNIT)                 \
+  X(fuzz_redact_corpus_and_regressions_replay_cleanly, UNIT)                 \
   /* schema: create, adopt, migrate */                                       \
   X(init_creates_tables_indexes_and_a_valid_cascading_key, DB)               \
   X(init_twice_changes_nothing, DB)                                          \
