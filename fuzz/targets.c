@@ -517,6 +517,20 @@ static void check_hidden(const char *in, const char *out, const char *t, size_t 
   free(token);
 }
 
+/* check_hidden on every 8-byte piece of the token (n bytes at t, inside
+ * in) at multiples of 8 and at its end: a mask that stops short of a
+ * secret's end shows a piece of it. */
+static void check_pieces_hidden(const char *in, const char *out, const char *t,
+                                size_t n, const char *what) {
+  enum { PIECE = 8 };
+  check_hidden(in, out, t, n, what);
+  if (n <= PIECE)
+    return;
+  for (size_t off = 0; off + PIECE <= n; off += PIECE)
+    check_hidden(in, out, t + off, PIECE, what);
+  check_hidden(in, out, t + n - PIECE, PIECE, what);
+}
+
 /* The password of every URI in in, found as libpq finds it: the user
  * info is what precedes the first "@" ahead of any "/", the password what
  * follows its first ":". */
@@ -528,7 +542,7 @@ static void check_uri_passwords(const char *in, const char *out) {
     const char *s = p + plen, *at = s + strcspn(s, "@/");
     const char *colon = memchr(s, ':', (size_t)(at - s));
     if (*at == '@' && colon != NULL)
-      check_hidden(in, out, colon + 1, (size_t)(at - colon - 1), "URI password");
+      check_pieces_hidden(in, out, colon + 1, (size_t)(at - colon - 1), "URI password");
   }
 }
 
@@ -561,9 +575,20 @@ static void check_pair_passwords(const char *in, const char *out) {
         n = strcspn(v, " \t\n\v\f\r");
       }
       if (memchr(v, '\\', n) == NULL)
-        check_hidden(in, out, v, n, "key=value password");
+        check_pieces_hidden(in, out, v, n, "key=value password");
     }
   }
+}
+
+/* true when secret's value is held by the value of an option that is not
+ * a secret (an escaped password=ab\\cd can be host=abcd's value too). */
+static bool shown_as_another_value(const PQconninfoOption *opts,
+                                   const PQconninfoOption *secret) {
+  for (const PQconninfoOption *o = opts; o->keyword != NULL; o++)
+    if (o->val != NULL && strchr(o->dispchar, '*') == NULL &&
+        strstr(o->val, secret->val) != NULL)
+      return true;
+  return false;
 }
 
 /* When libpq parses in, every secret value it reads (an option marked
@@ -587,7 +612,7 @@ static void check_parsed_secrets(const char *in, const char *out) {
   }
   for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
     if (o->val != NULL && strchr(o->dispchar, '*') != NULL &&
-        strstr(keywords, o->val) == NULL)
+        strstr(keywords, o->val) == NULL && !shown_as_another_value(opts, o))
       check_hidden(in, out, o->val, strlen(o->val), o->keyword);
   free(keywords);
   PQconninfoFree(opts);

@@ -31,7 +31,8 @@ int es_fuzz_vector(const uint8_t *data, size_t size);
  * NUL-terminated within its buffer, a cut output a prefix of the whole,
  * and no password shown: neither a URI's user:password@ nor a
  * password=/sslpassword= value, as a simple reading finds them, nor any
- * secret option libpq itself parses from the text),
+ * 8-byte piece of one, nor any secret option libpq itself parses from the
+ * text),
  * es__conninfo_redact (no secret option libpq parses is shown) and
  * es__scrub_quoted (no quoted token kept but libpq's one-character
  * literals; never past its buffer). */

@@ -288,13 +288,12 @@ static bool secret_at(const text *t, const char *p, secret_span *sp) {
 /* Extends sp over every secret that starts inside it: a malformed string
  * can be read more than one way (a quote may close a value, or belong to a
  * password= inside it), and what any reading takes for a secret is
- * masked.  An unquoted value or a URI so extended runs on to white space,
- * as it would have from there. */
+ * masked. */
 static void widen(const text *t, secret_span *sp) {
   for (const char *q = sp->start; q < sp->end; q++) {
     secret_span inner;
     if (secret_at(t, q, &inner) && inner.end > sp->end)
-      sp->end = sp->quoted ? inner.end : token_end(inner.end);
+      sp->end = inner.end;
   }
 }
 
