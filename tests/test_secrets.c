@@ -315,13 +315,15 @@ TEST(no_secret_appears_in_errors_or_metrics_after_a_reconnect) {
   float v[2] = {1, 2};
   es_search_params p = {.vector = v, .dim = 2, .k = 1};
   es_results *r = NULL;
-  ASSERT_STATUS(s, es_search(s, &p, &r), ES_ECONNECT); /* the pooled one is lost */
-  ASSERT_NOT_CONTAINS(es_errmsg(s), "SECRET");
-  ASSERT_STATUS(s, es_search(s, &p, &r), ES_ECONNECT); /* reconnecting fails */
+  /* The pooled connections are lost (the metrics writer may have opened
+   * a second one), then reconnecting fails. */
+  for (int i = 0; i < 5 && strstr(es_errmsg(s), "cannot connect") == NULL; i++) {
+    ASSERT_STATUS(s, es_search(s, &p, &r), ES_ECONNECT);
+    ASSERT_NOT_CONTAINS(es_errmsg(s), "SECRET");
+  }
+  ASSERT_CONTAINS(es_errmsg(s), "cannot connect");
   ASSERT_CONTAINS(es_errmsg(s), "sslpassword='***'");
-  ASSERT_NOT_CONTAINS(es_errmsg(s), "SECRET");
-  ASSERT_STATUS(s, es_upsert(s, &(es_doc){.id = "d", .embedding = v, .dim = 2}, NULL),
-                ES_ECONNECT);
+  ASSERT_STATUS(s, es_search(s, &p, &r), ES_ECONNECT); /* and again */
   ASSERT_NOT_CONTAINS(es_errmsg(s), "SECRET");
   ASSERT_INT_EQ(es_cluster_start(cl), ES_OK);
   ASSERT_OK(s, es_search(s, &p, &r)); /* reconnected */
