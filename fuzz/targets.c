@@ -6,11 +6,13 @@
  * on the way are compared for what they mean: a NaN's payload and sign are
  * not carried by the text form (pgvector refuses NaN anyway), so two NaNs
  * are equal; everything else, -0 included, must come back bit for bit. */
+#include <ctype.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "internal.h"
 #include "json.h"
@@ -485,5 +487,258 @@ int es_fuzz_vector(const uint8_t *data, size_t size) {
   fuzz_json_numbers((const char *)data, size, n, v);
   free(v);
   free(text);
+  return 0;
+}
+
+/* ---- the redactor ------------------------------------------------------------ */
+
+/* Bytes of a URI scheme at p that libpq (and the redactor) know, or 0. */
+static size_t fuzz_uri_scheme(const char *p) {
+  if (strncasecmp(p, "postgresql://", 13) == 0)
+    return 13;
+  return strncasecmp(p, "postgres://", 11) == 0 ? 11 : 0;
+}
+
+/* Checks that token (n bytes at t) is absent from out when it is a fair
+ * test: at least 4 bytes, no '*' (the mask could make it), and once only
+ * in the input (otherwise its other place may be shown). */
+static void check_hidden(const char *in, const char *out, const char *t, size_t n,
+                         const char *what) {
+  if (n < 4 || memchr(t, '*', n) != NULL)
+    return;
+  char *token = xmalloc(n + 1);
+  memcpy(token, t, n);
+  token[n] = '\0';
+  const char *first = strstr(in, token);
+  if (first != NULL && strstr(first + 1, token) == NULL && strstr(out, token) != NULL) {
+    fprintf(stderr, "%s \"%s\" is shown in \"%s\"\n", what, token, out);
+    broken("a secret is masked in every message", __LINE__);
+  }
+  free(token);
+}
+
+/* check_hidden on every 8-byte piece of the token (n bytes at t, inside
+ * in) at multiples of 8 and at its end: a mask that stops short of a
+ * secret's end shows a piece of it. */
+static void check_pieces_hidden(const char *in, const char *out, const char *t,
+                                size_t n, const char *what) {
+  enum { PIECE = 8 };
+  check_hidden(in, out, t, n, what);
+  if (n <= PIECE)
+    return;
+  for (size_t off = 0; off + PIECE <= n; off += PIECE)
+    check_hidden(in, out, t + off, PIECE, what);
+  check_hidden(in, out, t + n - PIECE, PIECE, what);
+}
+
+/* The password of every URI in in, found as libpq finds it: the user
+ * info is what precedes the first "@" ahead of any "/", the password what
+ * follows its first ":". */
+static void check_uri_passwords(const char *in, const char *out) {
+  for (const char *p = in; *p; p++) {
+    size_t plen = fuzz_uri_scheme(p);
+    if (plen == 0)
+      continue;
+    const char *s = p + plen, *at = s + strcspn(s, "@/");
+    const char *colon = memchr(s, ':', (size_t)(at - s));
+    if (*at == '@' && colon != NULL)
+      check_pieces_hidden(in, out, colon + 1, (size_t)(at - colon - 1), "URI password");
+  }
+}
+
+/* The value of every password= and sslpassword= pair of in, read as libpq
+ * reads key=value text (keywords start after white space; a quoted value
+ * runs to the next quote, others to white space), when it holds no
+ * backslash (an escape: the raw token is not the value). */
+static void check_pair_passwords(const char *in, const char *out) {
+  static const char *const keys[] = {"password", "sslpassword"};
+  for (const char *p = in; *p; p++) {
+    if (p > in && !isspace((unsigned char)p[-1]))
+      continue;
+    for (size_t i = 0; i < 2; i++) {
+      size_t klen = strlen(keys[i]);
+      if (strncmp(p, keys[i], klen) != 0)
+        continue;
+      const char *v = p + klen;
+      v += strspn(v, " \t\n\v\f\r");
+      if (*v != '=')
+        continue;
+      v++;
+      v += strspn(v, " \t\n\v\f\r");
+      size_t n;
+      if (*v == '\'') {
+        v++;
+        n = strcspn(v, "'");
+        if (v[n] != '\'')
+          continue;
+      } else {
+        n = strcspn(v, " \t\n\v\f\r");
+      }
+      if (memchr(v, '\\', n) == NULL)
+        check_pieces_hidden(in, out, v, n, "key=value password");
+    }
+  }
+}
+
+/* true when secret's value is held by the value of an option that is not
+ * a secret (an escaped password=ab\\cd can be host=abcd's value too). */
+static bool shown_as_another_value(const PQconninfoOption *opts,
+                                   const PQconninfoOption *secret) {
+  for (const PQconninfoOption *o = opts; o->keyword != NULL; o++)
+    if (o->val != NULL && strchr(o->dispchar, '*') == NULL &&
+        strstr(o->val, secret->val) != NULL)
+      return true;
+  return false;
+}
+
+/* When libpq parses in, every secret value it reads (an option marked
+ * dispchar "*") is absent from out. */
+static void check_parsed_secrets(const char *in, const char *out) {
+  char *errmsg = NULL;
+  PQconninfoOption *opts = PQconninfoParse(in, &errmsg);
+  PQfreemem(errmsg);
+  if (opts == NULL)
+    return;
+  /* A value the text holds only inside a keyword ("ord=" in "password=")
+   * is shown with the keyword. */
+  size_t cap = 64;
+  for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+    cap += strlen(o->keyword) + 2;
+  char *keywords = xmalloc(cap);
+  strcpy(keywords, "postgresql:// ");
+  for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+    strcat(keywords, o->keyword);
+    strcat(keywords, "= ");
+  }
+  for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+    if (o->val != NULL && strchr(o->dispchar, '*') != NULL &&
+        strstr(keywords, o->val) == NULL && !shown_as_another_value(opts, o))
+      check_hidden(in, out, o->val, strlen(o->val), o->keyword);
+  free(keywords);
+  PQconninfoFree(opts);
+}
+
+/* es__conninfo_redact: for a string libpq parses, no secret value is shown
+ * unless the other options' printed form holds it anyway. */
+static void check_conninfo_redact(const char *in) {
+  char *errmsg = NULL;
+  PQconninfoOption *opts = PQconninfoParse(in, &errmsg);
+  PQfreemem(errmsg);
+  if (opts == NULL) {
+    CHECK(es__conninfo_redact(in) == NULL);
+    return;
+  }
+  char *out = es__conninfo_redact(in);
+  CHECK(out != NULL);
+  /* Everything the output may show: each keyword, quoted value and mask. */
+  size_t cap = 16;
+  for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+    cap += strlen(o->keyword) + 2 * (o->val ? strlen(o->val) : 0) + 8;
+  char *shown = xmalloc(cap);
+  shown[0] = '\0';
+  for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+    if (o->val == NULL)
+      continue;
+    char *q = es__conninfo_quote(strchr(o->dispchar, '*') ? "***" : o->val);
+    CHECK(q != NULL);
+    strcat(shown, o->keyword);
+    strcat(shown, "=");
+    strcat(shown, q);
+    strcat(shown, " ");
+    free(q);
+  }
+  for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+    if (o->val != NULL && strchr(o->dispchar, '*') != NULL && strlen(o->val) >= 4 &&
+        strstr(shown, o->val) == NULL && strstr(out, o->val) != NULL) {
+      fprintf(stderr, "%s \"%s\" is shown in \"%s\"\n", o->keyword, o->val, out);
+      broken("es__conninfo_redact masks every secret option", __LINE__);
+    }
+  free(shown);
+  free(out);
+  PQconninfoFree(opts);
+}
+
+/* es__redact_secrets_to into cap bytes exactly (so that ASan sees a write
+ * past them): the stored text is the first cap - 1 bytes of full. */
+static void check_cut(const char *in, const char *full, size_t n, size_t cap) {
+  char *out = cap ? xmalloc(cap) : NULL;
+  CHECK(es__redact_secrets_to(in, out, cap) == n);
+  if (cap > 0) {
+    size_t stored = n < cap - 1 ? n : cap - 1;
+    CHECK(strlen(out) == stored);
+    CHECK(memcmp(out, full, stored) == 0);
+  }
+  free(out);
+}
+
+/* es__scrub_quoted: text without a double quote is kept as it is; in any
+ * other, every quote opens "...", or is a one-punctuation literal. */
+static void check_scrub(const char *in, size_t len) {
+  size_t cap = 3 * len + 8;
+  char *out = xmalloc(cap);
+  memcpy(out, in, len + 1);
+  es__scrub_quoted(out, cap);
+  CHECK(strlen(out) < cap);
+  if (strchr(in, '"') == NULL)
+    CHECK(strcmp(out, in) == 0);
+  for (const char *q = strchr(out, '"'); q != NULL; q = strchr(q, '"')) {
+    if (q[1] != '\0' && q[1] != '"' && ispunct((unsigned char)q[1]) && q[2] == '"') {
+      q += 3;
+      continue;
+    }
+    CHECK(strncmp(q, "\"...", 4) == 0);
+    CHECK(q[4] == '\0' || q[4] == '"');
+    q += q[4] ? 5 : 4;
+  }
+  /* In a buffer of exactly the input's size: cut, never overrun. */
+  char *exact = xmalloc(len + 1);
+  memcpy(exact, in, len + 1);
+  es__scrub_quoted(exact, len + 1);
+  CHECK(strlen(exact) <= len);
+  CHECK(strncmp(exact, out, strlen(exact)) == 0);
+  free(exact);
+  free(out);
+}
+
+/* The redactors on the input read as text (up to its first NUL). */
+int es_fuzz_redact(const uint8_t *data, size_t size) {
+  char *in = xmalloc(size + 1);
+  if (size > 0)
+    memcpy(in, data, size);
+  in[size] = '\0';
+  size_t len = strlen(in);
+
+  size_t n = es__redact_secrets_to(in, NULL, 0);
+  char *full = xmalloc(n + 1);
+  CHECK(es__redact_secrets_to(in, full, n + 1) == n);
+  CHECK(strlen(full) == n);
+  check_cut(in, full, n, 1);
+  check_cut(in, full, n, size > 0 ? data[0] % 48 : 2);
+  check_cut(in, full, n, n);
+
+  /* In place, in a buffer of the input's size. */
+  char *buf = xmalloc(len + 1);
+  memcpy(buf, in, len + 1);
+  es__redact_secrets(buf, len + 1);
+  CHECK(strlen(buf) == (n < len ? n : len));
+  CHECK(memcmp(buf, full, strlen(buf)) == 0);
+  free(buf);
+
+  /* Redacting twice (a wrapped message is redacted again) is not the same
+   * as once: a mask may swallow the white space that ended a URI, which
+   * then runs further.  Its sizes still hold. */
+  size_t n2 = es__redact_secrets_to(full, NULL, 0);
+  char *again = xmalloc(n2 + 1);
+  CHECK(es__redact_secrets_to(full, again, n2 + 1) == n2);
+  CHECK(strlen(again) == n2);
+  free(again);
+
+  check_uri_passwords(in, full);
+  check_pair_passwords(in, full);
+  check_parsed_secrets(in, full);
+  check_conninfo_redact(in);
+  check_scrub(in, len);
+  free(full);
+  free(in);
   return 0;
 }

@@ -48,6 +48,7 @@ es_status es__fail(es_store *store, es_status code, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(e->msg, sizeof e->msg, fmt, ap);
   va_end(ap);
+  es__redact_secrets(e->msg, sizeof e->msg);
   es__utf8_scrub(e->msg);
   e->code = code;
   e->transient = false;
@@ -61,6 +62,7 @@ es_status es__fail_wrap(es_store *store, es_status code, const char *prefix) {
   char old[sizeof e->msg];
   memcpy(old, e->msg, sizeof old);
   snprintf(e->msg, sizeof e->msg, "%s: %s", prefix, old);
+  es__redact_secrets(e->msg, sizeof e->msg);
   es__utf8_scrub(e->msg);
   e->code = code;
   return code;
@@ -147,6 +149,7 @@ es_status es__fail_pg(es_store *store, PGconn *pg, const PGresult *res,
     snprintf(e->msg, sizeof e->msg, "%s: %s (SQLSTATE %s%s)", what, detail, st, why);
   else
     snprintf(e->msg, sizeof e->msg, "%s: %s", what, detail);
+  es__redact_secrets(e->msg, sizeof e->msg);
   es__utf8_scrub(e->msg);
   e->code = code;
   e->transient = transient;

@@ -43,12 +43,33 @@ es_status es__fail_wrap(es_store *store, es_status code, const char *prefix);
 
 /* ---- conninfo.c --------------------------------------------------------- */
 
-/* A printable form of conninfo with any password replaced by "***".
- * Freed with free(). NULL when conninfo does not parse. */
+/* A printable form of conninfo (key='value' pairs) with the value of every
+ * secret option (libpq's dispchar "*": password, sslpassword, ...) replaced
+ * by "***".  Freed with free().  NULL when conninfo does not parse (or out
+ * of memory). */
 char *es__conninfo_redact(const char *conninfo);
 
 /* Quotes a value for a key=value conninfo string into a malloc'd string. */
 char *es__conninfo_quote(const char *value);
+
+/* Masks, in the text msg (a buffer of cap bytes, NUL-terminated within
+ * it), every secret a connection string can carry: the value of each
+ * password=, sslpassword=, ... pair (quoted or not, any spacing and case)
+ * and the password of each postgres:// or postgresql:// URI, malformed or
+ * cut short ones included.  The result may be longer than the text; it is
+ * cut to cap - 1 bytes.  Applied to every message a store records. */
+void es__redact_secrets(char *msg, size_t cap);
+
+/* The same from in to out (cap bytes, NUL-terminated when cap > 0); returns
+ * the length of the whole result, as snprintf does, so that
+ * es__redact_secrets_to(in, NULL, 0) + 1 is the size that holds it. */
+size_t es__redact_secrets_to(const char *in, char *out, size_t cap);
+
+/* Hides the contents of the double-quoted tokens of a libpq parse error
+ * (msg, a buffer of cap bytes), which quote the user's connection string or
+ * parts of it: a malformed string may have a password anywhere.  libpq's
+ * own one-character literals ("=") are kept. */
+void es__scrub_quoted(char *msg, size_t cap);
 
 /* ---- pool.c: connections ------------------------------------------------ */
 

@@ -26,30 +26,6 @@ static void ignore_notice(void *arg, const char *message) {
   (void)message;
 }
 
-/* Hides the contents of double-quoted tokens in a libpq parse error: for a
- * malformed string they may be a password. */
-static void scrub_quoted(char *msg) {
-  int in = 0;
-  char *w = msg;
-  for (char *r = msg; *r; r++) {
-    if (*r == '"') {
-      if (!in) {
-        *w++ = '"';
-        *w++ = '.';
-        *w++ = '.';
-        *w++ = '.';
-      }
-      in = !in;
-      if (!in)
-        *w++ = '"';
-      continue;
-    }
-    if (!in)
-      *w++ = *r;
-  }
-  *w = '\0';
-}
-
 /* Session settings that shape how values read as text.  The library never
  * round-trips a timestamp, interval or number through text (cutoffs are
  * computed in SQL or passed in binary), but the server's text output still
@@ -87,7 +63,7 @@ static es_status build_params(es_store *store, es__pool *pool,
     char msg[512];
     snprintf(msg, sizeof msg, "%s", errmsg ? errmsg : "out of memory");
     PQfreemem(errmsg);
-    scrub_quoted(msg);
+    es__scrub_quoted(msg, sizeof msg);
     size_t n = strlen(msg);
     while (n > 0 && msg[n - 1] == '\n')
       msg[--n] = '\0';

@@ -19,6 +19,7 @@
   X(json_numbers_convert_to_the_same_float_as_strtof, UNIT)                  \
   X(fuzz_doc_json_corpus_and_regressions_replay_cleanly, UNIT)               \
   X(fuzz_vector_corpus_and_regressions_replay_cleanly, UNIT)                 \
+  X(fuzz_redact_corpus_and_regressions_replay_cleanly, UNIT)                 \
   /* schema: create, adopt, migrate */                                       \
   X(init_creates_tables_indexes_and_a_valid_cascading_key, DB)               \
   X(init_twice_changes_nothing, DB)                                          \
@@ -111,6 +112,17 @@
   X(no_client_encoding_setting_can_corrupt_stored_text, DB)                \
   X(init_refuses_a_database_that_does_not_store_utf8, DB)                  \
   X(numbers_read_and_write_the_same_under_a_decimal_comma_locale, DB)      \
+  /* secrets: never in a message, the metrics or the tool's output */        \
+  X(redaction_masks_password_and_sslpassword_in_key_value_text, UNIT)        \
+  X(redaction_masks_the_user_info_of_uris_malformed_ones_included, UNIT)     \
+  X(redaction_cuts_to_its_buffer_and_reports_the_whole_length, UNIT)         \
+  X(conninfo_redaction_masks_every_secret_option_libpq_knows, UNIT)          \
+  X(scrub_quoted_hides_quoted_tokens_and_stays_inside_its_buffer, UNIT)      \
+  X(every_recorded_failure_message_is_redacted, UNIT)                       \
+  X(open_refuses_malformed_connection_strings_without_showing_the_password, UNIT) \
+  X(connection_failures_never_show_a_password_from_the_string_or_the_environment, UNIT) \
+  X(no_secret_appears_in_errors_or_metrics_after_a_reconnect, DB)            \
+  X(wrong_passwords_from_any_source_are_never_shown, DB)                     \
   /* the embedded cluster */                                                 \
   X(cluster_starts_privately_on_a_unix_socket_only_and_stops, DB)            \
   X(cluster_recovers_after_the_postmaster_is_killed, DB)                     \

@@ -117,3 +117,7 @@ TEST(fuzz_doc_json_corpus_and_regressions_replay_cleanly) {
 TEST(fuzz_vector_corpus_and_regressions_replay_cleanly) {
   replay_target("vector", es_fuzz_vector);
 }
+
+TEST(fuzz_redact_corpus_and_regressions_replay_cleanly) {
+  replay_target("redact", es_fuzz_redact);
+}
