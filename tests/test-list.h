@@ -146,7 +146,7 @@
   X(cli_delete_stats_cleanup_metrics_json_fields_are_stable, DB)            \
   X(cli_ingest_memory_does_not_grow_with_the_input, DB)                      \
   X(cli_human_output_escapes_terminal_controls_that_json_keeps_verbatim, DB) \
-  X(cli_db_status_escapes_terminal_controls_in_the_home_path, UNIT)          \
+  X(cli_db_refuses_a_home_with_terminal_controls_quoting_it_escaped, UNIT)          \
   X(cli_multi_line_library_messages_stay_on_one_prefixed_line, UNIT)         \
   X(cli_usage_errors_under_json_print_the_error_object_on_stdout, UNIT)      \
   X(cli_min_age_and_since_bounds_are_usage_errors_past_the_maximum, DB)      \
