@@ -1038,11 +1038,21 @@ es_status es_batch_begin(es_store *s, const es_batch_options *opts,
                     opts->batch_size);
   }
   es_status rc = es_store_shape(s, &b->dim, &b->metric);
-  if (rc == ES_OK)
-    rc = ensure_conn(b);
   es__fk_state fk;
-  if (rc == ES_OK && (rc = es__fk_lookup(s, b->conn, &fk)) == ES_OK)
-    b->fk_valid = fk.exists && fk.valid;
+  /* The session's connection may be one the server closed while it idled
+   * in the pool: a transient failure gets a fresh one. */
+  for (int attempt = 0; rc == ES_OK; attempt++) {
+    rc = ensure_conn(b);
+    if (rc == ES_OK && (rc = es__fk_lookup(s, b->conn, &fk)) == ES_OK) {
+      b->fk_valid = fk.exists && fk.valid;
+      break;
+    }
+    if (!es__last_err(s)->transient || attempt >= s->opts.max_retries)
+      break;
+    es__discard(s, b->conn);
+    b->conn = NULL;
+    rc = ES_OK;
+  }
   if (rc == ES_OK)
     mend_indexes(b);
   if (rc != ES_OK) {

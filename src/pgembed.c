@@ -1037,6 +1037,12 @@ static void clear_stale_pid(es_cluster *c) {
   }
 }
 
+/* Server notices are not the caller's business. */
+static void ignore_notice(void *arg, const char *message) {
+  (void)arg;
+  (void)message;
+}
+
 /* PQping on the cluster's maintenance database. */
 static bool accepting(const es_cluster *c) {
   char *q = es__conninfo_quote(c->sockdir), ci[PATH_MAX + 128];
@@ -1056,12 +1062,17 @@ static es_status prepare_database(es_cluster *c) {
   char *q = es__conninfo_quote(c->sockdir), ci[PATH_MAX + 128];
   if (q == NULL)
     return fail(c, ES_ENOMEM, "out of memory");
+  /* Nothing the server says on the way may reach the caller's stderr:
+   * no notices are sent, and none would be printed. */
   snprintf(ci, sizeof ci,
            "host=%s port=" PORT " user=" SUPERUSER " dbname=postgres "
-           "connect_timeout=10",
+           "connect_timeout=10 client_encoding=UTF8 "
+           "options='-c client_min_messages=error'",
            q);
   free(q);
   PGconn *pg = PQconnectdb(ci);
+  if (pg != NULL)
+    PQsetNoticeProcessor(pg, ignore_notice, NULL);
   es_status rc = ES_OK;
   PGresult *r = NULL;
   if (PQstatus(pg) != CONNECTION_OK) {

@@ -74,7 +74,9 @@ static es_status build_params(es_store *store, es__pool *pool,
    * and session settings that nothing of ours may depend on but which are
    * pinned anyway (see pin_settings).  embstore.writer tells the store's
    * triggers (sql/006) that this session keeps the content hashes right
-   * itself.  PGOPTIONS applies as libpq would apply it, since our own
+   * itself.  client_min_messages=error: a notice sent while connecting
+   * (before a notice processor can be set) would reach the caller's
+   * stderr, and afterwards they are ignored anyway.  PGOPTIONS applies as libpq would apply it, since our own
    * "options" would otherwise replace it. */
   const char *user_options = getenv("PGOPTIONS"), *user_timeout = NULL;
   size_t n = 0, bytes = 0;
@@ -96,7 +98,7 @@ static es_status build_params(es_store *store, es__pool *pool,
   snprintf(options, sizeof options,
            "-c statement_timeout=%d -c lock_timeout=%d "
            "-c hnsw.iterative_scan=relaxed_order -c embstore.writer=on "
-           ES__PINNED_OPTIONS,
+           "-c client_min_messages=error " ES__PINNED_OPTIONS,
            opts->statement_timeout_ms, opts->statement_timeout_ms);
   snprintf(timeout, sizeof timeout, "%d",
            opts->connect_timeout_s < 2 ? 2 : opts->connect_timeout_s);

@@ -101,6 +101,11 @@ void es_close(es_store *s) {
   free(s);
 }
 
+static es_status shape_op(es_store *s, es__conn *c, void *ctx) {
+  (void)ctx;
+  return es__load_shape(s, c);
+}
+
 es_status es_store_shape(es_store *s, int *dim, es_metric *metric) {
   if (s == NULL)
     return ES_EINVAL;
@@ -109,13 +114,10 @@ es_status es_store_shape(es_store *s, int *dim, es_metric *metric) {
   int known = s->dim != 0;
   pthread_mutex_unlock(&s->shape_mu);
   if (!known) {
-    es__conn *c = NULL;
     es__clear_err(s);
-    if ((rc = es__acquire(s, &c)) != ES_OK)
-      return rc;
-    rc = es__load_shape(s, c);
-    es__release(s, c);
-    if (rc != ES_OK)
+    /* Through es__run: a pooled connection the server closed while it
+     * idled is replaced, like in every other operation. */
+    if ((rc = es__run(s, NULL, true, shape_op, NULL)) != ES_OK)
       return rc;
   }
   pthread_mutex_lock(&s->shape_mu);

@@ -106,6 +106,7 @@
   X(writes_under_replica_role_are_counted_and_their_orphans_found_and_cleaned, DB) \
   X(stats_detect_bypassed_triggers_and_verify_and_repair_recount, DB)      \
   X(reingest_repairs_every_plain_sql_edit_of_a_document_or_its_chunks, DB) \
+  X(operations_after_the_server_closed_idle_connections_retry_on_fresh_ones, DB) \
   /* settings: time zones, date styles, encodings, locales */              \
   X(cleanup_keeps_new_documents_whatever_the_time_zone_and_date_style, DB) \
   X(search_distances_are_exact_whatever_extra_float_digits_says, DB)       \

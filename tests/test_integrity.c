@@ -496,3 +496,31 @@ TEST(reingest_repairs_every_plain_sql_edit_of_a_document_or_its_chunks) {
   free(want);
   es_close(s);
 }
+
+/* The server closed every idle pooled connection (a restart, an idle
+ * timeout, pg_terminate_backend): the next operations get fresh ones. */
+static void drop_our_connections(void) {
+  th_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+          "application_name = 'embstore' AND pid <> pg_backend_pid()");
+  wait_for("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+           "'embstore' AND pid <> pg_backend_pid()", 0);
+}
+
+TEST(operations_after_the_server_closed_idle_connections_retry_on_fresh_ones) {
+  es_store *s = th_open_init(2, ES_METRIC_COSINE);
+  float v[2] = {1, 0};
+  es_doc d = {.id = "a", .embedding = v, .dim = 2};
+  ASSERT_OK(s, es_upsert(s, &d, NULL));
+  drop_our_connections();
+  es_batch_result *r = th_batch_upsert(s, &d, 1, 10, ES_OK); /* a batch session */
+  ASSERT_INT_EQ(r->unchanged, 1);
+  es_batch_result_free(r);
+  es_close(s);
+  /* A fresh handle whose shape is not known yet. */
+  s = th_open();
+  drop_our_connections();
+  d.id = "b";
+  ASSERT_OK(s, es_upsert(s, &d, NULL));
+  es_close(s);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 2);
+}
