@@ -107,6 +107,7 @@
   X(stats_detect_bypassed_triggers_and_verify_and_repair_recount, DB)      \
   X(reingest_repairs_every_plain_sql_edit_of_a_document_or_its_chunks, DB) \
   X(operations_after_the_server_closed_idle_connections_retry_on_fresh_ones, DB) \
+  X(the_index_build_and_analyze_after_a_load_wait_for_locks_no_longer_than_the_timeout, DB) \
   /* settings: time zones, date styles, encodings, locales */              \
   X(cleanup_keeps_new_documents_whatever_the_time_zone_and_date_style, DB) \
   X(search_distances_are_exact_whatever_extra_float_digits_says, DB)       \
@@ -149,6 +150,7 @@
   X(cli_human_output_escapes_terminal_controls_that_json_keeps_verbatim, DB) \
   X(cli_db_refuses_a_home_with_terminal_controls_quoting_it_escaped, UNIT)          \
   X(cli_multi_line_library_messages_stay_on_one_prefixed_line, UNIT)         \
+  X(cli_stderr_gets_no_server_notice_sent_while_connecting, DB)             \
   X(cli_usage_errors_under_json_print_the_error_object_on_stdout, UNIT)      \
   X(cli_min_age_and_since_bounds_are_usage_errors_past_the_maximum, DB)      \
   X(cli_write_errors_on_stdout_exit_2_with_a_message, DB)

@@ -683,3 +683,22 @@ TEST(cli_write_errors_on_stdout_exit_2_with_a_message) {
   ASSERT_CONTAINS(p.err, "embstore ingest: cannot write output");
   th_proc_free(&p);
 }
+
+TEST(cli_stderr_gets_no_server_notice_sent_while_connecting) {
+  es_close(th_open_init(2, ES_METRIC_COSINE));
+  /* The server warns at every connection: the setting names a text search
+   * configuration that no longer exists. */
+  char *db = th_text("SELECT current_database()");
+  char sql[300];
+  th_exec("CREATE TEXT SEARCH CONFIGURATION public.gone (COPY = english)");
+  snprintf(sql, sizeof sql, "ALTER DATABASE %s SET default_text_search_config "
+           "= 'public.gone'", db);
+  th_exec(sql);
+  th_exec("DROP TEXT SEARCH CONFIGURATION public.gone");
+  free(db);
+  const char *stats[] = {"--db", th_conninfo(), "stats", NULL};
+  th_proc p = th_cli(NULL, stats);
+  ASSERT_INT_EQ(p.status, 0);
+  ASSERT_STR_EQ(p.err, "");
+  th_proc_free(&p);
+}

@@ -524,3 +524,53 @@ TEST(operations_after_the_server_closed_idle_connections_retry_on_fresh_ones) {
   es_close(s);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 2);
 }
+
+/* ---- item 12: lock waits after a load --------------------------------------------- */
+
+TEST(the_index_build_and_analyze_after_a_load_wait_for_locks_no_longer_than_the_timeout) {
+  es_store *s = th_open_init(2, ES_METRIC_COSINE);
+  es_close(s);
+  es_options o;
+  es_options_init(&o);
+  o.conninfo = th_conninfo();
+  o.statement_timeout_ms = 500;
+  ASSERT_OK(s, es_open_opts(&o, &s));
+  /* ANALYZE waits behind this lock, and its wait is bounded too. */
+  PGconn *other = conn();
+  q_exec(other, "BEGIN");
+  q_exec(other, "LOCK TABLE chunks IN SHARE UPDATE EXCLUSIVE MODE");
+  es_batch_options bo;
+  es_batch_options_init(&bo);
+  bo.defer_index = ES_DEFER_ALWAYS;
+  es_batch *b = NULL;
+  ASSERT_OK(s, es_batch_begin(s, &bo, &b));
+  float v[3][2] = {{1, 0}, {0, 1}, {1, 1}};
+  es_chunk ch = {.id = "c", .text = "x"};
+  es_doc d[3] = {{.id = "a", .embedding = v[0], .dim = 2},
+                 {.id = "b", .embedding = v[1], .dim = 2},
+                 {.id = "c", .embedding = v[2], .dim = 2, .has_chunks = 1,
+                  .chunks = &ch, .n_chunks = 1}};
+  ASSERT_OK(s, es_batch_add(b, d, 3, NULL));
+  ASSERT(es_batch_index_deferred(b));
+  /* A writer idle in its transaction: CREATE INDEX cannot get its lock. */
+  PGconn *writer = conn();
+  q_exec(writer, "BEGIN");
+  q_exec(writer, "INSERT INTO embeddings (id) VALUES ('w')");
+  char pid[32];
+  snprintf(pid, sizeof pid, "pid %d", PQbackendPID(writer));
+  double t0 = th_now();
+  ASSERT_STATUS(s, es_batch_end(b, NULL), ES_ETIMEOUT);
+  ASSERT(th_now() - t0 < 5.0); /* the index build and the ANALYZE together */
+  ASSERT_CONTAINS(es_errmsg(s), "the load landed but its HNSW index is missing");
+  ASSERT_CONTAINS(es_errmsg(s), "`embstore migrate` builds it");
+  ASSERT_CONTAINS(es_errmsg(s), pid);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 3);
+  q_exec(writer, "ROLLBACK");
+  q_exec(other, "ROLLBACK");
+  PQfinish(writer);
+  PQfinish(other);
+  es_init_report r;
+  ASSERT_OK(s, es_migrate_report(s, &r));
+  ASSERT_INT_EQ(r.indexes_created, 1);
+  es_close(s);
+}
