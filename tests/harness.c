@@ -120,6 +120,50 @@ long long th_int(const char *sql) {
   return n;
 }
 
+PGconn *th_connect(const char *conninfo) {
+  PGconn *pg = PQconnectdb(conninfo);
+  if (PQstatus(pg) != CONNECTION_OK)
+    FAIL("connect: %s", PQerrorMessage(pg));
+  PQclear(PQexec(pg, "SET client_min_messages = warning"));
+  return pg;
+}
+
+void th_pg_exec(PGconn *pg, const char *sql) {
+  PGresult *r = PQexec(pg, sql);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+    FAIL("%s: %s", sql, PQresultErrorMessage(r));
+  PQclear(r);
+}
+
+long long th_pg_int(PGconn *pg, const char *sql) {
+  PGresult *r = PQexec(pg, sql);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) < 1)
+    FAIL("%s: %s", sql, PQresultErrorMessage(r));
+  long long v = atoll(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return v;
+}
+
+void th_wait_for(const char *sql, long long want) {
+  double deadline = th_now() + 30;
+  while (th_int(sql) != want) {
+    if (th_now() > deadline)
+      FAIL("waited 30 s for %s to be %lld", sql, want);
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL); /* polling a condition, not guessing a delay */
+  }
+}
+
+es_cluster *th_own_cluster(void) {
+  static char home[600];
+  setenv("EMBSTORE_PG_OPTIONS", "", 1);
+  snprintf(home, sizeof home, "%s/h", th_tmpdir());
+  es_cluster *c = NULL;
+  if (es_cluster_open(home, &c) != ES_OK || es_cluster_start(c) != ES_OK)
+    FAIL("own cluster: %s", es_cluster_errmsg(c));
+  return c;
+}
+
 const char *th_data(const char *name) {
   static char path[4096];
   const char *dir = getenv("EMBSTORE_TEST_DATA");

@@ -122,6 +122,20 @@ void th_assert_text(const char *file, int line, const char *sql,
                     const char *want);
 #define ASSERT_SQL_STR(sql, want) th_assert_text(__FILE__, __LINE__, sql, want)
 
+/* Connects to conninfo; fails the test on error.  Freed with PQfinish. */
+PGconn *th_connect(const char *conninfo);
+/* Runs sql on pg; fails the test on error. */
+void th_pg_exec(PGconn *pg, const char *sql);
+/* The first value of sql's first row on pg, as a number. */
+long long th_pg_int(PGconn *pg, const char *sql);
+/* Polls sql (one integer, on the test's database) until it returns want;
+ * fails the test after 30 s.  For waiting on a condition, never a delay. */
+void th_wait_for(const char *sql, long long want);
+/* A cluster of the test's own in its temporary directory, started and
+ * durable (the run's shared cluster trades durability for speed, which a
+ * test that kills or reconfigures its server must not inherit). */
+es_cluster *th_own_cluster(void);
+
 /* ---- data and programs ----------------------------------------------------- */
 
 /* Full path of a file in ../shared/data. */

@@ -16,42 +16,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* A cluster of the test's own, started, durable: the run's shared cluster
- * trades durability for speed (fsync and synchronous_commit off), which a
- * test that kills the server must not inherit. */
-static es_cluster *own_cluster(void) {
-  static char home[600];
-  setenv("EMBSTORE_PG_OPTIONS", "", 1);
-  snprintf(home, sizeof home, "%s/h", th_tmpdir());
-  es_cluster *c = NULL;
-  if (es_cluster_open(home, &c) != ES_OK || es_cluster_start(c) != ES_OK)
-    FAIL("own cluster: %s", es_cluster_errmsg(c));
-  return c;
-}
-
-static PGconn *connect_or_fail(const char *ci) {
-  PGconn *pg = PQconnectdb(ci);
-  if (PQstatus(pg) != CONNECTION_OK)
-    FAIL("connect: %s", PQerrorMessage(pg));
-  return pg;
-}
-
-static long long q_int(PGconn *pg, const char *sql) {
-  PGresult *r = PQexec(pg, sql);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK)
-    FAIL("%s: %s", sql, PQresultErrorMessage(r));
-  long long v = atoll(PQgetvalue(r, 0, 0));
-  PQclear(r);
-  return v;
-}
-
-static void q_exec(PGconn *pg, const char *sql) {
-  PGresult *r = PQexec(pg, sql);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-    FAIL("%s: %s", sql, PQresultErrorMessage(r));
-  PQclear(r);
-}
-
 /* Waits (up to 30 s) until a backend of ours other than not_pid waits on
  * a lock while running a statement that starts with prefix; returns its
  * pid. */
@@ -81,13 +45,13 @@ static long waiting_backend(PGconn *pg, const char *prefix) {
 /* The store is consistent: no chunk without its document, and the counts
  * that stats gives equal COUNT(*). */
 static void assert_consistent(es_store *s, PGconn *pg) {
-  ASSERT_INT_EQ(q_int(pg, "SELECT count(*) FROM chunks c WHERE NOT EXISTS "
+  ASSERT_INT_EQ(th_pg_int(pg, "SELECT count(*) FROM chunks c WHERE NOT EXISTS "
                           "(SELECT 1 FROM embeddings e WHERE e.id = c.document_id)"),
                 0);
   es_stats *st = NULL;
   ASSERT_OK(s, es_get_statistics(s, NULL, &st));
-  ASSERT_INT_EQ(st->documents, q_int(pg, "SELECT count(*) FROM embeddings"));
-  ASSERT_INT_EQ(st->chunks, q_int(pg, "SELECT count(*) FROM chunks"));
+  ASSERT_INT_EQ(st->documents, th_pg_int(pg, "SELECT count(*) FROM embeddings"));
+  ASSERT_INT_EQ(st->chunks, th_pg_int(pg, "SELECT count(*) FROM chunks"));
   es_stats_free(st);
 }
 
@@ -153,7 +117,7 @@ static void count_batches(size_t processed, size_t total, void *user) {
  * its chunks: its documents are written by then, and must not survive. */
 static void *kill_during_copy(void *arg) {
   killer *k = arg;
-  PGconn *pg = connect_or_fail(k->conninfo);
+  PGconn *pg = th_connect(k->conninfo);
   double deadline = th_now() + 60;
   while (th_now() < deadline) {
     if (__atomic_load_n(&k->committed, __ATOMIC_SEQ_CST) >= k->after) {
@@ -175,7 +139,7 @@ static void *kill_during_copy(void *arg) {
 }
 
 TEST(ingest_survives_a_killed_server_whole_batches_only_and_a_rerun_converges) {
-  es_cluster *cl = own_cluster();
+  es_cluster *cl = th_own_cluster();
   const char *ci = es_cluster_conninfo(cl);
   es_options o;
   es_options_init(&o);
@@ -216,15 +180,15 @@ TEST(ingest_survives_a_killed_server_whole_batches_only_and_a_rerun_converges) {
 
   th_wait_exit(kl.postmaster);
   ASSERT_INT_EQ(es_cluster_start(cl), ES_OK); /* crash recovery */
-  PGconn *pg = connect_or_fail(ci);
+  PGconn *pg = th_connect(ci);
   /* Every batch is all there or not there at all. */
-  ASSERT_INT_EQ(q_int(pg, "SELECT count(*) FROM embeddings"), landed);
-  ASSERT_INT_EQ(q_int(pg, "SELECT count(*) FROM chunks"), landed * k);
-  ASSERT_INT_EQ(q_int(pg, "SELECT count(*) FROM (SELECT substr(id, 2)::int / 250 "
+  ASSERT_INT_EQ(th_pg_int(pg, "SELECT count(*) FROM embeddings"), landed);
+  ASSERT_INT_EQ(th_pg_int(pg, "SELECT count(*) FROM chunks"), landed * k);
+  ASSERT_INT_EQ(th_pg_int(pg, "SELECT count(*) FROM (SELECT substr(id, 2)::int / 250 "
                           "AS b, count(*) FROM embeddings GROUP BY 1 "
                           "HAVING count(*) <> 250) t"),
                 0);
-  ASSERT_INT_EQ(q_int(pg, "SELECT count(*) FROM embeddings WHERE substr(id, 2)::int "
+  ASSERT_INT_EQ(th_pg_int(pg, "SELECT count(*) FROM embeddings WHERE substr(id, 2)::int "
                           ">= (SELECT count(*) FROM embeddings)"),
                 0);
 
@@ -236,9 +200,9 @@ TEST(ingest_survives_a_killed_server_whole_batches_only_and_a_rerun_converges) {
   ASSERT_INT_EQ(r->unchanged, landed);
   ASSERT_INT_EQ(r->failed, 0);
   es_batch_result_free(r);
-  ASSERT_INT_EQ(q_int(pg, "SELECT count(*) FROM embeddings"), n);
-  ASSERT_INT_EQ(q_int(pg, "SELECT count(*) FROM chunks"), n * k);
-  ASSERT_INT_EQ(q_int(pg, "SELECT count(*) FROM (SELECT document_id FROM chunks "
+  ASSERT_INT_EQ(th_pg_int(pg, "SELECT count(*) FROM embeddings"), n);
+  ASSERT_INT_EQ(th_pg_int(pg, "SELECT count(*) FROM chunks"), n * k);
+  ASSERT_INT_EQ(th_pg_int(pg, "SELECT count(*) FROM (SELECT document_id FROM chunks "
                           "GROUP BY 1 HAVING count(*) <> 4) t"),
                 0);
   assert_consistent(s, pg);
@@ -251,7 +215,7 @@ TEST(ingest_survives_a_killed_server_whole_batches_only_and_a_rerun_converges) {
 
 TEST(cli_recovers_an_embedded_cluster_killed_with_sigkill) {
   char home[600];
-  setenv("EMBSTORE_PG_OPTIONS", "", 1); /* durable, see own_cluster() */
+  setenv("EMBSTORE_PG_OPTIONS", "", 1); /* durable, see th_own_cluster() */
   snprintf(home, sizeof home, "%s/h", th_tmpdir());
   const char *init[] = {"--home", home, "init", "--dim", "2", NULL};
   th_proc p = th_cli(NULL, init);
@@ -299,14 +263,14 @@ static void *run_delete(void *arg) {
 static long delete_cut_off_at(PGconn *locker, PGconn *watch, const char *chunk_id,
                               bg_delete *d, pthread_t *t) {
   char sql[128];
-  q_exec(locker, "BEGIN");
+  th_pg_exec(locker, "BEGIN");
   snprintf(sql, sizeof sql, "SELECT * FROM chunks WHERE id = '%s' FOR UPDATE",
            chunk_id);
-  q_exec(locker, sql);
+  th_pg_exec(locker, sql);
   ASSERT_INT_EQ(pthread_create(t, NULL, run_delete, d), 0);
   long pid = waiting_backend(watch, "DELETE FROM chunks");
   snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%ld)", pid);
-  q_exec(watch, sql);
+  th_pg_exec(watch, sql);
   return pid;
 }
 
@@ -331,19 +295,19 @@ TEST(delete_cut_off_by_a_dropped_connection_changes_nothing) {
       snprintf(b.ids[i * 3 + j + 1], 32, "k%05zu#%zu", i, j);
   ASSERT_OK(s, es_batch_upsert(s, a.docs, 40, NULL, NULL));
   ASSERT_OK(s, es_batch_upsert(s, b.docs, 10, NULL, NULL));
-  PGconn *locker = connect_or_fail(th_conninfo());
-  PGconn *watch = connect_or_fail(th_conninfo());
+  PGconn *locker = th_connect(th_conninfo());
+  PGconn *watch = th_connect(th_conninfo());
   /* The delete will have removed some chunks when it reaches this one. */
   bg_delete d = {.s = s, .source = "doomed"};
   pthread_t t;
   delete_cut_off_at(locker, watch, "d00039#2", &d, &t);
   pthread_join(t, NULL);
-  q_exec(locker, "ROLLBACK");
+  th_pg_exec(locker, "ROLLBACK");
   ASSERT_INT_EQ(d.rc, ES_ECONNECT);
   ASSERT_INT_EQ(d.r.deleted, 0);
   /* Nothing half-done: every document and chunk is still there. */
-  ASSERT_INT_EQ(q_int(watch, "SELECT count(*) FROM embeddings WHERE source_id = 'doomed'"), 40);
-  ASSERT_INT_EQ(q_int(watch, "SELECT count(*) FROM chunks WHERE document_id LIKE 'd%'"), 120);
+  ASSERT_INT_EQ(th_pg_int(watch, "SELECT count(*) FROM embeddings WHERE source_id = 'doomed'"), 40);
+  ASSERT_INT_EQ(th_pg_int(watch, "SELECT count(*) FROM chunks WHERE document_id LIKE 'd%'"), 120);
   assert_consistent(s, watch);
   es_delete_result r;
   ASSERT_OK(s, es_delete_by_source(s, "doomed", NULL, &r));
@@ -361,15 +325,15 @@ TEST(delete_retries_after_a_dropped_connection_and_counts_exactly) {
   es_store *s = open_with_retries(3);
   corpus a = make(30, 2, "doomed");
   ASSERT_OK(s, es_batch_upsert(s, a.docs, 30, NULL, NULL));
-  PGconn *locker = connect_or_fail(th_conninfo());
-  PGconn *watch = connect_or_fail(th_conninfo());
+  PGconn *locker = th_connect(th_conninfo());
+  PGconn *watch = th_connect(th_conninfo());
   bg_delete d = {.s = s, .source = "doomed"};
   pthread_t t;
   long pid = delete_cut_off_at(locker, watch, "d00029#1", &d, &t);
   /* The retry comes back to the same lock, on a new connection. */
   long again = waiting_backend_except(watch, "DELETE FROM chunks", pid);
   ASSERT(again != pid);
-  q_exec(locker, "ROLLBACK");
+  th_pg_exec(locker, "ROLLBACK");
   pthread_join(t, NULL);
   if (d.rc != ES_OK)
     FAIL("delete after a retry: %s", d.err);
@@ -408,25 +372,25 @@ TEST(cleanup_cut_off_by_a_dropped_connection_keeps_finished_batches) {
           "i % 500 = 0 THEN 'd' || (i / 500) ELSE 'gone' END, 0, '', NULL, "
           "'{}' FROM generate_series(1, 2500) i");
   es_store *s = open_with_retries(0);
-  PGconn *locker = connect_or_fail(th_conninfo());
-  PGconn *watch = connect_or_fail(th_conninfo());
-  q_exec(locker, "BEGIN");
-  q_exec(locker, "SELECT * FROM chunks WHERE id = 'c01501' FOR UPDATE");
+  PGconn *locker = th_connect(th_conninfo());
+  PGconn *watch = th_connect(th_conninfo());
+  th_pg_exec(locker, "BEGIN");
+  th_pg_exec(locker, "SELECT * FROM chunks WHERE id = 'c01501' FOR UPDATE");
   bg_cleanup x = {.s = s};
   pthread_t t;
   ASSERT_INT_EQ(pthread_create(&t, NULL, run_cleanup, &x), 0);
   long pid = waiting_backend(watch, "WITH pick AS");
   char sql[96];
   snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%ld)", pid);
-  q_exec(watch, sql);
+  th_pg_exec(watch, sql);
   pthread_join(t, NULL);
-  q_exec(locker, "ROLLBACK");
+  th_pg_exec(locker, "ROLLBACK");
   ASSERT_INT_EQ(x.rc, ES_ECONNECT);
   ASSERT_INT_EQ(x.r->orphaned_chunks, 2495);
   ASSERT_INT_EQ(x.r->cleaned, 1000); /* the first batch committed */
   es_cleanup_result_free(x.r);
-  ASSERT_INT_EQ(q_int(watch, "SELECT count(*) FROM chunks"), 2500 - 1000);
-  ASSERT_INT_EQ(q_int(watch, "SELECT count(*) FROM chunks WHERE document_id <> 'gone'"), 5);
+  ASSERT_INT_EQ(th_pg_int(watch, "SELECT count(*) FROM chunks"), 2500 - 1000);
+  ASSERT_INT_EQ(th_pg_int(watch, "SELECT count(*) FROM chunks WHERE document_id <> 'gone'"), 5);
   es_stats *st = NULL;
   ASSERT_OK(s, es_get_statistics(s, NULL, &st));
   ASSERT_INT_EQ(st->documents, 5);
@@ -460,9 +424,9 @@ TEST(a_held_lock_gives_a_clear_timeout_error_within_the_configured_time) {
   ASSERT_OK(s, es_open_opts(&o, &s));
 
   /* A row lock held by another session. */
-  PGconn *other = connect_or_fail(th_conninfo());
-  q_exec(other, "BEGIN");
-  q_exec(other, "SELECT * FROM embeddings WHERE id = 'x' FOR UPDATE");
+  PGconn *other = th_connect(th_conninfo());
+  th_pg_exec(other, "BEGIN");
+  th_pg_exec(other, "SELECT * FROM embeddings WHERE id = 'x' FOR UPDATE");
   v[0] = 0.5f;
   double t0 = th_now();
   ASSERT_STATUS(s, es_upsert(s, &d, NULL), ES_ETIMEOUT);
@@ -471,18 +435,18 @@ TEST(a_held_lock_gives_a_clear_timeout_error_within_the_configured_time) {
   ASSERT_CONTAINS(es_errmsg(s), "300 ms");
   ASSERT_CONTAINS(es_errmsg(s), "document \"x\"");
   ASSERT(took >= 0.25 && took < 2.0);
-  q_exec(other, "ROLLBACK");
+  th_pg_exec(other, "ROLLBACK");
 
   /* A table lock: searches and statistics time out too. */
-  q_exec(other, "BEGIN");
-  q_exec(other, "LOCK TABLE embeddings IN ACCESS EXCLUSIVE MODE");
+  th_pg_exec(other, "BEGIN");
+  th_pg_exec(other, "LOCK TABLE embeddings IN ACCESS EXCLUSIVE MODE");
   es_search_params p = {.vector = v, .dim = 2, .k = 1};
   es_results *r = NULL;
   t0 = th_now();
   ASSERT_STATUS(s, es_search(s, &p, &r), ES_ETIMEOUT);
   ASSERT(th_now() - t0 < 2.0);
   ASSERT_CONTAINS(es_errmsg(s), "statement timeout");
-  q_exec(other, "ROLLBACK");
+  th_pg_exec(other, "ROLLBACK");
   ASSERT_OK(s, es_search(s, &p, &r)); /* and all is well afterwards */
   es_results_free(r);
   PQfinish(other);
@@ -569,15 +533,15 @@ TEST(concurrent_ingests_deletes_and_cleanups_keep_the_store_exact) {
       FAIL("process %d ended with status %d (a deadlock or error surfaced)", i,
            WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
   }
-  PGconn *pg = connect_or_fail(th_conninfo());
+  PGconn *pg = th_connect(th_conninfo());
   assert_consistent(s, pg);
-  ASSERT_INT_EQ(q_int(pg, "SELECT count(*) FROM (SELECT document_id FROM chunks "
+  ASSERT_INT_EQ(th_pg_int(pg, "SELECT count(*) FROM (SELECT document_id FROM chunks "
                           "GROUP BY 1 HAVING count(*) <> 2) t"),
                 0);
   /* After the dust settles, one more delete leaves no s1 document. */
   es_delete_result r;
   ASSERT_OK(s, es_delete_by_source(s, "s1", NULL, &r));
-  ASSERT_INT_EQ(q_int(pg, "SELECT count(*) FROM embeddings WHERE source_id = 's1'"), 0);
+  ASSERT_INT_EQ(th_pg_int(pg, "SELECT count(*) FROM embeddings WHERE source_id = 's1'"), 0);
   assert_consistent(s, pg);
   PQfinish(pg);
   free(f1);
@@ -678,10 +642,10 @@ TEST(one_store_handle_serves_many_threads_at_once) {
     if (w[i].failures)
       FAIL("thread %d: %d failures, last: %s", i, w[i].failures, w[i].err);
   }
-  PGconn *pg = connect_or_fail(th_conninfo());
+  PGconn *pg = th_connect(th_conninfo());
   assert_consistent(s, pg);
   /* rounds 21..24, and the three of the batch of round 22 */
-  ASSERT_INT_EQ(q_int(pg, "SELECT count(*) FROM embeddings"), N * (4 + 3));
+  ASSERT_INT_EQ(th_pg_int(pg, "SELECT count(*) FROM embeddings"), N * (4 + 3));
   PQfinish(pg);
   es_close(s);
   ASSERT_INT_GE(th_int("SELECT count(*) FROM performance_metrics WHERE "
@@ -692,7 +656,7 @@ TEST(one_store_handle_serves_many_threads_at_once) {
 /* ---- secrets ----------------------------------------------------------------------- */
 
 TEST(no_password_appears_in_errors_or_metrics) {
-  es_cluster *cl = own_cluster();
+  es_cluster *cl = th_own_cluster();
   char ci[1200];
   snprintf(ci, sizeof ci, "%s password=hunter2-very-secret", es_cluster_conninfo(cl));
   es_options o;
@@ -713,9 +677,9 @@ TEST(no_password_appears_in_errors_or_metrics) {
   ASSERT_CONTAINS(es_errmsg(s), "password='***'");
   ASSERT_INT_EQ(es_cluster_start(cl), ES_OK);
   es_close(s); /* the buffered metrics, failures included, are written */
-  PGconn *pg = connect_or_fail(es_cluster_conninfo(cl));
-  ASSERT_INT_GE(q_int(pg, "SELECT count(*) FROM performance_metrics WHERE NOT success"), 2);
-  ASSERT_INT_EQ(q_int(pg, "SELECT count(*) FROM performance_metrics WHERE "
+  PGconn *pg = th_connect(es_cluster_conninfo(cl));
+  ASSERT_INT_GE(th_pg_int(pg, "SELECT count(*) FROM performance_metrics WHERE NOT success"), 2);
+  ASSERT_INT_EQ(th_pg_int(pg, "SELECT count(*) FROM performance_metrics WHERE "
                           "error_message LIKE '%hunter2%' OR metadata::text "
                           "LIKE '%hunter2%'"),
                 0);

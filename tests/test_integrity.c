@@ -15,32 +15,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static PGconn *conn(void) {
-  PGconn *pg = PQconnectdb(th_conninfo());
-  if (PQstatus(pg) != CONNECTION_OK)
-    FAIL("connect: %s", PQerrorMessage(pg));
-  PQclear(PQexec(pg, "SET client_min_messages = warning"));
-  return pg;
-}
-
-static void q_exec(PGconn *pg, const char *sql) {
-  PGresult *r = PQexec(pg, sql);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-    FAIL("%s: %s", sql, PQresultErrorMessage(r));
-  PQclear(r);
-}
-
-/* Polls sql (one integer) until it returns want, for up to 30 s. */
-static void wait_for(const char *sql, long long want) {
-  double deadline = th_now() + 30;
-  while (th_int(sql) != want) {
-    if (th_now() > deadline)
-      FAIL("waited 30 s for %s to be %lld", sql, want);
-    struct timespec ts = {0, 5000000};
-    nanosleep(&ts, NULL); /* polling a condition, not guessing a delay */
-  }
-}
-
 /* JSON Lines of n documents d<from>..d<from+n-1> of dimension 2. */
 static char *lines(int from, int n) {
   size_t cap = (size_t)n * 80 + 1, len = 0;
@@ -76,9 +50,9 @@ TEST(ingest_lands_every_line_when_the_hnsw_index_cannot_be_dropped) {
   es_store *s = th_open_init(2, ES_METRIC_COSINE);
   es_close(s);
   /* A reader idle in its transaction: DROP INDEX cannot get its lock. */
-  PGconn *reader = conn();
-  q_exec(reader, "BEGIN");
-  q_exec(reader, "SELECT count(*) FROM embeddings");
+  PGconn *reader = th_connect(th_conninfo());
+  th_pg_exec(reader, "BEGIN");
+  th_pg_exec(reader, "SELECT count(*) FROM embeddings");
   char *in = lines(0, 5);
   const char *always[] = {"--db", th_conninfo(), "--json", "ingest", "-",
                           "--defer-index", "always", NULL};
@@ -112,7 +86,7 @@ TEST(ingest_lands_every_line_when_the_hnsw_index_cannot_be_dropped) {
   th_proc_free(&p);
   free(in);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 10005);
-  q_exec(reader, "ROLLBACK");
+  th_pg_exec(reader, "ROLLBACK");
   PQfinish(reader);
 }
 
@@ -126,7 +100,7 @@ TEST(batch_lands_its_first_batch_when_the_session_lost_its_connection) {
   /* The server drops every connection of ours (a restart, a failover). */
   th_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
           "application_name = 'embstore' AND pid <> pg_backend_pid()");
-  wait_for("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+  th_wait_for("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
            "'embstore' AND pid <> pg_backend_pid()", 0);
   float v[5][2] = {{1, 0}, {0, 1}, {1, 1}, {1, 2}, {2, 1}};
   es_doc d[5];
@@ -192,13 +166,13 @@ TEST(a_killed_deferred_load_leaves_an_index_that_the_next_ingest_or_migrate_buil
   char *first = lines(0, 8000);
   ASSERT((size_t)write(in, first, strlen(first)) == strlen(first));
   free(first);
-  wait_for("SELECT (count(*) >= 1000)::int FROM embeddings", 1);
+  th_wait_for("SELECT (count(*) >= 1000)::int FROM embeddings", 1);
   ASSERT_INT_EQ(th_int(hnsw_exists), 0);
   kill(pid, SIGKILL);
   waitpid(pid, NULL, 0);
   close(in);
   /* Its server session ends when it notices the client is gone. */
-  wait_for("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+  th_wait_for("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
            "objid = 4253893520", 0);
 
   /* stats names a command that fixes it, and that command does. */
@@ -229,8 +203,8 @@ TEST(a_killed_deferred_load_leaves_an_index_that_the_next_ingest_or_migrate_buil
 
   /* A load still running with its index deferred is left to build it. */
   th_exec("DROP INDEX embeddings_embedding_hnsw_idx");
-  PGconn *loader = conn();
-  q_exec(loader, "SELECT pg_advisory_lock_shared(7013640520592)");
+  PGconn *loader = th_connect(th_conninfo());
+  th_pg_exec(loader, "SELECT pg_advisory_lock_shared(7013640520592)");
   why = reasons(s, &h);
   ASSERT_INT_EQ(h, ES_HEALTH_DEGRADED);
   ASSERT_CONTAINS(why, "being rebuilt by a load in progress");
@@ -282,7 +256,7 @@ static void wait_blocked_or_done(PGconn *pg, int pid) {
   char sql[200];
   snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %d "
            "AND (wait_event_type = 'Lock' OR state <> 'active')", pid);
-  wait_for(sql, 1);
+  th_wait_for(sql, 1);
   (void)pg;
 }
 
@@ -292,35 +266,35 @@ TEST(counts_stay_exact_when_a_chunk_is_written_while_its_document_moves) {
           "('D', 'S1', '[1,0]'), ('E', 'S1', '[0,1]')");
   th_exec("INSERT INTO chunks (id, document_id) VALUES ('D#0', 'D'), ('D#1', 'D'), "
           "('E#0', 'E')");
-  PGconn *a = conn(), *b = conn();
+  PGconn *a = th_connect(th_conninfo()), *b = th_connect(th_conninfo());
   /* The chunk's writer first, the mover waits for it. */
-  q_exec(a, "BEGIN");
-  q_exec(a, "INSERT INTO chunks (id, document_id) VALUES ('D#2', 'D')");
-  q_exec(b, "BEGIN");
+  th_pg_exec(a, "BEGIN");
+  th_pg_exec(a, "INSERT INTO chunks (id, document_id) VALUES ('D#2', 'D')");
+  th_pg_exec(b, "BEGIN");
   ASSERT(PQsendQuery(b, "UPDATE embeddings SET source_id = 'S2' WHERE id = 'D'"));
   wait_blocked_or_done(b, PQbackendPID(b));
-  q_exec(a, "COMMIT");
+  th_pg_exec(a, "COMMIT");
   finish(b);
-  q_exec(b, "COMMIT");
+  th_pg_exec(b, "COMMIT");
   assert_counts_exact(s);
   /* The mover first, the chunk's writer waits for it. */
-  q_exec(b, "BEGIN");
-  q_exec(b, "UPDATE embeddings SET source_id = 'S3' WHERE id = 'E'");
-  q_exec(a, "BEGIN");
+  th_pg_exec(b, "BEGIN");
+  th_pg_exec(b, "UPDATE embeddings SET source_id = 'S3' WHERE id = 'E'");
+  th_pg_exec(a, "BEGIN");
   ASSERT(PQsendQuery(a, "INSERT INTO chunks (id, document_id) VALUES ('E#1', 'E')"));
   wait_blocked_or_done(a, PQbackendPID(a));
-  q_exec(b, "COMMIT");
+  th_pg_exec(b, "COMMIT");
   finish(a);
-  q_exec(a, "COMMIT");
+  th_pg_exec(a, "COMMIT");
   /* And a chunk deleted while its document moves. */
-  q_exec(a, "BEGIN");
-  q_exec(a, "DELETE FROM chunks WHERE id = 'D#0'");
-  q_exec(b, "BEGIN");
+  th_pg_exec(a, "BEGIN");
+  th_pg_exec(a, "DELETE FROM chunks WHERE id = 'D#0'");
+  th_pg_exec(b, "BEGIN");
   ASSERT(PQsendQuery(b, "UPDATE embeddings SET source_id = 'S4' WHERE id = 'D'"));
   wait_blocked_or_done(b, PQbackendPID(b));
-  q_exec(a, "COMMIT");
+  th_pg_exec(a, "COMMIT");
   finish(b);
-  q_exec(b, "COMMIT");
+  th_pg_exec(b, "COMMIT");
   assert_counts_exact(s);
   es_stats *st = NULL;
   ASSERT_OK(s, es_get_statistics(s, NULL, &st));
@@ -345,11 +319,11 @@ TEST(writes_under_replica_role_are_counted_and_their_orphans_found_and_cleaned) 
           "('b#1', 'b')");
   /* pg_restore --disable-triggers and logical replication apply run like
    * this: ordinary triggers and the foreign key's checks do not fire. */
-  PGconn *r = conn();
-  q_exec(r, "SET session_replication_role = replica");
-  q_exec(r, "INSERT INTO embeddings (id, source_id, embedding) VALUES ('c', 's', '[1,1]')");
-  q_exec(r, "DELETE FROM embeddings WHERE id = 'b'");  /* its chunks stay */
-  q_exec(r, "INSERT INTO chunks (id, document_id) VALUES ('z#0', 'nobody')");
+  PGconn *r = th_connect(th_conninfo());
+  th_pg_exec(r, "SET session_replication_role = replica");
+  th_pg_exec(r, "INSERT INTO embeddings (id, source_id, embedding) VALUES ('c', 's', '[1,1]')");
+  th_pg_exec(r, "DELETE FROM embeddings WHERE id = 'b'");  /* its chunks stay */
+  th_pg_exec(r, "INSERT INTO chunks (id, document_id) VALUES ('z#0', 'nobody')");
   PQfinish(r);
   es_stats *st = NULL;
   ASSERT_OK(s, es_get_statistics(s, NULL, &st));
@@ -400,9 +374,9 @@ TEST(stats_detect_bypassed_triggers_and_verify_and_repair_recount) {
 
   /* Rows that bypassed enabled triggers: stats sees the counters stray
    * from PostgreSQL's estimate, --verify finds the drift, --repair fixes. */
-  PGconn *w = conn();
-  q_exec(w, "ALTER TABLE embeddings DISABLE TRIGGER USER");
-  q_exec(w, "INSERT INTO embeddings (id, source_id, embedding) SELECT 'g' || i, "
+  PGconn *w = th_connect(th_conninfo());
+  th_pg_exec(w, "ALTER TABLE embeddings DISABLE TRIGGER USER");
+  th_pg_exec(w, "INSERT INTO embeddings (id, source_id, embedding) SELECT 'g' || i, "
             "'bulk', '[1,1]' FROM generate_series(1, 30000) i");
   /* re-enabled as they were, as a restore would leave them */
   static const char *const names[] = {
@@ -412,10 +386,10 @@ TEST(stats_detect_bypassed_triggers_and_verify_and_repair_recount) {
   for (size_t i = 0; i < 6; i++) {
     char sql[200];
     snprintf(sql, sizeof sql, "ALTER TABLE embeddings ENABLE ALWAYS TRIGGER %s", names[i]);
-    q_exec(w, sql);
+    th_pg_exec(w, sql);
   }
   PQfinish(w); /* its statistics reach pg_stat when it ends */
-  wait_for("SELECT (n_live_tup >= 30002)::int FROM pg_stat_user_tables WHERE relname = "
+  th_wait_for("SELECT (n_live_tup >= 30002)::int FROM pg_stat_user_tables WHERE relname = "
            "'embeddings'", 1);
   why = reasons(s, &h);
   ASSERT_INT_EQ(h, ES_HEALTH_DEGRADED);
@@ -502,7 +476,7 @@ TEST(reingest_repairs_every_plain_sql_edit_of_a_document_or_its_chunks) {
 static void drop_our_connections(void) {
   th_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
           "application_name = 'embstore' AND pid <> pg_backend_pid()");
-  wait_for("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+  th_wait_for("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
            "'embstore' AND pid <> pg_backend_pid()", 0);
 }
 
@@ -536,9 +510,9 @@ TEST(the_index_build_and_analyze_after_a_load_wait_for_locks_no_longer_than_the_
   o.statement_timeout_ms = 500;
   ASSERT_OK(s, es_open_opts(&o, &s));
   /* ANALYZE waits behind this lock, and its wait is bounded too. */
-  PGconn *other = conn();
-  q_exec(other, "BEGIN");
-  q_exec(other, "LOCK TABLE chunks IN SHARE UPDATE EXCLUSIVE MODE");
+  PGconn *other = th_connect(th_conninfo());
+  th_pg_exec(other, "BEGIN");
+  th_pg_exec(other, "LOCK TABLE chunks IN SHARE UPDATE EXCLUSIVE MODE");
   es_batch_options bo;
   es_batch_options_init(&bo);
   bo.defer_index = ES_DEFER_ALWAYS;
@@ -553,9 +527,9 @@ TEST(the_index_build_and_analyze_after_a_load_wait_for_locks_no_longer_than_the_
   ASSERT_OK(s, es_batch_add(b, d, 3, NULL));
   ASSERT(es_batch_index_deferred(b));
   /* A writer idle in its transaction: CREATE INDEX cannot get its lock. */
-  PGconn *writer = conn();
-  q_exec(writer, "BEGIN");
-  q_exec(writer, "INSERT INTO embeddings (id) VALUES ('w')");
+  PGconn *writer = th_connect(th_conninfo());
+  th_pg_exec(writer, "BEGIN");
+  th_pg_exec(writer, "INSERT INTO embeddings (id) VALUES ('w')");
   char pid[32];
   snprintf(pid, sizeof pid, "pid %d", PQbackendPID(writer));
   double t0 = th_now();
@@ -565,8 +539,8 @@ TEST(the_index_build_and_analyze_after_a_load_wait_for_locks_no_longer_than_the_
   ASSERT_CONTAINS(es_errmsg(s), "`embstore migrate` builds it");
   ASSERT_CONTAINS(es_errmsg(s), pid);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 3);
-  q_exec(writer, "ROLLBACK");
-  q_exec(other, "ROLLBACK");
+  th_pg_exec(writer, "ROLLBACK");
+  th_pg_exec(other, "ROLLBACK");
   PQfinish(writer);
   PQfinish(other);
   es_init_report r;

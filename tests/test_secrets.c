@@ -261,17 +261,6 @@ TEST(connection_failures_never_show_a_password_from_the_string_or_the_environmen
 
 /* ---- against servers ---------------------------------------------------------- */
 
-/* A cluster of this test's own, which it may stop and reconfigure. */
-static es_cluster *own_cluster(void) {
-  static char home[600];
-  setenv("EMBSTORE_PG_OPTIONS", "", 1);
-  snprintf(home, sizeof home, "%s/h", th_tmpdir());
-  es_cluster *c = NULL;
-  if (es_cluster_open(home, &c) != ES_OK || es_cluster_start(c) != ES_OK)
-    FAIL("own cluster: %s", es_cluster_errmsg(c));
-  return c;
-}
-
 /* Runs sql on conninfo's database; fails the test when it fails. */
 static void exec_on(const char *conninfo, const char *sql) {
   PGconn *pg = PQconnectdb(conninfo);
@@ -299,7 +288,7 @@ static long long int_on(const char *conninfo, const char *sql) {
 }
 
 TEST(no_secret_appears_in_errors_or_metrics_after_a_reconnect) {
-  es_cluster *cl = own_cluster();
+  es_cluster *cl = th_own_cluster();
   setenv("PGPASSWORD", "ENVSECRETpw", 1);
   char ci[1200];
   snprintf(ci, sizeof ci, "%s password=SECRETpw sslpassword='SECRET2x pass'",
@@ -403,7 +392,7 @@ static void expect_auth_failure_hides(es_cluster *cl, const char *extra,
 }
 
 TEST(wrong_passwords_from_any_source_are_never_shown) {
-  es_cluster *cl = own_cluster();
+  es_cluster *cl = th_own_cluster();
   require_password_for_es_app(cl);
   unsetenv("PGPASSWORD");
   expect_auth_failure_hides(cl, "password=WRONGsecret1", "WRONGsecret1");
