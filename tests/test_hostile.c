@@ -510,8 +510,7 @@ TEST(ingest_refuses_nan_and_infinite_vector_values_naming_the_element) {
   free(in.p);
 }
 
-/* The parser has a branch for "-Infinity" that is never reached: it is
- * reported as a malformed number instead of as not finite. */
+/* pgvector's cosine distance to a vector of zero length is NaN. */
 TEST(a_cosine_store_refuses_zero_vectors_naming_the_line_and_field) {
   init_store();
   hbuf in = {0};
@@ -535,6 +534,7 @@ TEST(a_cosine_store_refuses_zero_vectors_naming_the_line_and_field) {
   json_decref(j);
   run_free(&r);
   ASSERT_IDS("ok6,z7");
+  free(in.p);
   /* A zero query vector, or a stored zero vector to search near, is an
    * error, not rows with distance null. */
   const char *q[] = {"--db", th_conninfo(), "--json", "search", "--vector",
@@ -561,6 +561,8 @@ TEST(a_cosine_store_refuses_zero_vectors_naming_the_line_and_field) {
   es_close(s);
 }
 
+/* The parser has a branch for "-Infinity" that is never reached: it is
+ * reported as a malformed number instead of as not finite. */
 TEST(ingest_describes_minus_infinity_as_not_finite_like_infinity) {
   init_store();
   hbuf in = {0};
