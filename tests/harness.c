@@ -29,6 +29,33 @@ _Noreturn void th_fail(const char *file, int line, const char *fmt, ...) {
   _exit(1); /* skip leak checks: the test stopped half-way on purpose */
 }
 
+/* Prints up to the first 32 bytes of a range in hex, from byte off on. */
+static void hex_dump(const char *name, const unsigned char *p, size_t n,
+                     size_t off) {
+  fprintf(stderr, "  %s [%zu..]:", name, off);
+  for (size_t i = off; i < n && i < off + 32; i++)
+    fprintf(stderr, " %02x", p[i]);
+  fputc('\n', stderr);
+}
+
+void th_assert_mem(const char *file, int line, const char *an, const char *bn,
+                   const void *a, const void *b, size_t n, int want_equal) {
+  int equal = memcmp(a, b, n) == 0;
+  if (equal == (want_equal != 0))
+    return;
+  if (equal)
+    th_fail(file, line, "%s and %s must differ in %zu bytes: they are equal",
+            an, bn, n);
+  size_t first = 0;
+  while (((const unsigned char *)a)[first] == ((const unsigned char *)b)[first])
+    first++;
+  fprintf(stderr, "%s:%d: %s == %s (%zu bytes): first difference at byte %zu\n",
+          file, line, an, bn, n, first);
+  hex_dump(an, a, n, first);
+  hex_dump(bn, b, n, first);
+  th_fail(file, line, "memory differs");
+}
+
 const char *th_conninfo(void) {
   if (th__state.conninfo[0] == '\0')
     FAIL("this test is not marked as needing the database (test-list.h)");
@@ -68,7 +95,7 @@ es_batch_result *th_batch_upsert(es_store *s, const es_doc *d, size_t n,
   if (rc != want)
     FAIL("es_batch_upsert: want %s, got %s: %s", es_status_name(want),
          es_status_name(rc), es_errmsg(s));
-  ASSERT(r != NULL);
+  ASSERT_NOT_NULL(r);
   return r;
 }
 

@@ -7,7 +7,9 @@
 #ifndef EMBSTORE_TEST_H
 #define EMBSTORE_TEST_H
 
+#include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -44,11 +46,58 @@ _Noreturn void th_fail(const char *file, int line, const char *fmt, ...)
       FAIL("%s >= %s: %lld < %lld", #a, #b, a_, b_);                       \
   } while (0)
 
-#define ASSERT_DBL_GE(a, b)                                                \
+/* Integer comparisons: both sides are printed (as long long). */
+#define ASSERT_INT_CMP_(a, op, b)                                          \
+  do {                                                                     \
+    long long a_ = (long long)(a), b_ = (long long)(b);                    \
+    if (!(a_ op b_))                                                       \
+      FAIL("%s %s %s: %lld vs %lld", #a, #op, #b, a_, b_);                 \
+  } while (0)
+#define ASSERT_INT_NE(a, b) ASSERT_INT_CMP_(a, !=, b)
+#define ASSERT_INT_LT(a, b) ASSERT_INT_CMP_(a, <, b)
+#define ASSERT_INT_LE(a, b) ASSERT_INT_CMP_(a, <=, b)
+#define ASSERT_INT_GT(a, b) ASSERT_INT_CMP_(a, >, b)
+
+/* Floating-point comparisons (NaN fails every one of them). */
+#define ASSERT_DBL_CMP_(a, op, b)                                          \
   do {                                                                     \
     double a_ = (double)(a), b_ = (double)(b);                             \
-    if (!(a_ >= b_))                                                       \
-      FAIL("%s >= %s: %.6f < %.6f", #a, #b, a_, b_);                       \
+    if (!(a_ op b_))                                                       \
+      FAIL("%s %s %s: %.9g vs %.9g", #a, #op, #b, a_, b_);                 \
+  } while (0)
+#define ASSERT_DBL_GE(a, b) ASSERT_DBL_CMP_(a, >=, b)
+#define ASSERT_DBL_GT(a, b) ASSERT_DBL_CMP_(a, >, b)
+#define ASSERT_DBL_LE(a, b) ASSERT_DBL_CMP_(a, <=, b)
+#define ASSERT_DBL_LT(a, b) ASSERT_DBL_CMP_(a, <, b)
+
+/* |a - b| <= tol; tol 0 asks for exact equality. */
+#define ASSERT_DBL_EQ(a, b, tol)                                           \
+  do {                                                                     \
+    double a_ = (double)(a), b_ = (double)(b), t_ = (double)(tol);         \
+    if (!(a_ == b_ || fabs(a_ - b_) <= t_))                                \
+      FAIL("%s == %s (within %g): %.17g != %.17g", #a, #b, t_, a_, b_);    \
+  } while (0)
+
+/* A double that must be NaN ("no data"). */
+#define ASSERT_NAN(a)                                                      \
+  do {                                                                     \
+    double a_ = (double)(a);                                               \
+    if (!isnan(a_))                                                        \
+      FAIL("%s is NaN: it is %.17g", #a, a_);                              \
+  } while (0)
+
+#define ASSERT_NULL(p)                                                     \
+  do {                                                                     \
+    const void *p_ = (const void *)(p);                                    \
+    if (p_ != NULL)                                                        \
+      FAIL("%s == NULL: it is %p", #p, p_);                                \
+  } while (0)
+
+/* Prints errno's message too: most NULLs in tests come from fopen & co. */
+#define ASSERT_NOT_NULL(p)                                                 \
+  do {                                                                     \
+    if ((const void *)(p) == NULL)                                         \
+      FAIL("%s != NULL: it is NULL (errno: %s)", #p, strerror(errno));     \
   } while (0)
 
 #define ASSERT_STR_EQ(a, b)                                                \
@@ -58,6 +107,19 @@ _Noreturn void th_fail(const char *file, int line, const char *fmt, ...)
       FAIL("%s == %s: \"%s\" != \"%s\"", #a, #b, a_ ? a_ : "(null)",       \
            b_ ? b_ : "(null)");                                            \
   } while (0)
+
+#define ASSERT_STR_NE(a, b)                                                \
+  do {                                                                     \
+    const char *a_ = (a), *b_ = (b);                                       \
+    if (a_ != NULL && b_ != NULL && strcmp(a_, b_) == 0)                   \
+      FAIL("%s != %s: both are \"%s\"", #a, #b, a_);                       \
+  } while (0)
+
+/* Two byte ranges of n bytes; a difference prints both in hex. */
+#define ASSERT_MEM_EQ(a, b, n) th_assert_mem(__FILE__, __LINE__, #a, #b, a, b, n, 1)
+#define ASSERT_MEM_NE(a, b, n) th_assert_mem(__FILE__, __LINE__, #a, #b, a, b, n, 0)
+void th_assert_mem(const char *file, int line, const char *an, const char *bn,
+                   const void *a, const void *b, size_t n, int want_equal);
 
 #define ASSERT_CONTAINS(hay, needle)                                       \
   do {                                                                     \

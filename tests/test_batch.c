@@ -125,7 +125,7 @@ TEST(batch_reports_invalid_documents_by_position_and_lands_the_rest) {
     ASSERT_INT_EQ(r->failures[i].position, want[i].pos);
     ASSERT_CONTAINS(r->failures[i].error, want[i].msg);
   }
-  ASSERT(r->failures[0].id == NULL); /* no usable id */
+  ASSERT_NULL(r->failures[0].id); /* no usable id */
   ASSERT_STR_EQ(r->failures[2].id, "v4");
   es_batch_result_free(r);
   ASSERT_SQL_STR("SELECT string_agg(id, ',' ORDER BY id) FROM embeddings",
@@ -245,8 +245,8 @@ TEST(batch_replaces_chunk_sets_and_refuses_chunks_of_other_documents) {
 
 static void on_progress(size_t processed, size_t total, void *user) {
   size_t *calls = user;
-  ASSERT(processed <= total);
-  ASSERT(processed > calls[1]); /* grows */
+  ASSERT_INT_LE(processed, total);
+  ASSERT_INT_GT(processed, calls[1]); /* grows */
   calls[0]++;
   calls[1] = processed;
   calls[2] = total;

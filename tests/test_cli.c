@@ -158,9 +158,9 @@ TEST(cli_init_ingest_search_json_fields_are_stable) {
   ASSERT_STR_EQ(json_string_value(json_object_get(h, "text")), "alpha");
   json_t *meta = json_object_get(h, "metadata");
   ASSERT_STR_EQ(json_string_value(json_object_get(meta, "workspace")), "w");
-  ASSERT(json_real_value(json_object_get(meta, "n")) == 0.1);
-  ASSERT(json_real_value(json_object_get(h, "distance")) <
-         json_real_value(json_object_get(json_array_get(res, 1), "distance")));
+  ASSERT_DBL_EQ(json_real_value(json_object_get(meta, "n")), 0.1, 0);
+  ASSERT_DBL_LT(json_real_value(json_object_get(h, "distance")),
+                json_real_value(json_object_get(json_array_get(res, 1), "distance")));
   json_decref(j);
   th_proc_free(&p);
 
@@ -238,7 +238,7 @@ TEST(cli_db_commands_control_an_embedded_cluster) {
   static const char *const keys[] = {"state", "pid", "home", "url"};
   assert_keys(j, keys, 4);
   ASSERT_STR_EQ(json_string_value(json_object_get(j, "state")), "running");
-  ASSERT(json_integer_value(json_object_get(j, "pid")) > 0);
+  ASSERT_INT_GT(json_integer_value(json_object_get(j, "pid")), 0);
   json_decref(j);
   th_proc_free(&p);
   /* Commands without --db use it. */
@@ -336,7 +336,7 @@ TEST(cli_delete_stats_cleanup_metrics_json_fields_are_stable) {
   j = parse(p.out);
   ASSERT_INT_EQ(json_integer_value(json_object_get(j, "since_s")), 3600);
   json_t *ops = json_object_get(j, "operations");
-  ASSERT(json_array_size(ops) >= 3);
+  ASSERT_INT_GE(json_array_size(ops), 3);
   static const char *const op_keys[] = {"operation", "count", "p50_ms", "p95_ms",
                                         "p99_ms", "error_rate"};
   assert_keys(json_array_get(ops, 0), op_keys, 6);
@@ -353,7 +353,7 @@ TEST(cli_delete_stats_cleanup_metrics_json_fields_are_stable) {
 /* Writes n documents of 64 dimensions with 2 chunks each to path. */
 static void write_docs(const char *path, int n) {
   FILE *f = fopen(path, "w");
-  ASSERT(f != NULL);
+  ASSERT_NOT_NULL(f);
   for (int i = 0; i < n; i++) {
     fprintf(f, "{\"id\":\"m%06d\",\"text\":\"some text for %d\",\"source_id\":"
                "\"s%d\",\"embedding\":[", i, i, i % 5);
@@ -392,7 +392,7 @@ TEST(cli_ingest_memory_does_not_grow_with_the_input) {
   /* Ten times the input, the same memory (allowing for allocator noise).
    * AddressSanitizer keeps freed memory in quarantine: no measure there. */
 #ifndef __SANITIZE_ADDRESS__
-  ASSERT(rss_large < rss_small + rss_small / 4 + 2048);
+  ASSERT_INT_LT(rss_large, rss_small + rss_small / 4 + 2048);
 #endif
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 30000);
 }
@@ -548,7 +548,7 @@ TEST(cli_multi_line_library_messages_stay_on_one_prefixed_line) {
   ASSERT_CONTAINS(p.err, "Is the server running");
   ASSERT_CONTAINS(p.err, "embstore stats: ");
   char *nl = strchr(p.err, '\n');
-  ASSERT(nl != NULL);
+  ASSERT_NOT_NULL(nl);
   ASSERT_INT_EQ(nl[1], '\0'); /* one line */
   th_proc_free(&p);
 }
@@ -584,7 +584,7 @@ TEST(cli_usage_errors_under_json_print_the_error_object_on_stdout) {
     static const char *const keys[] = {"status", "message"};
     assert_keys(e, keys, 2);
     ASSERT_STR_EQ(json_string_value(json_object_get(e, "status")), "ES_EINVAL");
-    ASSERT(strlen(json_string_value(json_object_get(e, "message"))) > 0);
+    ASSERT_INT_GT(strlen(json_string_value(json_object_get(e, "message"))), 0);
     json_decref(j);
     th_proc_free(&p);
   }
@@ -643,7 +643,7 @@ static void assert_write_error_exits_2(const char *const *args) {
     argv[n++] = args[i];
   argv[n] = NULL;
   int fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
-  ASSERT(fd >= 0);
+  ASSERT_INT_GE(fd, 0);
   th_proc p = th_cli_to(fd, argv);
   close(fd);
   if (p.status != 2)
@@ -676,7 +676,7 @@ TEST(cli_write_errors_on_stdout_exit_2_with_a_message) {
   /* ingest's summary lost is a failure too. */
   const char *ingest[] = {"--db", th_conninfo(), "--json", "ingest", "-", NULL};
   int fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
-  ASSERT(fd >= 0);
+  ASSERT_INT_GE(fd, 0);
   p = th_cli_to(fd, ingest);
   close(fd);
   ASSERT_INT_EQ(p.status, 2);

@@ -55,7 +55,7 @@ static bool listens_on_tcp(long pid) {
   size_t n = 0;
   snprintf(dir, sizeof dir, "/proc/%ld/fd", pid);
   DIR *d = opendir(dir);
-  ASSERT(d != NULL);
+  ASSERT_NOT_NULL(d);
   struct dirent *e;
   while ((e = readdir(d)) != NULL && n < 256) {
     snprintf(link, sizeof link, "%s/%s", dir, e->d_name);
@@ -68,7 +68,7 @@ static bool listens_on_tcp(long pid) {
       inodes[n++] = ino;
   }
   closedir(d);
-  ASSERT(n > 0); /* it does hold its Unix socket */
+  ASSERT_INT_GT(n, 0); /* it does hold its Unix socket */
   static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
   for (int t = 0; t < 2; t++) {
     FILE *f = fopen(tables[t], "r");
@@ -96,7 +96,7 @@ TEST(cluster_starts_privately_on_a_unix_socket_only_and_stops) {
   start(c);
   ASSERT_INT_EQ(state(c), ES_CLUSTER_RUNNING);
   long pid = es_cluster_pid(c);
-  ASSERT(pid > 0);
+  ASSERT_INT_GT(pid, 0);
   char path[700];
   ASSERT_INT_EQ(mode_of(home()), 0700);
   snprintf(path, sizeof path, "%s/data", home());
@@ -154,13 +154,13 @@ TEST(cluster_recovers_after_the_postmaster_is_killed) {
   ASSERT_INT_EQ(access(path, F_OK), 0); /* left behind by the crash */
   start(c);
   ASSERT_INT_EQ(state(c), ES_CLUSTER_RUNNING);
-  ASSERT(es_cluster_pid(c) != pid);
+  ASSERT_INT_NE(es_cluster_pid(c), pid);
   ASSERT_INT_EQ(es_cluster_stop(c), ES_OK);
 
   /* A stale postmaster.pid naming a live process that is not our
    * postmaster (after a reboot the PID may belong to anything). */
   FILE *f = fopen(path, "w");
-  ASSERT(f != NULL);
+  ASSERT_NOT_NULL(f);
   fprintf(f, "%ld\n%s/data\n", (long)getpid(), home());
   fclose(f);
   start(c);
@@ -176,7 +176,7 @@ TEST(two_processes_starting_the_cluster_at_once_do_not_race) {
   const char *h = home();
   for (int i = 0; i < 3; i++) {
     kids[i] = fork();
-    ASSERT(kids[i] >= 0);
+    ASSERT_INT_GE(kids[i], 0);
     if (kids[i] == 0) {
       char b;
       close(go[1]);
@@ -447,7 +447,7 @@ TEST(cluster_refuses_symlinks_and_strangers_in_and_above_its_home) {
   /* A directory on the way that a stranger group may write in is refused;
    * one the server's group may write in is fine. */
   struct group *gr = getgrnam("nogroup");
-  ASSERT(gr != NULL);
+  ASSERT_NOT_NULL(gr);
   make_dir(tpath("grp"), 0775, 0);
   ASSERT_INT_EQ(chown(tpath("grp"), 0, gr->gr_gid), 0);
   snprintf(want, sizeof want, "%s, on the way to the embstore home %s/h, is "
@@ -512,7 +512,7 @@ TEST(cluster_run_by_a_non_root_user_wants_a_home_of_its_own) {
   make_dir(tpath("roots"), 0777, 0);
   fflush(NULL);
   pid_t kid = fork();
-  ASSERT(kid >= 0);
+  ASSERT_INT_GE(kid, 0);
   if (kid == 0) {
     non_root_child(tpath("mine"), tpath("roots"));
     fflush(NULL);
@@ -598,7 +598,7 @@ static bool on_data_init(const char *pid, const char *home_real) {
  * whose program is named prog (NULL: any), or 0. */
 static long find_on_data_init(const char *home_real, const char *prog) {
   DIR *d = opendir("/proc");
-  ASSERT(d != NULL);
+  ASSERT_NOT_NULL(d);
   long found = 0;
   struct dirent *e;
   while (found == 0 && (e = readdir(d)) != NULL) {
@@ -647,11 +647,11 @@ TEST(a_db_start_killed_during_initdb_leaves_no_initdb_and_the_next_works) {
   const char *h = tpath("h");
   ASSERT_INT_EQ(mkdir(h, 0700), 0); /* made now only to know its real path */
   char real[700];
-  ASSERT(realpath(h, real) != NULL);
+  ASSERT_NOT_NULL(realpath(h, real));
   const char *argv[] = {th_cli_path(), "--home", h, "db", "start", NULL};
   fflush(NULL);
   pid_t cli = fork();
-  ASSERT(cli >= 0);
+  ASSERT_INT_GE(cli, 0);
   if (cli == 0) {
     int null = open("/dev/null", O_WRONLY);
     dup2(null, 1);

@@ -164,8 +164,8 @@ TEST(ingest_survives_a_killed_server_whole_batches_only_and_a_rerun_converges) {
   es_status rc = es_batch_upsert(s, c.docs, n, &bo, &r);
   pthread_join(kl.thread, NULL);
   ASSERT(kl.killed);
-  ASSERT(rc == ES_ECONNECT);
-  ASSERT(r != NULL);
+  ASSERT_STR_EQ(es_status_name(rc), "ES_ECONNECT");
+  ASSERT_NOT_NULL(r);
   /* What it reports: landed batches, then every document that did not
    * land, each named. */
   ASSERT_INT_EQ(r->inserted % per, 0);
@@ -332,7 +332,7 @@ TEST(delete_retries_after_a_dropped_connection_and_counts_exactly) {
   long pid = delete_cut_off_at(locker, watch, "d00029#1", &d, &t);
   /* The retry comes back to the same lock, on a new connection. */
   long again = waiting_backend_except(watch, "DELETE FROM chunks", pid);
-  ASSERT(again != pid);
+  ASSERT_INT_NE(again, pid);
   th_pg_exec(locker, "ROLLBACK");
   pthread_join(t, NULL);
   if (d.rc != ES_OK)
@@ -434,7 +434,8 @@ TEST(a_held_lock_gives_a_clear_timeout_error_within_the_configured_time) {
   ASSERT_CONTAINS(es_errmsg(s), "statement timeout");
   ASSERT_CONTAINS(es_errmsg(s), "300 ms");
   ASSERT_CONTAINS(es_errmsg(s), "document \"x\"");
-  ASSERT(took >= 0.25 && took < 2.0);
+  ASSERT_DBL_GE(took, 0.25);
+  ASSERT_DBL_LT(took, 2.0);
   th_pg_exec(other, "ROLLBACK");
 
   /* A table lock: searches and statistics time out too. */
@@ -444,7 +445,7 @@ TEST(a_held_lock_gives_a_clear_timeout_error_within_the_configured_time) {
   es_results *r = NULL;
   t0 = th_now();
   ASSERT_STATUS(s, es_search(s, &p, &r), ES_ETIMEOUT);
-  ASSERT(th_now() - t0 < 2.0);
+  ASSERT_DBL_LT(th_now() - t0, 2.0);
   ASSERT_CONTAINS(es_errmsg(s), "statement timeout");
   th_pg_exec(other, "ROLLBACK");
   ASSERT_OK(s, es_search(s, &p, &r)); /* and all is well afterwards */
@@ -460,7 +461,7 @@ static char *write_jsonl(const char *name, int lo, int hi, int gen) {
   char *path = malloc(700);
   snprintf(path, 700, "%s/%s.jsonl", th_tmpdir(), name);
   FILE *f = fopen(path, "w");
-  ASSERT(f != NULL);
+  ASSERT_NOT_NULL(f);
   for (int i = lo; i < hi; i++) {
     fprintf(f, "{\"id\":\"c%04d\",\"text\":\"gen %d\",\"source_id\":\"s%d\","
                "\"metadata\":{\"workspace\":\"w%d\"},\"embedding\":[%d,1,%d],"

@@ -24,13 +24,13 @@ static uint8_t *slurp(const char *path, size_t *size) {
     FAIL("%s: %s", path, strerror(errno));
   size_t cap = 4096, n = 0, got;
   uint8_t *data = malloc(cap);
-  ASSERT(data != NULL);
+  ASSERT_NOT_NULL(data);
   while ((got = fread(data + n, 1, cap - n, f)) > 0) {
     n += got;
     if (n == cap) {
       cap *= 2;
       uint8_t *bigger = realloc(data, cap);
-      ASSERT(bigger != NULL);
+      ASSERT_NOT_NULL(bigger);
       data = bigger;
     }
   }
@@ -62,11 +62,11 @@ static size_t replay_dir(const char *dir, fuzz_target target) {
     if (n == cap) {
       cap = cap ? cap * 2 : 32;
       char **bigger = realloc(names, cap * sizeof *names);
-      ASSERT(bigger != NULL);
+      ASSERT_NOT_NULL(bigger);
       names = bigger;
     }
     names[n] = strdup(e->d_name);
-    ASSERT(names[n] != NULL);
+    ASSERT_NOT_NULL(names[n]);
     n++;
   }
   closedir(d);

@@ -647,7 +647,7 @@ TEST(ingest_reports_a_100_mb_line_as_too_long_and_lands_its_neighbours_in_bounde
   char path[700];
   snprintf(path, sizeof path, "%s/big.jsonl", th_tmpdir());
   FILE *f = fopen(path, "w");
-  ASSERT(f != NULL);
+  ASSERT_NOT_NULL(f);
   hbuf head = {0}, tail = {0};
   ok_line(&head, "before1");                                               /* 1 */
   ok_line(&head, "before2");                                               /* 2 */
@@ -678,7 +678,7 @@ TEST(ingest_reports_a_100_mb_line_as_too_long_and_lands_its_neighbours_in_bounde
 
   /* On standard input, with the default limit (64 MiB). */
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  ASSERT(fd >= 0);
+  ASSERT_INT_GE(fd, 0);
   const char *args[] = {"--json", "ingest", "-", NULL};
   r = run_cli_io(NULL, 0, fd, args);
   close(fd);
@@ -1016,7 +1016,8 @@ TEST(ingest_refuses_invalid_utf8_in_source_and_workspace_options_naming_them) {
             "\"metadata\":{\"workspace\":\"own\"}}");
   /* --source only applies to lines without one: q2 lands. */
   run r = INGEST(&in, "--source", "bad\xff");
-  ASSERT(r.status == 3 || r.status == 1);
+  if (r.status != 3 && r.status != 1)
+    FAIL("exit %d, want 3 (line refused) or 1 (usage error): %s", r.status, r.err);
   if (r.status == 3) {
     json_t *j = summary(&r);
     assert_counts(j, 1, 0, 0, 1, 0, 2);
@@ -1030,7 +1031,8 @@ TEST(ingest_refuses_invalid_utf8_in_source_and_workspace_options_naming_them) {
   run_free(&r);
   th_exec("TRUNCATE embeddings CASCADE");
   r = INGEST(&in, "--workspace", "bad\xfe");
-  ASSERT(r.status == 3 || r.status == 1);
+  if (r.status != 3 && r.status != 1)
+    FAIL("exit %d, want 3 (line refused) or 1 (usage error): %s", r.status, r.err);
   if (r.status == 3) {
     json_t *j = summary(&r);
     assert_counts(j, 1, 0, 0, 1, 0, 2);
@@ -1070,7 +1072,7 @@ TEST(ingest_of_empty_or_blank_input_exits_0_and_writes_nothing) {
   char path[700];
   snprintf(path, sizeof path, "%s/empty.jsonl", th_tmpdir());
   FILE *f = fopen(path, "w");
-  ASSERT(f != NULL);
+  ASSERT_NOT_NULL(f);
   fclose(f);
   const char *args[] = {"--json", "ingest", path, NULL};
   r = run_cli(NULL, 0, args);
@@ -1094,7 +1096,7 @@ TEST(ingest_reads_crlf_lines_and_a_last_line_without_newline) {
   char path[700];
   snprintf(path, sizeof path, "%s/crlf.jsonl", th_tmpdir());
   FILE *f = fopen(path, "wb");
-  ASSERT(f != NULL);
+  ASSERT_NOT_NULL(f);
   ASSERT_INT_EQ(fwrite(in.p, 1, in.len, f), in.len);
   fclose(f);
   const char *args[] = {"--json", "ingest", path, NULL};
@@ -1357,7 +1359,7 @@ TEST(batch_upsert_refuses_hostile_documents_by_position_and_lands_the_rest) {
   ASSERT_FAILURE(r, 10, 11, "metadata", "nested deeper than 64 levels");
   ASSERT_FAILURE(r, 11, 12, "source_id is 513 bytes long");
   ASSERT_FAILURE(r, 12, 13, "id is not valid UTF-8");
-  ASSERT(r->failures[12].id == NULL);
+  ASSERT_NULL(r->failures[12].id);
   ASSERT_FAILURE(r, 13, 14, "text is not valid UTF-8 (byte 2)");
   ASSERT_STR_EQ(r->failures[13].id, "L14");
   ASSERT_FAILURE(r, 14, 15, "chunks[0].embedding[0] is not a finite number");

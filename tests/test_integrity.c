@@ -75,7 +75,9 @@ TEST(ingest_lands_every_line_when_the_hnsw_index_cannot_be_dropped) {
   char path[700];
   snprintf(path, sizeof path, "%s/load.jsonl", th_tmpdir());
   FILE *f = fopen(path, "w");
-  ASSERT(f != NULL && fputs(in, f) >= 0 && fclose(f) == 0);
+  ASSERT_NOT_NULL(f);
+  ASSERT_INT_GE(fputs(in, f), 0);
+  ASSERT_INT_EQ(fclose(f), 0);
   const char *autom[] = {"--db", th_conninfo(), "--json", "ingest", path, NULL};
   p = th_cli(NULL, autom);
   j = parse_json(p.out);
@@ -164,7 +166,7 @@ TEST(a_killed_deferred_load_leaves_an_index_that_the_next_ingest_or_migrate_buil
   /* More than the reader's first 256 KiB block: batches land, the rest
    * waits for input that never comes. */
   char *first = lines(0, 8000);
-  ASSERT((size_t)write(in, first, strlen(first)) == strlen(first));
+  ASSERT_INT_EQ(write(in, first, strlen(first)), strlen(first));
   free(first);
   th_wait_for("SELECT (count(*) >= 1000)::int FROM embeddings", 1);
   ASSERT_INT_EQ(th_int(hnsw_exists), 0);
@@ -534,7 +536,7 @@ TEST(the_index_build_and_analyze_after_a_load_wait_for_locks_no_longer_than_the_
   snprintf(pid, sizeof pid, "pid %d", PQbackendPID(writer));
   double t0 = th_now();
   ASSERT_STATUS(s, es_batch_end(b, NULL), ES_ETIMEOUT);
-  ASSERT(th_now() - t0 < 5.0); /* the index build and the ANALYZE together */
+  ASSERT_DBL_LT(th_now() - t0, 5.0); /* the index build and the ANALYZE together */
   ASSERT_CONTAINS(es_errmsg(s), "the load landed but its HNSW index is missing");
   ASSERT_CONTAINS(es_errmsg(s), "`embstore migrate` builds it");
   ASSERT_CONTAINS(es_errmsg(s), pid);

@@ -206,8 +206,8 @@ TEST(stats_health_is_decided_from_facts) {
   ASSERT_INT_EQ(st->index_health, ES_HEALTH_HEALTHY);
   ASSERT_INT_EQ(st->n_health_reasons, 0);
   ASSERT_INT_EQ(st->orphaned_chunks, 0);
-  ASSERT(st->storage_mb > 0);
-  ASSERT(isnan(st->avg_search_ms));
+  ASSERT_DBL_GT(st->storage_mb, 0);
+  ASSERT_NAN(st->avg_search_ms);
   es_stats_free(st);
 
   /* A document without a vector: degraded. */
@@ -248,7 +248,7 @@ TEST(stats_health_is_decided_from_facts) {
   ASSERT_OK(s, es_get_statistics(s, NULL, &st));
   ASSERT(has_reason(st, "chunks holds 2500 dead tuples"));
   ASSERT_INT_EQ(st->index_health, ES_HEALTH_DEGRADED);
-  ASSERT(st->reclaimable_mb > 0);
+  ASSERT_DBL_GT(st->reclaimable_mb, 0);
   es_stats_free(st);
   es_close(s);
 }
@@ -367,9 +367,9 @@ TEST(search_cache_hits_and_is_invalidated_by_writes_to_its_sources) {
   es_results_free(r);
   es_stats *st = NULL;
   ASSERT_OK(s, es_get_statistics(s, NULL, &st));
-  ASSERT(fabs(st->cache_hit_rate - 5.0 / 11.0) < 1e-9);
-  ASSERT(st->avg_search_ms >= 0);
-  ASSERT(st->avg_insert_ms > 0);
+  ASSERT_DBL_EQ(st->cache_hit_rate, 5.0 / 11.0, 1e-9);
+  ASSERT_DBL_GE(st->avg_search_ms, 0);
+  ASSERT_DBL_GT(st->avg_insert_ms, 0);
   es_stats_free(st);
   es_close(s);
   ASSERT_SQL_STR("SELECT string_agg(metadata->>'cache', ',' ORDER BY id) FROM "
@@ -413,17 +413,18 @@ TEST(metrics_report_percentiles_and_errors_per_operation) {
   int seen = 0;
   for (size_t i = 0; i < m->n; i++) {
     const es_op_metrics *x = &m->ops[i];
-    ASSERT(x->p50_ms <= x->p95_ms && x->p95_ms <= x->p99_ms);
+    ASSERT_DBL_LE(x->p50_ms, x->p95_ms);
+    ASSERT_DBL_LE(x->p95_ms, x->p99_ms);
     if (strcmp(x->operation, "upsert") == 0) {
       ASSERT_INT_EQ(x->count, 3);
-      ASSERT(x->error_rate == 0);
+      ASSERT_DBL_EQ(x->error_rate, 0, 0);
       seen++;
     } else if (strcmp(x->operation, "search") == 0) {
       ASSERT_INT_EQ(x->count, 2);
-      ASSERT(fabs(x->error_rate - 0.5) < 1e-9);
+      ASSERT_DBL_EQ(x->error_rate, 0.5, 1e-9);
       seen++;
     }
-    ASSERT(strcmp(x->operation, "ancient") != 0);
+    ASSERT_STR_NE(x->operation, "ancient");
   }
   ASSERT_INT_EQ(seen, 2);
   es_metrics_report_free(m);

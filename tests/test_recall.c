@@ -12,7 +12,7 @@ static float *load_f32(const char *path, size_t dim, size_t n) {
   if (f == NULL)
     FAIL("cannot open %s", path);
   float *v = malloc(dim * n * sizeof *v);
-  ASSERT(v != NULL);
+  ASSERT_NOT_NULL(v);
   ASSERT_INT_EQ(fread(v, sizeof *v, dim * n, f), dim * n);
   fclose(f);
   return v;

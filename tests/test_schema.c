@@ -257,7 +257,7 @@ TEST(operations_on_an_uninitialised_database_say_to_run_init) {
   es_search_params p = {.vector = v, .dim = 2, .k = 1};
   es_results *r = NULL;
   ASSERT_STATUS(s, es_search(s, &p, &r), ES_ENOSTORE);
-  ASSERT(r == NULL);
+  ASSERT_NULL(r);
   es_close(s);
 }
 
@@ -345,7 +345,7 @@ TEST(concurrent_inits_of_a_fresh_database_all_succeed_and_create_it_once) {
   es_init_report r[4];
   memset(r, 0, sizeof r);
   for (int i = 0; i < 4; i++)
-    ASSERT(pthread_create(&t[i], NULL, init_thread, &r[i]) == 0);
+    ASSERT_INT_EQ(pthread_create(&t[i], NULL, init_thread, &r[i]), 0);
   int created = 0;
   for (int i = 0; i < 4; i++) {
     pthread_join(t[i], NULL);
@@ -361,7 +361,8 @@ TEST(init_and_migrate_wait_for_a_lock_no_longer_than_the_timeout_and_name_the_ho
   es_close(s);
   th_exec("DROP INDEX embeddings_source_id_idx"); /* init has DDL to do */
   PGconn *other = PQconnectdb(th_conninfo());
-  ASSERT(PQstatus(other) == CONNECTION_OK);
+  if (PQstatus(other) != CONNECTION_OK)
+    FAIL("cannot connect: %s", PQerrorMessage(other));
   PQclear(PQexec(other, "SET application_name = 'the-holder'"));
   PQclear(PQexec(other, "BEGIN"));
   PQclear(PQexec(other, "INSERT INTO embeddings (id) VALUES ('held')"));
@@ -374,7 +375,7 @@ TEST(init_and_migrate_wait_for_a_lock_no_longer_than_the_timeout_and_name_the_ho
   ASSERT_OK(s, es_open_opts(&o, &s));
   double t0 = th_now();
   ASSERT_STATUS(s, es_init(s, 8, ES_METRIC_COSINE, NULL), ES_ETIMEOUT);
-  ASSERT(th_now() - t0 < 5.0);
+  ASSERT_DBL_LT(th_now() - t0, 5.0);
   ASSERT_CONTAINS(es_errmsg(s), "lock timeout");
   ASSERT_CONTAINS(es_errmsg(s), pid);
   ASSERT_CONTAINS(es_errmsg(s), "the-holder");
@@ -385,7 +386,7 @@ TEST(init_and_migrate_wait_for_a_lock_no_longer_than_the_timeout_and_name_the_ho
   PQclear(PQexec(other, "SELECT pg_advisory_lock(7013640520591)"));
   t0 = th_now();
   ASSERT_STATUS(s, es_migrate(s, NULL), ES_ETIMEOUT);
-  ASSERT(th_now() - t0 < 5.0);
+  ASSERT_DBL_LT(th_now() - t0, 5.0);
   ASSERT_CONTAINS(es_errmsg(s), "the migration lock");
   ASSERT_CONTAINS(es_errmsg(s), pid);
   PQfinish(other);

@@ -86,13 +86,13 @@ TEST(redaction_cuts_to_its_buffer_and_reports_the_whole_length) {
   const char *in = "password=ab";
   ASSERT_INT_EQ(es__redact_secrets_to(in, NULL, 0), strlen("password=***"));
   char *small = malloc(8); /* exactly 8 bytes: ASan and Valgrind see more */
-  ASSERT(small != NULL);
+  ASSERT_NOT_NULL(small);
   ASSERT_INT_EQ(es__redact_secrets_to(in, small, 8), strlen("password=***"));
   ASSERT_STR_EQ(small, "passwor");
   free(small);
   /* In place, a result longer than the input is cut to the buffer. */
   char *exact = strdup("password=ab");
-  ASSERT(exact != NULL);
+  ASSERT_NOT_NULL(exact);
   es__redact_secrets(exact, strlen(exact) + 1);
   ASSERT_STR_EQ(exact, "password=**");
   free(exact);
@@ -101,7 +101,7 @@ TEST(redaction_cuts_to_its_buffer_and_reports_the_whole_length) {
 TEST(conninfo_redaction_masks_every_secret_option_libpq_knows) {
   /* Every option libpq marks as secret, whatever its version calls it. */
   PQconninfoOption *all = PQconndefaults();
-  ASSERT(all != NULL);
+  ASSERT_NOT_NULL(all);
   int secrets = 0;
   for (PQconninfoOption *o = all; o->keyword != NULL; o++) {
     if (strchr(o->dispchar, '*') == NULL)
@@ -109,7 +109,7 @@ TEST(conninfo_redaction_masks_every_secret_option_libpq_knows) {
     char ci[256];
     snprintf(ci, sizeof ci, "host=h %s='SECRET value'", o->keyword);
     char *r = es__conninfo_redact(ci);
-    ASSERT(r != NULL);
+    ASSERT_NOT_NULL(r);
     ASSERT_NOT_CONTAINS(r, "SECRET");
     free(r);
     secrets++;
@@ -120,7 +120,7 @@ TEST(conninfo_redaction_masks_every_secret_option_libpq_knows) {
   char *r = es__conninfo_redact(
       "host=db user=u password=SECRETpw sslpassword=SECRET2x passfile=/p/.pgpass "
       "sslkey=/k/client.key requirepeer=pgowner dbname='postgresql://u:SECRET3x@h/d'");
-  ASSERT(r != NULL);
+  ASSERT_NOT_NULL(r);
   ASSERT_NOT_CONTAINS(r, "SECRET");
   ASSERT_CONTAINS(r, "password='***'");
   ASSERT_CONTAINS(r, "sslpassword='***'");
@@ -132,11 +132,11 @@ TEST(conninfo_redaction_masks_every_secret_option_libpq_knows) {
   free(r);
 
   r = es__conninfo_redact("postgresql://app:SECRETpw@db/es?sslpassword=SECRET2x");
-  ASSERT(r != NULL);
+  ASSERT_NOT_NULL(r);
   ASSERT_NOT_CONTAINS(r, "SECRET");
   ASSERT_CONTAINS(r, "user='app'");
   free(r);
-  ASSERT(es__conninfo_redact("postgresql://app:SECRETpw@[::1/es") == NULL);
+  ASSERT_NULL(es__conninfo_redact("postgresql://app:SECRETpw@[::1/es"));
 }
 
 /* es__scrub_quoted on in in a heap buffer of exactly its size (so that a
@@ -145,11 +145,11 @@ TEST(conninfo_redaction_masks_every_secret_option_libpq_knows) {
 static void expect_scrubbed(const char *in, const char *want) {
   size_t n = strlen(in);
   char *exact = malloc(n + 1);
-  ASSERT(exact != NULL);
+  ASSERT_NOT_NULL(exact);
   memcpy(exact, in, n + 1);
   es__scrub_quoted(exact, n + 1);
-  ASSERT(strlen(exact) <= n);
-  ASSERT(strncmp(exact, want, strlen(exact)) == 0);
+  ASSERT_INT_LE(strlen(exact), n);
+  ASSERT_MEM_EQ(exact, want, strlen(exact));
   free(exact);
   char big[1024];
   snprintf(big, sizeof big, "%s", in);
@@ -184,7 +184,7 @@ TEST(every_recorded_failure_message_is_redacted) {
   /* A store that failed to open still records failures. */
   es_store *s = NULL;
   ASSERT_INT_EQ(es_open_opts(NULL, &s), ES_EINVAL);
-  ASSERT(s != NULL);
+  ASSERT_NOT_NULL(s);
   es__fail(s, ES_EINVAL, "bad: %s", "host=h password=SECRETpw");
   ASSERT_STR_EQ(es_errmsg(s), "bad: host=h password=***");
   es__fail_wrap(s, ES_EINVAL, "postgresql://u:SECRETpw@h/d");
@@ -408,7 +408,7 @@ TEST(wrong_passwords_from_any_source_are_never_shown) {
   char passfile[700], extra[800];
   snprintf(passfile, sizeof passfile, "%s/pgpass", th_tmpdir());
   FILE *f = fopen(passfile, "w");
-  ASSERT(f != NULL);
+  ASSERT_NOT_NULL(f);
   fprintf(f, "*:*:*:es_app:FILEsecret5\n");
   ASSERT_INT_EQ(fclose(f), 0);
   ASSERT_INT_EQ(chmod(passfile, 0600), 0);

@@ -72,7 +72,7 @@ TEST(cleanup_keeps_new_documents_whatever_the_time_zone_and_date_style) {
   es_stats *st = NULL;
   ASSERT_OK(s, es_get_statistics(s, NULL, &st));
   es_stats_free(st);
-  ASSERT(th_int("SELECT count(*) FROM performance_metrics") > 0);
+  ASSERT_INT_GT(th_int("SELECT count(*) FROM performance_metrics"), 0);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM performance_metrics WHERE "
                        "abs(extract(epoch FROM created_at - now())) > 60"), 0);
   es_close(s);
@@ -226,13 +226,14 @@ TEST(numbers_read_and_write_the_same_under_a_decimal_comma_locale) {
   free(text);
   float back[2];
   ASSERT_INT_EQ(es__vector_from_text("[0.5,-1.25]", back, 2), 2);
-  ASSERT(back[0] == 0.5f && back[1] == -1.25f);
+  ASSERT_DBL_EQ(back[0], 0.5f, 0);
+  ASSERT_DBL_EQ(back[1], -1.25f, 0);
   const char *json = "{\"id\":\"x\",\"embedding\":[0.50000000000000000001,2.5]}";
   es_doc_json *d = NULL;
   char err[256];
   ASSERT_INT_EQ(es_doc_parse_json(json, strlen(json), &d, err, sizeof err), ES_OK);
-  ASSERT(es_doc_json_doc(d)->embedding[0] == 0.5f);
-  ASSERT(es_doc_json_doc(d)->embedding[1] == 2.5f);
+  ASSERT_DBL_EQ(es_doc_json_doc(d)->embedding[0], 0.5f, 0);
+  ASSERT_DBL_EQ(es_doc_json_doc(d)->embedding[1], 2.5f, 0);
   es_doc_json_free(d);
 
   /* Through the database: distances read back, metrics written. */
@@ -243,7 +244,8 @@ TEST(numbers_read_and_write_the_same_under_a_decimal_comma_locale) {
   es_search_params p = {.vector = q, .dim = 2, .k = 1, .exact = 1};
   es_results *r = NULL;
   ASSERT_OK(s, es_search(s, &p, &r));
-  ASSERT(r->n == 1 && r->hits[0].distance == 0.5);
+  ASSERT_INT_EQ(r->n, 1);
+  ASSERT_DBL_EQ(r->hits[0].distance, 0.5, 0);
   es_results_free(r);
   es_metrics_report *m = NULL;
   ASSERT_OK(s, es_metrics(s, 0, &m));

@@ -165,7 +165,7 @@ TEST(search_returns_nearest_first_and_like_excludes_the_document) {
   ASSERT_STR_EQ(r->hits[0].id, "p2");
   ASSERT_STR_EQ(r->hits[1].id, "p3");
   ASSERT_STR_EQ(r->hits[2].id, "p1");
-  ASSERT(fabs(r->hits[0].distance - 0.2) < 1e-5);
+  ASSERT_DBL_EQ(r->hits[0].distance, 0.2, 1e-5);
   ASSERT_STR_EQ(r->hits[0].source_id, "s");
   ASSERT_STR_EQ(r->hits[0].metadata_json, "{}");
   es_results_free(r);
@@ -217,7 +217,7 @@ TEST(filtered_search_returns_k_rows_when_k_match) {
   for (size_t i = 0; i < r->n; i++) {
     ASSERT_CONTAINS(r->hits[i].metadata_json, "\"rare\"");
     if (i > 0)
-      ASSERT(r->hits[i].distance >= r->hits[i - 1].distance);
+      ASSERT_DBL_GE(r->hits[i].distance, r->hits[i - 1].distance);
   }
   es_results_free(r);
 

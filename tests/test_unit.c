@@ -36,14 +36,14 @@ TEST(vector_binary_and_text_codecs_round_trip) {
   es__vector_to_bin(v, 4, bin);
   ASSERT_INT_EQ((unsigned char)bin[1], 4); /* dim, big-endian */
   ASSERT_INT_EQ(es__vector_from_bin(bin, sizeof bin, back, 4), 4);
-  ASSERT(memcmp(v, back, sizeof v) == 0);
+  ASSERT_MEM_EQ(v, back, sizeof v);
   ASSERT_INT_EQ(es__vector_from_bin(bin, sizeof bin - 1, back, 4), -1);
   ASSERT_INT_EQ(es__vector_from_bin(bin, sizeof bin, back, 3), -1);
 
   char *text = es__vector_to_text(v, 4);
   ASSERT_STR_EQ(text, "[1.5,-0,3.1415927,1e-30]");
   ASSERT_INT_EQ(es__vector_from_text(text, back, 4), 4);
-  ASSERT(memcmp(v, back, sizeof v) == 0);
+  ASSERT_MEM_EQ(v, back, sizeof v);
   free(text);
   ASSERT_INT_EQ(es__vector_from_text("[1, 2 ,3]", back, 4), 3);
   ASSERT_INT_EQ(es__vector_from_text("[]", back, 4), 0);
@@ -67,7 +67,7 @@ TEST(blake2b_matches_rfc7693_test_vector) {
   es__blake2b_init(&h, 64);
   es__blake2b_update(&h, "abc", 3);
   es__blake2b_final(&h, got);
-  ASSERT(memcmp(got, want, 64) == 0);
+  ASSERT_MEM_EQ(got, want, 64);
 
   /* Feeding in pieces across the 128-byte block edge changes nothing. */
   char data[300];
@@ -82,7 +82,7 @@ TEST(blake2b_matches_rfc7693_test_vector) {
   es__blake2b_update(&h, data + 128, 1);
   es__blake2b_update(&h, data + 129, 171);
   es__blake2b_final(&h, two);
-  ASSERT(memcmp(one, two, 16) == 0);
+  ASSERT_MEM_EQ(one, two, 16);
 }
 
 TEST(content_hash_ignores_json_whitespace_but_sees_every_field) {
@@ -94,24 +94,24 @@ TEST(content_hash_ignores_json_whitespace_but_sees_every_field) {
   uint8_t ha[16], hb[16];
   es__doc_content_hash(&a, ha);
   es__doc_content_hash(&b, hb);
-  ASSERT(memcmp(ha, hb, 16) == 0);
+  ASSERT_MEM_EQ(ha, hb, 16);
   b.metadata_json = "{\"a\":[1,2],\"b\":\"xy\"}"; /* whitespace in a string */
   es__doc_content_hash(&b, hb);
-  ASSERT(memcmp(ha, hb, 16) != 0);
+  ASSERT_MEM_NE(ha, hb, 16);
   b = a;
   b.embedding = w;
   es__doc_content_hash(&b, hb);
-  ASSERT(memcmp(ha, hb, 16) != 0);
+  ASSERT_MEM_NE(ha, hb, 16);
   b = a;
   b.source_id = "";
   es__doc_content_hash(&b, hb); /* "" and no source differ */
-  ASSERT(memcmp(ha, hb, 16) != 0);
+  ASSERT_MEM_NE(ha, hb, 16);
   b = a;
   b.metadata_json = NULL;
   a.metadata_json = "{ }";
   es__doc_content_hash(&a, ha);
   es__doc_content_hash(&b, hb); /* NULL metadata is {} */
-  ASSERT(memcmp(ha, hb, 16) == 0);
+  ASSERT_MEM_EQ(ha, hb, 16);
 
   es_chunk c1[2] = {{.id = "c1", .text = "a"}, {.id = "c2", .text = "b"}};
   es_chunk c2[2] = {{.id = "c2", .text = "b"}, {.id = "c1", .text = "a"}};
@@ -121,7 +121,7 @@ TEST(content_hash_ignores_json_whitespace_but_sees_every_field) {
   b.n_chunks = 2;
   es__doc_chunks_hash(&a, ha);
   es__doc_chunks_hash(&b, hb); /* order is part of the chunk set */
-  ASSERT(memcmp(ha, hb, 16) != 0);
+  ASSERT_MEM_NE(ha, hb, 16);
 }
 
 /* Parses a document, expecting success. */
@@ -139,7 +139,7 @@ static void parse_err(const char *json, size_t len, const char *want) {
   char err[256];
   if (es_doc_parse_json(json, len, &d, err, sizeof err) == ES_OK)
     FAIL("parse of %s should fail", json);
-  ASSERT(d == NULL);
+  ASSERT_NULL(d);
   ASSERT_CONTAINS(err, want);
 }
 
@@ -154,14 +154,15 @@ TEST(doc_parser_reads_every_field_of_the_ingest_format) {
   ASSERT_STR_EQ(doc->id, "doc-1");
   ASSERT_STR_EQ(doc->text, "h\xc3\xa9llo \xf0\x9f\x98\x80");
   ASSERT_INT_EQ(doc->dim, 3);
-  ASSERT(doc->embedding[1] == -0.25f && doc->embedding[2] == 300.0f);
+  ASSERT_DBL_EQ(doc->embedding[1], -0.25f, 0);
+  ASSERT_DBL_EQ(doc->embedding[2], 300.0f, 0);
   ASSERT_STR_EQ(doc->metadata_json, "{\"n\": 0.1, \"a\": [true]}");
   ASSERT_STR_EQ(doc->source_id, "src");
   ASSERT_INT_EQ(doc->has_chunks, 1);
   ASSERT_INT_EQ(doc->n_chunks, 2);
-  ASSERT(doc->chunks[0].embedding == NULL);
+  ASSERT_NULL(doc->chunks[0].embedding);
   ASSERT_INT_EQ(doc->chunks[1].dim, 3);
-  ASSERT(doc->chunks[1].text == NULL);
+  ASSERT_NULL(doc->chunks[1].text);
   es_doc_json_free(d);
 
   d = parse_ok("{\"id\":\"x\",\"embedding\":[1],\"chunks\":null}");
@@ -282,13 +283,13 @@ TEST(validation_names_the_field_at_fault) {
 
 TEST(conninfo_redaction_hides_passwords) {
   char *r = es__conninfo_redact("host=db user=u password=s3cret dbname=x");
-  ASSERT(r != NULL);
+  ASSERT_NOT_NULL(r);
   ASSERT_NOT_CONTAINS(r, "s3cret");
   ASSERT_CONTAINS(r, "password='***'");
   ASSERT_CONTAINS(r, "host='db'");
   free(r);
   r = es__conninfo_redact("postgresql://u:s3cret@db:5433/x");
-  ASSERT(r != NULL);
+  ASSERT_NOT_NULL(r);
   ASSERT_NOT_CONTAINS(r, "s3cret");
   ASSERT_CONTAINS(r, "port='5433'");
   free(r);
