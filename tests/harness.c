@@ -173,9 +173,10 @@ long long th_pg_int(PGconn *pg, const char *sql) {
 
 void th_wait_for(const char *sql, long long want) {
   double deadline = th_now() + 30;
-  while (th_int(sql) != want) {
+  long long got;
+  while ((got = th_int(sql)) != want) {
     if (th_now() > deadline)
-      FAIL("waited 30 s for %s to be %lld", sql, want);
+      FAIL("waited 30 s for %s to be %lld: it is %lld", sql, want, got);
     struct timespec ts = {0, 5000000};
     nanosleep(&ts, NULL); /* polling a condition, not guessing a delay */
   }

@@ -88,6 +88,7 @@
   X(cleanup_leaves_documents_younger_than_the_grace_period, DB)              \
   X(search_cache_hits_and_is_invalidated_by_writes_to_its_sources, DB)       \
   X(metrics_report_percentiles_and_errors_per_operation, DB)                 \
+  X(metrics_percentiles_and_error_rate_of_known_durations_are_exact, DB)   \
   /* faults, concurrency, secrets */                                        \
   X(ingest_survives_a_killed_server_whole_batches_only_and_a_rerun_converges, DB) \
   X(cli_recovers_an_embedded_cluster_killed_with_sigkill, DB)                \

@@ -437,3 +437,49 @@ TEST(metrics_report_percentiles_and_errors_per_operation) {
                        "error_message LIKE '%no document with id%'"),
                 1);
 }
+
+/* The report entry of operation op; fails the test when there is none. */
+static const es_op_metrics *op_of(const es_metrics_report *m, const char *op) {
+  for (size_t i = 0; i < m->n; i++)
+    if (strcmp(m->ops[i].operation, op) == 0)
+      return &m->ops[i];
+  FAIL("no operation \"%s\" in the metrics report", op);
+}
+
+TEST(metrics_percentiles_and_error_rate_of_known_durations_are_exact) {
+  es_close(th_open_init(DIM, ES_METRIC_COSINE));
+  /* 1..100 ms, every tenth failed, inserted out of order; and rows of the
+   * same operation from before the period, which must not count. */
+  th_exec("INSERT INTO performance_metrics (operation, duration_ms, success) "
+          "SELECT 'known', d, d % 10 <> 0 FROM generate_series(100, 1, -1) d");
+  th_exec("INSERT INTO performance_metrics (operation, duration_ms, success, "
+          "created_at) SELECT 'known', 1000, false, now() - interval '2 hours' "
+          "FROM generate_series(1, 50)");
+  th_exec("INSERT INTO performance_metrics (operation, duration_ms, success) "
+          "VALUES ('single', 7.25, true)");
+  es_store *s = th_open();
+  es_metrics_report *m = NULL;
+  ASSERT_OK(s, es_metrics(s, 3600, &m));
+  /* percentile_cont interpolates: p at rank 1 + p * (n - 1). */
+  const es_op_metrics *k = op_of(m, "known");
+  ASSERT_INT_EQ(k->count, 100);
+  ASSERT_DBL_EQ(k->p50_ms, 50.5, 1e-9);
+  ASSERT_DBL_EQ(k->p95_ms, 95.05, 1e-9);
+  ASSERT_DBL_EQ(k->p99_ms, 99.01, 1e-9);
+  ASSERT_DBL_EQ(k->error_rate, 0.1, 1e-12);
+  const es_op_metrics *one = op_of(m, "single");
+  ASSERT_INT_EQ(one->count, 1);
+  ASSERT_DBL_EQ(one->p50_ms, 7.25, 0);
+  ASSERT_DBL_EQ(one->p99_ms, 7.25, 0);
+  ASSERT_DBL_EQ(one->error_rate, 0, 0);
+  es_metrics_report_free(m);
+  /* The whole history (since 0): 150 rows, 60 of them failed. */
+  ASSERT_OK(s, es_metrics(s, 0, &m));
+  k = op_of(m, "known");
+  ASSERT_INT_EQ(k->count, 150);
+  ASSERT_DBL_EQ(k->p50_ms, 75.5, 1e-9);
+  ASSERT_DBL_EQ(k->p95_ms, 1000, 1e-9);
+  ASSERT_DBL_EQ(k->error_rate, 0.4, 1e-12);
+  es_metrics_report_free(m);
+  es_close(s);
+}
