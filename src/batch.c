@@ -74,6 +74,7 @@ struct es_batch {
   bool decided_index;  /* the defer decision was made */
   bool index_deferred; /* this session builds the HNSW index at its end */
   char note[1100];     /* why the index was not deferred, or "" */
+  bool details_lost;   /* this call could not record a failure's details */
   es__copy copy;
 };
 
@@ -91,8 +92,10 @@ static void add_failure(es_batch *b, const char *id, size_t position,
   if (r->n_failures == b->cap_failures) {
     size_t cap = b->cap_failures ? b->cap_failures * 2 : 64;
     es_batch_failure *g = realloc(r->failures, cap * sizeof *g);
-    if (g == NULL)
-      return; /* counted, not detailed */
+    if (g == NULL) {
+      b->details_lost = true; /* counted, not detailed: ES_ENOMEM */
+      return;
+    }
     r->failures = g;
     b->cap_failures = cap;
   }
@@ -103,6 +106,8 @@ static void add_failure(es_batch *b, const char *id, size_t position,
   f->error = strdup(msg ? msg : "unknown error");
   if (f->error)
     es__utf8_scrub(f->error);
+  if (f->error == NULL || (id != NULL && f->id == NULL))
+    b->details_lost = true;
 }
 
 /* Records an item's failure (the item may then fall back to an earlier
@@ -1069,6 +1074,7 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
     return ES_EINVAL;
   es_store *s = b->s;
   es__clear_err(s);
+  b->details_lost = false;
   size_t failed_before = b->res.failed, accounted_before = accounted(&b->res);
   size_t cap = n ? n : 1;
   item *it = calloc(cap, sizeof *it), *cur = calloc(cap, sizeof *cur);
@@ -1089,6 +1095,18 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
   for (size_t i = 0; i < n; i++) {
     size_t pos = positions ? positions[i] : b->next_position + i;
     es_status rc = es__doc_check(&docs[i], b->dim, b->metric, err, sizeof err);
+    if (rc == ES_ENOMEM) {
+      /* No fault of the document's: nothing of this call is written. */
+      for (size_t k = 0; k < kept; k++)
+        fail_item(b, &it[k], ES_ENOMEM, "out of memory");
+      b->next_position += i;
+      fail_all(b, docs + i, n - i, positions ? positions + i : NULL);
+      free(it);
+      free(cur);
+      free(tmp);
+      free(round);
+      return es__fail(s, ES_ENOMEM, "out of memory");
+    }
     if (rc != ES_OK) {
       add_failure(b, usable_id(&docs[i]), pos, rc, err);
       continue;
@@ -1176,6 +1194,9 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
   (void)accounted_before;
   if (rc != ES_OK)
     return rc;
+  if (b->details_lost)
+    return es__fail(s, ES_ENOMEM, "out of memory recording which documents "
+                    "failed");
   if (b->res.failed > failed_before)
     return es__fail(s, ES_EPARTIAL, "%zu of %zu documents failed",
                     b->res.failed - failed_before, n);
@@ -1282,6 +1303,8 @@ es_status es_batch_end(es_batch *b, es_batch_result **out) {
       *r = b->res;
       b->res.failures = NULL;
       b->res.n_failures = 0;
+    } else if (rc == ES_OK) {
+      rc = es__fail(b->s, ES_ENOMEM, "out of memory for the batch result");
     }
     *out = r;
   }

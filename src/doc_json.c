@@ -94,7 +94,7 @@ static bool read_vector(es__json *j, float **dst, size_t *dim, const char *ctx) 
         float *g = realloc(v, cap * sizeof *v);
         if (g == NULL) {
           free(v);
-          return es__json_error(j, "%s: out of memory", ctx);
+          return es__json_oom(j, ctx);
         }
         v = g;
       }
@@ -113,7 +113,7 @@ static bool read_vector(es__json *j, float **dst, size_t *dim, const char *ctx) 
   }
   *dst = v ? v : malloc(sizeof(float));
   *dim = n;
-  return *dst != NULL || es__json_error(j, "%s: out of memory", ctx);
+  return *dst != NULL || es__json_oom(j, ctx);
 }
 
 /* A JSON object (or null), kept as its exact source bytes. */
@@ -131,7 +131,7 @@ static bool read_metadata(es__json *j, char **dst, const char *ctx) {
   size_t n = (size_t)(j->p - from);
   *dst = malloc(n + 1);
   if (*dst == NULL)
-    return es__json_error(j, "%s: out of memory", ctx);
+    return es__json_oom(j, ctx);
   memcpy(*dst, from, n);
   (*dst)[n] = '\0';
   return true;
@@ -222,11 +222,11 @@ static bool read_chunks(es__json *j, es_doc_json *d) {
       size_t cap = d->cap_chunks ? d->cap_chunks * 2 : 8;
       es_chunk *c = realloc(d->chunks, cap * sizeof *c);
       if (c == NULL)
-        return es__json_error(j, "chunks: out of memory");
+        return es__json_oom(j, "chunks");
       d->chunks = c;
       owned_chunk *o = realloc(d->owned, cap * sizeof *o);
       if (o == NULL)
-        return es__json_error(j, "chunks: out of memory");
+        return es__json_oom(j, "chunks");
       d->owned = o;
       d->cap_chunks = cap;
     }
@@ -329,7 +329,7 @@ fail:
   if (err[0] == '\0')
     snprintf(err, errlen, "invalid document");
   es_doc_json_free(d);
-  return ES_EINVAL;
+  return j.oom ? ES_ENOMEM : ES_EINVAL;
 }
 
 es_status es_doc_json_set_defaults(es_doc_json *d, const char *source_id,

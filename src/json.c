@@ -44,8 +44,15 @@ void es__json_init(es__json *j, const char *s, size_t len, char *err,
   j->end = s + len;
   j->err = err;
   j->errlen = errlen;
+  j->oom = false;
   if (errlen > 0)
     err[0] = '\0';
+}
+
+/* An allocation failure: recorded like an error, and flagged. */
+bool es__json_oom(es__json *j, const char *ctx) {
+  j->oom = true;
+  return es__json_error(j, "%s: out of memory", ctx);
 }
 
 bool es__json_error(es__json *j, const char *fmt, ...) {
@@ -145,7 +152,7 @@ bool es__json_string(es__json *j, es__buf *out, const char *ctx) {
     unsigned char c = (unsigned char)*j->p;
     if (c == '"' || c == '\\') {
       if (out && !es__buf_append(out, run, (size_t)(j->p - run)))
-        return es__json_error(j, "%s: out of memory", ctx);
+        return es__json_oom(j, ctx);
       if (c == '"') {
         j->p++;
         break;
@@ -192,7 +199,7 @@ bool es__json_string(es__json *j, es__buf *out, const char *ctx) {
                               (e >= 0x20 && e < 0x7f) ? e : '?');
       }
       if (out && !es__buf_append(out, tmp, n))
-        return es__json_error(j, "%s: out of memory", ctx);
+        return es__json_oom(j, ctx);
       run = j->p;
       continue;
     }
@@ -216,7 +223,7 @@ bool es__json_string(es__json *j, es__buf *out, const char *ctx) {
       return es__json_error(j, "%s: not valid UTF-8 (byte %ld of the value)",
                             ctx, bad + 1);
     if (out->data == NULL && !es__buf_append(out, "", 0))
-      return es__json_error(j, "%s: out of memory", ctx);
+      return es__json_oom(j, ctx);
   }
   return true;
 }

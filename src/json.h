@@ -24,6 +24,7 @@ typedef struct es__json {
   const char *start, *p, *end;
   char *err;
   size_t errlen;
+  bool oom; /* the error recorded is an allocation failure */
 } es__json;
 
 void es__json_init(es__json *j, const char *s, size_t len, char *err,
@@ -31,6 +32,9 @@ void es__json_init(es__json *j, const char *s, size_t len, char *err,
 /* Records an error "what (at byte N)" unless one is recorded; false. */
 bool es__json_error(es__json *j, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Records "ctx: out of memory" like es__json_error and sets j->oom, so that
+ * callers tell it from bad input; false. */
+bool es__json_oom(es__json *j, const char *ctx);
 /* Skips whitespace; returns the next byte or -1 at the end. */
 int es__json_peek(es__json *j);
 /* Consumes byte c after whitespace. */

@@ -81,8 +81,9 @@ static char *join(const char *a, const char *b) {
   return s;
 }
 
-/* The home directory to use when none is given. */
-static char *default_home(void) {
+/* The home directory to use when none is given; NULL with *unknown set
+ * when there is none to tell, NULL alone when out of memory. */
+static char *default_home(bool *unknown) {
   const char *env = getenv("EMBSTORE_HOME");
   if (env && env[0])
     return strdup(env);
@@ -98,8 +99,10 @@ static char *default_home(void) {
     if (getpwuid_r(geteuid(), &pw, buf, sizeof buf, &res) == 0 && res)
       home = res->pw_dir;
   }
-  if (home == NULL)
+  if (home == NULL) {
+    *unknown = true;
     return NULL;
+  }
   char *s = NULL;
   if (asprintf(&s, "%s/.local/share/embstore", home) < 0)
     return NULL;
@@ -199,7 +202,10 @@ es_status es_cluster_open(const char *home, es_cluster **out) {
   if (c == NULL)
     return ES_ENOMEM;
   c->homefd = -1;
-  char *h = home ? strdup(home) : default_home();
+  bool unknown = false;
+  char *h = home ? strdup(home) : default_home(&unknown);
+  if (h == NULL && !unknown)
+    return fail(c, ES_ENOMEM, "out of memory");
   if (h == NULL)
     return fail(c, ES_EINVAL, "cannot tell the embstore home directory: set "
                 "EMBSTORE_HOME");

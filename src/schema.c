@@ -111,8 +111,10 @@ es_status es__index_lookup(es_store *store, es__conn *conn,
     if (!ends_with(PQgetvalue(r, i, 1), def->key))
       continue;
     *state = PQgetvalue(r, i, 2)[0] == 't' ? ES__INDEX_OK : ES__INDEX_INVALID;
-    if (found_name)
-      *found_name = strdup(PQgetvalue(r, i, 0));
+    if (found_name && (*found_name = strdup(PQgetvalue(r, i, 0))) == NULL) {
+      PQclear(r);
+      return es__fail(store, ES_ENOMEM, "out of memory");
+    }
     break;
   }
   PQclear(r);

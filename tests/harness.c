@@ -18,6 +18,18 @@
 
 th_state th__state;
 
+static char fail_context[256];
+
+void th_set_fail_context(const char *fmt, ...) {
+  fail_context[0] = '\0';
+  if (fmt == NULL)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(fail_context, sizeof fail_context, fmt, ap);
+  va_end(ap);
+}
+
 _Noreturn void th_fail(const char *file, int line, const char *fmt, ...) {
   va_list ap;
   fprintf(stderr, "%s:%d: ", file, line);
@@ -25,6 +37,8 @@ _Noreturn void th_fail(const char *file, int line, const char *fmt, ...) {
   vfprintf(stderr, fmt, ap);
   va_end(ap);
   fputc('\n', stderr);
+  if (fail_context[0] != '\0')
+    fprintf(stderr, "  (%s)\n", fail_context);
   fflush(NULL);
   _exit(1); /* skip leak checks: the test stopped half-way on purpose */
 }

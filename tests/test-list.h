@@ -20,6 +20,10 @@
   X(fuzz_doc_json_corpus_and_regressions_replay_cleanly, UNIT)               \
   X(fuzz_vector_corpus_and_regressions_replay_cleanly, UNIT)                 \
   X(fuzz_redact_corpus_and_regressions_replay_cleanly, UNIT)                 \
+  /* allocation failures (oom.c): ES_ENOMEM or success, no crash, no leak */ \
+  X(allocation_failures_in_document_parsing_return_enomem_and_leak_nothing, UNIT) \
+  X(allocation_failures_in_cluster_open_return_enomem_and_leak_nothing, UNIT) \
+  X(allocation_failures_in_open_without_a_server_return_enomem_and_leak_nothing, UNIT) \
   /* schema: create, adopt, migrate */                                       \
   X(init_creates_tables_indexes_and_a_valid_cascading_key, DB)               \
   X(init_twice_changes_nothing, DB)                                          \
@@ -89,6 +93,8 @@
   X(search_cache_hits_and_is_invalidated_by_writes_to_its_sources, DB)       \
   X(metrics_report_percentiles_and_errors_per_operation, DB)                 \
   X(metrics_percentiles_and_error_rate_of_known_durations_are_exact, DB)   \
+  /* allocation failures with a server: ES_ENOMEM or success, never half */ \
+  X(allocation_failures_in_upsert_and_batch_upsert_return_enomem_and_write_whole_documents, DB) \
   /* faults, concurrency, secrets */                                        \
   X(ingest_survives_a_killed_server_whole_batches_only_and_a_rerun_converges, DB) \
   X(cli_recovers_an_embedded_cluster_killed_with_sigkill, DB)                \

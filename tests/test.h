@@ -26,6 +26,10 @@ _Noreturn void th_fail(const char *file, int line, const char *fmt, ...)
 
 #define FAIL(...) th_fail(__FILE__, __LINE__, __VA_ARGS__)
 
+/* A line th_fail adds to every failure until the next call; NULL clears. */
+void th_set_fail_context(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
 #define ASSERT(cond)                                   \
   do {                                                 \
     if (!(cond))                                       \
@@ -232,5 +236,43 @@ double th_now(void);
 
 /* Blocks until process pid (not necessarily our child) has exited. */
 void th_wait_exit(long pid);
+
+/* ---- allocation-failure injection (oom.c) ------------------------------- */
+
+/* Makes the n-th allocation (malloc, calloc, realloc, strdup, strndup,
+ * asprintf) of the calling thread from now on fail, and with persist every
+ * one after it too.  libpq's and libc's own allocations are not seen. */
+void th_oom_arm(long n, bool persist);
+/* Stops failing; returns whether an allocation was failed. */
+bool th_oom_disarm(void);
+/* Allocations counted since the last th_oom_arm. */
+long th_oom_calls(void);
+
+#define TH_OOM_MAX_ALLOCATIONS 100000
+
+/* A scenario run with every one of its allocations failing in turn. */
+typedef struct th_oom_case {
+  const char *name;
+  void *ctx;
+  void (*setup)(void *ctx);    /* before each run, not failing (or NULL) */
+  void (*run)(void *ctx);      /* the calls under test; records outcomes */
+  void (*check)(void *ctx, bool hit); /* checks them, not failing; hit:
+                                         an allocation was failed */
+  void (*teardown)(void *ctx); /* frees what run made (or NULL) */
+  long min_allocations;        /* the run must make at least this many */
+} th_oom_case;
+
+/* SQLite's countdown: runs c with its 1st, 2nd, ... allocation failing
+ * once, until a run completes without reaching the countdown; then the
+ * same with every allocation from the n-th on failing.  Returns the
+ * number of allocations of a complete run.  Leaks show in LeakSanitizer
+ * and Valgrind at the test's exit. */
+long th_oom_run(const th_oom_case *c);
+
+/* got must be want, or ES_ENOMEM when an allocation was failed (hit). */
+void th_oom_assert_status(const char *file, int line, const char *what,
+                          es_status got, es_status want, bool hit);
+#define ASSERT_OOM_STATUS(what, got, want, hit) \
+  th_oom_assert_status(__FILE__, __LINE__, what, got, want, hit)
 
 #endif

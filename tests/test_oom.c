@@ -1,0 +1,599 @@
+/* test_oom.c - every allocation the public API makes fails in turn
+ * (oom.c, SQLite's countdown): the call returns ES_ENOMEM or its normal
+ * outcome with the normal result, never crashes, never leaks (the
+ * sanitizer and Valgrind stages check at exit), never reports success with
+ * a wrong result, and leaves its handle usable.
+ *
+ * The unit tests need no server; the database tests drive the main
+ * operations against the test's database. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "test.h"
+
+/* ---- describing results as text, to compare them whole ------------------ */
+
+typedef struct text {
+  char *s;
+  size_t len;
+} text;
+
+/* Appends printf-style to t (the test's own allocations are never failed:
+ * checks run disarmed). */
+__attribute__((format(printf, 2, 3))) static void add(text *t, const char *fmt,
+                                                      ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *more = NULL;
+  int n = vasprintf(&more, fmt, ap);
+  va_end(ap);
+  ASSERT_INT_GE(n, 0);
+  char *s = realloc(t->s, t->len + (size_t)n + 1);
+  ASSERT_NOT_NULL(s);
+  memcpy(s + t->len, more, (size_t)n + 1);
+  t->s = s;
+  t->len += (size_t)n;
+  free(more);
+}
+
+static const char *str_or_null(const char *s) { return s ? s : "(null)"; }
+
+/* Every field of doc, chunks included, as text. */
+static char *doc_text(const es_doc *d) {
+  text t = {0};
+  add(&t, "id=%s text=%s source=%s meta=%s dim=%zu [", str_or_null(d->id),
+      str_or_null(d->text), str_or_null(d->source_id),
+      str_or_null(d->metadata_json), d->dim);
+  for (size_t i = 0; d->embedding && i < d->dim; i++)
+    add(&t, "%.9g,", (double)d->embedding[i]);
+  add(&t, "] has_chunks=%d n=%zu\n", d->has_chunks, d->n_chunks);
+  for (size_t c = 0; c < d->n_chunks; c++) {
+    const es_chunk *ch = &d->chunks[c];
+    add(&t, "  chunk %s text=%s meta=%s dim=%zu [", str_or_null(ch->id),
+        str_or_null(ch->text), str_or_null(ch->metadata_json),
+        ch->embedding ? ch->dim : 0);
+    for (size_t i = 0; ch->embedding && i < ch->dim; i++)
+      add(&t, "%.9g,", (double)ch->embedding[i]);
+    add(&t, "]\n");
+  }
+  return t.s;
+}
+
+/* ---- parsing documents ----------------------------------------------------- */
+
+/* A document that takes every allocating path of the parser: escapes, a
+ * vector longer than the first buffer, nested metadata, more chunks than
+ * the first chunk array holds, and no source or workspace yet. */
+static char *rich_document(void) {
+  text t = {0};
+  add(&t, "{\"id\":\"d\\u00e9\",\"text\":\"line\\nnext \\\"q\\\"\",\"embedding\":[");
+  for (int i = 0; i < 300; i++)
+    add(&t, "%s%d.5", i ? "," : "", i % 7);
+  add(&t, "],\"metadata\":{\"a\":[1,{\"b\":null}],\"s\":\"x\"},\"chunks\":[");
+  for (int c = 0; c < 10; c++)
+    add(&t, "%s{\"id\":\"d#%d\",\"text\":\"c%d\",\"embedding\":%s,"
+        "\"metadata\":{\"n\":%d}}", c ? "," : "", c, c,
+        c % 2 ? "null" : "[1,2,3]", c);
+  add(&t, "]}");
+  return t.s;
+}
+
+typedef struct parse_ctx {
+  char *json;
+  char *want;    /* doc_text of the parsed document with its defaults */
+  es_status parse_rc, defaults_rc;
+  es_doc_json *doc;
+  char err[256];
+} parse_ctx;
+
+static void parse_run(void *arg) {
+  parse_ctx *x = arg;
+  x->doc = NULL;
+  x->defaults_rc = ES_OK;
+  x->parse_rc = es_doc_parse_json(x->json, strlen(x->json), &x->doc, x->err,
+                                  sizeof x->err);
+  if (x->parse_rc == ES_OK)
+    x->defaults_rc = es_doc_json_set_defaults(x->doc, "src", "ws");
+}
+
+static void parse_check(void *arg, bool hit) {
+  parse_ctx *x = arg;
+  ASSERT_OOM_STATUS("es_doc_parse_json", x->parse_rc, ES_OK, hit);
+  if (x->parse_rc != ES_OK) {
+    ASSERT_NULL(x->doc);
+    ASSERT_CONTAINS(x->err, "out of memory");
+    return;
+  }
+  ASSERT_OOM_STATUS("es_doc_json_set_defaults", x->defaults_rc, ES_OK, hit);
+  /* A failed es_doc_json_set_defaults leaves a document that takes the
+   * same call again. */
+  if (x->defaults_rc != ES_OK)
+    ASSERT_INT_EQ(es_doc_json_set_defaults(x->doc, "src", "ws"), ES_OK);
+  char *got = doc_text(es_doc_json_doc(x->doc));
+  ASSERT_STR_EQ(got, x->want);
+  free(got);
+}
+
+static void parse_teardown(void *arg) {
+  parse_ctx *x = arg;
+  es_doc_json_free(x->doc);
+  x->doc = NULL;
+}
+
+TEST(allocation_failures_in_document_parsing_return_enomem_and_leak_nothing) {
+  parse_ctx x = {.json = rich_document()};
+  parse_run(&x);
+  ASSERT_INT_EQ(x.parse_rc, ES_OK);
+  ASSERT_INT_EQ(x.defaults_rc, ES_OK);
+  x.want = doc_text(es_doc_json_doc(x.doc));
+  ASSERT_CONTAINS(x.want, "source=src meta={\"workspace\":\"ws\",\"a\"");
+  parse_teardown(&x);
+  th_oom_case c = {.name = "es_doc_parse_json + es_doc_json_set_defaults",
+                   .ctx = &x, .run = parse_run, .check = parse_check,
+                   .teardown = parse_teardown, .min_allocations = 20};
+  th_oom_run(&c);
+  free(x.want);
+  free(x.json);
+}
+
+/* ---- the embedded cluster's handle --------------------------------------- */
+
+typedef struct cluster_ctx {
+  char home[600]; /* "": NULL, the default home */
+  char *want; /* conninfo, url, home and state of a good run */
+  es_status open_rc, status_rc;
+  es_cluster_state state;
+  es_cluster *c;
+} cluster_ctx;
+
+static char *cluster_text(es_cluster *c, es_cluster_state state) {
+  text t = {0};
+  add(&t, "conninfo=%s\nurl=%s\nhome=%s\nstate=%d\npid=%ld\n",
+      es_cluster_conninfo(c), es_cluster_url(c), es_cluster_home(c),
+      (int)state, es_cluster_pid(c));
+  return t.s;
+}
+
+static void cluster_run(void *arg) {
+  cluster_ctx *x = arg;
+  x->c = NULL;
+  x->status_rc = ES_OK;
+  x->open_rc = es_cluster_open(x->home[0] ? x->home : NULL, &x->c);
+  if (x->open_rc == ES_OK)
+    x->status_rc = es_cluster_status(x->c, &x->state);
+}
+
+static void cluster_check(void *arg, bool hit) {
+  cluster_ctx *x = arg;
+  ASSERT_OOM_STATUS("es_cluster_open", x->open_rc, ES_OK, hit);
+  if (x->open_rc != ES_OK) {
+    ASSERT_CONTAINS(es_cluster_errmsg(x->c), "out of memory");
+    return;
+  }
+  ASSERT_OOM_STATUS("es_cluster_status", x->status_rc, ES_OK, hit);
+  if (x->status_rc != ES_OK)
+    return;
+  char *got = cluster_text(x->c, x->state);
+  ASSERT_STR_EQ(got, x->want);
+  free(got);
+}
+
+static void cluster_teardown(void *arg) {
+  cluster_ctx *x = arg;
+  es_cluster_close(x->c);
+  x->c = NULL;
+}
+
+/* The countdown over es_cluster_open(home) + es_cluster_status. */
+static void cluster_case(const char *home) {
+  cluster_ctx x;
+  memset(&x, 0, sizeof x);
+  snprintf(x.home, sizeof x.home, "%s", home ? home : "");
+  cluster_run(&x);
+  ASSERT_INT_EQ(x.open_rc, ES_OK);
+  ASSERT_INT_EQ(x.status_rc, ES_OK);
+  ASSERT_INT_EQ(x.state, ES_CLUSTER_ABSENT);
+  x.want = cluster_text(x.c, x.state);
+  cluster_teardown(&x);
+  th_oom_case c = {.name = "es_cluster_open + es_cluster_status", .ctx = &x,
+                   .run = cluster_run, .check = cluster_check,
+                   .teardown = cluster_teardown, .min_allocations = 5};
+  th_oom_run(&c);
+  free(x.want);
+}
+
+TEST(allocation_failures_in_cluster_open_return_enomem_and_leak_nothing) {
+  char home[600];
+  snprintf(home, sizeof home, "%s/home with space", th_tmpdir());
+  cluster_case(home);
+  /* The default home, from the environment. */
+  snprintf(home, sizeof home, "%s/from-env", th_tmpdir());
+  setenv("EMBSTORE_HOME", home, 1);
+  cluster_case(NULL);
+}
+
+/* ---- opening a store that cannot be reached or parsed ---------------------- */
+
+#define SECRET "pw-oom-s3cret"
+
+typedef struct open_ctx {
+  const char *conninfo;
+  int pool_size;
+  es_status want_rc;
+  const char *want_msg; /* in the message of a normal failure */
+  es_status rc;
+  es_store *s;
+  char msg[1100];
+  es_status metric_rc;
+  es_metric metric;
+} open_ctx;
+
+static void open_run(void *arg) {
+  open_ctx *x = arg;
+  es_options o;
+  es_options_init(&o);
+  o.conninfo = x->conninfo;
+  o.max_retries = 0; /* one attempt per run: fast, and the same each time */
+  o.pool_size = x->pool_size;
+  x->s = NULL;
+  x->rc = es_open_opts(&o, &x->s);
+  snprintf(x->msg, sizeof x->msg, "%s", es_errmsg(x->s));
+  x->metric_rc = es_metric_parse("ip", &x->metric);
+}
+
+static void open_check(void *arg, bool hit) {
+  open_ctx *x = arg;
+  ASSERT_OOM_STATUS("es_open_opts", x->rc, x->want_rc, hit);
+  ASSERT_NOT_CONTAINS(x->msg, SECRET);
+  ASSERT_NOT_CONTAINS(x->msg, "s3cret");
+  if (x->rc == x->want_rc)
+    ASSERT_CONTAINS(x->msg, x->want_msg);
+  else if (x->s != NULL) /* without a store there is no message to keep */
+    ASSERT_CONTAINS(x->msg, "out of memory");
+  ASSERT_INT_EQ(x->metric_rc, ES_OK);
+  ASSERT_INT_EQ(x->metric, ES_METRIC_IP);
+}
+
+static void open_teardown(void *arg) {
+  open_ctx *x = arg;
+  es_close(x->s);
+  x->s = NULL;
+}
+
+TEST(allocation_failures_in_open_without_a_server_return_enomem_and_leak_nothing) {
+  static const open_ctx cases[] = {
+      {.conninfo = "host=/nonexistent-oom port=1 user=u password=" SECRET
+                   " dbname=x",
+       .pool_size = 20, .want_rc = ES_ECONNECT, .want_msg = "cannot connect to"},
+      {.conninfo = "postgresql://u:" SECRET "@/x?host=/nonexistent-oom&port=1",
+       .pool_size = 20, .want_rc = ES_ECONNECT, .want_msg = "cannot connect to"},
+      {.conninfo = "host=x password " SECRET, .pool_size = 20,
+       .want_rc = ES_EINVAL, .want_msg = "invalid connection string"},
+      {.conninfo = "host=x password=" SECRET, .pool_size = 0,
+       .want_rc = ES_EINVAL, .want_msg = "pool_size"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    open_ctx x = cases[i];
+    char name[64];
+    snprintf(name, sizeof name, "es_open_opts, case %zu", i);
+    th_oom_case c = {.name = name, .ctx = &x, .run = open_run,
+                     .check = open_check, .teardown = open_teardown,
+                     .min_allocations = 1};
+    th_oom_run(&c);
+  }
+}
+
+/* ---- with a server: the shared pieces --------------------------------------- */
+
+#define ODIM 3
+
+/* Opens a store on the test's database that tries once (a failed run is
+ * never repeated behind the countdown's back) and caches searches. */
+static es_status open_store(es_store **s) {
+  es_options o;
+  es_options_init(&o);
+  o.conninfo = th_conninfo();
+  o.max_retries = 0;
+  return es_open_opts(&o, s);
+}
+
+static es_store *must_open(void) {
+  es_store *s = NULL;
+  ASSERT_OK(s, open_store(&s));
+  return s;
+}
+
+/* A document's row and chunks as text; "(none)" when it is not stored. */
+static char *doc_state(const char *id) {
+  char sql[1200];
+  snprintf(sql, sizeof sql,
+           "SELECT coalesce((SELECT format('%%s|%%s|%%s|%%s|%%s', id, text, "
+           "source_id, metadata::text, embedding::text) FROM embeddings WHERE "
+           "id = '%s'), '(none)') || ' chunks:' || coalesce((SELECT "
+           "string_agg(format('%%s/%%s/%%s/%%s/%%s', id, chunk_index, text, "
+           "metadata::text, embedding::text), ',' ORDER BY id) FROM chunks "
+           "WHERE document_id = '%s'), '')",
+           id, id);
+  return th_text(sql);
+}
+
+/* The counters must agree with the tables to the row. */
+static void assert_counts_exact(es_store *s) {
+  es_count_check *c = NULL;
+  ASSERT_OK(s, es_check_counts(s, 0, &c));
+  if (c->n_drift > 0)
+    FAIL("the counters drifted for source %s, workspace %s: %lld documents "
+         "counted, %lld stored", str_or_null(c->drift[0].source_id),
+         str_or_null(c->drift[0].workspace),
+         (long long)c->drift[0].documents_counted,
+         (long long)c->drift[0].documents_actual);
+  ASSERT_INT_EQ(c->documents, th_int("SELECT count(*) FROM embeddings"));
+  ASSERT_INT_EQ(c->chunks, th_int("SELECT count(*) FROM chunks"));
+  es_count_check_free(c);
+}
+
+/* ---- upsert, batch upsert and a batch session --------------------------------- */
+
+static const float v100[ODIM] = {1, 0, 0}, v150[ODIM] = {1, 0.5f, 0},
+                   v010[ODIM] = {0, 1, 0}, v001[ODIM] = {0, 0, 1},
+                   v111[ODIM] = {1, 1, 1}, v2[2] = {1, 2};
+static const es_chunk u1_chunks[] = {
+    {.id = "u1#0", .text = "first", .embedding = v010, .dim = ODIM},
+    {.id = "u1#1", .text = "second", .metadata_json = "{\"k\": 1}"}};
+static const es_chunk u1_new_chunks[] = {
+    {.id = "u1#0", .text = "first again", .embedding = v001, .dim = ODIM}};
+static const es_chunk u2_chunks[] = {
+    {.id = "u2#0", .text = "a", .embedding = v111, .dim = ODIM},
+    {.id = "u2#1", .text = "b", .embedding = v100, .dim = ODIM},
+    {.id = "u2#2", .text = "c", .metadata_json = "{\"deep\": {\"x\": [1, 2]}}"}};
+
+#define U1 {.id = "u1", .text = "one", .embedding = v100, .dim = ODIM,          \
+            .source_id = "s1", .metadata_json = "{\"workspace\": \"w1\"}",       \
+            .has_chunks = 1, .chunks = u1_chunks, .n_chunks = 2}
+#define U1_NEW {.id = "u1", .text = "one, changed", .embedding = v150,          \
+                .dim = ODIM, .source_id = "s1",                                 \
+                .metadata_json = "{\"workspace\": \"w1\", \"v\": 2}",           \
+                .has_chunks = 1, .chunks = u1_new_chunks, .n_chunks = 1}
+#define U2 {.id = "u2", .text = "two", .embedding = v010, .dim = ODIM,          \
+            .source_id = "s2", .has_chunks = 1, .chunks = u2_chunks,            \
+            .n_chunks = 3}
+#define U3 {.id = "u3", .text = "three", .embedding = v001, .dim = ODIM}
+#define BAD {.id = "bad", .embedding = v2, .dim = 2}
+#define U4A {.id = "u4", .text = "four a", .embedding = v111, .dim = ODIM}
+#define U4B {.id = "u4", .text = "four b", .embedding = v111, .dim = ODIM,     \
+             .metadata_json = "{\"workspace\": \"w4\"}"}
+
+static const es_doc stored[] = {U1, U3};
+static const es_doc batch_docs[] = {U1_NEW, U2, U3, BAD, U4A, U4B};
+#define N_BATCH (sizeof batch_docs / sizeof batch_docs[0])
+static const char *const ids[] = {"u1", "u2", "u3", "u4", "bad"};
+#define N_IDS (sizeof ids / sizeof ids[0])
+
+typedef struct write_ctx {
+  es_store *s;
+  char *before[N_IDS], *after[N_IDS]; /* doc_state of each id */
+  /* single upserts */
+  es_status up_rc[3];
+  es_upsert_outcome up_out[3];
+  char up_msg[3][200];
+  /* batch upsert, and a session */
+  es_batch_options opts;
+  es_status rc, begin_rc, add_rc, end_rc;
+  es_batch_result *res;
+  es_batch *b;
+  char *want; /* result_text of a good run */
+} write_ctx;
+
+/* The store holds U1 and U3 only. */
+static void write_setup(void *arg) {
+  write_ctx *x = arg;
+  th_exec("TRUNCATE embeddings, chunks");
+  for (size_t i = 0; i < 2; i++)
+    ASSERT_OK(x->s, es_upsert(x->s, &stored[i], NULL));
+}
+
+/* Each document is as it was or as the run makes it, never in between;
+ * the counters are exact. */
+static void assert_each_doc_before_or_after(write_ctx *x) {
+  for (size_t i = 0; i < N_IDS; i++) {
+    char *got = doc_state(ids[i]);
+    if (strcmp(got, x->before[i]) != 0 && strcmp(got, x->after[i]) != 0)
+      FAIL("%s is half-written:\n  %s\nwant\n  %s\nor\n  %s", ids[i], got,
+           x->before[i], x->after[i]);
+    free(got);
+  }
+  assert_counts_exact(x->s);
+}
+
+static void assert_each_doc_after(write_ctx *x) {
+  for (size_t i = 0; i < N_IDS; i++) {
+    char *got = doc_state(ids[i]);
+    ASSERT_STR_EQ(got, x->after[i]);
+    free(got);
+  }
+  assert_counts_exact(x->s);
+}
+
+static void record_states(char **states) {
+  for (size_t i = 0; i < N_IDS; i++)
+    states[i] = doc_state(ids[i]);
+}
+
+static void free_states(char **states) {
+  for (size_t i = 0; i < N_IDS; i++)
+    free(states[i]);
+}
+
+static const es_doc upserted[] = {U1_NEW, U2, U3};
+static const es_upsert_outcome upsert_want[] = {
+    ES_UPSERT_UPDATED, ES_UPSERT_INSERTED, ES_UPSERT_UNCHANGED};
+
+static void upsert_run(void *arg) {
+  write_ctx *x = arg;
+  for (int i = 0; i < 3; i++) {
+    x->up_rc[i] = es_upsert(x->s, &upserted[i], &x->up_out[i]);
+    snprintf(x->up_msg[i], sizeof x->up_msg[i], "%s", es_errmsg(x->s));
+  }
+}
+
+static void upsert_check(void *arg, bool hit) {
+  write_ctx *x = arg;
+  for (int i = 0; i < 3; i++) {
+    ASSERT_OOM_STATUS(upserted[i].id, x->up_rc[i], ES_OK, hit);
+    if (x->up_rc[i] == ES_OK)
+      ASSERT_INT_EQ(x->up_out[i], upsert_want[i]);
+    else
+      ASSERT_CONTAINS(x->up_msg[i], "out of memory");
+  }
+  assert_each_doc_before_or_after(x);
+  /* What failed, done again, lands. */
+  for (int i = 0; i < 3; i++)
+    ASSERT_OK(x->s, es_upsert(x->s, &upserted[i], NULL));
+  for (int i = 0; i < 2; i++) { /* the batch's u4 and bad are not upserted */
+    char *got = doc_state(ids[i]);
+    ASSERT_STR_EQ(got, x->after[i]);
+    free(got);
+  }
+  assert_counts_exact(x->s);
+}
+
+/* A batch result as text: counts and every failure. */
+static char *result_text(const es_batch_result *r) {
+  text t = {0};
+  add(&t, "inserted=%zu updated=%zu unchanged=%zu failed=%zu duplicates=%zu "
+      "chunks=%zu\n", r->inserted, r->updated, r->unchanged, r->failed,
+      r->duplicates, r->chunks_written);
+  for (size_t i = 0; i < r->n_failures; i++)
+    add(&t, "  %zu %s %s %s\n", r->failures[i].position,
+        str_or_null(r->failures[i].id), es_status_name(r->failures[i].status),
+        str_or_null(r->failures[i].error));
+  return t.s;
+}
+
+/* A result that stopped early still accounts for every document (the
+ * details of a failure may be missing when memory ran out). */
+static void assert_accounted(const es_batch_result *r, size_t n) {
+  if (r == NULL)
+    return;
+  ASSERT_INT_EQ(r->inserted + r->updated + r->unchanged + r->failed +
+                    r->duplicates, n);
+  ASSERT_INT_LE(r->n_failures, r->failed);
+}
+
+static void batch_run(void *arg) {
+  write_ctx *x = arg;
+  x->res = NULL;
+  x->rc = es_batch_upsert(x->s, batch_docs, N_BATCH, &x->opts, &x->res);
+}
+
+static void batch_check(void *arg, bool hit) {
+  write_ctx *x = arg;
+  ASSERT_OOM_STATUS("es_batch_upsert", x->rc, ES_EPARTIAL, hit);
+  if (x->rc == ES_EPARTIAL) {
+    char *got = result_text(x->res);
+    ASSERT_STR_EQ(got, x->want);
+    free(got);
+    assert_each_doc_after(x);
+    return;
+  }
+  ASSERT_CONTAINS(es_errmsg(x->s), "out of memory");
+  assert_accounted(x->res, N_BATCH);
+  assert_each_doc_before_or_after(x);
+  /* Run again, it converges. */
+  es_batch_result_free(x->res);
+  x->res = NULL;
+  ASSERT_STATUS(x->s, es_batch_upsert(x->s, batch_docs, N_BATCH, &x->opts,
+                                      &x->res), ES_EPARTIAL);
+  assert_each_doc_after(x);
+}
+
+static void batch_teardown(void *arg) {
+  write_ctx *x = arg;
+  es_batch_result_free(x->res);
+  x->res = NULL;
+}
+
+static void session_run(void *arg) {
+  write_ctx *x = arg;
+  x->b = NULL;
+  x->res = NULL;
+  x->add_rc = x->end_rc = ES_OK;
+  x->begin_rc = es_batch_begin(x->s, &x->opts, &x->b);
+  if (x->begin_rc != ES_OK)
+    return;
+  x->add_rc = es_batch_add(x->b, batch_docs, N_BATCH, NULL);
+  x->end_rc = es_batch_end(x->b, &x->res);
+  x->b = NULL;
+}
+
+static bool hnsw_index_valid(void) {
+  return th_int("SELECT count(*) FROM pg_index WHERE indisvalid AND "
+                "indexrelid = to_regclass('embeddings_embedding_hnsw_idx')") == 1;
+}
+
+static void session_check(void *arg, bool hit) {
+  write_ctx *x = arg;
+  ASSERT_OOM_STATUS("es_batch_begin", x->begin_rc, ES_OK, hit);
+  if (x->begin_rc == ES_OK) {
+    ASSERT_OOM_STATUS("es_batch_add", x->add_rc, ES_EPARTIAL, hit);
+    ASSERT_OOM_STATUS("es_batch_end", x->end_rc, ES_OK, hit);
+  }
+  if (x->begin_rc == ES_OK && x->add_rc == ES_EPARTIAL && x->end_rc == ES_OK) {
+    char *got = result_text(x->res);
+    ASSERT_STR_EQ(got, x->want);
+    free(got);
+    ASSERT(hnsw_index_valid());
+    assert_each_doc_after(x);
+    return;
+  }
+  if (x->begin_rc == ES_OK)
+    assert_accounted(x->res, N_BATCH);
+  /* The next session builds a deferred index that is missing. */
+  assert_each_doc_before_or_after(x);
+  es_batch_result_free(x->res);
+  x->res = NULL;
+  ASSERT_STATUS(x->s, es_batch_upsert(x->s, batch_docs, N_BATCH, &x->opts,
+                                      &x->res), ES_EPARTIAL);
+  ASSERT(hnsw_index_valid());
+  assert_each_doc_after(x);
+}
+
+TEST(allocation_failures_in_upsert_and_batch_upsert_return_enomem_and_write_whole_documents) {
+  write_ctx x;
+  memset(&x, 0, sizeof x);
+  es_close(th_open_init(ODIM, ES_METRIC_COSINE));
+  x.s = must_open();
+  es_batch_options_init(&x.opts);
+  x.opts.batch_size = 2; /* several transactions: a new-ids COPY, merges */
+
+  /* The good runs, whose outcomes every other run must match. */
+  write_setup(&x);
+  record_states(x.before);
+  batch_run(&x);
+  ASSERT_STATUS(x.s, x.rc, ES_EPARTIAL);
+  x.want = result_text(x.res);
+  batch_teardown(&x);
+  record_states(x.after);
+  printf("batch result:\n%s", x.want);
+
+  th_oom_case up = {.name = "es_upsert", .ctx = &x, .setup = write_setup,
+                    .run = upsert_run, .check = upsert_check,
+                    .min_allocations = 10};
+  th_oom_run(&up);
+  th_oom_case batch = {.name = "es_batch_upsert", .ctx = &x,
+                       .setup = write_setup, .run = batch_run,
+                       .check = batch_check, .teardown = batch_teardown,
+                       .min_allocations = 10};
+  th_oom_run(&batch);
+  x.opts.defer_index = ES_DEFER_ALWAYS; /* drop and rebuild the index too */
+  th_oom_case session = {.name = "es_batch_begin/add/end", .ctx = &x,
+                         .setup = write_setup, .run = session_run,
+                         .check = session_check, .teardown = batch_teardown,
+                         .min_allocations = 10};
+  th_oom_run(&session);
+  free(x.want);
+  free_states(x.before);
+  free_states(x.after);
+  es_close(x.s);
+}
