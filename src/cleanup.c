@@ -29,21 +29,6 @@ void es_cleanup_result_free(es_cleanup_result *r) {
   free(r);
 }
 
-static void detail(es_cleanup_result *r, const char *fmt, ...) ES__PRINTF(2, 3);
-static void detail(es_cleanup_result *r, const char *fmt, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  char **g = realloc(r->details, (r->n_details + 1) * sizeof *r->details);
-  if (g == NULL)
-    return;
-  r->details = g;
-  if ((r->details[r->n_details] = strdup(buf)) != NULL)
-    r->n_details++;
-}
-
 typedef struct cleanup_ctx {
   const es_cleanup_options *o;
   es_cleanup_result *r;
@@ -54,7 +39,27 @@ typedef struct cleanup_ctx {
   char cutoff[8];
   /* what all attempts deleted (a retry continues where one stopped) */
   int64_t batches, chunks_gone, docs_gone, kids;
+  bool lost; /* a detail could not be recorded (out of memory) */
 } cleanup_ctx;
+
+/* Adds a sentence to the result's details. */
+static void detail(cleanup_ctx *x, const char *fmt, ...) ES__PRINTF(2, 3);
+static void detail(cleanup_ctx *x, const char *fmt, ...) {
+  es_cleanup_result *r = x->r;
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  char **g = realloc(r->details, (r->n_details + 1) * sizeof *r->details);
+  if (g != NULL)
+    r->details = g;
+  if (g == NULL || (r->details[r->n_details] = strdup(buf)) == NULL) {
+    x->lost = true;
+    return;
+  }
+  r->n_details++;
+}
 
 /* Deletes one batch with sql ($1 = after this id, $2 = limit, $3 = cutoff)
  * in its own transaction; *last receives the batch's greatest id ("" when
@@ -184,7 +189,7 @@ static es_status vacuum(es_store *s, es__conn *c, cleanup_ctx *x, const char *ta
   snprintf(what, sizeof what, "VACUUM of %s failed", table);
   es_status rc = es__exec(s, c, sql, what);
   if (rc == ES_OK)
-    detail(x->r, "ran VACUUM (ANALYZE) on %s", table);
+    detail(x, "ran VACUUM (ANALYZE) on %s", table);
   return rc;
 }
 
@@ -196,7 +201,7 @@ static es_status validate(es_store *s, es__conn *c, cleanup_ctx *x,
   if (rc != ES_OK)
     return rc;
   if (left > 0) {
-    detail(x->r, "%lld orphaned chunks appeared meanwhile: the foreign key "
+    detail(x, "%lld orphaned chunks appeared meanwhile: the foreign key "
            "stays NOT VALID", (long long)left);
     return ES_OK;
   }
@@ -207,7 +212,7 @@ static es_status validate(es_store *s, es__conn *c, cleanup_ctx *x,
   PQfreemem(q);
   rc = es__exec(s, c, sql, "cannot validate the foreign key");
   if (rc == ES_OK)
-    detail(x->r, "validated the foreign key %s: no orphaned chunk is left",
+    detail(x, "validated the foreign key %s: no orphaned chunk is left",
            fk->name);
   return rc;
 }
@@ -230,13 +235,13 @@ static es_status cleanup_op(es_store *s, es__conn *c, void *arg) {
     return rc;
   r->cleaned = x->chunks_gone + x->docs_gone + x->kids;
   if (x->chunks_gone > 0)
-    detail(r, "deleted %lld orphaned chunks", (long long)x->chunks_gone);
+    detail(x, "deleted %lld orphaned chunks", (long long)x->chunks_gone);
   if (x->docs_gone > 0)
-    detail(r, "deleted %lld documents without a vector older than %d s, with "
+    detail(x, "deleted %lld documents without a vector older than %d s, with "
            "their %lld chunks", (long long)x->docs_gone, x->o->min_age_s,
            (long long)x->kids);
   if (x->batches > 0)
-    detail(r, "in %lld transactions of at most %zu rows each",
+    detail(x, "in %lld transactions of at most %zu rows each",
            (long long)x->batches, x->o->batch_size);
   if ((x->chunks_gone > 0 || x->kids > 0) && (rc = vacuum(s, c, x, "chunks")) != ES_OK)
     return rc;
@@ -271,6 +276,8 @@ es_status es_cleanup_orphaned(es_store *s, const es_cleanup_options *options,
    * continues with what is left, and the totals count what was deleted. */
   es_status rc = es__run(s, o->dry_run ? "cleanup_dry_run" : "cleanup", true,
                          cleanup_op, &x);
+  if (rc == ES_OK && x.lost)
+    rc = es__fail(s, ES_ENOMEM, "out of memory recording what was done");
   *out = r;
   return rc;
 }

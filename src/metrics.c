@@ -236,8 +236,9 @@ void es__metric(es_store *s, const char *operation, double ms, bool ok,
   r->error = error ? strdup(error) : NULL;
   r->metadata = metadata ? strdup(metadata) : NULL;
   r->at_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-  if (r->operation == NULL) {
-    record_free(r);
+  if (r->operation == NULL || (error && r->error == NULL) ||
+      (metadata && r->metadata == NULL)) {
+    record_free(r); /* dropped whole rather than written without a part */
     m->dropped++;
   } else {
     m->n++;
@@ -304,8 +305,10 @@ static es_status report_op(es_store *s, es__conn *c, void *arg) {
   }
   for (int i = 0; i < n; i++) {
     es_op_metrics *m = &x->r->ops[x->r->n];
-    if ((m->operation = strdup(PQgetvalue(r, i, 0))) == NULL)
-      break;
+    if ((m->operation = strdup(PQgetvalue(r, i, 0))) == NULL) {
+      PQclear(r); /* a report without this operation would be wrong */
+      return es__fail(s, ES_ENOMEM, "out of memory");
+    }
     x->r->n++;
     m->count = strtoll(PQgetvalue(r, i, 1), NULL, 10);
     m->p50_ms = es__strtod(PQgetvalue(r, i, 2), NULL);

@@ -76,6 +76,11 @@ static es_status compare(es_store *s, es__conn *c, es_count_check *out) {
     es_count_drift *d = &out->drift[out->n_drift++];
     d->source_id = dup_or_null(r, i, 0);
     d->workspace = dup_or_null(r, i, 1);
+    if ((d->source_id == NULL && !PQgetisnull(r, i, 0)) ||
+        (d->workspace == NULL && !PQgetisnull(r, i, 1))) {
+      PQclear(r); /* NULL would name another key */
+      return es__fail(s, ES_ENOMEM, "out of memory");
+    }
     int64_t *v[6] = {&d->documents_counted, &d->documents_actual,
                      &d->chunks_counted, &d->chunks_actual,
                      &d->without_vector_counted, &d->without_vector_actual};

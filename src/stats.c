@@ -48,6 +48,13 @@ void es_stats_free(es_stats *st) {
   free(st);
 }
 
+/* The statistics as es_get_statistics allocates them: with a note that a
+ * reason could not be recorded (es_stats is public; the note is not). */
+typedef struct stats_full {
+  es_stats st; /* first: an es_stats * is a stats_full * */
+  bool oom;
+} stats_full;
+
 /* Lowers health to at least level, with a reason. */
 static void fact(es_stats *st, es_health level, const char *fmt, ...)
     ES__PRINTF(3, 4);
@@ -61,12 +68,13 @@ static void fact(es_stats *st, es_health level, const char *fmt, ...) {
     st->index_health = level;
   char **g = realloc(st->health_reasons,
                      (st->n_health_reasons + 1) * sizeof *st->health_reasons);
-  if (g == NULL)
+  if (g != NULL)
+    st->health_reasons = g;
+  if (g == NULL || (g[st->n_health_reasons] = strdup(buf)) == NULL) {
+    ((stats_full *)st)->oom = true; /* a health without its reason */
     return;
-  st->health_reasons = g;
-  st->health_reasons[st->n_health_reasons] = strdup(buf);
-  if (st->health_reasons[st->n_health_reasons])
-    st->n_health_reasons++;
+  }
+  st->n_health_reasons++;
 }
 
 /* Runs a query with the workspace (or NULL) as $1. */
@@ -112,6 +120,10 @@ static es_status counts(es_store *s, es__conn *c, es_stats *st) {
   for (int i = 0; i < n; i++) {
     es_source_stats *src = &st->sources[st->sources_total++];
     src->source_id = PQgetisnull(r, i, 0) ? NULL : strdup(PQgetvalue(r, i, 0));
+    if (src->source_id == NULL && !PQgetisnull(r, i, 0)) {
+      PQclear(r);
+      return es__fail(s, ES_ENOMEM, "out of memory");
+    }
     src->documents = strtoll(PQgetvalue(r, i, 1), NULL, 10);
     src->chunks = strtoll(PQgetvalue(r, i, 2), NULL, 10);
     int64_t without = strtoll(PQgetvalue(r, i, 3), NULL, 10);
@@ -307,6 +319,7 @@ static void reset(es_stats *st) {
   free(tmp.health_reasons);
   memset(st, 0, sizeof *st);
   st->workspace = ws;
+  ((stats_full *)st)->oom = false;
 }
 
 static es_status stats_op(es_store *s, es__conn *c, void *arg) {
@@ -350,15 +363,18 @@ es_status es_get_statistics(es_store *s, const char *workspace, es_stats **out) 
     return ES_EINVAL;
   *out = NULL;
   es__clear_err(s);
-  es_stats *st = calloc(1, sizeof *st);
-  if (st == NULL)
+  stats_full *full = calloc(1, sizeof *full);
+  if (full == NULL)
     return es__fail(s, ES_ENOMEM, "out of memory");
+  es_stats *st = &full->st;
   if (workspace && (st->workspace = strdup(workspace)) == NULL) {
-    free(st);
+    free(full);
     return es__fail(s, ES_ENOMEM, "out of memory");
   }
   es__metrics_flush_now(s); /* this process's own operations count too */
   es_status rc = es__run(s, "stats", true, stats_op, st);
+  if (rc == ES_OK && full->oom)
+    rc = es__fail(s, ES_ENOMEM, "out of memory recording the health reasons");
   if (rc != ES_OK) {
     es_stats_free(st);
     return rc;

@@ -95,6 +95,9 @@
   X(metrics_percentiles_and_error_rate_of_known_durations_are_exact, DB)   \
   /* allocation failures with a server: ES_ENOMEM or success, never half */ \
   X(allocation_failures_in_upsert_and_batch_upsert_return_enomem_and_write_whole_documents, DB) \
+  X(allocation_failures_in_search_return_enomem_and_never_a_wrong_hit, DB) \
+  X(allocation_failures_in_open_init_and_migrate_return_enomem_and_leave_a_whole_store, DB) \
+  X(allocation_failures_in_stats_metrics_delete_cleanup_and_count_checks_return_enomem, DB) \
   /* faults, concurrency, secrets */                                        \
   X(ingest_survives_a_killed_server_whole_batches_only_and_a_rerun_converges, DB) \
   X(cli_recovers_an_embedded_cluster_killed_with_sigkill, DB)                \

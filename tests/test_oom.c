@@ -597,3 +597,545 @@ TEST(allocation_failures_in_upsert_and_batch_upsert_return_enomem_and_write_whol
   free_states(x.after);
   es_close(x.s);
 }
+
+/* ---- search --------------------------------------------------------------------- */
+
+#define N_SEARCHES 5
+
+static const float q1[ODIM] = {1, 0.2f, 0.1f};
+
+static const es_search_params searches[N_SEARCHES] = {
+    {.vector = q1, .dim = ODIM, .k = 3},
+    {.vector = q1, .dim = ODIM, .k = 3}, /* again: from the cache */
+    {.like_id = "d0", .k = 2, .workspace = "w1"},
+    {.vector = q1, .dim = ODIM, .k = 4, .source_id = "s2", .exact = 1},
+    {.like_id = "missing", .k = 1},
+};
+static const es_status search_want[N_SEARCHES] = {ES_OK, ES_OK, ES_OK, ES_OK,
+                                                  ES_ENOTFOUND};
+
+typedef struct search_ctx {
+  es_store *s;
+  es_status rc[N_SEARCHES];
+  es_results *res[N_SEARCHES];
+  char msg[N_SEARCHES][200];
+  char *want[N_SEARCHES];
+} search_ctx;
+
+/* Every field of every hit, as text. */
+static char *results_text(const es_results *r) {
+  text t = {0};
+  add(&t, "%zu hits\n", r->n);
+  for (size_t i = 0; i < r->n; i++)
+    add(&t, "  %s %.6f %s %s %s\n", str_or_null(r->hits[i].id),
+        r->hits[i].distance, str_or_null(r->hits[i].text),
+        str_or_null(r->hits[i].source_id), str_or_null(r->hits[i].metadata_json));
+  return t.s;
+}
+
+/* A fresh handle for each run: its cache is empty, so the first search
+ * is stored in it and the second answered from it. */
+static void search_setup(void *arg) {
+  search_ctx *x = arg;
+  x->s = must_open();
+}
+
+static void search_run(void *arg) {
+  search_ctx *x = arg;
+  for (int i = 0; i < N_SEARCHES; i++) {
+    x->res[i] = NULL;
+    x->rc[i] = es_search(x->s, &searches[i], &x->res[i]);
+    snprintf(x->msg[i], sizeof x->msg[i], "%s", es_errmsg(x->s));
+  }
+}
+
+static void search_check(void *arg, bool hit) {
+  search_ctx *x = arg;
+  for (int i = 0; i < N_SEARCHES; i++) {
+    char what[32];
+    snprintf(what, sizeof what, "search %d", i);
+    ASSERT_OOM_STATUS(what, x->rc[i], search_want[i], hit);
+    if (x->rc[i] == ES_ENOMEM)
+      ASSERT_CONTAINS(x->msg[i], "out of memory");
+    if (x->rc[i] != ES_OK) {
+      ASSERT_NULL(x->res[i]);
+      continue;
+    }
+    char *got = results_text(x->res[i]);
+    ASSERT_STR_EQ(got, x->want[i]);
+    free(got);
+  }
+  /* The handle still answers. */
+  es_results *r = NULL;
+  ASSERT_OK(x->s, es_search(x->s, &searches[0], &r));
+  char *got = results_text(r);
+  ASSERT_STR_EQ(got, x->want[0]);
+  free(got);
+  es_results_free(r);
+}
+
+static void search_teardown(void *arg) {
+  search_ctx *x = arg;
+  for (int i = 0; i < N_SEARCHES; i++) {
+    es_results_free(x->res[i]);
+    x->res[i] = NULL;
+  }
+  es_close(x->s);
+  x->s = NULL;
+}
+
+TEST(allocation_failures_in_search_return_enomem_and_never_a_wrong_hit) {
+  search_ctx x;
+  memset(&x, 0, sizeof x);
+  es_close(th_open_init(ODIM, ES_METRIC_COSINE));
+  th_exec("INSERT INTO embeddings (id, text, source_id, metadata, embedding) "
+          "SELECT 'd' || i, 'text ' || i, 's' || (i % 3), "
+          "jsonb_build_object('workspace', 'w' || (i % 2), 'i', i), "
+          "format('[%s,%s,1]', i % 5 + 1, i % 7)::vector "
+          "FROM generate_series(0, 29) i");
+  search_setup(&x);
+  search_run(&x);
+  for (int i = 0; i < N_SEARCHES; i++) {
+    ASSERT_STATUS(x.s, x.rc[i], search_want[i]);
+    if (x.rc[i] == ES_OK)
+      x.want[i] = results_text(x.res[i]);
+  }
+  printf("first search:\n%s", x.want[0]);
+  search_teardown(&x);
+  th_oom_case c = {.name = "es_search", .ctx = &x, .setup = search_setup,
+                   .run = search_run, .check = search_check,
+                   .teardown = search_teardown, .min_allocations = 20};
+  th_oom_run(&c);
+  /* A metric is recorded whole or dropped: a failed search's row has its
+   * error.  (Every handle wrote its rows at es_close.) */
+  ASSERT_INT_GT(th_int("SELECT count(*) FROM performance_metrics WHERE "
+                       "NOT success"), 0);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM performance_metrics WHERE "
+                       "NOT success AND error_message IS NULL"), 0);
+  for (int i = 0; i < N_SEARCHES; i++)
+    free(x.want[i]);
+}
+
+/* ---- open, init, migrations ------------------------------------------------------ */
+
+/* Everything init makes, as text: relations, indexes and their validity,
+ * constraints, triggers, functions, the shape and applied migrations. */
+static char *schema_text(void) {
+  return th_text(
+      "SELECT string_agg(x, E'\\n' ORDER BY x) FROM ("
+      "SELECT 'rel ' || relname || ' ' || relkind::text AS x FROM pg_class "
+      "WHERE relnamespace = 'public'::regnamespace AND relname NOT LIKE 'pg_%' "
+      "UNION ALL SELECT 'index ' || c.relname || ' ' || i.indisvalid || ' ' || "
+      "pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON "
+      "c.oid = i.indexrelid WHERE c.relnamespace = 'public'::regnamespace "
+      "UNION ALL SELECT 'constraint ' || conname || ' ' || convalidated || ' ' "
+      "|| pg_get_constraintdef(oid) FROM pg_constraint WHERE connamespace = "
+      "'public'::regnamespace "
+      "UNION ALL SELECT 'trigger ' || tgname || ' ' || tgenabled::text FROM "
+      "pg_trigger WHERE NOT tgisinternal "
+      "UNION ALL SELECT 'function ' || proname FROM pg_proc WHERE pronamespace "
+      "= 'public'::regnamespace AND proname LIKE 'embstore%' "
+      "UNION ALL SELECT 'shape ' || dim || ' ' || metric FROM embstore_meta "
+      "UNION ALL SELECT 'migration ' || version FROM embstore_migrations) s");
+}
+
+static char *report_text(const es_init_report *r) {
+  text t = {0};
+  add(&t, "created=%d adopted=%d applied=%d indexes=%d dim=%d metric=%d "
+      "orphans=%lld fk_valid=%d fk_validated=%d rebuilt=%d", r->created,
+      r->adopted, r->migrations_applied, r->indexes_created, r->dim,
+      (int)r->metric, (long long)r->orphaned_chunks, r->fk_valid,
+      r->fk_validated, r->counters_rebuilt);
+  return t.s;
+}
+
+static char *migrations_text(const es_migration_list *l) {
+  text t = {0};
+  for (size_t i = 0; i < l->n; i++)
+    add(&t, "%d %s %d\n", l->items[i].version, str_or_null(l->items[i].name),
+        l->items[i].applied);
+  return t.s;
+}
+
+typedef struct init_ctx {
+  bool fresh;   /* each run starts from an empty database */
+  char *schema; /* schema_text of a good run */
+  char *want_init, *want_list, *want_migrate;
+  es_store *s;
+  es_status open_rc, init_rc, list_rc, migrate_rc, shape_rc;
+  es_init_report init, migrate;
+  es_migration_list *list;
+  int dim;
+  es_metric metric;
+} init_ctx;
+
+static void reset_database(void) {
+  th_exec("DROP SCHEMA public CASCADE; CREATE SCHEMA public; "
+          "CREATE EXTENSION vector");
+}
+
+static void init_setup(void *arg) {
+  init_ctx *x = arg;
+  if (x->fresh)
+    reset_database();
+}
+
+static void init_run(void *arg) {
+  init_ctx *x = arg;
+  x->s = NULL;
+  x->list = NULL;
+  x->init_rc = x->list_rc = x->migrate_rc = x->shape_rc = ES_OK;
+  x->open_rc = open_store(&x->s);
+  if (x->open_rc != ES_OK)
+    return;
+  x->init_rc = es_init(x->s, ODIM, ES_METRIC_L2, &x->init);
+  if (x->init_rc != ES_OK || x->fresh)
+    return;
+  x->list_rc = es_migrations(x->s, &x->list);
+  x->migrate_rc = es_migrate_report(x->s, &x->migrate);
+  x->shape_rc = es_store_shape(x->s, &x->dim, &x->metric);
+}
+
+/* Checks a status and, when it is ES_OK, the text of its result. */
+static void assert_outcome(const char *what, es_status rc, bool hit,
+                           char *got, const char *want) {
+  ASSERT_OOM_STATUS(what, rc, ES_OK, hit);
+  if (rc == ES_OK)
+    ASSERT_STR_EQ(got, want);
+  free(got);
+}
+
+static void init_check(void *arg, bool hit) {
+  init_ctx *x = arg;
+  ASSERT_OOM_STATUS("es_open", x->open_rc, ES_OK, hit);
+  if (x->open_rc == ES_OK) {
+    assert_outcome("es_init", x->init_rc, hit, report_text(&x->init),
+                   x->want_init);
+    if (x->init_rc == ES_OK && !x->fresh) {
+      assert_outcome("es_migrations", x->list_rc, hit,
+                     x->list ? migrations_text(x->list) : NULL, x->want_list);
+      assert_outcome("es_migrate_report", x->migrate_rc, hit,
+                     report_text(&x->migrate), x->want_migrate);
+      ASSERT_OOM_STATUS("es_store_shape", x->shape_rc, ES_OK, hit);
+      if (x->shape_rc == ES_OK) {
+        ASSERT_INT_EQ(x->dim, ODIM);
+        ASSERT_INT_EQ(x->metric, ES_METRIC_L2);
+      }
+    }
+  }
+  /* Whatever failed, init on a fresh handle finishes the same store. */
+  es_store *s = must_open();
+  ASSERT_OK(s, es_init(s, ODIM, ES_METRIC_L2, NULL));
+  es_close(s);
+  char *got = schema_text();
+  ASSERT_STR_EQ(got, x->schema);
+  free(got);
+}
+
+static void init_teardown(void *arg) {
+  init_ctx *x = arg;
+  es_migration_list_free(x->list);
+  x->list = NULL;
+  es_close(x->s);
+  x->s = NULL;
+}
+
+TEST(allocation_failures_in_open_init_and_migrate_return_enomem_and_leave_a_whole_store) {
+  init_ctx x;
+  memset(&x, 0, sizeof x);
+  /* The good runs: a fresh store, then init on it again. */
+  x.fresh = true;
+  init_setup(&x);
+  init_run(&x);
+  ASSERT_OK(x.s, x.init_rc);
+  x.want_init = report_text(&x.init);
+  init_teardown(&x);
+  x.schema = schema_text();
+  x.fresh = false;
+  init_run(&x);
+  ASSERT_OK(x.s, x.init_rc);
+  ASSERT_OK(x.s, x.list_rc);
+  ASSERT_OK(x.s, x.migrate_rc);
+  char *again = report_text(&x.init);
+  x.want_list = migrations_text(x.list);
+  x.want_migrate = report_text(&x.migrate);
+  init_teardown(&x);
+  printf("fresh init: %s\ninit again: %s\nmigrate: %s\n", x.want_init, again,
+         x.want_migrate);
+
+  x.fresh = true;
+  th_oom_case fresh = {.name = "es_open + es_init of a new store", .ctx = &x,
+                       .setup = init_setup, .run = init_run,
+                       .check = init_check, .teardown = init_teardown,
+                       .min_allocations = 20};
+  th_oom_run(&fresh);
+  x.fresh = false;
+  free(x.want_init);
+  x.want_init = again;
+  th_oom_case existing = {.name = "es_open + es_init + es_migrations + "
+                                  "es_migrate + es_store_shape of a store",
+                          .ctx = &x, .run = init_run, .check = init_check,
+                          .teardown = init_teardown, .min_allocations = 20};
+  th_oom_run(&existing);
+  free(x.want_init);
+  free(x.want_list);
+  free(x.want_migrate);
+  free(x.schema);
+}
+
+/* ---- statistics, metrics, delete, cleanup, count checks ---------------------------- */
+
+/* Source s1 (3 documents, 2 chunks), s2 and one without a source; two
+ * documents of s3 without a vector, two days old; two orphaned chunks
+ * written past the foreign key; and 100 metrics of known durations. */
+static void manage_fixture(void) {
+  th_exec("TRUNCATE embeddings, chunks");
+  th_exec("INSERT INTO embeddings (id, text, source_id, metadata, embedding) "
+          "VALUES ('a1', 't', 's1', '{\"workspace\": \"w1\"}', '[1,0,0]'), "
+          "('a2', 't', 's1', '{\"workspace\": \"w1\"}', '[0,1,0]'), "
+          "('a3', 't', 's1', '{}', '[0,0,1]'), "
+          "('b1', 't', 's2', '{\"workspace\": \"w2\"}', '[1,1,0]'), "
+          "('c1', 't', NULL, '{}', '[1,1,1]')");
+  th_exec("INSERT INTO chunks (id, document_id, chunk_index) VALUES "
+          "('a1#0', 'a1', 0), ('a1#1', 'a1', 1), ('b1#0', 'b1', 0)");
+  th_exec("INSERT INTO embeddings (id, source_id, created_at) VALUES "
+          "('v1', 's3', now() - interval '2 days'), "
+          "('v2', 's3', now() - interval '2 days')");
+  PGconn *r = th_connect(th_conninfo());
+  th_pg_exec(r, "SET session_replication_role = replica");
+  th_pg_exec(r, "INSERT INTO chunks (id, document_id) VALUES ('o#0', 'gone'), "
+                "('o#1', 'gone')");
+  PQfinish(r);
+  /* Statistics' health reasons do not depend on what ran before. */
+  th_exec("ANALYZE embeddings, chunks");
+}
+
+static char *stats_text(const es_stats *st) {
+  text t = {0};
+  add(&t, "workspace=%s documents=%lld chunks=%lld without_vector=%lld "
+      "orphaned=%lld health=%s sources=%zu\n", str_or_null(st->workspace),
+      (long long)st->documents, (long long)st->chunks,
+      (long long)st->without_vector, (long long)st->orphaned_chunks,
+      es_health_name(st->index_health), st->sources_total);
+  for (size_t i = 0; i < st->sources_total; i++)
+    add(&t, "  source %s %lld %lld\n", str_or_null(st->sources[i].source_id),
+        (long long)st->sources[i].documents, (long long)st->sources[i].chunks);
+  for (size_t i = 0; i < st->n_health_reasons; i++)
+    add(&t, "  reason %s\n", str_or_null(st->health_reasons[i]));
+  return t.s;
+}
+
+/* The operation "zz-known" (last by name: a report cut short loses it). */
+static char *metrics_text(const es_metrics_report *m) {
+  text t = {0};
+  for (size_t i = 0; i < m->n; i++)
+    if (strcmp(m->ops[i].operation, "zz-known") == 0)
+      add(&t, "%s %lld %.4f %.4f %.4f %.4f\n", m->ops[i].operation,
+          (long long)m->ops[i].count, m->ops[i].p50_ms, m->ops[i].p95_ms,
+          m->ops[i].p99_ms, m->ops[i].error_rate);
+  return t.s ? t.s : strdup("zz-known missing");
+}
+
+static char *check_text(const es_count_check *c) {
+  text t = {0};
+  add(&t, "documents=%lld chunks=%lld orphaned=%lld counted=%lld repaired=%d\n",
+      (long long)c->documents, (long long)c->chunks,
+      (long long)c->orphaned_chunks, (long long)c->orphaned_counted,
+      c->repaired);
+  for (size_t i = 0; i < c->n_drift; i++)
+    add(&t, "  drift %s %s %lld/%lld %lld/%lld %lld/%lld\n",
+        str_or_null(c->drift[i].source_id), str_or_null(c->drift[i].workspace),
+        (long long)c->drift[i].documents_counted,
+        (long long)c->drift[i].documents_actual,
+        (long long)c->drift[i].chunks_counted,
+        (long long)c->drift[i].chunks_actual,
+        (long long)c->drift[i].without_vector_counted,
+        (long long)c->drift[i].without_vector_actual);
+  return t.s;
+}
+
+static char *cleanup_text(const es_cleanup_result *r) {
+  text t = {0};
+  add(&t, "chunks=%lld embeddings=%lld cleaned=%lld dry_run=%d\n",
+      (long long)r->orphaned_chunks, (long long)r->orphaned_embeddings,
+      (long long)r->cleaned, r->dry_run);
+  for (size_t i = 0; i < r->n_details; i++)
+    add(&t, "  %s\n", str_or_null(r->details[i]));
+  return t.s;
+}
+
+static char *delete_text(const es_delete_result *r) {
+  text t = {0};
+  add(&t, "deleted=%lld chunks=%lld dry_run=%d", (long long)r->deleted,
+      (long long)r->chunks_removed, r->dry_run);
+  return t.s;
+}
+
+/* The calls, each of which reads or writes a part of the fixture no
+ * other one depends on. */
+enum { M_STATS, M_STATS_W1, M_METRICS, M_CHECK, M_CLEANUP_DRY, M_DELETE_DRY,
+       M_DELETE, M_CLEANUP, M_REPAIR, M_CALLS };
+static const char *const m_names[M_CALLS] = {
+    "es_get_statistics", "es_get_statistics(w1)", "es_metrics",
+    "es_check_counts", "es_cleanup_orphaned(dry run)",
+    "es_delete_by_source(dry run)", "es_delete_by_source",
+    "es_cleanup_orphaned", "es_check_counts(repair)"};
+
+typedef struct manage_ctx {
+  es_store *s;
+  int only; /* the call to run, or -1 for the read-only ones */
+  es_status rc[M_CALLS];
+  char msg[M_CALLS][200];
+  es_stats *st[M_CALLS];
+  es_metrics_report *m;
+  es_count_check *c[M_CALLS];
+  es_cleanup_result *cr[M_CALLS];
+  es_delete_result dr[M_CALLS];
+  char *want[M_CALLS]; /* the text of each result of a good run */
+} manage_ctx;
+
+/* Runs call i, recording its status, message and result. */
+static void manage_call(manage_ctx *x, int i) {
+  es_store *s = x->s;
+  es_cleanup_options co;
+  es_cleanup_options_init(&co);
+  es_delete_options dopt = {.dry_run = i == M_DELETE_DRY};
+  es_status rc = ES_OK;
+  switch (i) {
+  case M_STATS: rc = es_get_statistics(s, NULL, &x->st[i]); break;
+  case M_STATS_W1: rc = es_get_statistics(s, "w1", &x->st[i]); break;
+  case M_METRICS: rc = es_metrics(s, 3600, &x->m); break;
+  case M_CHECK: rc = es_check_counts(s, 0, &x->c[i]); break;
+  case M_REPAIR: rc = es_check_counts(s, 1, &x->c[i]); break;
+  case M_CLEANUP_DRY: co.dry_run = 1; /* fall through */
+  case M_CLEANUP: rc = es_cleanup_orphaned(s, &co, &x->cr[i]); break;
+  case M_DELETE_DRY: /* fall through */
+  case M_DELETE: rc = es_delete_by_source(s, "s1", &dopt, &x->dr[i]); break;
+  }
+  x->rc[i] = rc;
+  snprintf(x->msg[i], sizeof x->msg[i], "%s", es_errmsg(s));
+}
+
+/* The text of call i's result (after an ES_OK). */
+static char *manage_text(const manage_ctx *x, int i) {
+  if (x->st[i])
+    return stats_text(x->st[i]);
+  if (i == M_METRICS)
+    return metrics_text(x->m);
+  if (x->c[i])
+    return check_text(x->c[i]);
+  if (x->cr[i])
+    return cleanup_text(x->cr[i]);
+  return delete_text(&x->dr[i]);
+}
+
+static void manage_free(manage_ctx *x) {
+  for (int i = 0; i < M_CALLS; i++) {
+    es_stats_free(x->st[i]);
+    es_count_check_free(x->c[i]);
+    es_cleanup_result_free(x->cr[i]);
+    x->st[i] = NULL;
+    x->c[i] = NULL;
+    x->cr[i] = NULL;
+  }
+  es_metrics_report_free(x->m);
+  x->m = NULL;
+}
+
+static bool read_only(int i) { return i < M_DELETE; }
+
+static void manage_setup(void *arg) {
+  manage_ctx *x = arg;
+  if (x->only < 0)
+    return; /* the read-only calls share one fixture */
+  manage_fixture();
+  if (x->only == M_REPAIR) /* counters that say s2/w2 has 5 more */
+    th_exec("INSERT INTO embstore_counts (source_id, workspace, documents) "
+            "VALUES ('s2', 'w2', 5)");
+}
+
+static void manage_run(void *arg) {
+  manage_ctx *x = arg;
+  for (int i = 0; i < M_CALLS; i++)
+    if (x->only == i || (x->only < 0 && read_only(i)))
+      manage_call(x, i);
+}
+
+/* What a failed writer must leave, and its rerun must give. */
+static void assert_written_whole(manage_ctx *x, int i) {
+  if (i == M_DELETE) { /* all of s1 with its chunks, or nothing */
+    long long docs = th_int("SELECT count(*) FROM embeddings WHERE source_id = 's1'");
+    long long kids = th_int("SELECT count(*) FROM chunks WHERE document_id LIKE 'a%'");
+    if (!(docs == 3 && kids == 2) && !(docs == 0 && kids == 0))
+      FAIL("a delete left %lld documents and %lld chunks of s1", docs, kids);
+  }
+  /* Done again, it finishes the job. */
+  x->rc[i] = ES_ENOMEM;
+  manage_call(x, i);
+  ASSERT_OK(x->s, x->rc[i]);
+  if (i == M_CLEANUP)
+    ASSERT_INT_EQ(th_int("SELECT count(*) FROM chunks WHERE document_id = 'gone'") +
+                      th_int("SELECT count(*) FROM embeddings WHERE embedding IS NULL"),
+                  0);
+  if (i == M_DELETE)
+    ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings WHERE source_id = 's1'"), 0);
+}
+
+static void manage_check(void *arg, bool hit) {
+  manage_ctx *x = arg;
+  for (int i = 0; i < M_CALLS; i++) {
+    if (!(x->only == i || (x->only < 0 && read_only(i))))
+      continue;
+    ASSERT_OOM_STATUS(m_names[i], x->rc[i], ES_OK, hit);
+    if (x->rc[i] == ES_OK) {
+      char *got = manage_text(x, i);
+      ASSERT_STR_EQ(got, x->want[i]);
+      free(got);
+    } else {
+      ASSERT_CONTAINS(x->msg[i], "out of memory");
+      if (!read_only(i)) {
+        manage_free(x);
+        assert_written_whole(x, i);
+      }
+    }
+  }
+  assert_counts_exact(x->s);
+}
+
+static void manage_teardown(void *arg) { manage_free(arg); }
+
+TEST(allocation_failures_in_stats_metrics_delete_cleanup_and_count_checks_return_enomem) {
+  manage_ctx x;
+  memset(&x, 0, sizeof x);
+  es_close(th_open_init(ODIM, ES_METRIC_COSINE));
+  th_exec("INSERT INTO performance_metrics (operation, duration_ms, success) "
+          "SELECT 'zz-known', d, d % 10 <> 0 FROM generate_series(1, 100) d");
+  x.s = must_open();
+  /* The good runs: every call on its own fixture. */
+  for (int i = 0; i < M_CALLS; i++) {
+    x.only = i;
+    manage_setup(&x);
+    manage_run(&x);
+    ASSERT_OK(x.s, x.rc[i]);
+    x.want[i] = manage_text(&x, i);
+    printf("%s:\n%s\n", m_names[i], x.want[i]);
+    manage_free(&x);
+  }
+  x.only = -1;
+  manage_fixture();
+  th_oom_case ro = {.name = "statistics, metrics, count check, dry runs",
+                    .ctx = &x, .setup = manage_setup, .run = manage_run,
+                    .check = manage_check, .teardown = manage_teardown,
+                    .min_allocations = 20};
+  th_oom_run(&ro);
+  for (int i = M_DELETE; i < M_CALLS; i++) {
+    x.only = i;
+    th_oom_case w = {.name = m_names[i], .ctx = &x, .setup = manage_setup,
+                     .run = manage_run, .check = manage_check,
+                     .teardown = manage_teardown, .min_allocations = 1};
+    th_oom_run(&w);
+  }
+  for (int i = 0; i < M_CALLS; i++)
+    free(x.want[i]);
+  es_close(x.s);
+}
