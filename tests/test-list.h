@@ -152,6 +152,7 @@
   X(cli_help_and_usage_errors_exit_1, UNIT)                                  \
   X(cli_operational_errors_exit_2_without_secrets, DB)                       \
   X(cli_init_ingest_search_json_fields_are_stable, DB)                       \
+  X(cli_json_output_shapes_match_the_golden_files, DB)                      \
   X(cli_ingest_exits_2_when_nothing_lands_and_0_for_empty_input, DB)         \
   X(cli_migrate_status_lists_applied_and_pending, DB)                        \
   X(cli_db_commands_control_an_embedded_cluster, DB)                         \

@@ -377,6 +377,7 @@ typedef struct write_ctx {
   es_status up_rc[3];
   es_upsert_outcome up_out[3];
   char up_msg[3][200];
+  es_status validate_rc;
   /* batch upsert, and a session */
   es_batch_options opts;
   es_status rc, begin_rc, add_rc, end_rc;
@@ -431,6 +432,7 @@ static const es_upsert_outcome upsert_want[] = {
 
 static void upsert_run(void *arg) {
   write_ctx *x = arg;
+  x->validate_rc = es_doc_validate(x->s, &upserted[1]);
   for (int i = 0; i < 3; i++) {
     x->up_rc[i] = es_upsert(x->s, &upserted[i], &x->up_out[i]);
     snprintf(x->up_msg[i], sizeof x->up_msg[i], "%s", es_errmsg(x->s));
@@ -439,6 +441,7 @@ static void upsert_run(void *arg) {
 
 static void upsert_check(void *arg, bool hit) {
   write_ctx *x = arg;
+  ASSERT_OOM_STATUS("es_doc_validate", x->validate_rc, ES_OK, hit);
   for (int i = 0; i < 3; i++) {
     ASSERT_OOM_STATUS(upserted[i].id, x->up_rc[i], ES_OK, hit);
     if (x->up_rc[i] == ES_OK)
@@ -577,7 +580,7 @@ TEST(allocation_failures_in_upsert_and_batch_upsert_return_enomem_and_write_whol
   record_states(x.after);
   printf("batch result:\n%s", x.want);
 
-  th_oom_case up = {.name = "es_upsert", .ctx = &x, .setup = write_setup,
+  th_oom_case up = {.name = "es_doc_validate + es_upsert", .ctx = &x, .setup = write_setup,
                     .run = upsert_run, .check = upsert_check,
                     .min_allocations = 10};
   th_oom_run(&up);
