@@ -406,8 +406,9 @@ typedef struct es_doc_json es_doc_json;
  *    "chunks":[{"id","text","embedding":[...]|null,"metadata":{...}}]}
  * from [in] json of [in] len bytes (need not be NUL-terminated).
  * Checks syntax and types only; es_doc_validate() checks the rest.
- * On failure returns ES_EINVAL and writes a message naming the field into
- * [out] err (errlen bytes, always NUL-terminated). */
+ * On failure returns ES_EINVAL (ES_ENOMEM when memory ran out) and writes
+ * a message naming the field into [out] err (errlen bytes, always
+ * NUL-terminated). */
 es_status es_doc_parse_json(const char *json, size_t len, es_doc_json **out,
                             char *err, size_t errlen);
 

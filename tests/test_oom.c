@@ -494,6 +494,7 @@ static void batch_check(void *arg, bool hit) {
   write_ctx *x = arg;
   ASSERT_OOM_STATUS("es_batch_upsert", x->rc, ES_EPARTIAL, hit);
   if (x->rc == ES_EPARTIAL) {
+    ASSERT_NOT_NULL(x->res);
     char *got = result_text(x->res);
     ASSERT_STR_EQ(got, x->want);
     free(got);
@@ -543,6 +544,7 @@ static void session_check(void *arg, bool hit) {
     ASSERT_OOM_STATUS("es_batch_end", x->end_rc, ES_OK, hit);
   }
   if (x->begin_rc == ES_OK && x->add_rc == ES_EPARTIAL && x->end_rc == ES_OK) {
+    ASSERT_NOT_NULL(x->res);
     char *got = result_text(x->res);
     ASSERT_STR_EQ(got, x->want);
     free(got);
