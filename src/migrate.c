@@ -160,10 +160,11 @@ static es_status mend_counters(es_store *s, es__conn *c, es_init_report *rep) {
   return rc;
 }
 
-/* true when table exists in the search path. */
+/* true when table exists in the search path (false on failure). */
 static es_status table_exists(es_store *s, es__conn *c, const char *table,
                               bool *exists) {
   const char *params[1] = {table};
+  *exists = false;
   PGresult *r = PQexecParams(c->pg, "SELECT to_regclass($1) IS NOT NULL", 1,
                              NULL, params, NULL, NULL, 0);
   if (!es__res_ok(r)) {
