@@ -18,9 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "corpus.h"
 #include "report.h"
-#include "internal.h"
 
 #define REPEAT 15
 

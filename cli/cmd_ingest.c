@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "json.h"
 #include "lines.h"
+#include "tool_utf8.h"
 
 #define DEFAULT_MAX_LINE (64L * 1024 * 1024)
 

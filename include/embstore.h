@@ -425,6 +425,24 @@ es_status es_doc_json_set_defaults(es_doc_json *doc, const char *source_id,
                                    const char *workspace);
 void es_doc_json_free(es_doc_json *doc);
 
+/* Parses a vector written as JSON, [in] json of [in] len bytes (need not
+ * be NUL-terminated): one array of 1..16,000 numbers, read exactly as
+ * es_doc_parse_json() reads an "embedding" (the same text gives the same
+ * floats, correctly rounded, in any locale).  [in] name is what messages
+ * call the array ("--vector", "vector"; NULL: "vector"), its elements are
+ * name[i].  Checks the syntax only: es_search() checks the dimension, and
+ * that every value is finite.  On success [out] *vector (freed with
+ * es_vector_free()) holds [out] *dim values.  On failure *vector is NULL
+ * and a message naming the element and byte is written into [out] err
+ * (errlen bytes, always NUL-terminated; err may be NULL): ES_EINVAL, or
+ * ES_ENOMEM. */
+es_status es_vector_parse_json(const char *json, size_t len, const char *name,
+                               float **vector, size_t *dim, char *err,
+                               size_t errlen);
+
+/* Frees a vector from es_vector_parse_json().  NULL is a no-op. */
+void es_vector_free(float *vector);
+
 /* ------------------------------------------------------------------------
  * Search
  * ---------------------------------------------------------------------- */

@@ -269,13 +269,9 @@ float es__strtof(const char *s, char **end);
 /* snprintf with the C locale's numeric formatting. */
 int es__snprintf_c(char *buf, size_t cap, const char *fmt, ...) ES__PRINTF(3, 4);
 
-/* ---- utf8.c --------------------------------------------------------------- */
+/* ---- utf8.c: see utf8.h (shared with the tool) ----------------------------- */
 
-/* Offset of the first byte that is not part of valid UTF-8, or -1.  NUL
- * bytes are valid UTF-8 but rejected by callers that need C strings. */
-long es__utf8_invalid_at(const char *s, size_t len);
-/* Replaces bytes that are not valid UTF-8 with '?', in place. */
-void es__utf8_scrub(char *s);
+#include "utf8.h"
 
 /* ---- validate.c ------------------------------------------------------------ */
 

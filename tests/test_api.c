@@ -112,3 +112,121 @@ TEST(a_thread_that_outlives_its_store_leaks_nothing_and_sees_no_stale_error) {
   pthread_cond_destroy(&o.cv);
   pthread_mutex_destroy(&o.mu);
 }
+
+/* Parses json as a vector named name; fails the test unless it returns
+ * want.  Returns the message (static). */
+static const char *parse_vector(const char *json, size_t len, const char *name,
+                                es_status want, float **v, size_t *dim) {
+  static char err[256];
+  es_status rc = es_vector_parse_json(json, len, name, v, dim, err, sizeof err);
+  if (rc != want)
+    FAIL("es_vector_parse_json(%s): want %s, got %s (%s)", json,
+         es_status_name(want), es_status_name(rc), err);
+  if (rc != ES_OK && *v != NULL)
+    FAIL("es_vector_parse_json(%s) failed but handed out a vector", json);
+  return err;
+}
+
+TEST(vector_parse_json_reads_like_the_ingest_format_and_names_the_element) {
+  float *v = NULL;
+  size_t dim = 0;
+  const char *good = "[1, 0.1, -2.5e-3, 3.4028235e38]trailing bytes not given";
+  parse_vector(good, strlen("[1, 0.1, -2.5e-3, 3.4028235e38]"), "--vector",
+               ES_OK, &v, &dim);
+  ASSERT_INT_EQ(dim, 4);
+  /* The same floats as the ingest format's "embedding" of the same text. */
+  const char *doc = "{\"id\":\"a\",\"embedding\":[1, 0.1, -2.5e-3, 3.4028235e38]}";
+  es_doc_json *d = NULL;
+  char err[256];
+  ASSERT_INT_EQ(es_doc_parse_json(doc, strlen(doc), &d, err, sizeof err), ES_OK);
+  const es_doc *ed = es_doc_json_doc(d);
+  ASSERT_INT_EQ(ed->dim, 4);
+  ASSERT_INT_EQ(memcmp(ed->embedding, v, 4 * sizeof *v), 0);
+  es_doc_json_free(d);
+  es_vector_free(v);
+  es_vector_free(NULL); /* harmless */
+
+  struct {
+    const char *json, *name, *want;
+  } bad[] = {
+      {"[1,x]", "--vector", "--vector[1]: expected a number (at byte 4)"},
+      {"[1,2,1e]", "vector", "vector[2]: malformed number"},
+      {"[]", "--vector", "--vector: the vector is empty"},
+      {"[1] [2]", "--vector", "--vector: trailing characters after the array"},
+      {"{\"a\":1}", NULL, "vector: expected an array of numbers"},
+      {"[1,NaN]", NULL, "vector[1]: NaN and Infinity are not JSON numbers"},
+      {"", NULL, "vector: expected an array of numbers"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    const char *msg = parse_vector(bad[i].json, strlen(bad[i].json), bad[i].name,
+                                   ES_EINVAL, &v, &dim);
+    ASSERT_CONTAINS(msg, bad[i].want);
+  }
+  /* err may be NULL: the status alone. */
+  ASSERT_INT_EQ(es_vector_parse_json("[x]", 3, NULL, &v, &dim, NULL, 0), ES_EINVAL);
+  ASSERT(v == NULL);
+}
+
+/* The tool reads --vector with the public parser: one prefix, the element
+ * named. */
+TEST(cli_search_names_the_bad_element_of_vector_once) {
+  const char *argv[] = {"search", "--vector", "[1,x]", NULL};
+  th_proc p = th_cli(NULL, argv);
+  ASSERT_INT_EQ(p.status, 1);
+  ASSERT_CONTAINS(p.err, "embstore search: --vector[1]: expected a number");
+  ASSERT_NOT_CONTAINS(p.err, "--vector: --vector");
+  th_proc_free(&p);
+}
+
+/* Reads a whole file (malloc'd), or NULL. */
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = malloc((size_t)n + 1);
+  if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
+    free(s);
+    s = NULL;
+  }
+  if (s)
+    s[n] = '\0';
+  fclose(f);
+  return s;
+}
+
+/* Fails when file (in dir) names a library internal: an es__ symbol other
+ * than the UTF-8 helpers the tool compiles in (cli/tool_utf8.h), or a
+ * header of src/ other than utf8.h. */
+static void assert_public_only(const char *dir, const char *file) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/../%s/%s", EMBSTORE_FUZZ_DIR, dir, file);
+  char *s = slurp(path);
+  if (s == NULL)
+    FAIL("cannot read %s", path);
+  for (const char *p = s; (p = strstr(p, "es__")) != NULL; p += 4)
+    if (strncmp(p, "es__utf8_invalid_at", 19) != 0 &&
+        strncmp(p, "es__utf8_scrub", 14) != 0)
+      FAIL("%s/%s uses the library's internal %.30s", dir, file, p);
+  for (const char *p = s; (p = strstr(p, "#include \"")) != NULL; p += 10)
+    if (strncmp(p + 10, "../", 3) == 0 && strncmp(p + 10, "../src/utf8.h\"", 14) != 0)
+      FAIL("%s/%s includes %.40s", dir, file, p + 10);
+  free(s);
+}
+
+TEST(the_tool_and_the_benchmarks_use_only_the_public_header) {
+  static const char *const cli_files[] = {
+      "cli.c", "cli.h", "cmd_cleanup.c", "cmd_db.c", "cmd_delete.c",
+      "cmd_ingest.c", "cmd_init.c", "cmd_metrics.c", "cmd_search.c",
+      "cmd_stats.c", "jsonw.c", "jsonw.h", "lines.c", "lines.h", "main.c",
+      "tool_utf8.h"};
+  static const char *const bench_files[] = {
+      "bench_ingest.c", "bench_stats.c", "corpus.c", "corpus.h", "pgcopy.c",
+      "pgcopy.h", "report.c", "report.h"};
+  for (size_t i = 0; i < sizeof cli_files / sizeof *cli_files; i++)
+    assert_public_only("cli", cli_files[i]);
+  for (size_t i = 0; i < sizeof bench_files / sizeof *bench_files; i++)
+    assert_public_only("bench", bench_files[i]);
+}
