@@ -77,10 +77,11 @@ static int run(cli *c, int argc, char **argv) {
       {"exact", no_argument, NULL, 'e'},
       CLI_COMMON_LONGOPTS,
       {0, 0, 0, 0}};
-  es_search_params p = {.k = 10};
+  es_search_params p;
   const char *vector = NULL;
   long k = 10;
   int code, opt;
+  es_search_params_init(&p);
   optind = 0;
   while ((opt = cli_next_opt(c, &cli_cmd_search, argc, argv, "k:", lo, &code)) != -1) {
     switch (opt) {

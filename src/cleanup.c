@@ -251,9 +251,10 @@ static es_status cleanup_op(es_store *s, es__conn *c, void *arg) {
 es_status es_cleanup_orphaned(es_store *s, const es_cleanup_options *options,
                               es_cleanup_result **out) {
   es_cleanup_options defaults;
+  if (out)
+    *out = NULL; /* also when s is NULL: a failed call hands out nothing */
   if (s == NULL || out == NULL)
     return ES_EINVAL;
-  *out = NULL;
   es__clear_err(s);
   es_cleanup_options_init(&defaults);
   const es_cleanup_options *o = options ? options : &defaults;

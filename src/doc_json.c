@@ -250,7 +250,7 @@ static bool read_chunks(es__json *j, es_doc_json *d) {
   }
 }
 
-es_status es_doc_parse_json(const char *json, size_t len, es_doc_json **out,
+es_status es_doc_json_parse(const char *json, size_t len, es_doc_json **out,
                             char *err, size_t errlen) {
   static const char *const names[] = {"id",       "text",      "embedding",
                                       "metadata", "source_id", "chunks"};

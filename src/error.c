@@ -48,6 +48,7 @@ static void free_thread_errs(void *value) {
   free(t);
 }
 
+/* Creates the one key of the per-thread lists (pthread_once). */
 static void create_key(void) {
   key_ok = pthread_key_create(&key, free_thread_errs) == 0;
 }

@@ -345,10 +345,11 @@ static es_status stats_op(es_store *s, es__conn *c, void *arg) {
   return ES_OK;
 }
 
-es_status es_get_statistics(es_store *s, const char *workspace, es_stats **out) {
+es_status es_stats_get(es_store *s, const char *workspace, es_stats **out) {
+  if (out)
+    *out = NULL; /* also when s is NULL: a failed call hands out nothing */
   if (s == NULL || out == NULL)
     return ES_EINVAL;
-  *out = NULL;
   es__clear_err(s);
   es_stats *st = calloc(1, sizeof *st);
   if (st == NULL)

@@ -138,7 +138,7 @@ TEST(vector_parse_json_reads_like_the_ingest_format_and_names_the_element) {
   const char *doc = "{\"id\":\"a\",\"embedding\":[1, 0.1, -2.5e-3, 3.4028235e38]}";
   es_doc_json *d = NULL;
   char err[256];
-  ASSERT_INT_EQ(es_doc_parse_json(doc, strlen(doc), &d, err, sizeof err), ES_OK);
+  ASSERT_INT_EQ(es_doc_json_parse(doc, strlen(doc), &d, err, sizeof err), ES_OK);
   const es_doc *ed = es_doc_json_doc(d);
   ASSERT_INT_EQ(ed->dim, 4);
   ASSERT_INT_EQ(memcmp(ed->embedding, v, 4 * sizeof *v), 0);
@@ -229,4 +229,110 @@ TEST(the_tool_and_the_benchmarks_use_only_the_public_header) {
     assert_public_only("cli", cli_files[i]);
   for (size_t i = 0; i < sizeof bench_files / sizeof *bench_files; i++)
     assert_public_only("bench", bench_files[i]);
+}
+
+/* A pointer no call hands out: a result left at it was not reset. */
+#define UNSET ((void *)&unset_marker)
+static char unset_marker;
+
+/* Every call that hands out a result, failing on store s: each must leave
+ * its [out] result NULL. */
+static void assert_failures_hand_out_nothing(es_store *s) {
+  es_init_report *ir = UNSET;
+  ASSERT(es_init(s, 3, ES_METRIC_COSINE, &ir) != ES_OK);
+  ASSERT(ir == NULL);
+  ir = UNSET;
+  ASSERT(es_migrate_report(s, &ir) != ES_OK);
+  ASSERT(ir == NULL);
+  es_migration_list *ml = UNSET;
+  ASSERT(es_migration_list_get(s, &ml) != ES_OK);
+  ASSERT(ml == NULL);
+  es_delete_result *dr = UNSET;
+  ASSERT(es_delete_by_source(s, "src", NULL, &dr) != ES_OK);
+  ASSERT(dr == NULL);
+  es_stats *st = UNSET;
+  ASSERT(es_stats_get(s, NULL, &st) != ES_OK);
+  ASSERT(st == NULL);
+  es_count_check *cc = UNSET;
+  ASSERT(es_check_counts(s, 0, &cc) != ES_OK);
+  ASSERT(cc == NULL);
+  es_cleanup_result *cr = UNSET; /* set on failure too: what was done */
+  ASSERT(es_cleanup_orphaned(s, NULL, &cr) != ES_OK);
+  ASSERT(cr != UNSET && (s != NULL || cr == NULL));
+  if (cr != NULL)
+    ASSERT_INT_EQ(cr->cleaned, 0);
+  es_cleanup_result_free(cr);
+  es_metrics_report *mr = UNSET;
+  ASSERT(es_metrics_report_get(s, 0, &mr) != ES_OK);
+  ASSERT(mr == NULL);
+}
+
+TEST(failed_calls_hand_out_no_result_and_every_free_takes_null) {
+  es_store *s = open_unreachable(7);
+  assert_failures_hand_out_nothing(s);
+  es_close(s);
+  assert_failures_hand_out_nothing(NULL);
+
+  es_doc_json *dj = UNSET;
+  char err[64];
+  ASSERT_INT_EQ(es_doc_json_parse("[]", 2, &dj, err, sizeof err), ES_EINVAL);
+  ASSERT(dj == NULL);
+  float *v = UNSET;
+  size_t dim = 1;
+  ASSERT_INT_EQ(es_vector_parse_json("[", 1, NULL, &v, &dim, err, sizeof err),
+                ES_EINVAL);
+  ASSERT(v == NULL);
+
+  /* Freeing NULL is a harmless no-op, for every type. */
+  es_init_report_free(NULL);
+  es_migration_list_free(NULL);
+  es_delete_result_free(NULL);
+  es_results_free(NULL);
+  es_stats_free(NULL);
+  es_count_check_free(NULL);
+  es_cleanup_result_free(NULL);
+  es_metrics_report_free(NULL);
+  es_batch_result_free(NULL);
+  es_doc_json_free(NULL);
+  es_vector_free(NULL);
+  ASSERT_INT_EQ(es_batch_end(NULL, NULL), ES_OK);
+  es_close(NULL);
+  es_cluster_close(NULL);
+}
+
+TEST(options_init_functions_fill_every_field_with_its_default) {
+  es_search_params p;
+  memset(&p, 0xAB, sizeof p);
+  es_search_params_init(&p);
+  ASSERT(p.vector == NULL && p.like_id == NULL && p.workspace == NULL &&
+         p.source_id == NULL);
+  ASSERT_INT_EQ(p.dim, 0);
+  ASSERT_INT_EQ(p.k, 10);
+  ASSERT_INT_EQ(p.exact, 0);
+  es_delete_options d;
+  memset(&d, 0xAB, sizeof d);
+  es_delete_options_init(&d);
+  ASSERT(d.workspace == NULL);
+  ASSERT_INT_EQ(d.no_cascade, 0);
+  ASSERT_INT_EQ(d.dry_run, 0);
+  es_cleanup_options c;
+  memset(&c, 0xAB, sizeof c);
+  es_cleanup_options_init(&c);
+  ASSERT_INT_EQ(c.dry_run, 0);
+  ASSERT_INT_EQ(c.batch_size, 1000);
+  ASSERT_INT_EQ(c.min_age_s, 3600);
+  es_batch_options b;
+  memset(&b, 0xAB, sizeof b);
+  es_batch_options_init(&b);
+  ASSERT_INT_EQ(b.batch_size, 1000);
+  ASSERT(b.progress == NULL && b.user == NULL);
+  ASSERT_INT_EQ(b.total, 0);
+  ASSERT_INT_EQ(b.defer_index, ES_DEFER_AUTO);
+  es_options o;
+  memset(&o, 0xAB, sizeof o);
+  es_options_init(&o);
+  ASSERT(o.conninfo == NULL && o.home == NULL);
+  ASSERT_INT_EQ(o.pool_size, 20);
+  ASSERT_INT_EQ(o.idle_timeout_ms, 30000);
+  ASSERT_INT_EQ(o.cache_bytes, 64 << 20);
 }

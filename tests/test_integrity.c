@@ -144,7 +144,7 @@ static pid_t start_ingest(int *in) {
 /* The health reasons of stats, joined. */
 static char *reasons(es_store *s, es_health *health) {
   es_stats *st = NULL;
-  ASSERT_OK(s, es_get_statistics(s, NULL, &st));
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
   size_t cap = 4096, len = 0;
   char *out = calloc(1, cap);
   for (size_t i = 0; i < st->n_health_reasons; i++)
@@ -297,7 +297,7 @@ TEST(counts_stay_exact_when_a_chunk_is_written_while_its_document_moves) {
   th_pg_exec(b, "COMMIT");
   assert_counts_exact(s);
   es_stats *st = NULL;
-  ASSERT_OK(s, es_get_statistics(s, NULL, &st));
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
   ASSERT_INT_EQ(st->chunks, 4);
   for (size_t i = 0; i < st->sources_total; i++) {
     char sql[200];
@@ -326,7 +326,7 @@ TEST(writes_under_replica_role_are_counted_and_their_orphans_found_and_cleaned) 
   th_pg_exec(r, "INSERT INTO chunks (id, document_id) VALUES ('z#0', 'nobody')");
   PQfinish(r);
   es_stats *st = NULL;
-  ASSERT_OK(s, es_get_statistics(s, NULL, &st));
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
   ASSERT_INT_EQ(st->documents, th_int("SELECT count(*) FROM embeddings"));
   ASSERT_INT_EQ(st->chunks, 1);
   ASSERT_INT_EQ(st->orphaned_chunks, 3);
@@ -345,7 +345,7 @@ TEST(writes_under_replica_role_are_counted_and_their_orphans_found_and_cleaned) 
   es_cleanup_result_free(c);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM chunks"), 1);
   th_exec("ANALYZE embeddings, chunks"); /* only a fact of its own in stats */
-  ASSERT_OK(s, es_get_statistics(s, NULL, &st));
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
   ASSERT_INT_EQ(st->orphaned_chunks, 0);
   ASSERT_INT_EQ(st->index_health, ES_HEALTH_HEALTHY);
   es_stats_free(st);
@@ -363,9 +363,9 @@ TEST(stats_detect_bypassed_triggers_and_verify_and_repair_recount) {
   ASSERT_INT_EQ(h, ES_HEALTH_CRITICAL);
   ASSERT_CONTAINS(why, "1 of the 10 triggers that keep the counts exact");
   free(why);
-  es_init_report r;
+  es_init_report *r = NULL;
   ASSERT_OK(s, es_migrate_report(s, &r));
-  ASSERT_INT_EQ(r.counters_rebuilt, 1);
+  ASSERT_INT_EQ(r->counters_rebuilt, 1);
   th_exec("ANALYZE embeddings, chunks");
   why = reasons(s, &h);
   ASSERT_STR_EQ(why, "");
@@ -421,6 +421,7 @@ TEST(stats_detect_bypassed_triggers_and_verify_and_repair_recount) {
   th_proc_free(&p);
   assert_counts_exact(s);
   es_close(s);
+  es_init_report_free(r);
 }
 
 /* ---- item 7: hashes that plain SQL cannot make stale -------------------------- */
@@ -543,8 +544,9 @@ TEST(the_index_build_and_analyze_after_a_load_wait_for_locks_no_longer_than_the_
   th_pg_exec(other, "ROLLBACK");
   PQfinish(writer);
   PQfinish(other);
-  es_init_report r;
+  es_init_report *r = NULL;
   ASSERT_OK(s, es_migrate_report(s, &r));
-  ASSERT_INT_EQ(r.indexes_created, 1);
+  ASSERT_INT_EQ(r->indexes_created, 1);
   es_close(s);
+  es_init_report_free(r);
 }
