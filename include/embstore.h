@@ -38,8 +38,11 @@
  *    every field, also one that a later version adds, its default, so that
  *    such code compiles and behaves the same against a newer header.  The
  *    library copies what it needs from an options struct during the call.
- *    Binary compatibility is by the shared library's SOVERSION: a version
- *    that changes the size of a struct in this header changes it.
+ *    The input structs es_doc and es_chunk have no _init: zero them (an
+ *    initializer naming the fields you set does), and a field that a later
+ *    version adds means "as before" when it is 0.  Binary compatibility is
+ *    by the shared library's SOVERSION: a version that changes the size of
+ *    a struct in this header changes it.
  *  - [in] and [out] mark parameters.  Strings are NUL-terminated UTF-8.
  *  - An es_store may be used from several threads at once: it owns a pool of
  *    connections, and es_errmsg() reports the last failure of the calling
