@@ -257,6 +257,16 @@ TEST(stats_health_is_decided_from_facts) {
   ASSERT(has_reason(st, "chunks holds 2500 dead tuples"));
   ASSERT_INT_EQ(st->index_health, ES_HEALTH_DEGRADED);
   ASSERT(st->reclaimable_mb > 0);
+  /* The hint names cleanup, and cleanup does it although it deletes
+   * nothing. */
+  ASSERT(has_reason(st, "run `embstore cleanup`, which vacuums it"));
+  es_stats_free(st);
+  es_cleanup_result *c = NULL;
+  ASSERT_OK(s, es_cleanup_orphaned(s, NULL, &c));
+  ASSERT_INT_EQ(c->cleaned, 0);
+  es_cleanup_result_free(c);
+  ASSERT_OK(s, es_get_statistics(s, NULL, &st));
+  ASSERT(!has_reason(st, "dead tuples"));
   es_stats_free(st);
   es_close(s);
 }
