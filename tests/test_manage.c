@@ -265,7 +265,7 @@ TEST(stats_health_is_decided_from_facts) {
   ASSERT_OK(s, es_cleanup_orphaned(s, NULL, &c));
   ASSERT_INT_EQ(c->cleaned, 0);
   es_cleanup_result_free(c);
-  ASSERT_OK(s, es_get_statistics(s, NULL, &st));
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
   ASSERT(!has_reason(st, "dead tuples"));
   es_stats_free(st);
   es_close(s);
