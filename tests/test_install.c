@@ -29,9 +29,13 @@ static const char consumer_c[] =
     "  es_results *r = NULL;\n"
     "  float v[3] = {1, 0, 0};\n"
     "  es_doc d = {.id = \"doc-1\", .text = \"hello\", .embedding = v, .dim = 3};\n"
-    "  es_search_params p = {.vector = v, .dim = 3, .k = 5};\n"
+    "  es_search_params p;\n"
     "  if (argc != 2 || strcmp(es_version(), ES_VERSION) != 0)\n"
     "    return 1;\n"
+    "  es_search_params_init(&p);\n"
+    "  p.vector = v;\n"
+    "  p.dim = 3;\n"
+    "  p.k = 5;\n"
     "  printf(\"version %s %d.%d.%d\\n\", es_version(), ES_VERSION_MAJOR,\n"
     "         ES_VERSION_MINOR, ES_VERSION_PATCH);\n"
     "  printf(\"strerror %s\\n\", es_strerror(ES_EINVAL));\n"
@@ -192,7 +196,7 @@ static void assert_exports_only_es(const char *library) {
   free(out);
   out = RUN(NULL, "nm", "-D", "--defined-only", library);
   const char *api[] = {"es_version", "es_strerror", "es_open", "es_init",
-                       "es_search", "es_close"};
+                       "es_search_params_init", "es_search", "es_close"};
   for (size_t i = 0; i < sizeof api / sizeof api[0]; i++) {
     char want[64];
     snprintf(want, sizeof want, " %s\n", api[i]);
