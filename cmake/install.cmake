@@ -5,8 +5,9 @@
 #   lib/libembstore.a                 the static library
 #   include/embstore.h, embstore_version.h
 #   lib/pkgconfig/embstore.pc
-# The tool links the static library, so it runs wherever it is installed
-# without an RPATH and whatever libembstore.so is installed beside it.
+# The tool links the shared library and finds it through its RUNPATH
+# ($ORIGIN/../lib; none when lib is a system directory), so a prefix chosen
+# at install time (cmake --install --prefix) works too.
 install(TARGETS embstore embstore_shared embstore_cli
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

@@ -247,10 +247,16 @@ TEST(install_gives_a_shared_library_of_es_symbols_a_pc_file_and_the_tool) {
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
     assert_exists(prefix, files[i]);
 
-  /* The installed tool runs where it is. */
+  /* The installed tool links the installed shared library, which it finds
+   * from where it is (the build tree's RUNPATH is gone). */
   char tool[4200];
   snprintf(tool, sizeof tool, "%s/%s/embstore", prefix, EMBSTORE_INSTALL_BINDIR);
-  char *out = RUN(NULL, tool, "--version");
+  char *out = dynamic_section(tool);
+  ASSERT_CONTAINS(out, "Shared library: [libembstore.so." EMBSTORE_SOVERSION "]");
+  ASSERT_CONTAINS(out, "Library runpath: [$ORIGIN/");
+  ASSERT_NOT_CONTAINS(out, EMBSTORE_BUILD_DIR);
+  free(out);
+  out = RUN(NULL, tool, "--version");
   ASSERT_STR_EQ(out, "embstore " EMBSTORE_PROJECT_VERSION "\n");
   free(out);
 
@@ -300,6 +306,11 @@ TEST(install_gives_a_shared_library_of_es_symbols_a_pc_file_and_the_tool) {
   free(out);
   out = RUN(NULL, prog, th_conninfo());
   ASSERT_STR_EQ(out, consumer_out);
+  free(out);
+
+  /* The installed tool finds what the program stored. */
+  out = RUN(NULL, tool, "--db", th_conninfo(), "search", "--vector", "[1,0,0]");
+  ASSERT_CONTAINS(out, "doc-1");
   free(out);
 }
 
