@@ -182,19 +182,21 @@ static void assert_exists(const char *dir, const char *name) {
  * the ones a program needs first must be among them. */
 static void assert_exports_only_es(const char *library) {
   char *out = RUN(NULL, "nm", "-D", "--defined-only", library);
+  char *lines = strdup(out);
   char bad[4096] = "";
   int n = 0;
-  for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+  if (lines == NULL)
+    FAIL("out of memory");
+  for (char *line = strtok(lines, "\n"); line; line = strtok(NULL, "\n")) {
     const char *name = strrchr(line, ' ');
     name = name ? name + 1 : line;
     n++;
     if (strncmp(name, "es_", 3) != 0 || strncmp(name, "es__", 4) == 0)
       snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " %s", name);
   }
+  free(lines);
   if (bad[0] != '\0')
     FAIL("%s exports symbols outside the es_ API:%s", library, bad);
-  free(out);
-  out = RUN(NULL, "nm", "-D", "--defined-only", library);
   const char *api[] = {"es_version", "es_strerror", "es_open", "es_init",
                        "es_search_params_init", "es_search", "es_close"};
   for (size_t i = 0; i < sizeof api / sizeof api[0]; i++) {
