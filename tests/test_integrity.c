@@ -44,6 +44,18 @@ static long long accounted(json_t *j) {
          jint(j, "failed") + jint(j, "duplicates");
 }
 
+/* The server closes every connection embstore has to this test's database
+ * (a restart, a failover, an idle timeout): the next operations must get
+ * fresh ones.  Other tests' databases are left alone. */
+static void drop_our_connections(void) {
+  th_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+          "application_name = 'embstore' AND pid <> pg_backend_pid() "
+          "AND datname = current_database()");
+  th_wait_for("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+              "'embstore' AND pid <> pg_backend_pid() AND datname = "
+              "current_database()", 0);
+}
+
 /* ---- item 2: accounting ----------------------------------------------------- */
 
 TEST(ingest_lands_every_line_when_the_hnsw_index_cannot_be_dropped) {
@@ -97,11 +109,7 @@ TEST(batch_lands_its_first_batch_when_the_session_lost_its_connection) {
   o.defer_index = ES_DEFER_ALWAYS;
   es_batch *b = NULL;
   ASSERT_OK(s, es_batch_begin(s, &o, &b));
-  /* The server drops every connection of ours (a restart, a failover). */
-  th_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-          "application_name = 'embstore' AND pid <> pg_backend_pid()");
-  th_wait_for("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-           "'embstore' AND pid <> pg_backend_pid()", 0);
+  drop_our_connections(); /* a restart, a failover */
   float v[5][2] = {{1, 0}, {0, 1}, {1, 1}, {1, 2}, {2, 1}};
   es_doc d[5];
   char ids[5][8];
@@ -476,15 +484,6 @@ TEST(reingest_repairs_every_plain_sql_edit_of_a_document_or_its_chunks) {
   }
   free(want);
   es_close(s);
-}
-
-/* The server closed every idle pooled connection (a restart, an idle
- * timeout, pg_terminate_backend): the next operations get fresh ones. */
-static void drop_our_connections(void) {
-  th_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-          "application_name = 'embstore' AND pid <> pg_backend_pid()");
-  th_wait_for("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-           "'embstore' AND pid <> pg_backend_pid()", 0);
 }
 
 TEST(operations_after_the_server_closed_idle_connections_retry_on_fresh_ones) {
