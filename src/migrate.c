@@ -160,10 +160,11 @@ static es_status mend_counters(es_store *s, es__conn *c, es_init_report *rep) {
   return rc;
 }
 
-/* true when table exists in the search path. */
+/* true when table exists in the search path (false on failure). */
 static es_status table_exists(es_store *s, es__conn *c, const char *table,
                               bool *exists) {
   const char *params[1] = {table};
+  *exists = false;
   PGresult *r = PQexecParams(c->pg, "SELECT to_regclass($1) IS NOT NULL", 1,
                              NULL, params, NULL, NULL, 0);
   if (!es__res_ok(r)) {
@@ -405,8 +406,10 @@ done:
   return rc;
 }
 
-es_status es_init(es_store *s, int dim, es_metric metric, es_init_report *report) {
-  es_init_report local;
+es_status es_init(es_store *s, int dim, es_metric metric,
+                  es_init_report **report) {
+  if (report)
+    *report = NULL;
   if (s == NULL)
     return ES_EINVAL;
   es__clear_err(s);
@@ -415,13 +418,23 @@ es_status es_init(es_store *s, int dim, es_metric metric, es_init_report *report
                     "not %d", ES_MAX_DIM, dim);
   if ((unsigned)metric > ES_METRIC_IP)
     return es__fail(s, ES_EINVAL, "unknown metric %d", (int)metric);
-  init_ctx ic = {dim, metric, report ? report : &local};
+  /* Allocated first: once the schema is committed, nothing may fail. */
+  es_init_report *rep = calloc(1, sizeof *rep);
+  if (rep == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  init_ctx ic = {dim, metric, rep};
   es_status rc = es__run(s, "init", true, init_op, &ic);
   pthread_mutex_lock(&s->shape_mu);
   s->dim = 0; /* read the shape afresh */
   pthread_mutex_unlock(&s->shape_mu);
+  if (rc == ES_OK && report)
+    *report = rep;
+  else
+    free(rep);
   return rc;
 }
+
+void es_init_report_free(es_init_report *report) { free(report); }
 
 /* Applies pending migrations and mends missing indexes and the foreign
  * key, in one transaction under the migration lock. */
@@ -451,22 +464,38 @@ static es_status migrate_op(es_store *s, es__conn *c, void *arg) {
   return rc;
 }
 
-es_status es_migrate_report(es_store *s, es_init_report *report) {
-  es_init_report local;
+/* Runs the migration, reporting into rep. */
+static es_status migrate(es_store *s, es_init_report *rep) {
   if (s == NULL)
     return ES_EINVAL;
   es__clear_err(s);
-  es_status rc = es__run(s, "migrate", true, migrate_op, report ? report : &local);
+  es_status rc = es__run(s, "migrate", true, migrate_op, rep);
   pthread_mutex_lock(&s->shape_mu);
   s->dim = 0; /* read the shape afresh */
   pthread_mutex_unlock(&s->shape_mu);
   return rc;
 }
 
+es_status es_migrate_report(es_store *s, es_init_report **report) {
+  if (report)
+    *report = NULL;
+  if (s == NULL)
+    return ES_EINVAL;
+  es_init_report *rep = calloc(1, sizeof *rep);
+  if (rep == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  es_status rc = migrate(s, rep);
+  if (rc == ES_OK && report)
+    *report = rep;
+  else
+    free(rep);
+  return rc;
+}
+
 es_status es_migrate(es_store *s, int *applied) {
   es_init_report rep;
   memset(&rep, 0, sizeof rep);
-  es_status rc = es_migrate_report(s, &rep);
+  es_status rc = migrate(s, &rep);
   if (applied)
     *applied = rep.migrations_applied;
   return rc;
@@ -495,10 +524,11 @@ static es_status list_op(es_store *s, es__conn *c, void *arg) {
   return ES_OK;
 }
 
-es_status es_migrations(es_store *s, es_migration_list **out) {
+es_status es_migration_list_get(es_store *s, es_migration_list **out) {
+  if (out)
+    *out = NULL; /* also when s is NULL: a failed call hands out nothing */
   if (s == NULL || out == NULL)
     return ES_EINVAL;
-  *out = NULL;
   es_migration_list *l = calloc(1, sizeof *l);
   if (l)
     l->items = calloc(N_MIGRATIONS, sizeof *l->items);

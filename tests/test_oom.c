@@ -91,7 +91,7 @@ static void parse_run(void *arg) {
   parse_ctx *x = arg;
   x->doc = NULL;
   x->defaults_rc = ES_OK;
-  x->parse_rc = es_doc_parse_json(x->json, strlen(x->json), &x->doc, x->err,
+  x->parse_rc = es_doc_json_parse(x->json, strlen(x->json), &x->doc, x->err,
                                   sizeof x->err);
   if (x->parse_rc == ES_OK)
     x->defaults_rc = es_doc_json_set_defaults(x->doc, "src", "ws");
@@ -99,7 +99,7 @@ static void parse_run(void *arg) {
 
 static void parse_check(void *arg, bool hit) {
   parse_ctx *x = arg;
-  ASSERT_OOM_STATUS("es_doc_parse_json", x->parse_rc, ES_OK, hit);
+  ASSERT_OOM_STATUS("es_doc_json_parse", x->parse_rc, ES_OK, hit);
   if (x->parse_rc != ES_OK) {
     ASSERT_NULL(x->doc);
     ASSERT_CONTAINS(x->err, "out of memory");
@@ -129,7 +129,7 @@ TEST(allocation_failures_in_document_parsing_return_enomem_and_leak_nothing) {
   x.want = doc_text(es_doc_json_doc(x.doc));
   ASSERT_CONTAINS(x.want, "source=src meta={\"workspace\":\"ws\",\"a\"");
   parse_teardown(&x);
-  th_oom_case c = {.name = "es_doc_parse_json + es_doc_json_set_defaults",
+  th_oom_case c = {.name = "es_doc_json_parse + es_doc_json_set_defaults",
                    .ctx = &x, .run = parse_run, .check = parse_check,
                    .teardown = parse_teardown, .min_allocations = 20};
   th_oom_run(&c);
@@ -745,6 +745,8 @@ static char *schema_text(void) {
 }
 
 static char *report_text(const es_init_report *r) {
+  if (r == NULL)
+    return strdup("(no report)");
   text t = {0};
   add(&t, "created=%d adopted=%d applied=%d indexes=%d dim=%d metric=%d "
       "orphans=%lld fk_valid=%d fk_validated=%d rebuilt=%d", r->created,
@@ -768,7 +770,7 @@ typedef struct init_ctx {
   char *want_init, *want_list, *want_migrate;
   es_store *s;
   es_status open_rc, init_rc, list_rc, migrate_rc, shape_rc;
-  es_init_report init, migrate;
+  es_init_report *init, *migrate;
   es_migration_list *list;
   int dim;
   es_metric metric;
@@ -789,6 +791,7 @@ static void init_run(void *arg) {
   init_ctx *x = arg;
   x->s = NULL;
   x->list = NULL;
+  x->init = x->migrate = NULL;
   x->init_rc = x->list_rc = x->migrate_rc = x->shape_rc = ES_OK;
   x->open_rc = open_store(&x->s);
   if (x->open_rc != ES_OK)
@@ -796,7 +799,7 @@ static void init_run(void *arg) {
   x->init_rc = es_init(x->s, ODIM, ES_METRIC_L2, &x->init);
   if (x->init_rc != ES_OK || x->fresh)
     return;
-  x->list_rc = es_migrations(x->s, &x->list);
+  x->list_rc = es_migration_list_get(x->s, &x->list);
   x->migrate_rc = es_migrate_report(x->s, &x->migrate);
   x->shape_rc = es_store_shape(x->s, &x->dim, &x->metric);
 }
@@ -814,13 +817,13 @@ static void init_check(void *arg, bool hit) {
   init_ctx *x = arg;
   ASSERT_OOM_STATUS("es_open", x->open_rc, ES_OK, hit);
   if (x->open_rc == ES_OK) {
-    assert_outcome("es_init", x->init_rc, hit, report_text(&x->init),
+    assert_outcome("es_init", x->init_rc, hit, report_text(x->init),
                    x->want_init);
     if (x->init_rc == ES_OK && !x->fresh) {
       assert_outcome("es_migrations", x->list_rc, hit,
                      x->list ? migrations_text(x->list) : NULL, x->want_list);
       assert_outcome("es_migrate_report", x->migrate_rc, hit,
-                     report_text(&x->migrate), x->want_migrate);
+                     report_text(x->migrate), x->want_migrate);
       ASSERT_OOM_STATUS("es_store_shape", x->shape_rc, ES_OK, hit);
       if (x->shape_rc == ES_OK) {
         ASSERT_INT_EQ(x->dim, ODIM);
@@ -841,6 +844,9 @@ static void init_teardown(void *arg) {
   init_ctx *x = arg;
   es_migration_list_free(x->list);
   x->list = NULL;
+  es_init_report_free(x->init);
+  es_init_report_free(x->migrate);
+  x->init = x->migrate = NULL;
   es_close(x->s);
   x->s = NULL;
 }
@@ -853,7 +859,7 @@ TEST(allocation_failures_in_open_init_and_migrate_return_enomem_and_leave_a_whol
   init_setup(&x);
   init_run(&x);
   ASSERT_OK(x.s, x.init_rc);
-  x.want_init = report_text(&x.init);
+  x.want_init = report_text(x.init);
   init_teardown(&x);
   x.schema = schema_text();
   x.fresh = false;
@@ -861,9 +867,9 @@ TEST(allocation_failures_in_open_init_and_migrate_return_enomem_and_leave_a_whol
   ASSERT_OK(x.s, x.init_rc);
   ASSERT_OK(x.s, x.list_rc);
   ASSERT_OK(x.s, x.migrate_rc);
-  char *again = report_text(&x.init);
+  char *again = report_text(x.init);
   x.want_list = migrations_text(x.list);
-  x.want_migrate = report_text(&x.migrate);
+  x.want_migrate = report_text(x.migrate);
   init_teardown(&x);
   printf("fresh init: %s\ninit again: %s\nmigrate: %s\n", x.want_init, again,
          x.want_migrate);
@@ -970,6 +976,8 @@ static char *cleanup_text(const es_cleanup_result *r) {
 }
 
 static char *delete_text(const es_delete_result *r) {
+  if (r == NULL)
+    return strdup("(no result)");
   text t = {0};
   add(&t, "deleted=%lld chunks=%lld dry_run=%d", (long long)r->deleted,
       (long long)r->chunks_removed, r->dry_run);
@@ -981,7 +989,7 @@ static char *delete_text(const es_delete_result *r) {
 enum { M_STATS, M_STATS_W1, M_METRICS, M_CHECK, M_CLEANUP_DRY, M_DELETE_DRY,
        M_DELETE, M_CLEANUP, M_REPAIR, M_CALLS };
 static const char *const m_names[M_CALLS] = {
-    "es_get_statistics", "es_get_statistics(w1)", "es_metrics",
+    "es_stats_get", "es_stats_get(w1)", "es_metrics",
     "es_check_counts", "es_cleanup_orphaned(dry run)",
     "es_delete_by_source(dry run)", "es_delete_by_source",
     "es_cleanup_orphaned", "es_check_counts(repair)"};
@@ -995,7 +1003,7 @@ typedef struct manage_ctx {
   es_metrics_report *m;
   es_count_check *c[M_CALLS];
   es_cleanup_result *cr[M_CALLS];
-  es_delete_result dr[M_CALLS];
+  es_delete_result *dr[M_CALLS];
   char *want[M_CALLS]; /* the text of each result of a good run */
 } manage_ctx;
 
@@ -1007,9 +1015,9 @@ static void manage_call(manage_ctx *x, int i) {
   es_delete_options dopt = {.dry_run = i == M_DELETE_DRY};
   es_status rc = ES_OK;
   switch (i) {
-  case M_STATS: rc = es_get_statistics(s, NULL, &x->st[i]); break;
-  case M_STATS_W1: rc = es_get_statistics(s, "w1", &x->st[i]); break;
-  case M_METRICS: rc = es_metrics(s, 3600, &x->m); break;
+  case M_STATS: rc = es_stats_get(s, NULL, &x->st[i]); break;
+  case M_STATS_W1: rc = es_stats_get(s, "w1", &x->st[i]); break;
+  case M_METRICS: rc = es_metrics_report_get(s, 3600, &x->m); break;
   case M_CHECK: rc = es_check_counts(s, 0, &x->c[i]); break;
   case M_REPAIR: rc = es_check_counts(s, 1, &x->c[i]); break;
   case M_CLEANUP_DRY: co.dry_run = 1; /* fall through */
@@ -1031,7 +1039,7 @@ static char *manage_text(const manage_ctx *x, int i) {
     return check_text(x->c[i]);
   if (x->cr[i])
     return cleanup_text(x->cr[i]);
-  return delete_text(&x->dr[i]);
+  return delete_text(x->dr[i]);
 }
 
 static void manage_free(manage_ctx *x) {
@@ -1039,6 +1047,8 @@ static void manage_free(manage_ctx *x) {
     es_stats_free(x->st[i]);
     es_count_check_free(x->c[i]);
     es_cleanup_result_free(x->cr[i]);
+    es_delete_result_free(x->dr[i]);
+    x->dr[i] = NULL;
     x->st[i] = NULL;
     x->c[i] = NULL;
     x->cr[i] = NULL;
