@@ -1284,6 +1284,12 @@ es_status es_batch_end(es_batch *b, es_batch_result **out) {
   if (b == NULL)
     return ES_OK;
   es_status rc = b->index_deferred ? rebuild_index(b) : ES_OK;
+  if (b->index_deferred && b->conn && PQstatus(b->conn->pg) == CONNECTION_OK)
+    /* The build failed: the lock must not outlive this session in the
+     * pool, or the next session would take it for a load still running
+     * and leave the index missing. */
+    PQclear(PQexec(b->conn->pg,
+                   "SELECT pg_advisory_unlock_shared(" ES__DEFER_LOCK ")"));
   analyze_if_needed(b);
   if (b->res.batches > 0 && b->conn && PQstatus(b->conn->pg) == CONNECTION_OK)
     compact_counts(b);

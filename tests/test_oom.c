@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "internal.h"
 #include "test.h"
 
 /* ---- describing results as text, to compare them whole ------------------ */
@@ -554,7 +555,12 @@ static void session_check(void *arg, bool hit) {
   }
   if (x->begin_rc == ES_OK)
     assert_accounted(x->res, N_BATCH);
-  /* The next session builds a deferred index that is missing. */
+  /* No session holds the deferred-index lock now (a closed connection's
+   * backend may take a moment to go), so the next session builds a
+   * deferred index that is missing. */
+  th_wait_for("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+              "classid = " ES__DEFER_LOCK_HI " AND objid = " ES__DEFER_LOCK_LO,
+              0);
   assert_each_doc_before_or_after(x);
   es_batch_result_free(x->res);
   x->res = NULL;
