@@ -20,6 +20,7 @@ th_state th__state;
 
 static char fail_context[256];
 
+/* Sets (or with NULL clears) the line th_fail adds to a failure. */
 void th_set_fail_context(const char *fmt, ...) {
   fail_context[0] = '\0';
   if (fmt == NULL)
@@ -52,6 +53,8 @@ static void hex_dump(const char *name, const unsigned char *p, size_t n,
   fputc('\n', stderr);
 }
 
+/* Fails, with both sides in hex from the first difference, unless the
+ * ranges are equal (want_equal) or differ (!want_equal). */
 void th_assert_mem(const char *file, int line, const char *an, const char *bn,
                    const void *a, const void *b, size_t n, int want_equal) {
   int equal = memcmp(a, b, n) == 0;

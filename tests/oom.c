@@ -30,6 +30,7 @@ void *__real_realloc(void *p, size_t n);
 char *__real_strdup(const char *s);
 char *__real_strndup(const char *s, size_t n);
 
+/* malloc, failing when the countdown says so (as do the ones below). */
 void *__wrap_malloc(size_t n);
 void *__wrap_calloc(size_t n, size_t size);
 void *__wrap_realloc(void *p, size_t n);
@@ -41,6 +42,7 @@ int __wrap_asprintf(char **out, const char *fmt, ...)
 static __thread bool armed, persistent, fired;
 static __thread long fail_at, calls;
 
+/* Starts counting this thread's allocations; the n-th fails. */
 void th_oom_arm(long n, bool persist) {
   armed = true;
   persistent = persist;
@@ -49,11 +51,13 @@ void th_oom_arm(long n, bool persist) {
   calls = 0;
 }
 
+/* Stops counting; whether an allocation was failed. */
 bool th_oom_disarm(void) {
   armed = false;
   return fired;
 }
 
+/* Allocations counted since th_oom_arm. */
 long th_oom_calls(void) { return calls; }
 
 /* Whether the allocation being made now is to fail. */
@@ -74,6 +78,7 @@ static bool fail_now(void) {
   return false;
 }
 
+/* malloc, failing when the countdown says so (as do the ones below). */
 void *__wrap_malloc(size_t n) { return fail_now() ? NULL : __real_malloc(n); }
 
 void *__wrap_calloc(size_t n, size_t size) {
@@ -128,6 +133,7 @@ static long pass(const th_oom_case *c, bool persist) {
   }
 }
 
+/* Runs both passes of case c (see test.h). */
 long th_oom_run(const th_oom_case *c) {
   double t0 = th_now();
   long made = pass(c, false);
@@ -141,6 +147,7 @@ long th_oom_run(const th_oom_case *c) {
   return made;
 }
 
+/* Fails unless got is want, or ES_ENOMEM after a failed allocation. */
 void th_oom_assert_status(const char *file, int line, const char *what,
                           es_status got, es_status want, bool hit) {
   if (got == want || (hit && got == ES_ENOMEM))

@@ -27,6 +27,7 @@
 #error "EMBSTORE_GOLDEN_DIR must name tests/golden (tests/CMakeLists.txt)"
 #endif
 
+/* Whether shape s is the type name. */
 static bool is_type(json_t *s, const char *name) {
   return json_is_string(s) && strcmp(json_string_value(s), name) == 0;
 }
@@ -127,11 +128,13 @@ static void keep_numbers(json_t *new_shape, json_t *old) {
   }
 }
 
+/* The differences found, as lines of text. */
 typedef struct diff {
   char text[8192];
   size_t len;
 } diff;
 
+/* Appends a line to d (cut at its size). */
 __attribute__((format(printf, 2, 3))) static void note(diff *d, const char *fmt,
                                                        ...) {
   va_list ap;

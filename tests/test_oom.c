@@ -38,6 +38,7 @@ __attribute__((format(printf, 2, 3))) static void add(text *t, const char *fmt,
   free(more);
 }
 
+/* A string for messages: "(null)" for NULL. */
 static const char *str_or_null(const char *s) { return s ? s : "(null)"; }
 
 /* Every field of doc, chunks included, as text. */
@@ -88,6 +89,7 @@ typedef struct parse_ctx {
   char err[256];
 } parse_ctx;
 
+/* Parses the document and fills its defaults (armed). */
 static void parse_run(void *arg) {
   parse_ctx *x = arg;
   x->doc = NULL;
@@ -98,6 +100,7 @@ static void parse_run(void *arg) {
     x->defaults_rc = es_doc_json_set_defaults(x->doc, "src", "ws");
 }
 
+/* Each call failed with ES_ENOMEM or gave the document of a good run. */
 static void parse_check(void *arg, bool hit) {
   parse_ctx *x = arg;
   ASSERT_OOM_STATUS("es_doc_json_parse", x->parse_rc, ES_OK, hit);
@@ -116,6 +119,7 @@ static void parse_check(void *arg, bool hit) {
   free(got);
 }
 
+/* Frees the parsed document. */
 static void parse_teardown(void *arg) {
   parse_ctx *x = arg;
   es_doc_json_free(x->doc);
@@ -148,6 +152,7 @@ typedef struct cluster_ctx {
   es_cluster *c;
 } cluster_ctx;
 
+/* What a cluster handle says about itself, as text. */
 static char *cluster_text(es_cluster *c, es_cluster_state state) {
   text t = {0};
   add(&t, "conninfo=%s\nurl=%s\nhome=%s\nstate=%d\npid=%ld\n",
@@ -156,6 +161,7 @@ static char *cluster_text(es_cluster *c, es_cluster_state state) {
   return t.s;
 }
 
+/* Opens the handle and asks for its state (armed). */
 static void cluster_run(void *arg) {
   cluster_ctx *x = arg;
   x->c = NULL;
@@ -165,6 +171,7 @@ static void cluster_run(void *arg) {
     x->status_rc = es_cluster_status(x->c, &x->state);
 }
 
+/* Each call failed with ES_ENOMEM or answered as in a good run. */
 static void cluster_check(void *arg, bool hit) {
   cluster_ctx *x = arg;
   ASSERT_OOM_STATUS("es_cluster_open", x->open_rc, ES_OK, hit);
@@ -180,6 +187,7 @@ static void cluster_check(void *arg, bool hit) {
   free(got);
 }
 
+/* Closes the handle. */
 static void cluster_teardown(void *arg) {
   cluster_ctx *x = arg;
   es_cluster_close(x->c);
@@ -230,6 +238,7 @@ typedef struct open_ctx {
   es_metric metric;
 } open_ctx;
 
+/* Opens the store (armed) and keeps its message. */
 static void open_run(void *arg) {
   open_ctx *x = arg;
   es_options o;
@@ -243,6 +252,7 @@ static void open_run(void *arg) {
   x->metric_rc = es_metric_parse("ip", &x->metric);
 }
 
+/* The open failed as it should, or with ES_ENOMEM; never a password. */
 static void open_check(void *arg, bool hit) {
   open_ctx *x = arg;
   ASSERT_OOM_STATUS("es_open_opts", x->rc, x->want_rc, hit);
@@ -256,6 +266,7 @@ static void open_check(void *arg, bool hit) {
   ASSERT_INT_EQ(x->metric, ES_METRIC_IP);
 }
 
+/* Closes what the open left. */
 static void open_teardown(void *arg) {
   open_ctx *x = arg;
   es_close(x->s);
@@ -299,6 +310,7 @@ static es_status open_store(es_store **s) {
   return es_open_opts(&o, s);
 }
 
+/* open_store(), failing the test on error. */
 static es_store *must_open(void) {
   es_store *s = NULL;
   ASSERT_OK(s, open_store(&s));
@@ -408,6 +420,7 @@ static void assert_each_doc_before_or_after(write_ctx *x) {
   assert_counts_exact(x->s);
 }
 
+/* Each document is as the run makes it; the counters are exact. */
 static void assert_each_doc_after(write_ctx *x) {
   for (size_t i = 0; i < N_IDS; i++) {
     char *got = doc_state(ids[i]);
@@ -417,11 +430,13 @@ static void assert_each_doc_after(write_ctx *x) {
   assert_counts_exact(x->s);
 }
 
+/* doc_state of every id into states. */
 static void record_states(char **states) {
   for (size_t i = 0; i < N_IDS; i++)
     states[i] = doc_state(ids[i]);
 }
 
+/* Frees what record_states made. */
 static void free_states(char **states) {
   for (size_t i = 0; i < N_IDS; i++)
     free(states[i]);
@@ -431,6 +446,7 @@ static const es_doc upserted[] = {U1_NEW, U2, U3};
 static const es_upsert_outcome upsert_want[] = {
     ES_UPSERT_UPDATED, ES_UPSERT_INSERTED, ES_UPSERT_UNCHANGED};
 
+/* Validates one document and upserts three (armed). */
 static void upsert_run(void *arg) {
   write_ctx *x = arg;
   x->validate_rc = es_doc_validate(x->s, &upserted[1]);
@@ -440,6 +456,8 @@ static void upsert_run(void *arg) {
   }
 }
 
+/* Each call succeeded with its outcome or failed with ES_ENOMEM and
+ * wrote nothing of its document; a repeat lands them. */
 static void upsert_check(void *arg, bool hit) {
   write_ctx *x = arg;
   ASSERT_OOM_STATUS("es_doc_validate", x->validate_rc, ES_OK, hit);
@@ -485,12 +503,15 @@ static void assert_accounted(const es_batch_result *r, size_t n) {
   ASSERT_INT_LE(r->n_failures, r->failed);
 }
 
+/* Upserts the batch (armed). */
 static void batch_run(void *arg) {
   write_ctx *x = arg;
   x->res = NULL;
   x->rc = es_batch_upsert(x->s, batch_docs, N_BATCH, &x->opts, &x->res);
 }
 
+/* The batch gave the good run's result, or ES_ENOMEM with every
+ * document whole; a rerun converges. */
 static void batch_check(void *arg, bool hit) {
   write_ctx *x = arg;
   ASSERT_OOM_STATUS("es_batch_upsert", x->rc, ES_EPARTIAL, hit);
@@ -513,12 +534,14 @@ static void batch_check(void *arg, bool hit) {
   assert_each_doc_after(x);
 }
 
+/* Frees the batch result. */
 static void batch_teardown(void *arg) {
   write_ctx *x = arg;
   es_batch_result_free(x->res);
   x->res = NULL;
 }
 
+/* A batch session over the same documents (armed). */
 static void session_run(void *arg) {
   write_ctx *x = arg;
   x->b = NULL;
@@ -532,11 +555,14 @@ static void session_run(void *arg) {
   x->b = NULL;
 }
 
+/* Whether the HNSW index exists and is valid. */
 static bool hnsw_index_valid(void) {
   return th_int("SELECT count(*) FROM pg_index WHERE indisvalid AND "
                 "indexrelid = to_regclass('embeddings_embedding_hnsw_idx')") == 1;
 }
 
+/* Like batch_check, and the HNSW index is built by the session or,
+ * after a failure, by the next one. */
 static void session_check(void *arg, bool hit) {
   write_ctx *x = arg;
   ASSERT_OOM_STATUS("es_batch_begin", x->begin_rc, ES_OK, hit);
@@ -651,6 +677,7 @@ static void search_setup(void *arg) {
   x->s = must_open();
 }
 
+/* Runs every search (armed), keeping statuses and messages. */
 static void search_run(void *arg) {
   search_ctx *x = arg;
   for (int i = 0; i < N_SEARCHES; i++) {
@@ -660,6 +687,8 @@ static void search_run(void *arg) {
   }
 }
 
+/* Each search failed with ES_ENOMEM (no results) or gave the good run's
+ * hits; the handle still answers. */
 static void search_check(void *arg, bool hit) {
   search_ctx *x = arg;
   for (int i = 0; i < N_SEARCHES; i++) {
@@ -685,6 +714,7 @@ static void search_check(void *arg, bool hit) {
   es_results_free(r);
 }
 
+/* Frees the results and closes the handle. */
 static void search_teardown(void *arg) {
   search_ctx *x = arg;
   for (int i = 0; i < N_SEARCHES; i++) {
@@ -750,6 +780,7 @@ static char *schema_text(void) {
       "UNION ALL SELECT 'migration ' || version FROM embstore_migrations) s");
 }
 
+/* An init or migrate report as text. */
 static char *report_text(const es_init_report *r) {
   if (r == NULL)
     return strdup("(no report)");
@@ -762,6 +793,7 @@ static char *report_text(const es_init_report *r) {
   return t.s;
 }
 
+/* A migration list as text. */
 static char *migrations_text(const es_migration_list *l) {
   text t = {0};
   for (size_t i = 0; i < l->n; i++)
@@ -782,17 +814,20 @@ typedef struct init_ctx {
   es_metric metric;
 } init_ctx;
 
+/* Drops everything of the store: the database as the runner made it. */
 static void reset_database(void) {
   th_exec("DROP SCHEMA public CASCADE; CREATE SCHEMA public; "
           "CREATE EXTENSION vector");
 }
 
+/* An empty database for the runs that create the store. */
 static void init_setup(void *arg) {
   init_ctx *x = arg;
   if (x->fresh)
     reset_database();
 }
 
+/* Opens, initialises and (on an existing store) lists and migrates (armed). */
 static void init_run(void *arg) {
   init_ctx *x = arg;
   x->s = NULL;
@@ -819,6 +854,8 @@ static void assert_outcome(const char *what, es_status rc, bool hit,
   free(got);
 }
 
+/* Each call failed with ES_ENOMEM or gave the good run's report; init
+ * then finishes the same schema. */
 static void init_check(void *arg, bool hit) {
   init_ctx *x = arg;
   ASSERT_OOM_STATUS("es_open", x->open_rc, ES_OK, hit);
@@ -846,6 +883,7 @@ static void init_check(void *arg, bool hit) {
   free(got);
 }
 
+/* Frees the reports and the list, closes the store. */
 static void init_teardown(void *arg) {
   init_ctx *x = arg;
   es_migration_list_free(x->list);
@@ -927,6 +965,7 @@ static void manage_fixture(void) {
   th_exec("ANALYZE embeddings, chunks");
 }
 
+/* Statistics as text, without what varies (sizes, timings). */
 static char *stats_text(const es_stats *st) {
   text t = {0};
   add(&t, "workspace=%s documents=%lld chunks=%lld without_vector=%lld "
@@ -953,6 +992,7 @@ static char *metrics_text(const es_metrics_report *m) {
   return t.s ? t.s : strdup("zz-known missing");
 }
 
+/* A count check as text. */
 static char *check_text(const es_count_check *c) {
   text t = {0};
   add(&t, "documents=%lld chunks=%lld orphaned=%lld counted=%lld repaired=%d\n",
@@ -971,6 +1011,7 @@ static char *check_text(const es_count_check *c) {
   return t.s;
 }
 
+/* A cleanup result as text. */
 static char *cleanup_text(const es_cleanup_result *r) {
   text t = {0};
   add(&t, "chunks=%lld embeddings=%lld cleaned=%lld dry_run=%d\n",
@@ -981,6 +1022,7 @@ static char *cleanup_text(const es_cleanup_result *r) {
   return t.s;
 }
 
+/* A delete result as text. */
 static char *delete_text(const es_delete_result *r) {
   if (r == NULL)
     return strdup("(no result)");
@@ -1048,6 +1090,7 @@ static char *manage_text(const manage_ctx *x, int i) {
   return delete_text(x->dr[i]);
 }
 
+/* Frees every result of the calls. */
 static void manage_free(manage_ctx *x) {
   for (int i = 0; i < M_CALLS; i++) {
     es_stats_free(x->st[i]);
@@ -1063,8 +1106,10 @@ static void manage_free(manage_ctx *x) {
   x->m = NULL;
 }
 
+/* Whether call i changes nothing. */
 static bool read_only(int i) { return i < M_DELETE; }
 
+/* A fresh fixture for a writer (and drifted counters for the repair). */
 static void manage_setup(void *arg) {
   manage_ctx *x = arg;
   if (x->only < 0)
@@ -1075,6 +1120,7 @@ static void manage_setup(void *arg) {
             "VALUES ('s2', 'w2', 5)");
 }
 
+/* Runs the writer, or every read-only call (armed). */
 static void manage_run(void *arg) {
   manage_ctx *x = arg;
   for (int i = 0; i < M_CALLS; i++)
@@ -1102,6 +1148,8 @@ static void assert_written_whole(manage_ctx *x, int i) {
     ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings WHERE source_id = 's1'"), 0);
 }
 
+/* Each call failed with ES_ENOMEM or gave the good run's result; a
+ * failed writer left its work whole and a rerun finishes it. */
 static void manage_check(void *arg, bool hit) {
   manage_ctx *x = arg;
   for (int i = 0; i < M_CALLS; i++) {
@@ -1123,6 +1171,7 @@ static void manage_check(void *arg, bool hit) {
   assert_counts_exact(x->s);
 }
 
+/* Frees the results. */
 static void manage_teardown(void *arg) { manage_free(arg); }
 
 TEST(allocation_failures_in_stats_metrics_delete_cleanup_and_count_checks_return_enomem) {
