@@ -4,8 +4,7 @@
  * a background thread per store writes the buffer with one INSERT every
  * second (or sooner when it fills), and prunes rows older than the
  * retention.  Writing never blocks or fails the operation measured: when
- * the buffer is full or the database refuses, records are dropped and
- * counted. */
+ * the buffer is full or the database stays away, records are dropped. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +35,6 @@ struct es__metrics {
   bool running, stop;
   record *buf;
   size_t n;
-  uint64_t dropped;
   int64_t last_prune_ms;
   int64_t opened_ms;
   int retention_s;
@@ -46,23 +44,6 @@ static void record_free(record *r) {
   free(r->operation);
   free(r->error);
   free(r->metadata);
-}
-
-/* Appends a quoted element to a PostgreSQL array literal. */
-static bool array_elem(es__buf *b, const char *s, bool first) {
-  if (!first && !es__buf_append(b, ",", 1))
-    return false;
-  if (s == NULL)
-    return es__buf_append(b, "NULL", 4);
-  if (!es__buf_append(b, "\"", 1))
-    return false;
-  for (const char *p = s; *p; p++) {
-    if ((*p == '"' || *p == '\\') && !es__buf_append(b, "\\", 1))
-      return false;
-    if (!es__buf_append(b, p, 1))
-      return false;
-  }
-  return es__buf_append(b, "\"", 1);
 }
 
 /* Writes records[0..n) with one statement on conn; false on failure. */
@@ -77,12 +58,12 @@ static bool write_records(es__conn *c, record *recs, size_t n) {
     char us[32], at[32];
     snprintf(us, sizeof us, "%lld", (long long)llround(recs[i].ms * 1000.0));
     snprintf(at, sizeof at, "%lld", (long long)recs[i].at_us);
-    ok = array_elem(&a[0], recs[i].operation, i == 0) &&
-         array_elem(&a[1], us, i == 0) &&
-         array_elem(&a[2], recs[i].ok ? "t" : "f", i == 0) &&
-         array_elem(&a[3], recs[i].error, i == 0) &&
-         array_elem(&a[4], recs[i].metadata ? recs[i].metadata : "{}", i == 0) &&
-         array_elem(&a[5], at, i == 0);
+    ok = es__array_elem(&a[0], recs[i].operation, i == 0) &&
+         es__array_elem(&a[1], us, i == 0) &&
+         es__array_elem(&a[2], recs[i].ok ? "t" : "f", i == 0) &&
+         es__array_elem(&a[3], recs[i].error, i == 0) &&
+         es__array_elem(&a[4], recs[i].metadata ? recs[i].metadata : "{}", i == 0) &&
+         es__array_elem(&a[5], at, i == 0);
   }
   for (int k = 0; k < 6; k++)
     ok = ok && es__buf_append(&a[k], "}", 1);
@@ -133,7 +114,6 @@ static void flush(es_store *s, bool prune_due) {
     memmove(m->buf + keep, m->buf, m->n * sizeof *m->buf);
     memcpy(m->buf, recs + (n - keep), keep * sizeof *recs);
     m->n += keep;
-    m->dropped += n - keep;
     pthread_mutex_unlock(&m->mu);
     for (size_t i = 0; i < n - keep; i++)
       record_free(&recs[i]);
@@ -225,7 +205,6 @@ void es__metric(es_store *s, const char *operation, double ms, bool ok,
   clock_gettime(CLOCK_REALTIME, &now);
   pthread_mutex_lock(&m->mu);
   if (m->n == CAPACITY) {
-    m->dropped++;
     pthread_mutex_unlock(&m->mu);
     return;
   }
@@ -238,7 +217,6 @@ void es__metric(es_store *s, const char *operation, double ms, bool ok,
   r->at_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
   if (r->operation == NULL) {
     record_free(r);
-    m->dropped++;
   } else {
     m->n++;
     if (m->n >= FLUSH_AT)
@@ -250,16 +228,6 @@ void es__metric(es_store *s, const char *operation, double ms, bool ok,
 void es__metrics_flush_now(es_store *s) {
   if (s->metrics)
     flush(s, false);
-}
-
-uint64_t es__metrics_dropped(es_store *s) {
-  es__metrics *m = s->metrics;
-  if (m == NULL)
-    return 0;
-  pthread_mutex_lock(&m->mu);
-  uint64_t d = m->dropped;
-  pthread_mutex_unlock(&m->mu);
-  return d;
 }
 
 void es_metrics_report_free(es_metrics_report *r) {

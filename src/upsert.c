@@ -13,31 +13,9 @@
 #include "internal.h"
 #include "json.h"
 
-/* A text[] literal {"a","b"} for ids. */
-static char *text_array(const es_chunk *chunks, size_t n) {
-  es__buf b = {0};
-  if (!es__buf_append(&b, "{", 1))
-    return NULL;
-  for (size_t i = 0; i < n; i++) {
-    if (i > 0 && !es__buf_append(&b, ",", 1))
-      goto oom;
-    if (!es__buf_append(&b, "\"", 1))
-      goto oom;
-    for (const char *p = chunks[i].id; *p; p++) {
-      if ((*p == '"' || *p == '\\') && !es__buf_append(&b, "\\", 1))
-        goto oom;
-      if (!es__buf_append(&b, p, 1))
-        goto oom;
-    }
-    if (!es__buf_append(&b, "\"", 1))
-      goto oom;
-  }
-  if (!es__buf_append(&b, "}", 1))
-    goto oom;
-  return b.data;
-oom:
-  es__buf_free(&b);
-  return NULL;
+/* The id of chunk i of a chunk array (for es__text_array). */
+static const char *chunk_id(const void *chunks, size_t i) {
+  return ((const es_chunk *)chunks)[i].id;
 }
 
 es_status es_doc_validate(es_store *s, const es_doc *doc) {
@@ -161,7 +139,7 @@ static es_status upsert_op(es_store *s, es__conn *c, void *arg) {
   PQclear(r);
 
   if (doc->has_chunks) {
-    ids = text_array(doc->chunks, doc->n_chunks);
+    ids = es__text_array(doc->chunks, doc->n_chunks, chunk_id);
     if (ids == NULL) {
       rc = es__fail(s, ES_ENOMEM, "out of memory");
       goto done;
