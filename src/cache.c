@@ -12,6 +12,7 @@
  * A write bumps its sources' generations and the "any" generation after
  * its transaction commits, so a search that read the old data before the
  * commit stores an entry that is already stale. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -213,6 +214,7 @@ static bool fresh(es__cache *c, const entry *e) {
 es_results *es__cache_get(es__cache *c, const void *key, size_t keylen) {
   if (c == NULL)
     return NULL;
+  assert(key != NULL && keylen > 0);
   uint64_t h = fnv(key, keylen);
   es_results *out = NULL;
   pthread_mutex_lock(&c->mu);
@@ -259,6 +261,7 @@ void es__cache_put(es__cache *c, const void *key, size_t keylen,
                    const es_results *res) {
   if (c == NULL)
     return;
+  assert(key != NULL && keylen > 0 && t != NULL && res != NULL);
   size_t bytes = 0;
   entry *e = calloc(1, sizeof *e);
   if (e == NULL)

@@ -281,9 +281,6 @@ void es__retry_init(es__retry *r, const es_store *store, bool retry);
 /* Whether another attempt may start (after its backoff). */
 bool es__retry_next(es__retry *r);
 
-/* Sleeps ms milliseconds. */
-void es__sleep_ms(int ms);
-
 /* Milliseconds on the monotonic clock (with their fraction), and the
  * milliseconds since such a value: how operations are timed. */
 double es__clock_ms(void);

@@ -5,6 +5,7 @@
  * second (or sooner when it fills), and prunes rows older than the
  * retention.  Writing never blocks or fails the operation measured: when
  * the buffer is full or the database stays away, records are dropped. */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@ struct es__metrics {
   int retention_s;
 };
 
+/* Frees what a record owns. */
 static void record_free(record *r) {
   free(r->operation);
   free(r->error);
@@ -48,6 +50,7 @@ static void record_free(record *r) {
 
 /* Writes records[0..n) with one statement on conn; false on failure. */
 static bool write_records(es__conn *c, record *recs, size_t n) {
+  assert(c != NULL && recs != NULL && n > 0);
   es__buf a[6] = {{0}};
   bool ok = true;
   for (int k = 0; k < 6; k++)
@@ -125,6 +128,8 @@ static void flush(es_store *s, bool prune_due) {
   free(recs);
 }
 
+/* The writer thread: flushes every FLUSH_EVERY_MS, or as soon as
+ * FLUSH_AT records wait, and prunes hourly, until stopped. */
 static void *writer(void *arg) {
   es_store *s = arg;
   es__metrics *m = s->metrics;
@@ -146,6 +151,7 @@ static void *writer(void *arg) {
   return NULL;
 }
 
+/* Creates the buffer and starts the writer thread. */
 es_status es__metrics_start(es_store *s) {
   es__metrics *m = calloc(1, sizeof *m);
   if (m == NULL || (m->buf = calloc(CAPACITY, sizeof *m->buf)) == NULL) {
@@ -174,6 +180,7 @@ es_status es__metrics_start(es_store *s) {
   return ES_OK;
 }
 
+/* Stops the writer thread, writes what is left and frees the buffer. */
 void es__metrics_stop(es_store *s) {
   es__metrics *m = s->metrics;
   if (m == NULL)
@@ -196,8 +203,10 @@ void es__metrics_stop(es_store *s) {
   s->metrics = NULL;
 }
 
+/* Buffers one record (dropped when the buffer is full). */
 void es__metric(es_store *s, const char *operation, double ms, bool ok,
                 const char *error, const char *metadata) {
+  assert(s != NULL && ms >= 0);
   es__metrics *m = s->metrics;
   if (m == NULL || operation == NULL)
     return;
@@ -225,6 +234,7 @@ void es__metric(es_store *s, const char *operation, double ms, bool ok,
   pthread_mutex_unlock(&m->mu);
 }
 
+/* Writes what is buffered, in the calling thread. */
 void es__metrics_flush_now(es_store *s) {
   if (s->metrics)
     flush(s, false);
@@ -244,6 +254,7 @@ typedef struct report_ctx {
   es_metrics_report *r;
 } report_ctx;
 
+/* Reads count, percentiles and error rate per operation. */
 static es_status report_op(es_store *s, es__conn *c, void *arg) {
   report_ctx *x = arg;
   char since[32];
@@ -285,6 +296,8 @@ static es_status report_op(es_store *s, es__conn *c, void *arg) {
   return ES_OK;
 }
 
+/* The metrics of the last since_s seconds (0: all), this process's
+ * buffered records included. */
 es_status es_metrics(es_store *s, int64_t since_s, es_metrics_report **out) {
   if (s == NULL || out == NULL)
     return ES_EINVAL;

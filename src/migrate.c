@@ -307,6 +307,7 @@ typedef struct init_ctx {
   es_init_report *report;
 } init_ctx;
 
+/* Fails when the stored shape is not the one asked for. */
 static es_status shape_conflict(es_store *s, int dim, es_metric metric,
                                 int want_dim, es_metric want_metric) {
   if (dim != want_dim)
@@ -385,6 +386,7 @@ done:
   return rc;
 }
 
+/* Creates, adopts or re-checks the store (see init_op). */
 es_status es_init(es_store *s, int dim, es_metric metric, es_init_report *report) {
   es_init_report local;
   if (s == NULL)
@@ -431,6 +433,7 @@ static es_status migrate_op(es_store *s, es__conn *c, void *arg) {
   return rc;
 }
 
+/* Applies pending migrations and mends the store (see migrate_op). */
 es_status es_migrate_report(es_store *s, es_init_report *report) {
   es_init_report local;
   if (s == NULL)
@@ -443,6 +446,7 @@ es_status es_migrate_report(es_store *s, es_init_report *report) {
   return rc;
 }
 
+/* es_migrate_report, telling only how many migrations were applied. */
 es_status es_migrate(es_store *s, int *applied) {
   es_init_report rep;
   memset(&rep, 0, sizeof rep);
@@ -456,6 +460,7 @@ typedef struct list_ctx {
   es_migration_list *list;
 } list_ctx;
 
+/* Fills the list: every migration file, and when each was applied. */
 static es_status list_op(es_store *s, es__conn *c, void *arg) {
   list_ctx *lc = arg;
   int applied[ES__N_SQL_FILES] = {0};
@@ -475,6 +480,7 @@ static es_status list_op(es_store *s, es__conn *c, void *arg) {
   return ES_OK;
 }
 
+/* Lists every migration the library knows, applied or pending. */
 es_status es_migrations(es_store *s, es_migration_list **out) {
   if (s == NULL || out == NULL)
     return ES_EINVAL;

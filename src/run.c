@@ -20,7 +20,7 @@ double es__clock_ms(void) {
 double es__elapsed_ms(double t0) { return es__clock_ms() - t0; }
 
 /* Sleeps for ms milliseconds, through interruptions by signals. */
-void es__sleep_ms(int ms) {
+static void sleep_ms(int ms) {
   assert(ms >= 0);
   struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0) {
@@ -42,7 +42,7 @@ bool es__retry_next(es__retry *r) {
   if (r->attempt >= r->attempts)
     return false;
   if (r->attempt > 0) {
-    es__sleep_ms(r->delay_ms);
+    sleep_ms(r->delay_ms);
     r->delay_ms *= 2;
   }
   r->attempt++;

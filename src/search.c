@@ -7,6 +7,7 @@
  * still finds fewer than k (its scan budget ran out on a rare filter), an
  * exact scan over the filtered rows, which the btree indexes make cheap
  * exactly when matches are rare, guarantees k whenever k rows match. */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,8 @@ static const char *const operators[] = {"<=>", "<->", "<#>"};
 
 /* Builds the statement for metric and flags into buf. */
 static void build_sql(char *buf, size_t cap, es_metric metric, int flags) {
+  assert((unsigned)metric < sizeof operators / sizeof operators[0]);
+  assert(flags >= 0 && flags < 16);
   const char *op = operators[metric];
   int n = 2; /* $1 is the query vector */
   char where[256] = "";
@@ -112,6 +115,7 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
   char sql[1024], name[32], limit[16];
   const es_search_params *p = sc->p;
   int slot = ES__Q__COUNT + (int)metric * 16 + flags;
+  assert(slot < ES__STMT_SLOTS);
   build_sql(sql, sizeof sql, metric, flags);
   snprintf(name, sizeof name, "es_search_%d", slot);
   snprintf(limit, sizeof limit, "%d", p->k);
@@ -142,6 +146,9 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
   return rc;
 }
 
+/* The search on a pooled connection: the query vector checked (or read
+ * from the like document), then the index scan, and an exact scan when a
+ * filtered scan found fewer than k rows. */
 static es_status search_op(es_store *s, es__conn *c, void *arg) {
   search_ctx *sc = arg;
   const es_search_params *p = sc->p;
@@ -217,6 +224,8 @@ static void record(es_store *s, double t0, es_status rc, const char *cache) {
              rc == ES_OK ? NULL : es_errmsg(s), meta);
 }
 
+/* Answers from the cache when it can, else runs the search (and caches
+ * its answer); every search is recorded in the metrics. */
 es_status es_search(es_store *s, const es_search_params *p, es_results **out) {
   if (s == NULL || out == NULL)
     return ES_EINVAL;

@@ -76,6 +76,7 @@ static const stmt statements[ES__Q__COUNT] = {
 PGresult *es__exec_stmt(es__conn *conn, es__stmt_id id, int nparams,
                         const char *const *values, const int *lengths,
                         const int *formats, int binary_result) {
+  assert(conn != NULL && id >= 0 && id < ES__Q__COUNT && nparams >= 0);
   const stmt *s = &statements[id];
   if (!conn->prepared[id]) {
     PGresult *r = PQprepare(conn->pg, s->name, s->sql, 0, NULL);
@@ -94,6 +95,8 @@ PGresult *es__exec_named(es__conn *conn, int slot, const char *name,
                          const char *sql, int nparams,
                          const char *const *values, const int *lengths,
                          const int *formats, int binary_result) {
+  assert(conn != NULL && slot >= ES__Q__COUNT && slot < ES__STMT_SLOTS);
+  assert(name != NULL && sql != NULL && nparams >= 0);
   if (!conn->prepared[slot]) {
     PGresult *r = PQprepare(conn->pg, name, sql, 0, NULL);
     if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK)
@@ -116,6 +119,7 @@ bool es__res_ok(const PGresult *res) {
 /* Runs a parameterless command. */
 es_status es__exec(es_store *store, es__conn *conn, const char *sql,
                    const char *what) {
+  assert(store != NULL && conn != NULL && sql != NULL && what != NULL);
   PGresult *r = PQexec(conn->pg, sql);
   es_status rc = ES_OK;
   if (!es__res_ok(r))
@@ -127,6 +131,7 @@ es_status es__exec(es_store *store, es__conn *conn, const char *sql,
 /* Runs a parameterless command and reports how many rows it affected. */
 es_status es__exec_count(es_store *store, es__conn *conn, const char *sql,
                          const char *what, int64_t *rows) {
+  assert(store != NULL && conn != NULL && sql != NULL && rows != NULL);
   PGresult *r = PQexec(conn->pg, sql);
   es_status rc = ES_OK;
   if (!es__res_ok(r))
@@ -137,14 +142,17 @@ es_status es__exec_count(es_store *store, es__conn *conn, const char *sql,
   return rc;
 }
 
+/* Starts a transaction. */
 es_status es__begin(es_store *store, es__conn *conn) {
   return es__exec(store, conn, "BEGIN", "cannot begin a transaction");
 }
 
+/* Commits the transaction. */
 es_status es__commit(es_store *store, es__conn *conn) {
   return es__exec(store, conn, "COMMIT", "cannot commit");
 }
 
+/* Lifts the statement timeout until the transaction ends. */
 es_status es__no_timeout(es_store *store, es__conn *conn) {
   return es__exec(store, conn, "SET LOCAL statement_timeout = 0",
                   "cannot lift the statement timeout");
