@@ -48,7 +48,6 @@ typedef struct es__item {
   uint8_t chunks_hash[ES__HASH_BYTES];
   /* set inside a batch's transaction, applied once it commits */
   es__outcome out;
-  bool exists;         /* stored before this batch */
   bool rewrite_chunks; /* its chunk set must be written */
   bool seen;           /* landed earlier in this session: a duplicate */
   bool hashed;         /* content_hash and chunks_hash are computed */

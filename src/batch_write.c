@@ -45,7 +45,7 @@ static es_status exec_ords(es_batch *b, const char *sql, const char *ords,
 static void reset_pending(es__item *it, size_t n) {
   for (size_t i = 0; i < n; i++) {
     it[i].out = ES__OUT_PENDING;
-    it[i].exists = it[i].seen = false;
+    it[i].seen = false;
     it[i].rewrite_chunks = it[i].doc->has_chunks;
     free(it[i].error);
     it[i].error = NULL;
@@ -103,7 +103,6 @@ static es_status lock_existing(es_batch *b, es__item *it, size_t n) {
     es__item *x = &it[ord];
     bool same_content = PQgetvalue(r, i, 1)[0] == 't';
     bool same_chunks = PQgetvalue(r, i, 2)[0] == 't';
-    x->exists = true;
     x->seen = PQgetvalue(r, i, 3)[0] == 't';
     const char *was = PQgetisnull(r, i, 4) ? NULL : PQgetvalue(r, i, 4);
     if (was && (x->doc->source_id == NULL || strcmp(was, x->doc->source_id) != 0))
