@@ -221,7 +221,7 @@ void es__rollback(es__conn *conn);
 /* true when res holds rows or a command completed. */
 bool es__res_ok(const PGresult *res);
 
-/* A PostgreSQL array literal being built (json.h's growable buffer). */
+/* json.h's growable buffer, in which array literals are built. */
 struct es__buf;
 
 /* Appends s to an array literal in b, quoted and escaped (NULL: NULL);
