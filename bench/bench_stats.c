@@ -5,7 +5,7 @@
  *
  * Loads N documents (default 1,000,000) with C chunks each (default 4)
  * through es_batch_upsert, so that the counters are kept by the triggers
- * as in real use, then times es_get_statistics() for the whole store and
+ * as in real use, then times es_stats_get() for the whole store and
  * for one workspace against the equivalent plain queries.  The vectors are
  * small (16 dimensions by default): the figures measure counting, not
  * vector size.  Appends a section to the report file. */
@@ -18,9 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "corpus.h"
 #include "report.h"
-#include "internal.h"
 
 #define REPEAT 15
 
@@ -54,13 +55,13 @@ static double median(double *v, int n) {
   return v[n / 2];
 }
 
-/* Times es_get_statistics; checks its counts against want_docs. */
+/* Times es_stats_get; checks its counts against want_docs. */
 static double time_stats(es_store *s, const char *ws, long long want_docs) {
   double t[REPEAT];
   for (int i = 0; i < REPEAT; i++) {
     es_stats *st = NULL;
     double t0 = now_ms();
-    if (es_get_statistics(s, ws, &st) != ES_OK)
+    if (es_stats_get(s, ws, &st) != ES_OK)
       die("stats: %s", es_errmsg(s));
     t[i] = now_ms() - t0;
     if (st->documents != want_docs)

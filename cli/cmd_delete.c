@@ -27,8 +27,9 @@ static int run(cli *c, int argc, char **argv) {
       CLI_COMMON_LONGOPTS,
       {0, 0, 0, 0}};
   const char *source = NULL;
-  es_delete_options o = {0};
+  es_delete_options o;
   int code, opt;
+  es_delete_options_init(&o);
   optind = 0;
   while ((opt = cli_next_opt(c, &cli_cmd_delete, argc, argv, "", lo, &code)) != -1) {
     switch (opt) {
@@ -47,7 +48,7 @@ static int run(cli *c, int argc, char **argv) {
   es_store *s = cli_open(c);
   if (s == NULL)
     return EXIT_FAIL;
-  es_delete_result r;
+  es_delete_result *r = NULL;
   es_status rc = es_delete_by_source(s, source, &o, &r);
   int exit_code = EXIT_OK;
   if (rc != ES_OK) {
@@ -57,17 +58,17 @@ static int run(cli *c, int argc, char **argv) {
     jw_init(&w, stdout);
     jw_obj(&w);
     jw_key(&w, "deleted");
-    jw_int(&w, r.deleted);
+    jw_int(&w, r->deleted);
     jw_key(&w, "chunks_removed");
-    jw_int(&w, r.chunks_removed);
+    jw_int(&w, r->chunks_removed);
     jw_key(&w, "dry_run");
-    jw_bool(&w, r.dry_run);
+    jw_bool(&w, r->dry_run);
     jw_obj_end(&w);
     jw_done(&w);
   } else {
     printf("%s %lld documents and %lld chunks of source ",
-           r.dry_run ? "would delete" : "deleted", (long long)r.deleted,
-           (long long)r.chunks_removed);
+           r->dry_run ? "would delete" : "deleted", (long long)r->deleted,
+           (long long)r->chunks_removed);
     cli_put_printable(stdout, source);
     if (o.workspace) {
       fputs(" in workspace ", stdout);
@@ -75,6 +76,7 @@ static int run(cli *c, int argc, char **argv) {
     }
     fputc('\n', stdout);
   }
+  es_delete_result_free(r);
   es_close(s);
   return exit_code;
 }

@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "json.h"
 #include "lines.h"
+#include "tool_utf8.h"
 
 #define DEFAULT_MAX_LINE (64L * 1024 * 1024)
 
@@ -206,7 +206,7 @@ static void take_line(ingest *g, slot *sl, const char *line, size_t len,
                       long lineno) {
   char msg[1024];
   es_doc_json *d = NULL;
-  if (es_doc_parse_json(line, len, &d, msg, sizeof msg) != ES_OK) {
+  if (es_doc_json_parse(line, len, &d, msg, sizeof msg) != ES_OK) {
     char id[ES_MAX_ID_BYTES + 1];
     bool known = es_doc_json_find_id(line, len, id, sizeof id) > 0;
     add_error(g, known ? id : NULL, lineno, msg);

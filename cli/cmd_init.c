@@ -25,6 +25,59 @@ static const char init_usage[] =
     "\"indexes_created\",\"dim\",\"metric\",\"orphaned_chunks\",\"fk_valid\",\n"
     "\"fk_validated\"}.\n";
 
+/* Prints what es_init() did. */
+static void print_init(cli *c, const es_init_report *r) {
+  if (c->json) {
+    jw w;
+    jw_init(&w, stdout);
+    jw_obj(&w);
+    jw_key(&w, "created");
+    jw_bool(&w, r->created);
+    jw_key(&w, "adopted");
+    jw_bool(&w, r->adopted);
+    jw_key(&w, "migrations_applied");
+    jw_int(&w, r->migrations_applied);
+    jw_key(&w, "indexes_created");
+    jw_int(&w, r->indexes_created);
+    jw_key(&w, "dim");
+    jw_int(&w, r->dim);
+    jw_key(&w, "metric");
+    jw_str(&w, es_metric_name(r->metric));
+    jw_key(&w, "orphaned_chunks");
+    jw_int(&w, r->orphaned_chunks);
+    jw_key(&w, "fk_valid");
+    jw_bool(&w, r->fk_valid);
+    jw_key(&w, "fk_validated");
+    jw_bool(&w, r->fk_validated);
+    jw_obj_end(&w);
+    jw_done(&w);
+    return;
+  }
+  if (r->created)
+    printf("created store: dim %d, metric %s\n", r->dim,
+           es_metric_name(r->metric));
+  else if (r->adopted && r->migrations_applied > 0)
+    printf("adopted existing tables: dim %d, metric %s\n", r->dim,
+           es_metric_name(r->metric));
+  else if (r->migrations_applied == 0 && r->indexes_created == 0 && !r->fk_validated)
+    printf("store already initialised (dim %d, metric %s): nothing to do\n",
+           r->dim, es_metric_name(r->metric));
+  else
+    printf("store updated: dim %d, metric %s\n", r->dim,
+           es_metric_name(r->metric));
+  if (r->migrations_applied > 0)
+    printf("  %d migration(s) applied\n", r->migrations_applied);
+  if (r->indexes_created > 0 && !r->created)
+    printf("  %d missing index(es) created\n", r->indexes_created);
+  if (r->orphaned_chunks > 0)
+    printf("  %lld orphaned chunk(s) found (their document does not exist): the\n"
+           "  foreign key chunks.document_id -> embeddings.id was added NOT VALID;\n"
+           "  remove them with `embstore cleanup`, then it is validated\n",
+           (long long)r->orphaned_chunks);
+  if (r->fk_validated && !r->created)
+    printf("  foreign key chunks.document_id -> embeddings.id validated\n");
+}
+
 static int run_init(cli *c, int argc, char **argv) {
   static const struct option lo[] = {
       {"dim", required_argument, NULL, 'd'},
@@ -58,7 +111,7 @@ static int run_init(cli *c, int argc, char **argv) {
   es_store *s = cli_open(c);
   if (s == NULL)
     return EXIT_FAIL;
-  es_init_report r;
+  es_init_report *r = NULL;
   es_status rc = es_init(s, (int)dim, metric, &r);
   if (rc != ES_OK) {
     int e = cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
@@ -66,53 +119,8 @@ static int run_init(cli *c, int argc, char **argv) {
     return e;
   }
   es_close(s);
-  if (c->json) {
-    jw w;
-    jw_init(&w, stdout);
-    jw_obj(&w);
-    jw_key(&w, "created");
-    jw_bool(&w, r.created);
-    jw_key(&w, "adopted");
-    jw_bool(&w, r.adopted);
-    jw_key(&w, "migrations_applied");
-    jw_int(&w, r.migrations_applied);
-    jw_key(&w, "indexes_created");
-    jw_int(&w, r.indexes_created);
-    jw_key(&w, "dim");
-    jw_int(&w, r.dim);
-    jw_key(&w, "metric");
-    jw_str(&w, es_metric_name(r.metric));
-    jw_key(&w, "orphaned_chunks");
-    jw_int(&w, r.orphaned_chunks);
-    jw_key(&w, "fk_valid");
-    jw_bool(&w, r.fk_valid);
-    jw_key(&w, "fk_validated");
-    jw_bool(&w, r.fk_validated);
-    jw_obj_end(&w);
-    jw_done(&w);
-    return EXIT_OK;
-  }
-  if (r.created)
-    printf("created store: dim %d, metric %s\n", r.dim, es_metric_name(r.metric));
-  else if (r.adopted && r.migrations_applied > 0)
-    printf("adopted existing tables: dim %d, metric %s\n", r.dim,
-           es_metric_name(r.metric));
-  else if (r.migrations_applied == 0 && r.indexes_created == 0 && !r.fk_validated)
-    printf("store already initialised (dim %d, metric %s): nothing to do\n",
-           r.dim, es_metric_name(r.metric));
-  else
-    printf("store updated: dim %d, metric %s\n", r.dim, es_metric_name(r.metric));
-  if (r.migrations_applied > 0)
-    printf("  %d migration(s) applied\n", r.migrations_applied);
-  if (r.indexes_created > 0 && !r.created)
-    printf("  %d missing index(es) created\n", r.indexes_created);
-  if (r.orphaned_chunks > 0)
-    printf("  %lld orphaned chunk(s) found (their document does not exist): the\n"
-           "  foreign key chunks.document_id -> embeddings.id was added NOT VALID;\n"
-           "  remove them with `embstore cleanup`, then it is validated\n",
-           (long long)r.orphaned_chunks);
-  if (r.fk_validated && !r.created)
-    printf("  foreign key chunks.document_id -> embeddings.id validated\n");
+  print_init(c, r);
+  es_init_report_free(r);
   return EXIT_OK;
 }
 
@@ -154,7 +162,7 @@ static int run_migrate(cli *c, int argc, char **argv) {
     return EXIT_FAIL;
   int exit_code = EXIT_OK;
   if (!status) {
-    es_init_report r;
+    es_init_report *r = NULL;
     es_status rc = es_migrate_report(s, &r);
     if (rc != ES_OK) {
       exit_code = cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
@@ -163,30 +171,31 @@ static int run_migrate(cli *c, int argc, char **argv) {
       jw_init(&w, stdout);
       jw_obj(&w);
       jw_key(&w, "applied");
-      jw_int(&w, r.migrations_applied);
+      jw_int(&w, r->migrations_applied);
       jw_key(&w, "indexes_created");
-      jw_int(&w, r.indexes_created);
+      jw_int(&w, r->indexes_created);
       jw_key(&w, "fk_valid");
-      jw_bool(&w, r.fk_valid);
+      jw_bool(&w, r->fk_valid);
       jw_key(&w, "fk_validated");
-      jw_bool(&w, r.fk_validated);
+      jw_bool(&w, r->fk_validated);
       jw_obj_end(&w);
       jw_done(&w);
     } else {
-      if (r.migrations_applied > 0)
-        printf("%d migration(s) applied\n", r.migrations_applied);
-      if (r.indexes_created > 0)
-        printf("%d missing index(es) built\n", r.indexes_created);
-      if (r.fk_validated)
+      if (r->migrations_applied > 0)
+        printf("%d migration(s) applied\n", r->migrations_applied);
+      if (r->indexes_created > 0)
+        printf("%d missing index(es) built\n", r->indexes_created);
+      if (r->fk_validated)
         printf("foreign key chunks.document_id -> embeddings.id validated\n");
-      if (r.migrations_applied == 0 && r.indexes_created == 0 && !r.fk_validated)
+      if (r->migrations_applied == 0 && r->indexes_created == 0 && !r->fk_validated)
         printf("up to date\n");
     }
+    es_init_report_free(r);
     es_close(s);
     return exit_code;
   }
   es_migration_list *l = NULL;
-  es_status rc = es_migrations(s, &l);
+  es_status rc = es_migration_list_get(s, &l);
   if (rc != ES_OK) {
     exit_code = cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
     es_close(s);

@@ -47,7 +47,7 @@ static int run(cli *c, int argc, char **argv) {
   if (s == NULL)
     return EXIT_FAIL;
   es_metrics_report *r = NULL;
-  es_status rc = es_metrics(s, since, &r);
+  es_status rc = es_metrics_report_get(s, since, &r);
   int exit_code = EXIT_OK;
   if (rc != ES_OK) {
     exit_code = cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "json.h"
 
 static const char usage[] =
     "usage: embstore search (--vector '[v1,v2,...]' | --like ID) [-k N]\n"
@@ -23,54 +22,6 @@ static const char usage[] =
     "\n"
     "--json prints {\"results\":[{\"id\",\"distance\",\"text\",\"source_id\",\n"
     "\"metadata\"}]}.\n";
-
-/* Parses --vector's JSON array of numbers into a new float array. */
-static float *parse_vector(const char *s, size_t *dim, char *err, size_t errlen) {
-  es__json j;
-  size_t n = 0, cap = 64;
-  float *v = malloc(cap * sizeof *v);
-  es__json_init(&j, s, strlen(s), err, errlen);
-  if (v == NULL) {
-    snprintf(err, errlen, "out of memory");
-    return NULL;
-  }
-  if (!es__json_eat(&j, '[')) {
-    es__json_error(&j, "--vector: expected a JSON array of numbers");
-    goto fail;
-  }
-  if (es__json_eat(&j, ']')) {
-    es__json_error(&j, "--vector: the vector is empty");
-    goto fail;
-  }
-  for (;;) {
-    if (n == cap) {
-      float *g = cap < 16000 ? realloc(v, (cap *= 2) * sizeof *v) : NULL;
-      if (g == NULL) {
-        es__json_error(&j, "--vector: more than 16000 values");
-        goto fail;
-      }
-      v = g;
-    }
-    if (!es__json_float_at(&j, &v[n], "--vector", n))
-      goto fail;
-    n++;
-    if (es__json_eat(&j, ','))
-      continue;
-    if (es__json_eat(&j, ']'))
-      break;
-    es__json_error(&j, "--vector: expected ',' or ']'");
-    goto fail;
-  }
-  if (es__json_peek(&j) != -1) {
-    es__json_error(&j, "--vector: trailing characters after the array");
-    goto fail;
-  }
-  *dim = n;
-  return v;
-fail:
-  free(v);
-  return NULL;
-}
 
 static void print_results(cli *c, const es_results *r) {
   if (c->json) {
@@ -126,10 +77,11 @@ static int run(cli *c, int argc, char **argv) {
       {"exact", no_argument, NULL, 'e'},
       CLI_COMMON_LONGOPTS,
       {0, 0, 0, 0}};
-  es_search_params p = {.k = 10};
+  es_search_params p;
   const char *vector = NULL;
   long k = 10;
   int code, opt;
+  es_search_params_init(&p);
   optind = 0;
   while ((opt = cli_next_opt(c, &cli_cmd_search, argc, argv, "k:", lo, &code)) != -1) {
     switch (opt) {
@@ -154,15 +106,18 @@ static int run(cli *c, int argc, char **argv) {
   float *v = NULL;
   if (vector) {
     char err[256];
-    v = parse_vector(vector, &p.dim, err, sizeof err);
-    if (v == NULL)
-      return cli_usage(c, "--vector: %s", err);
+    es_status prc = es_vector_parse_json(vector, strlen(vector), "--vector",
+                                         &v, &p.dim, err, sizeof err);
+    if (prc == ES_ENOMEM)
+      return cli_fail(c, EXIT_FAIL, prc, "%s", err);
+    if (prc != ES_OK)
+      return cli_usage(c, "%s", err);
     p.vector = v;
   }
   int exit_code = EXIT_OK;
   es_store *s = cli_open(c);
   if (s == NULL) {
-    free(v);
+    es_vector_free(v);
     return EXIT_FAIL;
   }
   es_results *r = NULL;
@@ -173,7 +128,7 @@ static int run(cli *c, int argc, char **argv) {
     print_results(c, r);
   es_results_free(r);
   es_close(s);
-  free(v);
+  es_vector_free(v);
   return exit_code;
 }
 

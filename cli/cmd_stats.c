@@ -248,7 +248,7 @@ static int run(cli *c, int argc, char **argv) {
   if (repair)
     rc = es_check_counts(s, 1, &k);
   if (rc == ES_OK)
-    rc = es_get_statistics(s, workspace, &st);
+    rc = es_stats_get(s, workspace, &st);
   if (rc == ES_OK && verify && !repair)
     rc = es_check_counts(s, 0, &k);
   int exit_code = EXIT_OK;

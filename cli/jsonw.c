@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
 #include "jsonw.h"
+#include "tool_utf8.h"
 
 void jw_init(jw *w, FILE *out) {
   memset(w, 0, sizeof *w);
@@ -42,20 +42,43 @@ void jw_obj_end(jw *w) { close_(w, '}'); }
 void jw_arr(jw *w) { open_(w, '['); }
 void jw_arr_end(jw *w) { close_(w, ']'); }
 
+/* Writes the bytes s[0..n), valid UTF-8, with JSON's escapes. */
+static void put_escaped(FILE *out, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  size_t run = 0; /* start of the bytes that need no escape */
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c != '"' && c != '\\' && c >= 0x20)
+      continue;
+    fwrite(s + run, 1, i - run, out);
+    run = i + 1;
+    fputc('\\', out);
+    switch (c) {
+    case '"': fputc('"', out); break;
+    case '\\': fputc('\\', out); break;
+    case '\n': fputc('n', out); break;
+    case '\r': fputc('r', out); break;
+    case '\t': fputc('t', out); break;
+    default: fprintf(out, "u00%c%c", hex[c >> 4], hex[c & 15]);
+    }
+  }
+  fwrite(s + run, 1, n - run, out);
+}
+
 /* Writes s as a JSON string; bytes that are not UTF-8 become '?', so the
  * output is valid JSON whatever a message quotes. */
 static void put_string(jw *w, const char *s) {
-  es__buf b = {0};
   size_t n = strlen(s);
-  char *clean = es__utf8_invalid_at(s, n) < 0 ? NULL : strdup(s);
-  if (clean)
-    es__utf8_scrub(clean);
-  if (es__json_append_string(&b, clean ? clean : s, n))
-    fwrite(b.data, 1, b.len, w->out);
-  else
-    fputs("\"(out of memory)\"", w->out);
-  es__buf_free(&b);
-  free(clean);
+  long bad;
+  fputc('"', w->out);
+  while ((bad = es__utf8_invalid_at(s, n)) >= 0) {
+    put_escaped(w->out, s, (size_t)bad);
+    fputc('?', w->out);
+    s += bad + 1;
+    n -= (size_t)bad + 1;
+  }
+  put_escaped(w->out, s, n);
+  fputc('"', w->out);
 }
 
 void jw_key(jw *w, const char *key) {

@@ -268,7 +268,7 @@ int es_fuzz_doc_json(const uint8_t *data, size_t size) {
    * heap buffer of 1..128 bytes, so that an overrun is caught exactly. */
   size_t errlen = size > 0 && (data[size - 1] & 1) ? 0 : 1 + size % 128;
   char *err = errlen ? xmalloc(errlen) : NULL;
-  es_status rc = es_doc_parse_json(json, size, &d, err, errlen);
+  es_status rc = es_doc_json_parse(json, size, &d, err, errlen);
   CHECK((rc == ES_OK) == (d != NULL));
   if (err != NULL) {
     CHECK(memchr(err, '\0', errlen) != NULL);

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* One ingest-format document of [in] size bytes at data (not
- * NUL-terminated): es_doc_parse_json, es_doc_json_set_defaults, the
+ * NUL-terminated): es_doc_json_parse, es_doc_json_set_defaults, the
  * validator against the document's own dimension and against 3, both
  * content hashes, and es__json_check_object on the raw bytes. */
 int es_fuzz_doc_json(const uint8_t *data, size_t size);

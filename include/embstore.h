@@ -10,8 +10,39 @@
  *  - The detailed message of the last failure on a store is es_errmsg(store);
  *    it names the line, field, id or SQLSTATE involved.  Messages never
  *    contain a password from a connection string.
- *  - Every function that hands out memory names the function that frees it.
- *    Freeing NULL is always a harmless no-op.
+ *  - Names are es_<noun>_<verb>, as in libuv: the noun is the type the
+ *    function creates, reads or frees (es_cluster_start(), es_batch_begin(),
+ *    es_stats_get(), es_stats_free(), es_options_init()).  The store is the
+ *    library's main handle, so its own operations drop the noun, as
+ *    sqlite3_open() and PQexec() do: es_open(), es_close(), es_errmsg(),
+ *    es_init(), es_migrate(), es_upsert(), es_search(), es_batch_upsert(),
+ *    es_delete_by_source(), es_cleanup_orphaned(), es_check_counts().
+ *  - Ownership, one rule for every result: a result struct is allocated by
+ *    the library and handed out through an [out] T ** parameter, and freed
+ *    with its own T_free() (es_init_report_free(), es_results_free(),
+ *    es_stats_free(), ...).  A failed call sets *out to NULL, unless its
+ *    comment says that the result is still set, to say what was done
+ *    before the failure (es_batch_upsert(), es_cleanup_orphaned()) or why
+ *    it failed (es_open(), es_cluster_open()).  Where an [out] result
+ *    parameter "may be NULL", passing NULL skips the result.
+ *    Every function that hands out memory names the function that frees it,
+ *    and freeing NULL is always a harmless no-op.  Scalars (counts, enums)
+ *    come back through [out] pointers to the caller's variables.  A const
+ *    pointer that a function returns (es_errmsg(), es_cluster_conninfo(),
+ *    es_batch_totals(), ...) is borrowed from the handle: never freed by the
+ *    caller, valid for as long as its comment says.
+ *  - Options structs (es_options, es_batch_options, es_cleanup_options,
+ *    es_delete_options, es_search_params) carry no size field.  Fill one
+ *    with its _init function (es_options_init(), ...) and then set the
+ *    fields you need, never with an initializer of your own: _init gives
+ *    every field, also one that a later version adds, its default, so that
+ *    such code compiles and behaves the same against a newer header.  The
+ *    library copies what it needs from an options struct during the call.
+ *    The input structs es_doc and es_chunk have no _init: zero them (an
+ *    initializer naming the fields you set does), and a field that a later
+ *    version adds means "as before" when it is 0.  Binary compatibility is
+ *    by the shared library's SOVERSION: a version that changes the size of
+ *    a struct in this header changes it.
  *  - [in] and [out] mark parameters.  Strings are NUL-terminated UTF-8.
  *  - An es_store may be used from several threads at once: it owns a pool of
  *    connections, and es_errmsg() reports the last failure of the calling
@@ -164,7 +195,8 @@ typedef struct es_options {
                                this process's cache (60000) */
 } es_options;
 
-/* Fills [out] options with the defaults above. */
+/* Fills every field of [out] options (not NULL) with its default, given
+ * above in parentheses; the strings are NULL. */
 void es_options_init(es_options *options);
 
 /* Opens a store with default options on [in] conninfo (NULL: embedded).
@@ -189,6 +221,8 @@ const char *es_errmsg(const es_store *store);
 /* ------------------------------------------------------------------------
  * Schema: create, adopt and migrate
  * ---------------------------------------------------------------------- */
+/* What es_init() or es_migrate_report() did.  Freed with
+ * es_init_report_free(). */
 typedef struct es_init_report {
   int created;               /* 1 when this call created the store */
   int adopted;               /* 1 when existing tables were adopted */
@@ -210,9 +244,13 @@ typedef struct es_init_report {
  * added NOT VALID while orphaned chunks exist, and validated once they are
  * gone.  Re-running it on an initialised store with the same dim and metric
  * changes nothing.  ES_EDIM when the store or an adopted table has another
- * dimension, ES_ECONFLICT for another metric.  [out] report may be NULL. */
+ * dimension, ES_ECONFLICT for another metric.  [out] *report receives what
+ * was done, freed with es_init_report_free(); report may be NULL. */
 es_status es_init(es_store *store, int dim, es_metric metric,
-                  es_init_report *report);
+                  es_init_report **report);
+
+/* Frees a report of es_init() or es_migrate_report().  NULL is a no-op. */
+void es_init_report_free(es_init_report *report);
 
 typedef struct es_migration {
   int version;
@@ -228,7 +266,10 @@ typedef struct es_migration_list {
 
 /* [out] *list: every migration embstore knows, applied or pending.
  * Freed with es_migration_list_free(). */
-es_status es_migrations(es_store *store, es_migration_list **list);
+es_status es_migration_list_get(es_store *store, es_migration_list **list);
+
+/* Frees a list from es_migration_list_get(), its items too.  NULL is a
+ * no-op. */
 void es_migration_list_free(es_migration_list *list);
 
 /* Applies pending migrations to an initialised store (ES_ENOSTORE when
@@ -239,9 +280,10 @@ void es_migration_list_free(es_migration_list *list);
  * applied may be NULL. */
 es_status es_migrate(es_store *store, int *applied);
 
-/* es_migrate() reporting everything it did into [out] report (may be
- * NULL): migrations applied, indexes created, the foreign key's state. */
-es_status es_migrate_report(es_store *store, es_init_report *report);
+/* es_migrate() reporting everything it did into [out] *report:
+ * migrations applied, indexes created, the foreign key's state.  Freed
+ * with es_init_report_free(); report may be NULL. */
+es_status es_migrate_report(es_store *store, es_init_report **report);
 
 /* [out] dim and metric of an initialised store (either may be NULL). */
 es_status es_store_shape(es_store *store, int *dim, es_metric *metric);
@@ -331,7 +373,9 @@ typedef struct es_batch_options {
   es_defer_index defer_index;
 } es_batch_options;
 
-/* Fills [out] options with the defaults. */
+/* Fills every field of [out] options (not NULL) with its default, given
+ * above in parentheses: batch_size 1000, no progress callback, total 0
+ * (unknown), defer_index ES_DEFER_AUTO. */
 void es_batch_options_init(es_batch_options *options);
 
 typedef struct es_batch_failure {
@@ -349,6 +393,9 @@ typedef struct es_batch_result {
   size_t n_failures;          /* == failed */
 } es_batch_result;
 
+/* Frees a result of es_batch_upsert() or es_batch_end(), its failures
+ * too.  NULL is a no-op.  Never pass es_batch_totals()'s pointer: the
+ * session owns that one. */
 void es_batch_result_free(es_batch_result *result);
 
 /* Upserts docs[0..n) in batches.  Positions in failures are indexes into
@@ -367,7 +414,9 @@ es_status es_batch_upsert(es_store *store, const es_doc *docs, size_t n,
  * one session per thread. */
 typedef struct es_batch es_batch;
 
-/* Starts a session; [out] *batch is ended with es_batch_end(). */
+/* Starts a session; [out] *batch is ended (and freed) with es_batch_end().
+ * [in] options may be NULL for the defaults; the session keeps a copy (and
+ * calls its progress function with its user pointer until it ends). */
 es_status es_batch_begin(es_store *store, const es_batch_options *options,
                          es_batch **batch);
 
@@ -378,7 +427,8 @@ es_status es_batch_begin(es_store *store, const es_batch_options *options,
 es_status es_batch_add(es_batch *batch, const es_doc *docs, size_t n,
                        const size_t *positions);
 
-/* The totals so far (owned by the session). */
+/* The totals so far: borrowed from the session, valid until
+ * es_batch_end(); never freed by the caller. */
 const es_batch_result *es_batch_totals(const es_batch *batch);
 
 /* Ends the session: builds a deferred index, releases the connection and
@@ -406,9 +456,10 @@ typedef struct es_doc_json es_doc_json;
  *    "chunks":[{"id","text","embedding":[...]|null,"metadata":{...}}]}
  * from [in] json of [in] len bytes (need not be NUL-terminated).
  * Checks syntax and types only; es_doc_validate() checks the rest.
- * On failure returns ES_EINVAL and writes a message naming the field into
- * [out] err (errlen bytes, always NUL-terminated). */
-es_status es_doc_parse_json(const char *json, size_t len, es_doc_json **out,
+ * [out] *out is freed with es_doc_json_free().  On failure *out is NULL,
+ * the status is ES_EINVAL (or ES_ENOMEM) and a message naming the field is
+ * written into [out] err (errlen bytes, always NUL-terminated). */
+es_status es_doc_json_parse(const char *json, size_t len, es_doc_json **out,
                             char *err, size_t errlen);
 
 /* For error reports on a line that did not parse: copies the document's
@@ -416,28 +467,54 @@ es_status es_doc_parse_json(const char *json, size_t len, es_doc_json **out,
  * the first error; returns its length, 0 when there is none. */
 size_t es_doc_json_find_id(const char *json, size_t len, char *id, size_t cap);
 
-/* The parsed document; valid until es_doc_json_free(). */
+/* The parsed document: borrowed from doc, valid until es_doc_json_free(). */
 const es_doc *es_doc_json_doc(const es_doc_json *doc);
 
 /* Fills source_id and metadata.workspace where the document has none;
  * either argument may be NULL. */
 es_status es_doc_json_set_defaults(es_doc_json *doc, const char *source_id,
                                    const char *workspace);
+
+/* Frees a document from es_doc_json_parse() and everything it points to
+ * (the es_doc of es_doc_json_doc() too).  NULL is a no-op. */
 void es_doc_json_free(es_doc_json *doc);
+
+/* Parses a vector written as JSON, [in] json of [in] len bytes (need not
+ * be NUL-terminated): one array of 1..16,000 numbers, read exactly as
+ * es_doc_json_parse() reads an "embedding" (the same text gives the same
+ * floats, correctly rounded, in any locale).  [in] name is what messages
+ * call the array ("--vector", "vector"; NULL: "vector"), its elements are
+ * name[i].  Checks the syntax only: es_search() checks the dimension, and
+ * that every value is finite.  On success [out] *vector (freed with
+ * es_vector_free()) holds [out] *dim values.  On failure *vector is NULL
+ * and a message naming the element and byte is written into [out] err
+ * (errlen bytes, always NUL-terminated; err may be NULL): ES_EINVAL, or
+ * ES_ENOMEM. */
+es_status es_vector_parse_json(const char *json, size_t len, const char *name,
+                               float **vector, size_t *dim, char *err,
+                               size_t errlen);
+
+/* Frees a vector from es_vector_parse_json().  NULL is a no-op. */
+void es_vector_free(float *vector);
 
 /* ------------------------------------------------------------------------
  * Search
  * ---------------------------------------------------------------------- */
+/* What to search for.  Fill it with es_search_params_init() first. */
 typedef struct es_search_params {
   const float *vector;   /* query vector, or NULL with like_id */
   size_t dim;
   const char *like_id;   /* search near this stored document (excluded from
                             the results), or NULL with vector */
-  int k;                 /* 1..1000 */
+  int k;                 /* 1..1000 (10) */
   const char *workspace; /* only documents whose metadata.workspace is this */
   const char *source_id; /* only documents of this source */
   int exact;             /* 1: exact scan without the index (ground truth) */
 } es_search_params;
+
+/* Fills [out] params (not NULL): k 10, everything else NULL or 0 (which
+ * searches the whole store through the index). */
+void es_search_params_init(es_search_params *params);
 
 typedef struct es_hit {
   char *id;
@@ -458,6 +535,9 @@ typedef struct es_results {
  * stored.  [out] *results is freed with es_results_free(). */
 es_status es_search(es_store *store, const es_search_params *params,
                     es_results **results);
+
+/* Frees results from es_search(), every hit's strings too.  NULL is a
+ * no-op. */
 void es_results_free(es_results *results);
 
 /* ------------------------------------------------------------------------
@@ -466,10 +546,16 @@ void es_results_free(es_results *results);
 typedef struct es_delete_options {
   const char *workspace; /* only documents of this workspace; NULL: all */
   int no_cascade;        /* 1: refuse (ES_ECONFLICT) when a document of the
-                            source still has chunks; nothing is deleted */
-  int dry_run;           /* 1: count exactly, change nothing */
+                            source still has chunks; nothing is deleted (0) */
+  int dry_run;           /* 1: count exactly, change nothing (0) */
 } es_delete_options;
 
+/* Fills every field of [out] options (not NULL) with its default: every
+ * workspace, cascading to chunks, not a dry run. */
+void es_delete_options_init(es_delete_options *options);
+
+/* What es_delete_by_source() deleted (or would).  Freed with
+ * es_delete_result_free(). */
 typedef struct es_delete_result {
   int64_t deleted;        /* documents */
   int64_t chunks_removed; /* their chunks */
@@ -481,10 +567,14 @@ typedef struct es_delete_result {
  * the source inserted concurrently is either deleted with its chunks or
  * kept with its chunks, and both counts are exact.  Cached searches that
  * may show the source are invalidated after the commit.  [in] options may
- * be NULL; [out] result may be NULL. */
+ * be NULL for the defaults.  [out] *result is freed with
+ * es_delete_result_free(); result may be NULL. */
 es_status es_delete_by_source(es_store *store, const char *source_id,
                               const es_delete_options *options,
-                              es_delete_result *result);
+                              es_delete_result **result);
+
+/* Frees a result of es_delete_by_source().  NULL is a no-op. */
+void es_delete_result_free(es_delete_result *result);
 
 /* ------------------------------------------------------------------------
  * Statistics and index health
@@ -533,17 +623,20 @@ typedef struct es_stats {
  * NULL.  Counts come from counters that triggers keep exact (any writer,
  * not only embstore), so this answers in milliseconds at millions of rows.
  * [out] *stats is freed with es_stats_free(). */
-es_status es_get_statistics(es_store *store, const char *workspace,
-                            es_stats **stats);
+es_status es_stats_get(es_store *store, const char *workspace,
+                       es_stats **stats);
+
+/* Frees statistics from es_stats_get(), their sources and reasons too.
+ * NULL is a no-op. */
 void es_stats_free(es_stats *stats);
 
 /* The counters checked against COUNT(*).
  *
- * The counts of es_get_statistics() come from counters that triggers keep
+ * The counts of es_stats_get() come from counters that triggers keep
  * exact for every writer whose triggers fire.  A writer that bypassed them
  * (triggers disabled during a restore; a REPEATABLE READ transaction moving
  * a document to another source while another adds its chunks) can leave
- * them wrong.  es_get_statistics() reports what it can see cheaply
+ * them wrong.  es_stats_get() reports what it can see cheaply
  * (disabled triggers, negative counts, counters far from PostgreSQL's
  * estimate); this is the exact check. */
 typedef struct es_count_drift {
@@ -571,6 +664,9 @@ typedef struct es_count_check {
  * tables: seconds at millions of rows.  [out] *check is freed with
  * es_count_check_free(). */
 es_status es_check_counts(es_store *store, int repair, es_count_check **check);
+
+/* Frees a check from es_check_counts(), its drift list too.  NULL is a
+ * no-op. */
 void es_count_check_free(es_count_check *check);
 
 /* ------------------------------------------------------------------------
@@ -584,6 +680,8 @@ typedef struct es_cleanup_options {
                         (3600) */
 } es_cleanup_options;
 
+/* Fills every field of [out] options (not NULL) with its default, given
+ * above in parentheses. */
 void es_cleanup_options_init(es_cleanup_options *options);
 
 typedef struct es_cleanup_result {
@@ -599,10 +697,15 @@ typedef struct es_cleanup_result {
 
 /* Finds and (unless dry_run) deletes orphans in batches of batch_size, each
  * its own short transaction; then VACUUM (ANALYZE)s what changed and, once
- * no orphaned chunk is left, validates a NOT VALID foreign key.  [out]
- * *result is freed with es_cleanup_result_free(). */
+ * no orphaned chunk is left, validates a NOT VALID foreign key.  [in]
+ * options may be NULL for the defaults.  [out] *result is freed with
+ * es_cleanup_result_free(); it is set also when a batch failed (memory
+ * allowing), counting what the batches before it deleted. */
 es_status es_cleanup_orphaned(es_store *store, const es_cleanup_options *options,
                               es_cleanup_result **result);
+
+/* Frees a result of es_cleanup_orphaned(), its details too.  NULL is a
+ * no-op. */
 void es_cleanup_result_free(es_cleanup_result *result);
 
 /* ------------------------------------------------------------------------
@@ -628,7 +731,11 @@ typedef struct es_metrics_report {
 /* Per-operation figures over the last [in] since_s seconds (0: all),
  * including what this process has buffered.  [out] *report is freed with
  * es_metrics_report_free(). */
-es_status es_metrics(es_store *store, int64_t since_s, es_metrics_report **report);
+es_status es_metrics_report_get(es_store *store, int64_t since_s,
+                                es_metrics_report **report);
+
+/* Frees a report from es_metrics_report_get(), its operations too.  NULL
+ * is a no-op. */
 void es_metrics_report_free(es_metrics_report *report);
 
 #ifdef __cplusplus

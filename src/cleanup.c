@@ -177,15 +177,43 @@ static es_status drain(es_store *s, es__conn *c, cleanup_ctx *x, const char *sql
   }
 }
 
-/* VACUUM cannot run inside a transaction block: one statement each. */
+/* VACUUM cannot run inside a transaction block: one statement each, with
+ * the statement timeout lifted for it (a large table takes its time) and
+ * set back afterwards. */
 static es_status vacuum(es_store *s, es__conn *c, cleanup_ctx *x, const char *table) {
-  char sql[64], what[64];
+  char sql[96], what[64];
   snprintf(sql, sizeof sql, "VACUUM (ANALYZE) %s", table);
   snprintf(what, sizeof what, "VACUUM of %s failed", table);
-  es_status rc = es__exec(s, c, sql, what);
+  es_status rc = es__exec(s, c, "SET statement_timeout = 0",
+                          "cannot lift the statement timeout");
+  if (rc == ES_OK)
+    rc = es__exec(s, c, sql, what);
+  char reset[64];
+  snprintf(reset, sizeof reset, "SET statement_timeout = %d",
+           s->opts.statement_timeout_ms);
+  es_status back = es__exec(s, c, reset, "cannot restore the statement timeout");
+  if (rc == ES_OK && back != ES_OK)
+    return back;
   if (rc == ES_OK)
     detail(x->r, "ran VACUUM (ANALYZE) on %s", table);
   return rc;
+}
+
+/* Whether table wants a VACUUM (ANALYZE) whatever this cleanup changed:
+ * the facts for which `embstore stats` names cleanup (many dead tuples, or
+ * never analysed). */
+static bool wants_upkeep(es__conn *c, const char *table) {
+  const char *v[1] = {table};
+  PGresult *r = PQexecParams(
+      c->pg,
+      "SELECT (n_dead_tup >= " ES__DEAD_MIN " AND n_dead_tup > " ES__DEAD_SHARE
+      " * (n_live_tup + n_dead_tup)) OR (n_live_tup > 0 AND last_analyze IS NULL "
+      "AND last_autoanalyze IS NULL) FROM pg_stat_user_tables WHERE relid = "
+      "to_regclass($1)",
+      1, NULL, v, NULL, NULL, 0);
+  bool want = es__res_ok(r) && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+  PQclear(r);
+  return want;
 }
 
 /* Once no orphaned chunk is left, a NOT VALID key can be validated. */
@@ -238,9 +266,11 @@ static es_status cleanup_op(es_store *s, es__conn *c, void *arg) {
   if (x->batches > 0)
     detail(r, "in %lld transactions of at most %zu rows each",
            (long long)x->batches, x->o->batch_size);
-  if ((x->chunks_gone > 0 || x->kids > 0) && (rc = vacuum(s, c, x, "chunks")) != ES_OK)
+  if ((x->chunks_gone > 0 || x->kids > 0 || wants_upkeep(c, "chunks")) &&
+      (rc = vacuum(s, c, x, "chunks")) != ES_OK)
     return rc;
-  if (x->docs_gone > 0 && (rc = vacuum(s, c, x, "embeddings")) != ES_OK)
+  if ((x->docs_gone > 0 || wants_upkeep(c, "embeddings")) &&
+      (rc = vacuum(s, c, x, "embeddings")) != ES_OK)
     return rc;
   if (fk.exists && !fk.valid && (rc = validate(s, c, x, &fk)) != ES_OK)
     return rc;
@@ -251,9 +281,10 @@ static es_status cleanup_op(es_store *s, es__conn *c, void *arg) {
 es_status es_cleanup_orphaned(es_store *s, const es_cleanup_options *options,
                               es_cleanup_result **out) {
   es_cleanup_options defaults;
+  if (out)
+    *out = NULL; /* also when s is NULL: a failed call hands out nothing */
   if (s == NULL || out == NULL)
     return ES_EINVAL;
-  *out = NULL;
   es__clear_err(s);
   es_cleanup_options_init(&defaults);
   const es_cleanup_options *o = options ? options : &defaults;

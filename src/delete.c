@@ -110,21 +110,37 @@ done:
   return rc;
 }
 
+void es_delete_options_init(es_delete_options *options) {
+  memset(options, 0, sizeof *options);
+}
+
 es_status es_delete_by_source(es_store *s, const char *source_id,
                               const es_delete_options *options,
-                              es_delete_result *result) {
-  es_delete_options defaults = {0};
+                              es_delete_result **result) {
+  es_delete_options defaults;
+  es_delete_options_init(&defaults);
+  if (result)
+    *result = NULL;
   if (s == NULL)
     return ES_EINVAL;
   es__clear_err(s);
   if (source_id == NULL || source_id[0] == '\0')
     return es__fail(s, ES_EINVAL, "a source id is required");
+  /* Allocated first: once the delete is committed, nothing may fail. */
+  es_delete_result *res = calloc(1, sizeof *res);
+  if (res == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory");
   delete_ctx d = {source_id, options ? options : &defaults, {0}};
   es_status rc = es__run(s, d.o->dry_run ? "delete_dry_run" : "delete_by_source",
                          true, delete_op, &d);
   if (rc == ES_OK && !d.o->dry_run && d.r.deleted > 0)
     es__cache_invalidate_source(s->cache, source_id); /* after the commit */
-  if (result)
-    *result = d.r;
+  *res = d.r;
+  if (rc == ES_OK && result)
+    *result = res;
+  else
+    free(res);
   return rc;
 }
+
+void es_delete_result_free(es_delete_result *result) { free(result); }

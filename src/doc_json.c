@@ -75,8 +75,10 @@ static bool read_opt_text(es__json *j, char **dst, const char *ctx) {
   return read_text(j, dst, ctx);
 }
 
-/* An array of numbers into a new float array. */
-static bool read_vector(es__json *j, float **dst, size_t *dim, const char *ctx) {
+/* An array of numbers into a new float array; *oom (may be NULL) says
+ * whether a failure was out of memory. */
+static bool read_vector(es__json *j, float **dst, size_t *dim, const char *ctx,
+                        bool *oom) {
   size_t n = 0, cap = 0;
   float *v = NULL;
   if (!es__json_eat(j, '['))
@@ -94,6 +96,8 @@ static bool read_vector(es__json *j, float **dst, size_t *dim, const char *ctx) 
         float *g = realloc(v, cap * sizeof *v);
         if (g == NULL) {
           free(v);
+          if (oom)
+            *oom = true;
           return es__json_error(j, "%s: out of memory", ctx);
         }
         v = g;
@@ -113,6 +117,8 @@ static bool read_vector(es__json *j, float **dst, size_t *dim, const char *ctx) 
   }
   *dst = v ? v : malloc(sizeof(float));
   *dim = n;
+  if (*dst == NULL && oom)
+    *oom = true;
   return *dst != NULL || es__json_error(j, "%s: out of memory", ctx);
 }
 
@@ -185,7 +191,7 @@ static bool read_chunk(es__json *j, es_doc_json *d, size_t idx) {
       case 1: r = read_opt_text(j, &o->text, fctx); break;
       case 2:
         if (!es__json_literal(j, "null"))
-          r = read_vector(j, &o->embedding, &c->dim, fctx);
+          r = read_vector(j, &o->embedding, &c->dim, fctx, NULL);
         break;
       case 3: r = read_metadata(j, &o->metadata, fctx); break;
       }
@@ -244,7 +250,7 @@ static bool read_chunks(es__json *j, es_doc_json *d) {
   }
 }
 
-es_status es_doc_parse_json(const char *json, size_t len, es_doc_json **out,
+es_status es_doc_json_parse(const char *json, size_t len, es_doc_json **out,
                             char *err, size_t errlen) {
   static const char *const names[] = {"id",       "text",      "embedding",
                                       "metadata", "source_id", "chunks"};
@@ -295,7 +301,7 @@ es_status es_doc_parse_json(const char *json, size_t len, es_doc_json **out,
       case 1: r = read_opt_text(&j, &d->text, "text"); break;
       case 2:
         if (!es__json_literal(&j, "null"))
-          r = read_vector(&j, &d->embedding, &d->doc.dim, "embedding");
+          r = read_vector(&j, &d->embedding, &d->doc.dim, "embedding", NULL);
         break;
       case 3: r = read_metadata(&j, &d->metadata, "metadata"); break;
       case 4: r = read_opt_text(&j, &d->source_id, "source_id"); break;
@@ -397,3 +403,37 @@ size_t es_doc_json_find_id(const char *json, size_t len, char *id, size_t cap) {
   es__buf_free(&val);
   return found;
 }
+
+es_status es_vector_parse_json(const char *json, size_t len, const char *name,
+                               float **vector, size_t *dim, char *err,
+                               size_t errlen) {
+  es__json j;
+  char fallback[8];
+  bool oom = false;
+  float *v = NULL;
+  size_t n = 0;
+  if (err == NULL || errlen == 0) {
+    err = fallback;
+    errlen = sizeof fallback;
+  }
+  if (name == NULL)
+    name = "vector";
+  *vector = NULL;
+  *dim = 0;
+  es__json_init(&j, json ? json : "", json ? len : 0, err, errlen);
+  if (!read_vector(&j, &v, &n, name, &oom))
+    return oom ? ES_ENOMEM : ES_EINVAL;
+  if (n == 0)
+    es__json_error(&j, "%s: the vector is empty", name);
+  else if (es__json_peek(&j) != -1)
+    es__json_error(&j, "%s: trailing characters after the array", name);
+  if (err[0] != '\0') {
+    free(v);
+    return ES_EINVAL;
+  }
+  *vector = v;
+  *dim = n;
+  return ES_OK;
+}
+
+void es_vector_free(float *vector) { free(vector); }

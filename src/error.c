@@ -1,35 +1,188 @@
 /* error.c - the last failure of each thread on a store.
  *
- * A store is shared by threads, so "the last error" is kept per thread
- * (a pthread key per store), the way errno is per thread. */
+ * A store is shared by threads, so "the last error" is kept per thread, the
+ * way errno is.  One process-wide pthread key (created once) holds each
+ * thread's list of records, one per store the thread has failed or asked
+ * on; a key per store would run out at PTHREAD_KEYS_MAX (1,024) open
+ * stores.  Records are found by the store's id, which is never reused, so
+ * a stale record of a closed store cannot be taken for a new store at the
+ * same address.  es_close frees the calling thread's record; another
+ * thread's records of closed stores are freed when that thread exits (the
+ * key's destructor) or when it next needs a new record. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-/* Creates the key that holds each thread's es__err. */
-int es__err_key_create(pthread_key_t *key) { return pthread_key_create(key, free); }
+/* One thread's record for one store. */
+typedef struct err_record {
+  uint64_t store_id;
+  struct err_record *next;
+  es__err err;
+} err_record;
 
-/* Deletes the key; the calling thread's record is freed with it. */
-void es__err_key_delete(pthread_key_t key) {
-  free(pthread_getspecific(key));
-  pthread_setspecific(key, NULL);
-  pthread_key_delete(key);
+/* The value of the key for a thread: set once, so that later changes to
+ * the list never need pthread_setspecific (which may fail). */
+typedef struct thread_errs {
+  err_record *head;
+} thread_errs;
+
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t key;
+static bool key_ok;
+
+/* The ids of the open stores, ascending (ids only grow), so that a thread
+ * can tell which of its records belong to closed stores. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t *live_ids, next_id = 1;
+static size_t n_live, cap_live;
+
+/* Frees a thread's records when it exits. */
+static void free_thread_errs(void *value) {
+  thread_errs *t = value;
+  for (err_record *r = t->head, *next; r != NULL; r = next) {
+    next = r->next;
+    free(r);
+  }
+  free(t);
 }
 
-/* Returns the calling thread's record, creating it on first use.  When the
- * allocation fails, the store's shared open_err stands in. */
-es__err *es__last_err(es_store *store) {
-  es__err *e = pthread_getspecific(store->err_key);
-  if (e != NULL)
-    return e;
-  e = calloc(1, sizeof *e);
-  if (e == NULL || pthread_setspecific(store->err_key, e) != 0) {
-    free(e);
-    return &store->open_err;
+/* Creates the one key of the per-thread lists (pthread_once). */
+static void create_key(void) {
+  key_ok = pthread_key_create(&key, free_thread_errs) == 0;
+}
+
+/* Index of id in live_ids, or n_live when it is not there (live_mu held). */
+static size_t live_index(uint64_t id) {
+  size_t lo = 0, hi = n_live;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (live_ids[mid] < id)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
-  return e;
+  return lo < n_live && live_ids[lo] == id ? lo : n_live;
+}
+
+/* Gives the store an id and counts it open.  ES_ENOMEM (recorded in the
+ * store's open_err) when out of memory or out of thread-specific keys. */
+es_status es__err_register(es_store *store) {
+  pthread_once(&key_once, create_key);
+  if (!key_ok)
+    return es__fail(store, ES_ENOMEM, "cannot create the key of the "
+                    "per-thread errors (the process has used all of its "
+                    "PTHREAD_KEYS_MAX thread-specific keys)");
+  pthread_mutex_lock(&live_mu);
+  if (n_live == cap_live) {
+    size_t cap = cap_live ? cap_live * 2 : 16;
+    uint64_t *g = realloc(live_ids, cap * sizeof *g);
+    if (g == NULL) {
+      pthread_mutex_unlock(&live_mu);
+      return es__fail(store, ES_ENOMEM, "out of memory");
+    }
+    live_ids = g;
+    cap_live = cap;
+  }
+  store->err_id = next_id++;
+  live_ids[n_live++] = store->err_id;
+  pthread_mutex_unlock(&live_mu);
+  return ES_OK;
+}
+
+/* The calling thread's list, or NULL when it has none yet. */
+static thread_errs *thread_list(void) {
+  return key_ok ? pthread_getspecific(key) : NULL;
+}
+
+/* The calling thread's record for store, or NULL. */
+static err_record *find_record(const es_store *store) {
+  thread_errs *t = thread_list();
+  if (t == NULL || store->err_id == 0)
+    return NULL;
+  for (err_record *r = t->head; r != NULL; r = r->next)
+    if (r->store_id == store->err_id)
+      return r;
+  return NULL;
+}
+
+/* Counts the store closed and frees the calling thread's record for it.
+ * Safe on a store that was never registered. */
+void es__err_unregister(es_store *store) {
+  if (store->err_id == 0)
+    return;
+  thread_errs *t = thread_list();
+  for (err_record **p = t ? &t->head : NULL; p != NULL && *p != NULL;
+       p = &(*p)->next)
+    if ((*p)->store_id == store->err_id) {
+      err_record *r = *p;
+      *p = r->next;
+      free(r);
+      break;
+    }
+  pthread_mutex_lock(&live_mu);
+  size_t i = live_index(store->err_id);
+  if (i < n_live) {
+    memmove(live_ids + i, live_ids + i + 1, (n_live - i - 1) * sizeof *live_ids);
+    n_live--;
+  }
+  if (n_live == 0) { /* nothing open: give the memory back */
+    free(live_ids);
+    live_ids = NULL;
+    cap_live = 0;
+  }
+  pthread_mutex_unlock(&live_mu);
+  store->err_id = 0;
+}
+
+/* Frees the calling thread's records of stores closed since. */
+static void prune_closed(thread_errs *t) {
+  pthread_mutex_lock(&live_mu);
+  for (err_record **p = &t->head; *p != NULL;) {
+    if (live_index((*p)->store_id) == n_live) {
+      err_record *dead = *p;
+      *p = dead->next;
+      free(dead);
+    } else {
+      p = &(*p)->next;
+    }
+  }
+  pthread_mutex_unlock(&live_mu);
+}
+
+/* The calling thread's list, created on first use; NULL when out of
+ * memory. */
+static thread_errs *thread_list_make(void) {
+  thread_errs *t = thread_list();
+  if (t != NULL || !key_ok)
+    return t;
+  t = calloc(1, sizeof *t);
+  if (t == NULL || pthread_setspecific(key, t) != 0) {
+    free(t);
+    return NULL;
+  }
+  return t;
+}
+
+/* Returns the calling thread's record, creating it on first use.  When that
+ * is impossible (out of memory, or the store never got an id because
+ * es_open failed early), the store's shared open_err stands in. */
+es__err *es__last_err(es_store *store) {
+  err_record *r = find_record(store);
+  if (r != NULL)
+    return &r->err;
+  thread_errs *t = store->err_id ? thread_list_make() : NULL;
+  if (t == NULL)
+    return &store->open_err;
+  prune_closed(t);
+  r = calloc(1, sizeof *r);
+  if (r == NULL)
+    return &store->open_err;
+  r->store_id = store->err_id;
+  r->next = t->head;
+  t->head = r;
+  return &r->err;
 }
 
 /* Forgets the calling thread's last failure. */
@@ -161,9 +314,8 @@ es_status es__fail_pg(es_store *store, PGconn *pg, const PGresult *res,
 const char *es_errmsg(const es_store *store) {
   if (store == NULL)
     return "no store (out of memory?)";
-  es__err *e = pthread_getspecific(store->err_key);
-  if (e == NULL)
-    e = (es__err *)&store->open_err;
+  const err_record *r = find_record(store);
+  const es__err *e = r ? &r->err : &store->open_err;
   if (e->code == ES_OK && e->msg[0] == '\0')
     return "no error";
   return e->msg;

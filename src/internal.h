@@ -22,8 +22,12 @@ typedef struct es__err {
   char msg[1024];
 } es__err;
 
-int es__err_key_create(pthread_key_t *key);
-void es__err_key_delete(pthread_key_t key);
+/* Gives store its id for the per-thread records (at open); ES_ENOMEM when
+ * impossible, recorded in the store's open_err. */
+es_status es__err_register(es_store *store);
+/* Frees the calling thread's record of store (at close); other threads'
+ * records of it are freed when they exit or next need a record. */
+void es__err_unregister(es_store *store);
 
 /* Records a failure of the calling thread on store and returns code. */
 es_status es__fail(es_store *store, es_status code, const char *fmt, ...)
@@ -155,8 +159,9 @@ struct es_store {
   es_options opts;
   char *conninfo;          /* the effective connection string */
   char *redacted;          /* conninfo for messages */
-  pthread_key_t err_key;
-  es__err open_err;        /* failure of es_open itself (before threads) */
+  uint64_t err_id;         /* names the store in per-thread error records;
+                              never reused, 0 before es__err_register */
+  es__err open_err;        /* stands in when a thread has no record */
   es__pool pool;
   pthread_mutex_t shape_mu;
   int dim;                 /* 0 until read from embstore_meta */
@@ -323,13 +328,9 @@ float es__strtof(const char *s, char **end);
 /* snprintf with the C locale's numeric formatting. */
 int es__snprintf_c(char *buf, size_t cap, const char *fmt, ...) ES__PRINTF(3, 4);
 
-/* ---- utf8.c --------------------------------------------------------------- */
+/* ---- utf8.c: see utf8.h (shared with the tool) ----------------------------- */
 
-/* Offset of the first byte that is not part of valid UTF-8, or -1.  NUL
- * bytes are valid UTF-8 but rejected by callers that need C strings. */
-long es__utf8_invalid_at(const char *s, size_t len);
-/* Replaces bytes that are not valid UTF-8 with '?', in place. */
-void es__utf8_scrub(char *s);
+#include "utf8.h"
 
 /* ---- validate.c ------------------------------------------------------------ */
 

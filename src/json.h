@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "utf8.h"
+
 /* Nesting deeper than this is refused: no real metadata needs it and it
  * bounds the parser's recursion. */
 #define ES__JSON_MAX_DEPTH 64
@@ -53,10 +55,6 @@ bool es__json_check_object(const char *s, size_t len, const char *ctx,
                            char *err, size_t errlen);
 /* true when the JSON object s has top-level key (s must be valid). */
 bool es__json_object_has_key(const char *s, size_t len, const char *key);
-/* UTF-8 (utf8.c, also shared with the tool): the offset of the first
- * invalid byte or -1; and replacing invalid bytes with '?' in place. */
-long es__utf8_invalid_at(const char *s, size_t len);
-void es__utf8_scrub(char *s);
 
 /* Appends s as a JSON string literal (quotes and escapes) to out. */
 bool es__json_append_string(es__buf *out, const char *s, size_t n);

@@ -298,10 +298,12 @@ static es_status report_op(es_store *s, es__conn *c, void *arg) {
 
 /* The metrics of the last since_s seconds (0: all), this process's
  * buffered records included. */
-es_status es_metrics(es_store *s, int64_t since_s, es_metrics_report **out) {
+es_status es_metrics_report_get(es_store *s, int64_t since_s,
+                                es_metrics_report **out) {
+  if (out)
+    *out = NULL; /* also when s is NULL: a failed call hands out nothing */
   if (s == NULL || out == NULL)
     return ES_EINVAL;
-  *out = NULL;
   es__clear_err(s);
   if (since_s < 0)
     return es__fail(s, ES_EINVAL, "the period must not be negative");

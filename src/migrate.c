@@ -387,8 +387,10 @@ done:
 }
 
 /* Creates, adopts or re-checks the store (see init_op). */
-es_status es_init(es_store *s, int dim, es_metric metric, es_init_report *report) {
-  es_init_report local;
+es_status es_init(es_store *s, int dim, es_metric metric,
+                  es_init_report **report) {
+  if (report)
+    *report = NULL;
   if (s == NULL)
     return ES_EINVAL;
   es__clear_err(s);
@@ -397,13 +399,23 @@ es_status es_init(es_store *s, int dim, es_metric metric, es_init_report *report
                     "not %d", ES_MAX_DIM, dim);
   if ((unsigned)metric > ES_METRIC_IP)
     return es__fail(s, ES_EINVAL, "unknown metric %d", (int)metric);
-  init_ctx ic = {dim, metric, report ? report : &local};
+  /* Allocated first: once the schema is committed, nothing may fail. */
+  es_init_report *rep = calloc(1, sizeof *rep);
+  if (rep == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  init_ctx ic = {dim, metric, rep};
   es_status rc = es__run(s, "init", true, init_op, &ic);
   pthread_mutex_lock(&s->shape_mu);
   s->dim = 0; /* read the shape afresh */
   pthread_mutex_unlock(&s->shape_mu);
+  if (rc == ES_OK && report)
+    *report = rep;
+  else
+    free(rep);
   return rc;
 }
+
+void es_init_report_free(es_init_report *report) { free(report); }
 
 /* Applies pending migrations and mends missing indexes and the foreign
  * key, in one transaction under the migration lock. */
@@ -433,24 +445,41 @@ static es_status migrate_op(es_store *s, es__conn *c, void *arg) {
   return rc;
 }
 
-/* Applies pending migrations and mends the store (see migrate_op). */
-es_status es_migrate_report(es_store *s, es_init_report *report) {
-  es_init_report local;
+/* Runs the migration, reporting into rep. */
+static es_status migrate(es_store *s, es_init_report *rep) {
   if (s == NULL)
     return ES_EINVAL;
   es__clear_err(s);
-  es_status rc = es__run(s, "migrate", true, migrate_op, report ? report : &local);
+  es_status rc = es__run(s, "migrate", true, migrate_op, rep);
   pthread_mutex_lock(&s->shape_mu);
   s->dim = 0; /* read the shape afresh */
   pthread_mutex_unlock(&s->shape_mu);
   return rc;
 }
 
-/* es_migrate_report, telling only how many migrations were applied. */
+/* Applies pending migrations and mends the store (see migrate_op). */
+es_status es_migrate_report(es_store *s, es_init_report **report) {
+  if (report)
+    *report = NULL;
+  if (s == NULL)
+    return ES_EINVAL;
+  es_init_report *rep = calloc(1, sizeof *rep);
+  if (rep == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  es_status rc = migrate(s, rep);
+  if (rc == ES_OK && report)
+    *report = rep;
+  else
+    free(rep);
+  return rc;
+}
+
+/* Applies pending migrations and mends the store, telling only how many
+ * migrations were applied. */
 es_status es_migrate(es_store *s, int *applied) {
   es_init_report rep;
   memset(&rep, 0, sizeof rep);
-  es_status rc = es_migrate_report(s, &rep);
+  es_status rc = migrate(s, &rep);
   if (applied)
     *applied = rep.migrations_applied;
   return rc;
@@ -481,10 +510,11 @@ static es_status list_op(es_store *s, es__conn *c, void *arg) {
 }
 
 /* Lists every migration the library knows, applied or pending. */
-es_status es_migrations(es_store *s, es_migration_list **out) {
+es_status es_migration_list_get(es_store *s, es_migration_list **out) {
+  if (out)
+    *out = NULL; /* also when s is NULL: a failed call hands out nothing */
   if (s == NULL || out == NULL)
     return ES_EINVAL;
-  *out = NULL;
   es_migration_list *l = calloc(1, sizeof *l);
   if (l)
     l->items = calloc(ES__N_SQL_FILES, sizeof *l->items);

@@ -142,9 +142,10 @@ static es_status check_op(es_store *s, es__conn *c, void *arg) {
 }
 
 es_status es_check_counts(es_store *s, int repair, es_count_check **out) {
+  if (out)
+    *out = NULL; /* also when s is NULL: a failed call hands out nothing */
   if (s == NULL || out == NULL)
     return ES_EINVAL;
-  *out = NULL;
   es__clear_err(s);
   es_count_check *c = calloc(1, sizeof *c);
   if (c == NULL)

@@ -54,6 +54,12 @@ typedef struct es__fk_state {
 
 es_status es__fk_lookup(es_store *store, es__conn *conn, es__fk_state *fk);
 
+/* A table with at least ES__DEAD_MIN dead tuples that are more than
+ * ES__DEAD_SHARE of its rows wants a VACUUM (stats reports it, cleanup does
+ * it).  Strings, for SQL text and strtod alike. */
+#define ES__DEAD_MIN "1000"
+#define ES__DEAD_SHARE "0.2"
+
 /* The triggers that keep embstore_counts exact (sql/004, sql/006), all of
  * which must exist and fire ALWAYS. */
 #define ES__COUNT_TRIGGERS 10

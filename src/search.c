@@ -186,6 +186,11 @@ static es_status search_op(es_store *s, es__conn *c, void *arg) {
   return rc;
 }
 
+void es_search_params_init(es_search_params *params) {
+  memset(params, 0, sizeof *params);
+  params->k = 10;
+}
+
 /* Checks search parameters at the door. */
 static inline es_status check_params(es_store *s, const es_search_params *p) {
   if (p == NULL)

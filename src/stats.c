@@ -16,9 +16,6 @@
 
 /* Delta rows beyond which a stats call first folds them. */
 #define COMPACT_AT 50000
-/* A table with more than this share of dead tuples wants a VACUUM. */
-#define DEAD_SHARE 0.2
-#define DEAD_MIN 1000
 /* How far the counters may be from pg_stat's live-row estimate. */
 #define ESTIMATE_SLACK 0.5
 #define ESTIMATE_SLACK_ROWS 10000
@@ -167,15 +164,17 @@ static es_status storage(es_store *s, es__conn *c, es_stats *st,
     if (!data)
       continue;
     live_rows[strcmp(name, "chunks") == 0] = live;
-    if (dead >= DEAD_MIN && dead / (live + dead) > DEAD_SHARE)
+    if (dead >= es__strtod(ES__DEAD_MIN, NULL) &&
+        dead / (live + dead) > es__strtod(ES__DEAD_SHARE, NULL))
       fact(st, ES_HEALTH_DEGRADED,
-           "%s holds %.0f dead tuples (%.0f%% of its rows%s): run VACUUM "
-           "(embstore cleanup does)",
+           "%s holds %.0f dead tuples (%.0f%% of its rows%s): run `embstore "
+           "cleanup`, which vacuums it",
            name, dead, 100.0 * dead / (live + dead),
            strcmp(name, "embeddings") == 0 ? ", and of its HNSW index" : "");
     if (never_analyzed && live > 0)
       fact(st, ES_HEALTH_DEGRADED,
-           "%s has never been analysed: the planner is guessing (run ANALYZE)",
+           "%s has never been analysed: the planner is guessing; run `embstore "
+           "cleanup`, which analyses it",
            name);
   }
   PQclear(r);
@@ -345,10 +344,11 @@ static es_status stats_op(es_store *s, es__conn *c, void *arg) {
   return ES_OK;
 }
 
-es_status es_get_statistics(es_store *s, const char *workspace, es_stats **out) {
+es_status es_stats_get(es_store *s, const char *workspace, es_stats **out) {
+  if (out)
+    *out = NULL; /* also when s is NULL: a failed call hands out nothing */
   if (s == NULL || out == NULL)
     return ES_EINVAL;
-  *out = NULL;
   es__clear_err(s);
   es_stats *st = calloc(1, sizeof *st);
   if (st == NULL)

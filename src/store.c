@@ -53,13 +53,10 @@ es_status es_open_opts(const es_options *options, es_store **out) {
   *out = s;
   if (s == NULL)
     return ES_ENOMEM;
-  if (es__err_key_create(&s->err_key) != 0) {
-    free(s);
-    *out = NULL;
-    return ES_ENOMEM;
-  }
   pthread_mutex_init(&s->shape_mu, NULL);
   s->pool.size = -1; /* not initialised: es_close must not destroy it */
+  if ((rc = es__err_register(s)) != ES_OK)
+    return rc;
   if (options == NULL)
     return es__fail(s, ES_EINVAL, "options is NULL");
   s->opts = *options;
@@ -95,7 +92,7 @@ void es_close(es_store *s) {
   if (s->pool.size != -1)
     es__pool_destroy(&s->pool);
   pthread_mutex_destroy(&s->shape_mu);
-  es__err_key_delete(s->err_key);
+  es__err_unregister(s);
   free(s->conninfo);
   free(s->redacted);
   free(s);

@@ -2,7 +2,7 @@
  * nothing above U+10FFFF). */
 #include <string.h>
 
-#include "internal.h"
+#include "utf8.h" /* nothing else: the tool compiles this file too */
 
 /* Returns the offset of the first invalid byte, or -1 when s is valid. */
 long es__utf8_invalid_at(const char *s, size_t len) {

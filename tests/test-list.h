@@ -36,6 +36,13 @@
   X(concurrent_inits_of_a_fresh_database_all_succeed_and_create_it_once, DB) \
   X(init_and_migrate_wait_for_a_lock_no_longer_than_the_timeout_and_name_the_holder, DB) \
   X(open_reports_unreachable_servers_without_the_password, UNIT)             \
+  X(two_thousand_stores_open_at_once_keep_each_its_own_error, UNIT)          \
+  X(a_thread_that_outlives_its_store_leaks_nothing_and_sees_no_stale_error, UNIT) \
+  X(vector_parse_json_reads_like_the_ingest_format_and_names_the_element, UNIT) \
+  X(cli_search_names_the_bad_element_of_vector_once, UNIT)                   \
+  X(the_tool_and_the_benchmarks_use_only_the_public_header, UNIT)            \
+  X(failed_calls_hand_out_no_result_and_every_free_takes_null, UNIT)         \
+  X(options_init_functions_fill_every_field_with_its_default, UNIT)          \
   X(operations_on_an_uninitialised_database_say_to_run_init, DB)             \
   /* upsert and search */                                                    \
   X(upsert_reports_inserted_updated_unchanged_and_keeps_updated_at, DB)      \

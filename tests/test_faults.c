@@ -49,7 +49,7 @@ static void assert_consistent(es_store *s, PGconn *pg) {
                           "(SELECT 1 FROM embeddings e WHERE e.id = c.document_id)"),
                 0);
   es_stats *st = NULL;
-  ASSERT_OK(s, es_get_statistics(s, NULL, &st));
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
   ASSERT_INT_EQ(st->documents, th_pg_int(pg, "SELECT count(*) FROM embeddings"));
   ASSERT_INT_EQ(st->chunks, th_pg_int(pg, "SELECT count(*) FROM chunks"));
   es_stats_free(st);
@@ -245,7 +245,7 @@ typedef struct bg_delete {
   es_store *s;
   const char *source;
   es_status rc;
-  es_delete_result r;
+  es_delete_result *r; /* freed by the test */
   char err[1024];
 } bg_delete;
 
@@ -304,21 +304,22 @@ TEST(delete_cut_off_by_a_dropped_connection_changes_nothing) {
   pthread_join(t, NULL);
   th_pg_exec(locker, "ROLLBACK");
   ASSERT_INT_EQ(d.rc, ES_ECONNECT);
-  ASSERT_INT_EQ(d.r.deleted, 0);
+  ASSERT(d.r == NULL); /* a failed call hands out no result */
   /* Nothing half-done: every document and chunk is still there. */
   ASSERT_INT_EQ(th_pg_int(watch, "SELECT count(*) FROM embeddings WHERE source_id = 'doomed'"), 40);
   ASSERT_INT_EQ(th_pg_int(watch, "SELECT count(*) FROM chunks WHERE document_id LIKE 'd%'"), 120);
   assert_consistent(s, watch);
-  es_delete_result r;
+  es_delete_result *r = NULL;
   ASSERT_OK(s, es_delete_by_source(s, "doomed", NULL, &r));
-  ASSERT_INT_EQ(r.deleted, 40);
-  ASSERT_INT_EQ(r.chunks_removed, 120);
+  ASSERT_INT_EQ(r->deleted, 40);
+  ASSERT_INT_EQ(r->chunks_removed, 120);
   assert_consistent(s, watch);
   PQfinish(locker);
   PQfinish(watch);
   es_close(s);
   unmake(&a);
   unmake(&b);
+  es_delete_result_free(r);
 }
 
 TEST(delete_retries_after_a_dropped_connection_and_counts_exactly) {
@@ -337,8 +338,9 @@ TEST(delete_retries_after_a_dropped_connection_and_counts_exactly) {
   pthread_join(t, NULL);
   if (d.rc != ES_OK)
     FAIL("delete after a retry: %s", d.err);
-  ASSERT_INT_EQ(d.r.deleted, 30);
-  ASSERT_INT_EQ(d.r.chunks_removed, 60);
+  ASSERT_INT_EQ(d.r->deleted, 30);
+  ASSERT_INT_EQ(d.r->chunks_removed, 60);
+  es_delete_result_free(d.r);
   assert_consistent(s, watch);
   PQfinish(locker);
   PQfinish(watch);
@@ -392,7 +394,7 @@ TEST(cleanup_cut_off_by_a_dropped_connection_keeps_finished_batches) {
   ASSERT_INT_EQ(th_pg_int(watch, "SELECT count(*) FROM chunks"), 2500 - 1000);
   ASSERT_INT_EQ(th_pg_int(watch, "SELECT count(*) FROM chunks WHERE document_id <> 'gone'"), 5);
   es_stats *st = NULL;
-  ASSERT_OK(s, es_get_statistics(s, NULL, &st));
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
   ASSERT_INT_EQ(st->documents, 5);
   ASSERT_INT_EQ(st->chunks, 5); /* chunks of existing documents */
   ASSERT_INT_EQ(st->orphaned_chunks, 1495);
@@ -539,7 +541,7 @@ TEST(concurrent_ingests_deletes_and_cleanups_keep_the_store_exact) {
                           "GROUP BY 1 HAVING count(*) <> 2) t"),
                 0);
   /* After the dust settles, one more delete leaves no s1 document. */
-  es_delete_result r;
+  es_delete_result *r = NULL;
   ASSERT_OK(s, es_delete_by_source(s, "s1", NULL, &r));
   ASSERT_INT_EQ(th_pg_int(pg, "SELECT count(*) FROM embeddings WHERE source_id = 's1'"), 0);
   assert_consistent(s, pg);
@@ -548,6 +550,7 @@ TEST(concurrent_ingests_deletes_and_cleanups_keep_the_store_exact) {
   free(f2);
   free(f3);
   es_close(s);
+  es_delete_result_free(r);
 }
 
 typedef struct worker {
@@ -584,15 +587,16 @@ static void *work(void *arg) {
       rc = es_search(s, &p, &r);
     es_results_free(r);
     if (rc == ES_OK && round % 5 == 0)
-      rc = es_get_statistics(s, NULL, &st);
+      rc = es_stats_get(s, NULL, &st);
     es_stats_free(st);
     if (rc == ES_OK && round % 7 == 0) {
       rc = es_batch_upsert(s, &d, 1, NULL, &br);
       es_batch_result_free(br);
     }
     if (rc == ES_OK && round == 20) {
-      es_delete_result dr;
+      es_delete_result *dr = NULL;
       rc = es_delete_by_source(s, source, NULL, &dr);
+      es_delete_result_free(dr);
     }
     if (rc == ES_OK && round == 22) {
       /* Batches of one: the next batch is hashed while one is written. */

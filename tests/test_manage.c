@@ -40,20 +40,23 @@ TEST(delete_cascade_removes_a_source_and_its_chunks_with_exact_counts) {
   es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
   put_docs(s, "a", 5, "src-a", "w1", 3);
   put_docs(s, "b", 4, "src-b", "w1", 2);
-  es_delete_result r;
+  es_delete_result *r = NULL;
   ASSERT_OK(s, es_delete_by_source(s, "src-a", NULL, &r));
-  ASSERT_INT_EQ(r.deleted, 5);
-  ASSERT_INT_EQ(r.chunks_removed, 15);
-  ASSERT_INT_EQ(r.dry_run, 0);
+  ASSERT_INT_EQ(r->deleted, 5);
+  ASSERT_INT_EQ(r->chunks_removed, 15);
+  ASSERT_INT_EQ(r->dry_run, 0);
   ASSERT_INT_EQ(count_where("embeddings", "source_id = 'src-a'"), 0);
   ASSERT_INT_EQ(count_where("chunks", "document_id LIKE 'a%'"), 0);
   ASSERT_INT_EQ(count_where("embeddings", "source_id = 'src-b'"), 4);
   ASSERT_INT_EQ(count_where("chunks", "true"), 8);
+  es_delete_result_free(r);
   ASSERT_OK(s, es_delete_by_source(s, "src-a", NULL, &r)); /* nothing left */
-  ASSERT_INT_EQ(r.deleted, 0);
-  ASSERT_INT_EQ(r.chunks_removed, 0);
+  ASSERT_INT_EQ(r->deleted, 0);
+  ASSERT_INT_EQ(r->chunks_removed, 0);
+  es_delete_result_free(r);
   ASSERT_STATUS(s, es_delete_by_source(s, "", NULL, &r), ES_EINVAL);
   es_close(s);
+  es_delete_result_free(r);
 }
 
 TEST(delete_restrict_leaves_everything_when_chunks_exist) {
@@ -61,17 +64,19 @@ TEST(delete_restrict_leaves_everything_when_chunks_exist) {
   put_docs(s, "a", 3, "src", NULL, 2);
   put_docs(s, "n", 2, "bare", NULL, 0);
   es_delete_options o = {.no_cascade = 1};
-  es_delete_result r;
+  es_delete_result *r = NULL;
   ASSERT_STATUS(s, es_delete_by_source(s, "src", &o, &r), ES_ECONFLICT);
   ASSERT_CONTAINS(es_errmsg(s), "6 chunks of 3 documents");
   ASSERT_CONTAINS(es_errmsg(s), "nothing was deleted");
   ASSERT_INT_EQ(count_where("embeddings", "source_id = 'src'"), 3);
   ASSERT_INT_EQ(count_where("chunks", "true"), 6);
   /* Without chunks, restrict deletes. */
+  es_delete_result_free(r);
   ASSERT_OK(s, es_delete_by_source(s, "bare", &o, &r));
-  ASSERT_INT_EQ(r.deleted, 2);
-  ASSERT_INT_EQ(r.chunks_removed, 0);
+  ASSERT_INT_EQ(r->deleted, 2);
+  ASSERT_INT_EQ(r->chunks_removed, 0);
   es_close(s);
+  es_delete_result_free(r);
 }
 
 TEST(delete_is_limited_to_a_workspace_and_a_dry_run_changes_nothing) {
@@ -82,30 +87,32 @@ TEST(delete_is_limited_to_a_workspace_and_a_dry_run_changes_nothing) {
                          "FROM (SELECT id, xmin FROM embeddings UNION ALL "
                          "SELECT id, xmin FROM chunks) t");
   es_delete_options o = {.workspace = "w2", .dry_run = 1};
-  es_delete_result r;
+  es_delete_result *r = NULL;
   ASSERT_OK(s, es_delete_by_source(s, "src", &o, &r));
-  ASSERT_INT_EQ(r.deleted, 3);
-  ASSERT_INT_EQ(r.chunks_removed, 6);
-  ASSERT_INT_EQ(r.dry_run, 1);
+  ASSERT_INT_EQ(r->deleted, 3);
+  ASSERT_INT_EQ(r->chunks_removed, 6);
+  ASSERT_INT_EQ(r->dry_run, 1);
   ASSERT_SQL_STR("SELECT md5(string_agg(id || xmin::text, ',' ORDER BY id)) FROM "
                  "(SELECT id, xmin FROM embeddings UNION ALL SELECT id, xmin "
                  "FROM chunks) t",
                  before);
   free(before);
   o.dry_run = 0;
+  es_delete_result_free(r);
   ASSERT_OK(s, es_delete_by_source(s, "src", &o, &r));
-  ASSERT_INT_EQ(r.deleted, 3);
-  ASSERT_INT_EQ(r.chunks_removed, 6);
+  ASSERT_INT_EQ(r->deleted, 3);
+  ASSERT_INT_EQ(r->chunks_removed, 6);
   ASSERT_INT_EQ(count_where("embeddings", "true"), 4);
   ASSERT_INT_EQ(count_where("embeddings", "metadata->>'workspace' = 'w1'"), 4);
   ASSERT_INT_EQ(count_where("chunks", "true"), 4);
   es_close(s);
+  es_delete_result_free(r);
 }
 
 /* Compares the statistics with COUNT(*) over the tables. */
 static void assert_stats_exact(es_store *s, const char *ws) {
   es_stats *st = NULL;
-  ASSERT_OK(s, es_get_statistics(s, ws, &st));
+  ASSERT_OK(s, es_stats_get(s, ws, &st));
   char where[128] = "true";
   if (ws)
     snprintf(where, sizeof where, "e.metadata->>'workspace' = '%s'", ws);
@@ -158,7 +165,7 @@ TEST(stats_counts_stay_exact_through_every_kind_of_write) {
   assert_stats_exact(s, NULL);
   assert_stats_exact(s, "w1");
   assert_stats_exact(s, "w2");
-  es_delete_result r;
+  es_delete_result *r = NULL;
   ASSERT_OK(s, es_delete_by_source(s, "s2", NULL, &r));
   assert_stats_exact(s, NULL);
   assert_stats_exact(s, "w1");
@@ -169,6 +176,7 @@ TEST(stats_counts_stay_exact_through_every_kind_of_write) {
   th_exec("TRUNCATE chunks");
   assert_stats_exact(s, NULL);
   es_close(s);
+  es_delete_result_free(r);
 }
 
 TEST(stats_of_an_adopted_store_count_what_was_there) {
@@ -185,7 +193,7 @@ TEST(stats_of_an_adopted_store_count_what_was_there) {
   assert_stats_exact(s, NULL);
   assert_stats_exact(s, "w2");
   es_stats *st = NULL;
-  ASSERT_OK(s, es_get_statistics(s, NULL, &st));
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
   ASSERT_INT_EQ(st->orphaned_chunks, 20); /* document d0 or d61..d69: 2 x 10 */
   ASSERT_INT_EQ(st->index_health, ES_HEALTH_CRITICAL);
   es_stats_free(st);
@@ -202,7 +210,7 @@ static bool has_reason(const es_stats *st, const char *needle) {
 TEST(stats_health_is_decided_from_facts) {
   es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
   es_stats *st = NULL;
-  ASSERT_OK(s, es_get_statistics(s, NULL, &st)); /* fresh: healthy */
+  ASSERT_OK(s, es_stats_get(s, NULL, &st)); /* fresh: healthy */
   ASSERT_INT_EQ(st->index_health, ES_HEALTH_HEALTHY);
   ASSERT_INT_EQ(st->n_health_reasons, 0);
   ASSERT_INT_EQ(st->orphaned_chunks, 0);
@@ -212,14 +220,14 @@ TEST(stats_health_is_decided_from_facts) {
 
   /* A document without a vector: degraded. */
   th_exec("INSERT INTO embeddings (id, text) VALUES ('novec', '')");
-  ASSERT_OK(s, es_get_statistics(s, NULL, &st));
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
   ASSERT_INT_EQ(st->index_health, ES_HEALTH_DEGRADED);
   ASSERT(has_reason(st, "1 documents have no vector"));
   es_stats_free(st);
 
   /* The vector index dropped: critical. */
   th_exec("DROP INDEX embeddings_embedding_hnsw_idx");
-  ASSERT_OK(s, es_get_statistics(s, NULL, &st));
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
   ASSERT_INT_EQ(st->index_health, ES_HEALTH_CRITICAL);
   ASSERT(has_reason(st, "embeddings_embedding_hnsw_idx on embeddings"));
   ASSERT(has_reason(st, "is missing"));
@@ -230,7 +238,7 @@ TEST(stats_health_is_decided_from_facts) {
   ASSERT_OK(s, es_init(s, DIM, ES_METRIC_COSINE, NULL)); /* mends the index */
   th_exec("UPDATE pg_index SET indisvalid = false WHERE indexrelid = "
           "'embeddings_embedding_hnsw_idx'::regclass");
-  ASSERT_OK(s, es_get_statistics(s, NULL, &st));
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
   ASSERT_INT_EQ(st->index_health, ES_HEALTH_CRITICAL);
   ASSERT(has_reason(st, "is invalid"));
   es_stats_free(st);
@@ -245,10 +253,20 @@ TEST(stats_health_is_decided_from_facts) {
   th_exec("ANALYZE chunks");
   th_exec("DELETE FROM chunks WHERE chunk_index > 500");
   th_exec("SELECT pg_stat_force_next_flush()");
-  ASSERT_OK(s, es_get_statistics(s, NULL, &st));
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
   ASSERT(has_reason(st, "chunks holds 2500 dead tuples"));
   ASSERT_INT_EQ(st->index_health, ES_HEALTH_DEGRADED);
   ASSERT(st->reclaimable_mb > 0);
+  /* The hint names cleanup, and cleanup does it although it deletes
+   * nothing. */
+  ASSERT(has_reason(st, "run `embstore cleanup`, which vacuums it"));
+  es_stats_free(st);
+  es_cleanup_result *c = NULL;
+  ASSERT_OK(s, es_cleanup_orphaned(s, NULL, &c));
+  ASSERT_INT_EQ(c->cleaned, 0);
+  es_cleanup_result_free(c);
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
+  ASSERT(!has_reason(st, "dead tuples"));
   es_stats_free(st);
   es_close(s);
 }
@@ -293,7 +311,7 @@ TEST(cleanup_removes_more_orphans_than_one_batch_and_validates_the_key) {
                        "AND conrelid = 'chunks'::regclass AND convalidated"),
                 1);
   es_stats *st = NULL;
-  ASSERT_OK(s, es_get_statistics(s, NULL, &st));
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
   ASSERT_INT_EQ(st->index_health, ES_HEALTH_HEALTHY);
   es_stats_free(st);
   es_close(s);
@@ -357,7 +375,7 @@ TEST(search_cache_hits_and_is_invalidated_by_writes_to_its_sources) {
   es_doc bd = {.id = "batch-doc", .embedding = bv, .dim = DIM, .source_id = "sb"};
   ASSERT_OK(s, es_batch_upsert(s, &bd, 1, NULL, NULL));
   search_outcome(s, "sb", q);  /* miss: the batch path invalidates too */
-  es_delete_result dr;
+  es_delete_result *dr = NULL;
   ASSERT_OK(s, es_delete_by_source(s, "sa", NULL, &dr));
   search_outcome(s, "sa", q);  /* miss */
   es_search_params p = {.vector = q, .dim = DIM, .k = 3, .source_id = "sa"};
@@ -366,7 +384,7 @@ TEST(search_cache_hits_and_is_invalidated_by_writes_to_its_sources) {
   ASSERT_INT_EQ(r->n, 0);
   es_results_free(r);
   es_stats *st = NULL;
-  ASSERT_OK(s, es_get_statistics(s, NULL, &st));
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
   ASSERT(fabs(st->cache_hit_rate - 5.0 / 11.0) < 1e-9);
   ASSERT(st->avg_search_ms >= 0);
   ASSERT(st->avg_insert_ms > 0);
@@ -388,6 +406,7 @@ TEST(search_cache_hits_and_is_invalidated_by_writes_to_its_sources) {
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM performance_metrics WHERE "
                        "metadata->>'cache' = 'off'"),
                 2);
+  es_delete_result_free(dr);
 }
 
 TEST(metrics_report_percentiles_and_errors_per_operation) {
@@ -409,7 +428,7 @@ TEST(metrics_report_percentiles_and_errors_per_operation) {
   ASSERT_STATUS(s, es_search(s, &p, &r), ES_ENOTFOUND);
   search_outcome(s, NULL, q);
   es_metrics_report *m = NULL;
-  ASSERT_OK(s, es_metrics(s, 3600, &m));
+  ASSERT_OK(s, es_metrics_report_get(s, 3600, &m));
   int seen = 0;
   for (size_t i = 0; i < m->n; i++) {
     const es_op_metrics *x = &m->ops[i];

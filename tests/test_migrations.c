@@ -133,7 +133,7 @@ TEST(migrations_are_the_sql_files_in_order_named_by_their_first_line) {
   sql_files(&g);
   es_store *s = th_open();
   es_migration_list *l = NULL;
-  ASSERT_OK(s, es_migrations(s, &l));
+  ASSERT_OK(s, es_migration_list_get(s, &l));
   ASSERT_INT_EQ(l->n, g.gl_pathc);
   for (size_t i = 0; i < l->n; i++) {
     const char *base = strrchr(g.gl_pathv[i], '/') + 1;
@@ -151,9 +151,10 @@ TEST(migrations_are_the_sql_files_in_order_named_by_their_first_line) {
   }
   es_migration_list_free(l);
 
-  es_init_report r;
+  es_init_report *r = NULL;
   ASSERT_OK(s, es_init(s, 3, ES_METRIC_COSINE, &r));
-  ASSERT_INT_EQ(r.migrations_applied, (int)g.gl_pathc);
+  ASSERT_INT_EQ(r->migrations_applied, (int)g.gl_pathc);
+  es_init_report_free(r);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embstore_migrations"), g.gl_pathc);
   globfree(&g);
   es_close(s);
@@ -162,11 +163,12 @@ TEST(migrations_are_the_sql_files_in_order_named_by_their_first_line) {
 TEST(migrate_restores_a_dropped_chunks_key_from_its_migration_file) {
   es_store *s = th_open_init(3, ES_METRIC_COSINE);
   th_exec("ALTER TABLE chunks DROP CONSTRAINT chunks_document_id_fkey");
-  es_init_report r;
+  es_init_report *r = NULL;
   ASSERT_OK(s, es_migrate_report(s, &r));
-  ASSERT_INT_EQ(r.migrations_applied, 0);
-  ASSERT_INT_EQ(r.fk_validated, 1);
-  ASSERT_INT_EQ(r.fk_valid, 1);
+  ASSERT_INT_EQ(r->migrations_applied, 0);
+  ASSERT_INT_EQ(r->fk_validated, 1);
+  ASSERT_INT_EQ(r->fk_valid, 1);
+  es_init_report_free(r);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
                        "AND conname = 'chunks_document_id_fkey' AND convalidated "
                        "AND confdeltype = 'c'"),
@@ -174,7 +176,8 @@ TEST(migrate_restores_a_dropped_chunks_key_from_its_migration_file) {
   /* Migration 3 applied again keeps the key it finds. */
   th_exec("DELETE FROM embstore_migrations WHERE version = 3");
   ASSERT_OK(s, es_migrate_report(s, &r));
-  ASSERT_INT_EQ(r.migrations_applied, 1);
+  ASSERT_INT_EQ(r->migrations_applied, 1);
+  es_init_report_free(r);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
                        "AND conrelid = 'chunks'::regclass"),
                 1);

@@ -5,13 +5,13 @@
 
 TEST(init_creates_tables_indexes_and_a_valid_cascading_key) {
   es_store *s = th_open();
-  es_init_report r;
+  es_init_report *r = NULL;
   ASSERT_OK(s, es_init(s, 8, ES_METRIC_L2, &r));
-  ASSERT_INT_EQ(r.created, 1);
-  ASSERT_INT_EQ(r.adopted, 0);
-  ASSERT_INT_EQ(r.migrations_applied, th_migration_count());
-  ASSERT_INT_EQ(r.dim, 8);
-  ASSERT_INT_EQ(r.metric, ES_METRIC_L2);
+  ASSERT_INT_EQ(r->created, 1);
+  ASSERT_INT_EQ(r->adopted, 0);
+  ASSERT_INT_EQ(r->migrations_applied, th_migration_count());
+  ASSERT_INT_EQ(r->dim, 8);
+  ASSERT_INT_EQ(r->metric, ES_METRIC_L2);
   /* ANALYZE after a load skips what nothing filters on (migrations 4, 5)
    * and keeps what filters and joins need. */
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_attribute WHERE attnum > 0 AND "
@@ -23,7 +23,7 @@ TEST(init_creates_tables_indexes_and_a_valid_cascading_key) {
                        "('embeddings'::regclass, 'created_at'), "
                        "('chunks'::regclass, 'document_id'))"),
                 0);
-  ASSERT_INT_EQ(r.fk_valid, 1);
+  ASSERT_INT_EQ(r->fk_valid, 1);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_tables WHERE tablename IN "
                        "('embeddings','chunks','performance_metrics',"
                        "'embstore_meta','embstore_migrations')"),
@@ -49,6 +49,7 @@ TEST(init_creates_tables_indexes_and_a_valid_cascading_key) {
                        "AND confdeltype = 'c'"),
                 1);
   es_close(s);
+  es_init_report_free(r);
 }
 
 TEST(init_twice_changes_nothing) {
@@ -56,12 +57,12 @@ TEST(init_twice_changes_nothing) {
   long long before = th_int("SELECT count(*) FROM pg_indexes WHERE tablename "
                             "IN ('embeddings','chunks','performance_metrics')");
   char *applied = th_text("SELECT max(applied_at)::text FROM embstore_migrations");
-  es_init_report r;
+  es_init_report *r = NULL;
   ASSERT_OK(s, es_init(s, 4, ES_METRIC_COSINE, &r));
-  ASSERT_INT_EQ(r.created, 0);
-  ASSERT_INT_EQ(r.migrations_applied, 0);
-  ASSERT_INT_EQ(r.indexes_created, 0);
-  ASSERT_INT_EQ(r.fk_validated, 0);
+  ASSERT_INT_EQ(r->created, 0);
+  ASSERT_INT_EQ(r->migrations_applied, 0);
+  ASSERT_INT_EQ(r->indexes_created, 0);
+  ASSERT_INT_EQ(r->fk_validated, 0);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_indexes WHERE tablename "
                        "IN ('embeddings','chunks','performance_metrics')"),
                 before);
@@ -70,6 +71,7 @@ TEST(init_twice_changes_nothing) {
   free(applied);
   free(again);
   es_close(s);
+  es_init_report_free(r);
 }
 
 TEST(init_refuses_another_dimension_or_metric) {
@@ -105,13 +107,13 @@ TEST(init_adopts_a_legacy_database_with_orphans_without_losing_a_row) {
   char *before = th_text("SELECT md5(string_agg(e::text, ',' ORDER BY id)) FROM embeddings e");
   char *chunks_before = th_text("SELECT md5(string_agg(c::text, ',' ORDER BY id)) FROM chunks c");
   es_store *s = th_open();
-  es_init_report r;
+  es_init_report *r = NULL;
   ASSERT_OK(s, es_init(s, 3, ES_METRIC_COSINE, &r));
-  ASSERT_INT_EQ(r.adopted, 1);
-  ASSERT_INT_EQ(r.created, 0);
-  ASSERT_INT_EQ(r.orphaned_chunks, 3);
-  ASSERT_INT_EQ(r.fk_valid, 0);
-  ASSERT_INT_EQ(r.fk_validated, 0);
+  ASSERT_INT_EQ(r->adopted, 1);
+  ASSERT_INT_EQ(r->created, 0);
+  ASSERT_INT_EQ(r->orphaned_chunks, 3);
+  ASSERT_INT_EQ(r->fk_valid, 0);
+  ASSERT_INT_EQ(r->fk_validated, 0);
 
   /* Every row and every value is still there. */
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 3);
@@ -143,19 +145,21 @@ TEST(init_adopts_a_legacy_database_with_orphans_without_losing_a_row) {
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_indexes WHERE indexname = "
                        "'embeddings_embedding_hnsw_idx'"),
                 1);
-  ASSERT_INT_GE(r.indexes_created, 5);
+  ASSERT_INT_GE(r->indexes_created, 5);
 
   /* Re-running init while orphans remain keeps the key NOT VALID. */
+  es_init_report_free(r);
   ASSERT_OK(s, es_init(s, 3, ES_METRIC_COSINE, &r));
-  ASSERT_INT_EQ(r.fk_valid, 0);
-  ASSERT_INT_EQ(r.orphaned_chunks, 3);
+  ASSERT_INT_EQ(r->fk_valid, 0);
+  ASSERT_INT_EQ(r->orphaned_chunks, 3);
 
   /* Once the orphans are gone, init validates the key. */
   th_exec("DELETE FROM chunks WHERE id LIKE 'o%'");
+  es_init_report_free(r);
   ASSERT_OK(s, es_init(s, 3, ES_METRIC_COSINE, &r));
-  ASSERT_INT_EQ(r.fk_validated, 1);
-  ASSERT_INT_EQ(r.fk_valid, 1);
-  ASSERT_INT_EQ(r.orphaned_chunks, 0);
+  ASSERT_INT_EQ(r->fk_validated, 1);
+  ASSERT_INT_EQ(r->fk_valid, 1);
+  ASSERT_INT_EQ(r->orphaned_chunks, 0);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
                        "AND conrelid = 'chunks'::regclass AND convalidated"),
                 1);
@@ -167,6 +171,7 @@ TEST(init_adopts_a_legacy_database_with_orphans_without_losing_a_row) {
   free(chunks_before);
   free(chunks_after);
   es_close(s);
+  es_init_report_free(r);
 }
 
 TEST(init_refuses_to_adopt_vectors_of_another_dimension_and_changes_nothing) {
@@ -185,7 +190,7 @@ TEST(init_refuses_to_adopt_vectors_of_another_dimension_and_changes_nothing) {
 TEST(migrations_are_listed_and_recorded) {
   es_store *s = th_open();
   es_migration_list *l = NULL;
-  ASSERT_OK(s, es_migrations(s, &l));
+  ASSERT_OK(s, es_migration_list_get(s, &l));
   ASSERT_INT_EQ(l->n, th_migration_count());
   for (size_t i = 0; i < l->n; i++) {
     ASSERT_INT_EQ(l->items[i].version, (int)i + 1);
@@ -195,7 +200,7 @@ TEST(migrations_are_listed_and_recorded) {
   ASSERT_STATUS(s, es_migrate(s, NULL), ES_ENOSTORE);
 
   ASSERT_OK(s, es_init(s, 2, ES_METRIC_COSINE, NULL));
-  ASSERT_OK(s, es_migrations(s, &l));
+  ASSERT_OK(s, es_migration_list_get(s, &l));
   for (size_t i = 0; i < l->n; i++) {
     ASSERT_INT_EQ(l->items[i].applied, 1);
     ASSERT_INT_EQ(strlen(l->items[i].applied_at), 20);
@@ -219,9 +224,9 @@ TEST(init_rebuilds_a_missing_or_invalid_index) {
   th_exec("DROP INDEX embeddings_embedding_hnsw_idx");
   th_exec("UPDATE pg_index SET indisvalid = false WHERE indexrelid = "
           "'embeddings_source_id_idx'::regclass");
-  es_init_report r;
+  es_init_report *r = NULL;
   ASSERT_OK(s, es_init(s, 3, ES_METRIC_COSINE, &r));
-  ASSERT_INT_EQ(r.indexes_created, 2);
+  ASSERT_INT_EQ(r->indexes_created, 2);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_index WHERE indrelid = "
                        "'embeddings'::regclass AND NOT indisvalid"),
                 0);
@@ -229,6 +234,7 @@ TEST(init_rebuilds_a_missing_or_invalid_index) {
                        "'embeddings_embedding_hnsw_idx'"),
                 1);
   es_close(s);
+  es_init_report_free(r);
 }
 
 TEST(open_reports_unreachable_servers_without_the_password) {
@@ -317,10 +323,11 @@ TEST(init_refuses_tables_it_cannot_adopt_naming_the_column_and_changes_nothing) 
   th_exec("CREATE TABLE embeddings (id varchar(64) PRIMARY KEY, note text, "
           "embedding vector(8))");
   es_store *s = th_open();
-  es_init_report r;
+  es_init_report *r = NULL;
   ASSERT_OK(s, es_init(s, 8, ES_METRIC_COSINE, &r));
-  ASSERT_INT_EQ(r.adopted, 1);
+  ASSERT_INT_EQ(r->adopted, 1);
   es_close(s);
+  es_init_report_free(r);
 }
 
 /* Four inits of a fresh database at once, each on its own handle. */
@@ -332,10 +339,14 @@ static void *init_thread(void *arg) {
     es_close(s);
     return NULL;
   }
-  if (es_init(s, 8, ES_METRIC_COSINE, r) != ES_OK) {
+  es_init_report *rep = NULL;
+  if (es_init(s, 8, ES_METRIC_COSINE, &rep) != ES_OK) {
     fprintf(stderr, "init: %s\n", es_errmsg(s));
     r->dim = -1;
+  } else {
+    *r = *rep;
   }
+  es_init_report_free(rep);
   es_close(s);
   return NULL;
 }
@@ -391,8 +402,9 @@ TEST(init_and_migrate_wait_for_a_lock_no_longer_than_the_timeout_and_name_the_ho
   ASSERT_CONTAINS(es_errmsg(s), "the migration lock");
   ASSERT_CONTAINS(es_errmsg(s), pid);
   PQfinish(other);
-  es_init_report r;
+  es_init_report *r = NULL;
   ASSERT_OK(s, es_migrate_report(s, &r)); /* and it works once the lock is free */
-  ASSERT_INT_EQ(r.indexes_created, 1);
+  ASSERT_INT_EQ(r->indexes_created, 1);
   es_close(s);
+  es_init_report_free(r);
 }

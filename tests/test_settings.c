@@ -70,7 +70,7 @@ TEST(cleanup_keeps_new_documents_whatever_the_time_zone_and_date_style) {
   /* Metrics are stamped with the time they were recorded, whatever the
    * session's zone: within a minute of the server's clock. */
   es_stats *st = NULL;
-  ASSERT_OK(s, es_get_statistics(s, NULL, &st));
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
   es_stats_free(st);
   ASSERT(th_int("SELECT count(*) FROM performance_metrics") > 0);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM performance_metrics WHERE "
@@ -230,7 +230,7 @@ TEST(numbers_read_and_write_the_same_under_a_decimal_comma_locale) {
   const char *json = "{\"id\":\"x\",\"embedding\":[0.50000000000000000001,2.5]}";
   es_doc_json *d = NULL;
   char err[256];
-  ASSERT_INT_EQ(es_doc_parse_json(json, strlen(json), &d, err, sizeof err), ES_OK);
+  ASSERT_INT_EQ(es_doc_json_parse(json, strlen(json), &d, err, sizeof err), ES_OK);
   ASSERT(es_doc_json_doc(d)->embedding[0] == 0.5f);
   ASSERT(es_doc_json_doc(d)->embedding[1] == 2.5f);
   es_doc_json_free(d);
@@ -246,7 +246,7 @@ TEST(numbers_read_and_write_the_same_under_a_decimal_comma_locale) {
   ASSERT(r->n == 1 && r->hits[0].distance == 0.5);
   es_results_free(r);
   es_metrics_report *m = NULL;
-  ASSERT_OK(s, es_metrics(s, 0, &m));
+  ASSERT_OK(s, es_metrics_report_get(s, 0, &m));
   bool upserts = false;
   for (size_t i = 0; i < m->n; i++)
     if (strcmp(m->ops[i].operation, "upsert") == 0) {

@@ -128,7 +128,7 @@ TEST(content_hash_ignores_json_whitespace_but_sees_every_field) {
 static es_doc_json *parse_ok(const char *json) {
   es_doc_json *d = NULL;
   char err[256];
-  if (es_doc_parse_json(json, strlen(json), &d, err, sizeof err) != ES_OK)
+  if (es_doc_json_parse(json, strlen(json), &d, err, sizeof err) != ES_OK)
     FAIL("parse failed: %s\n  %s", err, json);
   return d;
 }
@@ -137,7 +137,7 @@ static es_doc_json *parse_ok(const char *json) {
 static void parse_err(const char *json, size_t len, const char *want) {
   es_doc_json *d = NULL;
   char err[256];
-  if (es_doc_parse_json(json, len, &d, err, sizeof err) == ES_OK)
+  if (es_doc_json_parse(json, len, &d, err, sizeof err) == ES_OK)
     FAIL("parse of %s should fail", json);
   ASSERT(d == NULL);
   ASSERT_CONTAINS(err, want);
