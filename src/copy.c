@@ -24,7 +24,7 @@ static inline void put32(es__copy *c, int32_t v) {
 }
 
 /* Empties the buffer and writes the binary COPY header. */
-void es__copy_start(es__copy *c) {
+static void copy_start(es__copy *c) {
   c->buf.len = 0;
   c->oom = false;
   put(c, header, sizeof header - 1); /* signature, flags, extension length */
@@ -106,7 +106,7 @@ void es__copy_jsonb(es__copy *c, const char *json) {
 }
 
 /* Appends the trailer that ends the data. */
-void es__copy_finish(es__copy *c) {
+static void copy_finish(es__copy *c) {
   uint16_t end = 0xFFFF;
   put(c, &end, 2);
 }
@@ -139,7 +139,7 @@ es_status es__copy_open(es_store *s, es__conn *conn, const char *sql,
     return rc;
   }
   PQclear(r);
-  es__copy_start(c);
+  copy_start(c);
   c->stream = conn->pg;
   c->broken = false;
   return ES_OK;
@@ -150,7 +150,7 @@ es_status es__copy_open(es_store *s, es__conn *conn, const char *sql,
 es_status es__copy_close(es_store *s, es__conn *conn, es__copy *c,
                          int64_t *rows) {
   assert(c->stream == conn->pg); /* opened on this connection */
-  es__copy_finish(c);
+  copy_finish(c);
   flush_stream(c);
   c->stream = NULL;
   /* An encoding failure aborts the COPY so that nothing half-made lands. */
