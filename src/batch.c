@@ -1,8 +1,8 @@
 /* batch.c - batch upsert: the write path at COPY speed, with exact
  * per-document accounting.  This file holds the session (es_batch_begin,
- * es_batch_add, es_batch_end), its accounting and the public API; the
- * phases of the work are in batch_prepare.c, batch_write.c and
- * batch_index.c (batch_int.h describes how a batch is written). */
+ * es_batch_add, es_batch_end) and the public API; the phases of the work
+ * are in batch_prepare.c, batch_write.c and batch_index.c, what they
+ * share in batch_utils.c (batch_int.h describes how a batch is written). */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,37 +23,6 @@ void es_batch_options_init(es_batch_options *o) {
 
 /* ---- accounting ----------------------------------------------------------- */
 
-/* Counts a failure and details it (id, position, why) as far as memory
- * allows. */
-void es__batch_add_failure(es_batch *b, const char *id, size_t position,
-                           es_status status, const char *msg) {
-  es_batch_result *r = &b->res;
-  r->failed++;
-  if (r->n_failures == b->cap_failures) {
-    size_t cap = b->cap_failures ? b->cap_failures * 2 : 64;
-    es_batch_failure *g = realloc(r->failures, cap * sizeof *g);
-    if (g == NULL)
-      return; /* counted, not detailed */
-    r->failures = g;
-    b->cap_failures = cap;
-  }
-  es_batch_failure *f = &r->failures[r->n_failures++];
-  f->id = id ? strdup(id) : NULL;
-  f->position = position;
-  f->status = status;
-  f->error = strdup(msg ? msg : "unknown error");
-  if (f->error)
-    es__utf8_scrub(f->error);
-}
-
-/* Marks an item failed and records why. */
-void es__batch_fail_item(es_batch *b, es__item *x, es_status status,
-                         const char *msg) {
-  assert(!x->failed);
-  x->failed = true;
-  es__batch_add_failure(b, x->doc->id, x->position, status, msg);
-}
-
 /* Documents accounted for so far. */
 static size_t accounted(const es_batch_result *r) {
   return r->inserted + r->updated + r->unchanged + r->failed + r->duplicates;
@@ -68,43 +37,6 @@ static void fail_all(es_batch *b, const es_doc *docs, size_t n,
                           positions ? positions[i] : b->next_position + i,
                           ES_ENOMEM, "out of memory");
   b->next_position += n;
-}
-
-/* Counts each item of a committed batch once, by its outcome. */
-void es__batch_apply(es_batch *b, es__item *it, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    if (it[i].out == ES__OUT_INSERTED || it[i].out == ES__OUT_UPDATED) {
-      es__cache_invalidate_source(b->s->cache, it[i].doc->source_id);
-      if (it[i].old_source)
-        es__cache_invalidate_source(b->s->cache, it[i].old_source);
-    }
-    if (it[i].out == ES__OUT_FAILED) {
-      es__batch_fail_item(b, &it[i], ES_ECONFLICT, it[i].error);
-    } else if (it[i].seen) {
-      b->res.duplicates++;
-    } else if (it[i].out == ES__OUT_INSERTED) {
-      b->res.inserted++;
-    } else if (it[i].out == ES__OUT_UPDATED) {
-      b->res.updated++;
-    } else {
-      assert(it[i].out == ES__OUT_UNCHANGED);
-      b->res.unchanged++;
-    }
-  }
-}
-
-/* ---- the connection ------------------------------------------------------- */
-
-/* Keeps the session's connection, or gets a fresh one for a broken one. */
-es_status es__batch_conn(es_batch *b) {
-  if (b->conn && PQstatus(b->conn->pg) == CONNECTION_OK)
-    return ES_OK;
-  if (b->conn) {
-    es__discard(b->s, b->conn);
-    b->conn = NULL;
-  }
-  b->temp_ready = false;
-  return es__acquire(b->s, &b->conn);
 }
 
 /* Connects the session and reads whether the chunks' key is validated.

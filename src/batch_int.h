@@ -2,13 +2,17 @@
  *
  * A batch session (es_batch_begin .. es_batch_end) is split by phase, as
  * pgvector splits its HNSW code:
- *   batch.c          the session and the public API, the accounting
+ *   batch.c          the session (begin, add, end) and the public API
  *   batch_prepare.c  the input: validation, content hashes, duplicate ids
  *                    folded, chunk ids claimed twice
  *   batch_write.c    one transaction per batch: staging, COPY, merge,
  *                    retries and bisection
  *   batch_index.c    the HNSW index deferred and rebuilt, indexes mended,
  *                    statistics (ANALYZE) and counter compaction
+ *   batch_utils.c    what they share: the accounting of documents, the
+ *                    session's connection, a batch's ids
+ * Calls go down that list, never up: batch.c calls the others, the write
+ * phase the index phase (compaction), and every phase batch_utils.c.
  *
  * A batch is one transaction:
  *  1. COPY the batch's keys (ord, id, content hashes) into a temp table and
@@ -79,11 +83,11 @@ struct es_batch {
   es__copy copy;
 };
 
-/* ---- batch.c: the session and its accounting ------------------------------ */
+/* ---- batch_utils.c: accounting, the connection, ids ----------------------- */
 
-/* The session's connection, replaced (and its temp tables forgotten) when
- * the server closed it. */
-es_status es__batch_conn(es_batch *b);
+/* The document's id when it is fit to be quoted in results (valid,
+ * bounded UTF-8), else NULL. */
+const char *es__batch_usable_id(const es_doc *d);
 
 /* Records a failure of the document at position (id may be NULL). */
 void es__batch_add_failure(es_batch *b, const char *id, size_t position,
@@ -98,11 +102,17 @@ void es__batch_fail_item(es_batch *b, es__item *x, es_status status,
  * search cache which sources changed (only now that they are committed). */
 void es__batch_apply(es_batch *b, es__item *it, size_t n);
 
-/* ---- batch_prepare.c: the input ------------------------------------------- */
+/* The session's connection, replaced (and its temp tables forgotten) when
+ * the server closed it. */
+es_status es__batch_conn(es_batch *b);
 
-/* The document's id when it is fit to be quoted in results (valid,
- * bounded UTF-8), else NULL. */
-const char *es__batch_usable_id(const es_doc *d);
+/* A text[] literal of the items' ids, malloc'd; NULL when out of memory. */
+char *es__batch_ids(const es__item *it, size_t n);
+
+/* How many of ids (a text[] literal) are stored; -1 on failure. */
+long long es__batch_count_stored(es_batch *b, const char *ids);
+
+/* ---- batch_prepare.c: the input ------------------------------------------- */
 
 /* Checks docs[0..n) before anything is sent: the valid ones become it[0..)
  * (in order), each invalid one is recorded as failed.  Returns how many
@@ -147,12 +157,6 @@ void es__prehash_wait(es__prehash *p);
  * Returns ES_OK (the items that failed are recorded) or the failure that
  * makes writing impossible (the items are then recorded as failed). */
 es_status es__batch_write_range(es_batch *b, es__item *it, size_t n);
-
-/* A text[] literal of the items' ids, malloc'd; NULL when out of memory. */
-char *es__batch_ids(const es__item *it, size_t n);
-
-/* How many of ids (a text[] literal) are stored; -1 on failure. */
-long long es__batch_count_stored(es_batch *b, const char *ids);
 
 /* ---- batch_index.c: indexes and statistics -------------------------------- */
 

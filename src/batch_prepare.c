@@ -9,16 +9,6 @@
 
 #include "batch_int.h"
 
-/* The document's id when it is fit to be quoted: valid, bounded UTF-8. */
-const char *es__batch_usable_id(const es_doc *d) {
-  if (d->id == NULL || d->id[0] == '\0')
-    return NULL;
-  size_t n = strlen(d->id);
-  if (n > ES_MAX_ID_BYTES || es__utf8_invalid_at(d->id, n) >= 0)
-    return NULL;
-  return d->id;
-}
-
 /* Validates every document before anything is sent. */
 size_t es__batch_validate(es_batch *b, const es_doc *docs, size_t n,
                           const size_t *positions, es__item *it) {

@@ -115,29 +115,6 @@ static es_status lock_existing(es_batch *b, es__item *it, size_t n) {
   return ES_OK;
 }
 
-/* The id of item i (for es__text_array). */
-static const char *item_id(const void *items, size_t i) {
-  return ((const es__item *)items)[i].doc->id;
-}
-
-/* A text[] literal of the items' ids. */
-char *es__batch_ids(const es__item *it, size_t n) {
-  return es__text_array(it, n, item_id);
-}
-
-/* Counts the stored documents among ids. */
-long long es__batch_count_stored(es_batch *b, const char *ids) {
-  const char *v[1] = {ids};
-  PGresult *r = es__exec_stmt(b->conn, ES__Q_BATCH_PROBE, 1, v, NULL, NULL, 0);
-  long long n = -1;
-  if (es__res_ok(r))
-    n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-  else
-    es__fail_pg(b->s, b->conn->pg, r, "cannot probe stored documents");
-  PQclear(r);
-  return n;
-}
-
 /* ---- the rows --------------------------------------------------------------- */
 
 /* Streams the document rows of the items to write into their table (or
