@@ -61,7 +61,7 @@ static int dispatch(cli *c, int argc, char **argv) {
       help(stdout);
       return EXIT_OK;
     } else if (strcmp(a, "--version") == 0) {
-      printf("embstore %s\n", ES_VERSION);
+      printf("embstore %s\n", es_version());
       return EXIT_OK;
     } else {
       return cli_usage(c, "unknown option %s", a);

@@ -54,11 +54,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "embstore_version.h" /* ES_VERSION, ES_VERSION_MAJOR/MINOR/PATCH */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define ES_VERSION "0.1.0"
+/* The library is built with hidden symbols: what this header declares is
+ * all that libembstore.so exports. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+/* The version of the library the program runs with ("0.1.0"); static, never
+ * NULL.  ES_VERSION is the version of the header it was compiled with. */
+const char *es_version(void);
 
 /* ------------------------------------------------------------------------
  * Status codes.  Appended, never renumbered.
@@ -737,6 +747,10 @@ es_status es_metrics_report_get(es_store *store, int64_t since_s,
 /* Frees a report from es_metrics_report_get(), its operations too.  NULL
  * is a no-op. */
 void es_metrics_report_free(es_metrics_report *report);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

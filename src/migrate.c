@@ -150,7 +150,7 @@ static es_status mend_counters(es_store *s, es__conn *c, es_init_report *rep) {
   return rc;
 }
 
-/* *exists: whether table exists in the search path (false on failure). */
+/* true when table exists in the search path (false on failure). */
 static es_status table_exists(es_store *s, es__conn *c, const char *table,
                               bool *exists) {
   const char *params[1] = {table};

@@ -20,6 +20,10 @@
   X(fuzz_doc_json_corpus_and_regressions_replay_cleanly, UNIT)               \
   X(fuzz_vector_corpus_and_regressions_replay_cleanly, UNIT)                 \
   X(fuzz_redact_corpus_and_regressions_replay_cleanly, UNIT)                 \
+  /* packaging: the version, the install, another project's build */       \
+  X(version_macros_es_version_and_the_tool_agree_with_the_project_version, UNIT) \
+  X(install_gives_a_shared_library_of_es_symbols_a_pc_file_and_the_tool, DB) \
+  X(embstore_builds_inside_another_cmake_project_without_jansson_or_its_flags, DB) \
   /* schema: create, adopt, migrate */                                       \
   X(init_creates_tables_indexes_and_a_valid_cascading_key, DB)               \
   X(init_twice_changes_nothing, DB)                                          \
