@@ -106,10 +106,12 @@ void es__batch_maybe_defer_index(es_batch *b, const es__item *it, size_t n) {
     PQfreemem(q);
     rc = es__exec(b->s, b->conn, sql, "the HNSW index was kept (built row by "
                   "row during the load) because it could not be dropped");
-    if (rc == ES_OK)
+    if (rc == ES_OK) {
       b->index_deferred = true;
-    else
+    } else {
+      es__explain_lock_wait(b->s, b->conn);
       snprintf(b->note, sizeof b->note, "%s", es__last_err(b->s)->msg);
+    }
     es__rollback(b->conn);
   }
   free(name);
@@ -135,6 +137,7 @@ es_status es__batch_rebuild_index(es_batch *b) {
   if (rc == ES_OK)
     rc = es__commit(b->s, b->conn);
   if (rc != ES_OK) {
+    es__explain_lock_wait(b->s, b->conn);
     es__rollback(b->conn);
     return es__fail_wrap(b->s, rc, "the load landed but its HNSW index is "
                          "missing (searches scan exactly until it is built): "

@@ -520,6 +520,8 @@ static es_status write_retried(es_batch *b, es__item *it, size_t n) {
     rc = es__batch_conn(b);
     if (rc == ES_OK)
       rc = write_batch(b, it, n, &direct);
+    if (rc != ES_OK)
+      es__explain_lock_wait(b->s, b->conn);
     record_metric(b, es__elapsed_ms(t0), n, rc == ES_OK, direct);
     if (rc == ES_OK) {
       es__batch_apply(b, it, n);

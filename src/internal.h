@@ -133,12 +133,13 @@ int64_t es__now_ms(void);
  * ES__DEFER_LOCK).  false when it cannot tell. */
 bool es__deferred_load_running(es_store *store, es__conn *conn);
 
-/* Appends "; held by pid N (application, user, state, transaction age,
- * locks)" for up to three other sessions holding locks on the store's
- * tables or the migration lock to out (cap bytes).  Uses another pooled
- * connection; the calling thread's last failure is kept. */
-void es__describe_lock_holders(es_store *store, int waiter_pid, char *out,
-                               size_t cap);
+/* When the calling thread's last failure on conn is a lock wait or a
+ * statement that timed out, appends "; held by pid N (application, user,
+ * state, transaction age, locks)" for up to three other sessions holding
+ * locks on the store's tables or the migration lock, looked up on another
+ * pooled connection (conn is in an aborted transaction).  Called where
+ * operations run (es__run, the batch session), not by error.c. */
+void es__explain_lock_wait(es_store *store, es__conn *conn);
 
 /* ---- metrics.c ------------------------------------------------------------ */
 

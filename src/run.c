@@ -63,6 +63,8 @@ es_status es__run(es_store *store, const char *operation, bool retry,
     rc = es__acquire(store, &conn);
     if (rc == ES_OK) {
       rc = fn(store, conn, ctx);
+      if (rc != ES_OK)
+        es__explain_lock_wait(store, conn);
       es__rollback(conn);
       es__release(store, conn);
     }
