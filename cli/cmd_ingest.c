@@ -361,6 +361,95 @@ static void print_summary(ingest *g, const es_batch_result *r, double seconds) {
          inserted, updated, unchanged, failed, dups, chunks, seconds);
 }
 
+/* Allocates the batch buffers and opens the line reader; false when out
+ * of memory. */
+static bool alloc_slots(ingest *g, FILE *in) {
+  if (lines_open(&g->in, in, (size_t)g->max_line) != 0)
+    return false;
+  for (int i = 0; i < SLOTS; i++) {
+    slot *sl = &g->slots[i];
+    sl->parsed = calloc(g->batch_size, sizeof *sl->parsed);
+    sl->docs = calloc(g->batch_size, sizeof *sl->docs);
+    sl->lines = calloc(g->batch_size, sizeof *sl->lines);
+    g->free_slots[g->n_free++] = i;
+    if (!sl->parsed || !sl->docs || !sl->lines)
+      return false;
+  }
+  return true;
+}
+
+/* Ends the batch session and reports: the summary (or --json object) on
+ * stdout, then notes and warnings on stderr.  Returns the exit status. */
+static int finish(ingest *g) {
+  cli *c = g->c;
+  int exit_code = EXIT_OK;
+  es_batch_result *r = NULL;
+  char note[1200] = "";
+  if (es_batch_note(g->batch))
+    snprintf(note, sizeof note, "%s", es_batch_note(g->batch));
+  es_status end = es_batch_end(g->batch, &r);
+  g->batch = NULL;
+  if (g->tty)
+    fprintf(stderr, "\r%60s\r", "");
+  merge_errors(g, r);
+  print_summary(g, r, now_s() - g->t0);
+  size_t landed = r ? r->inserted + r->updated + r->unchanged + r->duplicates : 0;
+  es_batch_result_free(r);
+  /* The summary (and --json object) is printed: further news goes to
+   * stderr only. */
+  if (g->n_errors > 0)
+    exit_code = landed > 0 ? EXIT_PARTIAL : EXIT_FAIL;
+  if (note[0])
+    cli_warn(c, "note: %s", note);
+  if (g->fatal != ES_OK)
+    cli_warn(c, "stopped writing: %s", g->fatal_msg);
+  if (end != ES_OK) {
+    cli_warn(c, "%s", es_errmsg(g->store));
+    if (exit_code == EXIT_OK)
+      exit_code = EXIT_PARTIAL;
+  }
+  return exit_code;
+}
+
+/* Loads the input: a reader thread parses lines into batches while this
+ * thread writes them.  Returns the exit status. */
+static int load(ingest *g, FILE *in) {
+  pthread_t thread;
+  g->store = cli_open(g->c);
+  if (g->store == NULL)
+    return EXIT_FAIL;
+  if (!alloc_slots(g, in) || pthread_create(&thread, NULL, reader, g) != 0)
+    return cli_fail(g->c, EXIT_FAIL, ES_ENOMEM, "out of memory");
+  write_all(g);
+  pthread_join(thread, NULL);
+  if (g->read_error)
+    return cli_fail(g->c, EXIT_FAIL, ES_EIO, "reading %s: %s", g->path,
+                    strerror(g->read_error));
+  return finish(g);
+}
+
+/* Frees what a load left: the session (if still open), the buffers, the
+ * errors, the store. */
+static void teardown(ingest *g) {
+  es_batch_end(g->batch, NULL);
+  for (int i = 0; i < SLOTS; i++) {
+    clear_slot(&g->slots[i]);
+    free(g->slots[i].parsed);
+    free(g->slots[i].docs);
+    free(g->slots[i].lines);
+  }
+  lines_close(&g->in);
+  for (size_t i = 0; i < g->n_errors; i++) {
+    free(g->errors[i].id);
+    free(g->errors[i].error);
+  }
+  free(g->errors);
+  es_close(g->store);
+  pthread_cond_destroy(&g->cv);
+  pthread_mutex_destroy(&g->mu);
+}
+
+/* `embstore ingest`: options, then the load. */
 static int run(cli *c, int argc, char **argv) {
   static const struct option lo[] = {
       {"source", required_argument, NULL, 's'},
@@ -429,83 +518,8 @@ static int run(cli *c, int argc, char **argv) {
   g.t0 = now_s();
   pthread_mutex_init(&g.mu, NULL);
   pthread_cond_init(&g.cv, NULL);
-
-  int exit_code = EXIT_OK;
-  bool started = false;
-  pthread_t thread;
-  es_batch_result *r = NULL;
-  g.store = cli_open(c);
-  if (g.store == NULL) {
-    exit_code = EXIT_FAIL;
-    goto done;
-  }
-  bool oom = lines_open(&g.in, in, (size_t)g.max_line) != 0;
-  for (int i = 0; i < SLOTS && !oom; i++) {
-    slot *sl = &g.slots[i];
-    sl->parsed = calloc((size_t)batch, sizeof *sl->parsed);
-    sl->docs = calloc((size_t)batch, sizeof *sl->docs);
-    sl->lines = calloc((size_t)batch, sizeof *sl->lines);
-    oom = !sl->parsed || !sl->docs || !sl->lines;
-    g.free_slots[g.n_free++] = i;
-  }
-  if (oom || pthread_create(&thread, NULL, reader, &g) != 0) {
-    exit_code = cli_fail(c, EXIT_FAIL, ES_ENOMEM, "out of memory");
-    goto done;
-  }
-  started = true;
-  write_all(&g);
-  pthread_join(thread, NULL);
-  started = false;
-  if (g.read_error) {
-    exit_code = cli_fail(c, EXIT_FAIL, ES_EIO, "reading %s: %s", g.path,
-                         strerror(g.read_error));
-    goto done;
-  }
-  char note[1200] = "";
-  if (es_batch_note(g.batch))
-    snprintf(note, sizeof note, "%s", es_batch_note(g.batch));
-  es_status end = es_batch_end(g.batch, &r);
-  g.batch = NULL;
-  if (g.tty)
-    fprintf(stderr, "\r%60s\r", "");
-  merge_errors(&g, r);
-  print_summary(&g, r, now_s() - g.t0);
-  size_t landed = r ? r->inserted + r->updated + r->unchanged + r->duplicates : 0;
-  /* The summary (and --json object) is printed: further news goes to
-   * stderr only. */
-  if (g.n_errors > 0)
-    exit_code = landed > 0 ? EXIT_PARTIAL : EXIT_FAIL;
-  if (note[0])
-    cli_warn(c, "note: %s", note);
-  if (g.fatal != ES_OK)
-    cli_warn(c, "stopped writing: %s", g.fatal_msg);
-  if (end != ES_OK) {
-    cli_warn(c, "%s", es_errmsg(g.store));
-    if (exit_code == EXIT_OK)
-      exit_code = EXIT_PARTIAL;
-  }
-done:
-  if (started) { /* only on out-of-memory paths: let the reader finish */
-    write_all(&g);
-    pthread_join(thread, NULL);
-  }
-  es_batch_end(g.batch, NULL);
-  es_batch_result_free(r);
-  for (int i = 0; i < SLOTS; i++) {
-    clear_slot(&g.slots[i]);
-    free(g.slots[i].parsed);
-    free(g.slots[i].docs);
-    free(g.slots[i].lines);
-  }
-  lines_close(&g.in);
-  for (size_t i = 0; i < g.n_errors; i++) {
-    free(g.errors[i].id);
-    free(g.errors[i].error);
-  }
-  free(g.errors);
-  es_close(g.store);
-  pthread_cond_destroy(&g.cv);
-  pthread_mutex_destroy(&g.mu);
+  int exit_code = load(&g, in);
+  teardown(&g);
   if (in != stdin)
     fclose(in);
   return exit_code;

@@ -30,6 +30,11 @@ if(EMBSTORE_WERROR)
   list(APPEND EMBSTORE_C_FLAGS -Werror)
 endif()
 
+# The sanitizer and fuzzing builds assert the library's internal invariants
+# whatever the build type (-UNDEBUG comes after the build type's -DNDEBUG).
+if(EMBSTORE_SANITIZE OR EMBSTORE_TSAN OR EMBSTORE_FUZZ)
+  list(APPEND EMBSTORE_C_FLAGS -UNDEBUG)
+endif()
 if(EMBSTORE_SANITIZE)
   list(APPEND EMBSTORE_C_FLAGS -fsanitize=address,undefined
        -fno-omit-frame-pointer -fno-sanitize-recover=all)

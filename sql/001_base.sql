@@ -1,10 +1,11 @@
--- 001_base: the store's tables.
+-- 001_base: base tables
 --
--- Written to adopt existing tables of the same shape: nothing here drops or
--- rewrites user data.  Tables are created only when missing, and columns
--- that an adopted table lacks are added with defaults (PostgreSQL 11+ adds
--- such columns without rewriting the table).  @DIM@ is the store's
--- dimension, checked by the library before this runs.
+-- The store's tables, written to adopt existing tables of the same shape:
+-- nothing here drops or rewrites user data.  Tables are created only when
+-- missing, and columns that an adopted table lacks are added with defaults
+-- (PostgreSQL 11+ adds such columns without rewriting the table).  @DIM@
+-- is the store's dimension, checked by the library before this runs.  The
+-- library then records the store's shape in embstore_meta (migrate.c).
 
 CREATE TABLE IF NOT EXISTS embstore_meta (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),

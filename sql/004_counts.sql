@@ -1,6 +1,7 @@
--- 004_counts: exact counts per (source, workspace), kept by triggers, so
--- that `embstore stats` answers from a few rows instead of scanning
--- millions.
+-- 004_counts: per-source counters kept by triggers
+--
+-- Exact counts per (source, workspace), kept by triggers, so that
+-- `embstore stats` answers from a few rows instead of scanning millions.
 --
 -- embstore_counts holds deltas: every statement that writes documents or
 -- chunks appends one row per (source, workspace) it touched; nothing is

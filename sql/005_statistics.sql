@@ -1,5 +1,7 @@
--- 005_statistics: no planner statistics for more columns that nothing
--- filters or joins on by value, as 004 did for vectors and texts.
+-- 005_statistics: no statistics for columns nothing filters on
+--
+-- No planner statistics for more columns that nothing filters or joins on
+-- by value, as 004 did for vectors and texts.
 --
 -- ANALYZE runs after every large load; per column it sorts the sampled
 -- values, and sorting whole metadata documents (jsonb comparisons), ids

@@ -1,5 +1,7 @@
--- 006_exact_counts: counters that stay exact under every writer, and
--- content hashes that plain SQL cannot make stale.
+-- 006_exact_counts: counters exact under every writer, hashes cleared by plain SQL edits
+--
+-- Counters that stay exact under every writer, and content hashes that
+-- plain SQL cannot make stale.
 --
 -- 1. Chunks are attributed to their document's source and workspace.  A
 --    chunk written while another transaction moves its document to another

@@ -12,6 +12,7 @@
  * A write bumps its sources' generations and the "any" generation after
  * its transaction commits, so a search that read the old data before the
  * commit stores an entry that is already stale. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,7 +50,6 @@ struct es__cache {
   uint64_t gen_global, gen_any;
   source_gen *sources[SOURCE_BUCKETS];
   size_t n_sources;
-  uint64_t hits, misses;
 };
 
 /* FNV-1a: cheap and good enough to spread keys over buckets. */
@@ -63,6 +63,8 @@ static uint64_t fnv(const void *p, size_t n) {
   return h;
 }
 
+/* A cache of at most cap_bytes whose entries live ttl_ms (0: until
+ * invalidated); NULL when cap_bytes is 0 or out of memory. */
 es__cache *es__cache_new(size_t cap_bytes, int ttl_ms) {
   if (cap_bytes == 0)
     return NULL;
@@ -81,37 +83,7 @@ es__cache *es__cache_new(size_t cap_bytes, int ttl_ms) {
   return c;
 }
 
-static es_results *results_copy(const es_results *r, size_t *bytes) {
-  es_results *c = calloc(1, sizeof *c);
-  if (c == NULL)
-    return NULL;
-  c->hits = calloc(r->n ? r->n : 1, sizeof *c->hits);
-  if (c->hits == NULL) {
-    free(c);
-    return NULL;
-  }
-  size_t b = sizeof *c + r->n * sizeof *c->hits;
-  for (size_t i = 0; i < r->n; i++) {
-    const es_hit *h = &r->hits[i];
-    es_hit *d = &c->hits[i];
-    c->n++;
-    d->distance = h->distance;
-    d->id = strdup(h->id);
-    d->text = strdup(h->text);
-    d->metadata_json = strdup(h->metadata_json);
-    d->source_id = h->source_id ? strdup(h->source_id) : NULL;
-    if (!d->id || !d->text || !d->metadata_json || (h->source_id && !d->source_id)) {
-      es_results_free(c);
-      return NULL;
-    }
-    b += strlen(h->id) + strlen(h->text) + strlen(h->metadata_json) + 3 +
-         (h->source_id ? strlen(h->source_id) + 1 : 0);
-  }
-  if (bytes)
-    *bytes = b;
-  return c;
-}
-
+/* Takes e out of the LRU list. */
 static void unlink_lru(es__cache *c, entry *e) {
   if (e->newer)
     e->newer->older = e->older;
@@ -124,6 +96,7 @@ static void unlink_lru(es__cache *c, entry *e) {
   e->newer = e->older = NULL;
 }
 
+/* Puts e at the recently-used end of the LRU list. */
 static void push_newest(es__cache *c, entry *e) {
   e->older = c->newest;
   e->newer = NULL;
@@ -134,6 +107,15 @@ static void push_newest(es__cache *c, entry *e) {
     c->oldest = e;
 }
 
+/* Frees an entry and what it owns (also one never linked in). */
+static void entry_free(entry *e) {
+  es_results_free(e->res);
+  free(e->key);
+  free(e->source);
+  free(e);
+}
+
+/* Removes e from its bucket and the LRU list, and frees it. */
 static void drop(es__cache *c, entry *e) {
   entry **pp = &c->buckets[e->hash & (c->n_buckets - 1)];
   while (*pp && *pp != e)
@@ -143,12 +125,10 @@ static void drop(es__cache *c, entry *e) {
   unlink_lru(c, e);
   c->bytes -= e->bytes;
   c->n_entries--;
-  es_results_free(e->res);
-  free(e->key);
-  free(e->source);
-  free(e);
+  entry_free(e);
 }
 
+/* Forgets every source's generation. */
 static void free_sources(es__cache *c) {
   for (size_t i = 0; i < SOURCE_BUCKETS; i++) {
     source_gen *g = c->sources[i];
@@ -163,6 +143,7 @@ static void free_sources(es__cache *c) {
   c->n_sources = 0;
 }
 
+/* Frees the cache and every entry (NULL: nothing). */
 void es__cache_free(es__cache *c) {
   if (c == NULL)
     return;
@@ -200,6 +181,7 @@ static source_gen *find_source(es__cache *c, const char *source, bool create) {
   return g;
 }
 
+/* Reads the generations a query's answer will depend on, before it runs. */
 void es__cache_take_ticket(es__cache *c, const char *source_filter,
                       es__cache_ticket *t) {
   memset(t, 0, sizeof *t);
@@ -215,6 +197,8 @@ void es__cache_take_ticket(es__cache *c, const char *source_filter,
   pthread_mutex_unlock(&c->mu);
 }
 
+/* Whether e is still valid: no generation it depends on moved and its
+ * time to live has not passed.  Under the lock. */
 static bool fresh(es__cache *c, const entry *e) {
   if (e->gen_global != c->gen_global)
     return false;
@@ -226,9 +210,11 @@ static bool fresh(es__cache *c, const entry *e) {
   return (g ? g->gen : c->gen_global) == e->gen_source;
 }
 
+/* A copy of the fresh entry for key, or NULL (a stale one is dropped). */
 es_results *es__cache_get(es__cache *c, const void *key, size_t keylen) {
   if (c == NULL)
     return NULL;
+  assert(key != NULL && keylen > 0);
   uint64_t h = fnv(key, keylen);
   es_results *out = NULL;
   pthread_mutex_lock(&c->mu);
@@ -241,17 +227,14 @@ es_results *es__cache_get(es__cache *c, const void *key, size_t keylen) {
     }
     unlink_lru(c, e);
     push_newest(c, e);
-    out = results_copy(e->res, NULL);
+    out = es__results_copy(e->res, NULL);
     break;
   }
-  if (out)
-    c->hits++;
-  else
-    c->misses++;
   pthread_mutex_unlock(&c->mu);
   return out;
 }
 
+/* Doubles the hash table (kept as it is when out of memory). */
 static void grow(es__cache *c) {
   size_t n = c->n_buckets * 2;
   entry **b = calloc(n, sizeof *b);
@@ -271,23 +254,23 @@ static void grow(es__cache *c) {
   c->n_buckets = n;
 }
 
+/* Stores a copy of res under key, unless one answer would take more than
+ * a quarter of the cache; evicts the least recently used to make room. */
 void es__cache_put(es__cache *c, const void *key, size_t keylen,
                    const char *source_filter, const es__cache_ticket *t,
                    const es_results *res) {
   if (c == NULL)
     return;
+  assert(key != NULL && keylen > 0 && t != NULL && res != NULL);
   size_t bytes = 0;
   entry *e = calloc(1, sizeof *e);
   if (e == NULL)
     return;
-  e->res = results_copy(res, &bytes);
+  e->res = es__results_copy(res, &bytes);
   e->key = malloc(keylen);
   e->source = source_filter ? strdup(source_filter) : NULL;
   if (e->res == NULL || e->key == NULL || (source_filter && e->source == NULL)) {
-    es_results_free(e->res);
-    free(e->key);
-    free(e->source);
-    free(e);
+    entry_free(e);
     return;
   }
   memcpy(e->key, key, keylen);
@@ -302,10 +285,7 @@ void es__cache_put(es__cache *c, const void *key, size_t keylen,
   pthread_mutex_lock(&c->mu);
   if (e->bytes > c->cap / 4) { /* one answer may not crowd out the rest */
     pthread_mutex_unlock(&c->mu);
-    es_results_free(e->res);
-    free(e->key);
-    free(e->source);
-    free(e);
+    entry_free(e);
     return;
   }
   /* Replace an entry for the same key. */
@@ -327,6 +307,7 @@ void es__cache_put(es__cache *c, const void *key, size_t keylen,
   pthread_mutex_unlock(&c->mu);
 }
 
+/* Moves the generations that a write of source_id makes stale. */
 void es__cache_invalidate_source(es__cache *c, const char *source_id) {
   if (c == NULL)
     return;
@@ -339,29 +320,5 @@ void es__cache_invalidate_source(es__cache *c, const char *source_id) {
     else
       c->gen_global++; /* out of memory: be safe */
   }
-  pthread_mutex_unlock(&c->mu);
-}
-
-void es__cache_invalidate_all(es__cache *c) {
-  if (c == NULL)
-    return;
-  pthread_mutex_lock(&c->mu);
-  c->gen_global++;
-  c->gen_any++;
-  pthread_mutex_unlock(&c->mu);
-}
-
-void es__cache_counts(es__cache *c, uint64_t *hits, uint64_t *misses,
-                      size_t *bytes, size_t *entries) {
-  if (c == NULL) {
-    *hits = *misses = 0;
-    *bytes = *entries = 0;
-    return;
-  }
-  pthread_mutex_lock(&c->mu);
-  *hits = c->hits;
-  *misses = c->misses;
-  *bytes = c->bytes;
-  *entries = c->n_entries;
   pthread_mutex_unlock(&c->mu);
 }

@@ -27,8 +27,5 @@ void es__cache_put(es__cache *cache, const void *key, size_t keylen,
                    const es_results *results);
 /* After a commit that wrote documents of source_id (NULL: of no source). */
 void es__cache_invalidate_source(es__cache *cache, const char *source_id);
-void es__cache_invalidate_all(es__cache *cache);
-void es__cache_counts(es__cache *cache, uint64_t *hits, uint64_t *misses,
-                      size_t *bytes, size_t *entries);
 
 #endif

@@ -14,8 +14,6 @@ typedef struct es__copy {
   bool broken;    /* the connection refused data while streaming */
 } es__copy;
 
-void es__copy_start(es__copy *c); /* resets and writes the header */
-
 /* Streaming: starts COPY (sql) on conn, so that rows are sent while later
  * ones are still being encoded (es__copy_row flushes every 1 MiB), and the
  * server works on the first rows while we encode the next.  Rows are then
@@ -31,7 +29,6 @@ void es__copy_int4(es__copy *c, int32_t v);
 void es__copy_bytes(es__copy *c, const void *p, size_t n);
 void es__copy_vector(es__copy *c, const float *v, size_t dim); /* NULL ok */
 void es__copy_jsonb(es__copy *c, const char *json);            /* NULL: {} */
-void es__copy_finish(es__copy *c);                             /* trailer */
 void es__copy_free(es__copy *c);
 
 #endif

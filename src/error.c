@@ -284,9 +284,9 @@ es_status es__fail_pg(es_store *store, PGconn *pg, const PGresult *res,
     snprintf(detail + n, sizeof detail - n, " (in %.*s)", (int)(len > 64 ? 64 : len),
              column);
   }
-  /* A lock wait that timed out names who holds the locks (looked up on
-   * another connection: this one is in an aborted transaction). */
-  char why[600] = "";
+  /* Who holds the locks is added by es__explain_lock_wait (locks.c), where
+   * operations run: looking it up needs another connection. */
+  char why[200] = "";
   bool timeout = st != NULL && strcmp(st, "57014") == 0;
   bool lock_wait = st != NULL && strcmp(st, "55P03") == 0;
   if (timeout && store->opts.statement_timeout_ms > 0)
@@ -296,8 +296,6 @@ es_status es__fail_pg(es_store *store, PGconn *pg, const PGresult *res,
   else if (lock_wait)
     snprintf(why, sizeof why, "; a lock this operation needs was not granted "
              "in time");
-  if (timeout || lock_wait)
-    es__describe_lock_holders(store, pg ? PQbackendPID(pg) : 0, why, sizeof why);
   if (st != NULL)
     snprintf(e->msg, sizeof e->msg, "%s: %s (SQLSTATE %s%s)", what, detail, st, why);
   else

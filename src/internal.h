@@ -133,12 +133,13 @@ int64_t es__now_ms(void);
  * ES__DEFER_LOCK).  false when it cannot tell. */
 bool es__deferred_load_running(es_store *store, es__conn *conn);
 
-/* Appends "; held by pid N (application, user, state, transaction age,
- * locks)" for up to three other sessions holding locks on the store's
- * tables or the migration lock to out (cap bytes).  Uses another pooled
- * connection; the calling thread's last failure is kept. */
-void es__describe_lock_holders(es_store *store, int waiter_pid, char *out,
-                               size_t cap);
+/* When the calling thread's last failure on conn is a lock wait or a
+ * statement that timed out, appends "; held by pid N (application, user,
+ * state, transaction age, locks)" for up to three other sessions holding
+ * locks on the store's tables or the migration lock, looked up on another
+ * pooled connection (conn is in an aborted transaction).  Called where
+ * operations run (es__run, the batch session), not by error.c. */
+void es__explain_lock_wait(es_store *store, es__conn *conn);
 
 /* ---- metrics.c ------------------------------------------------------------ */
 
@@ -152,7 +153,6 @@ void es__metric(es_store *store, const char *operation, double ms, bool ok,
                 const char *error, const char *metadata);
 /* Writes what is buffered now, in the calling thread. */
 void es__metrics_flush_now(es_store *store);
-uint64_t es__metrics_dropped(es_store *store);
 
 /* ---- the store handle ---------------------------------------------------- */
 
@@ -227,6 +227,39 @@ void es__rollback(es__conn *conn);
 /* true when res holds rows or a command completed. */
 bool es__res_ok(const PGresult *res);
 
+/* json.h's growable buffer, in which array literals are built. */
+struct es__buf;
+
+/* Appends s to an array literal in b, quoted and escaped (NULL: NULL);
+ * first: no comma before it.  false when out of memory. */
+bool es__array_elem(struct es__buf *b, const char *s, bool first);
+
+/* The text of element i of a list, for es__text_array. */
+typedef const char *(*es__nth_text)(const void *list, size_t i);
+
+/* A text[] literal {"a","b",...} of nth(list, i) for i in 0..n, malloc'd
+ * (freed with free()); NULL when out of memory. */
+char *es__text_array(const void *list, size_t n, es__nth_text nth);
+
+/* What embstore_meta holds. */
+typedef enum es__meta_state {
+  ES__META_NONE,  /* no such table: not a store */
+  ES__META_EMPTY, /* the table, but no row */
+  ES__META_FOUND  /* one row: *dim and *metric are set */
+} es__meta_state;
+
+/* The one reader of embstore_meta: its state, and the store's dimension
+ * and metric when found.  ES_EDB when the metric is not one embstore
+ * knows.  Usable inside a transaction (a missing table does not abort it). */
+es_status es__read_meta(es_store *store, es__conn *conn, es__meta_state *state,
+                        int *dim, es_metric *metric);
+
+/* Loads the store's dimension and metric (cached on the handle);
+ * ES_ENOSTORE when the database holds no store. */
+es_status es__load_shape(es_store *store, es__conn *conn);
+
+/* ---- run.c: running an operation, retries, the clock --------------------- */
+
 /* An operation body run on a pooled connection by es__run(). */
 typedef es_status (*es__op_fn)(es_store *store, es__conn *conn, void *ctx);
 
@@ -237,8 +270,35 @@ typedef es_status (*es__op_fn)(es_store *store, es__conn *conn, void *ctx);
 es_status es__run(es_store *store, const char *operation, bool retry,
                   es__op_fn fn, void *ctx);
 
-/* Loads the store's dimension and metric (cached on the handle). */
-es_status es__load_shape(es_store *store, es__conn *conn);
+/* The attempts of an operation that retries transient failures:
+ *   es__retry rt;
+ *   es__retry_init(&rt, store, true);
+ *   while (es__retry_next(&rt)) { ...; if (done) break; }
+ * runs the body up to opts.max_retries + 1 times, sleeping
+ * opts.retry_backoff_ms, doubled each time, before every retry. */
+typedef struct es__retry {
+  int attempt;  /* attempts started */
+  int attempts; /* attempts allowed */
+  int delay_ms; /* the sleep before the next one */
+} es__retry;
+
+/* retry false: one attempt only. */
+void es__retry_init(es__retry *r, const es_store *store, bool retry);
+/* Whether another attempt may start (after its backoff). */
+bool es__retry_next(es__retry *r);
+
+/* Milliseconds on the monotonic clock (with their fraction), and the
+ * milliseconds since such a value: how operations are timed. */
+double es__clock_ms(void);
+double es__elapsed_ms(double t0);
+
+/* ---- results.c: search results --------------------------------------------- */
+
+/* A deep copy of r, freed with es_results_free(); NULL when out of
+ * memory.  *bytes (may be NULL) receives the memory the copy takes. */
+es_results *es__results_copy(const es_results *r, size_t *bytes);
+/* Frees the hits of res and leaves it empty. */
+void es__results_clear(es_results *res);
 
 /* ---- vector.c: codecs ----------------------------------------------------- */
 

@@ -32,8 +32,8 @@ static const char holders_sql[] =
 
 /* Appends "; held by pid N (...)" for up to three sessions to out.  The
  * calling thread's last failure is left as it was. */
-void es__describe_lock_holders(es_store *store, int waiter_pid, char *out,
-                               size_t cap) {
+static void describe_lock_holders(es_store *store, int waiter_pid, char *out,
+                                  size_t cap) {
   es__err saved = *es__last_err(store);
   es__conn *c = NULL;
   if (es__acquire_quiet(store, &c) != ES_OK) {
@@ -58,6 +58,18 @@ void es__describe_lock_holders(es_store *store, int waiter_pid, char *out,
   PQclear(r);
   es__release(store, c);
   *es__last_err(store) = saved;
+}
+
+void es__explain_lock_wait(es_store *store, es__conn *conn) {
+  es__err *e = es__last_err(store);
+  if (strcmp(e->sqlstate, "57014") != 0 && strcmp(e->sqlstate, "55P03") != 0)
+    return;
+  char holders[sizeof e->msg] = "";
+  describe_lock_holders(store, conn && conn->pg ? PQbackendPID(conn->pg) : 0,
+                        holders, sizeof holders);
+  e = es__last_err(store);
+  size_t n = strlen(e->msg);
+  snprintf(e->msg + n, sizeof e->msg - n, "%s", holders);
 }
 
 bool es__deferred_load_running(es_store *store, es__conn *conn) {

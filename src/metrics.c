@@ -4,8 +4,9 @@
  * a background thread per store writes the buffer with one INSERT every
  * second (or sooner when it fills), and prunes rows older than the
  * retention.  Writing never blocks or fails the operation measured: when
- * the buffer is full or the database refuses, records are dropped and
- * counted. */
+ * the buffer is full or the database stays away, records are dropped.
+ * Reading them back is an operation of its own (metrics_report.c). */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,37 +37,21 @@ struct es__metrics {
   bool running, stop;
   record *buf;
   size_t n;
-  uint64_t dropped;
   int64_t last_prune_ms;
   int64_t opened_ms;
   int retention_s;
 };
 
+/* Frees what a record owns. */
 static void record_free(record *r) {
   free(r->operation);
   free(r->error);
   free(r->metadata);
 }
 
-/* Appends a quoted element to a PostgreSQL array literal. */
-static bool array_elem(es__buf *b, const char *s, bool first) {
-  if (!first && !es__buf_append(b, ",", 1))
-    return false;
-  if (s == NULL)
-    return es__buf_append(b, "NULL", 4);
-  if (!es__buf_append(b, "\"", 1))
-    return false;
-  for (const char *p = s; *p; p++) {
-    if ((*p == '"' || *p == '\\') && !es__buf_append(b, "\\", 1))
-      return false;
-    if (!es__buf_append(b, p, 1))
-      return false;
-  }
-  return es__buf_append(b, "\"", 1);
-}
-
 /* Writes records[0..n) with one statement on conn; false on failure. */
 static bool write_records(es__conn *c, record *recs, size_t n) {
+  assert(c != NULL && recs != NULL && n > 0);
   es__buf a[6] = {{0}};
   bool ok = true;
   for (int k = 0; k < 6; k++)
@@ -77,12 +62,12 @@ static bool write_records(es__conn *c, record *recs, size_t n) {
     char us[32], at[32];
     snprintf(us, sizeof us, "%lld", (long long)llround(recs[i].ms * 1000.0));
     snprintf(at, sizeof at, "%lld", (long long)recs[i].at_us);
-    ok = array_elem(&a[0], recs[i].operation, i == 0) &&
-         array_elem(&a[1], us, i == 0) &&
-         array_elem(&a[2], recs[i].ok ? "t" : "f", i == 0) &&
-         array_elem(&a[3], recs[i].error, i == 0) &&
-         array_elem(&a[4], recs[i].metadata ? recs[i].metadata : "{}", i == 0) &&
-         array_elem(&a[5], at, i == 0);
+    ok = es__array_elem(&a[0], recs[i].operation, i == 0) &&
+         es__array_elem(&a[1], us, i == 0) &&
+         es__array_elem(&a[2], recs[i].ok ? "t" : "f", i == 0) &&
+         es__array_elem(&a[3], recs[i].error, i == 0) &&
+         es__array_elem(&a[4], recs[i].metadata ? recs[i].metadata : "{}", i == 0) &&
+         es__array_elem(&a[5], at, i == 0);
   }
   for (int k = 0; k < 6; k++)
     ok = ok && es__buf_append(&a[k], "}", 1);
@@ -133,7 +118,6 @@ static void flush(es_store *s, bool prune_due) {
     memmove(m->buf + keep, m->buf, m->n * sizeof *m->buf);
     memcpy(m->buf, recs + (n - keep), keep * sizeof *recs);
     m->n += keep;
-    m->dropped += n - keep;
     pthread_mutex_unlock(&m->mu);
     for (size_t i = 0; i < n - keep; i++)
       record_free(&recs[i]);
@@ -145,6 +129,8 @@ static void flush(es_store *s, bool prune_due) {
   free(recs);
 }
 
+/* The writer thread: flushes every FLUSH_EVERY_MS, or as soon as
+ * FLUSH_AT records wait, and prunes hourly, until stopped. */
 static void *writer(void *arg) {
   es_store *s = arg;
   es__metrics *m = s->metrics;
@@ -166,6 +152,7 @@ static void *writer(void *arg) {
   return NULL;
 }
 
+/* Creates the buffer and starts the writer thread. */
 es_status es__metrics_start(es_store *s) {
   es__metrics *m = calloc(1, sizeof *m);
   if (m == NULL || (m->buf = calloc(CAPACITY, sizeof *m->buf)) == NULL) {
@@ -194,6 +181,7 @@ es_status es__metrics_start(es_store *s) {
   return ES_OK;
 }
 
+/* Stops the writer thread, writes what is left and frees the buffer. */
 void es__metrics_stop(es_store *s) {
   es__metrics *m = s->metrics;
   if (m == NULL)
@@ -216,8 +204,10 @@ void es__metrics_stop(es_store *s) {
   s->metrics = NULL;
 }
 
+/* Buffers one record (dropped when the buffer is full). */
 void es__metric(es_store *s, const char *operation, double ms, bool ok,
                 const char *error, const char *metadata) {
+  assert(s != NULL && ms >= 0);
   es__metrics *m = s->metrics;
   if (m == NULL || operation == NULL)
     return;
@@ -225,7 +215,6 @@ void es__metric(es_store *s, const char *operation, double ms, bool ok,
   clock_gettime(CLOCK_REALTIME, &now);
   pthread_mutex_lock(&m->mu);
   if (m->n == CAPACITY) {
-    m->dropped++;
     pthread_mutex_unlock(&m->mu);
     return;
   }
@@ -239,7 +228,6 @@ void es__metric(es_store *s, const char *operation, double ms, bool ok,
   if (r->operation == NULL || (error && r->error == NULL) ||
       (metadata && r->metadata == NULL)) {
     record_free(r); /* dropped whole rather than written without a part */
-    m->dropped++;
   } else {
     m->n++;
     if (m->n >= FLUSH_AT)
@@ -248,96 +236,8 @@ void es__metric(es_store *s, const char *operation, double ms, bool ok,
   pthread_mutex_unlock(&m->mu);
 }
 
+/* Writes what is buffered, in the calling thread. */
 void es__metrics_flush_now(es_store *s) {
   if (s->metrics)
     flush(s, false);
-}
-
-uint64_t es__metrics_dropped(es_store *s) {
-  es__metrics *m = s->metrics;
-  if (m == NULL)
-    return 0;
-  pthread_mutex_lock(&m->mu);
-  uint64_t d = m->dropped;
-  pthread_mutex_unlock(&m->mu);
-  return d;
-}
-
-void es_metrics_report_free(es_metrics_report *r) {
-  if (r == NULL)
-    return;
-  for (size_t i = 0; i < r->n; i++)
-    free(r->ops[i].operation);
-  free(r->ops);
-  free(r);
-}
-
-typedef struct report_ctx {
-  int64_t since_s;
-  es_metrics_report *r;
-} report_ctx;
-
-static es_status report_op(es_store *s, es__conn *c, void *arg) {
-  report_ctx *x = arg;
-  char since[32];
-  snprintf(since, sizeof since, "%lld", (long long)x->since_s);
-  const char *v[1] = {since};
-  PGresult *r = PQexecParams(
-      c->pg,
-      "SELECT operation, count(*), "
-      "percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms), "
-      "percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms), "
-      "percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms), "
-      "avg((NOT success)::int) FROM performance_metrics "
-      "WHERE $1::bigint = 0 OR created_at >= now() - make_interval(secs => $1::bigint) "
-      "GROUP BY operation ORDER BY operation",
-      1, NULL, v, NULL, NULL, 0);
-  if (!es__res_ok(r)) {
-    es_status rc = es__fail_pg(s, c->pg, r, "cannot read performance_metrics");
-    PQclear(r);
-    return rc;
-  }
-  int n = PQntuples(r);
-  x->r->ops = calloc(n > 0 ? (size_t)n : 1, sizeof *x->r->ops);
-  if (x->r->ops == NULL) {
-    PQclear(r);
-    return es__fail(s, ES_ENOMEM, "out of memory");
-  }
-  for (int i = 0; i < n; i++) {
-    es_op_metrics *m = &x->r->ops[x->r->n];
-    if ((m->operation = strdup(PQgetvalue(r, i, 0))) == NULL) {
-      PQclear(r); /* a report without this operation would be wrong */
-      return es__fail(s, ES_ENOMEM, "out of memory");
-    }
-    x->r->n++;
-    m->count = strtoll(PQgetvalue(r, i, 1), NULL, 10);
-    m->p50_ms = es__strtod(PQgetvalue(r, i, 2), NULL);
-    m->p95_ms = es__strtod(PQgetvalue(r, i, 3), NULL);
-    m->p99_ms = es__strtod(PQgetvalue(r, i, 4), NULL);
-    m->error_rate = es__strtod(PQgetvalue(r, i, 5), NULL);
-  }
-  PQclear(r);
-  return ES_OK;
-}
-
-es_status es_metrics_report_get(es_store *s, int64_t since_s,
-                                es_metrics_report **out) {
-  if (out)
-    *out = NULL; /* also when s is NULL: a failed call hands out nothing */
-  if (s == NULL || out == NULL)
-    return ES_EINVAL;
-  es__clear_err(s);
-  if (since_s < 0)
-    return es__fail(s, ES_EINVAL, "the period must not be negative");
-  es__metrics_flush_now(s);
-  report_ctx x = {since_s, calloc(1, sizeof *x.r)};
-  if (x.r == NULL)
-    return es__fail(s, ES_ENOMEM, "out of memory");
-  es_status rc = es__run(s, NULL, true, report_op, &x);
-  if (rc != ES_OK) {
-    es_metrics_report_free(x.r);
-    return rc;
-  }
-  *out = x.r;
-  return ES_OK;
 }

@@ -1,10 +1,16 @@
 /* migrate.c - versioned migrations, store creation and adoption.
  *
- * Migrations are applied in order, each in its own transaction under an
- * advisory lock (so two `embstore init` at once serialise), and recorded in
- * embstore_migrations.  None drops user data.  After them, every run checks
- * the facts a healthy store needs (indexes, the foreign key) and mends what
- * is missing, so re-running init on a healthy store changes nothing. */
+ * The migrations are the files sql/NNN_name.sql, compiled in by
+ * cmake/embed_sql.cmake (es__sql_files[]: version, name, text).  They are
+ * applied in order, each file's text with @DIM@ replaced by the store's
+ * dimension, in one transaction under an advisory lock (so two `embstore
+ * init` at once serialise), and recorded in embstore_migrations.  None
+ * drops user data.  A few need work that depends on what the database
+ * holds (see `steps` below).  After them, every run checks the facts a
+ * healthy store needs (indexes, the foreign key, the counters' triggers)
+ * and mends what is missing, so re-running init on a healthy store
+ * changes nothing. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,39 +18,41 @@
 #include "schema.h"
 #include "sql_embed.h"
 
-
 typedef struct migrate_ctx {
   int dim;
   es_metric metric;
   es_init_report *report;
 } migrate_ctx;
 
-typedef es_status (*migration_fn)(es_store *, es__conn *, migrate_ctx *);
+/* Work a migration does after its file's text has run. */
+typedef es_status (*migration_step)(es_store *, es__conn *, migrate_ctx *);
 
-static es_status m_base(es_store *, es__conn *, migrate_ctx *);
-static es_status m_indexes(es_store *, es__conn *, migrate_ctx *);
-static es_status m_chunks_fk(es_store *, es__conn *, migrate_ctx *);
-static es_status m_counts(es_store *, es__conn *, migrate_ctx *);
-static es_status m_statistics(es_store *, es__conn *, migrate_ctx *);
-static es_status m_exact_counts(es_store *, es__conn *, migrate_ctx *);
 static es_status insert_meta(es_store *, es__conn *, migrate_ctx *);
 
-typedef struct migration {
-  int version;
-  const char *name;
-  migration_fn apply;
-} migration;
+/* Creates the required indexes that are missing (sql/002_indexes.sql says
+ * why this is not SQL). */
+static es_status create_indexes(es_store *s, es__conn *c, migrate_ctx *m) {
+  return es__ensure_indexes(s, c, m->metric, false,
+                            m->report ? &m->report->indexes_created : NULL);
+}
 
-static const migration migrations[] = {
-    {1, "base tables", m_base},
-    {2, "required indexes and HNSW index", m_indexes},
-    {3, "chunks.document_id foreign key", m_chunks_fk},
-    {4, "per-source counters kept by triggers", m_counts},
-    {5, "no statistics for columns nothing filters on", m_statistics},
-    {6, "counters exact under every writer, hashes cleared by plain SQL edits",
-     m_exact_counts},
+/* The steps, bound to their file by its text: renaming or removing the
+ * file fails the build here, not a store at run time. */
+static const struct {
+  const char *text;
+  migration_step after;
+} steps[] = {
+    {es__sql_001_base, insert_meta},
+    {es__sql_002_indexes, create_indexes},
 };
-#define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
+
+/* The step of the migration whose text is text, or NULL. */
+static migration_step step_of(const char *text) {
+  for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
+    if (steps[i].text == text)
+      return steps[i].after;
+  return NULL;
+}
 
 /* Replaces every @DIM@ in sql with dim. */
 static char *expand_dim(const char *sql, int dim) {
@@ -71,23 +79,29 @@ static char *expand_dim(const char *sql, int dim) {
   return out;
 }
 
-static es_status m_base(es_store *s, es__conn *c, migrate_ctx *m) {
-  char *sql = expand_dim(es__sql_001_base, m->dim);
+/* Runs a migration file's text (a file of comments only runs nothing). */
+static es_status run_file(es_store *s, es__conn *c, const es__sql_file *f,
+                          int dim) {
+  assert(dim > 0);
+  char *sql = expand_dim(f->text, dim);
   if (sql == NULL)
     return es__fail(s, ES_ENOMEM, "out of memory");
-  es_status rc = es__exec(s, c, sql, "migration 1 (base tables) failed");
+  PGresult *r = PQexec(c->pg, sql);
   free(sql);
-  return rc == ES_OK ? insert_meta(s, c, m) : rc;
+  es_status rc = ES_OK;
+  if (!es__res_ok(r) && PQresultStatus(r) != PGRES_EMPTY_QUERY) {
+    char what[200];
+    snprintf(what, sizeof what, "migration %d (%s) failed", f->version, f->name);
+    rc = es__fail_pg(s, c->pg, r, what);
+  }
+  PQclear(r);
+  return rc;
 }
 
-static es_status m_indexes(es_store *s, es__conn *c, migrate_ctx *m) {
-  return es__ensure_indexes(s, c, m->metric, false,
-                            m->report ? &m->report->indexes_created : NULL);
-}
-
-/* Adds the chunks -> embeddings key NOT VALID when missing, and validates
- * it once no orphaned chunk is left.  Orphans are reported, never deleted
- * here: that is `embstore cleanup`'s job. */
+/* Adds the chunks -> embeddings key NOT VALID when missing (the text of
+ * sql/003_chunks_fk.sql), and validates it once no orphaned chunk is
+ * left.  Orphans are reported, never deleted here: that is `embstore
+ * cleanup`'s job. */
 static es_status ensure_fk(es_store *s, es__conn *c, es_init_report *rep) {
   es__fk_state fk;
   int64_t orphans = 0;
@@ -97,10 +111,7 @@ static es_status ensure_fk(es_store *s, es__conn *c, es_init_report *rep) {
   if (rc != ES_OK)
     return rc;
   if (!fk.exists) {
-    rc = es__exec(s, c,
-                  "ALTER TABLE chunks ADD CONSTRAINT chunks_document_id_fkey "
-                  "FOREIGN KEY (document_id) REFERENCES embeddings (id) "
-                  "ON DELETE CASCADE NOT VALID",
+    rc = es__exec(s, c, es__sql_003_chunks_fk,
                   "cannot add the chunks.document_id foreign key");
     snprintf(fk.name, sizeof fk.name, "chunks_document_id_fkey");
   }
@@ -120,27 +131,6 @@ static es_status ensure_fk(es_store *s, es__conn *c, es_init_report *rep) {
     rep->fk_valid = fk.valid;
   }
   return rc;
-}
-
-static es_status m_chunks_fk(es_store *s, es__conn *c, migrate_ctx *m) {
-  return ensure_fk(s, c, m->report);
-}
-
-static es_status m_counts(es_store *s, es__conn *c, migrate_ctx *m) {
-  (void)m;
-  return es__exec(s, c, es__sql_004_counts, "migration 4 (counters) failed");
-}
-
-static es_status m_statistics(es_store *s, es__conn *c, migrate_ctx *m) {
-  (void)m;
-  return es__exec(s, c, es__sql_005_statistics,
-                  "migration 5 (column statistics) failed");
-}
-
-static es_status m_exact_counts(es_store *s, es__conn *c, migrate_ctx *m) {
-  (void)m;
-  return es__exec(s, c, es__sql_006_exact_counts,
-                  "migration 6 (exact counters) failed");
 }
 
 /* The counters are only as good as their triggers: when the table or any
@@ -177,28 +167,14 @@ static es_status table_exists(es_store *s, es__conn *c, const char *table,
   return ES_OK;
 }
 
-/* Reads embstore_meta: *found 0 when the store is new. */
+/* Whether the store exists (*found), with its shape: es__read_meta,
+ * with an empty embstore_meta taken as a store not yet created. */
 static es_status read_meta(es_store *s, es__conn *c, int *found, int *dim,
                            es_metric *metric) {
-  bool exists;
-  es_status rc = table_exists(s, c, "embstore_meta", &exists);
-  *found = 0;
-  if (rc != ES_OK || !exists)
-    return rc;
-  PGresult *r = PQexec(c->pg, "SELECT dim, metric FROM embstore_meta");
-  if (!es__res_ok(r)) {
-    rc = es__fail_pg(s, c->pg, r, "cannot read embstore_meta");
-    PQclear(r);
-    return rc;
-  }
-  if (PQntuples(r) == 1) {
-    *found = 1;
-    *dim = atoi(PQgetvalue(r, 0, 0));
-    if (es_metric_parse(PQgetvalue(r, 0, 1), metric) != ES_OK)
-      *metric = ES_METRIC_COSINE;
-  }
-  PQclear(r);
-  return ES_OK;
+  es__meta_state state;
+  es_status rc = es__read_meta(s, c, &state, dim, metric);
+  *found = rc == ES_OK && state == ES__META_FOUND;
+  return rc;
 }
 
 /* Versions already recorded: applied[v] = 1. */
@@ -219,7 +195,7 @@ static es_status read_applied(es_store *s, es__conn *c,
   }
   for (int i = 0; i < PQntuples(r); i++) {
     int v = atoi(PQgetvalue(r, i, 0));
-    if (v >= 1 && v <= (int)N_MIGRATIONS) {
+    if (v >= 1 && v <= ES__N_SQL_FILES) {
       applied[v - 1] = 1;
       if (applied_at)
         snprintf(applied_at[v - 1], 40, "%s", PQgetvalue(r, i, 1));
@@ -231,12 +207,15 @@ static es_status read_applied(es_store *s, es__conn *c,
 
 /* Applies one migration inside the caller's transaction (which holds the
  * migration lock) and records it. */
-static es_status apply_one(es_store *s, es__conn *c, const migration *mg,
+static es_status apply_one(es_store *s, es__conn *c, const es__sql_file *f,
                            migrate_ctx *m) {
   char version[16];
-  const char *params[2] = {version, mg->name};
-  snprintf(version, sizeof version, "%d", mg->version);
-  es_status rc = mg->apply(s, c, m);
+  const char *params[2] = {version, f->name};
+  snprintf(version, sizeof version, "%d", f->version);
+  migration_step after = step_of(f->text);
+  es_status rc = run_file(s, c, f, m->dim);
+  if (rc == ES_OK && after != NULL)
+    rc = after(s, c, m);
   if (rc != ES_OK)
     return rc;
   PGresult *r = PQexecParams(c->pg,
@@ -269,7 +248,7 @@ static es_status insert_meta(es_store *s, es__conn *c, migrate_ctx *m) {
 
 /* Applies every pending migration, in the caller's transaction. */
 static es_status apply_pending(es_store *s, es__conn *c, migrate_ctx *m) {
-  int applied[N_MIGRATIONS] = {0};
+  int applied[ES__N_SQL_FILES] = {0};
   es_status rc = es__exec(s, c,
                           "CREATE TABLE IF NOT EXISTS embstore_migrations ("
                           "version integer PRIMARY KEY, name text NOT NULL, "
@@ -277,9 +256,9 @@ static es_status apply_pending(es_store *s, es__conn *c, migrate_ctx *m) {
                           "cannot create embstore_migrations");
   if (rc == ES_OK)
     rc = read_applied(s, c, NULL, applied);
-  for (size_t i = 0; rc == ES_OK && i < N_MIGRATIONS; i++)
+  for (size_t i = 0; rc == ES_OK && i < ES__N_SQL_FILES; i++)
     if (!applied[i])
-      rc = apply_one(s, c, &migrations[i], m);
+      rc = apply_one(s, c, &es__sql_files[i], m);
   return rc;
 }
 
@@ -328,6 +307,7 @@ typedef struct init_ctx {
   es_init_report *report;
 } init_ctx;
 
+/* Fails when the stored shape is not the one asked for. */
 static es_status shape_conflict(es_store *s, int dim, es_metric metric,
                                 int want_dim, es_metric want_metric) {
   if (dim != want_dim)
@@ -406,6 +386,7 @@ done:
   return rc;
 }
 
+/* Creates, adopts or re-checks the store (see init_op). */
 es_status es_init(es_store *s, int dim, es_metric metric,
                   es_init_report **report) {
   if (report)
@@ -476,6 +457,7 @@ static es_status migrate(es_store *s, es_init_report *rep) {
   return rc;
 }
 
+/* Applies pending migrations and mends the store (see migrate_op). */
 es_status es_migrate_report(es_store *s, es_init_report **report) {
   if (report)
     *report = NULL;
@@ -492,6 +474,8 @@ es_status es_migrate_report(es_store *s, es_init_report **report) {
   return rc;
 }
 
+/* Applies pending migrations and mends the store, telling only how many
+ * migrations were applied. */
 es_status es_migrate(es_store *s, int *applied) {
   es_init_report rep;
   memset(&rep, 0, sizeof rep);
@@ -505,25 +489,27 @@ typedef struct list_ctx {
   es_migration_list *list;
 } list_ctx;
 
+/* Fills the list: every migration file, and when each was applied. */
 static es_status list_op(es_store *s, es__conn *c, void *arg) {
   list_ctx *lc = arg;
-  int applied[N_MIGRATIONS] = {0};
-  char at[N_MIGRATIONS][40];
+  int applied[ES__N_SQL_FILES] = {0};
+  char at[ES__N_SQL_FILES][40];
   memset(at, 0, sizeof at);
   es_status rc = read_applied(s, c, at, applied);
   if (rc != ES_OK)
     return rc;
-  for (size_t i = 0; i < N_MIGRATIONS; i++) {
+  for (size_t i = 0; i < ES__N_SQL_FILES; i++) {
     es_migration *e = &lc->list->items[i];
-    e->version = migrations[i].version;
-    e->name = migrations[i].name;
+    e->version = es__sql_files[i].version;
+    e->name = es__sql_files[i].name;
     e->applied = applied[i];
     snprintf(e->applied_at, sizeof e->applied_at, "%s", at[i]);
   }
-  lc->list->n = N_MIGRATIONS;
+  lc->list->n = ES__N_SQL_FILES;
   return ES_OK;
 }
 
+/* Lists every migration the library knows, applied or pending. */
 es_status es_migration_list_get(es_store *s, es_migration_list **out) {
   if (out)
     *out = NULL; /* also when s is NULL: a failed call hands out nothing */
@@ -531,7 +517,7 @@ es_status es_migration_list_get(es_store *s, es_migration_list **out) {
     return ES_EINVAL;
   es_migration_list *l = calloc(1, sizeof *l);
   if (l)
-    l->items = calloc(N_MIGRATIONS, sizeof *l->items);
+    l->items = calloc(ES__N_SQL_FILES, sizeof *l->items);
   if (l == NULL || l->items == NULL) {
     es_migration_list_free(l);
     return es__fail(s, ES_ENOMEM, "out of memory");

@@ -1,6 +1,7 @@
 /* schema.c - the indexes and key a healthy store has, and how to find
  * them in the catalog whatever they are called (an adopted database may
  * already have them under other names). */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@ static const es__index_def cosine[] = {HNSW("vector_cosine_ops")};
 static const es__index_def l2[] = {HNSW("vector_l2_ops")};
 static const es__index_def ip[] = {HNSW("vector_ip_ops")};
 
+/* The index definitions a store of metric needs. */
 const es__index_def *es__required_indexes(es_metric metric, size_t *n) {
   *n = sizeof cosine / sizeof cosine[0];
   switch (metric) {
@@ -80,18 +82,23 @@ es_status es__ensure_indexes(es_store *s, es__conn *c, es_metric metric,
   return ES_OK;
 }
 
+/* Whether def is the HNSW index. */
 bool es__index_is_hnsw(const es__index_def *def) {
   return strstr(def->key, "USING hnsw") != NULL;
 }
 
+/* Whether s ends with suffix. */
 static bool ends_with(const char *s, const char *suffix) {
   size_t a = strlen(s), b = strlen(suffix);
   return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+/* Finds an index of def's definition on its table, whatever its name
+ * (the valid one first). */
 es_status es__index_lookup(es_store *store, es__conn *conn,
                            const es__index_def *def, es__index_state *state,
                            char **found_name) {
+  assert(store != NULL && conn != NULL && def != NULL && state != NULL);
   const char *params[1] = {def->table};
   PGresult *r = PQexecParams(
       conn->pg,
@@ -121,6 +128,7 @@ es_status es__index_lookup(es_store *store, es__conn *conn,
   return ES_OK;
 }
 
+/* Reads the chunks -> embeddings key, if any (a validated one first). */
 es_status es__fk_lookup(es_store *store, es__conn *conn, es__fk_state *fk) {
   PGresult *r = PQexec(
       conn->pg,
@@ -144,6 +152,7 @@ es_status es__fk_lookup(es_store *store, es__conn *conn, es__fk_state *fk) {
   return ES_OK;
 }
 
+/* Counts the chunks whose document does not exist. */
 es_status es__count_orphan_chunks(es_store *store, es__conn *conn, int64_t *n) {
   PGresult *r = PQexec(conn->pg,
                        "SELECT count(*) FROM chunks c WHERE NOT EXISTS "
@@ -158,6 +167,7 @@ es_status es__count_orphan_chunks(es_store *store, es__conn *conn, int64_t *n) {
   return ES_OK;
 }
 
+/* Counts the counters' triggers that exist and fire always. */
 es_status es__count_triggers(es_store *store, es__conn *conn, int *enabled) {
   PGresult *r = PQexec(
       conn->pg,

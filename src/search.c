@@ -7,11 +7,11 @@
  * still finds fewer than k (its scan budget ran out on a rare filter), an
  * exact scan over the filtered rows, which the btree indexes make cheap
  * exactly when matches are rare, guarantees k whenever k rows match. */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cache.h"
 #include "internal.h"
@@ -25,6 +25,8 @@ static const char *const operators[] = {"<=>", "<->", "<#>"};
 
 /* Builds the statement for metric and flags into buf. */
 static void build_sql(char *buf, size_t cap, es_metric metric, int flags) {
+  assert((unsigned)metric < sizeof operators / sizeof operators[0]);
+  assert(flags >= 0 && flags < 16);
   const char *op = operators[metric];
   int n = 2; /* $1 is the query vector */
   char where[256] = "";
@@ -85,22 +87,10 @@ static es_status load_like(es_store *s, es__conn *c, search_ctx *sc, int dim) {
   return ES_OK;
 }
 
-static void hits_free(es_results *res) {
-  for (size_t i = 0; i < res->n; i++) {
-    free(res->hits[i].id);
-    free(res->hits[i].text);
-    free(res->hits[i].source_id);
-    free(res->hits[i].metadata_json);
-  }
-  free(res->hits);
-  res->hits = NULL;
-  res->n = 0;
-}
-
 /* Copies the rows of r into res. */
 static es_status take_rows(es_store *s, PGresult *r, es_results *res) {
   int n = PQntuples(r);
-  hits_free(res);
+  es__results_clear(res);
   res->hits = calloc(n > 0 ? (size_t)n : 1, sizeof *res->hits);
   if (res->hits == NULL)
     return es__fail(s, ES_ENOMEM, "out of memory");
@@ -125,6 +115,7 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
   char sql[1024], name[32], limit[16];
   const es_search_params *p = sc->p;
   int slot = ES__Q__COUNT + (int)metric * 16 + flags;
+  assert(slot < ES__STMT_SLOTS);
   build_sql(sql, sizeof sql, metric, flags);
   snprintf(name, sizeof name, "es_search_%d", slot);
   snprintf(limit, sizeof limit, "%d", p->k);
@@ -155,6 +146,9 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
   return rc;
 }
 
+/* The search on a pooled connection: the query vector checked (or read
+ * from the like document), then the index scan, and an exact scan when a
+ * filtered scan found fewer than k rows. */
 static es_status search_op(es_store *s, es__conn *c, void *arg) {
   search_ctx *sc = arg;
   const es_search_params *p = sc->p;
@@ -227,24 +221,22 @@ static bool cache_key(const es_search_params *p, es__buf *key) {
   return ok;
 }
 
-static void record(es_store *s, const struct timespec *t0, es_status rc,
-                   const char *cache) {
-  struct timespec t1;
+/* Records one search in the metrics, with whether the cache answered. */
+static void record(es_store *s, double t0, es_status rc, const char *cache) {
   char meta[48];
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  double ms = (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
-              (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
   snprintf(meta, sizeof meta, "{\"cache\": \"%s\"}", cache);
-  es__metric(s, "search", ms, rc == ES_OK, rc == ES_OK ? NULL : es_errmsg(s), meta);
+  es__metric(s, "search", es__elapsed_ms(t0), rc == ES_OK,
+             rc == ES_OK ? NULL : es_errmsg(s), meta);
 }
 
+/* Answers from the cache when it can, else runs the search (and caches
+ * its answer); every search is recorded in the metrics. */
 es_status es_search(es_store *s, const es_search_params *p, es_results **out) {
   if (s == NULL || out == NULL)
     return ES_EINVAL;
   *out = NULL;
   es__clear_err(s);
-  struct timespec t0;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  double t0 = es__clock_ms();
   es_status rc = check_params(s, p);
   if (rc != ES_OK)
     return rc;
@@ -259,7 +251,7 @@ es_status es_search(es_store *s, const es_search_params *p, es_results **out) {
     es_results *hit = es__cache_get(s->cache, key.data, key.len);
     if (hit) {
       es__buf_free(&key);
-      record(s, &t0, ES_OK, "hit");
+      record(s, t0, ES_OK, "hit");
       *out = hit;
       return ES_OK;
     }
@@ -276,18 +268,11 @@ es_status es_search(es_store *s, const es_search_params *p, es_results **out) {
   if (rc == ES_OK && cached)
     es__cache_put(s->cache, key.data, key.len, depends_on, &ticket, sc.res);
   es__buf_free(&key);
-  record(s, &t0, rc, cached ? "miss" : "off");
+  record(s, t0, rc, cached ? "miss" : "off");
   if (rc != ES_OK) {
     es_results_free(sc.res);
     return rc;
   }
   *out = sc.res;
   return ES_OK;
-}
-
-void es_results_free(es_results *res) {
-  if (res == NULL)
-    return;
-  hits_free(res);
-  free(res);
 }

@@ -1,10 +1,12 @@
-/* sql.c - prepared statements, execution helpers and the retry loop. */
+/* sql.c - prepared statements, execution helpers, array literals, and
+ * the reader of the store's shape (embstore_meta). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <assert.h>
 
 #include "internal.h"
+#include "json.h"
 
 typedef struct stmt {
   const char *name;
@@ -74,6 +76,7 @@ static const stmt statements[ES__Q__COUNT] = {
 PGresult *es__exec_stmt(es__conn *conn, es__stmt_id id, int nparams,
                         const char *const *values, const int *lengths,
                         const int *formats, int binary_result) {
+  assert(conn != NULL && id >= 0 && id < ES__Q__COUNT && nparams >= 0);
   const stmt *s = &statements[id];
   if (!conn->prepared[id]) {
     PGresult *r = PQprepare(conn->pg, s->name, s->sql, 0, NULL);
@@ -92,6 +95,8 @@ PGresult *es__exec_named(es__conn *conn, int slot, const char *name,
                          const char *sql, int nparams,
                          const char *const *values, const int *lengths,
                          const int *formats, int binary_result) {
+  assert(conn != NULL && slot >= ES__Q__COUNT && slot < ES__STMT_SLOTS);
+  assert(name != NULL && sql != NULL && nparams >= 0);
   if (!conn->prepared[slot]) {
     PGresult *r = PQprepare(conn->pg, name, sql, 0, NULL);
     if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK)
@@ -114,6 +119,7 @@ bool es__res_ok(const PGresult *res) {
 /* Runs a parameterless command. */
 es_status es__exec(es_store *store, es__conn *conn, const char *sql,
                    const char *what) {
+  assert(store != NULL && conn != NULL && sql != NULL && what != NULL);
   PGresult *r = PQexec(conn->pg, sql);
   es_status rc = ES_OK;
   if (!es__res_ok(r))
@@ -125,6 +131,7 @@ es_status es__exec(es_store *store, es__conn *conn, const char *sql,
 /* Runs a parameterless command and reports how many rows it affected. */
 es_status es__exec_count(es_store *store, es__conn *conn, const char *sql,
                          const char *what, int64_t *rows) {
+  assert(store != NULL && conn != NULL && sql != NULL && rows != NULL);
   PGresult *r = PQexec(conn->pg, sql);
   es_status rc = ES_OK;
   if (!es__res_ok(r))
@@ -135,14 +142,17 @@ es_status es__exec_count(es_store *store, es__conn *conn, const char *sql,
   return rc;
 }
 
+/* Starts a transaction. */
 es_status es__begin(es_store *store, es__conn *conn) {
   return es__exec(store, conn, "BEGIN", "cannot begin a transaction");
 }
 
+/* Commits the transaction. */
 es_status es__commit(es_store *store, es__conn *conn) {
   return es__exec(store, conn, "COMMIT", "cannot commit");
 }
 
+/* Lifts the statement timeout until the transaction ends. */
 es_status es__no_timeout(es_store *store, es__conn *conn) {
   return es__exec(store, conn, "SET LOCAL statement_timeout = 0",
                   "cannot lift the statement timeout");
@@ -156,46 +166,89 @@ void es__rollback(es__conn *conn) {
   PQclear(PQexec(conn->pg, "ROLLBACK"));
 }
 
-/* Sleeps for ms milliseconds. */
-static void backoff(int ms) {
-  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0) {
+/* Appends s to a PostgreSQL array literal being built in b, quoted, with
+ * '"' and '\' escaped; NULL appends NULL.  first: no comma before it. */
+bool es__array_elem(es__buf *b, const char *s, bool first) {
+  if (!first && !es__buf_append(b, ",", 1))
+    return false;
+  if (s == NULL)
+    return es__buf_append(b, "NULL", 4);
+  if (!es__buf_append(b, "\"", 1))
+    return false;
+  while (*s) {
+    size_t plain = strcspn(s, "\"\\");
+    if (!es__buf_append(b, s, plain))
+      return false;
+    s += plain;
+    if (*s && (!es__buf_append(b, "\\", 1) || !es__buf_append(b, s++, 1)))
+      return false;
   }
+  return es__buf_append(b, "\"", 1);
 }
 
-/* Runs fn on a pooled connection, retrying transient failures. */
-es_status es__run(es_store *store, const char *operation, bool retry,
-                  es__op_fn fn, void *ctx) {
-  int attempts = retry ? store->opts.max_retries + 1 : 1;
-  int delay = store->opts.retry_backoff_ms > 0 ? store->opts.retry_backoff_ms : 1;
-  es_status rc = ES_OK;
-  struct timespec a, b;
-  clock_gettime(CLOCK_MONOTONIC, &a);
+/* A text[] literal {"a","b",...} of nth(list, 0..n), malloc'd; NULL when
+ * out of memory. */
+char *es__text_array(const void *list, size_t n, es__nth_text nth) {
+  assert(nth != NULL && (list != NULL || n == 0));
+  es__buf b = {0};
+  bool ok = es__buf_append(&b, "{", 1);
+  for (size_t i = 0; ok && i < n; i++)
+    ok = es__array_elem(&b, nth(list, i), i == 0);
+  if (!ok || !es__buf_append(&b, "}", 1)) {
+    es__buf_free(&b);
+    return NULL;
+  }
+  return b.data;
+}
 
-  for (int i = 0; i < attempts; i++) {
-    es__conn *conn = NULL;
-    if (i > 0) {
-      backoff(delay);
-      delay *= 2;
-    }
-    es__clear_err(store);
-    rc = es__acquire(store, &conn);
-    if (rc == ES_OK) {
-      rc = fn(store, conn, ctx);
-      es__rollback(conn);
-      es__release(store, conn);
-    }
-    if (rc == ES_OK || !es__last_err(store)->transient)
-      break;
+/* Reads embstore_meta on conn into *state, *dim and *metric; a store
+ * without the table, or with an empty one, is not an error here.  In the
+ * caller's transaction, which a missing table must not abort: its
+ * existence is asked first. */
+es_status es__read_meta(es_store *store, es__conn *conn, es__meta_state *state,
+                        int *dim, es_metric *metric) {
+  assert(store != NULL && conn != NULL && state != NULL && dim != NULL &&
+         metric != NULL);
+  *state = ES__META_NONE;
+  PGresult *r = PQexec(conn->pg, "SELECT to_regclass('embstore_meta') IS NOT NULL");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(store, conn->pg, r, "cannot read embstore_meta");
+    PQclear(r);
+    return rc;
   }
-  if (operation != NULL) {
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    double ms = (double)(b.tv_sec - a.tv_sec) * 1e3 +
-                (double)(b.tv_nsec - a.tv_nsec) / 1e6;
-    es__metric(store, operation, ms, rc == ES_OK,
-               rc == ES_OK ? NULL : es__last_err(store)->msg, NULL);
+  bool exists = PQgetvalue(r, 0, 0)[0] == 't';
+  PQclear(r);
+  if (!exists)
+    return ES_OK;
+  r = es__exec_stmt(conn, ES__Q_SHAPE, 0, NULL, NULL, NULL, 0);
+  es_status rc = ES_OK;
+  if (!es__res_ok(r))
+    rc = es__fail_pg(store, conn->pg, r, "cannot read embstore_meta");
+  else if (PQntuples(r) != 1)
+    *state = ES__META_EMPTY;
+  else if (es_metric_parse(PQgetvalue(r, 0, 1), metric) != ES_OK)
+    rc = es__fail(store, ES_EDB, "embstore_meta holds an unknown metric '%s'",
+                  PQgetvalue(r, 0, 1));
+  else {
+    *dim = atoi(PQgetvalue(r, 0, 0));
+    *state = ES__META_FOUND;
   }
+  PQclear(r);
   return rc;
+}
+
+/* Whether the server's pgvector is 0.8 or later (iterative index scans);
+ * false when it cannot tell. */
+static bool vector_0_8(es__conn *conn) {
+  PGresult *r = es__exec_stmt(conn, ES__Q_VECTOR_VERSION, 0, NULL, NULL, NULL, 0);
+  bool v08 = false;
+  if (es__res_ok(r) && PQntuples(r) == 1) {
+    int major = 0, minor = 0;
+    sscanf(PQgetvalue(r, 0, 0), "%d.%d", &major, &minor);
+    v08 = major > 0 || minor >= 8;
+  }
+  PQclear(r);
+  return v08;
 }
 
 /* Reads the store's shape from embstore_meta, once per handle. */
@@ -206,44 +259,19 @@ es_status es__load_shape(es_store *store, es__conn *conn) {
   if (loaded)
     return ES_OK;
 
-  PGresult *r = es__exec_stmt(conn, ES__Q_SHAPE, 0, NULL, NULL, NULL, 0);
-  es_status rc = ES_OK;
-  if (!es__res_ok(r)) {
-    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    if (st && strcmp(st, "42P01") == 0) /* undefined_table */
-      rc = es__fail(store, ES_ENOSTORE,
-                    "no embstore store in this database: run `embstore init "
-                    "--dim N` first");
-    else
-      rc = es__fail_pg(store, conn->pg, r, "cannot read the store's shape");
-    /* A failed PREPARE leaves the statement unprepared; forget the slot. */
-    conn->prepared[ES__Q_SHAPE] = 0;
-    PQclear(r);
+  es__meta_state state;
+  int dim = 0;
+  es_metric metric = ES_METRIC_COSINE;
+  es_status rc = es__read_meta(store, conn, &state, &dim, &metric);
+  if (rc != ES_OK)
     return rc;
-  }
-  if (PQntuples(r) != 1) {
-    PQclear(r);
+  if (state == ES__META_NONE)
+    return es__fail(store, ES_ENOSTORE, "no embstore store in this database: "
+                    "run `embstore init --dim N` first");
+  if (state == ES__META_EMPTY)
     return es__fail(store, ES_ENOSTORE,
                     "embstore_meta is empty: run `embstore init --dim N`");
-  }
-  int dim = atoi(PQgetvalue(r, 0, 0));
-  es_metric metric;
-  if (es_metric_parse(PQgetvalue(r, 0, 1), &metric) != ES_OK) {
-    rc = es__fail(store, ES_EDB, "embstore_meta holds an unknown metric '%s'",
-                  PQgetvalue(r, 0, 1));
-    PQclear(r);
-    return rc;
-  }
-  PQclear(r);
-
-  int v08 = 0;
-  r = es__exec_stmt(conn, ES__Q_VECTOR_VERSION, 0, NULL, NULL, NULL, 0);
-  if (es__res_ok(r) && PQntuples(r) == 1) {
-    int major = 0, minor = 0;
-    sscanf(PQgetvalue(r, 0, 0), "%d.%d", &major, &minor);
-    v08 = major > 0 || minor >= 8;
-  }
-  PQclear(r);
+  bool v08 = vector_0_8(conn);
 
   pthread_mutex_lock(&store->shape_mu);
   store->dim = dim;

@@ -5,6 +5,7 @@
  * document keeps its updated_at.  A document sent with chunks replaces its
  * whole chunk set; chunks missing from the new set are deleted in the same
  * transaction. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,33 +14,12 @@
 #include "internal.h"
 #include "json.h"
 
-/* A text[] literal {"a","b"} for ids. */
-static char *text_array(const es_chunk *chunks, size_t n) {
-  es__buf b = {0};
-  if (!es__buf_append(&b, "{", 1))
-    return NULL;
-  for (size_t i = 0; i < n; i++) {
-    if (i > 0 && !es__buf_append(&b, ",", 1))
-      goto oom;
-    if (!es__buf_append(&b, "\"", 1))
-      goto oom;
-    for (const char *p = chunks[i].id; *p; p++) {
-      if ((*p == '"' || *p == '\\') && !es__buf_append(&b, "\\", 1))
-        goto oom;
-      if (!es__buf_append(&b, p, 1))
-        goto oom;
-    }
-    if (!es__buf_append(&b, "\"", 1))
-      goto oom;
-  }
-  if (!es__buf_append(&b, "}", 1))
-    goto oom;
-  return b.data;
-oom:
-  es__buf_free(&b);
-  return NULL;
+/* The id of chunk i of a chunk array (for es__text_array). */
+static const char *chunk_id(const void *chunks, size_t i) {
+  return ((const es_chunk *)chunks)[i].id;
 }
 
+/* Checks a document against the store's shape, naming it in errors. */
 es_status es_doc_validate(es_store *s, const es_doc *doc) {
   if (s == NULL || doc == NULL)
     return s ? es__fail(s, ES_EINVAL, "doc is NULL") : ES_EINVAL;
@@ -126,56 +106,43 @@ static es_status write_chunks(es_store *s, es__conn *c, const es_doc *doc,
   return rc;
 }
 
-static es_status upsert_op(es_store *s, es__conn *c, void *arg) {
-  upsert_ctx *u = arg;
+/* Locks and reads the stored row of the document: *unchanged when its
+ * hashes match; otherwise u->old_source is set when the write moves the
+ * document out of its stored source. */
+static es_status read_stored(es_store *s, es__conn *c, upsert_ctx *u,
+                             bool *unchanged) {
   const es_doc *doc = u->doc;
-  char *ids = NULL, *vec = NULL;
-  es_status rc = es__begin(s, c);
-  if (rc != ES_OK)
-    return rc;
-
   const char *key[1] = {doc->id};
   PGresult *r = es__exec_stmt(c, ES__Q_DOC_HASH, 1, key, NULL, NULL, 1);
   if (!es__res_ok(r)) {
-    rc = es__fail_pg(s, c->pg, r, "cannot read the stored document");
+    es_status rc = es__fail_pg(s, c->pg, r, "cannot read the stored document");
     PQclear(r);
-    goto done;
+    return rc;
   }
-  if (PQntuples(r) == 1 && PQgetlength(r, 0, 0) == ES__HASH_BYTES &&
+  *unchanged =
+      PQntuples(r) == 1 && PQgetlength(r, 0, 0) == ES__HASH_BYTES &&
       memcmp(PQgetvalue(r, 0, 0), u->content_hash, ES__HASH_BYTES) == 0 &&
       (!doc->has_chunks ||
        (PQgetlength(r, 0, 1) == ES__HASH_BYTES &&
-        memcmp(PQgetvalue(r, 0, 1), u->chunks_hash, ES__HASH_BYTES) == 0))) {
-    PQclear(r);
-    u->outcome = ES_UPSERT_UNCHANGED;
-    rc = es__commit(s, c);
-    goto done;
-  }
+        memcmp(PQgetvalue(r, 0, 1), u->chunks_hash, ES__HASH_BYTES) == 0));
   free(u->old_source);
   u->old_source = NULL;
-  if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 2) &&
+  if (!*unchanged && PQntuples(r) == 1 && !PQgetisnull(r, 0, 2) &&
       (doc->source_id == NULL ||
        (size_t)PQgetlength(r, 0, 2) != strlen(doc->source_id) ||
        memcmp(PQgetvalue(r, 0, 2), doc->source_id, strlen(doc->source_id)) != 0))
     u->old_source = strndup(PQgetvalue(r, 0, 2), (size_t)PQgetlength(r, 0, 2));
   PQclear(r);
+  return ES_OK;
+}
 
-  if (doc->has_chunks) {
-    ids = text_array(doc->chunks, doc->n_chunks);
-    if (ids == NULL) {
-      rc = es__fail(s, ES_ENOMEM, "out of memory");
-      goto done;
-    }
-    if ((rc = check_chunk_owners(s, c, doc, ids)) != ES_OK)
-      goto done;
-  }
-
+/* Writes the document's row; u->outcome says whether it was inserted. */
+static es_status write_doc(es_store *s, es__conn *c, upsert_ctx *u) {
+  const es_doc *doc = u->doc;
   size_t vlen = es__vector_bin_size(doc->dim);
-  vec = malloc(vlen);
-  if (vec == NULL) {
-    rc = es__fail(s, ES_ENOMEM, "out of memory");
-    goto done;
-  }
+  char *vec = malloc(vlen);
+  if (vec == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory");
   es__vector_to_bin(doc->embedding, doc->dim, vec);
   const char *v[7] = {doc->id,
                       doc->text ? doc->text : "",
@@ -186,15 +153,47 @@ static es_status upsert_op(es_store *s, es__conn *c, void *arg) {
                       doc->has_chunks ? (const char *)u->chunks_hash : NULL};
   int len[7] = {0, 0, (int)vlen, 0, 0, ES__HASH_BYTES, ES__HASH_BYTES};
   int fmt[7] = {0, 0, 1, 0, 0, 1, 1};
-  r = es__exec_stmt(c, ES__Q_UPSERT_DOC, 7, v, len, fmt, 0);
-  if (!es__res_ok(r) || PQntuples(r) != 1) {
+  PGresult *r = es__exec_stmt(c, ES__Q_UPSERT_DOC, 7, v, len, fmt, 0);
+  free(vec);
+  es_status rc = ES_OK;
+  if (!es__res_ok(r) || PQntuples(r) != 1)
     rc = es__fail_pg(s, c->pg, r, "cannot write the document");
-    PQclear(r);
+  else
+    u->outcome = PQgetvalue(r, 0, 0)[0] == 't' ? ES_UPSERT_INSERTED
+                                               : ES_UPSERT_UPDATED;
+  PQclear(r);
+  return rc;
+}
+
+/* The upsert's transaction: the stored row locked and its hashes
+ * compared; the document and its chunk set written unless unchanged. */
+static es_status upsert_op(es_store *s, es__conn *c, void *arg) {
+  upsert_ctx *u = arg;
+  const es_doc *doc = u->doc;
+  assert(doc != NULL && doc->id != NULL && doc->embedding != NULL);
+  char *ids = NULL;
+  bool unchanged = false;
+  es_status rc = es__begin(s, c);
+  if (rc != ES_OK)
+    return rc;
+  if ((rc = read_stored(s, c, u, &unchanged)) != ES_OK)
+    goto done;
+  if (unchanged) {
+    u->outcome = ES_UPSERT_UNCHANGED;
+    rc = es__commit(s, c);
     goto done;
   }
-  u->outcome = PQgetvalue(r, 0, 0)[0] == 't' ? ES_UPSERT_INSERTED
-                                             : ES_UPSERT_UPDATED;
-  PQclear(r);
+  if (doc->has_chunks) {
+    ids = es__text_array(doc->chunks, doc->n_chunks, chunk_id);
+    if (ids == NULL) {
+      rc = es__fail(s, ES_ENOMEM, "out of memory");
+      goto done;
+    }
+    if ((rc = check_chunk_owners(s, c, doc, ids)) != ES_OK)
+      goto done;
+  }
+  if ((rc = write_doc(s, c, u)) != ES_OK)
+    goto done;
   if (doc->has_chunks && (rc = write_chunks(s, c, doc, ids)) != ES_OK)
     goto done;
   rc = es__commit(s, c);
@@ -205,10 +204,11 @@ done:
     es__fail_wrap(s, rc, prefix);
   }
   free(ids);
-  free(vec);
   return rc;
 }
 
+/* Validates, hashes and writes one document; the cache learns of the
+ * sources it changed once the write is committed. */
 es_status es_upsert(es_store *s, const es_doc *doc, es_upsert_outcome *outcome) {
   es_status rc = es_doc_validate(s, doc);
   if (rc != ES_OK)

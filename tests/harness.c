@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <poll.h>
 #include <sys/syscall.h>
 #include <signal.h>
@@ -219,6 +220,16 @@ const char *th_data(const char *name) {
 }
 
 const char *th_cli_path(void) { return EMBSTORE_BIN; }
+
+int th_migration_count(void) {
+  char pattern[1024];
+  snprintf(pattern, sizeof pattern, "%s/sql/*.sql", EMBSTORE_SOURCE_DIR);
+  glob_t g;
+  int n = glob(pattern, 0, NULL, &g) == 0 ? (int)g.gl_pathc : 0;
+  if (n > 0)
+    globfree(&g);
+  return n;
+}
 
 double th_now(void) {
   struct timespec ts;

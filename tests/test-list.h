@@ -36,6 +36,10 @@
   X(init_refuses_to_adopt_vectors_of_another_dimension_and_changes_nothing, DB) \
   X(migrations_are_listed_and_recorded, DB)                                  \
   X(init_rebuilds_a_missing_or_invalid_index, DB)                            \
+  X(a_new_migration_file_is_embedded_and_one_out_of_sequence_fails_the_build, UNIT) \
+  X(migrations_are_the_sql_files_in_order_named_by_their_first_line, DB)    \
+  X(migrate_restores_a_dropped_chunks_key_from_its_migration_file, DB)      \
+  X(a_store_whose_meta_holds_an_unknown_metric_is_refused_by_every_reader, DB) \
   X(init_refuses_tables_it_cannot_adopt_naming_the_column_and_changes_nothing, DB) \
   X(concurrent_inits_of_a_fresh_database_all_succeed_and_create_it_once, DB) \
   X(init_and_migrate_wait_for_a_lock_no_longer_than_the_timeout_and_name_the_holder, DB) \

@@ -231,6 +231,10 @@ void th_proc_free(th_proc *p);
 /* Path of the built embstore binary. */
 const char *th_cli_path(void);
 
+/* How many migration files (sql/NNN_name.sql) the source tree holds:
+ * what es_init applies to a new store. */
+int th_migration_count(void);
+
 /* Monotonic seconds. */
 double th_now(void);
 

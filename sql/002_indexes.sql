@@ -1,0 +1,19 @@
+-- 002_indexes: required indexes and HNSW index
+--
+-- Nothing to run here: the library creates these indexes (src/schema.c,
+-- es__ensure_indexes), because what is missing depends on the database.
+-- An adopted database may already have an index of the same definition
+-- under another name (found by its definition, not its name), an index
+-- left invalid by a failed CREATE INDEX CONCURRENTLY is replaced, and the
+-- HNSW index's operator class follows the store's metric.  The same step
+-- runs after every init and migrate, so that a dropped index comes back.
+--
+--   embeddings_source_id_idx            embeddings (source_id)
+--   embeddings_created_at_idx           embeddings (created_at DESC)
+--   embeddings_workspace_idx            embeddings ((metadata->>'workspace'))
+--   chunks_document_id_idx              chunks (document_id)
+--   performance_metrics_operation_idx   performance_metrics (operation)
+--   performance_metrics_created_at_idx  performance_metrics (created_at DESC)
+--   embeddings_embedding_hnsw_idx       embeddings USING hnsw (embedding
+--                                       vector_cosine_ops | vector_l2_ops |
+--                                       vector_ip_ops)

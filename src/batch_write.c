@@ -1,0 +1,565 @@
+/* batch_write.c - writing a batch session's documents: one transaction
+ * per batch (keys staged and stored rows locked, then COPY straight into
+ * the tables or staged and merged), retried after transient failures and
+ * bisected when PostgreSQL rejects some row (see batch_int.h). */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch_int.h"
+
+#define COMPACT_EVERY 100 /* batches */
+
+static const char temp_tables[] =
+    "CREATE TEMP TABLE IF NOT EXISTS es_stage_keys (ord int, id text, "
+    "content_hash bytea, chunks_hash bytea) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS es_stage_docs (ord int, id text, "
+    "text text, embedding vector, metadata jsonb, source_id text, "
+    "content_hash bytea, chunks_hash bytea, rewrite_chunks bool) "
+    "ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS es_stage_chunks (doc_ord int, id text, "
+    "document_id text, chunk_index int, text text, embedding vector, "
+    "metadata jsonb) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS es_written (id text, inserted bool) "
+    "ON COMMIT DELETE ROWS";
+
+/* Runs a parameterless statement on the session's connection. */
+static es_status exec(es_batch *b, const char *sql, const char *what) {
+  return es__exec(b->s, b->conn, sql, what);
+}
+
+/* Runs a statement with one int[] parameter (ords). */
+static es_status exec_ords(es_batch *b, const char *sql, const char *ords,
+                           const char *what) {
+  const char *v[1] = {ords};
+  PGresult *r = PQexecParams(b->conn->pg, sql, 1, NULL, v, NULL, NULL, 0);
+  es_status rc = ES_OK;
+  if (!es__res_ok(r))
+    rc = es__fail_pg(b->s, b->conn->pg, r, what);
+  PQclear(r);
+  return rc;
+}
+
+/* Forgets what a rolled back transaction set in it[0..n). */
+static void reset_pending(es__item *it, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    it[i].out = ES__OUT_PENDING;
+    it[i].seen = false;
+    it[i].rewrite_chunks = it[i].doc->has_chunks;
+    free(it[i].error);
+    it[i].error = NULL;
+    free(it[i].old_source);
+    it[i].old_source = NULL;
+  }
+}
+
+/* ---- the keys and the stored rows ------------------------------------------ */
+
+/* COPYs the keys of it[0..n) (ord = index in it). */
+static es_status copy_keys(es_batch *b, es__item *it, size_t n) {
+  es__copy *c = &b->copy;
+  es_status rc = es__copy_open(b->s, b->conn,
+                               "COPY es_stage_keys FROM STDIN (FORMAT binary)", c);
+  if (rc != ES_OK)
+    return rc;
+  for (size_t i = 0; i < n; i++) {
+    es__batch_hash_item(&it[i]);
+    es__copy_row(c, 4);
+    es__copy_int4(c, (int32_t)i);
+    es__copy_text(c, it[i].doc->id);
+    es__copy_bytes(c, it[i].content_hash, ES__HASH_BYTES);
+    if (it[i].doc->has_chunks)
+      es__copy_bytes(c, it[i].chunks_hash, ES__HASH_BYTES);
+    else
+      es__copy_null(c);
+  }
+  return es__copy_close(b->s, b->conn, c, NULL);
+}
+
+/* Locks the batch's stored documents (in id order, so that concurrent
+ * batches do not deadlock) and compares their hashes.  A document whose
+ * row was written by one of this session's earlier batches (its xmin is
+ * one of our transactions) is a duplicate of an earlier input line. */
+static es_status lock_existing(es_batch *b, es__item *it, size_t n) {
+  const char *v[1] = {b->xids.len ? b->xids.data : "{}"};
+  PGresult *r = PQexecParams(
+      b->conn->pg,
+      "SELECT k.ord, e.content_hash IS NOT DISTINCT FROM k.content_hash, "
+      "k.chunks_hash IS NULL OR e.chunks_hash IS NOT DISTINCT FROM "
+      "k.chunks_hash, e.xmin = ANY ($1::xid[]), e.source_id "
+      "FROM es_stage_keys k JOIN embeddings e ON e.id = k.id "
+      "ORDER BY e.id FOR UPDATE OF e",
+      1, NULL, v, NULL, NULL, 0);
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot lock stored documents");
+    PQclear(r);
+    return rc;
+  }
+  for (int i = 0; i < PQntuples(r); i++) {
+    long ord = strtol(PQgetvalue(r, i, 0), NULL, 10);
+    if (ord < 0 || (size_t)ord >= n)
+      continue;
+    es__item *x = &it[ord];
+    bool same_content = PQgetvalue(r, i, 1)[0] == 't';
+    bool same_chunks = PQgetvalue(r, i, 2)[0] == 't';
+    x->seen = PQgetvalue(r, i, 3)[0] == 't';
+    const char *was = PQgetisnull(r, i, 4) ? NULL : PQgetvalue(r, i, 4);
+    if (was && (x->doc->source_id == NULL || strcmp(was, x->doc->source_id) != 0))
+      x->old_source = strdup(was); /* moving out of a source changes it */
+    x->rewrite_chunks = x->doc->has_chunks && !same_chunks;
+    if (same_content && same_chunks)
+      x->out = ES__OUT_UNCHANGED;
+  }
+  PQclear(r);
+  return ES_OK;
+}
+
+/* ---- the rows --------------------------------------------------------------- */
+
+/* Streams the document rows of the items to write into their table (or
+ * the staging table). */
+static es_status copy_docs(es_batch *b, es__item *it, size_t n, bool staged) {
+  es__copy *c = &b->copy;
+  es_status rc = es__copy_open(
+      b->s, b->conn,
+      staged ? "COPY es_stage_docs FROM STDIN (FORMAT binary)"
+             : "COPY embeddings (id, text, embedding, metadata, source_id, "
+               "content_hash, chunks_hash) FROM STDIN (FORMAT binary)",
+      c);
+  if (rc != ES_OK)
+    return rc;
+  for (size_t i = 0; i < n; i++) {
+    const es_doc *d = it[i].doc;
+    if (it[i].out != ES__OUT_PENDING)
+      continue;
+    es__batch_hash_item(&it[i]);
+    es__copy_row(c, staged ? 9 : 7);
+    if (staged)
+      es__copy_int4(c, (int32_t)i);
+    es__copy_text(c, d->id);
+    es__copy_text(c, d->text ? d->text : "");
+    es__copy_vector(c, d->embedding, d->dim);
+    es__copy_jsonb(c, d->metadata_json);
+    es__copy_text(c, d->source_id);
+    es__copy_bytes(c, it[i].content_hash, ES__HASH_BYTES);
+    if (d->has_chunks)
+      es__copy_bytes(c, it[i].chunks_hash, ES__HASH_BYTES);
+    else
+      es__copy_null(c);
+    if (staged) {
+      static const char t = 1, f = 0;
+      es__copy_bytes(c, it[i].rewrite_chunks ? &t : &f, 1);
+    }
+  }
+  return es__copy_close(b->s, b->conn, c, NULL);
+}
+
+/* Streams the chunks of the items whose chunk set is rewritten; *count
+ * receives how many. */
+static es_status copy_chunks(es_batch *b, es__item *it, size_t n, bool staged,
+                             size_t *count) {
+  es__copy *c = &b->copy;
+  *count = 0;
+  for (size_t i = 0; i < n; i++)
+    if (it[i].out == ES__OUT_PENDING && it[i].rewrite_chunks)
+      *count += it[i].doc->n_chunks;
+  if (*count == 0)
+    return ES_OK;
+  es_status rc = es__copy_open(
+      b->s, b->conn,
+      staged ? "COPY es_stage_chunks FROM STDIN (FORMAT binary)"
+             : "COPY chunks (id, document_id, chunk_index, text, embedding, "
+               "metadata) FROM STDIN (FORMAT binary)",
+      c);
+  if (rc != ES_OK)
+    return rc;
+  for (size_t i = 0; i < n; i++) {
+    const es_doc *d = it[i].doc;
+    if (it[i].out != ES__OUT_PENDING || !it[i].rewrite_chunks)
+      continue;
+    for (size_t k = 0; k < d->n_chunks; k++) {
+      const es_chunk *ch = &d->chunks[k];
+      es__copy_row(c, staged ? 7 : 6);
+      if (staged)
+        es__copy_int4(c, (int32_t)i);
+      es__copy_text(c, ch->id);
+      es__copy_text(c, d->id);
+      es__copy_int4(c, (int32_t)k);
+      es__copy_text(c, ch->text ? ch->text : "");
+      es__copy_vector(c, ch->embedding, ch->dim);
+      es__copy_jsonb(c, ch->metadata_json);
+    }
+  }
+  return es__copy_close(b->s, b->conn, c, NULL);
+}
+
+/* The first load of new documents: straight into the tables.  Returns
+ * ES_ECONFLICT when a concurrent writer inserted one of the ids first (the
+ * caller then redoes the batch on the merge path).  No savepoint: rows
+ * written in a subtransaction would carry its xid, not the batch's. */
+static es_status write_direct(es_batch *b, es__item *it, size_t n, const char *ids,
+                              size_t *chunks) {
+  es_status rc = ES_OK;
+  /* A chunk set replaces what is there: with a NOT VALID key (adopted
+   * databases), orphaned chunks may name one of these new ids. */
+  if (!b->fk_valid) {
+    const char *v[1] = {ids};
+    PGresult *r = es__exec_stmt(b->conn, ES__Q_BATCH_DROP_ORPHANS, 1, v, NULL,
+                                NULL, 0);
+    if (!es__res_ok(r))
+      rc = es__fail_pg(b->s, b->conn->pg, r, "cannot clear chunks of new documents");
+    PQclear(r);
+  }
+  if (rc == ES_OK)
+    rc = copy_docs(b, it, n, false);
+  if (rc == ES_OK)
+    rc = copy_chunks(b, it, n, false, chunks);
+  if (rc != ES_OK && strcmp(es__last_err(b->s)->sqlstate, "23505") == 0)
+    return ES_ECONFLICT;
+  return rc;
+}
+
+/* ---- the merge path ------------------------------------------------------------ */
+
+/* An int[] literal of the ords of the failed items. */
+static char *failed_ords(const es__item *it, size_t n) {
+  es__buf buf = {0};
+  char num[16];
+  bool ok = es__buf_append(&buf, "{", 1);
+  bool first = true;
+  for (size_t i = 0; ok && i < n; i++) {
+    if (it[i].out != ES__OUT_FAILED)
+      continue;
+    int len = snprintf(num, sizeof num, "%s%zu", first ? "" : ",", i);
+    ok = es__buf_append(&buf, num, (size_t)len);
+    first = false;
+  }
+  if (!ok || !es__buf_append(&buf, "}", 1)) {
+    es__buf_free(&buf);
+    return NULL;
+  }
+  return buf.data;
+}
+
+/* Stages the rows to write (documents, then the chunk sets rewritten);
+ * *staged_chunks receives how many chunks. */
+static es_status stage_rows(es_batch *b, es__item *it, size_t n,
+                            size_t *staged_chunks) {
+  es_status rc = copy_docs(b, it, n, true);
+  if (rc == ES_OK)
+    rc = copy_chunks(b, it, n, true, staged_chunks);
+  if (rc == ES_OK && *staged_chunks > 0)
+    rc = exec(b, "ANALYZE es_stage_chunks", "cannot analyze staged chunks");
+  return rc;
+}
+
+/* A chunk id may not move between documents: the documents whose staged
+ * chunks another document owns fail, and are unstaged. */
+static es_status refuse_moved_chunks(es_batch *b, es__item *it, size_t n) {
+  PGresult *r = PQexec(
+      b->conn->pg,
+      "SELECT DISTINCT ON (sc.doc_ord) sc.doc_ord, sc.id, c.document_id "
+      "FROM es_stage_chunks sc JOIN chunks c ON c.id = sc.id "
+      "WHERE c.document_id <> sc.document_id ORDER BY sc.doc_ord, sc.id");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot check chunk ownership");
+    PQclear(r);
+    return rc;
+  }
+  for (int i = 0; i < PQntuples(r); i++) {
+    long ord = strtol(PQgetvalue(r, i, 0), NULL, 10);
+    if (ord < 0 || (size_t)ord >= n)
+      continue;
+    char msg[1200];
+    snprintf(msg, sizeof msg, "chunk id \"%s\" belongs to document \"%s\"",
+             PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+    it[ord].out = ES__OUT_FAILED;
+    it[ord].error = strdup(msg);
+  }
+  bool any = PQntuples(r) > 0;
+  PQclear(r);
+  if (!any)
+    return ES_OK;
+  char *ords = failed_ords(it, n);
+  if (ords == NULL)
+    return es__fail(b->s, ES_ENOMEM, "out of memory");
+  es_status rc = exec_ords(b, "DELETE FROM es_stage_docs WHERE ord = ANY ($1::int[])",
+                           ords, "cannot unstage documents");
+  if (rc == ES_OK)
+    rc = exec_ords(b, "DELETE FROM es_stage_chunks WHERE doc_ord = ANY "
+                      "($1::int[])",
+                   ords, "cannot unstage chunks");
+  free(ords);
+  return rc;
+}
+
+/* Merges the staged documents into embeddings; es_written receives the
+ * ids written and whether each was inserted. */
+static es_status merge_docs(es_batch *b) {
+  return exec(b,
+              "WITH up AS (INSERT INTO embeddings AS e (id, text, embedding, "
+              "metadata, source_id, content_hash, chunks_hash) "
+              "SELECT id, text, embedding, metadata, source_id, content_hash, "
+              "chunks_hash FROM es_stage_docs ORDER BY id "
+              "ON CONFLICT (id) DO UPDATE SET text = EXCLUDED.text, "
+              "embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata, "
+              "source_id = EXCLUDED.source_id, "
+              "content_hash = EXCLUDED.content_hash, "
+              "chunks_hash = COALESCE(EXCLUDED.chunks_hash, e.chunks_hash), "
+              "updated_at = now() RETURNING e.id, (e.xmax = 0)) "
+              "INSERT INTO es_written SELECT * FROM up",
+              "cannot write documents");
+}
+
+/* Replaces the rewritten chunk sets with the staged chunks; *chunks
+ * receives how many were written. */
+static es_status merge_chunks(es_batch *b, size_t *chunks) {
+  es_status rc = exec(b,
+                      "DELETE FROM chunks c USING es_stage_docs s WHERE "
+                      "s.rewrite_chunks AND c.document_id = s.id AND "
+                      "(c.id, s.ord) NOT IN (SELECT id, doc_ord FROM es_stage_chunks)",
+                      "cannot delete stale chunks");
+  if (rc != ES_OK)
+    return rc;
+  PGresult *r = PQexec(
+      b->conn->pg,
+      "INSERT INTO chunks AS c (id, document_id, chunk_index, text, "
+      "embedding, metadata) SELECT id, document_id, chunk_index, text, "
+      "embedding, metadata FROM es_stage_chunks ORDER BY id "
+      "ON CONFLICT (id) DO UPDATE SET chunk_index = EXCLUDED.chunk_index, "
+      "text = EXCLUDED.text, embedding = EXCLUDED.embedding, "
+      "metadata = EXCLUDED.metadata WHERE c.document_id = EXCLUDED.document_id");
+  if (!es__res_ok(r)) {
+    rc = es__fail_pg(b->s, b->conn->pg, r, "cannot write chunks");
+  } else {
+    size_t wrote = (size_t)strtoull(PQcmdTuples(r), NULL, 10);
+    long long want = 0;
+    PGresult *q = PQexec(b->conn->pg, "SELECT count(*) FROM es_stage_chunks");
+    if (es__res_ok(q))
+      want = strtoll(PQgetvalue(q, 0, 0), NULL, 10);
+    PQclear(q);
+    /* Fewer rows than staged: another transaction took a chunk id after
+     * our ownership check.  Fail the batch; bisection will isolate it. */
+    if ((long long)wrote != want)
+      rc = es__fail(b->s, ES_ECONFLICT, "a chunk id was claimed by another "
+                    "document while this batch was written");
+    *chunks = wrote;
+  }
+  PQclear(r);
+  return rc;
+}
+
+/* Reads which staged documents were inserted or updated; the others were
+ * unchanged. */
+static es_status read_outcomes(es_batch *b, es__item *it, size_t n) {
+  PGresult *r = PQexec(b->conn->pg, "SELECT k.ord, w.inserted FROM es_written w "
+                                    "JOIN es_stage_keys k ON k.id = w.id");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot read outcomes");
+    PQclear(r);
+    return rc;
+  }
+  for (int i = 0; i < PQntuples(r); i++) {
+    long ord = strtol(PQgetvalue(r, i, 0), NULL, 10);
+    if (ord >= 0 && (size_t)ord < n)
+      it[ord].out = PQgetvalue(r, i, 1)[0] == 't' ? ES__OUT_INSERTED : ES__OUT_UPDATED;
+  }
+  PQclear(r);
+  for (size_t i = 0; i < n; i++) /* staged but not returned: unchanged */
+    if (it[i].out == ES__OUT_PENDING)
+      it[i].out = ES__OUT_UNCHANGED;
+  return ES_OK;
+}
+
+/* Documents that exist or are new and must be written: staged, checked for
+ * chunk ids owned by other documents, merged. */
+static es_status write_merge(es_batch *b, es__item *it, size_t n, size_t *chunks) {
+  size_t staged_chunks = 0, to_write = 0;
+  for (size_t i = 0; i < n; i++)
+    to_write += it[i].out == ES__OUT_PENDING;
+  if (to_write == 0) /* all unchanged: nothing to send */
+    return ES_OK;
+  es_status rc = stage_rows(b, it, n, &staged_chunks);
+  if (rc == ES_OK && staged_chunks > 0)
+    rc = refuse_moved_chunks(b, it, n);
+  if (rc == ES_OK)
+    rc = merge_docs(b);
+  if (rc == ES_OK && staged_chunks > 0)
+    rc = merge_chunks(b, chunks);
+  if (rc == ES_OK)
+    rc = read_outcomes(b, it, n);
+  return rc;
+}
+
+/* Prepares the merge path: staging tables and the stored rows, locked. */
+static es_status stage_keys(es_batch *b, es__item *it, size_t n) {
+  es_status rc = ES_OK;
+  if (!b->temp_ready)
+    rc = exec(b, temp_tables, "cannot create staging tables");
+  if (rc == ES_OK)
+    b->temp_ready = true; /* in this transaction; reset if it fails */
+  if (rc == ES_OK)
+    rc = copy_keys(b, it, n);
+  if (rc == ES_OK)
+    rc = exec(b, "ANALYZE es_stage_keys", "cannot analyze staged keys");
+  if (rc == ES_OK)
+    rc = lock_existing(b, it, n);
+  return rc;
+}
+
+/* ---- one batch, one transaction ------------------------------------------------ */
+
+/* Remembers this transaction's id, to recognise our own rows later. */
+static es_status note_xid(es_batch *b) {
+  PGresult *r = PQexec(b->conn->pg, "SELECT txid_current() % 4294967296");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot read the transaction id");
+    PQclear(r);
+    return rc;
+  }
+  const char *x = PQgetvalue(r, 0, 0);
+  bool ok = b->xids.len == 0 ? es__buf_append(&b->xids, "{", 1)
+                             : (b->xids.len--, es__buf_append(&b->xids, ",", 1));
+  ok = ok && es__buf_append(&b->xids, x, strlen(x)) && es__buf_append(&b->xids, "}", 1);
+  PQclear(r);
+  return ok ? ES_OK : es__fail(b->s, ES_ENOMEM, "out of memory");
+}
+
+/* Tries the first-load path: when none of ids is stored, COPYs straight
+ * into the tables (*direct set).  A concurrent writer that inserted one
+ * of them first sends the batch to the merge path in a new transaction. */
+static es_status try_direct(es_batch *b, es__item *it, size_t n, const char *ids,
+                            size_t *chunks, bool *direct) {
+  long long stored = es__batch_count_stored(b, ids);
+  if (stored < 0)
+    return es__last_err(b->s)->code;
+  if (stored > 0)
+    return ES_OK;
+  es_status rc = write_direct(b, it, n, ids, chunks);
+  if (rc == ES_OK) {
+    *direct = true;
+    for (size_t i = 0; i < n; i++)
+      it[i].out = ES__OUT_INSERTED;
+  } else if (rc == ES_ECONFLICT) {
+    es__rollback(b->conn);
+    reset_pending(it, n);
+    *chunks = 0;
+    rc = es__begin(b->s, b->conn);
+  }
+  return rc;
+}
+
+/* Writes it[0..n) as one transaction.  Outcomes are left in the items;
+ * on failure everything is rolled back and the items reset. */
+static es_status write_batch(es_batch *b, es__item *it, size_t n, bool *direct_out) {
+  size_t chunks = 0;
+  bool direct = false, had_temp = b->temp_ready;
+  char *ids = es__batch_ids(it, n);
+  if (ids == NULL)
+    return es__fail(b->s, ES_ENOMEM, "out of memory");
+  es_status rc = es__begin(b->s, b->conn);
+  if (rc == ES_OK)
+    rc = try_direct(b, it, n, ids, &chunks, &direct);
+  if (rc == ES_OK && !direct)
+    rc = stage_keys(b, it, n);
+  if (rc == ES_OK && !direct)
+    rc = write_merge(b, it, n, &chunks);
+  if (rc == ES_OK)
+    rc = note_xid(b);
+  if (rc == ES_OK)
+    rc = es__commit(b->s, b->conn);
+  free(ids);
+  if (rc != ES_OK) {
+    es__rollback(b->conn);
+    reset_pending(it, n);
+    b->temp_ready = had_temp; /* a rolled back CREATE TEMP TABLE is gone */
+    return rc; /* a noted xid that did not commit matches no row: harmless */
+  }
+  b->res.chunks_written += chunks;
+  b->res.batches++;
+  *direct_out = direct;
+  if (b->res.batches % COMPACT_EVERY == 0)
+    es__batch_compact_counts(b);
+  return ES_OK;
+}
+
+/* ---- retries and bisection -------------------------------------------------- */
+
+/* Records one batch's transaction in the metrics. */
+static void record_metric(es_batch *b, double ms, size_t n, bool ok,
+                          bool direct) {
+  char meta[96];
+  snprintf(meta, sizeof meta, "{\"docs\": %zu, \"path\": \"%s\"}", n,
+           direct ? "copy" : "merge");
+  es__metric(b->s, "ingest_batch", ms, ok, ok ? NULL : es__last_err(b->s)->msg,
+             meta);
+}
+
+/* Whether a failure is PostgreSQL refusing some row's data (a constraint,
+ * a data exception, a limit, a user's trigger raising): then splitting the
+ * batch finds the rows at fault.  Anything else concerns the whole batch. */
+static bool rejects_data(const es__err *e) {
+  const char *st = e->sqlstate;
+  if (e->transient || st[0] == '\0')
+    return e->code == ES_ECONFLICT && !e->transient; /* a chunk claimed meanwhile */
+  return strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0 ||
+         strncmp(st, "54", 2) == 0 || strncmp(st, "P0", 2) == 0;
+}
+
+/* Writes it[0..n) as one batch, retrying transient failures; the
+ * outcomes are applied when it commits. */
+static es_status write_retried(es_batch *b, es__item *it, size_t n) {
+  es__retry rt;
+  es_status rc = ES_OK;
+  es__retry_init(&rt, b->s, true);
+  while (es__retry_next(&rt)) {
+    bool direct = false;
+    double t0 = es__clock_ms();
+    es__clear_err(b->s);
+    rc = es__batch_conn(b);
+    if (rc == ES_OK)
+      rc = write_batch(b, it, n, &direct);
+    if (rc != ES_OK)
+      es__explain_lock_wait(b->s, b->conn);
+    record_metric(b, es__elapsed_ms(t0), n, rc == ES_OK, direct);
+    if (rc == ES_OK) {
+      es__batch_apply(b, it, n);
+      return ES_OK;
+    }
+    if (!es__last_err(b->s)->transient)
+      break;
+  }
+  return rc;
+}
+
+/* Writes a range; a range the database rejects is split in halves until
+ * the documents at fault are isolated. */
+es_status es__batch_write_range(es_batch *b, es__item *it, size_t n) {
+  assert(b != NULL && it != NULL && n > 0);
+  es_status rc = write_retried(b, it, n);
+  if (rc == ES_OK)
+    return ES_OK;
+  es__err *e = es__last_err(b->s);
+  if (!rejects_data(e)) {
+    /* The server is gone, a timeout, out of memory or disk, no rights:
+     * nothing of this range landed, and bisecting would not help. */
+    for (size_t i = 0; i < n; i++)
+      es__batch_fail_item(b, &it[i], rc, e->msg);
+    return rc;
+  }
+  if (n == 1) {
+    char msg[sizeof e->msg + 32];
+    snprintf(msg, sizeof msg, "rejected by the database: %s", e->msg);
+    es__batch_fail_item(b, &it[0], rc, msg);
+    return ES_OK;
+  }
+  size_t half = n / 2;
+  rc = es__batch_write_range(b, it, half);
+  if (rc != ES_OK) {
+    for (size_t i = half; i < n; i++)
+      es__batch_fail_item(b, &it[i], rc, es__last_err(b->s)->msg);
+    return rc;
+  }
+  return es__batch_write_range(b, it + half, n - half);
+}
