@@ -99,9 +99,16 @@ static bool server_is_local(PGconn *pg) {
   return host == NULL || host[0] == '\0' || host[0] == '/' || host[0] == '@';
 }
 
-/* Reads the settings the plan needs. */
-static es_status read_facts(es_store *s, es__conn *c, es__build_facts *f) {
-  memset(f, 0, sizeof *f);
+/* The settings a build depends on, as integers (pg_settings.setting:
+ * maintenance_work_mem in kB), whatever DateStyle or locale say. */
+typedef struct settings {
+  int64_t mwm_kb;
+  int max_worker_processes, max_parallel_workers, maintenance_workers;
+} settings;
+
+/* Reads the settings of this session. */
+static es_status read_settings(es_store *s, es__conn *c, settings *out) {
+  memset(out, 0, sizeof *out);
   PGresult *r = PQexec(c->pg,
                        "SELECT name, setting FROM pg_settings WHERE name IN "
                        "('maintenance_work_mem', 'max_worker_processes', "
@@ -115,15 +122,29 @@ static es_status read_facts(es_store *s, es__conn *c, es__build_facts *f) {
     const char *name = PQgetvalue(r, i, 0);
     long long v = strtoll(PQgetvalue(r, i, 1), NULL, 10);
     if (strcmp(name, "maintenance_work_mem") == 0)
-      f->server_mwm_mb = v / 1024; /* in kB */
+      out->mwm_kb = v;
     else if (strcmp(name, "max_worker_processes") == 0)
-      f->max_worker_processes = (int)v;
+      out->max_worker_processes = (int)v;
     else if (strcmp(name, "max_parallel_workers") == 0)
-      f->max_parallel_workers = (int)v;
+      out->max_parallel_workers = (int)v;
     else
-      f->server_workers = (int)v;
+      out->maintenance_workers = (int)v;
   }
   PQclear(r);
+  return ES_OK;
+}
+
+/* Reads what the plan needs to know of the server. */
+static es_status read_facts(es_store *s, es__conn *c, es__build_facts *f) {
+  settings set;
+  es_status rc = read_settings(s, c, &set);
+  memset(f, 0, sizeof *f);
+  if (rc != ES_OK)
+    return rc;
+  f->server_mwm_mb = set.mwm_kb / 1024;
+  f->max_worker_processes = set.max_worker_processes;
+  f->max_parallel_workers = set.max_parallel_workers;
+  f->server_workers = set.maintenance_workers;
   if (server_is_local(c->pg)) {
     f->machine_mb = machine_memory_mb();
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -198,23 +219,13 @@ static void set_local(es__conn *c, const char *name, const char *value,
 
 /* Reads back the build's memory and workers as the server has them. */
 static es_status read_back(es_store *s, es__conn *c, es_index_build *rep) {
-  PGresult *r = PQexec(c->pg,
-                       "SELECT name, setting FROM pg_settings WHERE name IN "
-                       "('maintenance_work_mem', 'max_parallel_maintenance_workers')");
-  if (!es__res_ok(r)) {
-    es_status rc = es__fail_pg(s, c->pg, r, "cannot read the build's settings");
-    PQclear(r);
-    return rc;
+  settings set;
+  es_status rc = read_settings(s, c, &set);
+  if (rc == ES_OK) {
+    rep->memory_mb = (int)(set.mwm_kb / 1024);
+    rep->workers = set.maintenance_workers;
   }
-  for (int i = 0; i < PQntuples(r); i++) {
-    long long v = strtoll(PQgetvalue(r, i, 1), NULL, 10);
-    if (strcmp(PQgetvalue(r, i, 0), "maintenance_work_mem") == 0)
-      rep->memory_mb = (int)(v / 1024);
-    else
-      rep->workers = (int)v;
-  }
-  PQclear(r);
-  return ES_OK;
+  return rc;
 }
 
 /* Applies memory_mb and workers for this transaction, hears notices (and

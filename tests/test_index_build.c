@@ -319,15 +319,20 @@ static char *jsonl_file(size_t n, int dim) {
   return path;
 }
 
-TEST(cli_ingest_reports_the_index_build_and_says_when_the_graph_did_not_fit) {
-  char *path = jsonl_file(3000, IB_DIM);
+/* `embstore init --dim 32` on the test's database. */
+static void init_store_with_the_tool(void) {
   const char *init[] = {"--db", th_conninfo(), "init", "--dim", "32", NULL};
   th_proc p = th_cli(NULL, init);
   ASSERT_INT_EQ(p.status, 0);
   th_proc_free(&p);
+}
+
+TEST(cli_ingest_reports_the_index_build_and_says_when_the_graph_did_not_fit) {
+  char *path = jsonl_file(3000, IB_DIM);
+  init_store_with_the_tool();
   const char *ingest[] = {"--db", th_conninfo(), "ingest", path, "--defer-index",
                           "always", "--index-memory", "1", "--json", NULL};
-  p = th_cli(NULL, ingest);
+  th_proc p = th_cli(NULL, ingest);
   ASSERT_INT_EQ(p.status, 0);
   json_error_t jerr;
   json_t *j = json_loads(p.out, 0, &jerr);
@@ -387,10 +392,7 @@ static char *run_on_a_terminal(const char *const *argv, int *status) {
 
 TEST(cli_progress_line_on_a_terminal_names_loading_building_index_and_analysing) {
   char *path = jsonl_file(2000, IB_DIM);
-  const char *init[] = {"--db", th_conninfo(), "init", "--dim", "32", NULL};
-  th_proc p = th_cli(NULL, init);
-  ASSERT_INT_EQ(p.status, 0);
-  th_proc_free(&p);
+  init_store_with_the_tool();
   const char *ingest[] = {"--db", th_conninfo(), "ingest", path,
                           "--defer-index", "always", NULL};
   int status;
