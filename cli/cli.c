@@ -321,32 +321,6 @@ void cli_put_cell(FILE *f, const char *s, size_t width, size_t max) {
     fputc(' ', f);
 }
 
-void cli_json_index(jw *w, const es_index_build *x) {
-  static const es_index_build none;
-  if (x == NULL)
-    x = &none;
-  jw_obj(w);
-  jw_key(w, "built");
-  jw_bool(w, x->built);
-  jw_key(w, "vectors");
-  jw_int(w, x->vectors);
-  jw_key(w, "memory_mb");
-  jw_int(w, x->memory_mb);
-  jw_key(w, "workers");
-  jw_int(w, x->workers);
-  jw_key(w, "workers_launched");
-  jw_int(w, x->workers_launched);
-  jw_key(w, "seconds");
-  jw_num(w, x->seconds);
-  jw_key(w, "graph_fit");
-  jw_bool(w, !x->built || x->graph_fit);
-  jw_key(w, "notice");
-  jw_str(w, x->notice);
-  jw_key(w, "note");
-  jw_str(w, x->note);
-  jw_obj_end(w);
-}
-
 void cli_note_index(cli *c, const es_index_build *x) {
   if (x->built && !x->graph_fit)
     cli_warn(c, "note: the HNSW graph did not fit in the build's %d MB of memory "

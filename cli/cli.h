@@ -9,6 +9,7 @@
 
 #include "embstore.h"
 #include "jsonw.h"
+#include "render.h"
 
 /* Exit codes: stable, documented in the README. */
 enum {
@@ -39,8 +40,6 @@ extern const cli_command cli_cmd_db, cli_cmd_init, cli_cmd_migrate,
     cli_cmd_ingest, cli_cmd_search, cli_cmd_delete, cli_cmd_stats,
     cli_cmd_cleanup, cli_cmd_metrics;
 
-/* The "index" object of --json: an HNSW index build (NULL: none). */
-void cli_json_index(jw *w, const es_index_build *build);
 /* Notes on stderr when a build's graph did not fit in its memory, or a
  * setting was refused. */
 void cli_note_index(cli *c, const es_index_build *build);

@@ -56,14 +56,7 @@ static int run(cli *c, int argc, char **argv) {
   } else if (c->json) {
     jw w;
     jw_init(&w, stdout);
-    jw_obj(&w);
-    jw_key(&w, "deleted");
-    jw_int(&w, r->deleted);
-    jw_key(&w, "chunks_removed");
-    jw_int(&w, r->chunks_removed);
-    jw_key(&w, "dry_run");
-    jw_bool(&w, r->dry_run);
-    jw_obj_end(&w);
+    render_delete(&w, r);
     jw_done(&w);
   } else {
     printf("%s %lld documents and %lld chunks of source ",
