@@ -371,8 +371,15 @@ es_status es_migrate(es_store *store, int *applied);
  * with es_init_report_free(); report may be NULL. */
 es_status es_migrate_report(es_store *store, es_init_report **report);
 
-/* [out] dim and metric of an initialised store (either may be NULL). */
+/* [out] dim and metric of an initialised store (either may be NULL).
+ * Read once, then remembered. */
 es_status es_store_shape(es_store *store, int *dim, es_metric *metric);
+
+/* Asks the database now whether it answers and holds an initialised
+ * store: ES_OK, ES_ECONNECT (not reachable, or not ready to answer within
+ * the timeouts) or ES_ENOSTORE (reachable, no store).  For a readiness
+ * probe. */
+es_status es_store_ping(es_store *store);
 
 /* ------------------------------------------------------------------------
  * Documents

@@ -129,3 +129,10 @@ es_status es_store_shape(es_store *s, int *dim, es_metric *metric) {
   pthread_mutex_unlock(&s->shape_mu);
   return ES_OK;
 }
+
+es_status es_store_ping(es_store *s) {
+  if (s == NULL)
+    return ES_EINVAL;
+  es__clear_err(s);
+  return es__run(s, NULL, true, shape_op, NULL);
+}
