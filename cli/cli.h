@@ -36,7 +36,7 @@ typedef struct cli_command {
 
 extern const cli_command cli_cmd_db, cli_cmd_init, cli_cmd_migrate,
     cli_cmd_ingest, cli_cmd_search, cli_cmd_delete, cli_cmd_stats,
-    cli_cmd_cleanup, cli_cmd_metrics;
+    cli_cmd_cleanup, cli_cmd_metrics, cli_cmd_get;
 
 /* Prints "embstore CMD: message" to stderr (see cli_put_message), and with
  * --json also {"error":{"status","message"}} on stdout.  Returns exit_code. */
