@@ -102,14 +102,14 @@ static void print_json(const es_document *d, bool embedding) {
 
 /* One "label  value" line, the value made printable. */
 static void line(const char *indent, const char *label, const char *value) {
-  printf("%s%-*s ", indent, 12 - (int)strlen(indent), label);
+  printf("%s%-*s ", indent, 11 - (int)strlen(indent), label);
   cli_put_printable(stdout, value);
   fputc('\n', stdout);
 }
 
 /* "label  [v1,v2,...]" or "label  -" (numbers only: nothing to escape). */
 static void vector_line(const char *indent, const float *v, size_t dim) {
-  printf("%s%-*s ", indent, 12 - (int)strlen(indent), "embedding");
+  printf("%s%-*s ", indent, 11 - (int)strlen(indent), "embedding");
   if (v == NULL) {
     fputs("-\n", stdout);
     return;
@@ -136,7 +136,7 @@ static void print_human(const es_document *d, bool embedding) {
   line("", "chunks", n);
   for (size_t i = 0; i < d->n_chunks; i++) {
     const es_document_chunk *ch = &d->chunks[i];
-    printf("chunk %-6d ", ch->chunk_index);
+    printf("chunk %-5d ", ch->chunk_index);
     cli_put_printable(stdout, ch->id);
     fputc('\n', stdout);
     line("  ", "text", ch->text);

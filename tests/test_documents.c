@@ -463,3 +463,157 @@ TEST(delete_documents_takes_ten_thousand_ids_in_one_call) {
   es_delete_result_free(r);
   es_close(s);
 }
+
+/* Runs embstore --db <the test's database> args...; it must exit with want. */
+static th_proc cli_run(int want, const char *const *args) {
+  const char *argv[32] = {"--db", th_conninfo()};
+  size_t n = 2;
+  for (size_t i = 0; args[i] && n < 31; i++)
+    argv[n++] = args[i];
+  argv[n] = NULL;
+  th_proc p = th_cli(NULL, argv);
+  if (p.status != want)
+    FAIL("%s %s: exit %d, want %d\nstdout: %s\nstderr: %s", args[0],
+         args[1] ? args[1] : "", p.status, want, p.out, p.err);
+  return p;
+}
+#define CLI(want, ...) cli_run(want, (const char *const[]){__VA_ARGS__, NULL})
+
+static json_t *parse_json(const char *text) {
+  json_error_t e;
+  json_t *j = json_loads(text, 0, &e);
+  if (j == NULL)
+    FAIL("not JSON (%s): %s", e.text, text);
+  return j;
+}
+
+/* A JSON number of j's array at i, as a float. */
+static float json_float(json_t *arr, size_t i) {
+  json_t *v = json_array_get(arr, i);
+  ASSERT(json_is_number(v));
+  return (float)json_number_value(v);
+}
+
+TEST(cli_get_prints_a_document_escaped_and_as_json_and_names_a_missing_id) {
+  es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
+  float dv[DIM], cv[3][DIM];
+  put_odd_doc(s, dv, cv);
+  th_exec("UPDATE embeddings SET text = 'evil \x1b[31mred' || chr(10) || 'x' "
+          "WHERE id = '" ODD_ID "'");
+  th_exec("UPDATE embeddings SET created_at = '2001-02-03 04:05:06.000007+00', "
+          "updated_at = '1969-12-31 23:59:59.5+00' WHERE id = '" ODD_ID "'");
+  es_close(s);
+
+  th_proc p = CLI(0, "get", ODD_ID);
+  ASSERT_CONTAINS(p.out, "id          " ODD_ID "\n");
+  ASSERT_CONTAINS(p.out, "text        evil \\x1b[31mred\\nx\n");
+  ASSERT_NOT_CONTAINS(p.out, "\x1b");
+  ASSERT_CONTAINS(p.out, "created_at  2001-02-03T04:05:06.000007Z\n");
+  ASSERT_CONTAINS(p.out, "updated_at  1969-12-31T23:59:59.500000Z\n");
+  ASSERT_CONTAINS(p.out, "chunks      3\nchunk 0     " ODD_ID "#c\n");
+  ASSERT_NOT_CONTAINS(p.out, "embedding");
+  th_proc_free(&p);
+  p = CLI(0, "get", "--embedding", ODD_ID);
+  ASSERT_CONTAINS(p.out, "chunk 1     " ODD_ID "#b\n  text      second\n"
+                         "  metadata  {}\n  embedding -\n");
+  th_proc_free(&p);
+
+  p = CLI(0, "--json", "get", "--embedding", ODD_ID);
+  json_t *j = parse_json(p.out);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "id")), ODD_ID);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "text")), "evil \x1b[31mred\nx");
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "source_id")), "src");
+  ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(j, "metadata"),
+                                                  "workspace")), "w1");
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "created_at")),
+                "2001-02-03T04:05:06.000007Z");
+  json_t *e = json_object_get(j, "embedding");
+  ASSERT_INT_EQ(json_array_size(e), DIM);
+  for (size_t i = 0; i < DIM; i++) /* the shortest text reads back exactly */
+    ASSERT(json_float(e, i) == dv[i]);
+  json_t *chunks = json_object_get(j, "chunks");
+  ASSERT_INT_EQ(json_array_size(chunks), 3);
+  ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(chunks, 2), "id")),
+                ODD_ID "#a");
+  ASSERT_INT_EQ(json_integer_value(json_object_get(json_array_get(chunks, 2),
+                                                   "chunk_index")), 2);
+  ASSERT(json_is_null(json_object_get(json_array_get(chunks, 1), "embedding")));
+  json_decref(j);
+  th_proc_free(&p);
+  p = CLI(0, "--json", "get", ODD_ID); /* no vectors: no such key */
+  j = parse_json(p.out);
+  ASSERT_NULL(json_object_get(j, "embedding"));
+  ASSERT_NULL(json_object_get(json_array_get(json_object_get(j, "chunks"), 0),
+                              "embedding"));
+  json_decref(j);
+  th_proc_free(&p);
+
+  /* Missing, or outside the workspace: an error naming the id, exit 2. */
+  p = CLI(2, "get", "missing/ id \x1b");
+  ASSERT_CONTAINS(p.err, "embstore get: no document with id \"missing/ id \\x1b\"");
+  th_proc_free(&p);
+  p = CLI(2, "--json", "get", "--workspace", "w2", ODD_ID);
+  j = parse_json(p.out);
+  ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(j, "error"),
+                                                  "status")), "ES_ENOTFOUND");
+  json_decref(j);
+  th_proc_free(&p);
+  p = CLI(0, "get", "--workspace", "w2", "--workspace", "w1", ODD_ID);
+  th_proc_free(&p);
+  p = CLI(1, "get");
+  ASSERT_CONTAINS(p.err, "a document id is required");
+  th_proc_free(&p);
+  p = CLI(1, "get", "a", "b");
+  th_proc_free(&p);
+}
+
+TEST(cli_delete_by_id_reports_counts_and_names_ids_not_found) {
+  es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
+  put_docs(s, "a", 4, "src", "w1", 2);
+  es_close(s);
+
+  th_proc p = CLI(0, "delete", "--id", "a1", "--id", "a1");
+  ASSERT_STR_EQ(p.out, "deleted 1 documents and 2 chunks; 1 ids repeated\n");
+  th_proc_free(&p);
+  /* Some not found: the counts, the ids on stderr, exit 3. */
+  p = CLI(3, "--json", "delete", "--id", "a2", "--id", "no\x1bpe", "--dry-run");
+  json_t *j = parse_json(p.out);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "deleted")), 1);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "chunks_removed")), 2);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(j, "not_found")), 1);
+  ASSERT_STR_EQ(json_string_value(json_array_get(json_object_get(j, "not_found_ids"),
+                                                 0)), "no\x1bpe");
+  ASSERT(json_is_true(json_object_get(j, "dry_run")));
+  json_decref(j);
+  ASSERT_CONTAINS(p.err, "1 ids name no stored document: \"no\\x1bpe\"");
+  th_proc_free(&p);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 3);
+  /* None found: an error naming it, exit 2. */
+  p = CLI(2, "delete", "--id", "a1");
+  ASSERT_CONTAINS(p.err, "embstore delete: no document with id \"a1\"");
+  th_proc_free(&p);
+  p = CLI(2, "--json", "delete", "--id", "x", "--id", "y");
+  j = parse_json(p.out);
+  ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(j, "error"),
+                                                  "message")),
+                "none of the 2 ids names a stored document: \"x\", \"y\"");
+  json_decref(j);
+  th_proc_free(&p);
+  /* Restrict, the workspace, usage errors. */
+  p = CLI(2, "delete", "--id", "a2", "--no-cascade");
+  ASSERT_CONTAINS(p.err, "nothing was deleted");
+  th_proc_free(&p);
+  p = CLI(2, "delete", "--id", "a2", "--workspace", "w2");
+  th_proc_free(&p);
+  p = CLI(0, "delete", "--id", "a2", "--workspace", "w1");
+  ASSERT_STR_EQ(p.out, "deleted 1 documents and 2 chunks\n");
+  th_proc_free(&p);
+  p = CLI(1, "delete", "--id", "a3", "--source", "src");
+  ASSERT_CONTAINS(p.err, "either --source or --id");
+  th_proc_free(&p);
+  p = CLI(1, "delete", "--id", "");
+  th_proc_free(&p);
+  p = CLI(1, "delete");
+  th_proc_free(&p);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 2);
+}
