@@ -112,6 +112,7 @@
   X(delete_documents_takes_ten_thousand_ids_in_one_call, DB)                 \
   X(cli_get_prints_a_document_escaped_and_as_json_and_names_a_missing_id, DB) \
   X(cli_delete_by_id_reports_counts_and_names_ids_not_found, DB)            \
+  X(allocation_failures_in_get_and_delete_by_id_return_enomem_and_change_nothing, DB) \
   X(stats_counts_stay_exact_through_every_kind_of_write, DB)                 \
   X(stats_of_an_adopted_store_count_what_was_there, DB)                      \
   X(stats_health_is_decided_from_facts, DB)                                  \

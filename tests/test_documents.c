@@ -617,3 +617,99 @@ TEST(cli_delete_by_id_reports_counts_and_names_ids_not_found) {
   th_proc_free(&p);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 2);
 }
+
+/* ---- allocation failures ------------------------------------------------ */
+
+typedef struct oom_ctx {
+  es_store *s;
+  es_status rc;
+  es_document *doc;
+  es_delete_result *res;
+  int64_t documents_before;
+} oom_ctx;
+
+/* Reads ODD_ID with its vectors. */
+static void oom_get_run(void *arg) {
+  oom_ctx *x = arg;
+  es_get_options o;
+  es_get_options_init(&o);
+  o.include_embedding = 1;
+  const char *scope[] = {"w1"};
+  o.workspaces = scope;
+  o.n_workspaces = 1;
+  x->rc = es_get_document(x->s, ODD_ID, &o, &x->doc);
+}
+
+/* Either ES_ENOMEM and no document, or the whole document. */
+static void oom_get_check(void *arg, bool hit) {
+  oom_ctx *x = arg;
+  ASSERT_OOM_STATUS("es_get_document", x->rc, ES_OK, hit);
+  if (x->rc != ES_OK) {
+    ASSERT_NULL(x->doc);
+    return;
+  }
+  ASSERT_INT_EQ(x->doc->n_chunks, 3);
+  ASSERT_INT_EQ(x->doc->dim, DIM);
+  ASSERT_STR_EQ(x->doc->chunks[2].id, ODD_ID "#a");
+  ASSERT_INT_EQ(x->doc->chunks[2].dim, DIM);
+}
+
+static void oom_teardown(void *arg) {
+  oom_ctx *x = arg;
+  es_document_free(x->doc);
+  es_delete_result_free(x->res);
+  x->doc = NULL;
+  x->res = NULL;
+}
+
+/* A fresh set of documents for each run of the delete. */
+static void oom_delete_setup(void *arg) {
+  oom_ctx *x = arg;
+  th_exec("DELETE FROM embeddings");
+  th_exec("INSERT INTO embeddings (id, embedding, source_id) SELECT 'd' || i, "
+          "'[1,2,3,4]', 's' || (i % 3) FROM generate_series(0, 9) i");
+  th_exec("INSERT INTO chunks (id, document_id) SELECT 'd' || i || '#0', "
+          "'d' || i FROM generate_series(0, 9) i");
+  x->documents_before = th_int("SELECT count(*) FROM embeddings");
+}
+
+static void oom_delete_run(void *arg) {
+  oom_ctx *x = arg;
+  const char *ids[] = {"d1", "d2", "nope", "d3", "d1", "gone"};
+  x->rc = es_delete_documents(x->s, ids, 6, NULL, &x->res);
+}
+
+/* Either ES_ENOMEM with nothing deleted, or everything, counted exactly. */
+static void oom_delete_check(void *arg, bool hit) {
+  oom_ctx *x = arg;
+  ASSERT_OOM_STATUS("es_delete_documents", x->rc, ES_OK, hit);
+  long long left = th_int("SELECT count(*) FROM embeddings");
+  if (x->rc != ES_OK) {
+    ASSERT_NULL(x->res);
+    ASSERT_INT_EQ(left, x->documents_before);
+    return;
+  }
+  ASSERT_INT_EQ(left, x->documents_before - 3);
+  ASSERT_INT_EQ(x->res->deleted, 3);
+  ASSERT_INT_EQ(x->res->chunks_removed, 3);
+  ASSERT_INT_EQ(x->res->not_found, 2);
+  ASSERT_STR_EQ(x->res->not_found_ids[1], "gone");
+  ASSERT_INT_EQ(x->res->duplicates, 1);
+}
+
+TEST(allocation_failures_in_get_and_delete_by_id_return_enomem_and_change_nothing) {
+  oom_ctx x = {0};
+  x.s = th_open_init(DIM, ES_METRIC_COSINE);
+  float dv[DIM], cv[3][DIM];
+  put_odd_doc(x.s, dv, cv);
+  th_oom_case get = {.name = "es_get_document", .ctx = &x, .run = oom_get_run,
+                     .check = oom_get_check, .teardown = oom_teardown,
+                     .min_allocations = 10};
+  th_oom_run(&get);
+  th_oom_case del = {.name = "es_delete_documents", .ctx = &x,
+                     .setup = oom_delete_setup, .run = oom_delete_run,
+                     .check = oom_delete_check, .teardown = oom_teardown,
+                     .min_allocations = 5};
+  th_oom_run(&del);
+  es_close(x.s);
+}
