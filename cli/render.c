@@ -2,6 +2,8 @@
  * tool's --json output and the HTTP API (server/), so that both say the
  * same thing in the same fields. */
 #include <stdbool.h>
+#include <stdio.h>
+#include <time.h>
 
 #include "render.h"
 
@@ -181,7 +183,7 @@ void render_metrics(jw *w, const es_metrics_report *r, int64_t since) {
   jw_obj_end(w);
 }
 
-void render_delete(jw *w, const es_delete_result *r) {
+void render_delete(jw *w, const es_delete_result *r, bool by_id) {
   jw_obj(w);
   jw_key(w, "deleted");
   jw_int(w, r->deleted);
@@ -189,6 +191,17 @@ void render_delete(jw *w, const es_delete_result *r) {
   jw_int(w, r->chunks_removed);
   jw_key(w, "dry_run");
   jw_bool(w, r->dry_run);
+  if (by_id) {
+    jw_key(w, "not_found");
+    jw_int(w, r->not_found);
+    jw_key(w, "not_found_ids");
+    jw_arr(w);
+    for (int64_t i = 0; i < r->not_found; i++)
+      jw_str(w, r->not_found_ids[i]);
+    jw_arr_end(w);
+    jw_key(w, "duplicates");
+    jw_int(w, r->duplicates);
+  }
   jw_obj_end(w);
 }
 
@@ -215,5 +228,79 @@ void render_index(jw *w, const es_index_build *x) {
   jw_str(w, x->notice);
   jw_key(w, "note");
   jw_str(w, x->note);
+  jw_obj_end(w);
+}
+
+/* Formats microseconds since the Unix epoch as RFC 3339 UTC into buf. */
+void render_time(int64_t us, char *buf, size_t cap) {
+  int64_t secs = us / 1000000, frac = us % 1000000;
+  if (frac < 0) { /* floor, for times before 1970 */
+    frac += 1000000;
+    secs--;
+  }
+  time_t t = (time_t)secs;
+  struct tm tm;
+  if (gmtime_r(&t, &tm) == NULL) {
+    snprintf(buf, cap, "%lld", (long long)us);
+    return;
+  }
+  snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900,
+           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+           (long long)frac);
+}
+
+/* A vector as a JSON array (or null). */
+static void json_vector(jw *w, const float *v, size_t dim) {
+  if (v == NULL) {
+    jw_null(w);
+    return;
+  }
+  jw_arr(w);
+  for (size_t i = 0; i < dim; i++)
+    jw_float(w, v[i]);
+  jw_arr_end(w);
+}
+
+void render_document(jw *w, const es_document *d, bool embedding) {
+  char t[48];
+  jw_obj(w);
+  jw_key(w, "id");
+  jw_str(w, d->id);
+  jw_key(w, "text");
+  jw_str(w, d->text);
+  jw_key(w, "metadata");
+  jw_raw(w, d->metadata_json);
+  jw_key(w, "source_id");
+  jw_str(w, d->source_id);
+  render_time(d->created_at_us, t, sizeof t);
+  jw_key(w, "created_at");
+  jw_str(w, t);
+  render_time(d->updated_at_us, t, sizeof t);
+  jw_key(w, "updated_at");
+  jw_str(w, t);
+  if (embedding) {
+    jw_key(w, "embedding");
+    json_vector(w, d->embedding, d->dim);
+  }
+  jw_key(w, "chunks");
+  jw_arr(w);
+  for (size_t i = 0; i < d->n_chunks; i++) {
+    const es_document_chunk *ch = &d->chunks[i];
+    jw_obj(w);
+    jw_key(w, "id");
+    jw_str(w, ch->id);
+    jw_key(w, "chunk_index");
+    jw_int(w, ch->chunk_index);
+    jw_key(w, "text");
+    jw_str(w, ch->text);
+    jw_key(w, "metadata");
+    jw_raw(w, ch->metadata_json);
+    if (embedding) {
+      jw_key(w, "embedding");
+      json_vector(w, ch->embedding, ch->dim);
+    }
+    jw_obj_end(w);
+  }
+  jw_arr_end(w);
   jw_obj_end(w);
 }

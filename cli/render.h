@@ -26,8 +26,16 @@ void render_results(jw *w, const es_results *r);
 void render_cleanup(jw *w, const es_cleanup_result *r);
 /* {"since_s","operations":[...]}; since 0 writes null. */
 void render_metrics(jw *w, const es_metrics_report *r, int64_t since);
-/* {"deleted","chunks_removed","dry_run"} */
-void render_delete(jw *w, const es_delete_result *r);
+/* {"deleted","chunks_removed","dry_run"}; by_id adds "not_found",
+ * "not_found_ids", "duplicates" (es_delete_documents). */
+void render_delete(jw *w, const es_delete_result *r, bool by_id);
+/* Microseconds since the Unix epoch as RFC 3339 in UTC with microseconds
+ * (2025-01-02T03:04:05.000006Z) into buf. */
+void render_time(int64_t us, char *buf, size_t cap);
+/* {"id","text","metadata","source_id","created_at","updated_at",
+ * ["embedding",] "chunks":[{"id","chunk_index","text","metadata"
+ * [,"embedding"]}]}; times in UTC, ISO 8601 with microseconds. */
+void render_document(jw *w, const es_document *d, bool embedding);
 /* The "index" object: an HNSW index build (NULL: none). */
 void render_index(jw *w, const es_index_build *build);
 
