@@ -109,14 +109,18 @@ int cli_finish(cli *c, int exit_code) {
 
 es_store *cli_open(cli *c) {
   es_options o;
-  es_store *s = NULL;
   es_options_init(&o);
-  o.conninfo = c->db;
-  o.home = c->home;
   /* One CLI process does one thing at a time: a small pool suffices. */
   o.pool_size = 4;
-  o.index_memory_mb = c->index_memory_mb;
-  es_status rc = es_open_opts(&o, &s);
+  return cli_open_with(c, &o);
+}
+
+es_store *cli_open_with(cli *c, es_options *o) {
+  es_store *s = NULL;
+  o->conninfo = c->db;
+  o->home = c->home;
+  o->index_memory_mb = c->index_memory_mb;
+  es_status rc = es_open_opts(o, &s);
   if (rc != ES_OK) {
     cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
     es_close(s);

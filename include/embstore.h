@@ -381,6 +381,22 @@ es_status es_store_shape(es_store *store, int *dim, es_metric *metric);
  * probe. */
 es_status es_store_ping(es_store *store);
 
+/* What this process's handle holds now: its pool of connections and its
+ * search cache (a long-running program's gauges). */
+typedef struct es_runtime {
+  int pool_size;         /* es_options.pool_size */
+  int pool_open;         /* connections open, idle or in use */
+  int pool_idle;
+  int pool_in_use;
+  int64_t cache_hits;    /* searches answered from the cache, since open */
+  int64_t cache_misses;  /* searches the cache could not answer */
+  int64_t cache_entries; /* results held */
+  int64_t cache_bytes;   /* their size */
+} es_runtime;
+
+/* Fills [out] runtime (not NULL); all 0 for a NULL store. */
+void es_runtime_get(es_store *store, es_runtime *runtime);
+
 /* ------------------------------------------------------------------------
  * Documents
  * ---------------------------------------------------------------------- */

@@ -117,6 +117,9 @@ bool may_see(const request *rq, const char *ws);
  * token has several, answers 400 and sets *stop. */
 const char *default_workspace(request *rq, bool *stop);
 
+/* Whether the document id exists within the token's workspaces. */
+bool document_visible(request *rq, const char *id);
+
 /* Monotonic seconds. */
 double now_s(void);
 
@@ -151,7 +154,7 @@ void ingest_free(ingest_stream *s);
 /* ---- metrics (prom.c) ---- */
 prom *prom_new(void);
 void prom_free(prom *p);
-void prom_observe(prom *p, const char *route, int status, double seconds);
+void prom_observe(prom *p, const char *name, int status, double seconds);
 /* Appends the exposition of the server's own figures to o->f. */
 void prom_write(prom *p, FILE *f);
 
