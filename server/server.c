@@ -269,19 +269,23 @@ static bool admit(request *rq) {
   return true;
 }
 
-/* A chunk of the body. */
-static void take_body(request *rq, const char *data, size_t len) {
+/* A chunk of the body; false when the connection must be closed: a body
+ * without a declared length passed the limit, and libmicrohttpd cannot
+ * answer in the middle of an upload, so it stops reading there. */
+static bool take_body(request *rq, const char *data, size_t len) {
   rq->received += len;
   if (rq->answered)
-    return;
+    return true;
   if (rq->received > rq->sv->cfg->max_body_bytes) {
     reply_error(rq, 413, "ES_ETOOLARGE", "the body is over the limit of %zu "
                 "bytes (--max-body-mb)", rq->sv->cfg->max_body_bytes);
-    return;
+    if (!rq->answered)
+      rq->status = 413; /* for the log: the connection is cut */
+    return rq->answered;
   }
   if (rq->is_ndjson) {
     ingest_feed(rq, data, len);
-    return;
+    return true;
   }
   if (rq->len + len + 1 > rq->cap) {
     size_t cap = rq->cap ? rq->cap : 4096;
@@ -290,7 +294,7 @@ static void take_body(request *rq, const char *data, size_t len) {
     char *grown = realloc(rq->body, cap);
     if (grown == NULL) {
       reply_error(rq, 500, "ES_ENOMEM", "out of memory for the request body");
-      return;
+      return true;
     }
     rq->body = grown;
     rq->cap = cap;
@@ -298,6 +302,7 @@ static void take_body(request *rq, const char *data, size_t len) {
   memcpy(rq->body + rq->len, data, len);
   rq->len += len;
   rq->body[rq->len] = '\0';
+  return true;
 }
 
 /* Paths and arguments reach the handlers as the client sent them: a
@@ -326,9 +331,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc,
     return MHD_YES;
   }
   if (*upload_size > 0) {
-    take_body(rq, upload, *upload_size);
+    bool go_on = take_body(rq, upload, *upload_size);
     *upload_size = 0;
-    return MHD_YES;
+    return go_on ? MHD_YES : MHD_NO;
   }
   if (!rq->answered)
     rq->route->handle(rq);
@@ -345,7 +350,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **ctx,
   headers_arrived(mc, false);
   if (rq == NULL)
     return;
-  if (!rq->answered)
+  if (!rq->answered && rq->status == 0)
     rq->status = code == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : 499;
   access_log(rq);
   prom_observe(sv->metrics, rq->route ? rq->route->name : "unknown", rq->status,

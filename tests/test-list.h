@@ -199,6 +199,20 @@
   X(cli_stderr_gets_no_server_notice_sent_while_connecting, DB)             \
   X(cli_usage_errors_under_json_print_the_error_object_on_stdout, UNIT)      \
   X(cli_min_age_and_since_bounds_are_usage_errors_past_the_maximum, DB)      \
-  X(cli_write_errors_on_stdout_exit_2_with_a_message, DB)
+  X(cli_write_errors_on_stdout_exit_2_with_a_message, DB)                   \
+  SERVE_TESTS(X)
+
+/* `embstore serve` through real sockets (built with the server only). */
+#ifdef EMBSTORE_HAVE_SERVE
+#define SERVE_TESTS(X)                                                       \
+  X(serve_answers_every_route_as_the_tool_does, DB)                          \
+  X(serve_refuses_what_it_cannot_take_before_reading_the_body, DB)           \
+  X(serve_tokens_give_roles_and_tenants_see_only_their_workspaces, DB)       \
+  X(serve_refuses_to_start_where_it_would_be_unsafe, DB)                     \
+  X(serve_readyz_answers_503_until_the_store_exists, DB)                     \
+  X(serve_openapi_lists_exactly_the_routes_it_serves, DB)
+#else
+#define SERVE_TESTS(X)
+#endif
 
 #endif
