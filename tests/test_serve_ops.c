@@ -25,6 +25,7 @@
 #define UNDER_ASAN 0
 #endif
 
+/* The answer's body as JSON (fails the test when it is not). */
 static json_t *body_json(const th_http *r) {
   json_error_t e;
   json_t *j = json_loadb(r->body, r->len, 0, &e);
@@ -55,6 +56,7 @@ static void init_store_on(const char *conninfo) {
   th_proc_free(&p);
 }
 
+/* POST /v1/documents with an NDJSON body. */
 static th_http post_ndjson(const th_server *s, const char *body) {
   const char *h[] = {"Content-Type: application/x-ndjson", NULL};
   return th_request(s, "POST", "/v1/documents", h, body, strlen(body));
@@ -166,6 +168,7 @@ typedef struct limit_ctx {
   const th_server *s;
 } limit_ctx;
 
+/* Whether GET /healthz answers 200 now. */
 static bool answers_200(void *user) {
   limit_ctx *c = user;
   th_http r = th_get(c->s, "/healthz", NULL);
@@ -246,6 +249,7 @@ typedef struct hup_ctx {
   int log_count;
 } hup_ctx;
 
+/* Whether a search with c->token answers c->want now. */
 static bool token_answers(void *user) {
   hup_ctx *c = user;
   return search_as(c->s, c->token) == c->want;
@@ -320,6 +324,7 @@ typedef struct bg_search {
   atomic_bool done;
 } bg_search;
 
+/* The search held behind the lock (a thread). */
 static void *search_in_background(void *arg) {
   bg_search *b = arg;
   b->r = th_post_json(b->s, "/v1/search", "{\"vector\":[1,0,0],\"k\":2,\"exact\":true}",
@@ -412,18 +417,22 @@ static void doc_line(FILE *f, const char *id, int n, const char *text, bool chun
   fputs("}\n", f);
 }
 
+/* Ingests body as client c, adding up what the answer says. */
 static void ingest_as(client *c, const char *body) {
   th_http r = post_ndjson(c->s, body);
   if (expect(c, &r, 200, "ingest")) {
     c->inserted += field(&r, "inserted");
     c->updated += field(&r, "updated");
     c->unchanged += field(&r, "unchanged");
-    if (field(&r, "failed") != 0)
-      expect(c, &(th_http){.status = -1, .body = r.body}, 200, "ingest failures");
+    if (field(&r, "failed") != 0 && c->failure[0] == '\0')
+      snprintf(c->failure, sizeof c->failure, "client %d: ingest failures: %.300s",
+               c->no, r.body);
   }
   th_http_free(&r);
 }
 
+/* One client (a thread): ingest, search, delete by id, ingest changes,
+ * stats, all started together with the others. */
 static void *run_client(void *arg) {
   client *c = arg;
   char *buf = NULL, id[64];
@@ -570,11 +579,13 @@ typedef struct count_ctx {
   int want;
 } count_ctx;
 
+/* Whether the counter reached its goal. */
 static bool reached(void *user) {
   count_ctx *c = user;
   return atomic_load(c->counter) >= c->want;
 }
 
+/* Whether GET /readyz answers 200 now. */
 static bool readyz_is_200(void *user) {
   th_http r = th_get(user, "/readyz", NULL);
   bool ok = r.status == 200;
@@ -657,6 +668,7 @@ typedef struct gen {
   size_t at; /* bytes of line already given; LINE_BYTES: make the next */
 } gen;
 
+/* The upload's next bytes (a th_reader). */
 static size_t generate(char *buf, size_t cap, void *user) {
   gen *g = user;
   size_t out = 0;
