@@ -37,7 +37,7 @@ typedef struct cli_command {
 
 extern const cli_command cli_cmd_db, cli_cmd_init, cli_cmd_migrate,
     cli_cmd_ingest, cli_cmd_search, cli_cmd_delete, cli_cmd_stats,
-    cli_cmd_cleanup, cli_cmd_metrics;
+    cli_cmd_cleanup, cli_cmd_metrics, cli_cmd_get;
 
 /* The "index" object of --json: an HNSW index build (NULL: none). */
 void cli_json_index(jw *w, const es_index_build *build);

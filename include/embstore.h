@@ -414,6 +414,71 @@ es_status es_doc_validate(es_store *store, const es_doc *doc);
 es_status es_upsert(es_store *store, const es_doc *doc,
                     es_upsert_outcome *outcome);
 
+/* What es_get_document() reads.  Fill it with es_get_options_init(). */
+typedef struct es_get_options {
+  int include_embedding;         /* 1: the vectors of the document and of
+                                    its chunks too (0) */
+  const char *const *workspaces; /* a tenant's scope: only a document whose
+                                    metadata.workspace is one of these
+                                    n_workspaces strings is found; any other
+                                    (also one without a workspace) answers
+                                    ES_ENOTFOUND with the same message as an
+                                    id that is not stored.  NULL: any
+                                    document (NULL) */
+  size_t n_workspaces;           /* entries of workspaces; with workspaces
+                                    not NULL, 0 finds nothing (0) */
+} es_get_options;
+
+/* Fills every field of [out] options (not NULL) with its default, given
+ * above in parentheses: no vectors, any workspace. */
+void es_get_options_init(es_get_options *options);
+
+/* A stored chunk, as es_get_document() reads it. */
+typedef struct es_document_chunk {
+  char *id;
+  int chunk_index;       /* its place in the document (chunk i of the
+                            es_doc that wrote it has chunk_index i) */
+  char *text;
+  char *metadata_json;   /* a JSON object, as PostgreSQL's jsonb prints it */
+  float *embedding;      /* dim values; NULL without include_embedding or
+                            when the chunk has no vector */
+  size_t dim;
+} es_document_chunk;
+
+/* A stored document and its chunks.  Freed with es_document_free(). */
+typedef struct es_document {
+  char *id;
+  char *text;
+  char *metadata_json;   /* a JSON object, as PostgreSQL's jsonb prints it */
+  char *source_id;       /* NULL when the document has none */
+  int64_t created_at_us; /* microseconds since 1970-01-01 00:00:00 UTC,
+                            whatever the server's or session's TimeZone and
+                            DateStyle */
+  int64_t updated_at_us; /* the same, of the last write that changed it (an
+                            unchanged re-ingest keeps it) */
+  float *embedding;      /* dim values; NULL without include_embedding or
+                            when the document has no vector */
+  size_t dim;
+  es_document_chunk *chunks; /* n_chunks of them, by chunk_index, then id */
+  size_t n_chunks;
+} es_document;
+
+/* Reads the document [in] id (any UTF-8, '/' and spaces included) with its
+ * chunks, in one statement, so one snapshot: the chunks are those of the
+ * document as it was read, and the workspace scope is checked in the same
+ * statement that reads it.  [in] options may be NULL for the defaults.
+ * ES_ENOTFOUND when no such document is stored or it is outside
+ * options->workspaces (the message, "no document with id ...", is the
+ * same); ES_EINVAL when id is NULL, empty or not UTF-8.  [out] *document
+ * is freed with es_document_free(). */
+es_status es_get_document(es_store *store, const char *id,
+                          const es_get_options *options,
+                          es_document **document);
+
+/* Frees a document from es_get_document(), its chunks and vectors too.
+ * NULL is a no-op. */
+void es_document_free(es_document *document);
+
 /* ------------------------------------------------------------------------
  * Batch upsert (the write path at COPY speed)
  *
@@ -667,25 +732,38 @@ es_status es_search(es_store *store, const es_search_params *params,
 void es_results_free(es_results *results);
 
 /* ------------------------------------------------------------------------
- * Delete by source
+ * Delete, by source or by document id
  * ---------------------------------------------------------------------- */
 typedef struct es_delete_options {
   const char *workspace; /* only documents of this workspace; NULL: all */
-  int no_cascade;        /* 1: refuse (ES_ECONFLICT) when a document of the
-                            source still has chunks; nothing is deleted (0) */
+  int no_cascade;        /* 1: refuse (ES_ECONFLICT) when a document to
+                            delete still has chunks; nothing is deleted (0) */
   int dry_run;           /* 1: count exactly, change nothing (0) */
+  const char *const *workspaces; /* a tenant's scope, besides workspace:
+                                    only documents whose metadata.workspace
+                                    is one of these n_workspaces strings
+                                    (a document without a workspace is
+                                    outside every scope).  NULL: all (NULL) */
+  size_t n_workspaces;   /* entries of workspaces; with workspaces not NULL,
+                            0 allows nothing (0) */
 } es_delete_options;
 
 /* Fills every field of [out] options (not NULL) with its default: every
  * workspace, cascading to chunks, not a dry run. */
 void es_delete_options_init(es_delete_options *options);
 
-/* What es_delete_by_source() deleted (or would).  Freed with
- * es_delete_result_free(). */
+/* What es_delete_by_source() or es_delete_documents() deleted (or would,
+ * in a dry run).  Freed with es_delete_result_free(). */
 typedef struct es_delete_result {
   int64_t deleted;        /* documents */
   int64_t chunks_removed; /* their chunks */
   int dry_run;
+  /* es_delete_documents() only (0 and NULL for a delete by source): */
+  int64_t not_found;      /* distinct ids given that name no stored
+                             document in the scope (workspace, workspaces) */
+  int64_t duplicates;     /* ids given again after their first time; so
+                             deleted + not_found + duplicates is n */
+  char **not_found_ids;   /* those not_found ids, in the order first given */
 } es_delete_result;
 
 /* Deletes the documents of [in] source_id (and their chunks, unless
@@ -699,7 +777,28 @@ es_status es_delete_by_source(es_store *store, const char *source_id,
                               const es_delete_options *options,
                               es_delete_result **result);
 
-/* Frees a result of es_delete_by_source().  NULL is a no-op. */
+/* Deletes the documents [in] ids[0..n) (and their chunks, unless
+ * no_cascade) in one transaction: the documents are locked in id order
+ * (as every writer locks them, so no deadlock), then their chunks and
+ * they are deleted and counted, so both counts are exact and nothing is
+ * half-deleted.  An id that is not stored, or names a document outside
+ * the scope (options->workspace, options->workspaces), is counted in
+ * not_found and listed in not_found_ids, exactly alike: not an error.  An
+ * id given twice counts once, the repeats in duplicates.  Any number of
+ * ids (10,000 and more) go to the server as one array parameter.  With
+ * no_cascade, ES_ECONFLICT when any of the documents has chunks, and
+ * nothing is deleted; in a dry run too (the counts are exact, nothing
+ * changes).  Cached searches that may show a deleted document are
+ * invalidated after the commit.  ES_EINVAL when ids is NULL with n > 0, or
+ * an id is NULL or not UTF-8 (the message names its index); n 0 deletes
+ * nothing.  [in] options may be NULL for the defaults.  [out] *result is
+ * freed with es_delete_result_free(); result may be NULL. */
+es_status es_delete_documents(es_store *store, const char *const *ids,
+                              size_t n, const es_delete_options *options,
+                              es_delete_result **result);
+
+/* Frees a result of es_delete_by_source() or es_delete_documents(), its
+ * not_found_ids too.  NULL is a no-op. */
 void es_delete_result_free(es_delete_result *result);
 
 /* ------------------------------------------------------------------------

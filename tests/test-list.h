@@ -109,6 +109,17 @@
   X(delete_cascade_removes_a_source_and_its_chunks_with_exact_counts, DB)    \
   X(delete_restrict_leaves_everything_when_chunks_exist, DB)                 \
   X(delete_is_limited_to_a_workspace_and_a_dry_run_changes_nothing, DB)      \
+  X(get_document_returns_fields_and_chunks_in_order_and_vectors_only_when_asked, DB) \
+  X(get_document_outside_its_workspaces_is_not_found_like_a_missing_id, DB)  \
+  X(delete_documents_counts_deleted_chunks_not_found_and_duplicates_exactly, DB) \
+  X(delete_documents_restrict_refuses_when_chunks_exist_and_deletes_nothing, DB) \
+  X(delete_documents_dry_run_counts_exactly_and_changes_nothing, DB)         \
+  X(delete_documents_in_a_workspace_scope_counts_other_workspaces_as_not_found, DB) \
+  X(delete_documents_invalidates_cached_searches_that_showed_them, DB)       \
+  X(delete_documents_takes_ten_thousand_ids_in_one_call, DB)                 \
+  X(cli_get_prints_a_document_escaped_and_as_json_and_names_a_missing_id, DB) \
+  X(cli_delete_by_id_reports_counts_and_names_ids_not_found, DB)            \
+  X(allocation_failures_in_get_and_delete_by_id_return_enomem_and_change_nothing, DB) \
   X(stats_counts_stay_exact_through_every_kind_of_write, DB)                 \
   X(stats_of_an_adopted_store_count_what_was_there, DB)                      \
   X(stats_health_is_decided_from_facts, DB)                                  \
