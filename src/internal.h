@@ -326,6 +326,16 @@ long es__vector_first_nonfinite(const float *v, size_t dim);
 /* strtod/strtof that always read '.' as the decimal point. */
 double es__strtod(const char *s, char **end);
 float es__strtof(const char *s, char **end);
+/* The float nearest to w * 10^e10 (ties to even), negated when neg: what
+ * strtof makes of the JSON number tok (len bytes, its grammar checked),
+ * whose first significant digits (at most 19) are w.  truncated: it has
+ * more, not all 0, so its value lies strictly between w * 10^e10 and
+ * (w + 1) * 10^e10.  Overflow gives an infinity. */
+float es__float_from_decimal(uint64_t w, int64_t e10, bool truncated,
+                             bool neg, const char *tok, size_t len);
+/* The table of 128-bit powers of ten it uses (number.c), for the tests. */
+#define ES__POW10_COUNT 104 /* 10^-65 .. 10^38 */
+extern const uint64_t es__pow10_128[ES__POW10_COUNT][2];
 /* snprintf with the C locale's numeric formatting. */
 int es__snprintf_c(char *buf, size_t cap, const char *fmt, ...) ES__PRINTF(3, 4);
 

@@ -260,97 +260,131 @@ static size_t number_span(es__json *j) {
   return (size_t)(p - s);
 }
 
+/* The 8 bytes at p as a little-endian integer (byte 0 lowest). */
+static inline uint64_t load8(const char *p) {
+  uint64_t v;
+  memcpy(&v, p, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
+  return v;
+}
+
+/* Whether all 8 bytes of v are ASCII digits: no byte is below '0' (the
+ * subtraction borrows into bit 7) nor above '9' (adding 0x46 reaches it). */
+static inline bool all_digits8(uint64_t v) {
+  return (((v + 0x4646464646464646ULL) | (v - 0x3030303030303030ULL)) &
+          0x8080808080808080ULL) == 0;
+}
+
+/* The value of 8 ASCII digits (first digit in the lowest byte), combined
+ * in pairs, then fours, then eights by three multiplications. */
+static inline uint32_t value8(uint64_t v) {
+  const uint64_t mask = 0x000000FF000000FFULL;
+  const uint64_t mul1 = 100 + (1000000ULL << 32);
+  const uint64_t mul2 = 1 + (10000ULL << 32);
+  v -= 0x3030303030303030ULL;
+  v = v * 10 + (v >> 8);
+  v = ((v & mask) * mul1 + ((v >> 16) & mask) * mul2) >> 32;
+  return (uint32_t)v;
+}
+
 /* Exact powers of ten in double precision. */
 static const double pow10_exact[23] = {
     1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+/* The exponent is read up to this value; beyond it the number is zero or
+ * infinite whatever its digits (a line holds fewer than 2^31 of them). */
+#define EXP_CAP 1000000000000000LL
+
 /* Reads one JSON number at s (up to end) in a single pass that both checks
- * the grammar and converts it to the correctly rounded float.  Returns its
- * length, or 0 when it is malformed.
- *
- * Fast path (most embedding values): at most 19 significant digits and a
- * decimal exponent within +-22, so m and 10^e are exact doubles and one
- * division or multiplication gives the correctly rounded double d.  The
- * float nearest to d is then the float nearest to the exact value unless d
- * lies exactly halfway between two floats (or outside the normal range), in
- * which case strtof decides.  Same input, same float, every time. */
+ * the grammar and gathers its first 19 significant digits and decimal
+ * exponent, then converts it to the correctly rounded float (number.c).
+ * Returns its length, or 0 when it is malformed.  Fraction digits are read
+ * eight at a time while eight bytes remain: embedding values are mostly
+ * "-0." and 7 to 9 digits. */
 static size_t read_number(const char *s, const char *end, float *out) {
-  const char *p = s;
-  bool neg = false, slow = false;
-  uint64_t m = 0;
-  int digits = 0, exp10 = 0;
+  const char *p = s, *digits;
+  bool neg = false, truncated = false;
+  uint64_t w = 0;
+  int64_t e10 = 0;
+  size_t n_digits;
   if (p < end && *p == '-') {
     neg = true;
     p++;
   }
-  if (p >= end || *p < '0' || *p > '9')
+  if (p >= end || (unsigned)(*p - '0') >= 10)
     return 0;
-  if (*p == '0') {
+  digits = p;
+  if (*p == '0')
     p++;
-  } else {
-    for (; p < end && (unsigned)(*p - '0') < 10; p++) {
-      if (digits < 19) {
-        m = m * 10 + (uint64_t)(*p - '0');
-        digits++;
-      } else {
-        exp10++; /* a digit beyond 19: the fast path cannot be exact */
-        slow = true;
-      }
-    }
-  }
+  else
+    for (; p < end && (unsigned)(*p - '0') < 10; p++)
+      w = w * 10 + (uint64_t)(*p - '0');
+  n_digits = (size_t)(p - digits);
   if (p < end && *p == '.') {
-    p++;
-    if (p >= end || (unsigned)(*p - '0') >= 10)
-      return 0;
-    for (; p < end && (unsigned)(*p - '0') < 10; p++) {
-      if (m == 0 && *p == '0') {
-        exp10--;
-      } else if (digits < 19) {
-        m = m * 10 + (uint64_t)(*p - '0');
-        digits++;
-        exp10--;
-      } else {
-        slow = true;
-      }
+    const char *frac = ++p;
+    while (end - p >= 8 && all_digits8(load8(p))) {
+      w = w * 100000000 + value8(load8(p));
+      p += 8;
     }
+    for (; p < end && (unsigned)(*p - '0') < 10; p++)
+      w = w * 10 + (uint64_t)(*p - '0');
+    if (p == frac)
+      return 0;
+    n_digits += (size_t)(p - frac);
+    e10 = -(int64_t)(p - frac);
   }
+  const char *digits_end = p;
   if (p < end && (*p == 'e' || *p == 'E')) {
-    p++;
     bool eneg = false;
-    int e = 0;
+    int64_t x = 0;
+    p++;
     if (p < end && (*p == '+' || *p == '-'))
       eneg = *p++ == '-';
     if (p >= end || (unsigned)(*p - '0') >= 10)
       return 0;
     for (; p < end && (unsigned)(*p - '0') < 10; p++)
-      if (e < 100000)
-        e = e * 10 + (*p - '0');
-    exp10 += eneg ? -e : e;
+      if (x < EXP_CAP)
+        x = x * 10 + (*p - '0');
+    e10 += eneg ? -x : x;
+  }
+  if (n_digits > 19) {
+    /* w overflowed: take the first 19 significant digits again; each
+     * later one raises the exponent, and a nonzero one truncates. */
+    size_t kept = 0;
+    w = 0;
+    for (const char *q = digits; q < digits_end; q++) {
+      if (*q == '.' || (kept == 0 && *q == '0'))
+        continue;
+      if (kept < 19) {
+        w = w * 10 + (uint64_t)(*q - '0');
+        kept++;
+      } else {
+        e10++;
+        truncated |= *q != '0';
+      }
+    }
   }
   size_t n = (size_t)(p - s);
-  if (!slow && m == 0) {
-    *out = neg ? -0.0f : 0.0f;
-    return n;
-  }
-  if (!slow && m <= (1ULL << 53) && exp10 >= -22 && exp10 <= 22) {
-    double d = (double)m;
-    d = exp10 < 0 ? d / pow10_exact[-exp10] : d * pow10_exact[exp10];
+  if (!truncated && w <= (1ULL << 53) && e10 >= -22 && e10 <= 22) {
+    /* Clinger's fast path: w and 10^|e10| are exact doubles, so one
+     * division or multiplication gives the correctly rounded double d.
+     * The float nearest to d is the float nearest to the exact value
+     * unless d lies exactly halfway between two floats (then the exact
+     * value may be on either side), or outside the normal range. */
+    double d = (double)w;
+    d = e10 < 0 ? d / pow10_exact[-e10] : d * pow10_exact[e10];
     uint64_t bits;
     memcpy(&bits, &d, sizeof bits);
-    /* normal float range, and not exactly between two floats */
     if (d >= 1.1754943508222875e-38 && d <= 3.4028234663852886e+38 &&
         (bits & 0x1FFFFFFFULL) != 0x10000000ULL) {
       *out = neg ? -(float)d : (float)d;
       return n;
     }
   }
-  char tmp[400];
-  if (n >= sizeof tmp)
-    return 0;
-  memcpy(tmp, s, n);
-  tmp[n] = '\0';
-  *out = es__strtof(tmp, NULL);
+  *out = es__float_from_decimal(w, e10, truncated, neg, s, n);
   return n;
 }
 
@@ -368,12 +402,8 @@ bool es__json_float_at(es__json *j, float *out, const char *ctx, size_t index) {
   else
     snprintf(name, sizeof name, "%s[%zu]", ctx, index);
   bool minus_inf = c == '-' && j->end - j->p > 1 && j->p[1] == 'I';
-  if (!minus_inf && (c == '-' || (c >= '0' && c <= '9'))) {
-    size_t len = number_span(j);
-    if (len >= 400)
-      return es__json_error(j, "%s: number longer than 399 characters", name);
+  if (!minus_inf && (c == '-' || (c >= '0' && c <= '9')))
     return es__json_error(j, "%s: malformed number", name);
-  }
   if (c == 'N' || c == 'I' || minus_inf)
     return es__json_error(j, "%s: NaN and Infinity are not JSON numbers; "
                           "values must be finite", name);

@@ -17,6 +17,8 @@
   X(conninfo_redaction_hides_passwords, UNIT)                                \
   X(json_string_escaping_round_trips, UNIT)                                  \
   X(json_numbers_convert_to_the_same_float_as_strtof, UNIT)                  \
+  X(json_numbers_of_any_length_round_exactly, UNIT)                          \
+  X(json_float_table_holds_the_truncated_128_bit_powers_of_ten, UNIT)        \
   X(fuzz_doc_json_corpus_and_regressions_replay_cleanly, UNIT)               \
   X(fuzz_vector_corpus_and_regressions_replay_cleanly, UNIT)                 \
   X(fuzz_redact_corpus_and_regressions_replay_cleanly, UNIT)                 \
