@@ -15,16 +15,24 @@
  * same for both sizes when the client streams.  The phases (loading,
  * building the index, ANALYZE) come from polling
  * pg_stat_progress_create_index and pg_stat_progress_analyze.  Then on
- * the large store: es_stats_get, es_search and es_cleanup_orphaned
- * (dry run), and the CLI's `stats`, `search` and `cleanup --dry-run`,
- * set against the Statistics section's figures when the report has
- * them.  Writes the section "A million documents". */
+ * each store (the sample's before it is dropped to free its disk):
+ * es_stats_get, es_search and es_cleanup_orphaned (dry run), and the
+ * CLI's `stats`, `search` and `cleanup --dry-run`, set against the
+ * Statistics section's figures when the report has them.  Writes the
+ * section "A million documents".
+ *
+ * At full size on 2 cores: the loads are bound by the CLI's parsing and
+ * the generator sharing the cores (minutes), the HNSW build of a million
+ * 384-dimension vectors by maintenance_work_mem (the graph is about 2-3 GB,
+ * larger than the embedded cluster's 256 MB: most of an hour); some 15 GB
+ * of disk under /tmp while it runs. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -379,12 +387,59 @@ static void statistics_figure(const char *path, const char *label, char *out,
     fclose(f);
 }
 
+/* One row of the operations table: a figure per store size ("%.1f ms"
+ * of the library, "%.0f ms" of the CLI, blank when cli and none was
+ * measured), then the Statistics section's figure (fig, may be NULL). */
+static void ops_row(FILE *f, const char *what, int n, const op_times *o,
+                    size_t field, bool cli, const char *fig) {
+  fprintf(f, "| %s |", what);
+  for (int i = 0; i < n; i++) {
+    double v = *(const double *)((const char *)&o[i] + field);
+    fprintf(f, cli ? " %.0f ms |" : " %.1f ms |", v);
+  }
+  fprintf(f, " %s |\n", fig ? fig : "");
+}
+
+/* The manage operations on each store: library calls, then the CLI's
+ * whole process. */
+static void write_ops_table(FILE *f, const load *l, int n, const op_times *o,
+                            const char *fig_all, const char *fig_ws) {
+  fprintf(f, "Afterwards, on each store (library: median of %d calls, "
+             "cleanup of 3; CLI: the whole process, median of %d runs, cleanup "
+             "of 3; searches through the HNSW index, k 10, a different random "
+             "query each call); the last column is the Statistics section "
+             "above (1M documents, 16 dimensions, bench/run stats):\n\n"
+             "| operation |", REPEAT, CLI_REPEAT);
+  for (int i = 0; i < n; i++)
+    fprintf(f, " %zu documents |", l[i].docs);
+  fprintf(f, " Statistics section |\n|---|");
+  for (int i = 0; i < n; i++)
+    fprintf(f, "---:|");
+  fprintf(f, "---:|\n");
+  ops_row(f, "library: stats, whole store", n, o, offsetof(op_times, stats),
+          false, fig_all[0] ? fig_all : "–");
+  ops_row(f, "library: stats, one workspace", n, o,
+          offsetof(op_times, stats_ws), false, fig_ws[0] ? fig_ws : "–");
+  ops_row(f, "library: search", n, o, offsetof(op_times, search), false, NULL);
+  ops_row(f, "library: search, one workspace", n, o,
+          offsetof(op_times, search_ws), false, NULL);
+  ops_row(f, "library: cleanup, dry run", n, o, offsetof(op_times, cleanup),
+          false, NULL);
+  ops_row(f, "CLI: `stats`", n, o, offsetof(op_times, cli_stats), true, NULL);
+  ops_row(f, "CLI: `search --vector V -k 10`", n, o,
+          offsetof(op_times, cli_search), true, NULL);
+  ops_row(f, "CLI: `cleanup --dry-run`", n, o,
+          offsetof(op_times, cli_cleanup), true, NULL);
+  fprintf(f, "\nOrphans found by the dry run: %lld (none expected).\n",
+          o[n - 1].orphans);
+}
+
 /* "a-b s" for a phase seen from a to b, or "not seen". */
 static void phase(char *buf, size_t cap, double from, double to) {
   if (from == 0)
     snprintf(buf, cap, "not seen");
   else
-    snprintf(buf, cap, "%.0f s (%.0f–%.0f s)", to - from, from, to);
+    snprintf(buf, cap, "%.1f s (%.1f–%.1f s)", to - from, from, to);
 }
 
 static void write_report(const char *path, const char *cmd, const char *server,
@@ -419,26 +474,16 @@ static void write_report(const char *path, const char *cmd, const char *server,
             l[i].docs, rows, l[i].seconds, (double)rows / l[i].seconds,
             l[i].cli_cpu, (double)l[i].rss_kib / 1024, ib, ab, l[i].gen_cpu);
   }
-  fprintf(f, "\n*CLI peak RSS* is the ingest process's ru_maxrss from wait4; "
-             "*index build* and *ANALYZE* are when the session was seen in "
-             "pg_stat_progress_create_index / pg_stat_progress_analyze "
-             "(polled every 0.25 s; seconds from the start), the load before "
-             "them.  The CLI's summary of the last load: `%s`.\n\n",
+  fprintf(f, "\n*CLI peak RSS* is the ingest process's ru_maxrss from wait4");
+  if (n == 2)
+    fprintf(f, " (the %zu-document load's is %.2f× the %zu-document one's)",
+            l[1].docs, (double)l[1].rss_kib / (double)l[0].rss_kib, l[0].docs);
+  fprintf(f, "; *index build* and *ANALYZE* are how long the session was "
+             "seen in pg_stat_progress_create_index / pg_stat_progress_analyze "
+             "(polled every 0.25 s; in brackets seconds from the start), the "
+             "load before them.  The CLI's summary of the last load: `%s`.\n\n",
           l[n - 1].summary);
-  fprintf(f, "Afterwards, on the %zu-document store (library: median of %d "
-             "calls, cleanup of 3; CLI: the whole process, median of %d runs, "
-             "cleanup of 3):\n\n"
-             "| operation | library | CLI | Statistics section (1M documents, 16 dims) |\n"
-             "|---|---:|---:|---:|\n"
-             "| stats, whole store | %.1f ms | %.0f ms | %s |\n"
-             "| stats, one workspace | %.1f ms | | %s |\n"
-             "| search, k 10 through the index | %.1f ms | %.0f ms | |\n"
-             "| search, k 10, one workspace | %.1f ms | | |\n"
-             "| cleanup --dry-run (%lld orphans) | %.1f ms | %.0f ms | |\n",
-          l[n - 1].docs, REPEAT, CLI_REPEAT, o->stats, o->cli_stats,
-          fig_all[0] ? fig_all : "–", o->stats_ws, fig_ws[0] ? fig_ws : "–",
-          o->search, o->cli_search, o->search_ws, o->orphans, o->cleanup,
-          o->cli_cleanup);
+  write_ops_table(f, l, n, o, fig_all, fig_ws);
   if (report_close(&rep, path, "A million documents") != 0)
     die("cannot write %s: %s", path, strerror(errno));
 }
@@ -519,14 +564,15 @@ int main(int argc, char **argv) {
 
   load l[2];
   int n = 0;
+  op_times o[2] = {0};
   if (sample > 0 && sample < docs) {
-    run_load(EMBSTORE_BIN, "m_sample", sample, dim, chunks, &l[n++]);
+    run_load(EMBSTORE_BIN, "m_sample", sample, dim, chunks, &l[n]);
+    manage_ops(EMBSTORE_BIN, "m_sample", dim, &o[n++]);
     admin_exec("DROP DATABASE m_sample"); /* its disk for the large one */
   }
-  run_load(EMBSTORE_BIN, "m_full", docs, dim, chunks, &l[n++]);
-  op_times o;
-  manage_ops(EMBSTORE_BIN, "m_full", dim, &o);
-  write_report(out, cmd, where, versions, l, n, dim, chunks, &o);
+  run_load(EMBSTORE_BIN, "m_full", docs, dim, chunks, &l[n]);
+  manage_ops(EMBSTORE_BIN, "m_full", dim, &o[n++]);
+  write_report(out, cmd, where, versions, l, n, dim, chunks, o);
   printf("wrote %s\n", out);
   PQfinish(admin);
   if (cluster) {

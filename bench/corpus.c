@@ -1,6 +1,7 @@
 /* corpus.c - the benchmarks' reproducible corpus. */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,14 +112,30 @@ void corpus_change(corpus *c) {
   }
 }
 
-/* v with the fewest digits that read back the same, into buf (32 bytes);
- * returns its length. */
+/* Whether v printed with prec significant digits into buf reads back as
+ * v; *n receives the length. */
+static bool prints_back(char *buf, float v, int prec, int *n) {
+  *n = snprintf(buf, 32, "%.*g", prec, (double)v);
+  return strtof(buf, NULL) == v;
+}
+
+/* v with the fewest digits (at least 6) that read back the same, into buf
+ * (32 bytes); returns its length.  Random components mostly need 8 or 9
+ * digits, so the search starts at 8 (writing a corpus is dominated by
+ * this); nine always read back. */
 static int format_float(char *buf, float v) {
-  int n = 0;
-  for (int prec = 6; prec <= 9; prec++) {
-    n = snprintf(buf, 32, "%.*g", prec, (double)v);
-    if (strtof(buf, NULL) == v)
+  int n;
+  if (!prints_back(buf, v, 8, &n)) {
+    n = snprintf(buf, 32, "%.9g", (double)v);
+    return n;
+  }
+  for (int prec = 7; prec >= 6; prec--) {
+    char shorter[32];
+    int m;
+    if (!prints_back(shorter, v, prec, &m))
       break;
+    memcpy(buf, shorter, (size_t)m + 1);
+    n = m;
   }
   return n;
 }
