@@ -115,6 +115,7 @@ es_store *cli_open(cli *c) {
   o.home = c->home;
   /* One CLI process does one thing at a time: a small pool suffices. */
   o.pool_size = 4;
+  o.index_memory_mb = c->index_memory_mb;
   es_status rc = es_open_opts(&o, &s);
   if (rc != ES_OK) {
     cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
@@ -318,4 +319,48 @@ void cli_put_cell(FILE *f, const char *s, size_t width, size_t max) {
   }
   for (; used < width; used++)
     fputc(' ', f);
+}
+
+void cli_json_index(jw *w, const es_index_build *x) {
+  static const es_index_build none;
+  if (x == NULL)
+    x = &none;
+  jw_obj(w);
+  jw_key(w, "built");
+  jw_bool(w, x->built);
+  jw_key(w, "vectors");
+  jw_int(w, x->vectors);
+  jw_key(w, "memory_mb");
+  jw_int(w, x->memory_mb);
+  jw_key(w, "workers");
+  jw_int(w, x->workers);
+  jw_key(w, "workers_launched");
+  jw_int(w, x->workers_launched);
+  jw_key(w, "seconds");
+  jw_num(w, x->seconds);
+  jw_key(w, "graph_fit");
+  jw_bool(w, !x->built || x->graph_fit);
+  jw_key(w, "notice");
+  jw_str(w, x->notice);
+  jw_key(w, "note");
+  jw_str(w, x->note);
+  jw_obj_end(w);
+}
+
+void cli_note_index(cli *c, const es_index_build *x) {
+  if (x->built && !x->graph_fit)
+    cli_warn(c, "note: the HNSW graph did not fit in the build's %d MB of memory "
+             "and was finished on disk, several times slower (pgvector: %s); "
+             "--index-memory raises it on a server that has the memory",
+             x->memory_mb, x->notice);
+  if (x->note[0])
+    cli_warn(c, "note: the HNSW index build: %s", x->note);
+}
+
+bool cli_parse_index_memory(cli *c, const char *arg) {
+  long mb;
+  if (!cli_parse_int(arg, 1, 2097151, &mb))
+    return false;
+  c->index_memory_mb = (int)mb;
+  return true;
 }

@@ -23,6 +23,7 @@ typedef struct cli {
   const char *home; /* --home or EMBSTORE_HOME */
   bool json;        /* --json */
   const char *cmd;  /* the command's name, for messages */
+  int index_memory_mb; /* --index-memory of ingest, init, migrate; 0: sized */
   int argc;         /* the whole command line, to find a --json that */
   char **argv;      /* getopt has not reached when a usage error stops it */
 } cli;
@@ -36,7 +37,19 @@ typedef struct cli_command {
 
 extern const cli_command cli_cmd_db, cli_cmd_init, cli_cmd_migrate,
     cli_cmd_ingest, cli_cmd_search, cli_cmd_delete, cli_cmd_stats,
-    cli_cmd_cleanup, cli_cmd_metrics;
+    cli_cmd_cleanup, cli_cmd_metrics, cli_cmd_get;
+
+/* The "index" object of --json: an HNSW index build (NULL: none). */
+void cli_json_index(jw *w, const es_index_build *build);
+/* Notes on stderr when a build's graph did not fit in its memory, or a
+ * setting was refused. */
+void cli_note_index(cli *c, const es_index_build *build);
+/* --index-memory MB (1..2097151) into c; false when it is not one. */
+bool cli_parse_index_memory(cli *c, const char *arg);
+#define CLI_INDEX_MEMORY_USAGE                                                \
+  "  --index-memory MB  maintenance_work_mem of an HNSW index build\n"        \
+  "                 (default: sized from the data, at most the smaller of\n" \
+  "                 1 GiB and a quarter of the server's memory)\n"
 
 /* Prints "embstore CMD: message" to stderr (see cli_put_message), and with
  * --json also {"error":{"status","message"}} on stdout.  Returns exit_code. */

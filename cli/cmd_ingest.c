@@ -24,7 +24,7 @@
 static const char usage[] =
     "usage: embstore ingest FILE|- [--batch-size N] [--source S] [--workspace W]\n"
     "                       [--max-line-bytes N] [--defer-index auto|always|never]\n"
-    "                       [--json]\n"
+    "                       [--index-memory MB] [--json]\n"
     "\n"
     "Loads documents from JSON Lines, one document a line:\n"
     "  {\"id\": \"...\", \"text\": \"...\", \"embedding\": [...], \"metadata\": {...},\n"
@@ -44,10 +44,17 @@ static const char usage[] =
     "  --defer-index M     build the HNSW index after the load instead of row\n"
     "                      by row: auto (default: for 10,000+ documents into a\n"
     "                      store no larger than the load), always, never\n"
+    "  --index-memory MB   maintenance_work_mem of the HNSW index build\n"
+    "                      (default: sized from the data, at most the smaller\n"
+    "                      of 1 GiB and a quarter of the server's memory)\n"
     "\n"
-    "On a terminal a progress line (documents/s, ETA) is shown on stderr.\n"
+    "On a terminal a progress line names the phase (loading: documents/s,\n"
+    "ETA; building index N%; analysing) on stderr.  When the HNSW graph did\n"
+    "not fit in the build's memory, a note on stderr says so.\n"
     "--json prints {\"inserted\",\"updated\",\"unchanged\",\"failed\",\"duplicates\",\n"
-    "\"chunks_written\",\"errors\":[{\"id\",\"line\",\"error\"}],\"seconds\"}.\n"
+    "\"chunks_written\",\"errors\":[{\"id\",\"line\",\"error\"}],\"seconds\",\n"
+    "\"index\":{\"built\",\"vectors\",\"memory_mb\",\"workers\",\"workers_launched\",\n"
+    "\"seconds\",\"graph_fit\",\"notice\",\"note\"}}.\n"
     "Exit status 0 when every document landed, 3 when some failed, 2 when\n"
     "nothing could be written.\n";
 
@@ -90,6 +97,7 @@ typedef struct ingest {
   /* progress */
   bool tty;
   double t0, last_draw;
+  int last_phase; /* the phase the progress line shows, -1 before any */
   off_t file_size;
   size_t bytes_read, lines_read; /* written by the reader, atomically */
   es_status fatal; /* set when writing became impossible */
@@ -122,14 +130,15 @@ static void add_error(ingest *g, const char *id, long line, const char *msg) {
   pthread_mutex_unlock(&g->mu);
 }
 
-/* The progress line: documents done, rate, and an ETA when the size of
- * the input is known. */
-static void draw(size_t processed, size_t total, void *user) {
-  ingest *g = user;
-  double now = now_s();
-  if (!g->tty || (now - g->last_draw < 0.2 && processed < total))
-    return;
-  g->last_draw = now;
+/* Draws the progress line, padded to clear the one before. */
+static void put_progress(const char *line) {
+  fprintf(stderr, "\r  %-70s", line);
+}
+
+/* The loading phase's line: documents done, rate, and an ETA when the
+ * size of the input is known. */
+static void draw_loading(ingest *g, size_t processed, double now) {
+  char line[160];
   double secs = now - g->t0, rate = secs > 0 ? (double)processed / secs : 0;
   size_t bytes = __atomic_load_n(&g->bytes_read, __ATOMIC_RELAXED);
   size_t nlines = __atomic_load_n(&g->lines_read, __ATOMIC_RELAXED);
@@ -137,12 +146,42 @@ static void draw(size_t processed, size_t total, void *user) {
     double est = (double)g->file_size * (double)nlines / (double)bytes;
     double left = est > (double)processed && rate > 0 ? (est - (double)processed) / rate : 0;
     double pct = est > 0 ? 100.0 * (double)processed / est : 0;
-    fprintf(stderr, "\r  %zu docs (%.0f%%)  %.0f docs/s  ETA %.0f s   ", processed,
-            pct > 100 ? 100 : pct, rate, left);
+    snprintf(line, sizeof line, "loading: %zu docs (%.0f%%)  %.0f docs/s  ETA %.0f s",
+             processed, pct > 100 ? 100 : pct, rate, left);
   } else {
-    fprintf(stderr, "\r  %zu docs  %.0f docs/s   ", processed, rate);
+    snprintf(line, sizeof line, "loading: %zu docs  %.0f docs/s", processed, rate);
   }
-  (void)total;
+  put_progress(line);
+}
+
+/* The progress line on a terminal, for every phase of the session: at
+ * most five times a second, and at once when the phase changes or ends. */
+static void on_phase(const es_phase_info *p, void *user) {
+  ingest *g = user;
+  double now = now_s();
+  bool change = (int)p->phase != g->last_phase || p->fraction >= 1;
+  if (!g->tty || (!change && now - g->last_draw < 0.2))
+    return;
+  g->last_draw = now;
+  g->last_phase = (int)p->phase;
+  char line[160];
+  switch (p->phase) {
+  case ES_PHASE_LOADING:
+    draw_loading(g, p->done, now);
+    return;
+  case ES_PHASE_INDEXING:
+    snprintf(line, sizeof line, "building index %.0f%%  (%d MB, %d worker%s)  %.0f s",
+             100.0 * (p->fraction > 0 ? p->fraction : 0),
+             p->index ? p->index->memory_mb : 0, p->index ? p->index->workers : 0,
+             p->index && p->index->workers == 1 ? "" : "s", now - g->t0);
+    break;
+  case ES_PHASE_ANALYSING:
+    snprintf(line, sizeof line, "analysing  %.0f s", now - g->t0);
+    break;
+  default:
+    return;
+  }
+  put_progress(line);
 }
 
 /* Frees the documents of a batch buffer. */
@@ -341,6 +380,8 @@ static void print_summary(ingest *g, const es_batch_result *r, double seconds) {
     jw_arr_end(&w);
     jw_key(&w, "seconds");
     jw_num(&w, seconds);
+    jw_key(&w, "index");
+    cli_json_index(&w, r ? &r->index : NULL);
     jw_obj_end(&w);
     jw_done(&w);
     return;
@@ -394,6 +435,9 @@ static int finish(ingest *g) {
   merge_errors(g, r);
   print_summary(g, r, now_s() - g->t0);
   size_t landed = r ? r->inserted + r->updated + r->unchanged + r->duplicates : 0;
+  es_index_build ix = {0};
+  if (r)
+    ix = r->index;
   es_batch_result_free(r);
   /* The summary (and --json object) is printed: further news goes to
    * stderr only. */
@@ -401,6 +445,7 @@ static int finish(ingest *g) {
     exit_code = landed > 0 ? EXIT_PARTIAL : EXIT_FAIL;
   if (note[0])
     cli_warn(c, "note: %s", note);
+  cli_note_index(c, &ix);
   if (g->fatal != ES_OK)
     cli_warn(c, "stopped writing: %s", g->fatal_msg);
   if (end != ES_OK) {
@@ -457,6 +502,7 @@ static int run(cli *c, int argc, char **argv) {
       {"max-line-bytes", required_argument, NULL, 'm'},
       {"batch-size", required_argument, NULL, 'b'},
       {"defer-index", required_argument, NULL, 'd'},
+      {"index-memory", required_argument, NULL, 'i'},
       CLI_COMMON_LONGOPTS,
       {0, 0, 0, 0}};
   ingest g = {.c = c, .max_line = DEFAULT_MAX_LINE};
@@ -488,6 +534,11 @@ static int run(cli *c, int argc, char **argv) {
       if (!cli_parse_int(optarg, 1, 100000, &batch))
         return cli_usage(c, "--batch-size must be 1..100000, not '%s'", optarg);
       break;
+    case 'i':
+      if (!cli_parse_index_memory(c, optarg))
+        return cli_usage(c, "--index-memory must be 1..2097151 (MB), not '%s'",
+                         optarg);
+      break;
     case 'd':
       if (strcmp(optarg, "auto") == 0)
         g.opts.defer_index = ES_DEFER_AUTO;
@@ -512,9 +563,10 @@ static int run(cli *c, int argc, char **argv) {
     g.file_size = st.st_size;
   g.batch_size = (size_t)batch;
   g.opts.batch_size = (size_t)batch;
-  g.opts.progress = draw;
+  g.opts.phase = on_phase;
   g.opts.user = &g;
   g.tty = isatty(2) && !c->json;
+  g.last_phase = -1;
   g.t0 = now_s();
   pthread_mutex_init(&g.mu, NULL);
   pthread_cond_init(&g.cv, NULL);

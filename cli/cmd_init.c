@@ -5,7 +5,8 @@
 #include "cli.h"
 
 static const char init_usage[] =
-    "usage: embstore init --dim N [--metric cosine|l2|ip] [--json]\n"
+    "usage: embstore init --dim N [--metric cosine|l2|ip] [--index-memory MB]\n"
+    "                     [--json]\n"
     "\n"
     "Creates the store in the database: the vector extension, the tables\n"
     "embeddings, chunks and performance_metrics, their indexes (HNSW on the\n"
@@ -20,10 +21,11 @@ static const char init_usage[] =
     "\n"
     "  --dim N        vector dimension, 1..2000\n"
     "  --metric M     cosine (default), l2 or ip (negative inner product)\n"
+    CLI_INDEX_MEMORY_USAGE
     "\n"
     "--json prints {\"created\",\"adopted\",\"migrations_applied\",\n"
     "\"indexes_created\",\"dim\",\"metric\",\"orphaned_chunks\",\"fk_valid\",\n"
-    "\"fk_validated\"}.\n";
+    "\"fk_validated\",\"index\":{...}} (index: as ingest --json says).\n";
 
 /* Prints what es_init() did. */
 static void print_init(cli *c, const es_init_report *r) {
@@ -49,6 +51,8 @@ static void print_init(cli *c, const es_init_report *r) {
     jw_bool(&w, r->fk_valid);
     jw_key(&w, "fk_validated");
     jw_bool(&w, r->fk_validated);
+    jw_key(&w, "index");
+    cli_json_index(&w, &r->index);
     jw_obj_end(&w);
     jw_done(&w);
     return;
@@ -76,12 +80,18 @@ static void print_init(cli *c, const es_init_report *r) {
            (long long)r->orphaned_chunks);
   if (r->fk_validated && !r->created)
     printf("  foreign key chunks.document_id -> embeddings.id validated\n");
+  if (r->index.built && !r->created)
+    printf("  HNSW index built over %lld vectors in %.1f s (%d MB, %d workers)\n",
+           (long long)r->index.vectors, r->index.seconds, r->index.memory_mb,
+           r->index.workers_launched);
+  cli_note_index(c, &r->index);
 }
 
 static int run_init(cli *c, int argc, char **argv) {
   static const struct option lo[] = {
       {"dim", required_argument, NULL, 'd'},
       {"metric", required_argument, NULL, 'm'},
+      {"index-memory", required_argument, NULL, 'i'},
       CLI_COMMON_LONGOPTS,
       {0, 0, 0, 0}};
   long dim = 0;
@@ -100,6 +110,11 @@ static int run_init(cli *c, int argc, char **argv) {
     case 'm':
       if (es_metric_parse(optarg, &metric) != ES_OK)
         return cli_usage(c, "--metric must be cosine, l2 or ip, not '%s'", optarg);
+      break;
+    case 'i':
+      if (!cli_parse_index_memory(c, optarg))
+        return cli_usage(c, "--index-memory must be 1..2097151 (MB), not '%s'",
+                         optarg);
       break;
     }
   }
@@ -129,23 +144,28 @@ const cli_command cli_cmd_init = {"init", run_init,
                                   init_usage};
 
 static const char migrate_usage[] =
-    "usage: embstore migrate [--status] [--json]\n"
+    "usage: embstore migrate [--status] [--index-memory MB] [--json]\n"
     "\n"
     "Applies the migrations this version of embstore knows and the store has\n"
     "not had yet, each in its own transaction.  None drops user data.\n"
     "\n"
     "  --status   list applied and pending migrations, change nothing\n"
+    CLI_INDEX_MEMORY_USAGE
     "\n"
     "Also builds required indexes that are missing (a load killed while its\n"
     "HNSW index was deferred) and adds or validates the foreign key.\n"
     "\n"
-    "--json prints {\"applied\",\"indexes_created\",\"fk_valid\",\"fk_validated\"}\n"
+    "--json prints {\"applied\",\"indexes_created\",\"fk_valid\",\"fk_validated\",\n"
+    "\"index\":{...}} (index: as ingest --json says)\n"
     "or, with --status,\n"
     "{\"migrations\":[{\"version\",\"name\",\"applied\",\"applied_at\"}],\"pending\"}.\n";
 
 static int run_migrate(cli *c, int argc, char **argv) {
   static const struct option lo[] = {
-      {"status", no_argument, NULL, 's'}, CLI_COMMON_LONGOPTS, {0, 0, 0, 0}};
+      {"status", no_argument, NULL, 's'},
+      {"index-memory", required_argument, NULL, 'i'},
+      CLI_COMMON_LONGOPTS,
+      {0, 0, 0, 0}};
   bool status = false;
   int code, opt;
   optind = 0;
@@ -154,6 +174,9 @@ static int run_migrate(cli *c, int argc, char **argv) {
       return code;
     if (opt == 's')
       status = true;
+    if (opt == 'i' && !cli_parse_index_memory(c, optarg))
+      return cli_usage(c, "--index-memory must be 1..2097151 (MB), not '%s'",
+                       optarg);
   }
   if (optind != argc)
     return cli_usage(c, "unexpected argument '%s'", argv[optind]);
@@ -178,6 +201,8 @@ static int run_migrate(cli *c, int argc, char **argv) {
       jw_bool(&w, r->fk_valid);
       jw_key(&w, "fk_validated");
       jw_bool(&w, r->fk_validated);
+      jw_key(&w, "index");
+      cli_json_index(&w, &r->index);
       jw_obj_end(&w);
       jw_done(&w);
     } else {
@@ -187,8 +212,13 @@ static int run_migrate(cli *c, int argc, char **argv) {
         printf("%d missing index(es) built\n", r->indexes_created);
       if (r->fk_validated)
         printf("foreign key chunks.document_id -> embeddings.id validated\n");
+      if (r->index.built)
+        printf("HNSW index built over %lld vectors in %.1f s (%d MB, %d workers)\n",
+               (long long)r->index.vectors, r->index.seconds, r->index.memory_mb,
+               r->index.workers_launched);
       if (r->migrations_applied == 0 && r->indexes_created == 0 && !r->fk_validated)
         printf("up to date\n");
+      cli_note_index(c, &r->index);
     }
     es_init_report_free(r);
     es_close(s);

@@ -117,6 +117,21 @@ void jw_num(jw *w, double v) {
   fputs(buf, w->out);
 }
 
+void jw_float(jw *w, float v) {
+  if (!isfinite(v)) {
+    jw_null(w);
+    return;
+  }
+  char buf[40];
+  for (int prec = 6; prec <= 9; prec++) {
+    snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
+    if (strtof(buf, NULL) == v)
+      break;
+  }
+  sep(w);
+  fputs(buf, w->out);
+}
+
 void jw_bool(jw *w, bool v) {
   sep(w);
   fputs(v ? "true" : "false", w->out);

@@ -26,6 +26,9 @@ void jw_key(jw *w, const char *key);
 void jw_str(jw *w, const char *s); /* NULL writes null */
 void jw_int(jw *w, int64_t v);
 void jw_num(jw *w, double v); /* shortest form that reads back; NaN: null */
+/* A float (a vector's value): the shortest form that strtof reads back as
+ * the same float; not finite: null. */
+void jw_float(jw *w, float v);
 void jw_bool(jw *w, bool v);
 void jw_null(jw *w);
 void jw_raw(jw *w, const char *json); /* a valid JSON value, verbatim */

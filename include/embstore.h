@@ -42,7 +42,11 @@
  *    initializer naming the fields you set does), and a field that a later
  *    version adds means "as before" when it is 0.  Binary compatibility is
  *    by the shared library's SOVERSION: a version that changes the size of
- *    a struct in this header changes it.
+ *    a struct that the caller allocates (options, inputs) changes it.
+ *    Result structs are allocated by the library and only appended to
+ *    (es_batch_result.index, es_init_report.index): the fields a program
+ *    built against an older header knows keep their offsets, so appending
+ *    to them is binary-compatible.
  *  - [in] and [out] mark parameters.  Strings are NUL-terminated UTF-8.
  *  - An es_store may be used from several threads at once: it owns a pool of
  *    connections, and es_errmsg() reports the last failure of the calling
@@ -203,6 +207,10 @@ typedef struct es_options {
   int cache_ttl_ms;         /* a cached result is used at most this long:
                                writes by other processes are not seen by
                                this process's cache (60000) */
+  int index_memory_mb;      /* maintenance_work_mem, in MiB, of every HNSW
+                               index build on this store (es_batch_end(),
+                               es_init(), es_migrate()); 0 = sized from the
+                               data, see "Index builds" below (0) */
 } es_options;
 
 /* Fills every field of [out] options (not NULL) with its default, given
@@ -229,6 +237,72 @@ void es_close(es_store *store);
 const char *es_errmsg(const es_store *store);
 
 /* ------------------------------------------------------------------------
+ * Index builds
+ *
+ * embstore builds the store's HNSW index once after a large load (see
+ * es_batch_options.defer_index), and es_init() and es_migrate() build it
+ * when it is missing.  Each build runs in its own transaction with these
+ * settings (SET LOCAL), and reports them in an es_index_build:
+ *
+ *  - maintenance_work_mem, pgvector's budget for the graph.  A graph that
+ *    outgrows it is written out and the rest is inserted on disk, several
+ *    times slower; pgvector then says "hnsw graph no longer fits into
+ *    maintenance_work_mem after N tuples", which embstore reports
+ *    (graph_fit 0, notice).  es_options.index_memory_mb sets it; 0 sizes it
+ *    from the n vectors to index (the table's rows, estimated from the
+ *    catalog, or counted when the table has no statistics) and their
+ *    dimension:
+ *        MiB = ceil(n * (4 * dim + 780) * 1.1 / 2^20) + 8
+ *    4 * dim + 780 bytes is what pgvector 0.8 allocates per vector with its
+ *    default m = 16 (hnswbuild.c, hnsw.h: the vector and its 8-byte header,
+ *    a 128-byte element, a level-0 neighbour array of 2m 16-byte entries
+ *    and one of m on each higher level, reached by 1/(m-1) of the vectors
+ *    on average, pointers, and the allocator's header per allocation) and
+ *    matches where its notice comes; 10% and 8 MiB are the margin (a
+ *    parallel build keeps 4 MiB of it for itself).  100,000 vectors of 384
+ *    dimensions: 251 MiB; 1,000,000: 2438 MiB.  When parallel workers are
+ *    used it is at least 32 MiB per process (PostgreSQL launches no worker
+ *    that would get less).  It is at most the cap: the smaller of 1 GiB and
+ *    a quarter of the server's memory, or the server's own
+ *    maintenance_work_mem when that is larger.  The server's memory is
+ *    known when it runs on this machine, that is when it is reached
+ *    through a Unix-domain socket (the embedded cluster, a local server):
+ *    the machine's physical memory, or its cgroup's limit when lower.  For
+ *    a server reached over TCP it cannot be known, and the cap is 1 GiB (or
+ *    the server's own setting).  A load larger than the cap builds with
+ *    the cap, and says that the graph did not fit: raise index_memory_mb
+ *    (`embstore ingest --index-memory`) on a server that has the memory.
+ *  - max_parallel_maintenance_workers (pgvector 0.8 builds in parallel):
+ *    the smaller of the server's max_parallel_workers and
+ *    max_worker_processes, and, on this machine, its processors less one
+ *    (the leader builds too); lowered until every process gets its 32 MiB.
+ *    PostgreSQL launches fewer for a small table (under 8 MB by default),
+ *    and none when it has no worker slot free: workers_launched says.
+ *    For a server reached over TCP the processors are not known: the
+ *    server's own max_parallel_maintenance_workers is kept.
+ *  - client_min_messages = debug1, so that pgvector's notice (and its
+ *    line naming the workers it launched) is heard; never shown.
+ * A setting the server refuses keeps the server's value, and a parallel
+ * build that fails for want of (shared) memory is run again serially; note
+ * says which.  What es_index_build reports is read back from the server.
+ * ---------------------------------------------------------------------- */
+typedef struct es_index_build {
+  int built;        /* 1 when the call built the HNSW index; when 0, the
+                       other fields are 0 (and the strings "") */
+  int64_t vectors;  /* the vectors its memory was sized for (an estimate) */
+  int memory_mb;    /* maintenance_work_mem of the build, MiB */
+  int workers;      /* max_parallel_maintenance_workers of the build */
+  int workers_launched; /* the parallel workers pgvector launched (it says
+                           so at DEBUG1); 0 for a serial build */
+  double seconds;   /* wall time of the CREATE INDEX */
+  int graph_fit;    /* 1 when the graph fit in memory; 0 when pgvector said
+                       it did not (notice) */
+  char notice[256]; /* pgvector's notice when the graph did not fit, else "" */
+  char note[512];   /* a setting the server refused, a parallel build run
+                       again serially, and why; else "" */
+} es_index_build;
+
+/* ------------------------------------------------------------------------
  * Schema: create, adopt and migrate
  * ---------------------------------------------------------------------- */
 /* What es_init() or es_migrate_report() did.  Freed with
@@ -245,6 +319,8 @@ typedef struct es_init_report {
   int fk_validated;          /* 1 when this call validated it */
   int counters_rebuilt;      /* 1 when missing or disabled counting triggers
                                 were recreated and the counts recomputed */
+  es_index_build index;      /* the HNSW index build, when this call built
+                                it (an empty store's too) */
 } es_init_report;
 
 /* Creates the store (extension, tables, indexes, foreign key) for vectors of
@@ -338,6 +414,71 @@ es_status es_doc_validate(es_store *store, const es_doc *doc);
 es_status es_upsert(es_store *store, const es_doc *doc,
                     es_upsert_outcome *outcome);
 
+/* What es_get_document() reads.  Fill it with es_get_options_init(). */
+typedef struct es_get_options {
+  int include_embedding;         /* 1: the vectors of the document and of
+                                    its chunks too (0) */
+  const char *const *workspaces; /* a tenant's scope: only a document whose
+                                    metadata.workspace is one of these
+                                    n_workspaces strings is found; any other
+                                    (also one without a workspace) answers
+                                    ES_ENOTFOUND with the same message as an
+                                    id that is not stored.  NULL: any
+                                    document (NULL) */
+  size_t n_workspaces;           /* entries of workspaces; with workspaces
+                                    not NULL, 0 finds nothing (0) */
+} es_get_options;
+
+/* Fills every field of [out] options (not NULL) with its default, given
+ * above in parentheses: no vectors, any workspace. */
+void es_get_options_init(es_get_options *options);
+
+/* A stored chunk, as es_get_document() reads it. */
+typedef struct es_document_chunk {
+  char *id;
+  int chunk_index;       /* its place in the document (chunk i of the
+                            es_doc that wrote it has chunk_index i) */
+  char *text;
+  char *metadata_json;   /* a JSON object, as PostgreSQL's jsonb prints it */
+  float *embedding;      /* dim values; NULL without include_embedding or
+                            when the chunk has no vector */
+  size_t dim;
+} es_document_chunk;
+
+/* A stored document and its chunks.  Freed with es_document_free(). */
+typedef struct es_document {
+  char *id;
+  char *text;
+  char *metadata_json;   /* a JSON object, as PostgreSQL's jsonb prints it */
+  char *source_id;       /* NULL when the document has none */
+  int64_t created_at_us; /* microseconds since 1970-01-01 00:00:00 UTC,
+                            whatever the server's or session's TimeZone and
+                            DateStyle */
+  int64_t updated_at_us; /* the same, of the last write that changed it (an
+                            unchanged re-ingest keeps it) */
+  float *embedding;      /* dim values; NULL without include_embedding or
+                            when the document has no vector */
+  size_t dim;
+  es_document_chunk *chunks; /* n_chunks of them, by chunk_index, then id */
+  size_t n_chunks;
+} es_document;
+
+/* Reads the document [in] id (any UTF-8, '/' and spaces included) with its
+ * chunks, in one statement, so one snapshot: the chunks are those of the
+ * document as it was read, and the workspace scope is checked in the same
+ * statement that reads it.  [in] options may be NULL for the defaults.
+ * ES_ENOTFOUND when no such document is stored or it is outside
+ * options->workspaces (the message, "no document with id ...", is the
+ * same); ES_EINVAL when id is NULL, empty or not UTF-8.  [out] *document
+ * is freed with es_document_free(). */
+es_status es_get_document(es_store *store, const char *id,
+                          const es_get_options *options,
+                          es_document **document);
+
+/* Frees a document from es_get_document(), its chunks and vectors too.
+ * NULL is a no-op. */
+void es_document_free(es_document *document);
+
 /* ------------------------------------------------------------------------
  * Batch upsert (the write path at COPY speed)
  *
@@ -358,6 +499,41 @@ es_status es_upsert(es_store *store, const es_doc *doc,
  * ---------------------------------------------------------------------- */
 typedef void (*es_progress_fn)(size_t processed, size_t total, void *user);
 
+/* The phases of a batch session, in the order they come. */
+typedef enum es_phase {
+  ES_PHASE_LOADING = 0,  /* documents being written (es_batch_add) */
+  ES_PHASE_INDEXING = 1, /* the deferred HNSW index being built
+                            (es_batch_end) */
+  ES_PHASE_ANALYSING = 2 /* ANALYZE of the tables the load changed
+                            (es_batch_end) */
+} es_phase;
+
+/* What a phase callback is told; borrowed for the call only.  Fields may
+ * be appended (the library allocates it). */
+typedef struct es_phase_info {
+  es_phase phase;
+  double fraction; /* how far the phase is, 0..1, or -1 when unknown
+                      (loading without a total).  Indexing: the share of
+                      the table's blocks the build has scanned, as
+                      pg_stat_progress_create_index reports it, at most
+                      0.99 until the index is built, then 1 */
+  size_t done;     /* loading: documents processed; indexing: blocks
+                      scanned; analysing: 0 */
+  size_t total;    /* loading: documents expected (0: unknown); indexing:
+                      blocks to scan (0 until the server says); analysing:
+                      0 */
+  const es_index_build *index; /* indexing: the build's settings (vectors,
+                                  memory_mb, workers; graph_fit and notice
+                                  as they stand so far); otherwise NULL */
+} es_phase_info;
+
+/* Called by a batch session in its own thread: while loading after each
+ * batch (as es_progress_fn is); when the index build starts (fraction 0),
+ * about every 0.5 s while it runs (read on a second pooled connection,
+ * when one is free: else only at start and end) and once it is built
+ * (fraction 1); before ANALYZE (0) and after it (1). */
+typedef void (*es_phase_fn)(const es_phase_info *info, void *user);
+
 typedef enum es_defer_index {
   ES_DEFER_AUTO = 0, /* defer for a load of 10,000+ documents that is at
                         least as large as what the store already holds */
@@ -368,7 +544,7 @@ typedef enum es_defer_index {
 typedef struct es_batch_options {
   size_t batch_size;       /* documents per transaction (1000) */
   es_progress_fn progress; /* called after each batch, may be NULL */
-  void *user;              /* passed to progress */
+  void *user;              /* passed to progress and phase */
   size_t total;            /* expected number of documents when streaming
                               (progress, index strategy); 0 unknown */
   /* Inserting into an HNSW index one row at a time is the slowest part of a
@@ -381,11 +557,14 @@ typedef struct es_batch_options {
    * when it cannot be dropped (a lock held elsewhere for more than 2 s, no
    * rights), the load goes on with the index and es_batch_note() says why. */
   es_defer_index defer_index;
+  es_phase_fn phase;       /* told every phase (loading, building the index,
+                              analysing) and how far it is; may be NULL.
+                              progress, when set too, is still called */
 } es_batch_options;
 
 /* Fills every field of [out] options (not NULL) with its default, given
- * above in parentheses: batch_size 1000, no progress callback, total 0
- * (unknown), defer_index ES_DEFER_AUTO. */
+ * above in parentheses: batch_size 1000, no progress or phase callback,
+ * total 0 (unknown), defer_index ES_DEFER_AUTO. */
 void es_batch_options_init(es_batch_options *options);
 
 typedef struct es_batch_failure {
@@ -401,6 +580,8 @@ typedef struct es_batch_result {
   size_t batches;        /* transactions committed */
   es_batch_failure *failures; /* failed of them, in input order */
   size_t n_failures;          /* == failed */
+  es_index_build index;       /* the HNSW index build of es_batch_end(), if
+                                 the session built it (see "Index builds") */
 } es_batch_result;
 
 /* Frees a result of es_batch_upsert() or es_batch_end(), its failures
@@ -551,25 +732,38 @@ es_status es_search(es_store *store, const es_search_params *params,
 void es_results_free(es_results *results);
 
 /* ------------------------------------------------------------------------
- * Delete by source
+ * Delete, by source or by document id
  * ---------------------------------------------------------------------- */
 typedef struct es_delete_options {
   const char *workspace; /* only documents of this workspace; NULL: all */
-  int no_cascade;        /* 1: refuse (ES_ECONFLICT) when a document of the
-                            source still has chunks; nothing is deleted (0) */
+  int no_cascade;        /* 1: refuse (ES_ECONFLICT) when a document to
+                            delete still has chunks; nothing is deleted (0) */
   int dry_run;           /* 1: count exactly, change nothing (0) */
+  const char *const *workspaces; /* a tenant's scope, besides workspace:
+                                    only documents whose metadata.workspace
+                                    is one of these n_workspaces strings
+                                    (a document without a workspace is
+                                    outside every scope).  NULL: all (NULL) */
+  size_t n_workspaces;   /* entries of workspaces; with workspaces not NULL,
+                            0 allows nothing (0) */
 } es_delete_options;
 
 /* Fills every field of [out] options (not NULL) with its default: every
  * workspace, cascading to chunks, not a dry run. */
 void es_delete_options_init(es_delete_options *options);
 
-/* What es_delete_by_source() deleted (or would).  Freed with
- * es_delete_result_free(). */
+/* What es_delete_by_source() or es_delete_documents() deleted (or would,
+ * in a dry run).  Freed with es_delete_result_free(). */
 typedef struct es_delete_result {
   int64_t deleted;        /* documents */
   int64_t chunks_removed; /* their chunks */
   int dry_run;
+  /* es_delete_documents() only (0 and NULL for a delete by source): */
+  int64_t not_found;      /* distinct ids given that name no stored
+                             document in the scope (workspace, workspaces) */
+  int64_t duplicates;     /* ids given again after their first time; so
+                             deleted + not_found + duplicates is n */
+  char **not_found_ids;   /* those not_found ids, in the order first given */
 } es_delete_result;
 
 /* Deletes the documents of [in] source_id (and their chunks, unless
@@ -583,7 +777,28 @@ es_status es_delete_by_source(es_store *store, const char *source_id,
                               const es_delete_options *options,
                               es_delete_result **result);
 
-/* Frees a result of es_delete_by_source().  NULL is a no-op. */
+/* Deletes the documents [in] ids[0..n) (and their chunks, unless
+ * no_cascade) in one transaction: the documents are locked in id order
+ * (as every writer locks them, so no deadlock), then their chunks and
+ * they are deleted and counted, so both counts are exact and nothing is
+ * half-deleted.  An id that is not stored, or names a document outside
+ * the scope (options->workspace, options->workspaces), is counted in
+ * not_found and listed in not_found_ids, exactly alike: not an error.  An
+ * id given twice counts once, the repeats in duplicates.  Any number of
+ * ids (10,000 and more) go to the server as one array parameter.  With
+ * no_cascade, ES_ECONFLICT when any of the documents has chunks, and
+ * nothing is deleted; in a dry run too (the counts are exact, nothing
+ * changes).  Cached searches that may show a deleted document are
+ * invalidated after the commit.  ES_EINVAL when ids is NULL with n > 0, or
+ * an id is NULL or not UTF-8 (the message names its index); n 0 deletes
+ * nothing.  [in] options may be NULL for the defaults.  [out] *result is
+ * freed with es_delete_result_free(); result may be NULL. */
+es_status es_delete_documents(es_store *store, const char *const *ids,
+                              size_t n, const es_delete_options *options,
+                              es_delete_result **result);
+
+/* Frees a result of es_delete_by_source() or es_delete_documents(), its
+ * not_found_ids too.  NULL is a no-op. */
 void es_delete_result_free(es_delete_result *result);
 
 /* ------------------------------------------------------------------------

@@ -126,9 +126,16 @@ static void work_free(add_work *w) {
 
 /* Tells the progress callback how far the session is. */
 static void report_progress(es_batch *b, size_t total) {
+  size_t done = b->processed < total ? b->processed : total;
   if (b->opts.progress)
-    b->opts.progress(b->processed < total ? b->processed : total, total,
-                     b->opts.user);
+    b->opts.progress(done, total, b->opts.user);
+  if (b->opts.phase) {
+    size_t expected = b->opts.total >= done ? b->opts.total : 0;
+    es_phase_info info = {ES_PHASE_LOADING,
+                          expected ? (double)done / (double)expected : -1,
+                          done, expected, NULL};
+    b->opts.phase(&info, b->opts.user);
+  }
 }
 
 /* Writes the ready items of a round, batch by batch, hashing the next

@@ -132,8 +132,9 @@ es_status es__batch_rebuild_index(es_batch *b) {
   if (rc == ES_OK)
     rc = es__exec(b->s, b->conn, ES__MIGRATE_LOCK, "cannot take the migration lock");
   int built = 0;
+  es__build_watch watch = {&b->res.index, b->opts.phase, b->opts.user};
   if (rc == ES_OK)
-    rc = es__ensure_indexes(b->s, b->conn, b->metric, false, &built);
+    rc = es__ensure_indexes(b->s, b->conn, b->metric, false, &built, &watch);
   if (rc == ES_OK)
     rc = es__commit(b->s, b->conn);
   if (rc != ES_OK) {
@@ -167,10 +168,18 @@ void es__batch_mend_indexes(es_batch *b) {
            "SET LOCAL lock_timeout = %d; %s", DEFER_LOCK_WAIT_MS, ES__MIGRATE_LOCK);
   if (rc == ES_OK && es__exec(b->s, b->conn, sql, "cannot take the migration "
                               "lock") == ES_OK &&
-      es__ensure_indexes(b->s, b->conn, b->metric, true, NULL) == ES_OK)
+      es__ensure_indexes(b->s, b->conn, b->metric, true, NULL, NULL) == ES_OK)
     es__commit(b->s, b->conn);
   es__rollback(b->conn);
   *es__last_err(b->s) = saved;
+}
+
+/* Tells the phase callback how far ANALYZE is (0 or 1). */
+static void tell_analysing(es_batch *b, double fraction) {
+  if (b->opts.phase == NULL)
+    return;
+  es_phase_info info = {ES_PHASE_ANALYSING, fraction, 0, 0, NULL};
+  b->opts.phase(&info, b->opts.user);
 }
 
 /* After a load, the planner needs statistics: ANALYZE a table that never
@@ -185,6 +194,7 @@ void es__batch_analyze(es_batch *b) {
   size_t written = b->res.inserted + b->res.updated + b->res.duplicates;
   if (written == 0 || es__batch_conn(b) != ES_OK)
     return;
+  tell_analysing(b, 0);
   PGresult *r = PQexec(b->conn->pg,
                        "SELECT relname, reltuples FROM pg_class WHERE oid IN "
                        "(to_regclass('embeddings'), to_regclass('chunks'))");
@@ -216,6 +226,7 @@ void es__batch_analyze(es_batch *b) {
       PQclear(r);
     es__release(b->s, other); /* closed if the ANALYZE failed mid-way */
   }
+  tell_analysing(b, 1);
 }
 
 /* Folds the counters' delta rows (one per key and statement) so that

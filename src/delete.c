@@ -1,13 +1,16 @@
-/* delete.c - delete a source's documents and their chunks.
+/* delete.c - delete documents and their chunks: a source's, or a list of
+ * ids.
  *
- * One transaction.  It first locks the source's documents (in id order,
- * the order every writer locks documents in, so no deadlock) and notes
- * which they are; from then on no chunk can be added to them and they
- * cannot move.  Their chunks are deleted and counted, then exactly those
- * documents.  A document of the source that commits after the lock was
- * taken is not in the set: it is kept with its chunks.  So both counts are
- * exact, and nothing is ever half-deleted.  A dry run counts the same in a
- * read-only snapshot. */
+ * One transaction.  It first locks the documents (in id order, the order
+ * every writer locks documents in, so no deadlock) and notes which they
+ * are; from then on no chunk can be added to them and they cannot move.
+ * Their chunks are deleted and counted, then exactly those documents.  A
+ * document of the source that commits after the lock was taken is not in
+ * the set: it is kept with its chunks.  So both counts are exact, and
+ * nothing is ever half-deleted.  A dry run counts the same in a read-only
+ * snapshot.  The workspace scope (options.workspace and workspaces) is
+ * part of the statement that picks the documents: a document outside it
+ * is never seen, so a delete by id counts it as not found. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,16 +21,17 @@
 typedef struct delete_ctx {
   const char *source;
   const es_delete_options *o;
+  const char *scope; /* o->workspaces as a text[] literal, or NULL */
   es_delete_result r;
 } delete_ctx;
 
-/* Runs a statement with the (source, workspace) parameters; returns the
- * first column of its one row, or the rows it affected when it returns
- * none. */
-static es_status run2(es_store *s, es__conn *c, const char *sql,
+/* Runs a statement with the (source, workspace, scope) parameters; returns
+ * the first column of its one row, or the rows it affected when it
+ * returns none. */
+static es_status run3(es_store *s, es__conn *c, const char *sql,
                       delete_ctx *d, const char *what, int64_t *out) {
-  const char *v[2] = {d->source, d->o->workspace};
-  PGresult *r = PQexecParams(c->pg, sql, 2, NULL, v, NULL, NULL, 0);
+  const char *v[3] = {d->source, d->o->workspace, d->scope};
+  PGresult *r = PQexecParams(c->pg, sql, 3, NULL, v, NULL, NULL, 0);
   es_status rc = ES_OK;
   if (!es__res_ok(r))
     rc = es__fail_pg(s, c->pg, r, what);
@@ -39,9 +43,14 @@ static es_status run2(es_store *s, es__conn *c, const char *sql,
   return rc;
 }
 
-#define OF_SOURCE                                                       \
-  "e.source_id = $1 AND ($2::text IS NULL OR "                          \
-  "e.metadata->>'workspace' = $2)"
+/* The workspace scope of a document e, on parameters $N (workspace) and
+ * $N+1 (workspaces, a text[]). */
+#define IN_SCOPE(N, N1)                                                 \
+  "($" N "::text IS NULL OR e.metadata->>'workspace' = $" N ") AND "    \
+  "($" N1 "::text[] IS NULL OR e.metadata->>'workspace' = "             \
+  "ANY ($" N1 "::text[]))"
+
+#define OF_SOURCE "e.source_id = $1 AND " IN_SCOPE("2", "3")
 
 static es_status delete_op(es_store *s, es__conn *c, void *arg) {
   delete_ctx *d = arg;
@@ -58,7 +67,7 @@ static es_status delete_op(es_store *s, es__conn *c, void *arg) {
                   "cannot create a temporary table");
   if (rc != ES_OK)
     goto done;
-  rc = run2(s, c,
+  rc = run3(s, c,
             d->o->dry_run
                 ? "SELECT count(*) FROM embeddings e WHERE " OF_SOURCE
                 : "WITH locked AS (SELECT e.id FROM embeddings e WHERE " OF_SOURCE
@@ -66,7 +75,7 @@ static es_status delete_op(es_store *s, es__conn *c, void *arg) {
                   "SELECT id FROM locked",
             d, "cannot find the source's documents", &docs);
   if (rc == ES_OK && d->o->dry_run)
-    rc = run2(s, c,
+    rc = run3(s, c,
               "SELECT count(*) FROM chunks c JOIN embeddings e ON "
               "e.id = c.document_id WHERE " OF_SOURCE,
               d, "cannot count the source's chunks", &chunks);
@@ -126,13 +135,21 @@ es_status es_delete_by_source(es_store *s, const char *source_id,
   es__clear_err(s);
   if (source_id == NULL || source_id[0] == '\0')
     return es__fail(s, ES_EINVAL, "a source id is required");
+  delete_ctx d = {source_id, options ? options : &defaults, NULL, {0}};
+  char *scope = NULL;
+  es_status rc = es__scope_literal(s, d.o->workspaces, d.o->n_workspaces, &scope);
+  if (rc != ES_OK)
+    return rc;
+  d.scope = scope;
   /* Allocated first: once the delete is committed, nothing may fail. */
   es_delete_result *res = calloc(1, sizeof *res);
-  if (res == NULL)
+  if (res == NULL) {
+    free(scope);
     return es__fail(s, ES_ENOMEM, "out of memory");
-  delete_ctx d = {source_id, options ? options : &defaults, {0}};
-  es_status rc = es__run(s, d.o->dry_run ? "delete_dry_run" : "delete_by_source",
-                         true, delete_op, &d);
+  }
+  rc = es__run(s, d.o->dry_run ? "delete_dry_run" : "delete_by_source", true,
+               delete_op, &d);
+  free(scope);
   if (rc == ES_OK && !d.o->dry_run && d.r.deleted > 0)
     es__cache_invalidate_source(s->cache, source_id); /* after the commit */
   *res = d.r;
@@ -143,4 +160,267 @@ es_status es_delete_by_source(es_store *s, const char *source_id,
   return rc;
 }
 
-void es_delete_result_free(es_delete_result *result) { free(result); }
+/* ---- by id ---------------------------------------------------------------- */
+
+typedef struct ids_ctx {
+  const es_delete_options *o;
+  const char *ids;   /* the ids as a text[] literal */
+  const char *scope; /* o->workspaces as a text[] literal, or NULL */
+  size_t n;          /* ids given, repeats included */
+  es_delete_result r;
+  char **sources;    /* the distinct sources of the deleted documents, */
+  size_t n_sources;  /* for the cache (an entry NULL: no source) */
+} ids_ctx;
+
+/* The documents that a dry run would delete, as a subquery x(id). */
+#define CHOSEN                                                          \
+  "(SELECT e.id FROM embeddings e WHERE e.id = ANY ($1::text[]) AND "   \
+  IN_SCOPE("2", "3") ")"
+
+/* Distinct ids of $1 for which no row of x matches (x_where: how), in the
+ * order first given. */
+#define MISSING(x_where)                                                \
+  "SELECT u.id FROM unnest($1::text[]) WITH ORDINALITY AS u(id, n) "    \
+  "WHERE NOT EXISTS (" x_where ") GROUP BY u.id ORDER BY min(u.n)"
+
+/* Runs sql with the first nparams of (ids, workspace, scope); the result
+ * is the caller's to PQclear, NULL after a failure (recorded). */
+static PGresult *query(es_store *s, es__conn *c, const char *sql, int nparams,
+                       const ids_ctx *d, const char *what) {
+  const char *v[3] = {d->ids, d->o->workspace, d->scope};
+  PGresult *r = PQexecParams(c->pg, sql, nparams, NULL, v, NULL, NULL, 0);
+  if (es__res_ok(r))
+    return r;
+  es__fail_pg(s, c->pg, r, what);
+  PQclear(r);
+  return NULL;
+}
+
+/* Runs sql (see query) and returns the first column of its one row, or the
+ * rows it affected when it returns none. */
+static es_status count(es_store *s, es__conn *c, const char *sql, int nparams,
+                       const ids_ctx *d, const char *what, int64_t *out) {
+  PGresult *r = query(s, c, sql, nparams, d, what);
+  if (r == NULL)
+    return es__last_err(s)->code;
+  *out = strtoll(PQresultStatus(r) == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0)
+                                                      : PQcmdTuples(r),
+                 NULL, 10);
+  PQclear(r);
+  return ES_OK;
+}
+
+/* Copies column 0 of every row of r into a malloc'd array of strings
+ * (NULL for SQL NULL) at *out, their number at *n; NULL r: nothing. */
+static es_status take_column(es_store *s, PGresult *r, char ***out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  if (r == NULL)
+    return es__last_err(s)->code;
+  int rows = PQntuples(r);
+  es_status rc = ES_OK;
+  *out = calloc(rows > 0 ? (size_t)rows : 1, sizeof **out);
+  if (*out == NULL)
+    rc = es__fail(s, ES_ENOMEM, "out of memory");
+  for (int i = 0; rc == ES_OK && i < rows; i++, (*n)++)
+    if (!PQgetisnull(r, i, 0) && ((*out)[i] = strdup(PQgetvalue(r, i, 0))) == NULL)
+      rc = es__fail(s, ES_ENOMEM, "out of memory");
+  PQclear(r);
+  return rc;
+}
+
+/* Frees an array of n strings. */
+static void free_strings(char **v, size_t n) {
+  for (size_t i = 0; v && i < n; i++)
+    free(v[i]);
+  free(v);
+}
+
+/* Forgets what an earlier attempt of the operation found. */
+static void ids_reset(ids_ctx *d) {
+  free_strings(d->r.not_found_ids, (size_t)d->r.not_found);
+  free_strings(d->sources, d->n_sources);
+  d->sources = NULL;
+  d->n_sources = 0;
+  memset(&d->r, 0, sizeof d->r);
+  d->r.dry_run = d->o->dry_run;
+}
+
+/* The restrict refusal: chunks of the chosen documents exist. */
+static es_status blocked(es_store *s, const ids_ctx *d, int64_t chunks,
+                         int64_t docs, const char *first) {
+  return es__fail(s, ES_ECONFLICT, "%lld chunks of %lld of the documents "
+                  "(\"%s\" among them) %s the delete (--no-cascade): nothing "
+                  "%s deleted", (long long)chunks, (long long)docs, first,
+                  d->o->dry_run ? "would block" : "block",
+                  d->o->dry_run ? "would be" : "was");
+}
+
+/* Counts chunks of the chosen documents x: how many, and of how many
+ * documents, and the first of them (for the refusal). */
+static es_status chunk_owners(es_store *s, es__conn *c, const ids_ctx *d,
+                              const char *sql, int nparams, int64_t *chunks) {
+  PGresult *r = query(s, c, sql, nparams, d, "cannot count the chunks");
+  if (r == NULL)
+    return es__last_err(s)->code;
+  *chunks = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  es_status rc = ES_OK;
+  if (d->o->no_cascade && *chunks > 0)
+    rc = blocked(s, d, *chunks, strtoll(PQgetvalue(r, 0, 1), NULL, 10),
+                 PQgetvalue(r, 0, 2));
+  PQclear(r);
+  return rc;
+}
+
+/* A dry run: the same counts in one read-only snapshot. */
+static es_status ids_dry_run(es_store *s, es__conn *c, ids_ctx *d) {
+  size_t missing = 0;
+  es_status rc = es__exec(s, c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                          "cannot begin a transaction");
+  if (rc == ES_OK)
+    rc = count(s, c, "SELECT count(*) FROM " CHOSEN " x", 3, d,
+               "cannot find the documents", &d->r.deleted);
+  if (rc == ES_OK)
+    rc = take_column(s, query(s, c, MISSING("SELECT 1 FROM embeddings e WHERE "
+                                            "e.id = u.id AND " IN_SCOPE("2", "3")),
+                              3, d, "cannot find the documents"),
+                     &d->r.not_found_ids, &missing);
+  d->r.not_found = (int64_t)missing;
+  if (rc == ES_OK)
+    rc = chunk_owners(s, c, d, "SELECT count(*), count(DISTINCT x.id), min(x.id) "
+                      "FROM chunks c JOIN " CHOSEN " x ON x.id = c.document_id",
+                      3, &d->r.chunks_removed);
+  if (d->o->no_cascade)
+    d->r.chunks_removed = 0;
+  return rc;
+}
+
+/* Locks the chosen documents into es_doomed and deletes them. */
+static es_status ids_delete(es_store *s, es__conn *c, ids_ctx *d) {
+  int64_t docs = 0, chunks = 0;
+  size_t missing = 0;
+  es_status rc = es__exec(s, c, "BEGIN", "cannot begin a transaction");
+  if (rc == ES_OK)
+    rc = es__exec(s, c, "CREATE TEMP TABLE es_doomed (id text PRIMARY KEY, "
+                  "source_id text) ON COMMIT DROP",
+                  "cannot create a temporary table");
+  if (rc == ES_OK)
+    rc = count(s, c, "WITH locked AS (SELECT e.id, e.source_id FROM embeddings "
+               "e WHERE e.id = ANY ($1::text[]) AND " IN_SCOPE("2", "3")
+               " ORDER BY e.id FOR UPDATE) INSERT INTO es_doomed SELECT id, "
+               "source_id FROM locked", 3, d, "cannot find the documents", &docs);
+  if (rc == ES_OK)
+    rc = take_column(s, query(s, c, MISSING("SELECT 1 FROM es_doomed x WHERE "
+                                            "x.id = u.id"),
+                              1, d, "cannot find the documents"),
+                     &d->r.not_found_ids, &missing);
+  d->r.not_found = (int64_t)missing;
+  if (rc == ES_OK && d->o->no_cascade)
+    rc = chunk_owners(s, c, d, "SELECT count(*), count(DISTINCT x.id), min(x.id) "
+                      "FROM chunks c JOIN es_doomed x ON x.id = c.document_id",
+                      0, &chunks);
+  if (rc == ES_OK && docs > 0) /* before the commit: nothing may fail after */
+    rc = take_column(s, query(s, c, "SELECT DISTINCT source_id FROM es_doomed",
+                              0, d, "cannot read the documents' sources"),
+                     &d->sources, &d->n_sources);
+  if (rc == ES_OK && !d->o->no_cascade)
+    rc = count(s, c, "DELETE FROM chunks c USING es_doomed x WHERE "
+               "c.document_id = x.id", 0, d, "cannot delete the chunks", &chunks);
+  if (rc == ES_OK)
+    rc = count(s, c, "DELETE FROM embeddings e USING es_doomed x WHERE "
+               "e.id = x.id", 0, d, "cannot delete the documents", &docs);
+  if (rc == ES_OK)
+    rc = es__commit(s, c);
+  if (rc == ES_OK) {
+    d->r.deleted = docs;
+    d->r.chunks_removed = d->o->no_cascade ? 0 : chunks;
+  }
+  return rc;
+}
+
+/* The delete by id on a pooled connection; repeats are counted from what
+ * was found: the distinct ids are the deleted and the missing ones. */
+static es_status ids_op(es_store *s, es__conn *c, void *arg) {
+  ids_ctx *d = arg;
+  ids_reset(d);
+  es_status rc = d->o->dry_run ? ids_dry_run(s, c, d) : ids_delete(s, c, d);
+  es__rollback(c);
+  d->r.duplicates = (int64_t)d->n - d->r.deleted - d->r.not_found;
+  return rc;
+}
+
+/* The nth id of a list (for es__text_array). */
+static const char *nth_id(const void *list, size_t i) {
+  return ((const char *const *)list)[i];
+}
+
+/* Checks the ids at the door. */
+static inline es_status check_ids(es_store *s, const char *const *ids,
+                                  size_t n) {
+  if (ids == NULL && n > 0)
+    return es__fail(s, ES_EINVAL, "ids is NULL");
+  for (size_t i = 0; i < n; i++) {
+    if (ids[i] == NULL)
+      return es__fail(s, ES_EINVAL, "ids[%zu] is NULL", i);
+    long bad = es__utf8_invalid_at(ids[i], strlen(ids[i]));
+    if (bad >= 0)
+      return es__fail(s, ES_EINVAL, "ids[%zu] is not valid UTF-8 (byte %ld)",
+                      i, bad);
+  }
+  return ES_OK;
+}
+
+/* Invalidates the cached searches that may show the deleted documents. */
+static void invalidate(es_store *s, const ids_ctx *d) {
+  for (size_t i = 0; i < d->n_sources; i++)
+    es__cache_invalidate_source(s->cache, d->sources[i]);
+}
+
+es_status es_delete_documents(es_store *s, const char *const *ids, size_t n,
+                              const es_delete_options *options,
+                              es_delete_result **result) {
+  es_delete_options defaults;
+  es_delete_options_init(&defaults);
+  if (result)
+    *result = NULL;
+  if (s == NULL)
+    return ES_EINVAL;
+  es__clear_err(s);
+  es_status rc = check_ids(s, ids, n);
+  if (rc != ES_OK)
+    return rc;
+  ids_ctx d = {.o = options ? options : &defaults, .n = n};
+  char *scope = NULL, *list = NULL;
+  /* Allocated first: once the delete is committed, nothing may fail. */
+  es_delete_result *res = calloc(1, sizeof *res);
+  if (res == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  rc = es__scope_literal(s, d.o->workspaces, d.o->n_workspaces, &scope);
+  if (rc == ES_OK && (list = es__text_array(ids, n, nth_id)) == NULL)
+    rc = es__fail(s, ES_ENOMEM, "out of memory");
+  d.ids = list;
+  d.scope = scope;
+  d.r.dry_run = d.o->dry_run;
+  if (rc == ES_OK && n > 0)
+    rc = es__run(s, d.o->dry_run ? "delete_dry_run" : "delete_documents", true,
+                 ids_op, &d);
+  if (rc == ES_OK && !d.o->dry_run)
+    invalidate(s, &d); /* after the commit */
+  free_strings(d.sources, d.n_sources);
+  free(scope);
+  free(list);
+  *res = d.r;
+  if (rc == ES_OK && result) {
+    *result = res;
+    return rc;
+  }
+  es_delete_result_free(res);
+  return rc;
+}
+
+void es_delete_result_free(es_delete_result *result) {
+  if (result == NULL)
+    return;
+  free_strings(result->not_found_ids, (size_t)result->not_found);
+  free(result);
+}

@@ -360,6 +360,14 @@ void es__doc_content_hash(const es_doc *doc, uint8_t out[ES__HASH_BYTES]);
 /* Hash of a document's chunk set (ids, order, texts, vectors, metadata). */
 void es__doc_chunks_hash(const es_doc *doc, uint8_t out[ES__HASH_BYTES]);
 
+/* ---- get.c: the workspace scope of a read or a delete ------------------ */
+
+/* Checks a tenant's scope (workspaces[0..n), NULL: none) and builds its
+ * text[] literal into *literal (malloc'd, freed with free(); NULL when
+ * there is no scope).  ES_EINVAL naming a NULL or non-UTF-8 entry. */
+es_status es__scope_literal(es_store *store, const char *const *workspaces,
+                            size_t n, char **literal);
+
 /* ---- pgembed.c -------------------------------------------------------------- */
 
 /* The conninfo of the embedded cluster in home (default when NULL), started

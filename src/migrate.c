@@ -32,8 +32,10 @@ static es_status insert_meta(es_store *, es__conn *, migrate_ctx *);
 /* Creates the required indexes that are missing (sql/002_indexes.sql says
  * why this is not SQL). */
 static es_status create_indexes(es_store *s, es__conn *c, migrate_ctx *m) {
+  es__build_watch watch = {m->report ? &m->report->index : NULL, NULL, NULL};
   return es__ensure_indexes(s, c, m->metric, false,
-                            m->report ? &m->report->indexes_created : NULL);
+                            m->report ? &m->report->indexes_created : NULL,
+                            &watch);
 }
 
 /* The steps, bound to their file by its text: renaming or removing the
@@ -337,7 +339,9 @@ static es_status begin_schema_change(es_store *s, es__conn *c) {
  * created: missing or invalid indexes, the foreign key. */
 static es_status mend(es_store *s, es__conn *c, es_metric metric,
                       es_init_report *rep) {
-  es_status rc = es__ensure_indexes(s, c, metric, false, &rep->indexes_created);
+  es__build_watch watch = {&rep->index, NULL, NULL};
+  es_status rc = es__ensure_indexes(s, c, metric, false, &rep->indexes_created,
+                                    &watch);
   if (rc == ES_OK)
     rc = ensure_fk(s, c, rep);
   return rc == ES_OK ? mend_counters(s, c, rep) : rc;

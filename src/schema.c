@@ -10,7 +10,7 @@
 
 #define BTREE(name, table, cols)                                       \
   {name, table, "USING btree (" cols ")",                              \
-   "CREATE INDEX " name " ON " table " (" cols ")"}
+   "CREATE INDEX " name " ON " table " (" cols ")", NULL}
 
 #define HNSW(ops)                                                      \
   BTREE("embeddings_source_id_idx", "embeddings", "source_id"),        \
@@ -18,7 +18,7 @@
   {"embeddings_workspace_idx", "embeddings",                           \
    "USING btree (((metadata ->> 'workspace'::text)))",                 \
    "CREATE INDEX embeddings_workspace_idx ON embeddings "              \
-   "((metadata->>'workspace'))"},                                      \
+   "((metadata->>'workspace'))", NULL},                                \
   BTREE("chunks_document_id_idx", "chunks", "document_id"),            \
   BTREE("performance_metrics_operation_idx", "performance_metrics",    \
         "operation"),                                                  \
@@ -27,7 +27,7 @@
   {"embeddings_embedding_hnsw_idx", "embeddings",                      \
    "USING hnsw (embedding " ops ")",                                   \
    "CREATE INDEX embeddings_embedding_hnsw_idx ON embeddings "         \
-   "USING hnsw (embedding " ops ")"}
+   "USING hnsw (embedding " ops ")", "embedding"}
 
 static const es__index_def cosine[] = {HNSW("vector_cosine_ops")};
 static const es__index_def l2[] = {HNSW("vector_l2_ops")};
@@ -46,9 +46,11 @@ const es__index_def *es__required_indexes(es_metric metric, size_t *n) {
   }
 }
 
-/* Creates every required index that is missing; replaces invalid ones. */
+/* Creates every required index that is missing; replaces invalid ones.
+ * The HNSW index gets a build of its own (index_build.c). */
 es_status es__ensure_indexes(es_store *s, es__conn *c, es_metric metric,
-                             bool skip_hnsw, int *created) {
+                             bool skip_hnsw, int *created,
+                             const es__build_watch *watch) {
   size_t n;
   const es__index_def *defs = es__required_indexes(metric, &n);
   for (size_t i = 0; i < n; i++) {
@@ -72,7 +74,8 @@ es_status es__ensure_indexes(es_store *s, es__conn *c, es_metric metric,
     if (rc == ES_OK && st == ES__INDEX_MISSING) {
       char what[128];
       snprintf(what, sizeof what, "cannot create index %s", defs[i].name);
-      rc = es__exec(s, c, defs[i].create, what);
+      rc = es__index_is_hnsw(&defs[i]) ? es__build_hnsw(s, c, &defs[i], watch)
+                                       : es__exec(s, c, defs[i].create, what);
       if (rc == ES_OK && created)
         (*created)++;
     }
@@ -84,7 +87,7 @@ es_status es__ensure_indexes(es_store *s, es__conn *c, es_metric metric,
 
 /* Whether def is the HNSW index. */
 bool es__index_is_hnsw(const es__index_def *def) {
-  return strstr(def->key, "USING hnsw") != NULL;
+  return def->column != NULL;
 }
 
 /* Whether s ends with suffix. */

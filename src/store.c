@@ -36,6 +36,10 @@ static inline es_status check_options(es_store *s, const es_options *o) {
       o->cache_ttl_ms < 0)
     return es__fail(s, ES_EINVAL, "timeouts and retry counts must not be "
                     "negative");
+  if (o->index_memory_mb < 0 || o->index_memory_mb > 2097151)
+    return es__fail(s, ES_EINVAL, "index_memory_mb must be 1..2097151 MiB "
+                    "(PostgreSQL's maintenance_work_mem bound), or 0 to size "
+                    "it from the data, not %d", o->index_memory_mb);
   return ES_OK;
 }
 

@@ -19,11 +19,18 @@
   X(json_numbers_convert_to_the_same_float_as_strtof, UNIT)                  \
   X(json_numbers_of_any_length_round_exactly, UNIT)                          \
   X(json_float_table_holds_the_truncated_128_bit_powers_of_ten, UNIT)        \
+  X(index_build_plan_sizes_memory_from_the_vectors_within_the_cap, UNIT)     \
   X(fuzz_doc_json_corpus_and_regressions_replay_cleanly, UNIT)               \
   X(fuzz_vector_corpus_and_regressions_replay_cleanly, UNIT)                 \
   X(fuzz_redact_corpus_and_regressions_replay_cleanly, UNIT)                 \
   /* packaging: the version, the install, another project's build */       \
   X(version_macros_es_version_and_the_tool_agree_with_the_project_version, UNIT) \
+  /* the HNSW index build: memory, workers, notice, phases */              \
+  X(a_deferred_load_builds_its_index_with_the_memory_and_workers_it_reports, DB) \
+  X(index_memory_outside_its_bounds_is_refused_at_open, DB)                  \
+  X(a_large_load_tells_its_phases_in_order_and_the_build_progress_while_it_runs, DB) \
+  X(cli_ingest_reports_the_index_build_and_says_when_the_graph_did_not_fit, DB) \
+  X(cli_progress_line_on_a_terminal_names_loading_building_index_and_analysing, DB) \
   X(install_gives_a_shared_library_of_es_symbols_a_pc_file_and_the_tool, DB) \
   X(embstore_builds_inside_another_cmake_project_without_jansson_or_its_flags, DB) \
   /* allocation failures (oom.c): ES_ENOMEM or success, no crash, no leak */ \
@@ -102,6 +109,17 @@
   X(delete_cascade_removes_a_source_and_its_chunks_with_exact_counts, DB)    \
   X(delete_restrict_leaves_everything_when_chunks_exist, DB)                 \
   X(delete_is_limited_to_a_workspace_and_a_dry_run_changes_nothing, DB)      \
+  X(get_document_returns_fields_and_chunks_in_order_and_vectors_only_when_asked, DB) \
+  X(get_document_outside_its_workspaces_is_not_found_like_a_missing_id, DB)  \
+  X(delete_documents_counts_deleted_chunks_not_found_and_duplicates_exactly, DB) \
+  X(delete_documents_restrict_refuses_when_chunks_exist_and_deletes_nothing, DB) \
+  X(delete_documents_dry_run_counts_exactly_and_changes_nothing, DB)         \
+  X(delete_documents_in_a_workspace_scope_counts_other_workspaces_as_not_found, DB) \
+  X(delete_documents_invalidates_cached_searches_that_showed_them, DB)       \
+  X(delete_documents_takes_ten_thousand_ids_in_one_call, DB)                 \
+  X(cli_get_prints_a_document_escaped_and_as_json_and_names_a_missing_id, DB) \
+  X(cli_delete_by_id_reports_counts_and_names_ids_not_found, DB)            \
+  X(allocation_failures_in_get_and_delete_by_id_return_enomem_and_change_nothing, DB) \
   X(stats_counts_stay_exact_through_every_kind_of_write, DB)                 \
   X(stats_of_an_adopted_store_count_what_was_there, DB)                      \
   X(stats_health_is_decided_from_facts, DB)                                  \

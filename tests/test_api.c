@@ -218,7 +218,7 @@ static void assert_public_only(const char *dir, const char *file) {
 
 TEST(the_tool_and_the_benchmarks_use_only_the_public_header) {
   static const char *const cli_files[] = {
-      "cli.c", "cli.h", "cmd_cleanup.c", "cmd_db.c", "cmd_delete.c",
+      "cli.c", "cli.h", "cmd_cleanup.c", "cmd_db.c", "cmd_delete.c", "cmd_get.c",
       "cmd_ingest.c", "cmd_init.c", "cmd_metrics.c", "cmd_search.c",
       "cmd_stats.c", "jsonw.c", "jsonw.h", "lines.c", "lines.h", "main.c",
       "tool_utf8.h"};
@@ -250,6 +250,13 @@ static void assert_failures_hand_out_nothing(es_store *s) {
   es_delete_result *dr = UNSET;
   ASSERT_INT_NE(es_delete_by_source(s, "src", NULL, &dr), ES_OK);
   ASSERT_NULL(dr);
+  dr = UNSET;
+  const char *ids[] = {"a"};
+  ASSERT_INT_NE(es_delete_documents(s, ids, 1, NULL, &dr), ES_OK);
+  ASSERT_NULL(dr);
+  es_document *doc = UNSET;
+  ASSERT_INT_NE(es_get_document(s, "a", NULL, &doc), ES_OK);
+  ASSERT_NULL(doc);
   es_stats *st = UNSET;
   ASSERT_INT_NE(es_stats_get(s, NULL, &st), ES_OK);
   ASSERT_NULL(st);
@@ -289,6 +296,7 @@ TEST(failed_calls_hand_out_no_result_and_every_free_takes_null) {
   es_init_report_free(NULL);
   es_migration_list_free(NULL);
   es_delete_result_free(NULL);
+  es_document_free(NULL);
   es_results_free(NULL);
   es_stats_free(NULL);
   es_count_check_free(NULL);
@@ -319,6 +327,14 @@ TEST(options_init_functions_fill_every_field_with_its_default) {
   ASSERT_NULL(d.workspace);
   ASSERT_INT_EQ(d.no_cascade, 0);
   ASSERT_INT_EQ(d.dry_run, 0);
+  ASSERT_NULL(d.workspaces);
+  ASSERT_INT_EQ(d.n_workspaces, 0);
+  es_get_options g;
+  memset(&g, 0xAB, sizeof g);
+  es_get_options_init(&g);
+  ASSERT_INT_EQ(g.include_embedding, 0);
+  ASSERT_NULL(g.workspaces);
+  ASSERT_INT_EQ(g.n_workspaces, 0);
   es_cleanup_options c;
   memset(&c, 0xAB, sizeof c);
   es_cleanup_options_init(&c);

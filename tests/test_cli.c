@@ -95,8 +95,8 @@ TEST(cli_init_ingest_search_json_fields_are_stable) {
   json_t *j = parse(p.out);
   static const char *const init_keys[] = {
       "created", "adopted", "migrations_applied", "indexes_created", "dim",
-      "metric", "orphaned_chunks", "fk_valid", "fk_validated"};
-  assert_keys(j, init_keys, 9);
+      "metric", "orphaned_chunks", "fk_valid", "fk_validated", "index"};
+  assert_keys(j, init_keys, 10);
   ASSERT(json_is_true(json_object_get(j, "created")));
   ASSERT_INT_EQ(json_integer_value(json_object_get(j, "dim")), 3);
   json_decref(j);
@@ -115,8 +115,8 @@ TEST(cli_init_ingest_search_json_fields_are_stable) {
   static const char *const ingest_keys[] = {"inserted", "updated", "unchanged",
                                             "failed", "duplicates",
                                             "chunks_written", "errors",
-                                            "seconds"};
-  assert_keys(j, ingest_keys, 8);
+                                            "seconds", "index"};
+  assert_keys(j, ingest_keys, 9);
   ASSERT_INT_EQ(json_integer_value(json_object_get(j, "inserted")), 2);
   ASSERT_INT_EQ(json_integer_value(json_object_get(j, "failed")), 2);
   ASSERT_INT_EQ(json_integer_value(json_object_get(j, "chunks_written")), 1);

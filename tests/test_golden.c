@@ -304,6 +304,16 @@ TEST(cli_json_output_shapes_match_the_golden_files) {
           "VALUES ('s1', 'w', 2)");
   DB_RUN("stats-verify", 0, NULL, "--json", "stats", "--verify");
   DB_RUN("stats-repair", 0, NULL, "--json", "stats", "--repair");
+  /* One document: with a source, metadata and a chunk; with the vectors
+   * (the chunk's is null), and missing (the error object). */
+  th_exec("INSERT INTO chunks (id, document_id, chunk_index, text) VALUES "
+          "('a#1', 'a', 1, 'no vector')");
+  DB_RUN("get", 0, NULL, "--json", "get", "a");
+  DB_RUN("get-embedding", 0, NULL, "--json", "get", "--embedding", "a");
+  DB_RUN("error", 2, NULL, "--json", "get", "nope");
+  /* By id, one of them not found (exit 3). */
+  DB_RUN("delete-ids", 3, NULL, "--json", "delete", "--id", "a", "--id", "nope",
+         "--id", "a", "--dry-run");
   DB_RUN("delete", 0, NULL, "--json", "delete", "--source", "s1", "--dry-run");
   DB_RUN("delete", 0, NULL, "--json", "delete", "--source", "s1");
   DB_RUN("cleanup", 0, NULL, "--json", "cleanup", "--min-age", "0s");
