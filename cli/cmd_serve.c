@@ -7,7 +7,7 @@
 
 #include "cli.h"
 #include "server.h"
-#include "../server/auth.h"
+#include "auth.h" /* server/ (the server's own include path) */
 
 static const char serve_usage[] =
     "usage: embstore serve [--listen HOST:PORT] [--tokens FILE] [--cache-mb N]\n"
