@@ -707,7 +707,7 @@ TEST(serve_streams_a_large_ndjson_upload_in_bounded_memory) {
   /* The issue's 1 GB is EMBSTORE_TEST_UPLOAD_MB=1024; the default keeps
    * the suite quick while still far above the allowance below. */
   const char *env = getenv("EMBSTORE_TEST_UPLOAD_MB");
-  long mb = env && atol(env) > 0 ? atol(env) : UNDER_ASAN ? 64 : 512;
+  long mb = env && atol(env) > 0 ? atol(env) : UNDER_ASAN ? 64 : 256;
   init_store_on(NULL);
   th_server s = th_serve_start(NULL, (const char *const[]){"--max-body-mb", "65536", NULL});
   /* Warm: two full batches (1000 documents each) through every buffer. */
