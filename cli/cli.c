@@ -109,14 +109,18 @@ int cli_finish(cli *c, int exit_code) {
 
 es_store *cli_open(cli *c) {
   es_options o;
-  es_store *s = NULL;
   es_options_init(&o);
-  o.conninfo = c->db;
-  o.home = c->home;
   /* One CLI process does one thing at a time: a small pool suffices. */
   o.pool_size = 4;
-  o.index_memory_mb = c->index_memory_mb;
-  es_status rc = es_open_opts(&o, &s);
+  return cli_open_with(c, &o);
+}
+
+es_store *cli_open_with(cli *c, es_options *o) {
+  es_store *s = NULL;
+  o->conninfo = c->db;
+  o->home = c->home;
+  o->index_memory_mb = c->index_memory_mb;
+  es_status rc = es_open_opts(o, &s);
   if (rc != ES_OK) {
     cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
     es_close(s);
@@ -319,32 +323,6 @@ void cli_put_cell(FILE *f, const char *s, size_t width, size_t max) {
   }
   for (; used < width; used++)
     fputc(' ', f);
-}
-
-void cli_json_index(jw *w, const es_index_build *x) {
-  static const es_index_build none;
-  if (x == NULL)
-    x = &none;
-  jw_obj(w);
-  jw_key(w, "built");
-  jw_bool(w, x->built);
-  jw_key(w, "vectors");
-  jw_int(w, x->vectors);
-  jw_key(w, "memory_mb");
-  jw_int(w, x->memory_mb);
-  jw_key(w, "workers");
-  jw_int(w, x->workers);
-  jw_key(w, "workers_launched");
-  jw_int(w, x->workers_launched);
-  jw_key(w, "seconds");
-  jw_num(w, x->seconds);
-  jw_key(w, "graph_fit");
-  jw_bool(w, !x->built || x->graph_fit);
-  jw_key(w, "notice");
-  jw_str(w, x->notice);
-  jw_key(w, "note");
-  jw_str(w, x->note);
-  jw_obj_end(w);
 }
 
 void cli_note_index(cli *c, const es_index_build *x) {

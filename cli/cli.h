@@ -9,6 +9,7 @@
 
 #include "embstore.h"
 #include "jsonw.h"
+#include "render.h"
 
 /* Exit codes: stable, documented in the README. */
 enum {
@@ -37,10 +38,8 @@ typedef struct cli_command {
 
 extern const cli_command cli_cmd_db, cli_cmd_init, cli_cmd_migrate,
     cli_cmd_ingest, cli_cmd_search, cli_cmd_delete, cli_cmd_stats,
-    cli_cmd_cleanup, cli_cmd_metrics, cli_cmd_get;
+    cli_cmd_cleanup, cli_cmd_metrics, cli_cmd_get, cli_cmd_serve, cli_cmd_token;
 
-/* The "index" object of --json: an HNSW index build (NULL: none). */
-void cli_json_index(jw *w, const es_index_build *build);
 /* Notes on stderr when a build's graph did not fit in its memory, or a
  * setting was refused. */
 void cli_note_index(cli *c, const es_index_build *build);
@@ -73,6 +72,10 @@ int cli_finish(cli *c, int exit_code);
 /* Opens the store named by --db/EMBSTORE_DB, or the embedded one.  On
  * failure prints why and returns NULL. */
 es_store *cli_open(cli *c);
+/* cli_open with the caller's options o (filled by es_options_init and
+ * set as the command needs); conninfo, home and index memory come from
+ * c. */
+es_store *cli_open_with(cli *c, es_options *o);
 
 struct option;
 

@@ -74,21 +74,7 @@ static int run(cli *c, int argc, char **argv) {
   } else if (c->json) {
     jw w;
     jw_init(&w, stdout);
-    jw_obj(&w);
-    jw_key(&w, "orphaned_chunks");
-    jw_int(&w, r->orphaned_chunks);
-    jw_key(&w, "orphaned_embeddings");
-    jw_int(&w, r->orphaned_embeddings);
-    jw_key(&w, "cleaned");
-    jw_int(&w, r->cleaned);
-    jw_key(&w, "dry_run");
-    jw_bool(&w, r->dry_run);
-    jw_key(&w, "details");
-    jw_arr(&w);
-    for (size_t i = 0; i < r->n_details; i++)
-      jw_str(&w, r->details[i]);
-    jw_arr_end(&w);
-    jw_obj_end(&w);
+    render_cleanup(&w, r);
     jw_done(&w);
   } else {
     printf("%lld orphaned chunks, %lld documents without a vector older than "

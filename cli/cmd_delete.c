@@ -53,25 +53,7 @@ static bool id_push(id_list *l, const char *id) {
 static void print_json(const es_delete_result *r, bool by_id) {
   jw w;
   jw_init(&w, stdout);
-  jw_obj(&w);
-  jw_key(&w, "deleted");
-  jw_int(&w, r->deleted);
-  jw_key(&w, "chunks_removed");
-  jw_int(&w, r->chunks_removed);
-  jw_key(&w, "dry_run");
-  jw_bool(&w, r->dry_run);
-  if (by_id) {
-    jw_key(&w, "not_found");
-    jw_int(&w, r->not_found);
-    jw_key(&w, "not_found_ids");
-    jw_arr(&w);
-    for (int64_t i = 0; i < r->not_found; i++)
-      jw_str(&w, r->not_found_ids[i]);
-    jw_arr_end(&w);
-    jw_key(&w, "duplicates");
-    jw_int(&w, r->duplicates);
-  }
-  jw_obj_end(&w);
+  render_delete(&w, r, by_id);
   jw_done(&w);
 }
 

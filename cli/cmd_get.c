@@ -23,80 +23,10 @@ static const char usage[] =
     "in the document and in every chunk.  Times are RFC 3339 in UTC with\n"
     "microseconds (2025-01-02T03:04:05.000006Z).\n";
 
-/* Formats microseconds since the Unix epoch as RFC 3339 UTC into buf. */
-static void format_time(int64_t us, char *buf, size_t cap) {
-  int64_t secs = us / 1000000, frac = us % 1000000;
-  if (frac < 0) { /* floor, for times before 1970 */
-    frac += 1000000;
-    secs--;
-  }
-  time_t t = (time_t)secs;
-  struct tm tm;
-  if (gmtime_r(&t, &tm) == NULL) {
-    snprintf(buf, cap, "%lld", (long long)us);
-    return;
-  }
-  snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-           (long long)frac);
-}
-
-/* A vector as a JSON array (or null). */
-static void json_vector(jw *w, const float *v, size_t dim) {
-  if (v == NULL) {
-    jw_null(w);
-    return;
-  }
-  jw_arr(w);
-  for (size_t i = 0; i < dim; i++)
-    jw_float(w, v[i]);
-  jw_arr_end(w);
-}
-
 static void print_json(const es_document *d, bool embedding) {
-  char t[48];
   jw w;
   jw_init(&w, stdout);
-  jw_obj(&w);
-  jw_key(&w, "id");
-  jw_str(&w, d->id);
-  jw_key(&w, "text");
-  jw_str(&w, d->text);
-  jw_key(&w, "metadata");
-  jw_raw(&w, d->metadata_json);
-  jw_key(&w, "source_id");
-  jw_str(&w, d->source_id);
-  format_time(d->created_at_us, t, sizeof t);
-  jw_key(&w, "created_at");
-  jw_str(&w, t);
-  format_time(d->updated_at_us, t, sizeof t);
-  jw_key(&w, "updated_at");
-  jw_str(&w, t);
-  if (embedding) {
-    jw_key(&w, "embedding");
-    json_vector(&w, d->embedding, d->dim);
-  }
-  jw_key(&w, "chunks");
-  jw_arr(&w);
-  for (size_t i = 0; i < d->n_chunks; i++) {
-    const es_document_chunk *ch = &d->chunks[i];
-    jw_obj(&w);
-    jw_key(&w, "id");
-    jw_str(&w, ch->id);
-    jw_key(&w, "chunk_index");
-    jw_int(&w, ch->chunk_index);
-    jw_key(&w, "text");
-    jw_str(&w, ch->text);
-    jw_key(&w, "metadata");
-    jw_raw(&w, ch->metadata_json);
-    if (embedding) {
-      jw_key(&w, "embedding");
-      json_vector(&w, ch->embedding, ch->dim);
-    }
-    jw_obj_end(&w);
-  }
-  jw_arr_end(&w);
-  jw_obj_end(&w);
+  render_document(&w, d, embedding);
   jw_done(&w);
 }
 
@@ -124,9 +54,9 @@ static void print_human(const es_document *d, bool embedding) {
   char t[48], n[32];
   line("", "id", d->id);
   line("", "source", d->source_id ? d->source_id : "-");
-  format_time(d->created_at_us, t, sizeof t);
+  render_time(d->created_at_us, t, sizeof t);
   line("", "created_at", t);
-  format_time(d->updated_at_us, t, sizeof t);
+  render_time(d->updated_at_us, t, sizeof t);
   line("", "updated_at", t);
   line("", "metadata", d->metadata_json);
   line("", "text", d->text);

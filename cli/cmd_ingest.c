@@ -381,7 +381,7 @@ static void print_summary(ingest *g, const es_batch_result *r, double seconds) {
     jw_key(&w, "seconds");
     jw_num(&w, seconds);
     jw_key(&w, "index");
-    cli_json_index(&w, r ? &r->index : NULL);
+    render_index(&w, r ? &r->index : NULL);
     jw_obj_end(&w);
     jw_done(&w);
     return;

@@ -52,7 +52,7 @@ static void print_init(cli *c, const es_init_report *r) {
     jw_key(&w, "fk_validated");
     jw_bool(&w, r->fk_validated);
     jw_key(&w, "index");
-    cli_json_index(&w, &r->index);
+    render_index(&w, &r->index);
     jw_obj_end(&w);
     jw_done(&w);
     return;
@@ -202,7 +202,7 @@ static int run_migrate(cli *c, int argc, char **argv) {
       jw_key(&w, "fk_validated");
       jw_bool(&w, r->fk_validated);
       jw_key(&w, "index");
-      cli_json_index(&w, &r->index);
+      render_index(&w, &r->index);
       jw_obj_end(&w);
       jw_done(&w);
     } else {

@@ -54,33 +54,7 @@ static int run(cli *c, int argc, char **argv) {
   } else if (c->json) {
     jw w;
     jw_init(&w, stdout);
-    jw_obj(&w);
-    jw_key(&w, "since_s");
-    if (since)
-      jw_int(&w, since);
-    else
-      jw_null(&w);
-    jw_key(&w, "operations");
-    jw_arr(&w);
-    for (size_t i = 0; i < r->n; i++) {
-      const es_op_metrics *m = &r->ops[i];
-      jw_obj(&w);
-      jw_key(&w, "operation");
-      jw_str(&w, m->operation);
-      jw_key(&w, "count");
-      jw_int(&w, m->count);
-      jw_key(&w, "p50_ms");
-      jw_num(&w, m->p50_ms);
-      jw_key(&w, "p95_ms");
-      jw_num(&w, m->p95_ms);
-      jw_key(&w, "p99_ms");
-      jw_num(&w, m->p99_ms);
-      jw_key(&w, "error_rate");
-      jw_num(&w, m->error_rate);
-      jw_obj_end(&w);
-    }
-    jw_arr_end(&w);
-    jw_obj_end(&w);
+    render_metrics(&w, r, since);
     jw_done(&w);
   } else if (r->n == 0) {
     printf("no operations recorded in this period\n");

@@ -27,26 +27,7 @@ static void print_results(cli *c, const es_results *r) {
   if (c->json) {
     jw w;
     jw_init(&w, stdout);
-    jw_obj(&w);
-    jw_key(&w, "results");
-    jw_arr(&w);
-    for (size_t i = 0; i < r->n; i++) {
-      const es_hit *h = &r->hits[i];
-      jw_obj(&w);
-      jw_key(&w, "id");
-      jw_str(&w, h->id);
-      jw_key(&w, "distance");
-      jw_num(&w, h->distance);
-      jw_key(&w, "text");
-      jw_str(&w, h->text);
-      jw_key(&w, "source_id");
-      jw_str(&w, h->source_id);
-      jw_key(&w, "metadata");
-      jw_raw(&w, h->metadata_json);
-      jw_obj_end(&w);
-    }
-    jw_arr_end(&w);
-    jw_obj_end(&w);
+    render_results(&w, r);
     jw_done(&w);
     return;
   }

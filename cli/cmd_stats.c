@@ -33,56 +33,7 @@ static const char usage[] =
     "\"documents_counted\",\"documents_actual\",\"chunks_counted\",\"chunks_actual\",\n"
     "\"without_vector_counted\",\"without_vector_actual\"}],\"repaired\"}.\n";
 
-/* Whether the check found counters that disagree with the tables (and did
- * not repair them). */
-static bool drifted(const es_count_check *k) {
-  return k && !k->repaired &&
-         (k->n_drift > 0 || k->orphaned_chunks != k->orphaned_counted);
-}
-
-static const char drift_reason[] =
-    "the counters disagree with COUNT(*) of the tables: run `embstore stats "
-    "--repair` to recount";
-
-static void print_check_json(jw *w, const es_count_check *k) {
-  jw_key(w, "counts_check");
-  jw_obj(w);
-  jw_key(w, "documents");
-  jw_int(w, k->documents);
-  jw_key(w, "chunks");
-  jw_int(w, k->chunks);
-  jw_key(w, "orphaned_chunks");
-  jw_int(w, k->orphaned_chunks);
-  jw_key(w, "orphaned_counted");
-  jw_int(w, k->orphaned_counted);
-  jw_key(w, "drift");
-  jw_arr(w);
-  for (size_t i = 0; i < k->n_drift; i++) {
-    const es_count_drift *d = &k->drift[i];
-    jw_obj(w);
-    jw_key(w, "source_id");
-    jw_str(w, d->source_id);
-    jw_key(w, "workspace");
-    jw_str(w, d->workspace);
-    jw_key(w, "documents_counted");
-    jw_int(w, d->documents_counted);
-    jw_key(w, "documents_actual");
-    jw_int(w, d->documents_actual);
-    jw_key(w, "chunks_counted");
-    jw_int(w, d->chunks_counted);
-    jw_key(w, "chunks_actual");
-    jw_int(w, d->chunks_actual);
-    jw_key(w, "without_vector_counted");
-    jw_int(w, d->without_vector_counted);
-    jw_key(w, "without_vector_actual");
-    jw_int(w, d->without_vector_actual);
-    jw_obj_end(w);
-  }
-  jw_arr_end(w);
-  jw_key(w, "repaired");
-  jw_bool(w, k->repaired);
-  jw_obj_end(w);
-}
+static const char drift_reason[] = RENDER_DRIFT_REASON;
 
 static void print_check_text(const es_count_check *k) {
   printf("counters checked against COUNT(*): %lld documents, %lld chunks, "
@@ -91,7 +42,7 @@ static void print_check_text(const es_count_check *k) {
          (long long)k->orphaned_chunks, (long long)k->orphaned_counted);
   if (k->repaired)
     printf("; they disagreed and were recounted\n");
-  else if (!drifted(k))
+  else if (!render_drifted(k))
     printf("; they agree\n");
   else
     printf("; %zu key(s) disagree:\n", k->n_drift);
@@ -108,65 +59,6 @@ static void print_check_text(const es_count_check *k) {
            (long long)d->without_vector_counted,
            (long long)d->without_vector_actual);
   }
-}
-
-static void print_json(const es_stats *st, const es_count_check *k) {
-  jw w;
-  jw_init(&w, stdout);
-  jw_obj(&w);
-  jw_key(&w, "workspace");
-  jw_str(&w, st->workspace);
-  jw_key(&w, "documents");
-  jw_int(&w, st->documents);
-  jw_key(&w, "chunks");
-  jw_int(&w, st->chunks);
-  jw_key(&w, "without_vector");
-  jw_int(&w, st->without_vector);
-  jw_key(&w, "orphaned_chunks");
-  jw_int(&w, st->orphaned_chunks);
-  jw_key(&w, "sources");
-  jw_arr(&w);
-  for (size_t i = 0; i < st->sources_total; i++) {
-    jw_obj(&w);
-    jw_key(&w, "source_id");
-    jw_str(&w, st->sources[i].source_id);
-    jw_key(&w, "documents");
-    jw_int(&w, st->sources[i].documents);
-    jw_key(&w, "chunks");
-    jw_int(&w, st->sources[i].chunks);
-    jw_obj_end(&w);
-  }
-  jw_arr_end(&w);
-  jw_key(&w, "sources_total");
-  jw_int(&w, (int64_t)st->sources_total);
-  jw_key(&w, "storage_mb");
-  jw_num(&w, st->storage_mb);
-  jw_key(&w, "storage_attribution");
-  jw_str(&w, st->workspace ? "share of the store's rows" : "store");
-  jw_key(&w, "reclaimable_mb");
-  jw_num(&w, st->reclaimable_mb);
-  jw_key(&w, "index_health");
-  jw_str(&w, es_health_name(drifted(k) ? ES_HEALTH_CRITICAL : st->index_health));
-  jw_key(&w, "health_reasons");
-  jw_arr(&w);
-  for (size_t i = 0; i < st->n_health_reasons; i++)
-    jw_str(&w, st->health_reasons[i]);
-  if (drifted(k))
-    jw_str(&w, drift_reason);
-  jw_arr_end(&w);
-  jw_key(&w, "performance");
-  jw_obj(&w);
-  jw_key(&w, "avg_search_ms");
-  jw_num(&w, st->avg_search_ms); /* NaN (no data) prints null */
-  jw_key(&w, "avg_insert_ms");
-  jw_num(&w, st->avg_insert_ms);
-  jw_key(&w, "cache_hit_rate");
-  jw_num(&w, st->cache_hit_rate);
-  jw_obj_end(&w);
-  if (k)
-    print_check_json(&w, k);
-  jw_obj_end(&w);
-  jw_done(&w);
 }
 
 static void print_num(const char *label, double v, const char *unit) {
@@ -190,13 +82,13 @@ static void print_text(const es_stats *st, const es_count_check *k) {
          st->workspace ? " (its share of the store's rows)" : "",
          st->reclaimable_mb);
   printf("index health: %s\n",
-         es_health_name(drifted(k) ? ES_HEALTH_CRITICAL : st->index_health));
+         es_health_name(render_drifted(k) ? ES_HEALTH_CRITICAL : st->index_health));
   for (size_t i = 0; i < st->n_health_reasons; i++) {
     fputs("  - ", stdout); /* reasons quote index and table names */
     cli_put_message(stdout, st->health_reasons[i]);
     fputc('\n', stdout);
   }
-  if (drifted(k))
+  if (render_drifted(k))
     printf("  - %s\n", drift_reason);
   printf("performance (last 1,000 operations):\n");
   print_num("search", st->avg_search_ms, " ms");
@@ -254,8 +146,12 @@ static int run(cli *c, int argc, char **argv) {
   int exit_code = EXIT_OK;
   if (rc != ES_OK)
     exit_code = cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
-  else if (c->json)
-    print_json(st, k);
+  else if (c->json) {
+    jw w;
+    jw_init(&w, stdout);
+    render_stats(&w, st, k);
+    jw_done(&w);
+  }
   else
     print_text(st, k);
   es_count_check_free(k);

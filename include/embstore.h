@@ -371,8 +371,31 @@ es_status es_migrate(es_store *store, int *applied);
  * with es_init_report_free(); report may be NULL. */
 es_status es_migrate_report(es_store *store, es_init_report **report);
 
-/* [out] dim and metric of an initialised store (either may be NULL). */
+/* [out] dim and metric of an initialised store (either may be NULL).
+ * Read once, then remembered. */
 es_status es_store_shape(es_store *store, int *dim, es_metric *metric);
+
+/* Asks the database now whether it answers and holds an initialised
+ * store: ES_OK, ES_ECONNECT (not reachable, or not ready to answer within
+ * the timeouts) or ES_ENOSTORE (reachable, no store).  For a readiness
+ * probe. */
+es_status es_store_ping(es_store *store);
+
+/* What this process's handle holds now: its pool of connections and its
+ * search cache (a long-running program's gauges). */
+typedef struct es_runtime {
+  int pool_size;         /* es_options.pool_size */
+  int pool_open;         /* connections open, idle or in use */
+  int pool_idle;
+  int pool_in_use;
+  int64_t cache_hits;    /* searches answered from the cache, since open */
+  int64_t cache_misses;  /* searches the cache could not answer */
+  int64_t cache_entries; /* results held */
+  int64_t cache_bytes;   /* their size */
+} es_runtime;
+
+/* Fills [out] runtime (not NULL); all 0 for a NULL store. */
+void es_runtime_get(es_store *store, es_runtime *runtime);
 
 /* ------------------------------------------------------------------------
  * Documents

@@ -50,6 +50,7 @@ struct es__cache {
   uint64_t gen_global, gen_any;
   source_gen *sources[SOURCE_BUCKETS];
   size_t n_sources;
+  uint64_t hits, misses; /* lookups answered, and not */
 };
 
 /* FNV-1a: cheap and good enough to spread keys over buckets. */
@@ -230,8 +231,25 @@ es_results *es__cache_get(es__cache *c, const void *key, size_t keylen) {
     out = es__results_copy(e->res, NULL);
     break;
   }
+  if (out)
+    c->hits++;
+  else
+    c->misses++;
   pthread_mutex_unlock(&c->mu);
   return out;
+}
+
+void es__cache_counts(es__cache *c, int64_t *hits, int64_t *misses,
+                      int64_t *entries, int64_t *bytes) {
+  *hits = *misses = *entries = *bytes = 0;
+  if (c == NULL)
+    return;
+  pthread_mutex_lock(&c->mu);
+  *hits = (int64_t)c->hits;
+  *misses = (int64_t)c->misses;
+  *entries = (int64_t)c->n_entries;
+  *bytes = (int64_t)c->bytes;
+  pthread_mutex_unlock(&c->mu);
 }
 
 /* Doubles the hash table (kept as it is when out of memory). */

@@ -25,6 +25,10 @@ es_results *es__cache_get(es__cache *cache, const void *key, size_t keylen);
 void es__cache_put(es__cache *cache, const void *key, size_t keylen,
                    const char *source_filter, const es__cache_ticket *ticket,
                    const es_results *results);
+/* Lookups answered and not since the cache was made, its entries and
+ * bytes (all 0 without a cache). */
+void es__cache_counts(es__cache *cache, int64_t *hits, int64_t *misses,
+                      int64_t *entries, int64_t *bytes);
 /* After a commit that wrote documents of source_id (NULL: of no source). */
 void es__cache_invalidate_source(es__cache *cache, const char *source_id);
 

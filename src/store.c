@@ -129,3 +129,25 @@ es_status es_store_shape(es_store *s, int *dim, es_metric *metric) {
   pthread_mutex_unlock(&s->shape_mu);
   return ES_OK;
 }
+
+es_status es_store_ping(es_store *s) {
+  if (s == NULL)
+    return ES_EINVAL;
+  es__clear_err(s);
+  return es__run(s, NULL, true, shape_op, NULL);
+}
+
+void es_runtime_get(es_store *s, es_runtime *out) {
+  memset(out, 0, sizeof *out);
+  if (s == NULL)
+    return;
+  pthread_mutex_lock(&s->pool.mu);
+  out->pool_size = s->pool.size;
+  out->pool_open = s->pool.open;
+  for (es__conn *c = s->pool.idle; c; c = c->next)
+    out->pool_idle++;
+  pthread_mutex_unlock(&s->pool.mu);
+  out->pool_in_use = out->pool_open - out->pool_idle;
+  es__cache_counts(s->cache, &out->cache_hits, &out->cache_misses,
+                   &out->cache_entries, &out->cache_bytes);
+}

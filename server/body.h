@@ -1,0 +1,26 @@
+/* body.h - reading a JSON request body: parsed by jansson (the structure,
+ * the byte offset of an error), members checked by name and type. */
+#ifndef EMBSTORE_BODY_H
+#define EMBSTORE_BODY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "http.h"
+
+/* The request body as a JSON object (an empty body is {}), or NULL when
+ * it is not one: then rq is answered 400 naming the byte offset. */
+json_t *body_object(request *rq);
+/* Answers 400 and returns false when obj has a member not in the
+ * NULL-terminated list known. */
+bool body_only(request *rq, json_t *obj, const char *const *known);
+/* Member name as a string (NULL when absent); *ok false (rq answered 400)
+ * when it is there but not a string. */
+const char *body_string(request *rq, json_t *obj, const char *name, bool *ok);
+/* Member name as an integer in lo..hi, def when absent. */
+long long body_int(request *rq, json_t *obj, const char *name, long long lo,
+                   long long hi, long long def, bool *ok);
+/* Member name as a boolean, def when absent. */
+bool body_bool(request *rq, json_t *obj, const char *name, bool def, bool *ok);
+
+#endif

@@ -1,0 +1,79 @@
+/* h_search.c - POST /v1/search: {"vector":[...]} or {"like":"id"}, "k",
+ * "workspace", "source", "exact"; answers as `embstore search --json`. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "body.h"
+#include "json_spans.h"
+#include "render.h"
+
+void h_search(request *rq) {
+  static const char *const known[] = {"vector", "like", "k", "workspace",
+                                      "source", "exact", NULL};
+  json_t *j = body_object(rq);
+  if (j == NULL)
+    return;
+  bool ok = body_only(rq, j, known);
+  es_search_params p;
+  es_search_params_init(&p);
+  float *vec = NULL;
+  if (ok) {
+    p.like_id = body_string(rq, j, "like", &ok);
+    p.workspace = ok ? body_string(rq, j, "workspace", &ok) : NULL;
+    p.source_id = ok ? body_string(rq, j, "source", &ok) : NULL;
+    p.k = ok ? (int)body_int(rq, j, "k", 1, 1000, 10, &ok) : 10;
+    p.exact = ok && body_bool(rq, j, "exact", false, &ok);
+  }
+  json_t *v = json_object_get(j, "vector");
+  if (ok && (v == NULL) == (p.like_id == NULL)) {
+    reply_error(rq, 400, "ES_EINVAL", "give either \"vector\" or \"like\"");
+    ok = false;
+  }
+  if (ok && v != NULL) {
+    /* The client's own digits, read as the tool reads them. */
+    span sp;
+    char msg[256];
+    size_t dim = 0;
+    if (!json_is_array(v) || !json_member_span(rq->body, rq->len, "vector", &sp)) {
+      reply_error(rq, 400, "ES_EINVAL", "field \"vector\" must be an array of "
+                  "numbers");
+      ok = false;
+    } else if (es_vector_parse_json(sp.p, sp.len, "vector", &vec, &dim, msg,
+                                    sizeof msg) != ES_OK) {
+      reply_error(rq, 400, "ES_EINVAL", "%s", msg);
+      ok = false;
+    }
+    p.vector = vec;
+    p.dim = dim;
+  }
+  bool stop = false;
+  if (ok && p.workspace && !may_see(rq, p.workspace)) {
+    reply_error(rq, 403, "ES_EFORBIDDEN", "this token may not search workspace "
+                "\"%s\"", p.workspace);
+    ok = false;
+  } else if (ok && p.workspace == NULL) {
+    p.workspace = default_workspace(rq, &stop);
+    ok = !stop;
+  }
+  if (ok && p.like_id && rq->tok && !rq->tok->all_workspaces &&
+      !document_visible(rq, p.like_id)) {
+    reply_error(rq, 404, "ES_ENOTFOUND", "no document with id \"%s\"", p.like_id);
+    ok = false;
+  }
+  es_results *r = NULL;
+  if (ok) {
+    es_status st = es_search(rq->sv->store, &p, &r);
+    if (st != ES_OK) {
+      reply_failure(rq, st);
+    } else {
+      jout o;
+      if (jout_open(&o)) {
+        render_results(&o.w, r);
+        reply_jout(rq, 200, &o);
+      }
+    }
+  }
+  es_results_free(r);
+  es_vector_free(vec);
+  json_decref(j);
+}
