@@ -142,6 +142,21 @@ TEST(serve_tenant_ingest_cannot_write_over_another_workspaces_document) {
   ASSERT_SQL_STR("SELECT metadata->>'workspace' || ' ' || text FROM embeddings "
                  "WHERE id = 'theirs'", "w2 secret of w2");
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM chunks WHERE document_id = 'theirs'"), 1);
+  /* A document without an id, or with one too long, is still only its
+   * own failure. */
+  char *bad;
+  char longid[600];
+  memset(longid, 'y', sizeof longid - 1);
+  longid[sizeof longid - 1] = '\0';
+  ASSERT(asprintf(&bad, "{\"documents\":[{\"embedding\":[1,0,0]},{\"id\":"
+                  "\"%s\",\"embedding\":[1,0,0]},{\"id\":\"mine2\","
+                  "\"embedding\":[1,0,0]}]}", longid) > 0);
+  r = as(&s, "POST", "/v1/documents", TENANT1, bad);
+  free(bad);
+  ASSERT_HTTP(r, 200);
+  ASSERT_CONTAINS(r.body, "\"inserted\":1,");
+  ASSERT_CONTAINS(r.body, "\"failed\":2,");
+  th_http_free(&r);
   /* A writer for every workspace still updates it. */
   r = as(&s, "POST", "/v1/documents", WRITER,
          "{\"documents\":[{\"id\":\"theirs\",\"text\":\"by the writer\","
