@@ -351,6 +351,23 @@ static bool take_json_body(request *rq) {
   return ok;
 }
 
+/* Records a failure es_batch_end() reported.  A tenant is not told which
+ * document owns a chunk id it tried to take: that document may be another
+ * tenant's, and its id is not the tenant's to learn. */
+static void add_failure(ingest_stream *g, const es_batch_failure *f) {
+  static const char owner[] = " belongs to document \"";
+  const char *msg = f->error ? f->error : "not written";
+  const char *cut = strstr(msg, owner);
+  if (cut == NULL || g->tok == NULL || g->tok->all_workspaces) {
+    add_error(g, f->id, (long)f->position, msg);
+    return;
+  }
+  char redacted[1200];
+  snprintf(redacted, sizeof redacted, "%.*s belongs to another document",
+           (int)(cut - msg), msg);
+  add_error(g, f->id, (long)f->position, redacted);
+}
+
 static int by_line(const void *a, const void *b) {
   const item_error *x = a, *y = b;
   return x->line < y->line ? -1 : x->line > y->line;
@@ -414,8 +431,7 @@ void h_ingest(request *rq) {
   es_status end = es_batch_end(g->batch, &r);
   g->batch = NULL;
   for (size_t i = 0; r && i < r->n_failures; i++)
-    add_error(g, r->failures[i].id, (long)r->failures[i].position,
-              r->failures[i].error);
+    add_failure(g, &r->failures[i]);
   if (g->n_errors > 1)
     qsort(g->errors, g->n_errors, sizeof *g->errors, by_line);
   size_t landed = r ? r->inserted + r->updated + r->unchanged + r->duplicates : 0;
