@@ -220,7 +220,8 @@
   X(serve_streams_a_large_ndjson_upload_in_bounded_memory, DB)            \
   X(serve_ids_longer_than_a_short_buffer_reach_their_own_document, DB)     \
   X(serve_tenant_ingest_cannot_write_over_another_workspaces_document, DB) \
-  X(serve_tenant_errors_never_name_another_tenants_document, DB)
+  X(serve_tenant_errors_never_name_another_tenants_document, DB)          \
+  X(serve_reads_member_names_written_with_escapes, DB)
 #else
 #define SERVE_TESTS(X)
 #endif

@@ -191,3 +191,25 @@ TEST(serve_tenant_errors_never_name_another_tenants_document) {
                  "private-name-of-w2 x");
   ASSERT_INT_EQ(th_serve_stop(&s), 0);
 }
+
+TEST(serve_reads_member_names_written_with_escapes) {
+  init_store();
+  th_server s = th_serve_start(NULL, NULL);
+  /* Valid JSON: "vec\u0074or" is "vector", "docum\u0065nts" is
+   * "documents". */
+  th_http r = as(&s, "POST", "/v1/documents", NULL,
+                 "{\"docum\\u0065nts\":[{\"id\":\"e1\",\"embedding\":[1,0,0]}]}");
+  ASSERT_HTTP(r, 200);
+  ASSERT_CONTAINS(r.body, "\"inserted\":1");
+  th_http_free(&r);
+  r = as(&s, "POST", "/v1/search", NULL, "{\"vec\\u0074or\":[1,0,0],\"k\":1}");
+  ASSERT_HTTP(r, 200);
+  ASSERT_CONTAINS(r.body, "\"e1\"");
+  th_http_free(&r);
+  /* The same member twice, once escaped: refused as a duplicate. */
+  r = as(&s, "POST", "/v1/search", NULL,
+         "{\"vector\":[0,1,0],\"vec\\u0074or\":[1,0,0]}");
+  ASSERT_HTTP(r, 400);
+  th_http_free(&r);
+  ASSERT_INT_EQ(th_serve_stop(&s), 0);
+}
