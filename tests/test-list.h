@@ -221,7 +221,8 @@
   X(serve_ids_longer_than_a_short_buffer_reach_their_own_document, DB)     \
   X(serve_tenant_ingest_cannot_write_over_another_workspaces_document, DB) \
   X(serve_tenant_errors_never_name_another_tenants_document, DB)          \
-  X(serve_reads_member_names_written_with_escapes, DB)
+  X(serve_reads_member_names_written_with_escapes, DB)                    \
+  X(serve_answers_head_where_it_answers_get, DB)
 #else
 #define SERVE_TESTS(X)
 #endif

@@ -213,3 +213,29 @@ TEST(serve_reads_member_names_written_with_escapes) {
   th_http_free(&r);
   ASSERT_INT_EQ(th_serve_stop(&s), 0);
 }
+
+TEST(serve_answers_head_where_it_answers_get) {
+  init_store();
+  th_server s = start_with_tenants();
+  /* HTTP/1.1 servers must take HEAD wherever they take GET (RFC 9110
+   * 9.1): load balancers probe /healthz so. */
+  th_http r = th_request(&s, "HEAD", "/healthz", NULL, NULL, 0);
+  ASSERT_HTTP(r, 200);
+  ASSERT_INT_EQ((long long)r.len, 0);
+  th_http_free(&r);
+  /* The same token rules as GET. */
+  r = th_request(&s, "HEAD", "/v1/stats?workspace=w1", NULL, NULL, 0);
+  ASSERT_HTTP(r, 401);
+  th_http_free(&r);
+  char auth[128];
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", TENANT1);
+  const char *h[] = {auth, NULL};
+  r = th_request(&s, "HEAD", "/v1/stats", h, NULL, 0);
+  ASSERT_HTTP(r, 200);
+  th_http_free(&r);
+  /* Still no HEAD where there is no GET. */
+  r = th_request(&s, "HEAD", "/v1/search", h, NULL, 0);
+  ASSERT_HTTP(r, 405);
+  th_http_free(&r);
+  ASSERT_INT_EQ(th_serve_stop(&s), 0);
+}
