@@ -1,19 +1,33 @@
 /* bench_ingest.c - ingest throughput, measured in one run on one
  * PostgreSQL and one table layout:
  *
- *   ceiling   raw COPY ... FROM STDIN (FORMAT binary) of the same rows,
- *             no validation, no accounting, encoded by the benchmark's
- *             own encoder (pgcopy.c), not the library's
- *   naive     multi-row INSERT ... ON CONFLICT DO UPDATE, 100 rows per
- *             statement, vectors as text literals, a transaction per batch
- *   library   es_batch_upsert()
- *   cli       embstore ingest FILE (JSON Lines, parsing included)
+ *   ceiling      raw COPY ... FROM STDIN (FORMAT binary) of the same rows,
+ *                no validation, no accounting, encoded by the benchmark's
+ *                own encoder (pgcopy.c), not the library's; with the HNSW
+ *                layout the same COPY into the table without its HNSW
+ *                index, then CREATE INDEX with the best of a few settings
+ *                (maintenance_work_mem, max_parallel_maintenance_workers:
+ *                --index-settings), each measured from a fresh database
+ *   row by row   (HNSW layout) the same COPY with the index maintained
+ *                row by row, as a load that does not defer it would
+ *   naive        multi-row INSERT ... ON CONFLICT DO UPDATE, 100 rows per
+ *                statement, vectors as text literals, a transaction per batch
+ *   library      es_batch_upsert()
+ *   cli          embstore --db CONNINFO ingest FILE (JSON Lines, parsing
+ *                included, the whole process)
  *
  * for a first load into an empty store and for a re-ingest where 10% of
  * the documents changed, with the HNSW index absent during the load, and
- * again with it present.  Writes a Markdown report.
+ * again with it present; on two servers, each its own section of the
+ * report: a second private cluster as initdb leaves it (plainpg.c: a
+ * user's `--db` to an untuned server) and the embedded cluster as embstore
+ * configures it (es_cluster; EMBSTORE_PG_OPTIONS only if the caller set
+ * it).  Writes Markdown.
  *
- *   bench/ingest [--docs N] [--dim D] [--chunks C] [--out FILE] [--quick]
+ *   bench/run ingest [--docs N] [--dim D] [--chunks C] [--out FILE]
+ *                    [--server default|embedded|both] [--layout btree|hnsw|both]
+ *                    [--rounds N] [--index-settings MEM:WORKERS,...]
+ *                    [--no-naive] [--no-row-by-row] [--log-ms N] [--keep]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,18 +46,28 @@
 
 #include "corpus.h"
 #include "pgcopy.h"
+#include "plainpg.h"
 #include "report.h"
 
 typedef struct result {
   const char *layout, *scenario, *method;
   double seconds;
   size_t rows;
-  char note[160];
+  char note[256];
 } result;
+
+/* One setting of the ceiling's CREATE INDEX. */
+typedef struct index_setting {
+  char mem[16]; /* maintenance_work_mem, as PostgreSQL reads it: "1GB" */
+  int workers;  /* max_parallel_maintenance_workers */
+} index_setting;
+
+#define MAX_SETTINGS 8
 
 static result results[64];
 static size_t n_results;
-static es_cluster *cluster;
+static es_cluster *cluster; /* the embedded server, while it runs */
+static plainpg plain;       /* the default-settings server, while it runs */
 static PGconn *admin;
 static char root[256], admin_ci[1024];
 
@@ -62,6 +86,7 @@ static void die(const char *fmt, ...) {
   fputc('\n', stderr);
   if (cluster)
     es_cluster_stop(cluster);
+  plainpg_stop(&plain);
   exit(1);
 }
 
@@ -142,28 +167,37 @@ static long long count_rows(const char *ci, const char *sql) {
   return n;
 }
 
-/* Every load must leave exactly the corpus behind. */
-static void check_loaded(const char *ci, const corpus *c) {
+/* Every load must leave exactly the corpus behind, and a load into the
+ * HNSW layout its index. */
+static void check_loaded(const char *ci, const corpus *c, bool hnsw) {
   long long d = count_rows(ci, "SELECT count(*) FROM embeddings");
   long long k = count_rows(ci, "SELECT count(*) FROM chunks");
   if (d != (long long)c->n_docs || k != (long long)(c->n_docs * c->chunks_per_doc))
     die("%s holds %lld documents and %lld chunks, expected %zu and %zu", ci, d,
         k, c->n_docs, c->n_docs * c->chunks_per_doc);
+  long long idx = count_rows(ci, "SELECT count(*) FROM pg_index i JOIN pg_class c "
+                             "ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = "
+                             "c.relam WHERE a.amname = 'hnsw' AND i.indisvalid");
+  if (idx != (hnsw ? 1 : 0))
+    die("%s has %lld valid HNSW indexes after the load, expected %d", ci, idx,
+        hnsw ? 1 : 0);
 }
 
 static void record(const char *layout, const char *scenario, const char *method,
                    double secs, size_t rows, const char *note) {
+  if (n_results == sizeof results / sizeof results[0])
+    die("too many results");
   result *r = &results[n_results++];
   *r = (result){layout, scenario, method, secs, rows, ""};
   snprintf(r->note, sizeof r->note, "%s", note ? note : "");
-  printf("%-10s %-22s %-8s %8.2f s %10.0f rows/s %s\n", layout, scenario, method,
-         secs, (double)rows / secs, r->note);
+  printf("%-10s %-22s %-12s %8.2f s %10.0f rows/s %s\n", layout, scenario,
+         method, secs, (double)rows / secs, r->note);
   fflush(stdout);
 }
 
 /* ---- the ceiling: raw binary COPY ------------------------------------------- */
 
-static double run_ceiling(const char *ci, const corpus *c) {
+static double run_copy(const char *ci, const corpus *c) {
   PGconn *pg = PQconnectdb(ci);
   pgbuf cp = {0};
   double t0 = now_s();
@@ -219,6 +253,62 @@ static double run_ceiling(const char *ci, const corpus *c) {
   pgbuf_free(&cp);
   PQfinish(pg);
   return secs;
+}
+
+/* Keeps what the server says about an index build's memory and workers
+ * (pgvector's notice when the graph does not fit, its DEBUG1 line naming
+ * the parallel workers), "; "-separated, in the buffer at arg. */
+static void keep_build_notice(void *arg, const char *msg) {
+  char *notes = arg;
+  if (strstr(msg, "maintenance_work_mem") == NULL && strstr(msg, "parallel") == NULL)
+    return;
+  const char *colon = strstr(msg, ":  "); /* past "NOTICE:  " */
+  const char *text = colon ? colon + 3 : msg;
+  size_t len = strlen(notes), n = strcspn(text, "\n");
+  snprintf(notes + len, 200 - len, "%s%.*s", len ? "; " : "", (int)n, text);
+}
+
+static void exec_on(PGconn *pg, const char *sql) {
+  PGresult *r = PQexec(pg, sql);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+    die("%s: %s", sql, PQresultErrorMessage(r));
+  PQclear(r);
+}
+
+/* The HNSW ceiling for one setting: into the store at ci (with its empty
+ * HNSW index), the index dropped, COPY of the corpus, then the store's
+ * own CREATE INDEX statement with that setting.  Returns the seconds of
+ * both; copy_s receives the COPY's, notes (200 bytes) what the build
+ * said about memory and workers. */
+static double run_copy_then_index(const char *ci, const corpus *c,
+                                  const index_setting *set, double *copy_s,
+                                  char *notes) {
+  PGconn *pg = PQconnectdb(ci);
+  PGresult *r = PQexec(pg, "SELECT pg_get_indexdef('embeddings_embedding_hnsw_idx'"
+                           "::regclass)");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK)
+    die("the store's HNSW index: %s", PQresultErrorMessage(r));
+  char def[512];
+  snprintf(def, sizeof def, "%s", PQgetvalue(r, 0, 0));
+  PQclear(r);
+  exec_on(pg, "DROP INDEX embeddings_embedding_hnsw_idx");
+  PQfinish(pg);
+  *copy_s = run_copy(ci, c);
+  pg = PQconnectdb(ci);
+  notes[0] = '\0';
+  PQsetNoticeProcessor(pg, keep_build_notice, notes);
+  char sql[160];
+  snprintf(sql, sizeof sql, "SET maintenance_work_mem = '%s'", set->mem);
+  exec_on(pg, sql);
+  snprintf(sql, sizeof sql, "SET max_parallel_maintenance_workers = %d",
+           set->workers);
+  exec_on(pg, sql);
+  exec_on(pg, "SET client_min_messages = debug1");
+  double t0 = now_s();
+  exec_on(pg, def);
+  double index_s = now_s() - t0;
+  PQfinish(pg);
+  return *copy_s + index_s;
 }
 
 /* ---- the naive baseline: multi-row INSERT ... ON CONFLICT ------------------- */
@@ -334,7 +424,8 @@ static double cpu_self(void) {
          (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-static double last_cpu; /* client CPU seconds of the last library run */
+static double last_cpu; /* client CPU seconds of the last library or CLI run */
+static long last_rss_kib; /* the last CLI run's peak resident set */
 
 static double run_library(const char *ci, const corpus *c, es_defer_index defer,
                           es_batch_result **out) {
@@ -354,20 +445,76 @@ static double run_library(const char *ci, const corpus *c, es_defer_index defer,
   return secs;
 }
 
+/* Prints the last line of what the CLI said (its summary). */
+static void show_cli_output(const char *path) {
+  FILE *f = fopen(path, "r");
+  char line[1024], last[1024] = "";
+  while (f && fgets(line, sizeof line, f))
+    if (line[0] != '\n')
+      snprintf(last, sizeof last, "%s", line);
+  if (f)
+    fclose(f);
+  printf("    cli: %s", last[0] ? last : "(nothing)\n");
+}
+
+/* The high-water mark of pid's resident set (VmHWM, KiB) once it runs
+ * the program called comm, else 0.  Not wait4's ru_maxrss: a forked
+ * child counts the parent's pages it shared until exec, and this parent
+ * holds the whole corpus. */
+static long exec_hwm_kib(pid_t pid, const char *comm) {
+  char path[64], line[256];
+  long kib = 0;
+  bool ours = false;
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  FILE *f = fopen(path, "r");
+  while (f && fgets(line, sizeof line, f)) {
+    if (strncmp(line, "Name:", 5) == 0)
+      ours = strncmp(line + 5 + strspn(line + 5, " \t"), comm, strlen(comm)) == 0;
+    else if (strncmp(line, "VmHWM:", 6) == 0)
+      kib = atol(line + 6);
+  }
+  if (f)
+    fclose(f);
+  return ours ? kib : 0;
+}
+
+/* `embstore --db ci ingest jsonl`, the whole process, its output into a
+ * file in the benchmark's directory; last_cpu receives its CPU time
+ * (wait4), last_rss_kib its peak resident set after exec (polled every
+ * 10 ms; a high-water mark, so the last poll is the peak within 10 ms). */
 static double run_cli(const char *bin, const char *ci, const char *jsonl) {
+  char out[300];
+  snprintf(out, sizeof out, "%s/cli.out", root);
   double t0 = now_s();
   pid_t pid = fork();
   if (pid == 0) {
-    int fd = open("/dev/null", O_WRONLY);
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     dup2(fd, 1);
+    dup2(fd, 2);
     execl(bin, bin, "--db", ci, "ingest", jsonl, (char *)NULL);
     _exit(127);
   }
   int st;
-  waitpid(pid, &st, 0);
+  struct rusage ru;
+  const char *base = strrchr(bin, '/') ? strrchr(bin, '/') + 1 : bin;
+  last_rss_kib = 0;
+  for (;;) { /* a benchmark, not a test: sleeping between polls is right */
+    pid_t w = wait4(pid, &st, WNOHANG, &ru);
+    if (w == pid)
+      break;
+    if (w < 0 && errno != EINTR)
+      die("wait4: %s", strerror(errno));
+    long kib = exec_hwm_kib(pid, base);
+    if (kib > last_rss_kib)
+      last_rss_kib = kib;
+    usleep(10000);
+  }
   double secs = now_s() - t0;
+  last_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+             (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+  show_cli_output(out);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    die("embstore ingest %s exited with %d", jsonl, WEXITSTATUS(st));
+    die("embstore ingest %s exited with %d (see %s)", jsonl, WEXITSTATUS(st), out);
   return secs;
 }
 
@@ -397,6 +544,77 @@ static void write_jsonl(const corpus *c, const char *path) {
     die("cannot write %s", path);
 }
 
+/* ---- the servers ------------------------------------------------------------ */
+
+/* What the report says about a server. */
+typedef struct server_info {
+  const char *section; /* its section of the report */
+  char versions[200];
+  char settings[512]; /* the settings that matter for a load, as it runs */
+} server_info;
+
+/* Starts the server (0: default settings, 1: embedded) and points admin,
+ * admin_ci at it. */
+static void start_server(int which, server_info *info) {
+  char home[300], err[512];
+  if (which == 0) {
+    info->section = "Ingest: server with default settings (--db)";
+    snprintf(home, sizeof home, "%s/plain", root);
+    if (plainpg_start(&plain, home, err, sizeof err) != 0)
+      die("default-settings server: %s", err);
+    snprintf(admin_ci, sizeof admin_ci, "%s", plain.conninfo);
+  } else {
+    info->section = "Ingest: embedded cluster";
+    snprintf(home, sizeof home, "%s/pg", root);
+    if (es_cluster_open(home, &cluster) != ES_OK || es_cluster_start(cluster) != ES_OK)
+      die("cluster: %s", es_cluster_errmsg(cluster));
+    snprintf(admin_ci, sizeof admin_ci, "%s", es_cluster_conninfo(cluster));
+  }
+  char *dbpos = strstr(admin_ci, " dbname=");
+  if (dbpos)
+    *dbpos = '\0';
+  char ci0[1100];
+  snprintf(ci0, sizeof ci0, "%s dbname=%s", admin_ci, which == 0 ? "postgres" : "embstore");
+  admin = PQconnectdb(ci0);
+  if (PQstatus(admin) != CONNECTION_OK)
+    die("connect: %s", PQerrorMessage(admin));
+  PQclear(PQexec(admin, "SET client_min_messages = warning"));
+  PGresult *vr = PQexec(admin, "SELECT current_setting('server_version'), "
+                               "(SELECT default_version FROM pg_available_extensions "
+                               "WHERE name = 'vector')");
+  snprintf(info->versions, sizeof info->versions, "PostgreSQL %s, pgvector %s",
+           PQgetvalue(vr, 0, 0), PQgetvalue(vr, 0, 1));
+  PQclear(vr);
+  vr = PQexec(admin, "SELECT string_agg(name || ' ' || current_setting(name), ', ' "
+                     "ORDER BY name) FROM pg_settings WHERE name IN "
+                     "('shared_buffers', 'maintenance_work_mem', 'max_wal_size', "
+                     "'max_parallel_maintenance_workers', 'max_parallel_workers', "
+                     "'max_worker_processes', 'work_mem', 'checkpoint_timeout')");
+  snprintf(info->settings, sizeof info->settings, "%s", PQgetvalue(vr, 0, 0));
+  PQclear(vr);
+  printf("== %s: %s; %s\n", info->section, info->versions, info->settings);
+}
+
+static void stop_server(void) {
+  PQfinish(admin);
+  admin = NULL;
+  if (cluster) {
+    es_cluster_stop(cluster);
+    es_cluster_close(cluster);
+    cluster = NULL;
+  }
+  plainpg_stop(&plain);
+}
+
+/* Makes the server log every statement of ms or more (log_min_duration_statement),
+ * to see what dominates a load. */
+static void log_slow_statements(int ms) {
+  char sql[96];
+  snprintf(sql, sizeof sql, "ALTER SYSTEM SET log_min_duration_statement = %d", ms);
+  admin_exec(sql);
+  admin_exec("SELECT pg_reload_conf()");
+}
+
 /* ---- the report ------------------------------------------------------------- */
 
 static const result *find(const char *layout, const char *scenario,
@@ -408,20 +626,40 @@ static const result *find(const char *layout, const char *scenario,
   return NULL;
 }
 
+/* Writes the results of one layout on one server as its own section of
+ * the report ("Ingest: SERVER, btree layout"), so that running one layout
+ * leaves the other's figures in place. */
 static void write_report(const char *path, const char *cmd, const corpus *c,
-                         const char *versions) {
+                         int which, const server_info *info, bool hnsw) {
   report rep;
   if (report_open(&rep) != 0)
     die("out of memory");
   FILE *f = rep.f;
-  fprintf(f, "## Ingest\n\n"
-             "Produced by `%s` on %s (%ld cores; %s).\n"
+  const char *opts = getenv("EMBSTORE_PG_OPTIONS");
+  char section[160];
+  snprintf(section, sizeof section, "%s, %s layout", info->section,
+           hnsw ? "HNSW" : "btree");
+  fprintf(f, "## %s\n\n"
+             "Produced by `%s` on %s (%ld cores; %s).\n",
+          section, cmd, rep.when, sysconf(_SC_NPROCESSORS_ONLN), info->versions);
+  if (which == 0)
+    fprintf(f, "Server: a second private cluster whose postgresql.conf is "
+               "initdb's (nothing tuned; only where it listens is given on its "
+               "command line), reached through a conninfo as a user's `--db` "
+               "would be");
+  else
+    fprintf(f, "Server: the embedded cluster as embstore configures it "
+               "(its postgresql.conf lines, maintenance_work_mem 256MB among "
+               "them%s%s%s)",
+            opts && opts[0] ? "; EMBSTORE_PG_OPTIONS `" : "; no EMBSTORE_PG_OPTIONS",
+            opts && opts[0] ? opts : "", opts && opts[0] ? "`" : "");
+  fprintf(f, ": %s.\n"
              "Corpus: %zu documents of %zu dimensions with %zu chunks each "
              "(every chunk with a vector), %zu sources, %zu workspaces: %zu rows "
              "a load.  All figures come from this one run on one machine; "
              "compare ratios, not absolute numbers (these machines are shared).\n\n",
-          cmd, rep.when, sysconf(_SC_NPROCESSORS_ONLN), versions, c->n_docs, c->dim,
-          c->chunks_per_doc, c->n_sources, c->n_workspaces, corpus_rows(c));
+          info->settings, c->n_docs, c->dim, c->chunks_per_doc, c->n_sources,
+          c->n_workspaces, corpus_rows(c));
   fprintf(f, "| index during load | scenario | method | seconds | rows/s | "
              "vs ceiling | vs naive | note |\n|---|---|---|---:|---:|---:|---:|---|\n");
   for (size_t i = 0; i < n_results; i++) {
@@ -442,189 +680,298 @@ static void write_report(const char *path, const char *cmd, const corpus *c,
              "everything at COPY speed); *vs naive* compares with the naive "
              "baseline in the same scenario.  Rows are documents plus chunks.  "
              "The ceiling's COPY stream is encoded by the benchmark's own "
-             "encoder (bench/pgcopy.c), not by the library's.\n");
-  if (report_close(&rep, path, "Ingest") != 0)
+             "encoder (bench/pgcopy.c), not by the library's.  With the HNSW "
+             "index the ceiling is that COPY into the table without the index, "
+             "then the store's own CREATE INDEX statement with the fastest of "
+             "the settings tried (each *copy + index* row: its own fresh "
+             "database; the best is the *ceiling* row); *row by row* is the "
+             "same COPY with the index in place.  The library's and the CLI's "
+             "times include their ANALYZE of both tables, which the ceiling "
+             "does not run.\n");
+  if (report_close(&rep, path, section) != 0)
     die("cannot write %s: %s", path, strerror(errno));
+  printf("wrote %s to %s\n", section, path);
+}
+
+/* ---- one layout on one server ---------------------------------------------- */
+
+/* What to run, from the command line. */
+typedef struct plan {
+  const char *bin, *first_jsonl, *again_jsonl;
+  size_t docs, dim, chunks;
+  int rounds;
+  bool naive, row_by_row;
+  index_setting settings[MAX_SETTINGS];
+  int n_settings;
+} plan;
+
+/* The btree layout's first loads: the fast methods several times, in
+ * rotating order, each from a fresh database; the median is reported with
+ * the range. */
+static void first_loads_btree(const plan *p, const corpus *c, const char *lname,
+                              char (*db)[32]) {
+  double t[3][9], cpu_lib[9], cpu_cli[9];
+  long rss_cli[9];
+  char ci[1200], note[256], range[3][96];
+  for (int round = 0; round < p->rounds; round++) {
+    for (int k = 0; k < 3; k++) {
+      int which = (k + round) % 3;
+      fresh_db(db[which], p->dim, false, ci, sizeof ci);
+      if (which == 0) {
+        t[0][round] = run_copy(ci, c);
+      } else if (which == 1) {
+        es_batch_result *r = NULL;
+        t[1][round] = run_library(ci, c, ES_DEFER_AUTO, &r);
+        cpu_lib[round] = last_cpu;
+        if (r->inserted != c->n_docs)
+          die("library load inserted %zu", r->inserted);
+        es_batch_result_free(r);
+      } else {
+        t[2][round] = run_cli(p->bin, ci, p->first_jsonl);
+        cpu_cli[round] = last_cpu;
+        rss_cli[round] = last_rss_kib;
+      }
+      check_loaded(ci, c, false);
+    }
+    printf("  round %d: ceiling %.2f s, library %.2f s, cli %.2f s\n", round + 1,
+           t[0][round], t[1][round], t[2][round]);
+  }
+  double med[3];
+  for (int m = 0; m < 3; m++)
+    med[m] = median(t[m], p->rounds, range[m], sizeof range[m]);
+  const char *sep = p->rounds > 1 ? "; " : "";
+  record(lname, "first load", "ceiling", med[0], corpus_rows(c), range[0]);
+  snprintf(note, sizeof note, "%s%sclient CPU %.2f s", range[1], sep,
+           median(cpu_lib, p->rounds, NULL, 0));
+  record(lname, "first load", "library", med[1], corpus_rows(c), note);
+  snprintf(note, sizeof note, "%s%sJSON parsing included; CLI CPU %.2f s, peak "
+           "RSS %ld MiB", range[2], sep, median(cpu_cli, p->rounds, NULL, 0),
+           rss_cli[p->rounds - 1] / 1024);
+  record(lname, "first load", "cli", med[2], corpus_rows(c), note);
+}
+
+/* The HNSW layout's first loads, once each: the ceiling for every index
+ * setting (the fastest is the ceiling), the library, the CLI, and the
+ * row-by-row COPY. */
+static void first_loads_hnsw(const plan *p, const corpus *c, const char *lname,
+                             char (*db)[32]) {
+  char ci[1200], note[256], notes[MAX_SETTINGS][200];
+  double total[MAX_SETTINGS], copy_s[MAX_SETTINGS];
+  int best = 0;
+  for (int k = 0; k < p->n_settings; k++) {
+    fresh_db(db[0], p->dim, true, ci, sizeof ci);
+    total[k] = run_copy_then_index(ci, c, &p->settings[k], &copy_s[k], notes[k]);
+    check_loaded(ci, c, true);
+    printf("  copy + index, maintenance_work_mem %s, %d workers: %.2f s (COPY "
+           "%.2f s) %s\n", p->settings[k].mem, p->settings[k].workers, total[k],
+           copy_s[k], notes[k]);
+    if (total[k] < total[best])
+      best = k;
+  }
+  es_batch_result *r = NULL;
+  fresh_db(db[1], p->dim, true, ci, sizeof ci);
+  double lib_s = run_library(ci, c, ES_DEFER_AUTO, &r);
+  double lib_cpu = last_cpu;
+  if (r->inserted != c->n_docs)
+    die("library load inserted %zu", r->inserted);
+  es_batch_result_free(r);
+  check_loaded(ci, c, true);
+  fresh_db(db[2], p->dim, true, ci, sizeof ci);
+  double cli_s = run_cli(p->bin, ci, p->first_jsonl);
+  check_loaded(ci, c, true);
+
+  for (int pass = 0; pass < 2; pass++) /* the ceiling first, then the others */
+    for (int k = 0; k < p->n_settings; k++) {
+      if ((k == best) != (pass == 0))
+        continue;
+      snprintf(note, sizeof note, "maintenance_work_mem %s, %d parallel "
+               "workers: COPY %.2f s + CREATE INDEX %.2f s%s%s",
+               p->settings[k].mem, p->settings[k].workers, copy_s[k],
+               total[k] - copy_s[k], notes[k][0] ? "; server: " : "", notes[k]);
+      record(lname, "first load", pass == 0 ? "ceiling" : "copy + index",
+             total[k], corpus_rows(c), note);
+    }
+  /* auto defers from 10,000 documents: below that the index is kept */
+  const char *how = c->n_docs >= 10000 ? "deferred (auto): dropped, loaded, "
+                    "rebuilt (time included)" : "kept (auto: under 10,000 documents)";
+  snprintf(note, sizeof note, "client CPU %.2f s; index %s", lib_cpu, how);
+  record(lname, "first load", "library", lib_s, corpus_rows(c), note);
+  snprintf(note, sizeof note, "JSON parsing included; index %s; CLI CPU %.2f s, "
+           "peak RSS %ld MiB", c->n_docs >= 10000 ? "deferred (auto)" : "kept "
+           "(auto)", last_cpu, last_rss_kib / 1024);
+  record(lname, "first load", "cli", cli_s, corpus_rows(c), note);
+  if (p->row_by_row) {
+    fresh_db(db[4], p->dim, true, ci, sizeof ci);
+    double rbr = run_copy(ci, c);
+    check_loaded(ci, c, true);
+    record(lname, "first load", "row by row", rbr, corpus_rows(c),
+           "the same COPY, HNSW index maintained row by row");
+  }
+}
+
+/* One layout: the first loads, the naive baseline, then a re-ingest with
+ * 10% changed on top of each first load.  c is the original corpus again
+ * when it returns. */
+static void run_layout(const plan *p, corpus *c, bool hnsw) {
+  const char *lname = hnsw ? "HNSW" : "btree only";
+  char db[5][32], ci[1200], note[256];
+  const char *what[5] = {"ceiling", "lib", "cli", "naive", "rbr"};
+  for (int k = 0; k < 5; k++)
+    snprintf(db[k], sizeof db[k], "b%d_%s", hnsw, what[k]);
+  if (hnsw)
+    first_loads_hnsw(p, c, lname, db);
+  else
+    first_loads_btree(p, c, lname, db);
+  const size_t rows = corpus_rows(c);
+  if (p->naive) {
+    fresh_db(db[3], p->dim, hnsw, ci, sizeof ci);
+    record(lname, "first load", "naive", run_naive(ci, c), rows, "one run");
+    check_loaded(ci, c, hnsw);
+  }
+
+  corpus_change(c);
+  if (p->naive) {
+    snprintf(ci, sizeof ci, "%s dbname=%s", admin_ci, db[3]);
+    record(lname, "re-ingest, 10% changed", "naive", run_naive(ci, c), rows,
+           "rewrites everything");
+  }
+  snprintf(ci, sizeof ci, "%s dbname=%s", admin_ci, db[1]);
+  es_batch_result *r = NULL;
+  double secs = run_library(ci, c, ES_DEFER_AUTO, &r);
+  snprintf(note, sizeof note, "%zu updated, %zu unchanged; client CPU %.2f s",
+           r->updated, r->unchanged, last_cpu);
+  if (r->updated != (c->n_docs + 9) / 10)
+    die("re-ingest updated %zu", r->updated);
+  es_batch_result_free(r);
+  record(lname, "re-ingest, 10% changed", "library", secs, rows, note);
+  snprintf(ci, sizeof ci, "%s dbname=%s", admin_ci, db[2]);
+  secs = run_cli(p->bin, ci, p->again_jsonl);
+  snprintf(note, sizeof note, "JSON parsing included; CLI CPU %.2f s", last_cpu);
+  record(lname, "re-ingest, 10% changed", "cli", secs, rows, note);
+  corpus_free(c);
+  if (corpus_make(c, p->docs, p->dim, p->chunks, 8, 4) != 0) /* the original */
+    die("out of memory");
+  for (int k = 0; k < 5; k++) { /* free the disk for the next layout */
+    char sql[96];
+    release_keeper(db[k]);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", db[k]);
+    admin_exec(sql);
+  }
+}
+
+/* Reads "MEM:WORKERS,..." into p's settings. */
+static void parse_settings(plan *p, const char *list) {
+  p->n_settings = 0;
+  for (const char *s = list; *s;) {
+    size_t n = strcspn(s, ",");
+    const char *colon = memchr(s, ':', n);
+    if (colon == NULL || p->n_settings == MAX_SETTINGS ||
+        (size_t)(colon - s) >= sizeof p->settings[0].mem)
+      die("--index-settings takes MEM:WORKERS,... (up to %d), not '%s'",
+          MAX_SETTINGS, list);
+    index_setting *set = &p->settings[p->n_settings++];
+    snprintf(set->mem, sizeof set->mem, "%.*s", (int)(colon - s), s);
+    set->workers = atoi(colon + 1);
+    s += n + (s[n] == ',');
+  }
+  if (p->n_settings == 0)
+    die("--index-settings is empty");
 }
 
 int main(int argc, char **argv) {
-  size_t docs = 100000, dim = 384, chunks = 4;
-  int n_rounds = 3;
-  const char *out = "BENCHMARKS.md", *bin = NULL, *only_layout = "both";
+  plan p = {.bin = EMBSTORE_BIN, .docs = 100000, .dim = 384, .chunks = 4,
+            .rounds = 3, .naive = true, .row_by_row = true};
+  parse_settings(&p, "1GB:0,1GB:1,1GB:2");
+  const char *out = "BENCHMARKS.md", *only_layout = "both", *only_server = "both";
+  int log_ms = -1;
+  bool keep = false;
   char cmd[512] = "bench/run ingest";
   for (int i = 1; i < argc; i++) {
-    size_t len = strlen(cmd);
-    snprintf(cmd + len, sizeof cmd - len, " %s", argv[i]);
-    if (!strcmp(argv[i], "--docs") && i + 1 < argc)
-      docs = strtoull(argv[++i], NULL, 10);
-    else if (!strcmp(argv[i], "--dim") && i + 1 < argc)
-      dim = strtoull(argv[++i], NULL, 10);
-    else if (!strcmp(argv[i], "--chunks") && i + 1 < argc)
-      chunks = strtoull(argv[++i], NULL, 10);
-    else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+    const char *a = argv[i];
+    bool has = i + 1 < argc;
+    int first = i;
+    if (!strcmp(a, "--docs") && has)
+      p.docs = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(a, "--dim") && has)
+      p.dim = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(a, "--chunks") && has)
+      p.chunks = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(a, "--out") && has)
       out = argv[++i];
-    else if (!strcmp(argv[i], "--cli") && i + 1 < argc)
-      bin = argv[++i];
-    else if (!strcmp(argv[i], "--layout") && i + 1 < argc)
+    else if (!strcmp(a, "--cli") && has)
+      p.bin = argv[++i];
+    else if (!strcmp(a, "--layout") && has)
       only_layout = argv[++i];
-    else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
-      n_rounds = atoi(argv[++i]) < 1 ? 1 : atoi(argv[i]) > 9 ? 9 : atoi(argv[i]);
+    else if (!strcmp(a, "--server") && has)
+      only_server = argv[++i];
+    else if (!strcmp(a, "--rounds") && has)
+      p.rounds = atoi(argv[++i]) < 1 ? 1 : atoi(argv[i]) > 9 ? 9 : atoi(argv[i]);
+    else if (!strcmp(a, "--index-settings") && has)
+      parse_settings(&p, argv[++i]);
+    else if (!strcmp(a, "--log-ms") && has)
+      log_ms = atoi(argv[++i]);
+    else if (!strcmp(a, "--no-naive"))
+      p.naive = false;
+    else if (!strcmp(a, "--no-row-by-row"))
+      p.row_by_row = false;
+    else if (!strcmp(a, "--keep"))
+      keep = true;
     else
       die("usage: bench/ingest [--docs N] [--dim D] [--chunks C] [--out FILE] "
-          "[--cli PATH] [--layout btree|hnsw|both] [--rounds N]");
-    if (i < argc && argv[i][0] != '-' && strcmp(argv[i - 1], "--cli") != 0) {
-      len = strlen(cmd);
-      snprintf(cmd + len, sizeof cmd - len, " %s", argv[i]);
+          "[--cli PATH] [--server default|embedded|both] [--layout "
+          "btree|hnsw|both] [--rounds N] [--index-settings MEM:WORKERS,...] "
+          "[--no-naive] [--no-row-by-row] [--log-ms N] [--keep]");
+    for (int k = first; k <= i && strcmp(a, "--cli") != 0; k++) {
+      size_t len = strlen(cmd); /* --cli names a path of this machine: left out */
+      snprintf(cmd + len, sizeof cmd - len, " %s", argv[k]);
     }
   }
-  if (bin == NULL)
-    bin = EMBSTORE_BIN;
 
   snprintf(root, sizeof root, "/tmp/es-bench-XXXXXX");
   if (mkdtemp(root) == NULL)
     die("mkdtemp: %s", strerror(errno));
   chmod(root, 0711);
-  char home[300];
-  snprintf(home, sizeof home, "%s/pg", root);
-  /* The same server settings for every method: room for the data set in
-   * memory, few checkpoints during a load. */
-  setenv("EMBSTORE_PG_OPTIONS",
-         "-c shared_buffers=2GB -c max_wal_size=8GB -c maintenance_work_mem=2GB "
-         "-c checkpoint_timeout=30min",
-         0);
-  if (es_cluster_open(home, &cluster) != ES_OK || es_cluster_start(cluster) != ES_OK)
-    die("cluster: %s", es_cluster_errmsg(cluster));
-  snprintf(admin_ci, sizeof admin_ci, "%s", es_cluster_conninfo(cluster));
-  char *dbpos = strstr(admin_ci, " dbname=");
-  if (dbpos)
-    *dbpos = '\0';
-  char ci0[1100];
-  snprintf(ci0, sizeof ci0, "%s dbname=embstore", admin_ci);
-  admin = PQconnectdb(ci0);
-  if (PQstatus(admin) != CONNECTION_OK)
-    die("connect: %s", PQerrorMessage(admin));
-  PQclear(PQexec(admin, "SET client_min_messages = warning"));
-  char versions[200];
-  PGresult *vr = PQexec(admin, "SELECT current_setting('server_version'), "
-                               "(SELECT default_version FROM pg_available_extensions "
-                               "WHERE name = 'vector')");
-  snprintf(versions, sizeof versions, "PostgreSQL %s, pgvector %s",
-           PQgetvalue(vr, 0, 0), PQgetvalue(vr, 0, 1));
-  PQclear(vr);
-
-  printf("generating %zu documents x %zu dims x %zu chunks...\n", docs, dim, chunks);
+  printf("generating %zu documents x %zu dims x %zu chunks in %s...\n", p.docs,
+         p.dim, p.chunks, root);
+  fflush(stdout);
   corpus c;
-  if (corpus_make(&c, docs, dim, chunks, 8, 4) != 0)
+  if (corpus_make(&c, p.docs, p.dim, p.chunks, 8, 4) != 0)
     die("out of memory generating the corpus");
   char first_jsonl[400], again_jsonl[400];
   snprintf(first_jsonl, sizeof first_jsonl, "%s/first.jsonl", root);
   snprintf(again_jsonl, sizeof again_jsonl, "%s/again.jsonl", root);
+  p.first_jsonl = first_jsonl;
+  p.again_jsonl = again_jsonl;
   write_jsonl(&c, first_jsonl);
-
-  const size_t rows = corpus_rows(&c);
-  char ci[1200];
-  for (int layout = 0; layout < 2; layout++) {
-    bool hnsw = layout == 1;
-    if ((hnsw && !strcmp(only_layout, "btree")) || (!hnsw && !strcmp(only_layout, "hnsw")))
-      continue;
-    const char *lname = hnsw ? "HNSW" : "btree only";
-    char db_ceiling[32], db_naive[32], db_lib[32], db_cli[32];
-    snprintf(db_ceiling, sizeof db_ceiling, "b%d_ceiling", layout);
-    snprintf(db_naive, sizeof db_naive, "b%d_naive", layout);
-    snprintf(db_lib, sizeof db_lib, "b%d_lib", layout);
-    snprintf(db_cli, sizeof db_cli, "b%d_cli", layout);
-
-    /* The fast methods several times, in rotating order, each from a
-     * fresh database; the median is reported with the range.  The naive
-     * baseline, several times slower, runs once. */
-    double t_ceil[9], t_lib[9], t_cli[9], cpu_lib[9];
-    int rounds = hnsw ? 1 : n_rounds;
-    es_batch_result *r = NULL;
-    double secs;
-    char note[160] = "";
-    for (int round = 0; round < rounds; round++) {
-      for (int k = 0; k < 3; k++) {
-        int which = (k + round) % 3;
-        bool last = round == rounds - 1;
-        if (which == 0) {
-          fresh_db(db_ceiling, dim, hnsw, ci, sizeof ci);
-          t_ceil[round] = run_ceiling(ci, &c);
-          check_loaded(ci, &c);
-        } else if (which == 1) {
-          fresh_db(db_lib, dim, hnsw, ci, sizeof ci);
-          t_lib[round] = run_library(ci, &c, ES_DEFER_AUTO, &r);
-          cpu_lib[round] = last_cpu;
-          if (r->inserted != c.n_docs)
-            die("library load inserted %zu", r->inserted);
-          es_batch_result_free(r);
-          check_loaded(ci, &c);
-        } else {
-          fresh_db(db_cli, dim, hnsw, ci, sizeof ci);
-          t_cli[round] = run_cli(bin, ci, first_jsonl);
-          check_loaded(ci, &c);
-        }
-        (void)last;
-      }
-      printf("  round %d: ceiling %.2f s, library %.2f s, cli %.2f s\n", round + 1,
-             t_ceil[round], t_lib[round], t_cli[round]);
-    }
-    char range[3][96];
-    double *ts[3] = {t_ceil, t_lib, t_cli};
-    double med[3];
-    for (int m = 0; m < 3; m++)
-      med[m] = median(ts[m], rounds, range[m], sizeof range[m]);
-    record(lname, "first load", "ceiling", med[0], rows,
-           hnsw ? "HNSW maintained row by row" : range[0]);
-    size_t nl = (size_t)snprintf(note, sizeof note, "%s%sclient CPU %.2f s",
-                                 range[1], rounds > 1 ? "; " : "",
-                                 median(cpu_lib, rounds, NULL, 0));
-    if (hnsw && c.n_docs >= 10000)
-      snprintf(note + nl, sizeof note - nl, "; index deferred: dropped, "
-               "loaded, rebuilt (time included)");
-    record(lname, "first load", "library", med[1], rows, note);
-    snprintf(note, sizeof note, "%s%sJSON parsing included%s", range[2],
-             rounds > 1 ? "; " : "",
-             hnsw && c.n_docs >= 10000 ? "; index deferred (auto)" : "");
-    record(lname, "first load", "cli", med[2], rows, note);
-
-    fresh_db(db_naive, dim, hnsw, ci, sizeof ci);
-    record(lname, "first load", "naive", run_naive(ci, &c), rows, "one run");
-    check_loaded(ci, &c);
-
-    /* Re-ingest with 10% changed, on top of each first load. */
-    corpus_change(&c);
-    write_jsonl(&c, again_jsonl);
-    snprintf(ci, sizeof ci, "%s dbname=%s", admin_ci, db_naive);
-    record(lname, "re-ingest, 10% changed", "naive", run_naive(ci, &c), rows,
-           "rewrites everything");
-    snprintf(ci, sizeof ci, "%s dbname=%s", admin_ci, db_lib);
-    secs = run_library(ci, &c, ES_DEFER_AUTO, &r);
-    snprintf(note, sizeof note, "%zu updated, %zu unchanged; client CPU %.2f s",
-             r->updated, r->unchanged, last_cpu);
-    if (r->updated != (c.n_docs + 9) / 10)
-      die("re-ingest updated %zu", r->updated);
-    es_batch_result_free(r);
-    record(lname, "re-ingest, 10% changed", "library", secs, rows, note);
-    snprintf(ci, sizeof ci, "%s dbname=%s", admin_ci, db_cli);
-    record(lname, "re-ingest, 10% changed", "cli", run_cli(bin, ci, again_jsonl),
-           rows, "JSON parsing included");
-    corpus_free(&c);
-    if (corpus_make(&c, docs, dim, chunks, 8, 4) != 0) /* back to the original */
-      die("out of memory");
-    const char *dbs[] = {db_ceiling, db_naive, db_lib, db_cli};
-    for (int k = 0; k < 4; k++) { /* free the disk for the next layout */
-      char sql[96];
-      release_keeper(dbs[k]);
-      snprintf(sql, sizeof sql, "DROP DATABASE %s", dbs[k]);
-      admin_exec(sql);
-    }
-  }
-  write_report(out, cmd, &c, versions);
-  printf("wrote %s\n", out);
+  corpus_change(&c);
+  write_jsonl(&c, again_jsonl);
   corpus_free(&c);
-  PQfinish(admin);
-  es_cluster_stop(cluster);
-  es_cluster_close(cluster);
+  if (corpus_make(&c, p.docs, p.dim, p.chunks, 8, 4) != 0)
+    die("out of memory generating the corpus");
+
+  for (int which = 0; which < 2; which++) {
+    if ((which == 0 && !strcmp(only_server, "embedded")) ||
+        (which == 1 && !strcmp(only_server, "default")))
+      continue;
+    server_info info;
+    start_server(which, &info);
+    if (log_ms >= 0)
+      log_slow_statements(log_ms);
+    for (int layout = 0; layout < 2; layout++) {
+      bool hnsw = layout == 1;
+      if ((hnsw && !strcmp(only_layout, "btree")) || (!hnsw && !strcmp(only_layout, "hnsw")))
+        continue;
+      n_results = 0;
+      run_layout(&p, &c, hnsw);
+      write_report(out, cmd, &c, which, &info, hnsw);
+    }
+    stop_server();
+  }
+  corpus_free(&c);
+  if (keep) {
+    printf("kept %s (server logs: plain/postgresql.log, pg/postgresql.log)\n", root);
+    return 0;
+  }
   char rm[300];
   snprintf(rm, sizeof rm, "rm -rf %s", root);
   if (system(rm) != 0)

@@ -1,8 +1,11 @@
 /* corpus.c - the benchmarks' reproducible corpus. */
+#include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "corpus.h"
 
@@ -12,20 +15,28 @@
 
 static uint64_t rng = 0x9E3779B97F4A7C15ULL;
 
-static uint64_t next_u64(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
+/* xorshift64 on the state at s. */
+static uint64_t next_u64_at(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+static uint64_t next_u64(void) { return next_u64_at(&rng); }
+
+/* A standard normal deviate (Box-Muller) from the state at s. */
+static double normal_at(uint64_t *s) {
+  double u1 = ((double)(next_u64_at(s) >> 11) + 1.0) / 9007199254740993.0;
+  double u2 = (double)(next_u64_at(s) >> 11) / 9007199254740992.0;
+  return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
 /* A random unit vector (uniform on the sphere, via normal deviates). */
 static void unit_vector(float *v, size_t dim) {
   double norm = 0;
   for (size_t i = 0; i < dim; i++) {
-    double u1 = ((double)(next_u64() >> 11) + 1.0) / 9007199254740993.0;
-    double u2 = (double)(next_u64() >> 11) / 9007199254740992.0;
-    v[i] = (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    v[i] = (float)normal_at(&rng);
     norm += (double)v[i] * v[i];
   }
   norm = sqrt(norm);
@@ -101,14 +112,38 @@ void corpus_change(corpus *c) {
   }
 }
 
+/* Whether v printed with prec significant digits into buf reads back as
+ * v; *n receives the length. */
+static bool prints_back(char *buf, float v, int prec, int *n) {
+  *n = snprintf(buf, 32, "%.*g", prec, (double)v);
+  return strtof(buf, NULL) == v;
+}
+
+/* v with the fewest digits (at least 6) that read back the same, into buf
+ * (32 bytes); returns its length.  Random components mostly need 8 or 9
+ * digits, so the search starts at 8 (writing a corpus is dominated by
+ * this); nine always read back. */
+static int format_float(char *buf, float v) {
+  int n;
+  if (!prints_back(buf, v, 8, &n)) {
+    n = snprintf(buf, 32, "%.9g", (double)v);
+    return n;
+  }
+  for (int prec = 7; prec >= 6; prec--) {
+    char shorter[32];
+    int m;
+    if (!prints_back(shorter, v, prec, &m))
+      break;
+    memcpy(buf, shorter, (size_t)m + 1);
+    n = m;
+  }
+  return n;
+}
+
 /* Writes a float with the fewest digits that read back the same. */
 static void put_float(FILE *f, float v) {
   char buf[32];
-  for (int prec = 6; prec <= 9; prec++) {
-    snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
-    if (strtof(buf, NULL) == v)
-      break;
-  }
+  format_float(buf, v);
   fputs(buf, f);
 }
 
@@ -148,4 +183,145 @@ void corpus_free(corpus *c) {
   free(c->vectors);
   free(c->strings);
   memset(c, 0, sizeof *c);
+}
+
+/* ---- streaming --------------------------------------------------------------- */
+
+#define TABLE_SIZE 65536
+#define OUT_BYTES (1u << 20)
+
+/* What corpus_stream_jsonl writes with: the output buffer and the table
+ * of preformatted components. */
+typedef struct stream {
+  int fd;
+  char *buf;
+  size_t len;
+  uint64_t rng;
+  char (*table)[16]; /* NUL-terminated */
+  unsigned char *table_len;
+} stream;
+
+/* Writes the buffer out; -1 with errno set when fd fails. */
+static int stream_flush(stream *s) {
+  for (size_t off = 0; off < s->len;) {
+    ssize_t w = write(s->fd, s->buf + off, s->len - off);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0)
+      return -1;
+    off += (size_t)w;
+  }
+  s->len = 0;
+  return 0;
+}
+
+static void stream_add(stream *s, const char *p, size_t n) {
+  memcpy(s->buf + s->len, p, n);
+  s->len += n;
+}
+
+static void stream_str(stream *s, const char *p) { stream_add(s, p, strlen(p)); }
+
+/* Random words, about len bytes. */
+static void stream_text(stream *s, size_t len) {
+  size_t n = 0;
+  while (n + 12 < len) {
+    const char *w = words[next_u64_at(&s->rng) % (sizeof words / sizeof words[0])];
+    if (n)
+      stream_add(s, " ", 1);
+    stream_str(s, w);
+    n += strlen(w) + (n > 0);
+  }
+}
+
+/* A vector of dim components drawn from the table, as a JSON array. */
+static void stream_vector(stream *s, size_t dim) {
+  stream_add(s, "[", 1);
+  uint64_t bits = 0;
+  for (size_t i = 0; i < dim; i++) {
+    if (i % 4 == 0)
+      bits = next_u64_at(&s->rng);
+    unsigned k = (unsigned)(bits & (TABLE_SIZE - 1));
+    bits >>= 16;
+    if (i)
+      stream_add(s, ",", 1);
+    stream_add(s, s->table[k], s->table_len[k]);
+  }
+  stream_add(s, "]", 1);
+}
+
+int corpus_stream_jsonl(int fd, size_t n_docs, size_t dim, size_t cpd,
+                        size_t n_sources, size_t n_workspaces) {
+  stream s = {.fd = fd, .rng = 0x2545F4914F6CDD1DULL};
+  size_t per_doc = 512 + (cpd + 1) * (dim * 17 + 256); /* the most one takes */
+  s.buf = malloc(OUT_BYTES + per_doc);
+  s.table = malloc(TABLE_SIZE * sizeof *s.table);
+  s.table_len = malloc(TABLE_SIZE);
+  int rc = -1;
+  if (!s.buf || !s.table || !s.table_len) {
+    errno = ENOMEM;
+    goto done;
+  }
+  for (size_t k = 0; k < TABLE_SIZE; k++) {
+    char tmp[32];
+    int n = format_float(tmp, (float)(normal_at(&s.rng) / sqrt((double)dim)));
+    memcpy(s.table[k], tmp, (size_t)n + 1);
+    s.table_len[k] = (unsigned char)n;
+  }
+  for (size_t i = 0; i < n_docs; i++) {
+    char head[256];
+    snprintf(head, sizeof head, "{\"id\":\"doc-%07zu\",\"text\":\"", i);
+    stream_str(&s, head);
+    stream_text(&s, TEXT_BYTES);
+    snprintf(head, sizeof head, "\",\"source_id\":\"source-%zu\",\"metadata\":"
+             "{\"workspace\": \"ws-%zu\", \"n\": %zu},\"embedding\":",
+             i % n_sources, i % n_workspaces, i);
+    stream_str(&s, head);
+    stream_vector(&s, dim);
+    stream_str(&s, ",\"chunks\":[");
+    for (size_t k = 0; k < cpd; k++) {
+      snprintf(head, sizeof head, "%s{\"id\":\"doc-%07zu#%zu\",\"text\":\"",
+               k ? "," : "", i, k);
+      stream_str(&s, head);
+      stream_text(&s, CHUNK_TEXT_BYTES);
+      stream_str(&s, "\",\"embedding\":");
+      stream_vector(&s, dim);
+      stream_add(&s, "}", 1);
+    }
+    stream_add(&s, "]}\n", 3);
+    if (s.len >= OUT_BYTES && stream_flush(&s) != 0)
+      goto done;
+  }
+  rc = stream_flush(&s);
+done:
+  free(s.buf);
+  free(s.table);
+  free(s.table_len);
+  return rc;
+}
+
+void corpus_query_vector(float *v, size_t dim, unsigned n) {
+  uint64_t s = 0xD1B54A32D192ED03ULL ^ ((uint64_t)n * 0x9E3779B97F4A7C15ULL);
+  if (s == 0)
+    s = 1;
+  double norm = 0;
+  for (size_t i = 0; i < dim; i++) {
+    v[i] = (float)normal_at(&s);
+    norm += (double)v[i] * v[i];
+  }
+  norm = sqrt(norm);
+  for (size_t i = 0; i < dim; i++)
+    v[i] = (float)(v[i] / norm);
+}
+
+void corpus_vector_json(char *buf, size_t cap, const float *v, size_t dim) {
+  size_t n = 0;
+  buf[n++] = '[';
+  for (size_t i = 0; i < dim && n + 34 < cap; i++) {
+    if (i)
+      buf[n++] = ',';
+    n += (size_t)format_float(buf + n, v[i]);
+  }
+  buf[n++] = ']';
+  buf[n] = '\0';
 }
