@@ -283,9 +283,11 @@ static void search_sql(char *buf, size_t cap, const char *vec, const char *lim) 
 
 #define QVEC "(SELECT v FROM bench_queries WHERE i = %s)"
 
-/* Checks that the pgbench statement walks the HNSW index and finds what
- * es_search finds for the same query. */
-static void check_sql(PGconn *pg, size_t dim) {
+/* Checks that the pgbench statement finds what es_search finds for the
+ * same query; returns whether its plan walks the HNSW index (on a small
+ * store the planner may prefer reading the table, for the library's
+ * statement too). */
+static bool check_sql(PGconn *pg, size_t dim) {
   char vec[96], sql[1024], explain[1100];
   snprintf(vec, sizeof vec, QVEC, "7");
   search_sql(sql, sizeof sql, vec, "10");
@@ -298,8 +300,6 @@ static void check_sql(PGconn *pg, size_t dim) {
   for (int i = 0; i < PQntuples(r); i++)
     index |= strstr(PQgetvalue(r, i, 0), "embeddings_embedding_hnsw_idx") != NULL;
   PQclear(r);
-  if (!index)
-    die("pgbench's statement does not use the HNSW index: %s", sql);
 
   r = PQexec(pg, sql);
   if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != K)
@@ -324,6 +324,7 @@ static void check_sql(PGconn *pg, size_t dim) {
   es_close(s);
   free(v);
   PQclear(r);
+  return index;
 }
 
 /* ---- pgbench ---------------------------------------------------------------- */
@@ -683,6 +684,7 @@ typedef struct setup_info {
   size_t docs, dim;
   double load_s;
   int secs, threads, pool;
+  bool hnsw_plan; /* whether the SQL's plan walks the HNSW index */
 } setup_info;
 
 static void write_report(const char *path, const setup_info *in, int n_conns,
@@ -716,9 +718,8 @@ static void write_report(const char *path, const setup_info *in, int n_conns,
              "threads, PGOPTIONS `%s` as the pool sets it) runs the library's "
              "search statement from src/search.c with the query vector read "
              "by a scalar subquery from a table of the same 1,000 vectors "
-             "(`\\set q random(1, %d)`) and the limit a parameter; the "
-             "benchmark checks that its plan walks the HNSW index and that it "
-             "returns es_search's ten ids for a query.  Both wrk rows are "
+             "(`\\set q random(1, %d)`) and the limit a parameter; it returns "
+             "es_search's ten ids for a query (checked), and its plan %s.  Both wrk rows are "
              "POST /v1/search with `{\"vector\":[...],\"k\":%d}` through a "
              "Lua script cycling through the 1,000 bodies, against `embstore "
              "serve --pool %d`, without and with its default --cache-mb (64 "
@@ -728,7 +729,11 @@ static void write_report(const char *path, const setup_info *in, int n_conns,
              "the server process (PostgreSQL's backends are not counted); "
              "*embstore CPU per request* is the server process's CPU time "
              "divided by the requests it answered.\n\n",
-          HNSW_OPTIONS, N_QUERIES, K, in->pool);
+          HNSW_OPTIONS, N_QUERIES,
+          in->hnsw_plan ? "walks the HNSW index"
+                        : "**does not use the HNSW index** (the planner "
+                          "prefers reading a table this small)",
+          K, in->pool);
   fprintf(f, "Resident set of the server (VmRSS / VmHWM from /proc/PID/status) "
              "after the warm-up, after the throughput points, and after a "
              "further run of requests at the largest connection count; the "
@@ -835,7 +840,7 @@ int main(int argc, char **argv) {
   char bodies[128], script[128], versions[300], v[4][64], def[512];
   snprintf(bodies, sizeof bodies, "%s/bodies.jsonl", root);
   write_queries(pg, dim, bodies);
-  check_sql(pg, dim);
+  in.hnsw_plan = check_sql(pg, dim);
   exec_or_die(pg, "CHECKPOINT");
   server_value(pg, "SELECT current_setting('server_version')", v[0], sizeof v[0]);
   server_value(pg, "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
@@ -849,7 +854,8 @@ int main(int argc, char **argv) {
            "%s, hnsw.ef_search %s; wrk 4.1", v[0], v[1], v[2], v[3]);
   in.versions = versions;
   in.index_def = def;
-  printf("loaded in %.1f s; %s; %s\n", in.load_s, versions, where);
+  printf("loaded in %.1f s; %s; %s; the SQL's plan %s the HNSW index\n",
+         in.load_s, versions, where, in.hnsw_plan ? "walks" : "DOES NOT USE");
   fflush(stdout);
 
   snprintf(script, sizeof script, "%s/run.lua", root);
