@@ -7,12 +7,12 @@
 
 #include "cli.h"
 #include "server.h"
-#include "../server/auth.h"
+#include "auth.h" /* server/ (the server's own include path) */
 
 static const char serve_usage[] =
     "usage: embstore serve [--listen HOST:PORT] [--tokens FILE] [--cache-mb N]\n"
     "                      [--max-connections N] [--max-body-mb N] [--pool N]\n"
-    "                      [--ready-file FILE]\n"
+    "                      [--ready-file FILE] [--idle-timeout S] [--header-timeout S]\n"
     "\n"
     "Serves the store over HTTP with JSON in and out (GET /v1/openapi.json\n"
     "describes every route).  One process keeps its pool of connections, its\n"
@@ -30,6 +30,10 @@ static const char serve_usage[] =
     "  --pool N             database connections (16): the bound on concurrent\n"
     "                       database work\n"
     "  --ready-file FILE    write HOST:PORT there once listening\n"
+    "  --idle-timeout S     a keep-alive connection silent this long is closed (30)\n"
+    "  --header-timeout S   a request's headers must all arrive within S seconds,\n"
+    "                       however slowly they trickle in (10): slow clients\n"
+    "                       cannot hold connections\n"
     "\n"
     "An access log goes to stderr, one JSON line a request.  SIGTERM or\n"
     "SIGINT: no new connections, in-flight requests finish (30 s at most),\n"
@@ -44,6 +48,8 @@ static int run_serve(cli *c, int argc, char **argv) {
       {"max-body-mb", required_argument, NULL, 'b'},
       {"pool", required_argument, NULL, 'p'},
       {"ready-file", required_argument, NULL, 'r'},
+      {"idle-timeout", required_argument, NULL, 'i'},
+      {"header-timeout", required_argument, NULL, 'h'},
       CLI_COMMON_LONGOPTS,
       {0, 0, 0, 0}};
   serve_config cfg;
@@ -81,6 +87,16 @@ static int run_serve(cli *c, int argc, char **argv) {
       break;
     case 'r':
       cfg.ready_file = optarg;
+      break;
+    case 'i':
+      if (!cli_parse_int(optarg, 1, 86400, &n))
+        return cli_usage(c, "--idle-timeout must be 1..86400 seconds, not '%s'", optarg);
+      cfg.idle_timeout_s = (int)n;
+      break;
+    case 'h':
+      if (!cli_parse_int(optarg, 1, 3600, &n))
+        return cli_usage(c, "--header-timeout must be 1..3600 seconds, not '%s'", optarg);
+      cfg.header_timeout_s = (int)n;
       break;
     }
   }

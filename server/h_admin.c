@@ -42,8 +42,10 @@ static bool stats_scope(request *rq, char **ws) {
 
 void h_stats(request *rq) {
   char *ws = NULL;
-  if (!stats_scope(rq, &ws))
+  if (!stats_scope(rq, &ws)) {
+    free(ws);
     return;
+  }
   es_stats *st = NULL;
   es_status rc = es_stats_get(rq->sv->store, ws, &st);
   if (rc != ES_OK) {

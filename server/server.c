@@ -247,6 +247,8 @@ static bool admit(request *rq) {
     }
     return true;
   }
+  if (!has_body && rq->route->body == BODY_JSON)
+    return true; /* no body at all: {} (cleanup with its defaults) */
   bool json = strcmp(type, "application/json") == 0;
   rq->is_ndjson = rq->route->body == BODY_INGEST &&
                   (strcmp(type, "application/x-ndjson") == 0 ||

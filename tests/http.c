@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,6 +50,9 @@ th_server th_serve_start(const char *conninfo, const char *const *args) {
   if (s.pid < 0)
     FAIL("fork: %s", strerror(errno));
   if (s.pid == 0) {
+    /* A test that fails ends with _exit (no atexit): the server must not
+     * outlive it, holding the test's database. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     int fd = open(s.log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
     int null = open("/dev/null", O_RDONLY);
     dup2(null, 0);
@@ -90,6 +96,12 @@ int th_serve_stop(th_server *s) {
   if (s->pid <= 0)
     return -1;
   kill(s->pid, SIGTERM);
+  return th_serve_wait(s);
+}
+
+int th_serve_wait(th_server *s) {
+  if (s->pid <= 0)
+    return -1;
   int st = 0;
   while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR)
     ;
@@ -98,6 +110,37 @@ int th_serve_stop(th_server *s) {
       running[i] = 0;
   s->pid = 0;
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+long th_serve_peak_rss_kib(const th_server *s) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)s->pid);
+  FILE *f = fopen(path, "r");
+  ASSERT(f != NULL);
+  long kib = -1;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, "VmHWM:", 6) == 0)
+      kib = strtol(line + 6, NULL, 10);
+  fclose(f);
+  ASSERT(kib > 0);
+  return kib;
+}
+
+int th_serve_socket(const th_server *s) {
+  const char *colon = strrchr(s->addr, ':');
+  ASSERT(colon != NULL);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)atoi(colon + 1)),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT(fd >= 0);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
 }
 
 char *th_serve_log(const th_server *s) {
@@ -133,8 +176,22 @@ static size_t take(char *p, size_t size, size_t n, void *user) {
   return size * n;
 }
 
-th_http th_request(const th_server *s, const char *method, const char *path,
-                   const char *const *headers, const char *body, size_t len) {
+/* libcurl's read callback over a th_reader. */
+typedef struct reader_ctx {
+  th_reader fn;
+  void *user;
+} reader_ctx;
+
+static size_t give(char *buf, size_t size, size_t n, void *user) {
+  reader_ctx *r = user;
+  return r->fn(buf, size * n, r->user);
+}
+
+/* One request; the body from body[0..len), or from rd when rd is set
+ * (len -1: chunked). */
+static th_http perform(const th_server *s, const char *method, const char *path,
+                       const char *const *headers, const char *body,
+                       long long len, reader_ctx *rd) {
   th_http r = {0};
   CURL *c = curl_easy_init();
   ASSERT(c != NULL);
@@ -146,18 +203,25 @@ th_http th_request(const th_server *s, const char *method, const char *path,
     list = curl_slist_append(list, headers[i]);
   list = curl_slist_append(list, "Expect:");
   curl_easy_setopt(c, CURLOPT_URL, url);
-  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, take);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, take);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, 600L);
   curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
-  if (body) {
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L); /* safe from many threads */
+  if (rd) {
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, give);
+    curl_easy_setopt(c, CURLOPT_READDATA, rd);
+    if (len >= 0)
+      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+  } else if (body) {
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
   }
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
   CURLcode rc = curl_easy_perform(c);
   if (rc == CURLE_OK)
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
@@ -169,6 +233,18 @@ th_http th_request(const th_server *s, const char *method, const char *path,
   r.len = b.len;
   r.headers = h.buf;
   return r;
+}
+
+th_http th_request(const th_server *s, const char *method, const char *path,
+                   const char *const *headers, const char *body, size_t len) {
+  return perform(s, method, path, headers, body, (long long)len, NULL);
+}
+
+th_http th_request_from(const th_server *s, const char *method, const char *path,
+                        const char *const *headers, th_reader fn, void *user,
+                        long long len) {
+  reader_ctx rd = {fn, user};
+  return perform(s, method, path, headers, NULL, len, &rd);
 }
 
 th_http th_get(const th_server *s, const char *path, const char *token) {

@@ -19,6 +19,13 @@ typedef struct th_server {
 th_server th_serve_start(const char *conninfo, const char *const *args);
 /* SIGTERM, then its exit status (128 + signal when killed). */
 int th_serve_stop(th_server *s);
+/* Waits for it to exit by itself; its exit status as th_serve_stop's. */
+int th_serve_wait(th_server *s);
+/* Its peak resident set so far (VmHWM), in KiB. */
+long th_serve_peak_rss_kib(const th_server *s);
+/* A raw TCP connection to it (a blocking socket), or -1 with errno set
+ * when it refuses. */
+int th_serve_socket(const th_server *s);
 /* Everything it wrote to stderr so far (malloc'd). */
 char *th_serve_log(const th_server *s);
 
@@ -34,6 +41,13 @@ typedef struct th_http {
  * body may be NULL (no body). */
 th_http th_request(const th_server *s, const char *method, const char *path,
                    const char *const *headers, const char *body, size_t len);
+/* Fills buf (up to cap bytes) with the body's next bytes; 0 at its end. */
+typedef size_t (*th_reader)(char *buf, size_t cap, void *user);
+/* One request whose body comes from fn, never held whole: len bytes
+ * declared in Content-Length, or chunked when len is -1. */
+th_http th_request_from(const th_server *s, const char *method, const char *path,
+                        const char *const *headers, th_reader fn, void *user,
+                        long long len);
 /* Shorthands: a GET; a JSON POST; with a bearer token (token may be NULL). */
 th_http th_get(const th_server *s, const char *path, const char *token);
 th_http th_post_json(const th_server *s, const char *path, const char *json,
@@ -41,5 +55,14 @@ th_http th_post_json(const th_server *s, const char *path, const char *json,
 void th_http_free(th_http *r);
 /* The value of response header name (malloc'd), or NULL. */
 char *th_http_header(const th_http *r, const char *name);
+
+/* r must have answered status want (else fails, showing the body or the
+ * transport's error). */
+#define ASSERT_HTTP(r, want)                                               \
+  do {                                                                     \
+    if ((r).status != (want))                                              \
+      FAIL("HTTP %ld, want %d: %.400s%s", (r).status, (want),              \
+           (r).body ? (r).body : "", (r).error);                           \
+  } while (0)
 
 #endif

@@ -210,7 +210,14 @@
   X(serve_tokens_give_roles_and_tenants_see_only_their_workspaces, DB)       \
   X(serve_refuses_to_start_where_it_would_be_unsafe, DB)                     \
   X(serve_readyz_answers_503_until_the_store_exists, DB)                     \
-  X(serve_openapi_lists_exactly_the_routes_it_serves, DB)
+  X(serve_openapi_lists_exactly_the_routes_it_serves, DB)                    \
+  X(serve_cuts_slow_and_idle_clients_and_answers_others_meanwhile, DB)       \
+  X(serve_answers_a_quick_503_beyond_max_connections, DB)                    \
+  X(serve_sighup_reloads_the_tokens_and_keeps_them_when_the_file_is_bad, DB) \
+  X(serve_sigterm_finishes_the_requests_in_flight_and_exits_0, DB)           \
+  X(serve_50_concurrent_clients_leave_exact_counts, DB)                      \
+  X(serve_answers_503_while_postgres_is_down_and_recovers_without_a_restart, DB) \
+  X(serve_streams_a_large_ndjson_upload_in_bounded_memory, DB)
 #else
 #define SERVE_TESTS(X)
 #endif

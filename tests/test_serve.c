@@ -23,13 +23,6 @@ static const char *error_status(json_t *j) {
   return json_string_value(json_object_get(json_object_get(j, "error"), "status"));
 }
 
-#define ASSERT_HTTP(r, want)                                             \
-  do {                                                                     \
-    if ((r).status != (want))                                              \
-      FAIL("HTTP %ld, want %d: %.400s%s", (r).status, (want),              \
-           (r).body ? (r).body : "", (r).error);                           \
-  } while (0)
-
 static const char docs_ndjson[] =
     "{\"id\":\"a/b c\",\"text\":\"alpha\",\"embedding\":[1,0,0],"
     "\"source_id\":\"s1\",\"metadata\":{\"workspace\":\"w1\"},"
