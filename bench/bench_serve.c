@@ -87,6 +87,7 @@ static es_cluster *cluster;
 static pid_t server_pid;
 static char root[64], conninfo[1024];
 
+/* Seconds on the monotonic clock. */
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -108,6 +109,7 @@ static void die(const char *fmt, ...) {
   exit(1);
 }
 
+/* A timeval as seconds. */
 static double tv_s(struct timeval tv) {
   return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
@@ -188,6 +190,7 @@ static int run_to_file(char *const *argv, const char *pgoptions,
   return st;
 }
 
+/* qsort order of doubles, ascending. */
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -203,6 +206,7 @@ static double percentile(const double *v, size_t n, double p) {
 
 /* ---- the store -------------------------------------------------------------- */
 
+/* Runs sql on pg, or dies naming it. */
 static void exec_or_die(PGconn *pg, const char *sql) {
   PGresult *r = PQexec(pg, sql);
   if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
@@ -697,6 +701,7 @@ static void rss_row(FILE *f, const server_run *sr) {
           worst <= 0.10 ? "met" : "**missed**");
 }
 
+/* What the report says about the store and the run. */
 typedef struct setup_info {
   const char *cmd, *server, *versions, *index_def;
   size_t docs, dim;
@@ -706,6 +711,7 @@ typedef struct setup_info {
   bool lib_hnsw_plan; /* whether the library's statement does */
 } setup_info;
 
+/* Writes the section "HTTP search (embstore serve)" into path. */
 static void write_report(const char *path, const setup_info *in, int n_conns,
                          const point *pg, const server_run *sr) {
   report rep;
