@@ -27,6 +27,9 @@ struct ingest_stream {
   es_store *store;
   es_batch *batch;
   es_batch_options opts;
+  const token *tok;         /* the request's (NULL: none); for a tenant,
+                               documents of other workspaces are not
+                               written over */
   es_status fatal;          /* writing became impossible */
   char fatal_msg[1024];
   char *source, *workspace; /* defaults for documents that name none */
@@ -61,8 +64,83 @@ static void add_error(ingest_stream *g, const char *id, long line, const char *m
   e->error = strdup(msg);
 }
 
+static int by_string(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Whether id is among the n sorted strings v. */
+static bool listed(char **v, size_t n, const char *id) {
+  return n > 0 && bsearch(&id, v, n, sizeof *v, by_string) != NULL;
+}
+
+/* The ids of the batch that are not stored (scope NULL) or not stored
+ * within the tenant's workspaces, sorted; NULL (fatal set) on failure.
+ * A dry-run delete counts and lists them, in one read-only snapshot. */
+static es_delete_result *missing_ids(ingest_stream *g, const char **ids,
+                                     size_t n, const token *scope) {
+  es_delete_options o;
+  es_delete_options_init(&o);
+  o.dry_run = 1;
+  if (scope) {
+    o.workspaces = (const char *const *)scope->workspaces;
+    o.n_workspaces = scope->n_workspaces;
+  }
+  es_delete_result *r = NULL;
+  es_status rc = es_delete_documents(g->store, ids, n, &o, &r);
+  if (rc != ES_OK) {
+    g->fatal = rc;
+    snprintf(g->fatal_msg, sizeof g->fatal_msg, "%s", es_errmsg(g->store));
+    return NULL;
+  }
+  qsort(r->not_found_ids, (size_t)r->not_found, sizeof *r->not_found_ids, by_string);
+  return r;
+}
+
+/* A tenant's batch loses the documents whose ids are stored in another
+ * workspace (each a per-item error): an upsert would write over them,
+ * moving another tenant's document into this one's workspace.  Ids are
+ * one namespace for the whole store, so the refusal does say that the id
+ * is taken; nothing else of that document. */
+static void drop_foreign(ingest_stream *g) {
+  const char **ids = malloc(g->n * sizeof *ids);
+  if (ids == NULL) {
+    g->fatal = ES_ENOMEM;
+    snprintf(g->fatal_msg, sizeof g->fatal_msg, "out of memory");
+    return;
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < g->n; i++)
+    if (g->docs[i].id) /* no id: validation refuses it later */
+      ids[m++] = g->docs[i].id;
+  es_delete_result *nowhere = missing_ids(g, ids, m, NULL);
+  es_delete_result *not_ours = nowhere ? missing_ids(g, ids, m, g->tok) : NULL;
+  size_t kept = 0;
+  for (size_t i = 0; not_ours && i < g->n; i++) {
+    const char *id = g->docs[i].id;
+    if (id && listed(not_ours->not_found_ids, (size_t)not_ours->not_found, id) &&
+        !listed(nowhere->not_found_ids, (size_t)nowhere->not_found, id)) {
+      char msg[700];
+      snprintf(msg, sizeof msg, "id \"%.512s\" is taken by a document this "
+               "token may not write (ids are shared by every workspace)", id);
+      add_error(g, id, (long)g->lines[i], msg);
+      es_doc_json_free(g->parsed[i]);
+      continue;
+    }
+    g->parsed[kept] = g->parsed[i];
+    g->docs[kept] = g->docs[i];
+    g->lines[kept++] = g->lines[i];
+  }
+  if (not_ours)
+    g->n = kept;
+  es_delete_result_free(nowhere);
+  es_delete_result_free(not_ours);
+  free(ids);
+}
+
 /* Writes the batch filled so far. */
 static void flush(ingest_stream *g) {
+  if (g->fatal == ES_OK && g->n > 0 && g->tok && !g->tok->all_workspaces)
+    drop_foreign(g);
   if (g->n == 0)
     return;
   es_status begun;
@@ -178,6 +256,7 @@ bool ingest_begin(request *rq) {
   }
   rq->stream = g;
   g->store = rq->sv->store;
+  g->tok = rq->tok;
   es_batch_options_init(&g->opts);
   g->opts.batch_size = rq->sv->cfg->batch_size;
   g->source = query_arg(rq, "source", &bad);
@@ -272,6 +351,23 @@ static bool take_json_body(request *rq) {
   return ok;
 }
 
+/* Records a failure es_batch_end() reported.  A tenant is not told which
+ * document owns a chunk id it tried to take: that document may be another
+ * tenant's, and its id is not the tenant's to learn. */
+static void add_failure(ingest_stream *g, const es_batch_failure *f) {
+  static const char owner[] = " belongs to document \"";
+  const char *msg = f->error ? f->error : "not written";
+  const char *cut = strstr(msg, owner);
+  if (cut == NULL || g->tok == NULL || g->tok->all_workspaces) {
+    add_error(g, f->id, (long)f->position, msg);
+    return;
+  }
+  char redacted[1200];
+  snprintf(redacted, sizeof redacted, "%.*s belongs to another document",
+           (int)(cut - msg), msg);
+  add_error(g, f->id, (long)f->position, redacted);
+}
+
 static int by_line(const void *a, const void *b) {
   const item_error *x = a, *y = b;
   return x->line < y->line ? -1 : x->line > y->line;
@@ -335,8 +431,7 @@ void h_ingest(request *rq) {
   es_status end = es_batch_end(g->batch, &r);
   g->batch = NULL;
   for (size_t i = 0; r && i < r->n_failures; i++)
-    add_error(g, r->failures[i].id, (long)r->failures[i].position,
-              r->failures[i].error);
+    add_failure(g, &r->failures[i]);
   if (g->n_errors > 1)
     qsort(g->errors, g->n_errors, sizeof *g->errors, by_line);
   size_t landed = r ? r->inserted + r->updated + r->unchanged + r->duplicates : 0;

@@ -54,7 +54,9 @@ struct request {
   const route *route;
   char *param;             /* the decoded {} segment, or NULL */
   char method[16];
-  char path[256];          /* for the log (raw, cut) */
+  const char *url;         /* the raw path, whole (libmicrohttpd's, valid
+                              for the request's life): what is routed */
+  char path[256];          /* for messages (raw, cut) */
   char id[80];             /* X-Request-Id, echoed or generated */
   double t0;
   token_set *tokens;       /* held for the request's life */

@@ -2,9 +2,23 @@
  * whole (escapes included), brackets counted, and a value ends at the
  * comma or bracket that closes its level.  It never judges validity:
  * jansson did. */
+#include <jansson.h>
 #include <string.h>
 
 #include "json_spans.h"
+
+/* Whether the member name k[0..n) (the raw text between its quotes) is
+ * key.  A name with escapes ("vec\u0074or") is decoded first: it is the
+ * same member to jansson, which read the body. */
+static bool key_is(const char *k, size_t n, const char *key, size_t klen) {
+  if (memchr(k, '\\', n) == NULL)
+    return n == klen && memcmp(k, key, klen) == 0;
+  json_t *j = json_loadb(k - 1, n + 2, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+  size_t got = j ? json_string_length(j) : 0;
+  bool same = j && got == klen && memcmp(json_string_value(j), key, klen) == 0;
+  json_decref(j);
+  return same;
+}
 
 static const char *skip_ws(const char *p, const char *end) {
   while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
@@ -65,8 +79,7 @@ bool json_member_span(const char *s, size_t len, const char *key, span *out) {
       return false;
     const char *v = skip_ws(p + 1, end);
     const char *vend = skip_value(v, end);
-    /* Keys with escapes never match: embstore's keys have none. */
-    if ((size_t)(kend - k) == klen && memcmp(k, key, klen) == 0) {
+    if (key_is(k, (size_t)(kend - k), key, klen)) {
       *out = trimmed(v, vend);
       return true;
     }

@@ -52,7 +52,9 @@ const route *route_find(const char *method, const char *path, char **param,
   for (size_t i = 0; i < n_routes; i++) {
     if (!match(routes[i].pattern, path, NULL, &bad))
       continue;
-    if (strcmp(routes[i].method, method) == 0) {
+    /* HEAD wherever GET (libmicrohttpd sends the headers only). */
+    if (strcmp(routes[i].method, method) == 0 ||
+        (strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
       *param = NULL;
       match(routes[i].pattern, path, param, &bad);
       if (bad) {

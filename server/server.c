@@ -140,6 +140,7 @@ static request *request_start(server *sv, struct MHD_Connection *mc,
   rq->mc = mc;
   rq->t0 = now_s();
   snprintf(rq->method, sizeof rq->method, "%s", method);
+  rq->url = url;
   snprintf(rq->path, sizeof rq->path, "%s", url);
   headers_arrived(mc, true);
   const char *given = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Request-Id");
@@ -217,7 +218,9 @@ static void media_type(request *rq, char *out, size_t cap) {
 static bool admit(request *rq) {
   char allow[64];
   int status = 404;
-  rq->route = route_find(rq->method, rq->path, &rq->param, &status, allow,
+  /* The whole path, never rq->path: cut at 256 bytes, a long id would
+   * name the document of its prefix. */
+  rq->route = route_find(rq->method, rq->url, &rq->param, &status, allow,
                          sizeof allow);
   if (rq->route == NULL) {
     if (status == 405)
@@ -226,7 +229,8 @@ static bool admit(request *rq) {
       reply_error(rq, 400, "ES_EINVAL", "the path holds a bad percent escape, "
                   "a NUL byte or invalid UTF-8");
     else
-      reply_error(rq, 404, "ES_ENOROUTE", "no such path: %s", rq->path);
+      reply_error(rq, 404, "ES_ENOROUTE", "no such path: %s%s", rq->path,
+                  strlen(rq->url) >= sizeof rq->path ? "..." : "");
     return false;
   }
   if (!authorised(rq))

@@ -222,6 +222,8 @@ static th_http perform(const th_server *s, const char *method, const char *path,
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
   }
   curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+  if (strcmp(method, "HEAD") == 0)
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L); /* the answer has none */
   CURLcode rc = curl_easy_perform(c);
   if (rc == CURLE_OK)
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);

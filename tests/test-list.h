@@ -217,7 +217,12 @@
   X(serve_sigterm_finishes_the_requests_in_flight_and_exits_0, DB)           \
   X(serve_50_concurrent_clients_leave_exact_counts, DB)                      \
   X(serve_answers_503_while_postgres_is_down_and_recovers_without_a_restart, DB) \
-  X(serve_streams_a_large_ndjson_upload_in_bounded_memory, DB)
+  X(serve_streams_a_large_ndjson_upload_in_bounded_memory, DB)            \
+  X(serve_ids_longer_than_a_short_buffer_reach_their_own_document, DB)     \
+  X(serve_tenant_ingest_cannot_write_over_another_workspaces_document, DB) \
+  X(serve_tenant_errors_never_name_another_tenants_document, DB)          \
+  X(serve_reads_member_names_written_with_escapes, DB)                    \
+  X(serve_answers_head_where_it_answers_get, DB)
 #else
 #define SERVE_TESTS(X)
 #endif
