@@ -280,8 +280,8 @@ static bool admit(request *rq) {
  * answer in the middle of an upload, so it stops reading there. */
 static bool take_body(request *rq, const char *data, size_t len) {
   rq->received += len;
-  if (rq->answered)
-    return true;
+  if (rq->answered) /* refused before its body: discarded, up to the limit */
+    return rq->received <= rq->sv->cfg->max_body_bytes;
   if (rq->received > rq->sv->cfg->max_body_bytes) {
     reply_error(rq, 413, "ES_ETOOLARGE", "the body is over the limit of %zu "
                 "bytes (--max-body-mb)", rq->sv->cfg->max_body_bytes);
