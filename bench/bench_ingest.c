@@ -48,6 +48,7 @@
 #include "pgcopy.h"
 #include "plainpg.h"
 #include "report.h"
+#include "util.h"
 
 typedef struct result {
   const char *layout, *scenario, *method;
@@ -71,29 +72,17 @@ static plainpg plain;       /* the default-settings server, while it runs */
 static PGconn *admin;
 static char root[256], admin_ci[1024];
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "bench: ");
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
+/* What giving up stops first. */
+static void stop_all(void) {
   if (cluster)
     es_cluster_stop(cluster);
   plainpg_stop(&plain);
-  exit(1);
 }
 
 static void admin_exec(const char *sql) {
   PGresult *r = PQexec(admin, sql);
   if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-    die("%s: %s", sql, PQresultErrorMessage(r));
+    bench_die("%s: %s", sql, PQresultErrorMessage(r));
   PQclear(r);
 }
 
@@ -124,11 +113,11 @@ static void keep_without_index(const char *name, const char *ci) {
       keepers[i].pg = PQconnectdb(ci);
       PGresult *r = PQexec(keepers[i].pg, "SELECT pg_advisory_lock_shared(7013640520592)");
       if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        die("keeper of %s: %s", name, PQresultErrorMessage(r));
+        bench_die("keeper of %s: %s", name, PQresultErrorMessage(r));
       PQclear(r);
       return;
     }
-  die("more than %d databases without a vector index", MAX_KEEPERS);
+  bench_die("more than %d databases without a vector index", MAX_KEEPERS);
 }
 
 /* A fresh database with an initialised store; with_hnsw false drops the
@@ -144,7 +133,7 @@ static void fresh_db(const char *name, size_t dim, bool with_hnsw, char *ci,
   snprintf(ci, cap, "%s dbname=%s", admin_ci, name);
   es_store *s = NULL;
   if (es_open(ci, &s) != ES_OK || es_init(s, (int)dim, ES_METRIC_COSINE, NULL) != ES_OK)
-    die("init %s: %s", name, es_errmsg(s));
+    bench_die("init %s: %s", name, es_errmsg(s));
   es_close(s);
   PGconn *pg = PQconnectdb(ci);
   if (!with_hnsw) {
@@ -173,20 +162,20 @@ static void check_loaded(const char *ci, const corpus *c, bool hnsw) {
   long long d = count_rows(ci, "SELECT count(*) FROM embeddings");
   long long k = count_rows(ci, "SELECT count(*) FROM chunks");
   if (d != (long long)c->n_docs || k != (long long)(c->n_docs * c->chunks_per_doc))
-    die("%s holds %lld documents and %lld chunks, expected %zu and %zu", ci, d,
+    bench_die("%s holds %lld documents and %lld chunks, expected %zu and %zu", ci, d,
         k, c->n_docs, c->n_docs * c->chunks_per_doc);
   long long idx = count_rows(ci, "SELECT count(*) FROM pg_index i JOIN pg_class c "
                              "ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = "
                              "c.relam WHERE a.amname = 'hnsw' AND i.indisvalid");
   if (idx != (hnsw ? 1 : 0))
-    die("%s has %lld valid HNSW indexes after the load, expected %d", ci, idx,
+    bench_die("%s has %lld valid HNSW indexes after the load, expected %d", ci, idx,
         hnsw ? 1 : 0);
 }
 
 static void record(const char *layout, const char *scenario, const char *method,
                    double secs, size_t rows, const char *note) {
   if (n_results == sizeof results / sizeof results[0])
-    die("too many results");
+    bench_die("too many results");
   result *r = &results[n_results++];
   *r = (result){layout, scenario, method, secs, rows, ""};
   snprintf(r->note, sizeof r->note, "%s", note ? note : "");
@@ -200,7 +189,7 @@ static void record(const char *layout, const char *scenario, const char *method,
 static double run_copy(const char *ci, const corpus *c) {
   PGconn *pg = PQconnectdb(ci);
   pgbuf cp = {0};
-  double t0 = now_s();
+  double t0 = bench_now_s();
   PQclear(PQexec(pg, "BEGIN"));
   /* Two streams, each sent as it is encoded, a few MiB at a time. */
   for (int table = 0; table < 2; table++) {
@@ -211,7 +200,7 @@ static double run_copy(const char *ci, const corpus *c) {
                                    "text, embedding, metadata) FROM STDIN "
                                    "(FORMAT binary)");
     if (PQresultStatus(r) != PGRES_COPY_IN)
-      die("COPY: %s", PQerrorMessage(pg));
+      bench_die("COPY: %s", PQerrorMessage(pg));
     PQclear(r);
     pgcopy_header(&cp);
     for (size_t i = 0; i < c->n_docs; i++) {
@@ -244,12 +233,12 @@ static double run_copy(const char *ci, const corpus *c) {
     PQputCopyEnd(pg, NULL);
     while ((r = PQgetResult(pg)) != NULL) {
       if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        die("COPY: %s", PQresultErrorMessage(r));
+        bench_die("COPY: %s", PQresultErrorMessage(r));
       PQclear(r);
     }
   }
   PQclear(PQexec(pg, "COMMIT"));
-  double secs = now_s() - t0;
+  double secs = bench_now_s() - t0;
   pgbuf_free(&cp);
   PQfinish(pg);
   return secs;
@@ -271,7 +260,7 @@ static void keep_build_notice(void *arg, const char *msg) {
 static void exec_on(PGconn *pg, const char *sql) {
   PGresult *r = PQexec(pg, sql);
   if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-    die("%s: %s", sql, PQresultErrorMessage(r));
+    bench_die("%s: %s", sql, PQresultErrorMessage(r));
   PQclear(r);
 }
 
@@ -287,7 +276,7 @@ static double run_copy_then_index(const char *ci, const corpus *c,
   PGresult *r = PQexec(pg, "SELECT pg_get_indexdef('embeddings_embedding_hnsw_idx'"
                            "::regclass)");
   if (PQresultStatus(r) != PGRES_TUPLES_OK)
-    die("the store's HNSW index: %s", PQresultErrorMessage(r));
+    bench_die("the store's HNSW index: %s", PQresultErrorMessage(r));
   char def[512];
   snprintf(def, sizeof def, "%s", PQgetvalue(r, 0, 0));
   PQclear(r);
@@ -304,9 +293,9 @@ static double run_copy_then_index(const char *ci, const corpus *c,
            set->workers);
   exec_on(pg, sql);
   exec_on(pg, "SET client_min_messages = debug1");
-  double t0 = now_s();
+  double t0 = bench_now_s();
   exec_on(pg, def);
-  double index_s = now_s() - t0;
+  double index_s = bench_now_s() - t0;
   PQfinish(pg);
   return *copy_s + index_s;
 }
@@ -338,7 +327,7 @@ static void vec_lit(pgbuf *b, const float *v, size_t dim) {
 static void exec_or_die(PGconn *pg, const char *sql) {
   PGresult *r = PQexec(pg, sql);
   if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-    die("naive: %s", PQresultErrorMessage(r));
+    bench_die("naive: %s", PQresultErrorMessage(r));
   PQclear(r);
 }
 
@@ -346,7 +335,7 @@ static double run_naive(const char *ci, const corpus *c) {
   PGconn *pg = PQconnectdb(ci);
   pgbuf b = {0};
   const size_t per = 100;
-  double t0 = now_s();
+  double t0 = bench_now_s();
   for (size_t lo = 0; lo < c->n_docs; lo += per) {
     size_t hi = lo + per < c->n_docs ? lo + per : c->n_docs;
     exec_or_die(pg, "BEGIN");
@@ -409,7 +398,7 @@ static double run_naive(const char *ci, const corpus *c) {
     }
     exec_or_die(pg, "COMMIT");
   }
-  double secs = now_s() - t0;
+  double secs = bench_now_s() - t0;
   pgbuf_free(&b);
   PQfinish(pg);
   return secs;
@@ -431,16 +420,16 @@ static double run_library(const char *ci, const corpus *c, es_defer_index defer,
                           es_batch_result **out) {
   es_store *s = NULL;
   if (es_open(ci, &s) != ES_OK)
-    die("open: %s", es_errmsg(s));
+    bench_die("open: %s", es_errmsg(s));
   es_batch_options o;
   es_batch_options_init(&o);
   o.defer_index = defer;
-  double t0 = now_s(), cpu0 = cpu_self();
+  double t0 = bench_now_s(), cpu0 = cpu_self();
   es_status rc = es_batch_upsert(s, c->docs, c->n_docs, &o, out);
-  double secs = now_s() - t0;
+  double secs = bench_now_s() - t0;
   last_cpu = cpu_self() - cpu0;
   if (rc != ES_OK)
-    die("es_batch_upsert: %s", es_errmsg(s));
+    bench_die("es_batch_upsert: %s", es_errmsg(s));
   es_close(s);
   return secs;
 }
@@ -485,7 +474,7 @@ static long exec_hwm_kib(pid_t pid, const char *comm) {
 static double run_cli(const char *bin, const char *ci, const char *jsonl) {
   char out[300];
   snprintf(out, sizeof out, "%s/cli.out", root);
-  double t0 = now_s();
+  double t0 = bench_now_s();
   pid_t pid = fork();
   if (pid == 0) {
     int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -503,18 +492,18 @@ static double run_cli(const char *bin, const char *ci, const char *jsonl) {
     if (w == pid)
       break;
     if (w < 0 && errno != EINTR)
-      die("wait4: %s", strerror(errno));
+      bench_die("wait4: %s", strerror(errno));
     long kib = exec_hwm_kib(pid, base);
     if (kib > last_rss_kib)
       last_rss_kib = kib;
     usleep(10000);
   }
-  double secs = now_s() - t0;
+  double secs = bench_now_s() - t0;
   last_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
              (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
   show_cli_output(out);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    die("embstore ingest %s exited with %d (see %s)", jsonl, WEXITSTATUS(st), out);
+    bench_die("embstore ingest %s exited with %d (see %s)", jsonl, WEXITSTATUS(st), out);
   return secs;
 }
 
@@ -541,7 +530,7 @@ static double median(double *v, int n, char *range, size_t cap) {
 static void write_jsonl(const corpus *c, const char *path) {
   FILE *f = fopen(path, "w");
   if (f == NULL || corpus_write_jsonl(c, f) != 0 || fclose(f) != 0)
-    die("cannot write %s", path);
+    bench_die("cannot write %s", path);
 }
 
 /* ---- the servers ------------------------------------------------------------ */
@@ -561,13 +550,13 @@ static void start_server(int which, server_info *info) {
     info->section = "Ingest: server with default settings (--db)";
     snprintf(home, sizeof home, "%s/plain", root);
     if (plainpg_start(&plain, home, err, sizeof err) != 0)
-      die("default-settings server: %s", err);
+      bench_die("default-settings server: %s", err);
     snprintf(admin_ci, sizeof admin_ci, "%s", plain.conninfo);
   } else {
     info->section = "Ingest: embedded cluster";
     snprintf(home, sizeof home, "%s/pg", root);
     if (es_cluster_open(home, &cluster) != ES_OK || es_cluster_start(cluster) != ES_OK)
-      die("cluster: %s", es_cluster_errmsg(cluster));
+      bench_die("cluster: %s", es_cluster_errmsg(cluster));
     snprintf(admin_ci, sizeof admin_ci, "%s", es_cluster_conninfo(cluster));
   }
   char *dbpos = strstr(admin_ci, " dbname=");
@@ -577,7 +566,7 @@ static void start_server(int which, server_info *info) {
   snprintf(ci0, sizeof ci0, "%s dbname=%s", admin_ci, which == 0 ? "postgres" : "embstore");
   admin = PQconnectdb(ci0);
   if (PQstatus(admin) != CONNECTION_OK)
-    die("connect: %s", PQerrorMessage(admin));
+    bench_die("connect: %s", PQerrorMessage(admin));
   PQclear(PQexec(admin, "SET client_min_messages = warning"));
   PGresult *vr = PQexec(admin, "SELECT current_setting('server_version'), "
                                "(SELECT default_version FROM pg_available_extensions "
@@ -633,7 +622,7 @@ static void write_report(const char *path, const char *cmd, const corpus *c,
                          int which, const server_info *info, bool hnsw) {
   report rep;
   if (report_open(&rep) != 0)
-    die("out of memory");
+    bench_die("out of memory");
   FILE *f = rep.f;
   const char *opts = getenv("EMBSTORE_PG_OPTIONS");
   char section[160];
@@ -689,7 +678,7 @@ static void write_report(const char *path, const char *cmd, const corpus *c,
              "times include their ANALYZE of both tables, which the ceiling "
              "does not run.\n");
   if (report_close(&rep, path, section) != 0)
-    die("cannot write %s: %s", path, strerror(errno));
+    bench_die("cannot write %s: %s", path, strerror(errno));
   printf("wrote %s to %s\n", section, path);
 }
 
@@ -724,7 +713,7 @@ static void first_loads_btree(const plan *p, const corpus *c, const char *lname,
         t[1][round] = run_library(ci, c, ES_DEFER_AUTO, &r);
         cpu_lib[round] = last_cpu;
         if (r->inserted != c->n_docs)
-          die("library load inserted %zu", r->inserted);
+          bench_die("library load inserted %zu", r->inserted);
         es_batch_result_free(r);
       } else {
         t[2][round] = run_cli(p->bin, ci, p->first_jsonl);
@@ -773,7 +762,7 @@ static void first_loads_hnsw(const plan *p, const corpus *c, const char *lname,
   double lib_s = run_library(ci, c, ES_DEFER_AUTO, &r);
   double lib_cpu = last_cpu;
   if (r->inserted != c->n_docs)
-    die("library load inserted %zu", r->inserted);
+    bench_die("library load inserted %zu", r->inserted);
   es_batch_result_free(r);
   check_loaded(ci, c, true);
   fresh_db(db[2], p->dim, true, ci, sizeof ci);
@@ -841,7 +830,7 @@ static void run_layout(const plan *p, corpus *c, bool hnsw) {
   snprintf(note, sizeof note, "%zu updated, %zu unchanged; client CPU %.2f s",
            r->updated, r->unchanged, last_cpu);
   if (r->updated != (c->n_docs + 9) / 10)
-    die("re-ingest updated %zu", r->updated);
+    bench_die("re-ingest updated %zu", r->updated);
   es_batch_result_free(r);
   record(lname, "re-ingest, 10% changed", "library", secs, rows, note);
   snprintf(ci, sizeof ci, "%s dbname=%s", admin_ci, db[2]);
@@ -850,7 +839,7 @@ static void run_layout(const plan *p, corpus *c, bool hnsw) {
   record(lname, "re-ingest, 10% changed", "cli", secs, rows, note);
   corpus_free(c);
   if (corpus_make(c, p->docs, p->dim, p->chunks, 8, 4) != 0) /* the original */
-    die("out of memory");
+    bench_die("out of memory");
   for (int k = 0; k < 5; k++) { /* free the disk for the next layout */
     char sql[96];
     release_keeper(db[k]);
@@ -867,7 +856,7 @@ static void parse_settings(plan *p, const char *list) {
     const char *colon = memchr(s, ':', n);
     if (colon == NULL || p->n_settings == MAX_SETTINGS ||
         (size_t)(colon - s) >= sizeof p->settings[0].mem)
-      die("--index-settings takes MEM:WORKERS,... (up to %d), not '%s'",
+      bench_die("--index-settings takes MEM:WORKERS,... (up to %d), not '%s'",
           MAX_SETTINGS, list);
     index_setting *set = &p->settings[p->n_settings++];
     snprintf(set->mem, sizeof set->mem, "%.*s", (int)(colon - s), s);
@@ -875,10 +864,11 @@ static void parse_settings(plan *p, const char *list) {
     s += n + (s[n] == ',');
   }
   if (p->n_settings == 0)
-    die("--index-settings is empty");
+    bench_die("--index-settings is empty");
 }
 
 int main(int argc, char **argv) {
+  bench_on_die(stop_all);
   plan p = {.bin = EMBSTORE_BIN, .docs = 100000, .dim = 384, .chunks = 4,
             .rounds = 3, .naive = true, .row_by_row = true};
   parse_settings(&p, "1GB:0,1GB:1,1GB:2");
@@ -917,7 +907,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--keep"))
       keep = true;
     else
-      die("usage: bench/ingest [--docs N] [--dim D] [--chunks C] [--out FILE] "
+      bench_die("usage: bench/ingest [--docs N] [--dim D] [--chunks C] [--out FILE] "
           "[--cli PATH] [--server default|embedded|both] [--layout "
           "btree|hnsw|both] [--rounds N] [--index-settings MEM:WORKERS,...] "
           "[--no-naive] [--no-row-by-row] [--log-ms N] [--keep]");
@@ -929,14 +919,14 @@ int main(int argc, char **argv) {
 
   snprintf(root, sizeof root, "/tmp/es-bench-XXXXXX");
   if (mkdtemp(root) == NULL)
-    die("mkdtemp: %s", strerror(errno));
+    bench_die("mkdtemp: %s", strerror(errno));
   chmod(root, 0711);
   printf("generating %zu documents x %zu dims x %zu chunks in %s...\n", p.docs,
          p.dim, p.chunks, root);
   fflush(stdout);
   corpus c;
   if (corpus_make(&c, p.docs, p.dim, p.chunks, 8, 4) != 0)
-    die("out of memory generating the corpus");
+    bench_die("out of memory generating the corpus");
   char first_jsonl[400], again_jsonl[400];
   snprintf(first_jsonl, sizeof first_jsonl, "%s/first.jsonl", root);
   snprintf(again_jsonl, sizeof again_jsonl, "%s/again.jsonl", root);
@@ -947,7 +937,7 @@ int main(int argc, char **argv) {
   write_jsonl(&c, again_jsonl);
   corpus_free(&c);
   if (corpus_make(&c, p.docs, p.dim, p.chunks, 8, 4) != 0)
-    die("out of memory generating the corpus");
+    bench_die("out of memory generating the corpus");
 
   for (int which = 0; which < 2; which++) {
     if ((which == 0 && !strcmp(only_server, "embedded")) ||

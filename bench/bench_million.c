@@ -47,6 +47,7 @@
 #include "corpus.h"
 #include "plainpg.h"
 #include "report.h"
+#include "util.h"
 
 #define N_SOURCES 100 /* as bench/stats */
 #define N_WORKSPACES 10
@@ -58,29 +59,17 @@ static plainpg plain;
 static char root[64], admin_ci[1024];
 static PGconn *admin;
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "bench: ");
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
+/* What giving up stops first. */
+static void stop_all(void) {
   if (cluster)
     es_cluster_stop(cluster);
   plainpg_stop(&plain);
-  exit(1);
 }
 
 static PGresult *admin_query(const char *sql, int n, const char *const *params) {
   PGresult *r = PQexecParams(admin, sql, n, NULL, params, NULL, NULL, 0);
   if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-    die("%s: %s", sql, PQresultErrorMessage(r));
+    bench_die("%s: %s", sql, PQresultErrorMessage(r));
   return r;
 }
 
@@ -121,7 +110,7 @@ static void fresh_db(const char *name, size_t dim, char *ci, size_t cap) {
   snprintf(ci, cap, "%s dbname=%s", admin_ci, name);
   es_store *s = NULL;
   if (es_open(ci, &s) != ES_OK || es_init(s, (int)dim, ES_METRIC_COSINE, NULL) != ES_OK)
-    die("init %s: %s", name, es_errmsg(s));
+    bench_die("init %s: %s", name, es_errmsg(s));
   es_close(s);
   admin_exec("CHECKPOINT");
   sync();
@@ -172,8 +161,8 @@ static int wait_polling(pid_t pid, const char *db, double t0, load *l,
     if (w == pid)
       return st;
     if (w < 0 && errno != EINTR)
-      die("wait4: %s", strerror(errno));
-    poll_phases(db, now_s() - t0, l);
+      bench_die("wait4: %s", strerror(errno));
+    poll_phases(db, bench_now_s() - t0, l);
     usleep(250000);
   }
 }
@@ -187,8 +176,8 @@ static void run_load(const char *bin, const char *db, size_t docs, size_t dim,
   *l = (load){.docs = docs};
   int fds[2];
   if (pipe(fds) != 0)
-    die("pipe: %s", strerror(errno));
-  double t0 = now_s();
+    bench_die("pipe: %s", strerror(errno));
+  double t0 = bench_now_s();
   pid_t gen = fork();
   if (gen == 0) { /* the generator: nothing of the parent's is touched */
     close(fds[0]);
@@ -211,12 +200,12 @@ static void run_load(const char *bin, const char *db, size_t docs, size_t dim,
   close(fds[1]);
   struct rusage ru;
   int st = wait_polling(cli, db, t0, l, &ru);
-  l->seconds = now_s() - t0;
+  l->seconds = bench_now_s() - t0;
   l->cli_cpu = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
   l->rss_kib = ru.ru_maxrss;
   int gst;
   if (wait4(gen, &gst, 0, &ru) < 0)
-    die("wait4: %s", strerror(errno));
+    bench_die("wait4: %s", strerror(errno));
   l->gen_cpu = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
   read_last_line(out, l->summary, sizeof l->summary);
   printf("  %zu documents: %.1f s, CLI CPU %.1f s, peak RSS %ld MiB, generator "
@@ -225,9 +214,9 @@ static void run_load(const char *bin, const char *db, size_t docs, size_t dim,
          l->index_from, l->index_to, l->analyze_from, l->analyze_to, l->summary);
   fflush(stdout);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    die("embstore ingest exited with %d (see %s)", WEXITSTATUS(st), out);
+    bench_die("embstore ingest exited with %d (see %s)", WEXITSTATUS(st), out);
   if (!WIFEXITED(gst) || WEXITSTATUS(gst) != 0)
-    die("the generator failed");
+    bench_die("the generator failed");
   PGconn *pg = PQconnectdb(ci);
   PGresult *r = PQexec(pg, "SELECT (SELECT count(*) FROM embeddings), (SELECT "
                            "count(*) FROM chunks), (SELECT count(*) FROM pg_index "
@@ -235,13 +224,13 @@ static void run_load(const char *bin, const char *db, size_t docs, size_t dim,
                            "a ON a.oid = c.relam WHERE a.amname = 'hnsw' AND "
                            "i.indisvalid)");
   if (PQresultStatus(r) != PGRES_TUPLES_OK)
-    die("counting: %s", PQresultErrorMessage(r));
+    bench_die("counting: %s", PQresultErrorMessage(r));
   long long d = atoll(PQgetvalue(r, 0, 0)), k = atoll(PQgetvalue(r, 0, 1));
   int idx = atoi(PQgetvalue(r, 0, 2));
   PQclear(r);
   PQfinish(pg);
   if (d != (long long)docs || k != (long long)(docs * chunks) || idx != 1)
-    die("%s holds %lld documents, %lld chunks, %d valid HNSW indexes; expected "
+    bench_die("%s holds %lld documents, %lld chunks, %d valid HNSW indexes; expected "
         "%zu, %zu, 1", db, d, k, idx, docs, docs * chunks);
 }
 
@@ -253,7 +242,7 @@ typedef struct op_times {
   long long orphans;
 } op_times;
 
-static double now_ms(void) { return now_s() * 1e3; }
+static double now_ms(void) { return bench_now_s() * 1e3; }
 
 /* Runs the CLI with args (NULL-terminated, after --db ci) to /dev/null;
  * returns its wall milliseconds. */
@@ -275,10 +264,10 @@ static double time_cli(const char *bin, const char *ci, const char *const *args)
   int st;
   while (waitpid(pid, &st, 0) < 0)
     if (errno != EINTR)
-      die("waitpid: %s", strerror(errno));
+      bench_die("waitpid: %s", strerror(errno));
   double ms = now_ms() - t0;
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    die("embstore %s exited with %d", args[0], WEXITSTATUS(st));
+    bench_die("embstore %s exited with %d", args[0], WEXITSTATUS(st));
   return ms;
 }
 
@@ -287,19 +276,19 @@ static void manage_ops(const char *bin, const char *db, size_t dim, op_times *o)
   snprintf(ci, sizeof ci, "%s dbname=%s", admin_ci, db);
   es_store *s = NULL;
   if (es_open(ci, &s) != ES_OK)
-    die("open: %s", es_errmsg(s));
+    bench_die("open: %s", es_errmsg(s));
   double t[REPEAT];
   float *q = malloc(dim * sizeof *q);
   size_t jcap = dim * 34 + 8;
   char *qjson = malloc(jcap);
   if (q == NULL || qjson == NULL)
-    die("out of memory");
+    bench_die("out of memory");
   for (int pass = 0; pass < 2; pass++) { /* stats: the whole store, one workspace */
     for (int i = 0; i < REPEAT; i++) {
       es_stats *st = NULL;
       double t0 = now_ms();
       if (es_stats_get(s, pass ? "ws-3" : NULL, &st) != ES_OK)
-        die("stats: %s", es_errmsg(s));
+        bench_die("stats: %s", es_errmsg(s));
       t[i] = now_ms() - t0;
       es_stats_free(st);
     }
@@ -317,10 +306,10 @@ static void manage_ops(const char *bin, const char *db, size_t dim, op_times *o)
       es_results *r = NULL;
       double t0 = now_ms();
       if (es_search(s, &p, &r) != ES_OK)
-        die("search: %s", es_errmsg(s));
+        bench_die("search: %s", es_errmsg(s));
       t[i] = now_ms() - t0;
       if (r->n != 10)
-        die("search found %zu, not 10", r->n);
+        bench_die("search found %zu, not 10", r->n);
       es_results_free(r);
     }
     *(pass ? &o->search_ws : &o->search) = median(t, REPEAT);
@@ -332,7 +321,7 @@ static void manage_ops(const char *bin, const char *db, size_t dim, op_times *o)
     es_cleanup_result *cr = NULL;
     double t0 = now_ms();
     if (es_cleanup_orphaned(s, &co, &cr) != ES_OK)
-      die("cleanup: %s", es_errmsg(s));
+      bench_die("cleanup: %s", es_errmsg(s));
     t[i] = now_ms() - t0;
     o->orphans = cr->orphaned_chunks + cr->orphaned_embeddings;
     es_cleanup_result_free(cr);
@@ -450,7 +439,7 @@ static void write_report(const char *path, const char *cmd, const char *server,
   statistics_figure(path, "one workspace", fig_ws, sizeof fig_ws);
   report rep;
   if (report_open(&rep) != 0)
-    die("out of memory");
+    bench_die("out of memory");
   FILE *f = rep.f;
   fprintf(f, "## A million documents\n\n"
              "Produced by `%s` on %s (%ld cores; %s; %s).  Documents of %zu "
@@ -485,10 +474,11 @@ static void write_report(const char *path, const char *cmd, const char *server,
           l[n - 1].summary);
   write_ops_table(f, l, n, o, fig_all, fig_ws);
   if (report_close(&rep, path, "A million documents") != 0)
-    die("cannot write %s: %s", path, strerror(errno));
+    bench_die("cannot write %s: %s", path, strerror(errno));
 }
 
 int main(int argc, char **argv) {
+  bench_on_die(stop_all);
   size_t docs = 1000000, sample = 100000, dim = 384, chunks = 4;
   const char *out = "BENCHMARKS.md", *server = "embedded";
   bool keep = false;
@@ -513,22 +503,22 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--keep"))
       keep = true;
     else
-      die("usage: bench/million [--docs N] [--sample N] [--dim D] [--chunks C] "
+      bench_die("usage: bench/million [--docs N] [--sample N] [--dim D] [--chunks C] "
           "[--server embedded|default] [--out FILE] [--keep]");
   }
   if (docs == 0 || docs > 9999999 || sample > docs)
-    die("--docs must be 1..9999999 and --sample at most --docs");
+    bench_die("--docs must be 1..9999999 and --sample at most --docs");
   signal(SIGPIPE, SIG_IGN);
   snprintf(root, sizeof root, "/tmp/es-bench-XXXXXX");
   if (mkdtemp(root) == NULL)
-    die("mkdtemp: %s", strerror(errno));
+    bench_die("mkdtemp: %s", strerror(errno));
   chmod(root, 0711);
   char home[128], err[512], where[200];
   bool embedded = strcmp(server, "default") != 0;
   if (embedded) {
     snprintf(home, sizeof home, "%s/pg", root);
     if (es_cluster_open(home, &cluster) != ES_OK || es_cluster_start(cluster) != ES_OK)
-      die("cluster: %s", es_cluster_errmsg(cluster));
+      bench_die("cluster: %s", es_cluster_errmsg(cluster));
     snprintf(admin_ci, sizeof admin_ci, "%s", es_cluster_conninfo(cluster));
     const char *opts = getenv("EMBSTORE_PG_OPTIONS");
     snprintf(where, sizeof where, "the embedded cluster as embstore configures "
@@ -537,7 +527,7 @@ int main(int argc, char **argv) {
   } else {
     snprintf(home, sizeof home, "%s/plain", root);
     if (plainpg_start(&plain, home, err, sizeof err) != 0)
-      die("default-settings server: %s", err);
+      bench_die("default-settings server: %s", err);
     snprintf(admin_ci, sizeof admin_ci, "%s", plain.conninfo);
     snprintf(where, sizeof where, "a server with initdb's settings, as `--db`");
   }
@@ -548,7 +538,7 @@ int main(int argc, char **argv) {
   snprintf(ci0, sizeof ci0, "%s dbname=postgres", admin_ci);
   admin = PQconnectdb(ci0);
   if (PQstatus(admin) != CONNECTION_OK)
-    die("connect: %s", PQerrorMessage(admin));
+    bench_die("connect: %s", PQerrorMessage(admin));
   PQclear(PQexec(admin, "SET client_min_messages = warning"));
   PGresult *vr = admin_query("SELECT current_setting('server_version'), (SELECT "
                              "default_version FROM pg_available_extensions WHERE "

@@ -49,6 +49,7 @@
 
 #include "corpus.h"
 #include "report.h"
+#include "util.h"
 
 #define N_QUERIES 1000
 #define K 10
@@ -87,26 +88,12 @@ static es_cluster *cluster;
 static pid_t server_pid;
 static char root[64], conninfo[1024];
 
-/* Seconds on the monotonic clock. */
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Prints the message, stops what runs and exits 1. */
-static void die(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "bench: ");
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
+/* What giving up stops first. */
+static void stop_all(void) {
   if (server_pid > 0)
     kill(server_pid, SIGKILL);
   if (cluster)
     es_cluster_stop(cluster);
-  exit(1);
 }
 
 /* A timeval as seconds. */
@@ -118,7 +105,7 @@ static double tv_s(struct timeval tv) {
 static char *slurp(const char *path) {
   FILE *f = fopen(path, "r");
   if (f == NULL)
-    die("%s: %s", path, strerror(errno));
+    bench_die("%s: %s", path, strerror(errno));
   char *buf = NULL;
   size_t len = 0;
   FILE *m = open_memstream(&buf, &len);
@@ -128,7 +115,7 @@ static char *slurp(const char *path) {
     fwrite(tmp, 1, n, m);
   fclose(f);
   if (m == NULL || fclose(m) != 0)
-    die("out of memory");
+    bench_die("out of memory");
   return buf;
 }
 
@@ -156,7 +143,7 @@ static int run_to_file(char *const *argv, const char *pgoptions,
                        const char *out_path, bool stop_idle, double *cpu) {
   pid_t pid = fork();
   if (pid < 0)
-    die("fork: %s", strerror(errno));
+    bench_die("fork: %s", strerror(errno));
   if (pid == 0) {
     int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     dup2(fd, 1);
@@ -175,7 +162,7 @@ static int run_to_file(char *const *argv, const char *pgoptions,
     if (w == pid)
       break;
     if (w < 0 && errno != EINTR)
-      die("wait4: %s", strerror(errno));
+      bench_die("wait4: %s", strerror(errno));
     if (w != 0)
       continue;
     int threads = proc_threads(pid);
@@ -210,7 +197,7 @@ static double percentile(const double *v, size_t n, double p) {
 static void exec_or_die(PGconn *pg, const char *sql) {
   PGresult *r = PQexec(pg, sql);
   if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-    die("%s: %s", sql, PQresultErrorMessage(r));
+    bench_die("%s: %s", sql, PQresultErrorMessage(r));
   PQclear(r);
 }
 
@@ -220,18 +207,18 @@ static double load_store(size_t docs, size_t dim) {
   es_store *s = NULL;
   if (es_open(conninfo, &s) != ES_OK ||
       es_init(s, (int)dim, ES_METRIC_COSINE, NULL) != ES_OK)
-    die("init: %s", es_errmsg(s));
+    bench_die("init: %s", es_errmsg(s));
   corpus c;
   if (corpus_make(&c, docs, dim, 0, 100, 10) != 0)
-    die("out of memory");
+    bench_die("out of memory");
   es_batch_options o;
   es_batch_options_init(&o);
   o.defer_index = ES_DEFER_ALWAYS;
   es_batch_result *r = NULL;
-  double t0 = now_s();
+  double t0 = bench_now_s();
   if (es_batch_upsert(s, c.docs, c.n_docs, &o, &r) != ES_OK)
-    die("load: %s", es_errmsg(s));
-  double secs = now_s() - t0;
+    bench_die("load: %s", es_errmsg(s));
+  double secs = bench_now_s() - t0;
   es_batch_result_free(r);
   corpus_free(&c);
   es_close(s);
@@ -246,7 +233,7 @@ static void write_queries(PGconn *pg, size_t dim, const char *bodies_path) {
   char *json = malloc(cap);
   FILE *f = fopen(bodies_path, "w");
   if (v == NULL || json == NULL || f == NULL)
-    die("%s: %s", bodies_path, strerror(errno));
+    bench_die("%s: %s", bodies_path, strerror(errno));
   char sql[128];
   snprintf(sql, sizeof sql, "CREATE TABLE bench_queries (i int PRIMARY KEY, "
            "v vector(%zu) NOT NULL)", dim);
@@ -262,13 +249,13 @@ static void write_queries(PGconn *pg, size_t dim, const char *bodies_path) {
     PGresult *r = PQexecParams(pg, "INSERT INTO bench_queries VALUES ($1, $2)",
                                2, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      die("bench_queries: %s", PQresultErrorMessage(r));
+      bench_die("bench_queries: %s", PQresultErrorMessage(r));
     PQclear(r);
   }
   exec_or_die(pg, "COMMIT");
   exec_or_die(pg, "VACUUM ANALYZE bench_queries");
   if (fclose(f) != 0)
-    die("%s: %s", bodies_path, strerror(errno));
+    bench_die("%s: %s", bodies_path, strerror(errno));
   free(v);
   free(json);
 }
@@ -291,7 +278,7 @@ static void search_sql(char *buf, size_t cap, const char *vec, const char *lim) 
 static bool uses_index(PGconn *pg, const char *sql) {
   PGresult *r = PQexec(pg, sql);
   if (PQresultStatus(r) != PGRES_TUPLES_OK)
-    die("%s: %s", sql, PQresultErrorMessage(r));
+    bench_die("%s: %s", sql, PQresultErrorMessage(r));
   bool index = false;
   for (int i = 0; i < PQntuples(r); i++)
     index |= strstr(PQgetvalue(r, i, 0), "embeddings_embedding_hnsw_idx") != NULL;
@@ -318,18 +305,18 @@ static bool check_sql(PGconn *pg, size_t dim, bool *lib_index) {
   PGresult *r = PQexec(pg, "SELECT format('EXPLAIN EXECUTE libq(%L, 10)', v) "
                            "FROM bench_queries WHERE i = 7");
   if (PQresultStatus(r) != PGRES_TUPLES_OK || (text = PQgetvalue(r, 0, 0)) == NULL)
-    die("bench_queries: %s", PQresultErrorMessage(r));
+    bench_die("bench_queries: %s", PQresultErrorMessage(r));
   *lib_index = uses_index(pg, text);
   PQclear(r);
   exec_or_die(pg, "DEALLOCATE libq");
 
   r = PQexec(pg, sql);
   if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != K)
-    die("pgbench's statement: %s", PQresultErrorMessage(r));
+    bench_die("pgbench's statement: %s", PQresultErrorMessage(r));
   es_store *s = NULL;
   float *v = malloc(dim * sizeof *v);
   if (v == NULL || es_open(conninfo, &s) != ES_OK)
-    die("open: %s", es_errmsg(s));
+    bench_die("open: %s", es_errmsg(s));
   corpus_query_vector(v, dim, 6); /* bench_queries.i 7 */
   es_search_params p;
   es_search_params_init(&p);
@@ -338,10 +325,10 @@ static bool check_sql(PGconn *pg, size_t dim, bool *lib_index) {
   p.k = K;
   es_results *res = NULL;
   if (es_search(s, &p, &res) != ES_OK)
-    die("search: %s", es_errmsg(s));
+    bench_die("search: %s", es_errmsg(s));
   for (int i = 0; i < K; i++)
     if ((size_t)i >= res->n || strcmp(res->hits[i].id, PQgetvalue(r, i, 0)) != 0)
-      die("pgbench's statement and es_search disagree at rank %d", i + 1);
+      bench_die("pgbench's statement and es_search disagree at rank %d", i + 1);
   es_results_free(res);
   es_close(s);
   free(v);
@@ -358,10 +345,10 @@ static void write_pgbench_script(const char *path) {
   search_sql(sql, sizeof sql, vec, ":k");
   FILE *f = fopen(path, "w");
   if (f == NULL)
-    die("%s: %s", path, strerror(errno));
+    bench_die("%s: %s", path, strerror(errno));
   fprintf(f, "\\set q random(1, %d)\n\\set k %d\n%s;\n", N_QUERIES, K, sql);
   if (fclose(f) != 0)
-    die("%s: %s", path, strerror(errno));
+    bench_die("%s: %s", path, strerror(errno));
 }
 
 /* The number after key in text, or -1. */
@@ -377,7 +364,7 @@ static void pgbench_latencies(const char *prefix, point *pt) {
   snprintf(pattern, sizeof pattern, "%s.*", prefix);
   glob_t g;
   if (glob(pattern, 0, NULL, &g) != 0)
-    die("no pgbench logs %s", pattern);
+    bench_die("no pgbench logs %s", pattern);
   double *lat = NULL;
   size_t n = 0, cap = 0;
   for (size_t i = 0; i < g.gl_pathc; i++) {
@@ -390,7 +377,7 @@ static void pgbench_latencies(const char *prefix, point *pt) {
         cap = cap ? cap * 2 : 4096;
         lat = realloc(lat, cap * sizeof *lat);
         if (lat == NULL)
-          die("out of memory");
+          bench_die("out of memory");
       }
       lat[n++] = (double)us / 1e3;
     }
@@ -421,7 +408,7 @@ static void run_pgbench(int conns, int threads, int secs, point *pt) {
   int st = run_to_file(argv, HNSW_OPTIONS, out, false, &cpu);
   char *text = slurp(out);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    die("pgbench exited with %d:\n%s", WEXITSTATUS(st), text);
+    bench_die("pgbench exited with %d:\n%s", WEXITSTATUS(st), text);
   *pt = (point){.conns = conns};
   pt->qps = number_after(text, "tps = ");
   pt->requests = (long long)number_after(text, "actually processed: ");
@@ -430,7 +417,7 @@ static void run_pgbench(int conns, int threads, int secs, point *pt) {
   pt->client_cores = cpu / secs;
   free(text);
   if (pt->qps <= 0)
-    die("pgbench printed no tps (see %s)", out);
+    bench_die("pgbench printed no tps (see %s)", out);
   pgbench_latencies(prefix, pt);
 }
 
@@ -443,7 +430,7 @@ static void run_pgbench(int conns, int threads, int secs, point *pt) {
 static void write_wrk_script(const char *path, bool stop_after) {
   FILE *f = fopen(path, "w");
   if (f == NULL)
-    die("%s: %s", path, strerror(errno));
+    bench_die("%s: %s", path, strerror(errno));
   fputs("-- bench/run serve: POST /v1/search through the query bodies\n"
         "local reqs, n, next, limit, seen = {}, 0, 0, 0, 0\n"
         "local threads = 0\n"
@@ -478,7 +465,7 @@ static void write_wrk_script(const char *path, bool stop_after) {
         "    e.timeout))\n"
         "end\n", f);
   if (fclose(f) != 0)
-    die("%s: %s", path, strerror(errno));
+    bench_die("%s: %s", path, strerror(errno));
 }
 
 /* The CPU seconds process pid has used, from /proc/PID/stat. */
@@ -494,7 +481,7 @@ static double proc_cpu(pid_t pid) {
   unsigned long long ut = 0, stime = 0;
   if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
                           "%llu %llu", &ut, &stime) != 2)
-    die("cannot read %s", path);
+    bench_die("cannot read %s", path);
   return (double)(ut + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
@@ -504,7 +491,7 @@ static rss proc_rss(pid_t pid) {
   snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
   FILE *f = fopen(path, "r");
   if (f == NULL)
-    die("%s: %s", path, strerror(errno));
+    bench_die("%s: %s", path, strerror(errno));
   rss r = {-1, -1};
   while (fgets(line, sizeof line, f)) {
     sscanf(line, "VmRSS: %ld", &r.vm_rss);
@@ -512,7 +499,7 @@ static rss proc_rss(pid_t pid) {
   }
   fclose(f);
   if (r.vm_rss < 0 || r.vm_hwm < 0)
-    die("no VmRSS/VmHWM in %s", path);
+    bench_die("no VmRSS/VmHWM in %s", path);
   return r;
 }
 
@@ -531,9 +518,9 @@ static void run_wrk(const char *url, int conns, int threads, int secs,
   char *argv[] = {WRK, "-t", t, "-c", c, "-d", d, "--timeout", "10s", "--latency",
                   "-s", script, (char *)url, "--", bodies, lim, NULL};
   double s0 = proc_cpu(server_pid);
-  double cpu, t0 = now_s();
+  double cpu, t0 = bench_now_s();
   int st = run_to_file(argv, NULL, out, per_thread > 0, &cpu);
-  double wall = now_s() - t0;
+  double wall = bench_now_s() - t0;
   double server_cpu = proc_cpu(server_pid) - s0;
   char *text = slurp(out);
   const char *line = strstr(text, "wrk-result ");
@@ -542,7 +529,7 @@ static void run_wrk(const char *url, int conns, int threads, int secs,
       sscanf(line, "wrk-result requests=%lld duration_us=%lld p50_us=%lld "
              "p99_us=%lld connect=%lld read=%lld write=%lld status=%lld "
              "timeout=%lld", &req, &dur, &p50, &p99, &ec, &er, &ew, &es, &et) != 9)
-    die("wrk exited with %d:\n%s", WEXITSTATUS(st), text);
+    bench_die("wrk exited with %d:\n%s", WEXITSTATUS(st), text);
   free(text);
   *pt = (point){.conns = conns, .requests = req};
   pt->qps = (double)req / ((double)dur / 1e6);
@@ -568,7 +555,7 @@ static void start_server(int cache_mb, int pool, const char *name, char *url,
   unlink(ready);
   server_pid = fork();
   if (server_pid < 0)
-    die("fork: %s", strerror(errno));
+    bench_die("fork: %s", strerror(errno));
   if (server_pid == 0) {
     int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     dup2(fd, 1);
@@ -585,11 +572,11 @@ static void start_server(int cache_mb, int pool, const char *name, char *url,
     _exit(127);
   }
   /* A benchmark, not a test: polling with a short sleep is what it should do. */
-  for (double until = now_s() + 60; now_s() < until; usleep(20000)) {
+  for (double until = bench_now_s() + 60; bench_now_s() < until; usleep(20000)) {
     int st;
     if (waitpid(server_pid, &st, WNOHANG) == server_pid) {
       server_pid = 0;
-      die("embstore serve exited with %d (see %s)", WEXITSTATUS(st), log);
+      bench_die("embstore serve exited with %d (see %s)", WEXITSTATUS(st), log);
     }
     FILE *f = fopen(ready, "r");
     char hp[128] = "";
@@ -602,7 +589,7 @@ static void start_server(int cache_mb, int pool, const char *name, char *url,
     if (f)
       fclose(f);
   }
-  die("embstore serve did not listen within 60 s (see %s)", log);
+  bench_die("embstore serve did not listen within 60 s (see %s)", log);
 }
 
 /* SIGTERM, then waits; returns its wait status. */
@@ -611,7 +598,7 @@ static int stop_server(void) {
   kill(server_pid, SIGTERM);
   while (waitpid(server_pid, &st, 0) < 0)
     if (errno != EINTR)
-      die("waitpid: %s", strerror(errno));
+      bench_die("waitpid: %s", strerror(errno));
   server_pid = 0;
   return st;
 }
@@ -716,7 +703,7 @@ static void write_report(const char *path, const setup_info *in, int n_conns,
                          const point *pg, const server_run *sr) {
   report rep;
   if (report_open(&rep) != 0)
-    die("out of memory");
+    bench_die("out of memory");
   FILE *f = rep.f;
   fprintf(f, "## HTTP search (embstore serve)\n\n"
              "Produced by `%s` on %s (%ld cores; %s; %s).  %zu documents of "
@@ -773,7 +760,7 @@ static void write_report(const char *path, const setup_info *in, int n_conns,
           WIFEXITED(sr[0].exit_status) ? WEXITSTATUS(sr[0].exit_status) : -1,
           WIFEXITED(sr[1].exit_status) ? WEXITSTATUS(sr[1].exit_status) : -1);
   if (report_close(&rep, path, "HTTP search (embstore serve)") != 0)
-    die("cannot write %s: %s", path, strerror(errno));
+    bench_die("cannot write %s: %s", path, strerror(errno));
 }
 
 /* ---- main ---------------------------------------------------------------------- */
@@ -795,12 +782,13 @@ static int parse_conns(const char *s, int *conns) {
 static void server_value(PGconn *pg, const char *sql, char *out, size_t cap) {
   PGresult *r = PQexec(pg, sql);
   if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
-    die("%s: %s", sql, PQresultErrorMessage(r));
+    bench_die("%s: %s", sql, PQresultErrorMessage(r));
   snprintf(out, cap, "%s", PQgetvalue(r, 0, 0));
   PQclear(r);
 }
 
 int main(int argc, char **argv) {
+  bench_on_die(stop_all);
   size_t docs = 100000, dim = 384;
   int secs = 30, threads = 2, pool = 32, conns[MAX_CONNS], n_conns = 3;
   long long rss_requests = 200000;
@@ -832,23 +820,23 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--keep"))
       keep = true;
     else
-      die("usage: bench/serve [--docs N] [--dim D] [--seconds S] "
+      bench_die("usage: bench/serve [--docs N] [--dim D] [--seconds S] "
           "[--rss-requests N] [--conns 1,8,32] [--threads T] [--pool N] "
           "[--out FILE] [--keep]");
   }
   if (docs < 100 || dim < 1 || dim > 16000 || secs < 1 || threads < 1 ||
       pool < 1 || pool > 1000 || rss_requests < 1 || n_conns == 0)
-    die("--docs must be at least 100, --dim 1..16000, --conns ascending "
+    bench_die("--docs must be at least 100, --dim 1..16000, --conns ascending "
         "counts 1..1000, the others positive");
   signal(SIGPIPE, SIG_IGN);
   snprintf(root, sizeof root, "/tmp/es-bench-XXXXXX");
   if (mkdtemp(root) == NULL)
-    die("mkdtemp: %s", strerror(errno));
+    bench_die("mkdtemp: %s", strerror(errno));
   chmod(root, 0711);
   char home[128], where[200];
   snprintf(home, sizeof home, "%s/pg", root);
   if (es_cluster_open(home, &cluster) != ES_OK || es_cluster_start(cluster) != ES_OK)
-    die("cluster: %s", es_cluster_errmsg(cluster));
+    bench_die("cluster: %s", es_cluster_errmsg(cluster));
   snprintf(conninfo, sizeof conninfo, "%s", es_cluster_conninfo(cluster));
   const char *opts = getenv("EMBSTORE_PG_OPTIONS");
   snprintf(where, sizeof where, "the embedded cluster as embstore configures "
@@ -862,7 +850,7 @@ int main(int argc, char **argv) {
   in.load_s = load_store(docs, dim);
   PGconn *pg = PQconnectdb(conninfo);
   if (PQstatus(pg) != CONNECTION_OK)
-    die("connect: %s", PQerrorMessage(pg));
+    bench_die("connect: %s", PQerrorMessage(pg));
   char bodies[128], script[128], versions[300], v[4][64], def[512];
   snprintf(bodies, sizeof bodies, "%s/bodies.jsonl", root);
   write_queries(pg, dim, bodies);

@@ -22,6 +22,7 @@
 
 #include "corpus.h"
 #include "report.h"
+#include "util.h"
 
 #define REPEAT 15
 
@@ -33,16 +34,10 @@ static double now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static void die(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "bench: ");
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
+/* What giving up stops first. */
+static void stop_all(void) {
   if (cluster)
     es_cluster_stop(cluster);
-  exit(1);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -62,10 +57,10 @@ static double time_stats(es_store *s, const char *ws, long long want_docs) {
     es_stats *st = NULL;
     double t0 = now_ms();
     if (es_stats_get(s, ws, &st) != ES_OK)
-      die("stats: %s", es_errmsg(s));
+      bench_die("stats: %s", es_errmsg(s));
     t[i] = now_ms() - t0;
     if (st->documents != want_docs)
-      die("stats counted %lld documents, COUNT(*) %lld",
+      bench_die("stats counted %lld documents, COUNT(*) %lld",
           (long long)st->documents, want_docs);
     es_stats_free(st);
   }
@@ -100,7 +95,7 @@ static double time_plain(PGconn *pg, const char *ws, long long *docs) {
       PGresult *r = PQexecParams(pg, ws ? one[q] : whole[q], ws ? 1 : 0, NULL,
                                  v, NULL, NULL, 0);
       if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        die("plain query: %s", PQresultErrorMessage(r));
+        bench_die("plain query: %s", PQresultErrorMessage(r));
       if (q == 0)
         *docs = atoll(PQgetvalue(r, 0, 0));
       PQclear(r);
@@ -111,6 +106,7 @@ static double time_plain(PGconn *pg, const char *ws, long long *docs) {
 }
 
 int main(int argc, char **argv) {
+  bench_on_die(stop_all);
   size_t docs = 1000000, chunks = 4, dim = 16;
   const char *out = "BENCHMARKS.md";
   char cmd[256] = "bench/run stats";
@@ -128,36 +124,36 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--out") && i + 1 < argc)
       out = argv[++i];
     else
-      die("usage: bench/stats [--docs N] [--chunks C] [--dim D] [--out FILE]");
+      bench_die("usage: bench/stats [--docs N] [--chunks C] [--dim D] [--out FILE]");
   }
   char root[64] = "/tmp/es-bench-XXXXXX", home[128];
   if (mkdtemp(root) == NULL)
-    die("mkdtemp: %s", strerror(errno));
+    bench_die("mkdtemp: %s", strerror(errno));
   chmod(root, 0711);
   snprintf(home, sizeof home, "%s/pg", root);
   setenv("EMBSTORE_PG_OPTIONS",
          "-c shared_buffers=2GB -c max_wal_size=8GB -c maintenance_work_mem=1GB",
          0);
   if (es_cluster_open(home, &cluster) != ES_OK || es_cluster_start(cluster) != ES_OK)
-    die("cluster: %s", es_cluster_errmsg(cluster));
+    bench_die("cluster: %s", es_cluster_errmsg(cluster));
 
   es_store *s = NULL;
   if (es_open(es_cluster_conninfo(cluster), &s) != ES_OK ||
       es_init(s, (int)dim, ES_METRIC_COSINE, NULL) != ES_OK)
-    die("init: %s", es_errmsg(s));
+    bench_die("init: %s", es_errmsg(s));
   printf("generating and loading %zu documents with %zu chunks each...\n", docs,
          chunks);
   fflush(stdout);
   corpus c;
   if (corpus_make(&c, docs, dim, chunks, 100, 10) != 0)
-    die("out of memory");
+    bench_die("out of memory");
   es_batch_options o;
   es_batch_options_init(&o);
   o.defer_index = ES_DEFER_ALWAYS;
   es_batch_result *r = NULL;
   double t0 = now_ms();
   if (es_batch_upsert(s, c.docs, c.n_docs, &o, &r) != ES_OK)
-    die("load: %s", es_errmsg(s));
+    bench_die("load: %s", es_errmsg(s));
   double load_s = (now_ms() - t0) / 1e3;
   es_batch_result_free(r);
   corpus_free(&c);
@@ -180,7 +176,7 @@ int main(int argc, char **argv) {
 
   report rep;
   if (report_open(&rep) != 0)
-    die("out of memory");
+    bench_die("out of memory");
   fprintf(rep.f, "## Statistics\n\n"
              "Produced by `%s` on %s: %zu documents and %zu chunks "
              "(%zu dimensions), 100 sources, 10 workspaces, loaded through "
@@ -195,7 +191,7 @@ int main(int argc, char **argv) {
           st_all, plain_all, plain_all / st_all, st_ws, plain_ws,
           plain_ws / st_ws);
   if (report_close(&rep, out, "Statistics") != 0)
-    die("cannot write %s: %s", out, strerror(errno));
+    bench_die("cannot write %s: %s", out, strerror(errno));
   es_close(s);
   es_cluster_stop(cluster);
   es_cluster_close(cluster);
