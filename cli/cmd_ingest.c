@@ -58,11 +58,7 @@ static const char usage[] =
     "Exit status 0 when every document landed, 3 when some failed, 2 when\n"
     "nothing could be written.\n";
 
-typedef struct line_error {
-  char *id;
-  long line;
-  char *error;
-} line_error;
+typedef render_item_error line_error;
 
 #define SLOTS 3 /* batch buffers: filling, queued, writing */
 
@@ -352,37 +348,7 @@ static void print_summary(ingest *g, const es_batch_result *r, double seconds) {
   if (g->c->json) {
     jw w;
     jw_init(&w, stdout);
-    jw_obj(&w);
-    jw_key(&w, "inserted");
-    jw_int(&w, (int64_t)inserted);
-    jw_key(&w, "updated");
-    jw_int(&w, (int64_t)updated);
-    jw_key(&w, "unchanged");
-    jw_int(&w, (int64_t)unchanged);
-    jw_key(&w, "failed");
-    jw_int(&w, (int64_t)failed);
-    jw_key(&w, "duplicates");
-    jw_int(&w, (int64_t)dups);
-    jw_key(&w, "chunks_written");
-    jw_int(&w, (int64_t)chunks);
-    jw_key(&w, "errors");
-    jw_arr(&w);
-    for (size_t i = 0; i < g->n_errors; i++) {
-      jw_obj(&w);
-      jw_key(&w, "id");
-      jw_str(&w, g->errors[i].id);
-      jw_key(&w, "line");
-      jw_int(&w, g->errors[i].line);
-      jw_key(&w, "error");
-      jw_str(&w, g->errors[i].error);
-      jw_obj_end(&w);
-    }
-    jw_arr_end(&w);
-    jw_key(&w, "seconds");
-    jw_num(&w, seconds);
-    jw_key(&w, "index");
-    render_index(&w, r ? &r->index : NULL);
-    jw_obj_end(&w);
+    render_ingest(&w, r, g->errors, g->n_errors, seconds);
     jw_done(&w);
     return;
   }

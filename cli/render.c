@@ -304,3 +304,39 @@ void render_document(jw *w, const es_document *d, bool embedding) {
   jw_arr_end(w);
   jw_obj_end(w);
 }
+
+void render_ingest(jw *w, const es_batch_result *r,
+                   const render_item_error *errors, size_t n_errors,
+                   double seconds) {
+  jw_obj(w);
+  jw_key(w, "inserted");
+  jw_int(w, r ? (int64_t)r->inserted : 0);
+  jw_key(w, "updated");
+  jw_int(w, r ? (int64_t)r->updated : 0);
+  jw_key(w, "unchanged");
+  jw_int(w, r ? (int64_t)r->unchanged : 0);
+  jw_key(w, "failed");
+  jw_int(w, (int64_t)n_errors);
+  jw_key(w, "duplicates");
+  jw_int(w, r ? (int64_t)r->duplicates : 0);
+  jw_key(w, "chunks_written");
+  jw_int(w, r ? (int64_t)r->chunks_written : 0);
+  jw_key(w, "errors");
+  jw_arr(w);
+  for (size_t i = 0; i < n_errors; i++) {
+    jw_obj(w);
+    jw_key(w, "id");
+    jw_str(w, errors[i].id);
+    jw_key(w, "line");
+    jw_int(w, errors[i].line);
+    jw_key(w, "error");
+    jw_str(w, errors[i].error);
+    jw_obj_end(w);
+  }
+  jw_arr_end(w);
+  jw_key(w, "seconds");
+  jw_num(w, seconds);
+  jw_key(w, "index");
+  render_index(w, r ? &r->index : NULL);
+  jw_obj_end(w);
+}

@@ -36,6 +36,21 @@ void render_time(int64_t us, char *buf, size_t cap);
  * ["embedding",] "chunks":[{"id","chunk_index","text","metadata"
  * [,"embedding"]}]}; times in UTC, ISO 8601 with microseconds. */
 void render_document(jw *w, const es_document *d, bool embedding);
+/* A document that did not land: its id (NULL when unknown), its line (or
+ * place in the body) and why. */
+typedef struct render_item_error {
+  char *id;
+  long line;
+  char *error;
+} render_item_error;
+
+/* `ingest --json`'s summary: {"inserted","updated","unchanged","failed",
+ * "duplicates","chunks_written","errors":[{"id","line","error"}],
+ * "seconds","index"}; r may be NULL (nothing landed), failed is
+ * n_errors. */
+void render_ingest(jw *w, const es_batch_result *r,
+                   const render_item_error *errors, size_t n_errors,
+                   double seconds);
 /* The "index" object: an HNSW index build (NULL: none). */
 void render_index(jw *w, const es_index_build *build);
 

@@ -17,11 +17,7 @@
 
 #define MAX_LINE ((size_t)64 << 20)
 
-typedef struct item_error {
-  char *id;
-  long line;
-  char *error;
-} item_error;
+typedef render_item_error item_error;
 
 struct ingest_stream {
   es_store *store;
@@ -379,38 +375,7 @@ static void reply_summary(request *rq, const es_batch_result *r, double secs) {
   jout o;
   if (!jout_open(&o))
     return;
-  jw *w = &o.w;
-  jw_obj(w);
-  jw_key(w, "inserted");
-  jw_int(w, r ? (int64_t)r->inserted : 0);
-  jw_key(w, "updated");
-  jw_int(w, r ? (int64_t)r->updated : 0);
-  jw_key(w, "unchanged");
-  jw_int(w, r ? (int64_t)r->unchanged : 0);
-  jw_key(w, "failed");
-  jw_int(w, (int64_t)g->n_errors);
-  jw_key(w, "duplicates");
-  jw_int(w, r ? (int64_t)r->duplicates : 0);
-  jw_key(w, "chunks_written");
-  jw_int(w, r ? (int64_t)r->chunks_written : 0);
-  jw_key(w, "errors");
-  jw_arr(w);
-  for (size_t i = 0; i < g->n_errors; i++) {
-    jw_obj(w);
-    jw_key(w, "id");
-    jw_str(w, g->errors[i].id);
-    jw_key(w, "line");
-    jw_int(w, g->errors[i].line);
-    jw_key(w, "error");
-    jw_str(w, g->errors[i].error);
-    jw_obj_end(w);
-  }
-  jw_arr_end(w);
-  jw_key(w, "seconds");
-  jw_num(w, secs);
-  jw_key(w, "index");
-  render_index(w, r ? &r->index : NULL);
-  jw_obj_end(w);
+  render_ingest(&o.w, r, g->errors, g->n_errors, secs);
   reply_jout(rq, 200, &o);
 }
 
