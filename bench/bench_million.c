@@ -482,11 +482,8 @@ int main(int argc, char **argv) {
   size_t docs = 1000000, sample = 100000, dim = 384, chunks = 4;
   const char *out = "BENCHMARKS.md", *server = "embedded";
   bool keep = false;
-  char cmd[256] = "bench/run million";
-  for (int i = 1; i < argc; i++) {
-    size_t len = strlen(cmd);
-    snprintf(cmd + len, sizeof cmd - len, " %s", argv[i]);
-  }
+  char cmd[256];
+  bench_command_line(cmd, sizeof cmd, "million", argc, argv);
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--docs") && i + 1 < argc)
       docs = strtoull(argv[++i], NULL, 10);

@@ -795,11 +795,8 @@ int main(int argc, char **argv) {
   const char *out = "BENCHMARKS.md";
   bool keep = false;
   conns[0] = 1, conns[1] = 8, conns[2] = 32;
-  char cmd[256] = "bench/run serve";
-  for (int i = 1; i < argc; i++) {
-    size_t len = strlen(cmd);
-    snprintf(cmd + len, sizeof cmd - len, " %s", argv[i]);
-  }
+  char cmd[256];
+  bench_command_line(cmd, sizeof cmd, "serve", argc, argv);
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--docs") && i + 1 < argc)
       docs = strtoull(argv[++i], NULL, 10);

@@ -109,11 +109,8 @@ int main(int argc, char **argv) {
   bench_on_die(stop_all);
   size_t docs = 1000000, chunks = 4, dim = 16;
   const char *out = "BENCHMARKS.md";
-  char cmd[256] = "bench/run stats";
-  for (int i = 1; i < argc; i++) {
-    size_t len = strlen(cmd);
-    snprintf(cmd + len, sizeof cmd - len, " %s", argv[i]);
-  }
+  char cmd[256];
+  bench_command_line(cmd, sizeof cmd, "stats", argc, argv);
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--docs") && i + 1 < argc)
       docs = strtoull(argv[++i], NULL, 10);

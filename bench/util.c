@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "util.h"
@@ -26,4 +27,13 @@ void bench_die(const char *fmt, ...) {
   if (on_die)
     on_die();
   exit(1);
+}
+
+void bench_command_line(char *cmd, size_t cap, const char *name, int argc,
+                        char **argv) {
+  snprintf(cmd, cap, "bench/run %s", name);
+  for (int i = 1; i < argc; i++) {
+    size_t len = strlen(cmd);
+    snprintf(cmd + len, cap - len, " %s", argv[i]);
+  }
 }
