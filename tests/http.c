@@ -199,9 +199,13 @@ static th_http perform(const th_server *s, const char *method, const char *path,
   snprintf(url, sizeof url, "%s%s", s->base, path);
   sink b = {calloc(1, 1), 0}, h = {calloc(1, 1), 0};
   struct curl_slist *list = NULL;
-  for (size_t i = 0; headers && headers[i]; i++)
+  bool expect = false; /* the caller asks for 100-continue */
+  for (size_t i = 0; headers && headers[i]; i++) {
     list = curl_slist_append(list, headers[i]);
-  list = curl_slist_append(list, "Expect:");
+    expect |= strncasecmp(headers[i], "Expect:", 7) == 0;
+  }
+  if (!expect) /* else libcurl adds it past 1 MiB and waits a second */
+    list = curl_slist_append(list, "Expect:");
   curl_easy_setopt(c, CURLOPT_URL, url);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, take);
