@@ -102,17 +102,31 @@ void jw_int(jw *w, int64_t v) {
   fprintf(w->out, "%lld", (long long)v);
 }
 
+/* The fewest significant digits, at least 6 and at most most (17 for a
+ * double, 9 for a float: both always enough), that read back as v.  Found
+ * by bisection: the nearest p-digit decimal is a p+1-digit one too, so
+ * once some precision reads back every larger one does. */
+static void shortest(char *buf, size_t cap, double v, int most, bool as_float) {
+  int lo = 6, hi = most; /* hi reads back; lo - 1 is not asked about */
+  while (lo < hi) {
+    int mid = lo + (hi - lo) / 2;
+    snprintf(buf, cap, "%.*g", mid, v);
+    bool back = as_float ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v;
+    if (back)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  snprintf(buf, cap, "%.*g", lo, v);
+}
+
 void jw_num(jw *w, double v) {
   if (!isfinite(v)) {
     jw_null(w);
     return;
   }
   char buf[40];
-  for (int prec = 6; prec <= 17; prec++) {
-    snprintf(buf, sizeof buf, "%.*g", prec, v);
-    if (strtod(buf, NULL) == v)
-      break;
-  }
+  shortest(buf, sizeof buf, v, 17, false);
   sep(w);
   fputs(buf, w->out);
 }
@@ -123,11 +137,7 @@ void jw_float(jw *w, float v) {
     return;
   }
   char buf[40];
-  for (int prec = 6; prec <= 9; prec++) {
-    snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
-    if (strtof(buf, NULL) == v)
-      break;
-  }
+  shortest(buf, sizeof buf, v, 9, true);
   sep(w);
   fputs(buf, w->out);
 }

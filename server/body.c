@@ -1,4 +1,6 @@
 /* body.c - JSON request bodies (see body.h). */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "body.h"
@@ -19,6 +21,44 @@ json_t *body_object(request *rq) {
     return NULL;
   }
   return j;
+}
+
+/* The lifted vector of rq's body, and the body parsed without it; NULL
+ * when any step does not succeed (nothing answered). */
+static json_t *lifted(request *rq, const char *member, float **vec, size_t *dim) {
+  span sp;
+  if (rq->len == 0 || !json_member_span(rq->body, rq->len, member, &sp) ||
+      sp.len == 0 || sp.p[0] != '[')
+    return NULL;
+  if (es_vector_parse_json(sp.p, sp.len, member, vec, dim, NULL, 0) != ES_OK)
+    return NULL;
+  for (size_t i = 0; i < *dim; i++)
+    if (!isfinite((*vec)[i])) /* jansson would refuse it: let it say so */
+      goto refused;
+  size_t head = (size_t)(sp.p - rq->body), tail = rq->len - head - sp.len;
+  char *copy = malloc(head + 4 + tail);
+  if (copy == NULL)
+    goto refused;
+  memcpy(copy, rq->body, head);
+  memcpy(copy + head, "null", 4);
+  memcpy(copy + head + 4, sp.p + sp.len, tail);
+  json_t *j = json_loadb(copy, head + 4 + tail, JSON_REJECT_DUPLICATES, NULL);
+  free(copy);
+  if (j != NULL && json_is_object(j))
+    return j;
+  json_decref(j);
+refused:
+  es_vector_free(*vec);
+  *vec = NULL;
+  return NULL;
+}
+
+json_t *body_object_lifting(request *rq, const char *member, float **vec,
+                            size_t *dim) {
+  *vec = NULL;
+  *dim = 0;
+  json_t *j = lifted(rq, member, vec, dim);
+  return j ? j : body_object(rq);
 }
 
 bool body_only(request *rq, json_t *obj, const char *const *known) {

@@ -7,10 +7,20 @@
 #include <stdbool.h>
 
 #include "http.h"
+#include "json_spans.h"
 
 /* The request body as a JSON object (an empty body is {}), or NULL when
  * it is not one: then rq is answered 400 naming the byte offset. */
 json_t *body_object(request *rq);
+/* As body_object(), but when the body is valid with the value of member
+ * member a valid vector (es_vector_parse_json, every value finite),
+ * jansson never reads that value: it parses the body with the value
+ * replaced by null, and the vector is handed back in *vec (es_vector_free)
+ * of *dim values.  Otherwise (*vec NULL) it is body_object() itself, its
+ * answers and errors the same: a query vector of 384 numbers costs jansson
+ * more than a cached search does. */
+json_t *body_object_lifting(request *rq, const char *member, float **vec,
+                            size_t *dim);
 /* Answers 400 and returns false when obj has a member not in the
  * NULL-terminated list known. */
 bool body_only(request *rq, json_t *obj, const char *const *known);

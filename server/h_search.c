@@ -10,13 +10,14 @@
 void h_search(request *rq) {
   static const char *const known[] = {"vector", "like", "k", "workspace",
                                       "source", "exact", NULL};
-  json_t *j = body_object(rq);
+  float *vec = NULL;
+  size_t dim = 0;
+  json_t *j = body_object_lifting(rq, "vector", &vec, &dim);
   if (j == NULL)
     return;
   bool ok = body_only(rq, j, known);
   es_search_params p;
   es_search_params_init(&p);
-  float *vec = NULL;
   if (ok) {
     p.like_id = body_string(rq, j, "like", &ok);
     p.workspace = ok ? body_string(rq, j, "workspace", &ok) : NULL;
@@ -29,11 +30,10 @@ void h_search(request *rq) {
     reply_error(rq, 400, "ES_EINVAL", "give either \"vector\" or \"like\"");
     ok = false;
   }
-  if (ok && v != NULL) {
+  if (ok && v != NULL && vec == NULL) {
     /* The client's own digits, read as the tool reads them. */
     span sp;
     char msg[256];
-    size_t dim = 0;
     if (!json_is_array(v) || !json_member_span(rq->body, rq->len, "vector", &sp)) {
       reply_error(rq, 400, "ES_EINVAL", "field \"vector\" must be an array of "
                   "numbers");
@@ -43,9 +43,9 @@ void h_search(request *rq) {
       reply_error(rq, 400, "ES_EINVAL", "%s", msg);
       ok = false;
     }
-    p.vector = vec;
-    p.dim = dim;
   }
+  p.vector = vec;
+  p.dim = dim;
   bool stop = false;
   if (ok && p.workspace && !may_see(rq, p.workspace)) {
     reply_error(rq, 403, "ES_EFORBIDDEN", "this token may not search workspace "

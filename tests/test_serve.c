@@ -230,6 +230,25 @@ TEST(serve_refuses_what_it_cannot_take_before_reading_the_body) {
   ASSERT_HTTP(r, 400);
   ASSERT_CONTAINS(r.body, "vector[1]");
   th_http_free(&r);
+  /* A vector jansson does not read (the fast path) is refused as the full
+   * parse refuses it: a duplicate member, a number no double holds, and
+   * what follows the array all still count. */
+  r = th_post_json(&s, "/v1/search", "{\"vector\":[1,0],\"vector\":[0,1]}", NULL);
+  ASSERT_HTTP(r, 400);
+  ASSERT_CONTAINS(r.body, "duplicate object key");
+  th_http_free(&r);
+  r = th_post_json(&s, "/v1/search", "{\"vector\":[1e400,0]}", NULL);
+  ASSERT_HTTP(r, 400);
+  ASSERT_CONTAINS(r.body, "invalid JSON at byte");
+  th_http_free(&r);
+  r = th_post_json(&s, "/v1/search", "{\"vector\":[1,0]]}", NULL);
+  ASSERT_HTTP(r, 400);
+  ASSERT_CONTAINS(r.body, "invalid JSON at byte 16");
+  th_http_free(&r);
+  r = th_post_json(&s, "/v1/search", "{\"vector\":[1,0],\"like\":\"a\"}", NULL);
+  ASSERT_HTTP(r, 400);
+  ASSERT_CONTAINS(r.body, "give either");
+  th_http_free(&r);
   r = th_get(&s, "/v1/documents/%ZZ", NULL);
   ASSERT_HTTP(r, 400);
   th_http_free(&r);
