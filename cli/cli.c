@@ -164,6 +164,15 @@ int cli_next_opt(cli *c, const cli_command *cmd, int argc, char **argv,
   }
 }
 
+bool cli_check_filter(cli *c, const char *filter) {
+  char err[256];
+  if (filter == NULL ||
+      es_filter_check(filter, strlen(filter), "--filter", err, sizeof err) == ES_OK)
+    return true;
+  cli_usage(c, "%s", err);
+  return false;
+}
+
 bool cli_parse_int(const char *s, long min, long max, long *out) {
   char *end;
   if (s == NULL || *s == '\0')

@@ -38,7 +38,8 @@ typedef struct cli_command {
 
 extern const cli_command cli_cmd_db, cli_cmd_init, cli_cmd_migrate,
     cli_cmd_ingest, cli_cmd_search, cli_cmd_delete, cli_cmd_stats,
-    cli_cmd_cleanup, cli_cmd_metrics, cli_cmd_get, cli_cmd_serve, cli_cmd_token;
+    cli_cmd_cleanup, cli_cmd_metrics, cli_cmd_get, cli_cmd_list, cli_cmd_serve,
+    cli_cmd_token;
 
 /* Notes on stderr when a build's graph did not fit in its memory, or a
  * setting was refused. */
@@ -114,6 +115,10 @@ void cli_put_message(FILE *f, const char *s);
  * characters, its first max characters and "..." (cut between characters,
  * never inside one or inside an escape). */
 void cli_put_cell(FILE *f, const char *s, size_t width, size_t max);
+
+/* Whether --filter's text filter (NULL: none) is one JSON object; if not,
+ * a usage error naming the byte is said (cli_usage) and false returned. */
+bool cli_check_filter(cli *c, const char *filter);
 
 /* Parses a whole decimal integer in [min, max]; false otherwise. */
 bool cli_parse_int(const char *s, long min, long max, long *out);

@@ -1,4 +1,4 @@
-/* cmd_delete.c - `embstore delete --source S` and `embstore delete --id ID`. */
+/* cmd_delete.c - `embstore delete` by source, by metadata filter, or by id. */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,13 +6,18 @@
 #include "cli.h"
 
 static const char usage[] =
-    "usage: embstore delete (--source S | --id ID [--id ID]...) [--workspace W]\n"
+    "usage: embstore delete (--source S [--filter JSON] | --filter JSON |\n"
+    "                        --id ID [--id ID]...) [--workspace W]\n"
     "                       [--no-cascade] [--dry-run] [--json]\n"
     "\n"
-    "Deletes every document of source S, or the documents ID, and all their\n"
-    "chunks, in one transaction, with exact counts.\n"
+    "Deletes every document of source S, or every document whose metadata\n"
+    "matches the filter, or the documents ID, and all their chunks, in one\n"
+    "transaction, with exact counts.\n"
     "\n"
     "  --source S      the source to delete\n"
+    "  --filter JSON   only documents whose metadata contains this object\n"
+    "                  ('{\"lang\":\"en\"}'); alone, of every source ('{}':\n"
+    "                  every document)\n"
     "  --id ID         a document to delete (repeatable; an id given twice\n"
     "                  counts once)\n"
     "  --workspace W   only documents whose metadata.workspace is W (with --id,\n"
@@ -101,15 +106,20 @@ static int report_ids(cli *c, const es_delete_result *r) {
 
 /* Reports a delete by source. */
 static void report_source(cli *c, const es_delete_result *r, const char *source,
-                          const char *workspace) {
+                          const char *filter, const char *workspace) {
   if (c->json) {
     print_json(r, false);
     return;
   }
-  printf("%s %lld documents and %lld chunks of source ",
+  printf("%s %lld documents and %lld chunks ",
          r->dry_run ? "would delete" : "deleted", (long long)r->deleted,
          (long long)r->chunks_removed);
-  cli_put_printable(stdout, source);
+  if (source) {
+    fputs("of source ", stdout);
+    cli_put_printable(stdout, source);
+  }
+  if (filter)
+    fputs(source ? " matching the filter" : "matching the filter", stdout);
   if (workspace) {
     fputs(" in workspace ", stdout);
     cli_put_printable(stdout, workspace);
@@ -124,6 +134,7 @@ static int run(cli *c, int argc, char **argv) {
       {"workspace", required_argument, NULL, 'w'},
       {"no-cascade", no_argument, NULL, 'n'},
       {"dry-run", no_argument, NULL, 'd'},
+      {"filter", required_argument, NULL, 'f'},
       CLI_COMMON_LONGOPTS,
       {0, 0, 0, 0}};
   const char *source = NULL;
@@ -141,6 +152,7 @@ static int run(cli *c, int argc, char **argv) {
     case 'w': o.workspace = optarg; break;
     case 'n': o.no_cascade = 1; break;
     case 'd': o.dry_run = 1; break;
+    case 'f': o.filter_json = optarg; break;
     case 'i':
       if (optarg[0] == '\0') {
         free(ids.v);
@@ -154,10 +166,14 @@ static int run(cli *c, int argc, char **argv) {
     }
   }
   int bad = optind != argc ? cli_usage(c, "unexpected argument '%s'", argv[optind])
-            : source != NULL && ids.n > 0
-                ? cli_usage(c, "give either --source or --id, not both")
-            : ids.n == 0 && (source == NULL || source[0] == '\0')
-                ? cli_usage(c, "--source or --id is required")
+            : (source != NULL || o.filter_json != NULL) && ids.n > 0
+                ? cli_usage(c, "--id takes neither --source nor --filter: the "
+                            "ids name the documents")
+            : ids.n == 0 && o.filter_json == NULL && source == NULL
+                ? cli_usage(c, "--source, --filter or --id is required")
+            : source != NULL && source[0] == '\0'
+                ? cli_usage(c, "--source needs a non-empty source id")
+            : !cli_check_filter(c, o.filter_json) ? EXIT_USAGE
                 : EXIT_OK;
   if (bad != EXIT_OK) {
     free(ids.v);
@@ -170,14 +186,15 @@ static int run(cli *c, int argc, char **argv) {
   }
   es_delete_result *r = NULL;
   es_status rc = ids.n > 0 ? es_delete_documents(s, ids.v, ids.n, &o, &r)
-                           : es_delete_by_source(s, source, &o, &r);
+                 : source  ? es_delete_by_source(s, source, &o, &r)
+                           : es_delete_by_filter(s, o.filter_json, &o, &r);
   int exit_code = EXIT_OK;
   if (rc != ES_OK)
     exit_code = cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
   else if (ids.n > 0)
     exit_code = report_ids(c, r);
   else
-    report_source(c, r, source, o.workspace);
+    report_source(c, r, source, o.filter_json, o.workspace);
   es_delete_result_free(r);
   es_close(s);
   free(ids.v);
@@ -186,5 +203,5 @@ static int run(cli *c, int argc, char **argv) {
 
 const cli_command cli_cmd_delete = {"delete", run,
                                     "delete documents and their chunks, by "
-                                    "source or by id",
+                                    "source, by metadata filter or by id",
                                     usage};

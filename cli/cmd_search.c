@@ -7,7 +7,8 @@
 
 static const char usage[] =
     "usage: embstore search (--vector '[v1,v2,...]' | --like ID) [-k N]\n"
-    "                       [--workspace W] [--source S] [--exact] [--json]\n"
+    "                       [--workspace W] [--source S] [--filter JSON]\n"
+    "                       [--exact] [--json]\n"
     "\n"
     "The k nearest stored documents to a vector, or to a stored document\n"
     "(which is left out of its own results), nearest first, by the store's\n"
@@ -17,7 +18,10 @@ static const char usage[] =
     "  --like ID       search near the stored document ID\n"
     "  -k N            number of results, 1..1000 (default 10)\n"
     "  --workspace W   only documents whose metadata.workspace is W\n"
-    "  --source S      only documents of source S\n"
+  "  --source S      only documents of source S\n"
+    "  --filter JSON   only documents whose metadata contains this object\n"
+    "                  ('{\"lang\":\"en\",\"tags\":[\"a\"]}': lang en, tags\n"
+    "                  holding \"a\")\n"
     "  --exact         exact scan instead of the HNSW index (slow; ground truth)\n"
     "\n"
     "--json prints {\"results\":[{\"id\",\"distance\",\"text\",\"source_id\",\n"
@@ -56,6 +60,7 @@ static int run(cli *c, int argc, char **argv) {
       {"workspace", required_argument, NULL, 'w'},
       {"source", required_argument, NULL, 's'},
       {"exact", no_argument, NULL, 'e'},
+      {"filter", required_argument, NULL, 'f'},
       CLI_COMMON_LONGOPTS,
       {0, 0, 0, 0}};
   es_search_params p;
@@ -73,6 +78,7 @@ static int run(cli *c, int argc, char **argv) {
     case 'w': p.workspace = optarg; break;
     case 's': p.source_id = optarg; break;
     case 'e': p.exact = 1; break;
+    case 'f': p.filter_json = optarg; break;
     case 'k':
       if (!cli_parse_int(optarg, 1, 1000, &k))
         return cli_usage(c, "-k must be an integer 1..1000, not '%s'", optarg);
@@ -83,6 +89,8 @@ static int run(cli *c, int argc, char **argv) {
     return cli_usage(c, "unexpected argument '%s'", argv[optind]);
   if ((vector == NULL) == (p.like_id == NULL))
     return cli_usage(c, "give exactly one of --vector and --like");
+  if (!cli_check_filter(c, p.filter_json))
+    return EXIT_USAGE;
   p.k = (int)k;
   float *v = NULL;
   if (vector) {

@@ -261,7 +261,8 @@ static void json_vector(jw *w, const float *v, size_t dim) {
   jw_arr_end(w);
 }
 
-void render_document(jw *w, const es_document *d, bool embedding) {
+/* A document's members; its chunks too when chunks. */
+static void document(jw *w, const es_document *d, bool chunks, bool embedding) {
   char t[48];
   jw_obj(w);
   jw_key(w, "id");
@@ -281,6 +282,10 @@ void render_document(jw *w, const es_document *d, bool embedding) {
   if (embedding) {
     jw_key(w, "embedding");
     json_vector(w, d->embedding, d->dim);
+  }
+  if (!chunks) {
+    jw_obj_end(w);
+    return;
   }
   jw_key(w, "chunks");
   jw_arr(w);
@@ -302,6 +307,23 @@ void render_document(jw *w, const es_document *d, bool embedding) {
     jw_obj_end(w);
   }
   jw_arr_end(w);
+  jw_obj_end(w);
+}
+
+void render_document(jw *w, const es_document *d, bool embedding) {
+  document(w, d, true, embedding);
+}
+
+void render_document_list(jw *w, const es_document_list *l, bool chunks,
+                          bool embedding) {
+  jw_obj(w);
+  jw_key(w, "documents");
+  jw_arr(w);
+  for (size_t i = 0; i < l->n; i++)
+    document(w, &l->documents[i], chunks, embedding);
+  jw_arr_end(w);
+  jw_key(w, "next_after");
+  jw_str(w, l->next_after);
   jw_obj_end(w);
 }
 

@@ -36,6 +36,11 @@ void render_time(int64_t us, char *buf, size_t cap);
  * ["embedding",] "chunks":[{"id","chunk_index","text","metadata"
  * [,"embedding"]}]}; times in UTC, ISO 8601 with microseconds. */
 void render_document(jw *w, const es_document *d, bool embedding);
+/* {"documents":[...],"next_after"}: each document as render_document()
+ * writes it, its "chunks" only when chunks ("embedding" only when
+ * embedding); next_after null on the last page. */
+void render_document_list(jw *w, const es_document_list *l, bool chunks,
+                          bool embedding);
 /* A document that did not land: its id (NULL when unknown), its line (or
  * place in the body) and why. */
 typedef struct render_item_error {

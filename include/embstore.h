@@ -502,6 +502,51 @@ es_status es_get_document(es_store *store, const char *id,
  * NULL is a no-op. */
 void es_document_free(es_document *document);
 
+/* Which documents es_list_documents() reads.  Fill it with
+ * es_list_params_init(). */
+typedef struct es_list_params {
+  const char *source_id;   /* only this source's documents (NULL: all) */
+  const char *workspace;   /* only this workspace's (NULL: all) */
+  const char *filter_json; /* only those whose metadata contains this JSON
+                              object, as es_search_params.filter_json */
+  const char *after;       /* only ids after this one (keyset pagination:
+                              pass the last page's next_after).  NULL: from
+                              the first.  Ids are in the order of the id
+                              column's collation, which its primary key
+                              serves: bytewise in the embedded cluster
+                              (initialised without a locale) */
+  int limit;               /* 1..10000 documents a page (100) */
+  int include_chunks;      /* 1: each document's chunks too (0) */
+  int include_embedding;   /* 1: and the vectors (0) */
+  const char *const *workspaces; /* a tenant's scope, as in es_get_options */
+  size_t n_workspaces;
+} es_list_params;
+
+/* Fills every field of [out] params (not NULL) with its default. */
+void es_list_params_init(es_list_params *params);
+
+/* A page of documents, by id.  Freed with es_document_list_free(). */
+typedef struct es_document_list {
+  es_document *documents; /* n of them, in id order */
+  size_t n;
+  char *next_after;       /* the id to pass as after for the next page;
+                             NULL when this page is the last */
+} es_document_list;
+
+/* Reads one page of the documents params selects, in id order, each with
+ * its chunks when asked, in one statement (one snapshot for the page).
+ * Paging by next_after visits every document that exists throughout
+ * exactly once, whatever is inserted or deleted meanwhile; documents
+ * inserted during the walk appear when their id is past the page last
+ * read.  ES_EINVAL for a limit out of range, a filter that is not a JSON
+ * object (the message names the byte) or an id that is not UTF-8. */
+es_status es_list_documents(es_store *store, const es_list_params *params,
+                            es_document_list **list);
+
+/* Frees a list from es_list_documents(), its documents too.  NULL is a
+ * no-op. */
+void es_document_list_free(es_document_list *list);
+
 /* ------------------------------------------------------------------------
  * Batch upsert (the write path at COPY speed)
  *
@@ -708,6 +753,15 @@ es_status es_vector_parse_json(const char *json, size_t len, const char *name,
                                float **vector, size_t *dim, char *err,
                                size_t errlen);
 
+/* Checks a metadata filter (es_search_params.filter_json and the like),
+ * [in] json of [in] len bytes: one JSON object that PostgreSQL's jsonb can
+ * hold.  ES_OK, or ES_EINVAL with a message naming the byte, starting
+ * with [in] name (NULL: "filter"), in err (errlen bytes, always
+ * NUL-terminated; err may be NULL).  Every call that takes a filter
+ * checks it so; this is for a caller that wants to refuse it first. */
+es_status es_filter_check(const char *json, size_t len, const char *name,
+                          char *err, size_t errlen);
+
 /* Frees a vector from es_vector_parse_json().  NULL is a no-op. */
 void es_vector_free(float *vector);
 
@@ -724,6 +778,10 @@ typedef struct es_search_params {
   const char *workspace; /* only documents whose metadata.workspace is this */
   const char *source_id; /* only documents of this source */
   int exact;             /* 1: exact scan without the index (ground truth) */
+  const char *filter_json; /* only documents whose metadata contains this
+                              JSON object (jsonb @>: {"lang":"en"} matches
+                              {"lang":"en","n":1}; {"tags":["a"]} matches
+                              tags ["a","b"]); NULL: no filter */
 } es_search_params;
 
 /* Fills [out] params (not NULL): k 10, everything else NULL or 0 (which
@@ -769,6 +827,9 @@ typedef struct es_delete_options {
                                     outside every scope).  NULL: all (NULL) */
   size_t n_workspaces;   /* entries of workspaces; with workspaces not NULL,
                             0 allows nothing (0) */
+  const char *filter_json; /* only documents whose metadata contains this
+                              JSON object, as es_search_params.filter_json
+                              (NULL) */
 } es_delete_options;
 
 /* Fills every field of [out] options (not NULL) with its default: every
@@ -797,6 +858,15 @@ typedef struct es_delete_result {
  * be NULL for the defaults.  [out] *result is freed with
  * es_delete_result_free(); result may be NULL. */
 es_status es_delete_by_source(es_store *store, const char *source_id,
+                              const es_delete_options *options,
+                              es_delete_result **result);
+
+/* Deletes every document whose metadata contains [in] filter_json (a JSON
+ * object; {} matches every document), within options' workspace scope, as
+ * es_delete_by_source() deletes a source's: one transaction, exact counts,
+ * cascade or restrict, dry run.  options->filter_json is ignored.
+ * ES_EINVAL, naming the byte, when filter_json is not a JSON object. */
+es_status es_delete_by_filter(es_store *store, const char *filter_json,
                               const es_delete_options *options,
                               es_delete_result **result);
 

@@ -102,6 +102,24 @@ long long body_int(request *rq, json_t *obj, const char *name, long long lo,
   return json_integer_value(v);
 }
 
+char *body_object_text(request *rq, json_t *obj, const char *name, bool *ok) {
+  json_t *v = json_object_get(obj, name);
+  if (v == NULL || json_is_null(v))
+    return NULL;
+  span sp;
+  if (!json_is_object(v) || !json_member_span(rq->body, rq->len, name, &sp)) {
+    reply_error(rq, 400, "ES_EINVAL", "field \"%s\" must be a JSON object", name);
+    *ok = false;
+    return NULL;
+  }
+  char *text = strndup(sp.p, sp.len);
+  if (text == NULL) {
+    reply_error(rq, 500, "ES_ENOMEM", "out of memory");
+    *ok = false;
+  }
+  return text;
+}
+
 bool body_bool(request *rq, json_t *obj, const char *name, bool def, bool *ok) {
   json_t *v = json_object_get(obj, name);
   if (v == NULL || json_is_null(v))

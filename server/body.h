@@ -30,6 +30,10 @@ const char *body_string(request *rq, json_t *obj, const char *name, bool *ok);
 /* Member name as an integer in lo..hi, def when absent. */
 long long body_int(request *rq, json_t *obj, const char *name, long long lo,
                    long long hi, long long def, bool *ok);
+/* Member name, a JSON object, as the client wrote it (a new string), for
+ * the library's own reader (filters); NULL when absent or null, and then
+ * *ok false (rq answered 400) when it is there but not an object. */
+char *body_object_text(request *rq, json_t *obj, const char *name, bool *ok);
 /* Member name as a boolean, def when absent. */
 bool body_bool(request *rq, json_t *obj, const char *name, bool def, bool *ok);
 

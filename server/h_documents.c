@@ -1,10 +1,11 @@
-/* h_documents.c - one document: GET and DELETE /v1/documents/{id}, and
- * DELETE /v1/sources/{source_id}.  A tenant's token sees only its
+/* h_documents.c - one document: GET and DELETE /v1/documents/{id};
+ * DELETE /v1/sources/{source_id}; POST /v1/delete, by metadata filter.  A tenant's token sees only its
  * workspaces: a document of another answers 404 exactly as a missing one
  * (the library checks the scope in the statement that reads it). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "body.h"
 #include "http.h"
 #include "render.h"
 
@@ -91,6 +92,9 @@ void h_delete_document(request *rq) {
   es_delete_result_free(r);
 }
 
+static void delete_scoped(request *rq, const char *source, const char *filter,
+                          const char *ws, es_delete_options *o);
+
 void h_delete_source(request *rq) {
   es_delete_options o;
   es_delete_options_init(&o);
@@ -98,26 +102,66 @@ void h_delete_source(request *rq) {
     return;
   bool bad = false;
   char *ws = query_arg(rq, "workspace", &bad);
-  if (bad) {
+  if (bad)
     reply_error(rq, 400, "ES_EINVAL", "workspace is not valid UTF-8");
-  } else if (ws && !may_see(rq, ws)) {
+  else
+    delete_scoped(rq, rq->param, NULL, ws, &o);
+  free(ws);
+}
+
+/* The scoped delete of a source or a filter's documents, answered as
+ * `embstore delete --json`; o's flags already set. */
+static void delete_scoped(request *rq, const char *source, const char *filter,
+                          const char *ws, es_delete_options *o) {
+  if (ws && !may_see(rq, ws)) {
     reply_error(rq, 403, "ES_EFORBIDDEN", "this token may not delete in "
                 "workspace \"%s\"", ws);
-  } else {
-    o.workspace = ws;
-    o.workspaces = scope_of(rq, &o.n_workspaces);
-    es_delete_result *r = NULL;
-    es_status st = es_delete_by_source(rq->sv->store, rq->param, &o, &r);
-    if (st != ES_OK) {
-      reply_failure(rq, st);
-    } else {
-      jout out;
-      if (jout_open(&out)) {
-        render_delete(&out.w, r, false);
-        reply_jout(rq, 200, &out);
-      }
-    }
-    es_delete_result_free(r);
+    return;
   }
-  free(ws);
+  o->workspace = ws;
+  o->workspaces = scope_of(rq, &o->n_workspaces);
+  o->filter_json = filter;
+  es_delete_result *r = NULL;
+  es_status st = source ? es_delete_by_source(rq->sv->store, source, o, &r)
+                        : es_delete_by_filter(rq->sv->store, filter, o, &r);
+  if (st != ES_OK) {
+    reply_failure(rq, st);
+  } else {
+    jout out;
+    if (jout_open(&out)) {
+      render_delete(&out.w, r, false);
+      reply_jout(rq, 200, &out);
+    }
+  }
+  es_delete_result_free(r);
+}
+
+void h_delete_filter(request *rq) {
+  static const char *const known[] = {"filter", "workspace", "source",
+                                      "cascade", "dry_run", NULL};
+  json_t *j = body_object(rq);
+  if (j == NULL)
+    return;
+  bool ok = body_only(rq, j, known);
+  es_delete_options o;
+  es_delete_options_init(&o);
+  const char *ws = ok ? body_string(rq, j, "workspace", &ok) : NULL;
+  const char *source = ok ? body_string(rq, j, "source", &ok) : NULL;
+  o.no_cascade = ok && !body_bool(rq, j, "cascade", true, &ok);
+  o.dry_run = ok && body_bool(rq, j, "dry_run", false, &ok);
+  char *filter = ok ? body_object_text(rq, j, "filter", &ok) : NULL;
+  if (ok && filter == NULL) {
+    reply_error(rq, 400, "ES_EINVAL", "field \"filter\" is required: a JSON "
+                "object the documents' metadata contains ({} for every "
+                "document)");
+    ok = false;
+  }
+  if (ok && source && source[0] == '\0') {
+    reply_error(rq, 400, "ES_EINVAL", "field \"source\" must not be empty");
+    ok = false;
+  }
+  if (ok)
+    delete_scoped(rq, source, filter, ws, &o);
+  free(filter);
+  json_decref(j);
 }

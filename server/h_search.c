@@ -1,5 +1,6 @@
 /* h_search.c - POST /v1/search: {"vector":[...]} or {"like":"id"}, "k",
- * "workspace", "source", "exact"; answers as `embstore search --json`. */
+ * "workspace", "source", "exact", "filter"; answers as `embstore search
+ * --json`. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,7 +10,7 @@
 
 void h_search(request *rq) {
   static const char *const known[] = {"vector", "like", "k", "workspace",
-                                      "source", "exact", NULL};
+                                      "source", "exact", "filter", NULL};
   float *vec = NULL;
   size_t dim = 0;
   json_t *j = body_object_lifting(rq, "vector", &vec, &dim);
@@ -25,6 +26,8 @@ void h_search(request *rq) {
     p.k = ok ? (int)body_int(rq, j, "k", 1, 1000, 10, &ok) : 10;
     p.exact = ok && body_bool(rq, j, "exact", false, &ok);
   }
+  char *filter = ok ? body_object_text(rq, j, "filter", &ok) : NULL;
+  p.filter_json = filter;
   json_t *v = json_object_get(j, "vector");
   if (ok && (v == NULL) == (p.like_id == NULL)) {
     reply_error(rq, 400, "ES_EINVAL", "give either \"vector\" or \"like\"");
@@ -75,5 +78,6 @@ void h_search(request *rq) {
   }
   es_results_free(r);
   es_vector_free(vec);
+  free(filter);
   json_decref(j);
 }

@@ -141,6 +141,8 @@ void h_ingest(request *rq);
 void h_get_document(request *rq);
 void h_delete_document(request *rq);
 void h_delete_source(request *rq);
+void h_delete_filter(request *rq);
+void h_list_documents(request *rq);
 void h_search(request *rq);
 void h_stats(request *rq);
 void h_cleanup(request *rq);

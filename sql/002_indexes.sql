@@ -11,6 +11,8 @@
 --   embeddings_source_id_idx            embeddings (source_id)
 --   embeddings_created_at_idx           embeddings (created_at DESC)
 --   embeddings_workspace_idx            embeddings ((metadata->>'workspace'))
+--   embeddings_metadata_idx             embeddings USING gin (metadata
+--                                       jsonb_path_ops): metadata filters
 --   chunks_document_id_idx              chunks (document_id)
 --   performance_metrics_operation_idx   performance_metrics (operation)
 --   performance_metrics_created_at_idx  performance_metrics (created_at DESC)

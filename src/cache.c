@@ -340,3 +340,12 @@ void es__cache_invalidate_source(es__cache *c, const char *source_id) {
   }
   pthread_mutex_unlock(&c->mu);
 }
+
+void es__cache_invalidate_all(es__cache *c) {
+  if (c == NULL)
+    return;
+  pthread_mutex_lock(&c->mu);
+  c->gen_global++;
+  c->gen_any++;
+  pthread_mutex_unlock(&c->mu);
+}

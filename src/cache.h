@@ -31,5 +31,7 @@ void es__cache_counts(es__cache *cache, int64_t *hits, int64_t *misses,
                       int64_t *entries, int64_t *bytes);
 /* After a commit that wrote documents of source_id (NULL: of no source). */
 void es__cache_invalidate_source(es__cache *cache, const char *source_id);
+/* After a commit that may have touched documents of any source. */
+void es__cache_invalidate_all(es__cache *cache);
 
 #endif

@@ -1,5 +1,5 @@
-/* delete.c - delete documents and their chunks: a source's, or a list of
- * ids.
+/* delete.c - delete documents and their chunks: a source's, those whose
+ * metadata matches a filter, or a list of ids.
  *
  * One transaction.  It first locks the documents (in id order, the order
  * every writer locks documents in, so no deadlock) and notes which they
@@ -19,19 +19,22 @@
 #include "internal.h"
 
 typedef struct delete_ctx {
-  const char *source;
+  const char *source; /* NULL: a delete by filter, of every source */
+  const char *filter; /* NULL: no filter */
+  const char *what;   /* what messages call the selection: "source \"s\"" */
+  const char *which;  /* and its documents: "of source \"s\"" */
   const es_delete_options *o;
   const char *scope; /* o->workspaces as a text[] literal, or NULL */
   es_delete_result r;
 } delete_ctx;
 
-/* Runs a statement with the (source, workspace, scope) parameters; returns
+/* Runs a statement with the (source, workspace, scope, filter) parameters; returns
  * the first column of its one row, or the rows it affected when it
  * returns none. */
 static es_status run3(es_store *s, es__conn *c, const char *sql,
                       delete_ctx *d, const char *what, int64_t *out) {
-  const char *v[3] = {d->source, d->o->workspace, d->scope};
-  PGresult *r = PQexecParams(c->pg, sql, 3, NULL, v, NULL, NULL, 0);
+  const char *v[4] = {d->source, d->o->workspace, d->scope, d->filter};
+  PGresult *r = PQexecParams(c->pg, sql, 4, NULL, v, NULL, NULL, 0);
   es_status rc = ES_OK;
   if (!es__res_ok(r))
     rc = es__fail_pg(s, c->pg, r, what);
@@ -50,7 +53,9 @@ static es_status run3(es_store *s, es__conn *c, const char *sql,
   "($" N1 "::text[] IS NULL OR e.metadata->>'workspace' = "             \
   "ANY ($" N1 "::text[]))"
 
-#define OF_SOURCE "e.source_id = $1 AND " IN_SCOPE("2", "3")
+#define OF_SOURCE                                                       \
+  "($1::text IS NULL OR e.source_id = $1) AND ($4::jsonb IS NULL OR "   \
+  "e.metadata @> $4::jsonb) AND " IN_SCOPE("2", "3")
 
 static es_status delete_op(es_store *s, es__conn *c, void *arg) {
   delete_ctx *d = arg;
@@ -73,41 +78,41 @@ static es_status delete_op(es_store *s, es__conn *c, void *arg) {
                 : "WITH locked AS (SELECT e.id FROM embeddings e WHERE " OF_SOURCE
                   " ORDER BY e.id FOR UPDATE) INSERT INTO es_doomed "
                   "SELECT id FROM locked",
-            d, "cannot find the source's documents", &docs);
+            d, "cannot find the documents to delete", &docs);
   if (rc == ES_OK && d->o->dry_run)
     rc = run3(s, c,
               "SELECT count(*) FROM chunks c JOIN embeddings e ON "
               "e.id = c.document_id WHERE " OF_SOURCE,
-              d, "cannot count the source's chunks", &chunks);
+              d, "cannot count the chunks", &chunks);
   else if (rc == ES_OK && d->o->no_cascade) /* rows of a SELECT 1 per chunk */
     rc = es__exec_count(s, c, "SELECT 1 FROM chunks c JOIN es_doomed x ON "
                               "x.id = c.document_id",
-                        "cannot count the source's chunks", &chunks);
+                        "cannot count the chunks", &chunks);
   if (rc != ES_OK)
     goto done;
   if (d->o->dry_run) {
     d->r.deleted = docs;
     d->r.chunks_removed = d->o->no_cascade ? 0 : chunks;
     if (d->o->no_cascade && chunks > 0)
-      rc = es__fail(s, ES_ECONFLICT, "%lld chunks of source \"%s\" would block "
+      rc = es__fail(s, ES_ECONFLICT, "%lld chunks of %s would block "
                     "the delete (--no-cascade): nothing would be deleted",
-                    (long long)chunks, d->source);
+                    (long long)chunks, d->what);
     goto done;
   }
   if (d->o->no_cascade && chunks > 0) {
-    rc = es__fail(s, ES_ECONFLICT, "%lld chunks of %lld documents of source "
-                  "\"%s\" block the delete (--no-cascade): nothing was deleted",
-                  (long long)chunks, (long long)docs, d->source);
+    rc = es__fail(s, ES_ECONFLICT, "%lld chunks of %lld documents %s "
+                  "block the delete (--no-cascade): nothing was deleted",
+                  (long long)chunks, (long long)docs, d->which);
     goto done;
   }
   if (!d->o->no_cascade)
     rc = es__exec_count(s, c, "DELETE FROM chunks c USING es_doomed x WHERE "
                               "c.document_id = x.id",
-                        "cannot delete the source's chunks", &chunks);
+                        "cannot delete the chunks", &chunks);
   if (rc == ES_OK)
     rc = es__exec_count(s, c, "DELETE FROM embeddings e USING es_doomed x "
                               "WHERE e.id = x.id",
-                        "cannot delete the source's documents", &docs);
+                        "cannot delete the documents", &docs);
   if (rc == ES_OK)
     rc = es__commit(s, c);
   if (rc == ES_OK) {
@@ -123,21 +128,31 @@ void es_delete_options_init(es_delete_options *options) {
   memset(options, 0, sizeof *options);
 }
 
-es_status es_delete_by_source(es_store *s, const char *source_id,
-                              const es_delete_options *options,
-                              es_delete_result **result) {
+/* A delete by source (source not NULL) or by filter (filter not NULL). */
+static es_status delete_selected(es_store *s, const char *source,
+                                 const char *filter,
+                                 const es_delete_options *options,
+                                 es_delete_result **result) {
   es_delete_options defaults;
   es_delete_options_init(&defaults);
-  if (result)
-    *result = NULL;
-  if (s == NULL)
-    return ES_EINVAL;
-  es__clear_err(s);
-  if (source_id == NULL || source_id[0] == '\0')
-    return es__fail(s, ES_EINVAL, "a source id is required");
-  delete_ctx d = {source_id, options ? options : &defaults, NULL, {0}};
+  delete_ctx d = {source, filter, NULL, NULL, options ? options : &defaults,
+                  NULL, {0}};
+  char what[160], which[170];
+  if (source)
+    snprintf(what, sizeof what, "source \"%.100s\"%s", source,
+             filter ? " matching the filter" : "");
+  else
+    snprintf(what, sizeof what, "the documents matching the filter");
+  if (source)
+    snprintf(which, sizeof which, "of %s", what);
+  else
+    snprintf(which, sizeof which, "matching the filter");
+  d.what = what;
+  d.which = which;
+  es_status rc = es__check_filter(s, filter);
   char *scope = NULL;
-  es_status rc = es__scope_literal(s, d.o->workspaces, d.o->n_workspaces, &scope);
+  if (rc == ES_OK)
+    rc = es__scope_literal(s, d.o->workspaces, d.o->n_workspaces, &scope);
   if (rc != ES_OK)
     return rc;
   d.scope = scope;
@@ -147,17 +162,51 @@ es_status es_delete_by_source(es_store *s, const char *source_id,
     free(scope);
     return es__fail(s, ES_ENOMEM, "out of memory");
   }
-  rc = es__run(s, d.o->dry_run ? "delete_dry_run" : "delete_by_source", true,
-               delete_op, &d);
+  rc = es__run(s, d.o->dry_run ? "delete_dry_run"
+                  : source     ? "delete_by_source"
+                               : "delete_by_filter",
+               true, delete_op, &d);
   free(scope);
-  if (rc == ES_OK && !d.o->dry_run && d.r.deleted > 0)
-    es__cache_invalidate_source(s->cache, source_id); /* after the commit */
+  if (rc == ES_OK && !d.o->dry_run && d.r.deleted > 0) { /* after the commit */
+    if (source)
+      es__cache_invalidate_source(s->cache, source);
+    else
+      es__cache_invalidate_all(s->cache);
+  }
   *res = d.r;
   if (rc == ES_OK && result)
     *result = res;
   else
     free(res);
   return rc;
+}
+
+es_status es_delete_by_source(es_store *s, const char *source_id,
+                              const es_delete_options *options,
+                              es_delete_result **result) {
+  if (result)
+    *result = NULL;
+  if (s == NULL)
+    return ES_EINVAL;
+  es__clear_err(s);
+  if (source_id == NULL || source_id[0] == '\0')
+    return es__fail(s, ES_EINVAL, "a source id is required");
+  return delete_selected(s, source_id, options ? options->filter_json : NULL,
+                         options, result);
+}
+
+es_status es_delete_by_filter(es_store *s, const char *filter_json,
+                              const es_delete_options *options,
+                              es_delete_result **result) {
+  if (result)
+    *result = NULL;
+  if (s == NULL)
+    return ES_EINVAL;
+  es__clear_err(s);
+  if (filter_json == NULL)
+    return es__fail(s, ES_EINVAL, "a filter is required ({} matches every "
+                    "document)");
+  return delete_selected(s, NULL, filter_json, options, result);
 }
 
 /* ---- by id ---------------------------------------------------------------- */
@@ -389,6 +438,9 @@ es_status es_delete_documents(es_store *s, const char *const *ids, size_t n,
   es_status rc = check_ids(s, ids, n);
   if (rc != ES_OK)
     return rc;
+  if (options && options->filter_json)
+    return es__fail(s, ES_EINVAL, "a delete by id takes no filter: the ids "
+                    "name the documents");
   ids_ctx d = {.o = options ? options : &defaults, .n = n};
   char *scope = NULL, *list = NULL;
   /* Allocated first: once the delete is committed, nothing may fail. */

@@ -17,8 +17,8 @@
 /* Row kinds of the statement: the document first, then its chunks. */
 enum { ROW_DOC = 0, ROW_CHUNK = 1 };
 
-/* Columns: kind, id, text, metadata, source_id, created_us, updated_us,
- * chunk_index, embedding.  $1 id, $2 include the vectors, $3 the scope (a
+/* Columns (es__document_take's, list.c's too): kind, id, text, metadata,
+ * source_id, created_us, updated_us, chunk_index, embedding.  $1 id, $2 include the vectors, $3 the scope (a
  * text[] or NULL).  extract(epoch ...) of a timestamptz does not depend on
  * the session's TimeZone, and is exact (numeric) in PostgreSQL 14+. */
 static const char get_sql[] =
@@ -84,7 +84,8 @@ static es_status vector_col(es_store *s, const PGresult *r, int i, int dim,
   if (got <= 0) {
     free(v);
     return es__fail(s, ES_EDB, "%s \"%s\" holds a malformed vector",
-                    i == 0 ? "document" : "chunk", PQgetvalue(r, i, COL_ID));
+                    be_int(PQgetvalue(r, i, COL_KIND), 4) == ROW_DOC
+                        ? "document" : "chunk", PQgetvalue(r, i, COL_ID));
   }
   *vec = v;
   *n = (size_t)got;
@@ -104,21 +105,26 @@ static es_status take_chunk(es_store *s, const PGresult *r, int i, int dim,
   return vector_col(s, r, i, dim, &ch->embedding, &ch->dim);
 }
 
-/* Fills doc from the rows of r: the document's row 0, then its chunks. */
-static es_status take_rows(es_store *s, const PGresult *r, int dim,
-                           es_document *doc) {
-  int rows = PQntuples(r);
-  assert(rows > 0 && be_int(PQgetvalue(r, 0, COL_KIND), 4) == ROW_DOC);
+int es__document_rows(const PGresult *r, int first) {
+  int rows = PQntuples(r), end = first + 1;
+  while (end < rows && be_int(PQgetvalue(r, end, COL_KIND), 4) == ROW_CHUNK)
+    end++;
+  return end - first;
+}
+
+es_status es__document_take(es_store *s, const PGresult *r, int first,
+                            int rows, int dim, es_document *doc) {
+  assert(rows > 0 && be_int(PQgetvalue(r, first, COL_KIND), 4) == ROW_DOC);
   bool oom = false;
-  doc->id = text_col(r, 0, COL_ID, &oom);
-  doc->text = text_col(r, 0, COL_TEXT, &oom);
-  doc->metadata_json = text_col(r, 0, COL_META, &oom);
-  doc->source_id = text_col(r, 0, COL_SOURCE, &oom);
-  doc->created_at_us = be_int(PQgetvalue(r, 0, COL_CREATED), 8);
-  doc->updated_at_us = be_int(PQgetvalue(r, 0, COL_UPDATED), 8);
+  doc->id = text_col(r, first, COL_ID, &oom);
+  doc->text = text_col(r, first, COL_TEXT, &oom);
+  doc->metadata_json = text_col(r, first, COL_META, &oom);
+  doc->source_id = text_col(r, first, COL_SOURCE, &oom);
+  doc->created_at_us = be_int(PQgetvalue(r, first, COL_CREATED), 8);
+  doc->updated_at_us = be_int(PQgetvalue(r, first, COL_UPDATED), 8);
   if (oom)
     return es__fail(s, ES_ENOMEM, "out of memory");
-  es_status rc = vector_col(s, r, 0, dim, &doc->embedding, &doc->dim);
+  es_status rc = vector_col(s, r, first, dim, &doc->embedding, &doc->dim);
   if (rc != ES_OK || rows == 1)
     return rc;
   doc->chunks = calloc((size_t)rows - 1, sizeof *doc->chunks);
@@ -126,7 +132,7 @@ static es_status take_rows(es_store *s, const PGresult *r, int dim,
     return es__fail(s, ES_ENOMEM, "out of memory");
   for (int i = 1; rc == ES_OK && i < rows; i++) {
     doc->n_chunks++; /* counted first: es_document_free frees what is set */
-    rc = take_chunk(s, r, i, dim, &doc->chunks[i - 1]);
+    rc = take_chunk(s, r, first + i, dim, &doc->chunks[i - 1]);
   }
   return rc;
 }
@@ -146,7 +152,7 @@ static es_status get_op(es_store *s, es__conn *c, void *arg) {
   else if ((g->doc = calloc(1, sizeof *g->doc)) == NULL)
     rc = es__fail(s, ES_ENOMEM, "out of memory");
   else
-    rc = take_rows(s, r, s->dim, g->doc);
+    rc = es__document_take(s, r, 0, PQntuples(r), s->dim, g->doc);
   PQclear(r);
   if (rc != ES_OK) {
     es_document_free(g->doc); /* a retry starts afresh */
@@ -208,9 +214,7 @@ es_status es_get_document(es_store *s, const char *id,
   return rc;
 }
 
-void es_document_free(es_document *doc) {
-  if (doc == NULL)
-    return;
+void es__document_clear(es_document *doc) {
   for (size_t i = 0; i < doc->n_chunks; i++) {
     free(doc->chunks[i].id);
     free(doc->chunks[i].text);
@@ -223,5 +227,11 @@ void es_document_free(es_document *doc) {
   free(doc->metadata_json);
   free(doc->source_id);
   free(doc->embedding);
+}
+
+void es_document_free(es_document *doc) {
+  if (doc == NULL)
+    return;
+  es__document_clear(doc);
   free(doc);
 }

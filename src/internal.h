@@ -78,7 +78,7 @@ void es__scrub_quoted(char *msg, size_t cap);
 /* ---- pool.c: connections ------------------------------------------------ */
 
 /* Prepared-statement slots: the fixed statements, then search variants. */
-#define ES__STMT_SLOTS 128
+#define ES__STMT_SLOTS 128 /* ES__Q__COUNT + 3 metrics x 32 searches */
 
 typedef struct es__conn {
   PGconn *pg;
@@ -365,6 +365,18 @@ void es__doc_chunks_hash(const es_doc *doc, uint8_t out[ES__HASH_BYTES]);
 /* Checks a tenant's scope (workspaces[0..n), NULL: none) and builds its
  * text[] literal into *literal (malloc'd, freed with free(); NULL when
  * there is no scope).  ES_EINVAL naming a NULL or non-UTF-8 entry. */
+/* get.c's row decoder, for list.c too.  The rows of a document in a
+ * result of get.c's columns (kind 0 row, then its kind 1 chunk rows)
+ * starting at row first; */
+int es__document_rows(const PGresult *r, int first);
+/* fills doc from those rows (binary results). */
+es_status es__document_take(es_store *s, const PGresult *r, int first,
+                            int rows, int dim, es_document *doc);
+/* Frees what doc holds, not doc itself. */
+void es__document_clear(es_document *doc);
+/* ES_OK when filter_json is NULL or one JSON object jsonb can hold; else
+ * ES_EINVAL recorded, "filter: ... (at byte N)" (list.c). */
+es_status es__check_filter(es_store *s, const char *filter_json);
 es_status es__scope_literal(es_store *store, const char *const *workspaces,
                             size_t n, char **literal);
 

@@ -19,6 +19,10 @@
    "USING btree (((metadata ->> 'workspace'::text)))",                 \
    "CREATE INDEX embeddings_workspace_idx ON embeddings "              \
    "((metadata->>'workspace'))", NULL},                                \
+  {"embeddings_metadata_idx", "embeddings",                            \
+   "USING gin (metadata jsonb_path_ops)",                              \
+   "CREATE INDEX embeddings_metadata_idx ON embeddings "               \
+   "USING gin (metadata jsonb_path_ops)", NULL},                       \
   BTREE("chunks_document_id_idx", "chunks", "document_id"),            \
   BTREE("performance_metrics_operation_idx", "performance_metrics",    \
         "operation"),                                                  \

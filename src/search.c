@@ -19,14 +19,15 @@
 
 #define MAX_K 1000
 
-enum { F_WORKSPACE = 1, F_SOURCE = 2, F_EXCLUDE = 4, F_EXACT = 8 };
+enum { F_WORKSPACE = 1, F_SOURCE = 2, F_EXCLUDE = 4, F_EXACT = 8, F_FILTER = 16 };
+#define N_VARIANTS 32
 
 static const char *const operators[] = {"<=>", "<->", "<#>"};
 
 /* Builds the statement for metric and flags into buf. */
 static void build_sql(char *buf, size_t cap, es_metric metric, int flags) {
   assert((unsigned)metric < sizeof operators / sizeof operators[0]);
-  assert(flags >= 0 && flags < 16);
+  assert(flags >= 0 && flags < N_VARIANTS);
   const char *op = operators[metric];
   int n = 2; /* $1 is the query vector */
   char where[256] = "";
@@ -38,6 +39,9 @@ static void build_sql(char *buf, size_t cap, es_metric metric, int flags) {
     w += (size_t)snprintf(where + w, sizeof where - w, " AND source_id = $%d", n++);
   if (flags & F_EXCLUDE)
     w += (size_t)snprintf(where + w, sizeof where - w, " AND id <> $%d", n++);
+  if (flags & F_FILTER)
+    w += (size_t)snprintf(where + w, sizeof where - w,
+                          " AND metadata @> $%d::jsonb", n++);
   /* "+ 0" hides the ordering from the index: an exact scan. */
   snprintf(buf, cap,
            "SELECT id, distance, text, source_id, metadata::text FROM ("
@@ -114,7 +118,7 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
                              es_metric metric, int dim, int flags) {
   char sql[1024], name[32], limit[16];
   const es_search_params *p = sc->p;
-  int slot = ES__Q__COUNT + (int)metric * 16 + flags;
+  int slot = ES__Q__COUNT + (int)metric * N_VARIANTS + flags;
   assert(slot < ES__STMT_SLOTS);
   build_sql(sql, sizeof sql, metric, flags);
   snprintf(name, sizeof name, "es_search_%d", slot);
@@ -125,8 +129,8 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
   if (vec == NULL)
     return es__fail(s, ES_ENOMEM, "out of memory");
   es__vector_to_bin(sc->vector, (size_t)dim, vec);
-  const char *v[5];
-  int len[5] = {(int)vlen, 0, 0, 0, 0}, fmt[5] = {1, 0, 0, 0, 0}, n = 0;
+  const char *v[6];
+  int len[6] = {(int)vlen, 0, 0, 0, 0, 0}, fmt[6] = {1, 0, 0, 0, 0, 0}, n = 0;
   v[n++] = vec;
   if (flags & F_WORKSPACE)
     v[n++] = p->workspace;
@@ -134,6 +138,8 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
     v[n++] = p->source_id;
   if (flags & F_EXCLUDE)
     v[n++] = p->like_id;
+  if (flags & F_FILTER)
+    v[n++] = p->filter_json;
   v[n++] = limit;
   PGresult *r = es__exec_named(c, slot, name, sql, n, v, len, fmt, 0);
   free(vec);
@@ -178,9 +184,10 @@ static es_status search_op(es_store *s, es__conn *c, void *arg) {
                     p->like_id);
   }
   int flags = (p->workspace ? F_WORKSPACE : 0) | (p->source_id ? F_SOURCE : 0) |
-              (p->like_id ? F_EXCLUDE : 0) | (p->exact ? F_EXACT : 0);
+              (p->like_id ? F_EXCLUDE : 0) | (p->exact ? F_EXACT : 0) |
+              (p->filter_json ? F_FILTER : 0);
   rc = run_variant(s, c, sc, metric, dim, flags);
-  if (rc == ES_OK && !p->exact && (p->workspace || p->source_id) &&
+  if (rc == ES_OK && !p->exact && (p->workspace || p->source_id || p->filter_json) &&
       sc->res->n < (size_t)p->k)
     rc = run_variant(s, c, sc, metric, dim, flags | F_EXACT);
   return rc;
@@ -200,7 +207,7 @@ static inline es_status check_params(es_store *s, const es_search_params *p) {
                     "document id (like)");
   if (p->k < 1 || p->k > MAX_K)
     return es__fail(s, ES_EINVAL, "k must be 1..%d, not %d", MAX_K, p->k);
-  return ES_OK;
+  return es__check_filter(s, p->filter_json);
 }
 
 /* The cache key: everything that decides the answer. */
@@ -209,8 +216,9 @@ static bool cache_key(const es_search_params *p, es__buf *key) {
   int n = snprintf(head, sizeof head, "%c%d/%d/", p->vector ? 'v' : 'l', p->k,
                    p->exact);
   bool ok = es__buf_append(key, head, (size_t)n);
-  const char *parts[3] = {p->workspace, p->source_id, p->like_id};
-  for (int i = 0; ok && i < 3; i++) {
+  const char *parts[4] = {p->workspace, p->source_id, p->like_id,
+                          p->filter_json};
+  for (int i = 0; ok && i < 4; i++) {
     /* length-prefixed, NULL distinct from "" */
     n = snprintf(head, sizeof head, "%ld:", parts[i] ? (long)strlen(parts[i]) : -1L);
     ok = es__buf_append(key, head, (size_t)n) &&

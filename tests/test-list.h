@@ -118,6 +118,12 @@
   X(delete_documents_invalidates_cached_searches_that_showed_them, DB)       \
   X(delete_documents_takes_ten_thousand_ids_in_one_call, DB)                 \
   X(cli_get_prints_a_document_escaped_and_as_json_and_names_a_missing_id, DB) \
+  /* metadata filters and listing */                                       \
+  X(filtered_search_returns_k_matches_in_every_form_of_the_filter, DB)      \
+  X(a_filter_that_is_not_one_json_object_is_refused_naming_the_byte, DB)    \
+  X(delete_by_filter_counts_exactly_restricts_and_a_dry_run_changes_nothing, DB) \
+  X(listing_by_pages_visits_every_document_once_while_documents_are_inserted, DB) \
+  X(cli_list_pages_with_after_and_deletes_by_filter_as_the_library_counts, DB)    \
   X(cli_delete_by_id_reports_counts_and_names_ids_not_found, DB)            \
   X(allocation_failures_in_get_and_delete_by_id_return_enomem_and_change_nothing, DB) \
   X(stats_counts_stay_exact_through_every_kind_of_write, DB)                 \

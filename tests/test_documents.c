@@ -609,7 +609,7 @@ TEST(cli_delete_by_id_reports_counts_and_names_ids_not_found) {
   ASSERT_STR_EQ(p.out, "deleted 1 documents and 2 chunks\n");
   th_proc_free(&p);
   p = CLI(1, "delete", "--id", "a3", "--source", "src");
-  ASSERT_CONTAINS(p.err, "either --source or --id");
+  ASSERT_CONTAINS(p.err, "--id takes neither --source nor --filter");
   th_proc_free(&p);
   p = CLI(1, "delete", "--id", "");
   th_proc_free(&p);
