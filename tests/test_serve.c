@@ -509,3 +509,121 @@ TEST(serve_openapi_lists_exactly_the_routes_it_serves) {
   th_http_free(&r);
   ASSERT_INT_EQ(th_serve_stop(&s), 0);
 }
+
+/* The body of a request with a bearer token (NULL: none); fails unless
+ * it answers want. */
+static char *body_of(const th_server *s, const char *method, const char *path,
+                     const char *token, const char *json, long want) {
+  char auth[256];
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", token ? token : "");
+  const char *h[] = {auth, "Content-Type: application/json", NULL};
+  th_http r = th_request(s, method, path, token ? h : h + 1, json,
+                         json ? strlen(json) : 0);
+  if (r.status != want)
+    FAIL("%s %s: HTTP %ld, want %ld: %s", method, path, r.status, want, r.body);
+  char *out = r.body;
+  r.body = NULL;
+  th_http_free(&r);
+  return out;
+}
+
+TEST(serve_lists_filters_and_deletes_by_filter_as_the_tool_does) {
+  init_store();
+  static const char docs[] =
+      "{\"id\":\"e1\",\"text\":\"one\",\"embedding\":[1,0,0],\"source_id\":\"s1\","
+      "\"metadata\":{\"workspace\":\"w1\",\"lang\":\"en\",\"tags\":[\"a\",\"b\"]},"
+      "\"chunks\":[{\"id\":\"e1#0\",\"text\":\"x\"}]}\n"
+      "{\"id\":\"e2\",\"text\":\"two\",\"embedding\":[0.9,0.1,0],\"source_id\":\"s1\","
+      "\"metadata\":{\"workspace\":\"w2\",\"lang\":\"en\"}}\n"
+      "{\"id\":\"f1\",\"text\":\"three\",\"embedding\":[0.8,0.2,0],\"source_id\":\"s2\","
+      "\"metadata\":{\"workspace\":\"w1\",\"lang\":\"fr\",\"tags\":[\"a\"]}}\n"
+      "{\"id\":\"f2\",\"text\":\"four\",\"embedding\":[0,1,0],\"source_id\":\"s2\","
+      "\"metadata\":{\"workspace\":\"w1\",\"lang\":\"fr\"}}\n";
+  const char *tn = "# tokens\n" ADMIN " admin *\n" TENANT " write w1 tenant-one\n";
+  char *path = tokens_file(tn);
+  th_server s = th_serve_start(NULL, (const char *const[]){"--tokens", path, NULL});
+  const char *nd[] = {"Authorization: Bearer " ADMIN,
+                      "Content-Type: application/x-ndjson", NULL};
+  th_http r = th_request(&s, "POST", "/v1/documents", nd, docs, strlen(docs));
+  ASSERT_HTTP(r, 200);
+  th_http_free(&r);
+
+  /* Listing: byte for byte the tool's, page by page. */
+  char *got = body_of(&s, "GET", "/v1/documents?limit=2", ADMIN, NULL, 200);
+  char *tool = tool_json((const char *const[]){"list", "--limit", "2", "--json", NULL});
+  ASSERT_STR_EQ(got, tool);
+  ASSERT_CONTAINS(got, "\"next_after\":\"e2\"");
+  free(got);
+  free(tool);
+  got = body_of(&s, "GET", "/v1/documents?limit=2&after=e2&chunks=true", ADMIN,
+                NULL, 200);
+  tool = tool_json((const char *const[]){"list", "--limit", "2", "--after", "e2",
+                                         "--chunks", "--json", NULL});
+  ASSERT_STR_EQ(got, tool);
+  free(got);
+  free(tool);
+  /* A filter in the query string, percent-encoded. */
+  got = body_of(&s, "GET", "/v1/documents?filter=%7B%22tags%22%3A%5B%22a%22%5D%7D"
+                "&chunks=true", ADMIN, NULL, 200);
+  tool = tool_json((const char *const[]){"list", "--filter", "{\"tags\":[\"a\"]}",
+                                         "--chunks", "--json", NULL});
+  ASSERT_STR_EQ(got, tool);
+  ASSERT_CONTAINS(got, "\"id\":\"e1#0\"");
+  ASSERT_CONTAINS(got, "\"id\":\"f1\"");
+  free(got);
+  free(tool);
+  got = body_of(&s, "GET", "/v1/documents?filter=%5B1%5D", ADMIN, NULL, 400);
+  ASSERT_CONTAINS(got, "filter: not a JSON object (at byte 1)");
+  free(got);
+  got = body_of(&s, "GET", "/v1/documents?limit=0", ADMIN, NULL, 400);
+  free(got);
+  /* A tenant lists only its workspace; naming another is forbidden. */
+  got = body_of(&s, "GET", "/v1/documents", TENANT, NULL, 200);
+  ASSERT(strstr(got, "\"e2\"") == NULL);
+  ASSERT_CONTAINS(got, "\"f2\"");
+  free(got);
+  free(body_of(&s, "GET", "/v1/documents?workspace=w2", TENANT, NULL, 403));
+
+  /* Search with a filter, as the tool. */
+  got = body_of(&s, "POST", "/v1/search", ADMIN,
+                "{\"vector\":[1,0,0],\"k\":3,\"filter\":{\"lang\":\"fr\"}}", 200);
+  tool = tool_json((const char *const[]){"search", "--vector", "[1,0,0]", "-k", "3",
+                                         "--filter", "{\"lang\":\"fr\"}", "--json",
+                                         NULL});
+  ASSERT_STR_EQ(got, tool);
+  ASSERT(strstr(got, "\"e1\"") == NULL);
+  free(got);
+  free(tool);
+  got = body_of(&s, "POST", "/v1/search", ADMIN,
+                "{\"vector\":[1,0,0],\"filter\":[\"lang\"]}", 400);
+  ASSERT_CONTAINS(got, "field \\\"filter\\\" must be a JSON object");
+  free(got);
+
+  /* Delete by filter: dry run, the tenant's scope, then for real. */
+  got = body_of(&s, "POST", "/v1/delete", ADMIN,
+                "{\"filter\":{\"lang\":\"en\"},\"dry_run\":true}", 200);
+  ASSERT_STR_EQ(got, "{\"deleted\":2,\"chunks_removed\":1,\"dry_run\":true}\n");
+  free(got);
+  got = body_of(&s, "POST", "/v1/delete", ADMIN,
+                "{\"filter\":{\"lang\":\"en\"},\"cascade\":false}", 409);
+  ASSERT_CONTAINS(got, "ES_ECONFLICT");
+  free(got);
+  /* The tenant's delete of every "en" document reaches only w1's. */
+  got = body_of(&s, "POST", "/v1/delete", TENANT,
+                "{\"filter\":{\"lang\":\"en\"}}", 200);
+  ASSERT_STR_EQ(got, "{\"deleted\":1,\"chunks_removed\":1,\"dry_run\":false}\n");
+  free(got);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings WHERE id = 'e2'"), 1);
+  free(body_of(&s, "POST", "/v1/delete", TENANT,
+               "{\"filter\":{},\"workspace\":\"w2\"}", 403));
+  got = body_of(&s, "POST", "/v1/delete", ADMIN, "{\"dry_run\":true}", 400);
+  ASSERT_CONTAINS(got, "\\\"filter\\\" is required");
+  free(got);
+  got = body_of(&s, "POST", "/v1/delete", ADMIN,
+                "{\"filter\":{},\"source\":\"s2\",\"workspace\":\"w1\"}", 200);
+  ASSERT_STR_EQ(got, "{\"deleted\":2,\"chunks_removed\":0,\"dry_run\":false}\n");
+  free(got);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 1);
+  ASSERT_INT_EQ(th_serve_stop(&s), 0);
+  free(path);
+}
