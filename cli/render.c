@@ -327,6 +327,45 @@ void render_document_list(jw *w, const es_document_list *l, bool chunks,
   jw_obj_end(w);
 }
 
+void render_export(jw *w, const es_document *d, bool embedding) {
+  jw_obj(w);
+  jw_key(w, "id");
+  jw_str(w, d->id);
+  jw_key(w, "text");
+  jw_str(w, d->text);
+  if (embedding) {
+    jw_key(w, "embedding");
+    json_vector(w, d->embedding, d->dim);
+  }
+  jw_key(w, "metadata");
+  jw_raw(w, d->metadata_json);
+  jw_key(w, "source_id");
+  jw_str(w, d->source_id);
+  if (!d->chunk_set && d->n_chunks == 0) { /* written without "chunks" */
+    jw_obj_end(w);
+    return;
+  }
+  jw_key(w, "chunks");
+  jw_arr(w);
+  for (size_t i = 0; i < d->n_chunks; i++) {
+    const es_document_chunk *ch = &d->chunks[i];
+    jw_obj(w);
+    jw_key(w, "id");
+    jw_str(w, ch->id);
+    jw_key(w, "text");
+    jw_str(w, ch->text);
+    if (embedding) {
+      jw_key(w, "embedding");
+      json_vector(w, ch->embedding, ch->dim);
+    }
+    jw_key(w, "metadata");
+    jw_raw(w, ch->metadata_json);
+    jw_obj_end(w);
+  }
+  jw_arr_end(w);
+  jw_obj_end(w);
+}
+
 void render_ingest(jw *w, const es_batch_result *r,
                    const render_item_error *errors, size_t n_errors,
                    double seconds) {

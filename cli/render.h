@@ -41,6 +41,13 @@ void render_document(jw *w, const es_document *d, bool embedding);
  * embedding); next_after null on the last page. */
 void render_document_list(jw *w, const es_document_list *l, bool chunks,
                           bool embedding);
+/* One document in the ingest format (one line of `embstore export`, of
+ * GET /v1/export): {"id","text","embedding" (only when embedding),
+ * "metadata","source_id","chunks":[{"id","text","embedding","metadata"}]},
+ * chunks in their order, so ingesting it writes the same document;
+ * "chunks" left out when it was written without them (chunk_set 0, none
+ * stored), so that its copy has no chunk set recorded either. */
+void render_export(jw *w, const es_document *d, bool embedding);
 /* A document that did not land: its id (NULL when unknown), its line (or
  * place in the body) and why. */
 typedef struct render_item_error {

@@ -484,6 +484,10 @@ typedef struct es_document {
   size_t dim;
   es_document_chunk *chunks; /* n_chunks of them, by chunk_index, then id */
   size_t n_chunks;
+  int chunk_set;         /* 1: the last write that named its chunks (an
+                            es_doc with has_chunks, even none) set them, and
+                            their hash is stored; 0: never named (a document
+                            written without chunks, or adopted) */
 } es_document;
 
 /* Reads the document [in] id (any UTF-8, '/' and spaces included) with its

@@ -18,27 +18,29 @@
 enum { ROW_DOC = 0, ROW_CHUNK = 1 };
 
 /* Columns (es__document_take's, list.c's too): kind, id, text, metadata,
- * source_id, created_us, updated_us, chunk_index, embedding.  $1 id, $2 include the vectors, $3 the scope (a
+ * source_id, created_us, updated_us, chunk_index, embedding, chunk_set
+ * (whether its chunk set's hash is stored).  $1 id, $2 include the vectors, $3 the scope (a
  * text[] or NULL).  extract(epoch ...) of a timestamptz does not depend on
  * the session's TimeZone, and is exact (numeric) in PostgreSQL 14+. */
 static const char get_sql[] =
     "WITH d AS (SELECT e.id, e.text, e.metadata, e.source_id, e.created_at, "
-    "e.updated_at, CASE WHEN $2::bool THEN e.embedding END AS embedding "
+    "e.updated_at, CASE WHEN $2::bool THEN e.embedding END AS embedding, "
+    "e.chunks_hash IS NOT NULL AS chunk_set "
     "FROM embeddings e WHERE e.id = $1::text AND ($3::text[] IS NULL OR "
     "e.metadata->>'workspace' = ANY ($3::text[]))) "
     "SELECT 0::int4 AS kind, d.id, d.text, d.metadata::text, d.source_id, "
     "(extract(epoch FROM d.created_at) * 1000000)::int8, "
     "(extract(epoch FROM d.updated_at) * 1000000)::int8, "
-    "NULL::int4 AS chunk_index, d.embedding FROM d "
+    "NULL::int4 AS chunk_index, d.embedding, d.chunk_set FROM d "
     "UNION ALL "
     "SELECT 1, c.id, c.text, c.metadata::text, NULL, NULL, NULL, "
-    "c.chunk_index, CASE WHEN $2::bool THEN c.embedding END "
+    "c.chunk_index, CASE WHEN $2::bool THEN c.embedding END, NULL "
     "FROM chunks c JOIN d ON c.document_id = d.id "
     "ORDER BY kind, chunk_index, id";
 
 enum {
   COL_KIND, COL_ID, COL_TEXT, COL_META, COL_SOURCE, COL_CREATED, COL_UPDATED,
-  COL_INDEX, COL_VECTOR
+  COL_INDEX, COL_VECTOR, COL_CHUNK_SET
 };
 
 typedef struct get_ctx {
@@ -122,6 +124,7 @@ es_status es__document_take(es_store *s, const PGresult *r, int first,
   doc->source_id = text_col(r, first, COL_SOURCE, &oom);
   doc->created_at_us = be_int(PQgetvalue(r, first, COL_CREATED), 8);
   doc->updated_at_us = be_int(PQgetvalue(r, first, COL_UPDATED), 8);
+  doc->chunk_set = PQgetvalue(r, first, COL_CHUNK_SET)[0] != 0;
   if (oom)
     return es__fail(s, ES_ENOMEM, "out of memory");
   es_status rc = vector_col(s, r, first, dim, &doc->embedding, &doc->dim);

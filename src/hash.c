@@ -3,15 +3,18 @@
  * Two BLAKE2b-128 hashes per document: one over its own fields and one over
  * its chunk set, so a document sent without "chunks" can still be compared.
  * Every variable-length field is length-prefixed or self-delimiting, so no
- * two different documents feed the same bytes.  Metadata is hashed with
- * the whitespace outside strings removed: re-serialising the same JSON
- * differently does not count as a change, while any change of a key or
- * value, including key order, does (the safe direction: at worst a
- * needless rewrite, never a skipped update). */
+ * two different documents feed the same bytes.  Metadata is hashed in the
+ * form jsonb prints it (json_canon.c): key order, whitespace, escapes and
+ * the spelling of numbers that jsonb does not keep do not count as a
+ * change, so metadata read back from the store (export, then ingest)
+ * hashes as it did when it went in.  Any change jsonb keeps does count.
+ * (Version 1 hashed the text minified, key order included: a store
+ * written then rewrites such documents once, on their next re-ingest.) */
 #include <string.h>
 
 #include "blake2b.h"
 #include "internal.h"
+#include "json.h"
 
 static void feed_u64(es__blake2b *h, uint64_t v) {
   uint8_t b[8];
@@ -76,16 +79,32 @@ static void feed_json_minified(es__blake2b *h, const char *json) {
   es__blake2b_update(h, buf, fill);
 }
 
+/* Metadata (NULL stands for {}) in jsonb's form, then a NUL; JSON it
+ * cannot put in that form (or no memory for it) minified instead, which
+ * at worst makes an unchanged document look changed. */
+static void feed_json(es__blake2b *h, const char *json) {
+  if (json == NULL || strcmp(json, "{}") == 0) {
+    es__blake2b_update(h, "{}", 3); /* with its NUL */
+    return;
+  }
+  es__buf c = {0};
+  if (es__json_canonical(json, strlen(json), &c))
+    es__blake2b_update(h, c.data, c.len + 1);
+  else
+    feed_json_minified(h, json);
+  es__buf_free(&c);
+}
+
 /* Hash of the document's own fields (not its id, not its chunks). */
 void es__doc_content_hash(const es_doc *doc, uint8_t out[ES__HASH_BYTES]) {
   es__blake2b h;
   es__blake2b_init(&h, ES__HASH_BYTES);
-  es__blake2b_update(&h, "esdoc1", 6);
+  es__blake2b_update(&h, "esdoc2", 6);
   feed_str(&h, doc->text);
   feed_u64(&h, doc->source_id != NULL);
   feed_str(&h, doc->source_id);
   feed_vector(&h, doc->embedding, doc->dim);
-  feed_json_minified(&h, doc->metadata_json);
+  feed_json(&h, doc->metadata_json);
   es__blake2b_final(&h, out);
 }
 
@@ -93,14 +112,14 @@ void es__doc_content_hash(const es_doc *doc, uint8_t out[ES__HASH_BYTES]) {
 void es__doc_chunks_hash(const es_doc *doc, uint8_t out[ES__HASH_BYTES]) {
   es__blake2b h;
   es__blake2b_init(&h, ES__HASH_BYTES);
-  es__blake2b_update(&h, "eschunks1", 9);
+  es__blake2b_update(&h, "eschunks2", 9);
   feed_u64(&h, doc->n_chunks);
   for (size_t i = 0; i < doc->n_chunks; i++) {
     const es_chunk *c = &doc->chunks[i];
     feed_str(&h, c->id);
     feed_str(&h, c->text);
     feed_vector(&h, c->embedding, c->dim);
-    feed_json_minified(&h, c->metadata_json);
+    feed_json(&h, c->metadata_json);
   }
   es__blake2b_final(&h, out);
 }

@@ -60,6 +60,11 @@ bool es__json_check_object(const char *s, size_t len, const char *ctx,
 /* true when the JSON object s has top-level key (s must be valid). */
 bool es__json_object_has_key(const char *s, size_t len, const char *key);
 
+/* The JSON object s[0..len) as PostgreSQL's jsonb prints it, into out
+ * (replacing what it held; NUL-terminated); false when s is not one valid
+ * object or memory ran out (json_canon.c). */
+bool es__json_canonical(const char *s, size_t len, es__buf *out);
+
 /* Appends s as a JSON string literal (quotes and escapes) to out. */
 bool es__json_append_string(es__buf *out, const char *s, size_t n);
 

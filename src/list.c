@@ -48,8 +48,8 @@ es_status es__check_filter(es_store *s, const char *filter_json) {
  * $4 workspace, $5 filter, $6 scope (text[]), $7 chunks, $8 vectors. */
 static const char list_sql[] =
     "WITH d AS (SELECT e.id, e.text, e.metadata, e.source_id, e.created_at, "
-    "e.updated_at, CASE WHEN $8::bool THEN e.embedding END AS embedding "
-    "FROM embeddings e WHERE ($1::text IS NULL OR e.id > $1::text) "
+    "e.updated_at, CASE WHEN $8::bool THEN e.embedding END AS embedding, "
+    "e.chunks_hash IS NOT NULL AS chunk_set FROM embeddings e WHERE ($1::text IS NULL OR e.id > $1::text) "
     "AND ($3::text IS NULL OR e.source_id = $3::text) "
     "AND ($4::text IS NULL OR e.metadata->>'workspace' = $4::text) "
     "AND ($5::jsonb IS NULL OR e.metadata @> $5::jsonb) "
@@ -58,10 +58,10 @@ static const char list_sql[] =
     "SELECT 0::int4 AS kind, d.id, d.text, d.metadata::text, d.source_id, "
     "(extract(epoch FROM d.created_at) * 1000000)::int8, "
     "(extract(epoch FROM d.updated_at) * 1000000)::int8, "
-    "NULL::int4 AS chunk_index, d.embedding, d.id AS doc FROM d "
+    "NULL::int4 AS chunk_index, d.embedding, d.chunk_set, d.id AS doc FROM d "
     "UNION ALL "
     "SELECT 1, c.id, c.text, c.metadata::text, NULL, NULL, NULL, "
-    "c.chunk_index, CASE WHEN $8::bool THEN c.embedding END, d.id "
+    "c.chunk_index, CASE WHEN $8::bool THEN c.embedding END, NULL, d.id "
     "FROM chunks c JOIN d ON c.document_id = d.id WHERE $7::bool "
     "ORDER BY doc, kind, chunk_index, id";
 

@@ -124,6 +124,10 @@
   X(delete_by_filter_counts_exactly_restricts_and_a_dry_run_changes_nothing, DB) \
   X(listing_by_pages_visits_every_document_once_while_documents_are_inserted, DB) \
   X(cli_list_pages_with_after_and_deletes_by_filter_as_the_library_counts, DB)    \
+  /* export, and the metadata form that makes it exact */                 \
+  X(metadata_in_jsonb_form_is_what_postgresql_prints_for_every_spelling, DB) \
+  X(content_hashes_agree_for_metadata_jsonb_cannot_tell_apart, UNIT)         \
+  X(export_then_ingest_into_a_fresh_store_writes_the_same_content, DB)       \
   X(cli_delete_by_id_reports_counts_and_names_ids_not_found, DB)            \
   X(allocation_failures_in_get_and_delete_by_id_return_enomem_and_change_nothing, DB) \
   X(stats_counts_stay_exact_through_every_kind_of_write, DB)                 \
