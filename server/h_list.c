@@ -17,13 +17,39 @@ static bool arg(request *rq, const char *name, char **out) {
   return !bad;
 }
 
+bool selection_read(request *rq, selection *sel, es_list_params *p) {
+  memset(sel, 0, sizeof *sel);
+  if (!arg(rq, "source", &sel->source) || !arg(rq, "workspace", &sel->ws) ||
+      !arg(rq, "filter", &sel->filter))
+    return false;
+  if (sel->ws && !may_see(rq, sel->ws)) {
+    reply_error(rq, 403, "ES_EFORBIDDEN", "this token may not read workspace "
+                "\"%s\"", sel->ws);
+    return false;
+  }
+  p->source_id = sel->source;
+  p->workspace = sel->ws;
+  p->filter_json = sel->filter;
+  if (rq->tok && !rq->tok->all_workspaces) {
+    p->workspaces = (const char *const *)rq->tok->workspaces;
+    p->n_workspaces = rq->tok->n_workspaces;
+  }
+  return true;
+}
+
+void selection_free(selection *sel) {
+  free(sel->source);
+  free(sel->ws);
+  free(sel->filter);
+}
+
 void h_list_documents(request *rq) {
-  char *source = NULL, *ws = NULL, *filter = NULL, *after = NULL, *limit = NULL;
+  char *after = NULL, *limit = NULL;
+  selection sel;
   es_list_params p;
   es_list_params_init(&p);
   int chunks = 0;
-  bool ok = arg(rq, "source", &source) && arg(rq, "workspace", &ws) &&
-            arg(rq, "filter", &filter) && arg(rq, "after", &after) &&
+  bool ok = selection_read(rq, &sel, &p) && arg(rq, "after", &after) &&
             arg(rq, "limit", &limit) && (chunks = query_bool(rq, "chunks")) >= 0;
   if (ok && limit) {
     char *end;
@@ -34,22 +60,10 @@ void h_list_documents(request *rq) {
     }
     p.limit = (int)n;
   }
-  if (ok && ws && !may_see(rq, ws)) {
-    reply_error(rq, 403, "ES_EFORBIDDEN", "this token may not list workspace "
-                "\"%s\"", ws);
-    ok = false;
-  }
   es_document_list *l = NULL;
   if (ok) {
-    p.source_id = source;
-    p.workspace = ws;
-    p.filter_json = filter;
     p.after = after;
     p.include_chunks = chunks;
-    if (rq->tok && !rq->tok->all_workspaces) {
-      p.workspaces = (const char *const *)rq->tok->workspaces;
-      p.n_workspaces = rq->tok->n_workspaces;
-    }
     es_status st = es_list_documents(rq->sv->store, &p, &l);
     jout o;
     if (st != ES_OK) {
@@ -60,9 +74,7 @@ void h_list_documents(request *rq) {
     }
   }
   es_document_list_free(l);
-  free(source);
-  free(ws);
-  free(filter);
+  selection_free(&sel);
   free(after);
   free(limit);
 }

@@ -71,6 +71,27 @@ void reply_jout(request *rq, int status, jout *o) {
   o->buf = NULL;
 }
 
+bool reply_stream(request *rq, int status, const char *type,
+                  MHD_ContentReaderCallback read, void *ctx,
+                  MHD_ContentReaderFreeCallback done) {
+  struct MHD_Response *r = rq->answered ? NULL
+      : MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, read, ctx,
+                                          done);
+  if (r == NULL) {
+    done(ctx);
+    return false;
+  }
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+  MHD_add_response_header(r, "X-Request-Id", rq->id);
+  bool ok = MHD_queue_response(rq->mc, (unsigned)status, r) == MHD_YES;
+  if (ok) {
+    rq->answered = true;
+    rq->status = status;
+  }
+  MHD_destroy_response(r); /* ctx is freed with it (done) */
+  return ok;
+}
+
 void reply_raw(request *rq, int status, const char *type, const char *body,
                size_t len) {
   char *copy = malloc(len ? len : 1);

@@ -89,6 +89,12 @@ void reply_jout(request *rq, int status, jout *o);
 /* Answers rq with status and a body of the given content type (copied). */
 void reply_raw(request *rq, int status, const char *type, const char *body,
                size_t len);
+/* Answers rq with status and a body of unknown length that read produces
+ * (chunked), ctx freed by done with the response, also when it cannot be
+ * queued (then false). */
+bool reply_stream(request *rq, int status, const char *type,
+                  MHD_ContentReaderCallback read, void *ctx,
+                  MHD_ContentReaderFreeCallback done);
 /* {"error":{"status":code,"message":...}}; code is "ES_..." or one of the
  * server's own (ES_EAUTH, ES_EFORBIDDEN, ES_ETOOLARGE, ...). */
 void reply_error(request *rq, int status, const char *code, const char *fmt, ...)
@@ -143,6 +149,15 @@ void h_delete_document(request *rq);
 void h_delete_source(request *rq);
 void h_delete_filter(request *rq);
 void h_list_documents(request *rq);
+/* The documents GET /v1/documents and GET /v1/export read: ?source=,
+ * ?workspace=, ?filter= and the token's workspaces, into p (its strings
+ * owned by sel); false when rq was answered (400, 403). */
+typedef struct selection {
+  char *source, *ws, *filter;
+} selection;
+bool selection_read(request *rq, selection *sel, es_list_params *p);
+void selection_free(selection *sel);
+void h_export(request *rq);
 void h_search(request *rq);
 void h_stats(request *rq);
 void h_cleanup(request *rq);

@@ -18,6 +18,7 @@ const route routes[] = {
      "/v1/documents/{id}"},
     {"DELETE", "/v1/sources/{}", ROLE_WRITE, BODY_NONE, h_delete_source,
      "/v1/sources/{source_id}"},
+    {"GET", "/v1/export", ROLE_READ, BODY_NONE, h_export, "/v1/export"},
     {"POST", "/v1/delete", ROLE_WRITE, BODY_JSON, h_delete_filter, "/v1/delete"},
     {"POST", "/v1/search", ROLE_READ, BODY_JSON, h_search, "/v1/search"},
     {"GET", "/v1/stats", ROLE_READ, BODY_NONE, h_stats, "/v1/stats"},

@@ -233,7 +233,8 @@
   X(serve_tenant_errors_never_name_another_tenants_document, DB)          \
   X(serve_reads_member_names_written_with_escapes, DB)                    \
   X(serve_answers_head_where_it_answers_get, DB)                          \
-  X(serve_lists_filters_and_deletes_by_filter_as_the_tool_does, DB)
+  X(serve_lists_filters_and_deletes_by_filter_as_the_tool_does, DB)       \
+  X(serve_exports_as_the_tool_does_across_pages_and_within_a_tenant, DB)
 #else
 #define SERVE_TESTS(X)
 #endif

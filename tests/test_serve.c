@@ -504,7 +504,7 @@ TEST(serve_openapi_lists_exactly_the_routes_it_serves) {
       th_http_free(&x);
     }
   }
-  ASSERT_INT_EQ(n_ops, 14);
+  ASSERT_INT_EQ(n_ops, 15);
   json_decref(j);
   th_http_free(&r);
   ASSERT_INT_EQ(th_serve_stop(&s), 0);
@@ -624,6 +624,60 @@ TEST(serve_lists_filters_and_deletes_by_filter_as_the_tool_does) {
   ASSERT_STR_EQ(got, "{\"deleted\":2,\"chunks_removed\":0,\"dry_run\":false}\n");
   free(got);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 1);
+  ASSERT_INT_EQ(th_serve_stop(&s), 0);
+  free(path);
+}
+
+TEST(serve_exports_as_the_tool_does_across_pages_and_within_a_tenant) {
+  init_store();
+  /* 1,203 documents: three pages of 500 and a part, chunks on some. */
+  size_t cap = 1 << 20, len = 0;
+  char *nd = malloc(cap);
+  for (int i = 0; i < 1203; i++) {
+    char ch[64] = "";
+    if (i % 3 == 0)
+      snprintf(ch, sizeof ch, ",\"chunks\":[{\"id\":\"x%04d#0\",\"text\":\"c\"}]", i);
+    len += (size_t)snprintf(nd + len, cap - len,
+                            "{\"id\":\"x%04d\",\"text\":\"t%d\",\"embedding\":[%d.5,0.25,-1],"
+                            "\"metadata\":{\"workspace\":\"w%d\",\"n\":%d}%s}\n",
+                            i, i, i % 7, i % 2, i, ch);
+  }
+  const char *ingest[] = {"--db", th_conninfo(), "ingest", "-", NULL};
+  th_proc p = th_cli(nd, ingest);
+  ASSERT_INT_EQ(p.status, 0);
+  th_proc_free(&p);
+  free(nd);
+  const char *tn = "# tokens\n" ADMIN " admin *\n" TENANT " write w1 tenant-one\n";
+  char *path = tokens_file(tn);
+  th_server s = th_serve_start(NULL, (const char *const[]){"--tokens", path, NULL});
+  char *got = body_of(&s, "GET", "/v1/export?embeddings=true", ADMIN, NULL, 200);
+  const char *exp[] = {"--db", th_conninfo(), "export", "--embeddings", NULL};
+  p = th_cli(NULL, exp);
+  ASSERT_INT_EQ(p.status, 0);
+  ASSERT_STR_EQ(got, p.out);
+  size_t lines = 0;
+  for (const char *q = got; *q; q++)
+    lines += *q == '\n';
+  ASSERT_INT_EQ((long long)lines, 1203);
+  th_proc_free(&p);
+  free(got);
+  /* A tenant exports its own workspace only; a filter narrows it. */
+  got = body_of(&s, "GET", "/v1/export", TENANT, NULL, 200);
+  const char *exp2[] = {"--db", th_conninfo(), "export", "--workspace", "w1", NULL};
+  p = th_cli(NULL, exp2);
+  ASSERT_STR_EQ(got, p.out);
+  ASSERT(strstr(got, "\"x0000\"") == NULL);
+  ASSERT_CONTAINS(got, "\"x0001\"");
+  th_proc_free(&p);
+  free(got);
+  got = body_of(&s, "GET", "/v1/export?filter=%7B%22n%22%3A7%7D", ADMIN, NULL, 200);
+  ASSERT_STR_EQ(got, "{\"id\":\"x0007\",\"text\":\"t7\",\"metadata\":{\"n\": 7, "
+                "\"workspace\": \"w1\"},\"source_id\":null}\n");
+  free(got);
+  got = body_of(&s, "GET", "/v1/export?filter=%7B", ADMIN, NULL, 400);
+  ASSERT_CONTAINS(got, "ES_EINVAL");
+  free(got);
+  free(body_of(&s, "GET", "/v1/export?workspace=w0", TENANT, NULL, 403));
   ASSERT_INT_EQ(th_serve_stop(&s), 0);
   free(path);
 }
