@@ -6,7 +6,7 @@
 
 static const char init_usage[] =
     "usage: embstore init --dim N [--metric cosine|l2|ip] [--index-memory MB]\n"
-    "                     [--json]\n"
+    "                     [--text-config CONFIG | --no-text-search] [--json]\n"
     "\n"
     "Creates the store in the database: the vector extension, the tables\n"
     "embeddings, chunks and performance_metrics, their indexes (HNSW on the\n"
@@ -21,11 +21,16 @@ static const char init_usage[] =
     "\n"
     "  --dim N        vector dimension, 1..2000\n"
     "  --metric M     cosine (default), l2 or ip (negative inner product)\n"
+    "  --text-config CONFIG  the full-text search configuration (PostgreSQL's:\n"
+    "                 english by default; simple for a store of many\n"
+    "                 languages); its GIN index is built concurrently\n"
+    "  --no-text-search  a store without full-text search and its index\n"
     CLI_INDEX_MEMORY_USAGE
     "\n"
     "--json prints {\"created\",\"adopted\",\"migrations_applied\",\n"
     "\"indexes_created\",\"dim\",\"metric\",\"orphaned_chunks\",\"fk_valid\",\n"
-    "\"fk_validated\",\"index\":{...}} (index: as ingest --json says).\n";
+    "\"fk_validated\",\"index\":{...},\"text_config\"} (index: as ingest --json\n"
+    "says; text_config null without text search).\n";
 
 /* Prints what es_init() did. */
 static void print_init(cli *c, const es_init_report *r) {
@@ -53,6 +58,8 @@ static void print_init(cli *c, const es_init_report *r) {
     jw_bool(&w, r->fk_validated);
     jw_key(&w, "index");
     render_index(&w, &r->index);
+    jw_key(&w, "text_config");
+    jw_str(&w, r->text_config[0] ? r->text_config : NULL);
     jw_obj_end(&w);
     jw_done(&w);
     return;
@@ -92,10 +99,14 @@ static int run_init(cli *c, int argc, char **argv) {
       {"dim", required_argument, NULL, 'd'},
       {"metric", required_argument, NULL, 'm'},
       {"index-memory", required_argument, NULL, 'i'},
+      {"text-config", required_argument, NULL, 't'},
+      {"no-text-search", no_argument, NULL, 'n'},
       CLI_COMMON_LONGOPTS,
       {0, 0, 0, 0}};
   long dim = 0;
   es_metric metric = ES_METRIC_COSINE;
+  es_init_options o;
+  es_init_options_init(&o);
   int code, opt;
   optind = 0;
   while ((opt = cli_next_opt(c, &cli_cmd_init, argc, argv, "", lo, &code)) != -1) {
@@ -116,18 +127,28 @@ static int run_init(cli *c, int argc, char **argv) {
         return cli_usage(c, "--index-memory must be 1..2097151 (MB), not '%s'",
                          optarg);
       break;
+    case 't':
+      if (optarg[0] == '\0')
+        return cli_usage(c, "--text-config needs a configuration name");
+      o.text_config = optarg;
+      break;
+    case 'n': o.no_text_search = 1; break;
     }
   }
   if (optind != argc)
     return cli_usage(c, "unexpected argument '%s'", argv[optind]);
   if (dim == 0)
     return cli_usage(c, "--dim is required");
+  if (o.text_config && o.no_text_search)
+    return cli_usage(c, "give --text-config or --no-text-search, not both");
+  o.dim = (int)dim;
+  o.metric = metric;
 
   es_store *s = cli_open(c);
   if (s == NULL)
     return EXIT_FAIL;
   es_init_report *r = NULL;
-  es_status rc = es_init(s, (int)dim, metric, &r);
+  es_status rc = es_init_with(s, &o, &r);
   if (rc != ES_OK) {
     int e = cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
     es_close(s);
@@ -203,6 +224,8 @@ static int run_migrate(cli *c, int argc, char **argv) {
       jw_bool(&w, r->fk_validated);
       jw_key(&w, "index");
       render_index(&w, &r->index);
+      jw_key(&w, "text_config");
+      jw_str(&w, r->text_config[0] ? r->text_config : NULL);
       jw_obj_end(&w);
       jw_done(&w);
     } else {

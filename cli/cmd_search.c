@@ -6,16 +6,25 @@
 #include "cli.h"
 
 static const char usage[] =
-    "usage: embstore search (--vector '[v1,v2,...]' | --like ID) [-k N]\n"
-    "                       [--workspace W] [--source S] [--filter JSON]\n"
-    "                       [--exact] [--json]\n"
+    "usage: embstore search [--vector '[v1,v2,...]' | --like ID] [--text QUERY]\n"
+    "                       [--mode vector|text|hybrid] [-k N] [--rrf-k N]\n"
+    "                       [--weights V,T] [--workspace W] [--source S]\n"
+    "                       [--filter JSON] [--exact] [--json]\n"
     "\n"
     "The k nearest stored documents to a vector, or to a stored document\n"
     "(which is left out of its own results), nearest first, by the store's\n"
-    "metric.  Filters keep returning k rows when k documents match.\n"
+    "metric; with --text the best text matches (PostgreSQL's full-text\n"
+    "search, the store's configuration); with both, the two fused by\n"
+    "Reciprocal Rank Fusion (hybrid).  Filters keep returning k rows when k\n"
+    "documents match.\n"
     "\n"
     "  --vector V      query vector as a JSON array\n"
     "  --like ID       search near the stored document ID\n"
+    "  --text QUERY    web-search syntax: words, \"a phrase\", OR, -word\n"
+    "  --mode M        vector, text or hybrid (default: what is given)\n"
+    "  --rrf-k N       hybrid: score = V/(N + vector rank) + T/(N + text rank),\n"
+    "                  1..10000 (default 60)\n"
+    "  --weights V,T   hybrid: the weights V and T (default 1,1)\n"
     "  -k N            number of results, 1..1000 (default 10)\n"
     "  --workspace W   only documents whose metadata.workspace is W\n"
   "  --source S      only documents of source S\n"
@@ -25,7 +34,26 @@ static const char usage[] =
     "  --exact         exact scan instead of the HNSW index (slow; ground truth)\n"
     "\n"
     "--json prints {\"results\":[{\"id\",\"distance\",\"text\",\"source_id\",\n"
-    "\"metadata\"}]}.\n";
+    "\"metadata\"}]}; text and hybrid results also carry \"score\" (larger\n"
+    "first), \"vector_rank\" and \"text_rank\" (1-based; null: not in that\n"
+    "pool), and \"distance\" is null for a hit the vector pool did not hold.\n";
+
+/* "V,T" into *v and *t: numbers >= 0, not both 0 (the tool never sets a
+ * locale, so strtod reads a point). */
+static bool parse_weights(const char *arg, double *v, double *t) {
+  char *end;
+  double a = strtod(arg, &end);
+  if (end == arg || *end != ',')
+    return false;
+  const char *second = end + 1;
+  double b = strtod(second, &end);
+  if (end == second || *end != '\0' || !(a >= 0) || !(b >= 0) || a + b <= 0 ||
+      a > 1e300 || b > 1e300)
+    return false;
+  *v = a;
+  *t = b;
+  return true;
+}
 
 static void print_results(cli *c, const es_results *r) {
   if (c->json) {
@@ -39,11 +67,25 @@ static void print_results(cli *c, const es_results *r) {
     printf("no results\n");
     return;
   }
-  printf("%-4s %-10s %-24s %-16s %s\n", "rank", "distance", "id", "source",
-         "text");
+  bool ranked = r->mode != ES_SEARCH_VECTOR;
+  if (ranked)
+    printf("%-4s %-10s %-6s %-6s %-24s %-16s %s\n", "rank", "score", "vrank",
+           "trank", "id", "source", "text");
+  else
+    printf("%-4s %-10s %-24s %-16s %s\n", "rank", "distance", "id", "source",
+           "text");
   for (size_t i = 0; i < r->n; i++) {
     const es_hit *h = &r->hits[i];
-    printf("%-4zu %-10.6f ", i + 1, h->distance);
+    if (ranked) {
+      char vr[12] = "-", tr[12] = "-";
+      if (h->vector_rank)
+        snprintf(vr, sizeof vr, "%d", h->vector_rank);
+      if (h->text_rank)
+        snprintf(tr, sizeof tr, "%d", h->text_rank);
+      printf("%-4zu %-10.6f %-6s %-6s ", i + 1, h->score, vr, tr);
+    } else {
+      printf("%-4zu %-10.6f ", i + 1, h->distance);
+    }
     cli_put_cell(stdout, h->id, 24, 0);
     fputc(' ', stdout);
     cli_put_cell(stdout, h->source_id ? h->source_id : "-", 16, 0);
@@ -61,6 +103,10 @@ static int run(cli *c, int argc, char **argv) {
       {"source", required_argument, NULL, 's'},
       {"exact", no_argument, NULL, 'e'},
       {"filter", required_argument, NULL, 'f'},
+      {"text", required_argument, NULL, 't'},
+      {"mode", required_argument, NULL, 'm'},
+      {"rrf-k", required_argument, NULL, 'r'},
+      {"weights", required_argument, NULL, 'W'},
       CLI_COMMON_LONGOPTS,
       {0, 0, 0, 0}};
   es_search_params p;
@@ -79,6 +125,25 @@ static int run(cli *c, int argc, char **argv) {
     case 's': p.source_id = optarg; break;
     case 'e': p.exact = 1; break;
     case 'f': p.filter_json = optarg; break;
+    case 't': p.text = optarg; break;
+    case 'm':
+      if (es_search_mode_parse(optarg, &p.mode) != ES_OK || p.mode == ES_SEARCH_AUTO)
+        return cli_usage(c, "--mode must be vector, text or hybrid, not '%s'",
+                         optarg);
+      break;
+    case 'r': {
+      long rk;
+      if (!cli_parse_int(optarg, 1, 10000, &rk))
+        return cli_usage(c, "--rrf-k must be an integer 1..10000, not '%s'",
+                         optarg);
+      p.rrf_k = (int)rk;
+      break;
+    }
+    case 'W':
+      if (!parse_weights(optarg, &p.weight_vector, &p.weight_text))
+        return cli_usage(c, "--weights must be V,T: two numbers >= 0, not "
+                         "both 0, not '%s'", optarg);
+      break;
     case 'k':
       if (!cli_parse_int(optarg, 1, 1000, &k))
         return cli_usage(c, "-k must be an integer 1..1000, not '%s'", optarg);
@@ -87,8 +152,10 @@ static int run(cli *c, int argc, char **argv) {
   }
   if (optind != argc)
     return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-  if ((vector == NULL) == (p.like_id == NULL))
-    return cli_usage(c, "give exactly one of --vector and --like");
+  if (vector && p.like_id)
+    return cli_usage(c, "give --vector or --like, not both");
+  if (vector == NULL && p.like_id == NULL && p.text == NULL)
+    return cli_usage(c, "give --vector, --like or --text");
   if (!cli_check_filter(c, p.filter_json))
     return EXIT_USAGE;
   p.k = (int)k;

@@ -129,6 +129,20 @@ void render_results(jw *w, const es_results *r) {
     jw_str(w, h->source_id);
     jw_key(w, "metadata");
     jw_raw(w, h->metadata_json);
+    if (r->mode == ES_SEARCH_TEXT || r->mode == ES_SEARCH_HYBRID) {
+      jw_key(w, "score");
+      jw_num(w, h->score);
+      jw_key(w, "vector_rank"); /* null: not in the vector pool */
+      if (h->vector_rank)
+        jw_int(w, h->vector_rank);
+      else
+        jw_null(w);
+      jw_key(w, "text_rank");
+      if (h->text_rank)
+        jw_int(w, h->text_rank);
+      else
+        jw_null(w);
+    }
     jw_obj_end(w);
   }
   jw_arr_end(w);

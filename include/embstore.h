@@ -321,7 +321,33 @@ typedef struct es_init_report {
                                 were recreated and the counts recomputed */
   es_index_build index;      /* the HNSW index build, when this call built
                                 it (an empty store's too) */
+  char text_config[64];      /* the store's text search configuration;
+                                "" when it has no text search */
 } es_init_report;
+
+/* How es_init_with() creates a store.  Fill it with es_init_options_init(). */
+typedef struct es_init_options {
+  int dim;                 /* 1..ES_MAX_DIM (0: must be set) */
+  es_metric metric;        /* (ES_METRIC_COSINE) */
+  const char *text_config; /* the text search configuration of a new store
+                              (a name pg_ts_config knows: english, simple,
+                              ...); NULL: english.  On an existing store NULL
+                              keeps its own, and another than its own is
+                              ES_ECONFLICT (NULL) */
+  int no_text_search;      /* 1: a new store without full-text search and
+                              its index (0) */
+} es_init_options;
+
+/* Fills [out] options (not NULL) with the defaults above. */
+void es_init_options_init(es_init_options *options);
+
+/* es_init() with every choice a new store takes.  The text search index
+ * (GIN on to_tsvector(config, text)) is built after the schema's
+ * transaction commits, with CREATE INDEX CONCURRENTLY, so an adopted store
+ * full of documents keeps taking writes meanwhile; if that build is
+ * interrupted, the next init or migrate builds it again. */
+es_status es_init_with(es_store *store, const es_init_options *options,
+                       es_init_report **report);
 
 /* Creates the store (extension, tables, indexes, foreign key) for vectors of
  * [in] dim (1..ES_MAX_DIM) compared by [in] metric, or adopts existing
@@ -772,6 +798,22 @@ void es_vector_free(float *vector);
 /* ------------------------------------------------------------------------
  * Search
  * ---------------------------------------------------------------------- */
+/* How a search ranks.  ES_SEARCH_AUTO picks from what is given: a vector
+ * or like_id alone is a vector search, text alone a text search, both a
+ * hybrid one. */
+typedef enum es_search_mode {
+  ES_SEARCH_AUTO = 0,
+  ES_SEARCH_VECTOR = 1, /* nearest by the store's metric */
+  ES_SEARCH_TEXT = 2,   /* PostgreSQL's text relevance (ts_rank_cd) */
+  ES_SEARCH_HYBRID = 3  /* a vector pool and a text pool fused by
+                           Reciprocal Rank Fusion */
+} es_search_mode;
+
+/* "auto", "vector", "text", "hybrid"; es_search_mode_parse() reads them
+ * (ES_EINVAL for anything else). */
+const char *es_search_mode_name(es_search_mode mode);
+es_status es_search_mode_parse(const char *name, es_search_mode *mode);
+
 /* What to search for.  Fill it with es_search_params_init() first. */
 typedef struct es_search_params {
   const float *vector;   /* query vector, or NULL with like_id */
@@ -786,6 +828,13 @@ typedef struct es_search_params {
                               JSON object (jsonb @>: {"lang":"en"} matches
                               {"lang":"en","n":1}; {"tags":["a"]} matches
                               tags ["a","b"]); NULL: no filter */
+  const char *text;      /* a query in web-search syntax ("a phrase", OR,
+                            -word), for the text and hybrid modes; NULL */
+  es_search_mode mode;   /* (ES_SEARCH_AUTO) */
+  int rrf_k;             /* hybrid: score = w_v / (rrf_k + vector rank) +
+                            w_t / (rrf_k + text rank); 1..10000 (0: 60) */
+  double weight_vector;  /* w_v and w_t, >= 0, not both 0 (0 and 0: 1 and 1) */
+  double weight_text;
 } es_search_params;
 
 /* Fills [out] params (not NULL): k 10, everything else NULL or 0 (which
@@ -794,15 +843,22 @@ void es_search_params_init(es_search_params *params);
 
 typedef struct es_hit {
   char *id;
-  double distance;     /* in the store's metric; smaller is nearer */
+  double distance;     /* in the store's metric; smaller is nearer (NaN in
+                          a text search, and for a hybrid hit that only the
+                          text pool held) */
   char *text;
   char *source_id;     /* NULL when the document has none */
   char *metadata_json; /* a JSON object */
+  double score;        /* text: ts_rank_cd; hybrid: the fused score; larger
+                          ranks first (0 in a vector search) */
+  int vector_rank;     /* 1-based rank in the vector pool, 0: not in it */
+  int text_rank;       /* 1-based rank in the text pool, 0: not in it */
 } es_hit;
 
 typedef struct es_results {
   size_t n;
-  es_hit *hits; /* nearest first */
+  es_hit *hits;        /* best first */
+  es_search_mode mode; /* the mode that ranked them (never AUTO) */
 } es_results;
 
 /* k nearest neighbours, filtered by workspace and source when given.  With

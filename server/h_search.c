@@ -1,6 +1,6 @@
-/* h_search.c - POST /v1/search: {"vector":[...]} or {"like":"id"}, "k",
- * "workspace", "source", "exact", "filter"; answers as `embstore search
- * --json`. */
+/* h_search.c - POST /v1/search: {"vector":[...]} or {"like":"id"} and/or
+ * {"text":"..."}, "mode", "k", "rrf_k", "weights":[V,T], "workspace",
+ * "source", "exact", "filter"; answers as `embstore search --json`. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,7 +10,8 @@
 
 void h_search(request *rq) {
   static const char *const known[] = {"vector", "like", "k", "workspace",
-                                      "source", "exact", "filter", NULL};
+                                      "source", "exact", "filter", "text",
+                                      "mode", "rrf_k", "weights", NULL};
   float *vec = NULL;
   size_t dim = 0;
   json_t *j = body_object_lifting(rq, "vector", &vec, &dim);
@@ -28,9 +29,36 @@ void h_search(request *rq) {
   }
   char *filter = ok ? body_object_text(rq, j, "filter", &ok) : NULL;
   p.filter_json = filter;
+  p.text = ok ? body_string(rq, j, "text", &ok) : NULL;
+  const char *mode = ok ? body_string(rq, j, "mode", &ok) : NULL;
+  if (ok && mode && (es_search_mode_parse(mode, &p.mode) != ES_OK ||
+                     p.mode == ES_SEARCH_AUTO)) {
+    reply_error(rq, 400, "ES_EINVAL", "field \"mode\" must be \"vector\", "
+                "\"text\" or \"hybrid\"");
+    ok = false;
+  }
+  p.rrf_k = ok ? (int)body_int(rq, j, "rrf_k", 1, 10000, 0, &ok) : 0;
+  json_t *w = json_object_get(j, "weights");
+  if (ok && w && !json_is_null(w)) {
+    json_t *wv = json_array_get(w, 0), *wt = json_array_get(w, 1);
+    if (!json_is_array(w) || json_array_size(w) != 2 || !json_is_number(wv) ||
+        !json_is_number(wt) || json_number_value(wv) < 0 ||
+        json_number_value(wt) < 0 ||
+        json_number_value(wv) + json_number_value(wt) <= 0) {
+      reply_error(rq, 400, "ES_EINVAL", "field \"weights\" must be [V, T]: two "
+                  "numbers >= 0, not both 0");
+      ok = false;
+    } else {
+      p.weight_vector = json_number_value(wv);
+      p.weight_text = json_number_value(wt);
+    }
+  }
   json_t *v = json_object_get(j, "vector");
-  if (ok && (v == NULL) == (p.like_id == NULL)) {
+  if (ok && v != NULL && p.like_id != NULL) {
     reply_error(rq, 400, "ES_EINVAL", "give either \"vector\" or \"like\"");
+    ok = false;
+  } else if (ok && v == NULL && p.like_id == NULL && p.text == NULL) {
+    reply_error(rq, 400, "ES_EINVAL", "give \"vector\", \"like\" or \"text\"");
     ok = false;
   }
   if (ok && v != NULL && vec == NULL) {

@@ -78,7 +78,7 @@ void es__scrub_quoted(char *msg, size_t cap);
 /* ---- pool.c: connections ------------------------------------------------ */
 
 /* Prepared-statement slots: the fixed statements, then search variants. */
-#define ES__STMT_SLOTS 128 /* ES__Q__COUNT + 3 metrics x 32 searches */
+#define ES__STMT_SLOTS 320 /* ES__Q__COUNT + 3 kinds x 3 metrics x 32 */
 
 typedef struct es__conn {
   PGconn *pg;
@@ -170,6 +170,9 @@ struct es_store {
   int vector_0_8;          /* pgvector >= 0.8: iterative index scans */
   es__metrics *metrics;
   struct es__cache *cache; /* NULL when disabled */
+  bool text_loaded;        /* text_oid and text_config read (text.c) */
+  unsigned text_oid;       /* the text search configuration; 0: none */
+  char text_config[64];    /* its name */
 };
 
 /* ---- sql.c: statements and execution ------------------------------------ */
@@ -372,6 +375,22 @@ int es__document_rows(const PGresult *r, int first);
 /* fills doc from those rows (binary results). */
 es_status es__document_take(es_store *s, const PGresult *r, int first,
                             int rows, int dim, es_document *doc);
+/* ---- text.c: the store's text search ------------------------------------ */
+
+/* Reads the store's text search configuration into s->text_oid (0: none)
+ * and s->text_config, once (fresh: again). */
+es_status es__load_text(es_store *s, es__conn *c, bool fresh);
+/* The OID of the text search configuration config; ES_EINVAL naming it
+ * when the server has none of that name. */
+es_status es__text_config_oid(es_store *s, es__conn *c, const char *config,
+                              unsigned *oid);
+/* Records the store's configuration (0: no text search), in the caller's
+ * transaction. */
+es_status es__set_text_config(es_store *s, es__conn *c, unsigned oid);
+/* Builds the text index when the store has text search and the index is
+ * missing or invalid, concurrently: outside any transaction. */
+es_status es__ensure_text_index(es_store *s, es__conn *c, int *created);
+
 /* Frees what doc holds, not doc itself. */
 void es__document_clear(es_document *doc);
 /* ES_OK when filter_json is NULL or one JSON object jsonb can hold; else

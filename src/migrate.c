@@ -306,8 +306,48 @@ static es_status check_encoding(es_store *s, es__conn *c) {
 typedef struct init_ctx {
   int dim;
   es_metric metric;
+  const es_init_options *o;
   es_init_report *report;
 } init_ctx;
+
+/* The text search configuration: a new store's as asked, an existing
+ * one's checked against what is asked. */
+static es_status init_text(es_store *s, es__conn *c, const init_ctx *ic,
+                           bool is_new) {
+  const es_init_options *o = ic->o;
+  unsigned want = 0;
+  es_status rc = ES_OK;
+  if (!o->no_text_search && (is_new || o->text_config))
+    rc = es__text_config_oid(s, c, o->text_config ? o->text_config : "english",
+                             &want);
+  if (rc != ES_OK)
+    return rc;
+  if (is_new)
+    return es__set_text_config(s, c, want);
+  if ((rc = es__load_text(s, c, true)) != ES_OK)
+    return rc;
+  if (o->no_text_search && s->text_oid != 0)
+    return es__fail(s, ES_ECONFLICT, "the store has text search (%s): "
+                    "--no-text-search applies to a new store", s->text_config);
+  if (o->text_config && want != s->text_oid)
+    return es__fail(s, ES_ECONFLICT, s->text_oid
+                    ? "the store was initialised with --text-config %s, not %s"
+                    : "the store was initialised with --no-text-search%s, not "
+                      "--text-config %s",
+                    s->text_oid ? s->text_config : "", o->text_config);
+  return ES_OK;
+}
+
+/* After the commit: the text index, built concurrently, and the report's
+ * configuration. */
+static es_status after_commit(es_store *s, es__conn *c, es_init_report *rep) {
+  es_status rc = es__ensure_text_index(s, c, &rep->indexes_created);
+  if (rc == ES_OK)
+    rc = es__load_text(s, c, true);
+  if (rc == ES_OK)
+    snprintf(rep->text_config, sizeof rep->text_config, "%s", s->text_config);
+  return rc;
+}
 
 /* Fails when the stored shape is not the one asked for. */
 static es_status shape_conflict(es_store *s, int dim, es_metric metric,
@@ -381,7 +421,9 @@ static es_status init_op(es_store *s, es__conn *c, void *arg) {
     goto done;
   if ((rc = shape_conflict(s, dim, metric, ic->dim, ic->metric)) != ES_OK ||
       (rc = mend(s, c, metric, rep)) != ES_OK ||
-      (rc = es__commit(s, c)) != ES_OK)
+      (rc = init_text(s, c, ic, rep->created || rep->adopted)) != ES_OK ||
+      (rc = es__commit(s, c)) != ES_OK ||
+      (rc = after_commit(s, c, rep)) != ES_OK)
     goto done;
   rep->dim = dim;
   rep->metric = metric;
@@ -390,33 +432,53 @@ done:
   return rc;
 }
 
+void es_init_options_init(es_init_options *o) {
+  memset(o, 0, sizeof *o);
+  o->metric = ES_METRIC_COSINE;
+}
+
 /* Creates, adopts or re-checks the store (see init_op). */
-es_status es_init(es_store *s, int dim, es_metric metric,
-                  es_init_report **report) {
+es_status es_init_with(es_store *s, const es_init_options *o,
+                       es_init_report **report) {
   if (report)
     *report = NULL;
   if (s == NULL)
     return ES_EINVAL;
   es__clear_err(s);
-  if (dim < 1 || dim > ES_MAX_DIM)
+  if (o == NULL)
+    return es__fail(s, ES_EINVAL, "init options are NULL");
+  if (o->dim < 1 || o->dim > ES_MAX_DIM)
     return es__fail(s, ES_EINVAL, "--dim must be 1..%d (pgvector's HNSW limit), "
-                    "not %d", ES_MAX_DIM, dim);
-  if ((unsigned)metric > ES_METRIC_IP)
-    return es__fail(s, ES_EINVAL, "unknown metric %d", (int)metric);
+                    "not %d", ES_MAX_DIM, o->dim);
+  if ((unsigned)o->metric > ES_METRIC_IP)
+    return es__fail(s, ES_EINVAL, "unknown metric %d", (int)o->metric);
+  if (o->no_text_search && o->text_config)
+    return es__fail(s, ES_EINVAL, "give either --text-config or "
+                    "--no-text-search, not both");
   /* Allocated first: once the schema is committed, nothing may fail. */
   es_init_report *rep = calloc(1, sizeof *rep);
   if (rep == NULL)
     return es__fail(s, ES_ENOMEM, "out of memory");
-  init_ctx ic = {dim, metric, rep};
+  init_ctx ic = {o->dim, o->metric, o, rep};
   es_status rc = es__run(s, "init", true, init_op, &ic);
   pthread_mutex_lock(&s->shape_mu);
   s->dim = 0; /* read the shape afresh */
+  s->text_loaded = false;
   pthread_mutex_unlock(&s->shape_mu);
   if (rc == ES_OK && report)
     *report = rep;
   else
     free(rep);
   return rc;
+}
+
+es_status es_init(es_store *s, int dim, es_metric metric,
+                  es_init_report **report) {
+  es_init_options o;
+  es_init_options_init(&o);
+  o.dim = dim;
+  o.metric = metric;
+  return es_init_with(s, &o, report);
 }
 
 void es_init_report_free(es_init_report *report) { free(report); }
@@ -441,6 +503,8 @@ static es_status migrate_op(es_store *s, es__conn *c, void *arg) {
     rc = mend(s, c, metric, rep);
   if (rc == ES_OK)
     rc = es__commit(s, c);
+  if (rc == ES_OK)
+    rc = after_commit(s, c, rep);
   if (rc == ES_OK) {
     rep->dim = dim;
     rep->metric = metric;
@@ -457,6 +521,7 @@ static es_status migrate(es_store *s, es_init_report *rep) {
   es_status rc = es__run(s, "migrate", true, migrate_op, rep);
   pthread_mutex_lock(&s->shape_mu);
   s->dim = 0; /* read the shape afresh */
+  s->text_loaded = false;
   pthread_mutex_unlock(&s->shape_mu);
   return rc;
 }

@@ -24,6 +24,9 @@ void es__results_clear(es_results *res) {
  * was copied left in d for es__results_clear. */
 static bool hit_copy(es_hit *d, const es_hit *h) {
   d->distance = h->distance;
+  d->score = h->score;
+  d->vector_rank = h->vector_rank;
+  d->text_rank = h->text_rank;
   d->id = strdup(h->id);
   d->text = strdup(h->text);
   d->metadata_json = strdup(h->metadata_json);
@@ -49,6 +52,7 @@ es_results *es__results_copy(const es_results *r, size_t *bytes) {
     free(c);
     return NULL;
   }
+  c->mode = r->mode;
   size_t b = sizeof *c + r->n * sizeof *c->hits;
   for (size_t i = 0; i < r->n; i++) {
     c->n++; /* counted first, so that a partial copy is freed */

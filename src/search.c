@@ -1,4 +1,5 @@
-/* search.c - k nearest neighbours, by vector or by a stored document.
+/* search.c - k nearest neighbours, by vector or by a stored document; the
+ * best text matches; or both fused (hybrid).
  *
  * The statement text is assembled from fixed fragments (metric operator,
  * which filters are present) and prepared once per connection and variant;
@@ -21,39 +22,95 @@
 
 enum { F_WORKSPACE = 1, F_SOURCE = 2, F_EXCLUDE = 4, F_EXACT = 8, F_FILTER = 16 };
 #define N_VARIANTS 32
+/* The kinds of statement: es_search_mode's, less AUTO. */
+enum { K_VECTOR = 0, K_TEXT = 1, K_HYBRID = 2, N_KINDS = 3 };
+#define DEFAULT_RRF_K 60
 
 static const char *const operators[] = {"<=>", "<->", "<#>"};
 
-/* Builds the statement for metric and flags into buf. */
-static void build_sql(char *buf, size_t cap, es_metric metric, int flags) {
-  assert((unsigned)metric < sizeof operators / sizeof operators[0]);
-  assert(flags >= 0 && flags < N_VARIANTS);
-  const char *op = operators[metric];
-  int n = 2; /* $1 is the query vector */
-  char where[256] = "";
+/* The filters of flags as " AND ..." with parameters from $*n on. */
+static void where_clause(char *where, size_t cap, int flags, int *n) {
   size_t w = 0;
+  where[0] = '\0';
   if (flags & F_WORKSPACE)
-    w += (size_t)snprintf(where + w, sizeof where - w,
-                          " AND metadata->>'workspace' = $%d", n++);
+    w += (size_t)snprintf(where + w, cap - w,
+                          " AND metadata->>'workspace' = $%d", (*n)++);
   if (flags & F_SOURCE)
-    w += (size_t)snprintf(where + w, sizeof where - w, " AND source_id = $%d", n++);
+    w += (size_t)snprintf(where + w, cap - w, " AND source_id = $%d", (*n)++);
   if (flags & F_EXCLUDE)
-    w += (size_t)snprintf(where + w, sizeof where - w, " AND id <> $%d", n++);
+    w += (size_t)snprintf(where + w, cap - w, " AND id <> $%d", (*n)++);
   if (flags & F_FILTER)
-    w += (size_t)snprintf(where + w, sizeof where - w,
-                          " AND metadata @> $%d::jsonb", n++);
+    w += (size_t)snprintf(where + w, cap - w, " AND metadata @> $%d::jsonb",
+                          (*n)++);
+}
+
+/* Builds the statement of kind for metric and flags into buf; text_oid
+ * is the store's text search configuration (text.c: a number from the
+ * catalog, written as the constant the text index is built on).
+ *
+ *   vector  $1 vector, filters, limit
+ *   text    $1 query, filters, limit
+ *   hybrid  $1 vector, $2 query, filters, pool, rrf_k, w_v, w_t, limit
+ *
+ * Text and hybrid statements answer 8 columns: the vector one's 5, then
+ * score, vector rank, text rank. */
+static void build_sql(char *buf, size_t cap, int kind, es_metric metric,
+                      int flags, unsigned text_oid) {
+  assert((unsigned)metric < sizeof operators / sizeof operators[0]);
+  assert(flags >= 0 && flags < N_VARIANTS && kind >= 0 && kind < N_KINDS);
+  const char *op = operators[metric];
+  int n = kind == K_HYBRID ? 3 : 2;
+  char where[256];
+  where_clause(where, sizeof where, flags, &n);
   /* "+ 0" hides the ordering from the index: an exact scan. */
-  snprintf(buf, cap,
-           "SELECT id, distance, text, source_id, metadata::text FROM ("
-           "SELECT id, embedding %s $1::vector AS distance, text, source_id, "
-           "metadata FROM embeddings WHERE embedding IS NOT NULL%s "
-           "ORDER BY (embedding %s $1::vector)%s LIMIT $%d) r "
-           "ORDER BY distance, id",
-           op, where, op, (flags & F_EXACT) ? " + 0" : "", n);
+  const char *exact = (flags & F_EXACT) ? " + 0" : "";
+  char tsv[64], tsq[80];
+  snprintf(tsv, sizeof tsv, "to_tsvector('%u'::regconfig, text)", text_oid);
+  snprintf(tsq, sizeof tsq, "websearch_to_tsquery('%u'::regconfig, $%d)", text_oid,
+           kind == K_HYBRID ? 2 : 1);
+  if (kind == K_VECTOR) {
+    snprintf(buf, cap,
+             "SELECT id, distance, text, source_id, metadata::text FROM ("
+             "SELECT id, embedding %s $1::vector AS distance, text, source_id, "
+             "metadata FROM embeddings WHERE embedding IS NOT NULL%s "
+             "ORDER BY (embedding %s $1::vector)%s LIMIT $%d) r "
+             "ORDER BY distance, id",
+             op, where, op, exact, n);
+  } else if (kind == K_TEXT) {
+    snprintf(buf, cap,
+             "SELECT id, NULL::float8, text, source_id, metadata::text, score, "
+             "0, (row_number() OVER (ORDER BY score DESC, id))::int4 FROM ("
+             "SELECT id, ts_rank_cd(%s, q) AS score, text, source_id, "
+             "metadata FROM embeddings, %s q WHERE %s @@ q%s "
+             "ORDER BY score DESC, id LIMIT $%d) r ORDER BY score DESC, id",
+             tsv, tsq, tsv, where, n);
+  } else {
+    snprintf(buf, cap,
+             "WITH v AS (SELECT id, distance, row_number() OVER (ORDER BY "
+             "distance, id) AS rank FROM (SELECT id, embedding %s $1::vector "
+             "AS distance FROM embeddings WHERE embedding IS NOT NULL%s "
+             "ORDER BY (embedding %s $1::vector)%s LIMIT $%d) x), "
+             "t AS (SELECT id, row_number() OVER (ORDER BY score DESC, id) AS "
+             "rank FROM (SELECT id, ts_rank_cd(%s, q) AS score FROM embeddings, "
+             "%s q WHERE %s @@ q%s ORDER BY score DESC, id LIMIT $%d) y), "
+             "f AS (SELECT coalesce(v.id, t.id) AS id, v.distance, v.rank AS "
+             "vrank, t.rank AS trank, coalesce($%d::float8 / ($%d::float8 + "
+             "v.rank), 0) + coalesce($%d::float8 / ($%d::float8 + t.rank), 0) "
+             "AS score FROM v FULL JOIN t ON v.id = t.id) "
+             "SELECT e.id, f.distance, e.text, e.source_id, e.metadata::text, "
+             "f.score, coalesce(f.vrank, 0)::int4, coalesce(f.trank, 0)::int4 "
+             "FROM f JOIN embeddings e ON e.id = f.id "
+             "ORDER BY f.score DESC, f.id LIMIT $%d",
+             op, where, op, exact, n, tsv, tsq, tsv, where, n, n + 2, n + 1,
+             n + 3, n + 1, n + 4);
+  }
 }
 
 typedef struct search_ctx {
   const es_search_params *p;
+  es_search_mode mode; /* resolved: never AUTO */
+  int rrf_k;
+  double w_vector, w_text;
   const float *vector;
   float *owned; /* the like_id document's vector */
   es_results *res;
@@ -91,9 +148,10 @@ static es_status load_like(es_store *s, es__conn *c, search_ctx *sc, int dim) {
   return ES_OK;
 }
 
-/* Copies the rows of r into res. */
+/* Copies the rows of r into res (a vector search's 5 columns, or 8). */
 static es_status take_rows(es_store *s, PGresult *r, es_results *res) {
   int n = PQntuples(r);
+  bool ranked = PQnfields(r) == 8;
   es__results_clear(res);
   res->hits = calloc(n > 0 ? (size_t)n : 1, sizeof *res->hits);
   if (res->hits == NULL)
@@ -102,7 +160,10 @@ static es_status take_rows(es_store *s, PGresult *r, es_results *res) {
     es_hit *h = &res->hits[i];
     res->n++;
     h->id = strdup(PQgetvalue(r, i, 0));
-    h->distance = es__strtod(PQgetvalue(r, i, 1), NULL);
+    h->distance = PQgetisnull(r, i, 1) ? NAN : es__strtod(PQgetvalue(r, i, 1), NULL);
+    h->score = ranked ? es__strtod(PQgetvalue(r, i, 5), NULL) : 0;
+    h->vector_rank = ranked ? atoi(PQgetvalue(r, i, 6)) : i + 1;
+    h->text_rank = ranked ? atoi(PQgetvalue(r, i, 7)) : 0;
     h->text = strdup(PQgetvalue(r, i, 2));
     h->source_id = PQgetisnull(r, i, 3) ? NULL : strdup(PQgetvalue(r, i, 3));
     h->metadata_json = strdup(PQgetisnull(r, i, 4) ? "{}" : PQgetvalue(r, i, 4));
@@ -113,25 +174,44 @@ static es_status take_rows(es_store *s, PGresult *r, es_results *res) {
   return ES_OK;
 }
 
+/* The pool each side of a hybrid search fuses: deep enough that a hit
+ * ranked low on one side can still rise on the other. */
+static int pool_of(int k) {
+  int pool = 2 * k > 100 ? 2 * k : 100;
+  return pool < 2000 ? pool : 2000;
+}
+
 /* Runs one variant of the search. */
 static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
                              es_metric metric, int dim, int flags) {
-  char sql[1024], name[32], limit[16];
+  char sql[2048], name[32], limit[16], pool[16], rrf[16], wv[32], wt[32];
   const es_search_params *p = sc->p;
-  int slot = ES__Q__COUNT + (int)metric * N_VARIANTS + flags;
+  int kind = sc->mode == ES_SEARCH_TEXT ? K_TEXT
+             : sc->mode == ES_SEARCH_HYBRID ? K_HYBRID : K_VECTOR;
+  int slot = ES__Q__COUNT + (kind * 3 + (int)metric) * N_VARIANTS + flags;
   assert(slot < ES__STMT_SLOTS);
-  build_sql(sql, sizeof sql, metric, flags);
+  build_sql(sql, sizeof sql, kind, metric, flags, s->text_oid);
   snprintf(name, sizeof name, "es_search_%d", slot);
   snprintf(limit, sizeof limit, "%d", p->k);
+  snprintf(pool, sizeof pool, "%d", pool_of(p->k));
+  snprintf(rrf, sizeof rrf, "%d", sc->rrf_k);
+  es__snprintf_c(wv, sizeof wv, "%.17g", sc->w_vector);
+  es__snprintf_c(wt, sizeof wt, "%.17g", sc->w_text);
 
-  size_t vlen = es__vector_bin_size((size_t)dim);
-  char *vec = malloc(vlen);
-  if (vec == NULL)
-    return es__fail(s, ES_ENOMEM, "out of memory");
-  es__vector_to_bin(sc->vector, (size_t)dim, vec);
-  const char *v[6];
-  int len[6] = {(int)vlen, 0, 0, 0, 0, 0}, fmt[6] = {1, 0, 0, 0, 0, 0}, n = 0;
-  v[n++] = vec;
+  char *vec = NULL;
+  const char *v[12];
+  int len[12] = {0}, fmt[12] = {0}, n = 0;
+  if (kind != K_TEXT) {
+    size_t vlen = es__vector_bin_size((size_t)dim);
+    if ((vec = malloc(vlen)) == NULL)
+      return es__fail(s, ES_ENOMEM, "out of memory");
+    es__vector_to_bin(sc->vector, (size_t)dim, vec);
+    len[n] = (int)vlen;
+    fmt[n] = 1;
+    v[n++] = vec;
+  }
+  if (kind != K_VECTOR)
+    v[n++] = p->text;
   if (flags & F_WORKSPACE)
     v[n++] = p->workspace;
   if (flags & F_SOURCE)
@@ -140,6 +220,12 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
     v[n++] = p->like_id;
   if (flags & F_FILTER)
     v[n++] = p->filter_json;
+  if (kind == K_HYBRID) {
+    v[n++] = pool;
+    v[n++] = rrf;
+    v[n++] = wv;
+    v[n++] = wt;
+  }
   v[n++] = limit;
   PGresult *r = es__exec_named(c, slot, name, sql, n, v, len, fmt, 0);
   free(vec);
@@ -149,6 +235,18 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
   else
     rc = take_rows(s, r, sc->res);
   PQclear(r);
+  sc->res->mode = sc->mode;
+  return rc;
+}
+
+/* The store's text search, for the text and hybrid modes. */
+static es_status need_text(es_store *s, es__conn *c) {
+  es_status rc = es__load_text(s, c, false);
+  if (rc == ES_OK && s->text_oid == 0) /* migrated since it was read? */
+    rc = es__load_text(s, c, true);
+  if (rc == ES_OK && s->text_oid == 0)
+    rc = es__fail(s, ES_EINVAL, "this store has no text search (it was "
+                  "initialised with --no-text-search): search by vector");
   return rc;
 }
 
@@ -159,11 +257,15 @@ static es_status search_op(es_store *s, es__conn *c, void *arg) {
   search_ctx *sc = arg;
   const es_search_params *p = sc->p;
   es_status rc = es__load_shape(s, c);
+  if (rc == ES_OK && sc->mode != ES_SEARCH_VECTOR)
+    rc = need_text(s, c);
   if (rc != ES_OK)
     return rc;
   int dim = s->dim;
   es_metric metric = s->metric;
-  if (p->vector) {
+  if (sc->mode == ES_SEARCH_TEXT) {
+    /* no vector */
+  } else if (p->vector) {
     if ((long)p->dim != dim)
       return es__fail(s, ES_EDIM, "the query vector has %zu values; the "
                       "store's dimension is %d", p->dim, dim);
@@ -183,11 +285,13 @@ static es_status search_op(es_store *s, es__conn *c, void *arg) {
                     "length: the cosine distance to it is undefined",
                     p->like_id);
   }
+  bool text = sc->mode == ES_SEARCH_TEXT;
   int flags = (p->workspace ? F_WORKSPACE : 0) | (p->source_id ? F_SOURCE : 0) |
-              (p->like_id ? F_EXCLUDE : 0) | (p->exact ? F_EXACT : 0) |
-              (p->filter_json ? F_FILTER : 0);
+              (p->like_id && !text ? F_EXCLUDE : 0) |
+              (p->exact && !text ? F_EXACT : 0) | (p->filter_json ? F_FILTER : 0);
   rc = run_variant(s, c, sc, metric, dim, flags);
-  if (rc == ES_OK && !p->exact && (p->workspace || p->source_id || p->filter_json) &&
+  if (rc == ES_OK && !text && !p->exact &&
+      (p->workspace || p->source_id || p->filter_json) &&
       sc->res->n < (size_t)p->k)
     rc = run_variant(s, c, sc, metric, dim, flags | F_EXACT);
   return rc;
@@ -198,27 +302,72 @@ void es_search_params_init(es_search_params *params) {
   params->k = 10;
 }
 
-/* Checks search parameters at the door. */
-static inline es_status check_params(es_store *s, const es_search_params *p) {
+/* Checks search parameters at the door and resolves the mode, the RRF
+ * constant and the weights into sc. */
+static es_status check_params(es_store *s, const es_search_params *p,
+                              search_ctx *sc) {
   if (p == NULL)
     return es__fail(s, ES_EINVAL, "search parameters are NULL");
-  if ((p->vector == NULL) == (p->like_id == NULL))
-    return es__fail(s, ES_EINVAL, "give exactly one of a query vector and a "
-                    "document id (like)");
+  if (p->vector && p->like_id)
+    return es__fail(s, ES_EINVAL, "give a query vector or a document id "
+                    "(like), not both");
+  bool by_vector = p->vector || p->like_id, by_text = p->text != NULL;
+  es_search_mode mode = p->mode;
+  if ((unsigned)mode > ES_SEARCH_HYBRID)
+    return es__fail(s, ES_EINVAL, "unknown search mode %d", (int)mode);
+  if (mode == ES_SEARCH_AUTO)
+    mode = by_vector && by_text ? ES_SEARCH_HYBRID
+           : by_text            ? ES_SEARCH_TEXT
+                                : ES_SEARCH_VECTOR;
+  if (!by_vector && !by_text)
+    return es__fail(s, ES_EINVAL, "give a query vector, a document id (like) "
+                    "or a text query");
+  if (mode == ES_SEARCH_TEXT && by_vector)
+    return es__fail(s, ES_EINVAL, "a text search takes no vector and no like "
+                    "(hybrid mode fuses them with the text)");
+  if (mode != ES_SEARCH_TEXT && !by_vector)
+    return es__fail(s, ES_EINVAL, "%s mode needs a query vector or a document "
+                    "id (like): embedding the text needs an embedding provider, "
+                    "and none is configured", es_search_mode_name(mode));
+  if (mode == ES_SEARCH_VECTOR && by_text)
+    return es__fail(s, ES_EINVAL, "vector mode with a text query needs an "
+                    "embedding provider; give the text in hybrid or text mode");
+  if (mode == ES_SEARCH_HYBRID && !by_text)
+    return es__fail(s, ES_EINVAL, "hybrid mode needs a text query too");
+  if (by_text) {
+    if (p->text[0] == '\0')
+      return es__fail(s, ES_EINVAL, "the text query is empty");
+    long bad = es__utf8_invalid_at(p->text, strlen(p->text));
+    if (bad >= 0)
+      return es__fail(s, ES_EINVAL, "the text query is not valid UTF-8 (byte "
+                      "%ld)", bad);
+  }
   if (p->k < 1 || p->k > MAX_K)
     return es__fail(s, ES_EINVAL, "k must be 1..%d, not %d", MAX_K, p->k);
+  if (p->rrf_k < 0 || p->rrf_k > 10000)
+    return es__fail(s, ES_EINVAL, "rrf_k must be 1..10000, not %d", p->rrf_k);
+  if (!(p->weight_vector >= 0) || !(p->weight_text >= 0) ||
+      !isfinite(p->weight_vector) || !isfinite(p->weight_text))
+    return es__fail(s, ES_EINVAL, "weights must be finite and not negative");
+  sc->mode = mode;
+  sc->rrf_k = p->rrf_k ? p->rrf_k : DEFAULT_RRF_K;
+  bool unweighted = p->weight_vector == 0 && p->weight_text == 0;
+  sc->w_vector = unweighted ? 1 : p->weight_vector;
+  sc->w_text = unweighted ? 1 : p->weight_text;
   return es__check_filter(s, p->filter_json);
 }
 
 /* The cache key: everything that decides the answer. */
-static bool cache_key(const es_search_params *p, es__buf *key) {
-  char head[32];
-  int n = snprintf(head, sizeof head, "%c%d/%d/", p->vector ? 'v' : 'l', p->k,
-                   p->exact);
+static bool cache_key(const es_search_params *p, const search_ctx *sc,
+                      es__buf *key) {
+  char head[128];
+  int n = es__snprintf_c(head, sizeof head, "%c%d/%d/%d/%d/%a/%a/",
+                         p->vector ? 'v' : 'l', p->k, p->exact, (int)sc->mode,
+                         sc->rrf_k, sc->w_vector, sc->w_text);
   bool ok = es__buf_append(key, head, (size_t)n);
-  const char *parts[4] = {p->workspace, p->source_id, p->like_id,
-                          p->filter_json};
-  for (int i = 0; ok && i < 4; i++) {
+  const char *parts[5] = {p->workspace, p->source_id, p->like_id,
+                          p->filter_json, p->text};
+  for (int i = 0; ok && i < 5; i++) {
     /* length-prefixed, NULL distinct from "" */
     n = snprintf(head, sizeof head, "%ld:", parts[i] ? (long)strlen(parts[i]) : -1L);
     ok = es__buf_append(key, head, (size_t)n) &&
@@ -245,7 +394,8 @@ es_status es_search(es_store *s, const es_search_params *p, es_results **out) {
   *out = NULL;
   es__clear_err(s);
   double t0 = es__clock_ms();
-  es_status rc = check_params(s, p);
+  search_ctx sc = {.p = p};
+  es_status rc = check_params(s, p, &sc);
   if (rc != ES_OK)
     return rc;
 
@@ -253,7 +403,7 @@ es_status es_search(es_store *s, const es_search_params *p, es_results **out) {
    * its source: only plain source-filtered searches depend on one source. */
   const char *depends_on = p->like_id ? NULL : p->source_id;
   es__buf key = {0};
-  bool cached = s->cache != NULL && cache_key(p, &key);
+  bool cached = s->cache != NULL && cache_key(p, &sc, &key);
   es__cache_ticket ticket;
   if (cached) {
     es_results *hit = es__cache_get(s->cache, key.data, key.len);
@@ -265,7 +415,6 @@ es_status es_search(es_store *s, const es_search_params *p, es_results **out) {
     }
     es__cache_take_ticket(s->cache, depends_on, &ticket); /* before the query */
   }
-  search_ctx sc = {.p = p};
   sc.res = calloc(1, sizeof *sc.res);
   if (sc.res == NULL) {
     es__buf_free(&key);

@@ -48,3 +48,23 @@ es_status es_metric_parse(const char *name, es_metric *metric) {
   }
   return ES_EINVAL;
 }
+
+static const char *const mode_names[] = {"auto", "vector", "text", "hybrid"};
+
+const char *es_search_mode_name(es_search_mode mode) {
+  if ((unsigned)mode >= sizeof mode_names / sizeof mode_names[0])
+    return "unknown";
+  return mode_names[mode];
+}
+
+es_status es_search_mode_parse(const char *name, es_search_mode *mode) {
+  if (name == NULL || mode == NULL)
+    return ES_EINVAL;
+  for (size_t i = 0; i < sizeof mode_names / sizeof mode_names[0]; i++) {
+    if (strcmp(name, mode_names[i]) == 0) {
+      *mode = (es_search_mode)i;
+      return ES_OK;
+    }
+  }
+  return ES_EINVAL;
+}

@@ -128,6 +128,11 @@
   X(metadata_in_jsonb_form_is_what_postgresql_prints_for_every_spelling, DB) \
   X(content_hashes_agree_for_metadata_jsonb_cannot_tell_apart, UNIT)         \
   X(export_then_ingest_into_a_fresh_store_writes_the_same_content, DB)       \
+  /* full-text and hybrid search */                                       \
+  X(text_search_ranks_as_postgresql_does_with_web_search_syntax, DB)         \
+  X(hybrid_search_fuses_the_ranks_as_reciprocal_rank_fusion_computed_apart, DB) \
+  X(the_text_search_configuration_is_chosen_at_init_and_kept, DB)            \
+  X(an_interrupted_text_index_build_is_replaced_by_the_next_migrate, DB)     \
   X(cli_delete_by_id_reports_counts_and_names_ids_not_found, DB)            \
   X(allocation_failures_in_get_and_delete_by_id_return_enomem_and_change_nothing, DB) \
   X(stats_counts_stay_exact_through_every_kind_of_write, DB)                 \

@@ -599,6 +599,31 @@ TEST(serve_lists_filters_and_deletes_by_filter_as_the_tool_does) {
   ASSERT_CONTAINS(got, "field \\\"filter\\\" must be a JSON object");
   free(got);
 
+  /* Text and hybrid search, as the tool. */
+  got = body_of(&s, "POST", "/v1/search", ADMIN, "{\"text\":\"three OR four\"}", 200);
+  tool = tool_json((const char *const[]){"search", "--text", "three OR four",
+                                         "--json", NULL});
+  ASSERT_STR_EQ(got, tool);
+  ASSERT_CONTAINS(got, "\"text_rank\":1");
+  free(got);
+  free(tool);
+  got = body_of(&s, "POST", "/v1/search", ADMIN,
+                "{\"text\":\"three\",\"vector\":[1,0,0],\"rrf_k\":5,"
+                "\"weights\":[1,3],\"k\":3}", 200);
+  tool = tool_json((const char *const[]){"search", "--text", "three", "--vector",
+                                         "[1,0,0]", "--rrf-k", "5", "--weights",
+                                         "1,3", "-k", "3", "--json", NULL});
+  ASSERT_STR_EQ(got, tool);
+  ASSERT_CONTAINS(got, "\"id\":\"f1\"");
+  free(got);
+  free(tool);
+  got = body_of(&s, "POST", "/v1/search", ADMIN,
+                "{\"text\":\"three\",\"mode\":\"sideways\"}", 400);
+  free(got);
+  got = body_of(&s, "POST", "/v1/search", ADMIN,
+                "{\"text\":\"three\",\"vector\":[1,0,0],\"weights\":[0,0]}", 400);
+  free(got);
+
   /* Delete by filter: dry run, the tenant's scope, then for real. */
   got = body_of(&s, "POST", "/v1/delete", ADMIN,
                 "{\"filter\":{\"lang\":\"en\"},\"dry_run\":true}", 200);

@@ -1,0 +1,180 @@
+/* text.c - the store's full-text search: its configuration and its index.
+ *
+ * The configuration lives in embstore_meta.text_config (a regconfig; NULL:
+ * the store has no text search).  Statements name it by its OID, a number
+ * read from the catalog, never by text that came from input: the index is
+ * on to_tsvector('OID'::regconfig, text) (a constant the server prints
+ * as 'english'::regconfig) and every text query repeats that
+ * expression, so the planner matches it to the index.
+ *
+ * The index is built with CREATE INDEX CONCURRENTLY, outside any
+ * transaction, after init or migrate committed: on a store that already
+ * holds documents, writers go on while it builds.  A build that is
+ * interrupted leaves an invalid index; the next init or migrate drops it
+ * (concurrently too) and builds it again. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "schema.h"
+
+#define TEXT_INDEX "embeddings_text_idx"
+
+/* Reads the configuration (whatever is cached). */
+static es_status read_text(es_store *s, es__conn *c, unsigned *oid, char *name,
+                           size_t cap) {
+  *oid = 0;
+  name[0] = '\0';
+  /* to_jsonb: a store from before migration 7 has no such column. */
+  PGresult *r = PQexec(c->pg,
+                       "SELECT t::oid, t::text FROM (SELECT (to_jsonb(m) ->> "
+                       "'text_config')::regconfig AS t FROM embstore_meta m) x "
+                       "WHERE t IS NOT NULL");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(s, c->pg, r, "cannot read the store's text "
+                               "search configuration");
+    PQclear(r);
+    return rc;
+  }
+  if (PQntuples(r) == 1) {
+    *oid = (unsigned)strtoul(PQgetvalue(r, 0, 0), NULL, 10);
+    snprintf(name, cap, "%s", PQgetvalue(r, 0, 1));
+  }
+  PQclear(r);
+  return ES_OK;
+}
+
+es_status es__load_text(es_store *s, es__conn *c, bool fresh) {
+  pthread_mutex_lock(&s->shape_mu);
+  bool loaded = s->text_loaded && !fresh;
+  pthread_mutex_unlock(&s->shape_mu);
+  if (loaded)
+    return ES_OK;
+  unsigned oid;
+  char name[sizeof s->text_config];
+  es_status rc = read_text(s, c, &oid, name, sizeof name);
+  if (rc != ES_OK)
+    return rc;
+  pthread_mutex_lock(&s->shape_mu);
+  s->text_oid = oid;
+  memcpy(s->text_config, name, sizeof name);
+  s->text_loaded = true;
+  pthread_mutex_unlock(&s->shape_mu);
+  return ES_OK;
+}
+
+es_status es__text_config_oid(es_store *s, es__conn *c, const char *config,
+                              unsigned *oid) {
+  const char *v[1] = {config};
+  PGresult *r = PQexecParams(c->pg, "SELECT $1::regconfig::oid", 1, NULL, v,
+                             NULL, NULL, 0);
+  es_status rc = ES_OK;
+  const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  if (!es__res_ok(r) && state && (strcmp(state, "42704") == 0 ||
+                                  strcmp(state, "42602") == 0))
+    rc = es__fail(s, ES_EINVAL, "no text search configuration \"%s\" on this "
+                  "server (psql's \\dF lists them; simple suits any language)",
+                  config);
+  else if (!es__res_ok(r))
+    rc = es__fail_pg(s, c->pg, r, "cannot look up the text search configuration");
+  else
+    *oid = (unsigned)strtoul(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  return rc;
+}
+
+es_status es__set_text_config(es_store *s, es__conn *c, unsigned oid) {
+  char num[16];
+  snprintf(num, sizeof num, "%u", oid);
+  const char *v[1] = {oid ? num : NULL};
+  PGresult *r = PQexecParams(c->pg, "UPDATE embstore_meta SET text_config = "
+                             "$1::oid::regconfig", 1, NULL, v, NULL, NULL, 0);
+  es_status rc = ES_OK;
+  if (!es__res_ok(r))
+    rc = es__fail_pg(s, c->pg, r, "cannot record the text search configuration");
+  PQclear(r);
+  pthread_mutex_lock(&s->shape_mu);
+  s->text_loaded = false; /* read again after the commit */
+  pthread_mutex_unlock(&s->shape_mu);
+  return rc;
+}
+
+/* Whether a CREATE INDEX of the index name is running now. */
+static es_status build_running(es_store *s, es__conn *c, const char *name,
+                               bool *running) {
+  const char *v[1] = {name};
+  PGresult *r = PQexecParams(c->pg, "SELECT count(*) FROM "
+                             "pg_stat_progress_create_index WHERE index_relid = "
+                             "to_regclass(quote_ident($1))",
+                             1, NULL, v, NULL, NULL, 0);
+  es_status rc = ES_OK;
+  if (!es__res_ok(r))
+    rc = es__fail_pg(s, c->pg, r, "cannot read the index builds in progress");
+  else
+    *running = atoi(PQgetvalue(r, 0, 0)) > 0;
+  PQclear(r);
+  return rc;
+}
+
+es_status es__ensure_text_index(es_store *s, es__conn *c, int *created) {
+  unsigned oid;
+  char name[64];
+  es_status rc = read_text(s, c, &oid, name, sizeof name);
+  if (rc != ES_OK || oid == 0)
+    return rc;
+  /* The definition as pg_get_indexdef() prints it, its quoting the
+   * server's own. */
+  const char *v[1] = {name};
+  PGresult *r = PQexecParams(c->pg, "SELECT format('USING gin (to_tsvector(%L::"
+                             "regconfig, text))', $1::text)",
+                             1, NULL, v, NULL, NULL, 0);
+  if (!es__res_ok(r)) {
+    rc = es__fail_pg(s, c->pg, r, "cannot name the text index");
+    PQclear(r);
+    return rc;
+  }
+  char key[200], create[300];
+  snprintf(key, sizeof key, "%s", PQgetvalue(r, 0, 0));
+  PQclear(r);
+  /* IF NOT EXISTS: a concurrent init may have started the same build
+   * since the lookup; it finishes it. */
+  snprintf(create, sizeof create, "CREATE INDEX CONCURRENTLY IF NOT EXISTS "
+           TEXT_INDEX " ON embeddings USING gin (to_tsvector('%u'::regconfig, text))", oid);
+  es__index_def def = {TEXT_INDEX, "embeddings", key, create, NULL};
+  es__index_state st;
+  char *found = NULL;
+  rc = es__index_lookup(s, c, &def, &st, &found);
+  if (rc != ES_OK || st == ES__INDEX_OK) {
+    free(found);
+    return rc;
+  }
+  if (st == ES__INDEX_INVALID) {
+    /* Invalid while another session builds it (a concurrent init): that
+     * build finishes it.  Only one left by an interrupted build is
+     * replaced. */
+    bool building = false;
+    rc = build_running(s, c, found, &building);
+    if (rc != ES_OK || building) {
+      free(found);
+      return rc;
+    }
+  }
+  rc = es__exec(s, c, "SET statement_timeout = 0", "cannot lift the statement "
+                "timeout");
+  if (rc == ES_OK && st == ES__INDEX_INVALID) {
+    /* Left by an interrupted build: replaced, never used as it is. */
+    char *q = PQescapeIdentifier(c->pg, found, strlen(found));
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP INDEX CONCURRENTLY %s", q ? q : "\"\"");
+    PQfreemem(q);
+    rc = es__exec(s, c, sql, "cannot drop the invalid text index");
+  }
+  free(found);
+  if (rc == ES_OK)
+    rc = es__exec(s, c, create, "cannot build the text search index");
+  if (rc == ES_OK && created)
+    (*created)++;
+  PQclear(PQexec(c->pg, "RESET statement_timeout"));
+  return rc;
+}

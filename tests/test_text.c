@@ -1,0 +1,313 @@
+/* test_text.c - full-text and hybrid search: ranking as PostgreSQL ranks,
+ * Reciprocal Rank Fusion computed independently, the store's text search
+ * configuration, and its concurrently built, resumable index. */
+#include <math.h>
+
+#include "test.h"
+
+#define DIM 4
+
+static const char *const texts[] = {
+    "The quick brown fox jumps over the lazy dog",
+    "Foxes are quick and clever animals of the forest",
+    "A lazy afternoon with dogs sleeping in the sun",
+    "Vector databases store embeddings for retrieval",
+    "Retrieval augmented generation uses a vector store",
+    "The dog and the fox became friends",
+    "Nothing to see here at all",
+    "Quick retrieval of documents by their embeddings",
+    "Clever dogs learn tricks quickly",
+    "A fox, a dog and a vector walk into a bar",
+};
+#define N_TEXTS (sizeof texts / sizeof texts[0])
+
+static void vec(int i, float v[DIM]) {
+  for (int d = 0; d < DIM; d++)
+    v[d] = (float)((i * 5 + d * 3) % 11) / 4.0f + 0.1f;
+}
+
+/* Documents t00..t09 with the texts above; workspace w<i % 2>. */
+static void put_texts(es_store *s) {
+  for (size_t i = 0; i < N_TEXTS; i++) {
+    char id[8], meta[64];
+    float v[DIM];
+    snprintf(id, sizeof id, "t%02zu", i);
+    snprintf(meta, sizeof meta, "{\"workspace\": \"w%zu\", \"i\": %zu}", i % 2, i);
+    vec((int)i, v);
+    es_doc d = {.id = id, .text = texts[i], .embedding = v, .dim = DIM,
+                .metadata_json = meta};
+    ASSERT_OK(s, es_upsert(s, &d, NULL));
+  }
+}
+
+/* The ids PostgreSQL itself ranks first for query (english), as "a,b". */
+static char *server_ranking(const char *config, const char *query, int k) {
+  char sql[800];
+  snprintf(sql, sizeof sql,
+           "SELECT coalesce(string_agg(id, ',' ORDER BY r DESC, id), '') FROM "
+           "(SELECT id, ts_rank_cd(to_tsvector('%s', text), q) r FROM embeddings, "
+           "websearch_to_tsquery('%s', '%s') q WHERE to_tsvector('%s', text) @@ q "
+           "ORDER BY r DESC, id LIMIT %d) x", config, config, query, config, k);
+  return th_text(sql);
+}
+
+static char *ids_of(const es_results *r) {
+  char *out = calloc(1, 16 * (r->n + 1));
+  size_t len = 0;
+  for (size_t i = 0; i < r->n; i++)
+    len += (size_t)sprintf(out + len, "%s%s", i ? "," : "", r->hits[i].id);
+  return out;
+}
+
+TEST(text_search_ranks_as_postgresql_does_with_web_search_syntax) {
+  es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
+  put_texts(s);
+  static const char *const queries[] = {
+      "fox", "quick fox", "\"lazy dog\"", "fox OR retrieval", "dog -fox",
+      "foxes", "embeddings vector", "nothingmatchesthis"};
+  for (size_t q = 0; q < sizeof queries / sizeof queries[0]; q++) {
+    th_set_fail_context("query %s", queries[q]);
+    es_search_params p;
+    es_search_params_init(&p);
+    p.text = queries[q];
+    p.k = 5;
+    es_results *r = NULL;
+    ASSERT_OK(s, es_search(s, &p, &r));
+    ASSERT_INT_EQ(r->mode, ES_SEARCH_TEXT);
+    char *got = ids_of(r), *want = server_ranking("english", queries[q], 5);
+    ASSERT_STR_EQ(got, want);
+    for (size_t i = 0; i < r->n; i++) {
+      ASSERT_INT_EQ(r->hits[i].text_rank, (long long)i + 1);
+      ASSERT_INT_EQ(r->hits[i].vector_rank, 0);
+      ASSERT(isnan(r->hits[i].distance));
+      ASSERT(r->hits[i].score > 0);
+      char sql[400];
+      snprintf(sql, sizeof sql, "SELECT ts_rank_cd(to_tsvector('english', text), "
+               "websearch_to_tsquery('english', '%s'))::text FROM embeddings "
+               "WHERE id = '%s'", queries[q], r->hits[i].id);
+      char *want_score = th_text(sql);
+      ASSERT_DBL_EQ(r->hits[i].score, strtod(want_score, NULL), 0);
+      free(want_score);
+      if (i > 0)
+        ASSERT(r->hits[i].score <= r->hits[i - 1].score);
+    }
+    free(got);
+    free(want);
+    es_results_free(r);
+  }
+  th_set_fail_context(NULL);
+  /* english stems: "foxes" finds "fox"; a filter narrows to k matches. */
+  es_search_params p;
+  es_search_params_init(&p);
+  p.text = "foxes";
+  p.k = 10;
+  p.filter_json = "{\"workspace\": \"w1\"}";
+  es_results *r = NULL;
+  ASSERT_OK(s, es_search(s, &p, &r));
+  char *got = ids_of(r);
+  ASSERT_STR_EQ(got, "t01,t05,t09"); /* the odd ones that name a fox */
+  free(got);
+  es_results_free(r);
+  /* The index the statement's expression matches. */
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_indexes WHERE indexname = "
+                       "'embeddings_text_idx' AND indexdef LIKE '%gin (to_tsvector("
+                       "''english''::regconfig, text))'"), 1);
+  es_close(s);
+}
+
+/* RRF by hand: ranks from exact SQL on each side, then the sum. */
+typedef struct fused {
+  char id[8];
+  int vr, tr;
+  double score;
+} fused;
+
+static int by_score(const void *a, const void *b) {
+  const fused *x = a, *y = b;
+  if (x->score != y->score)
+    return x->score > y->score ? -1 : 1;
+  return strcmp(x->id, y->id);
+}
+
+TEST(hybrid_search_fuses_the_ranks_as_reciprocal_rank_fusion_computed_apart) {
+  es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
+  put_texts(s);
+  float q[DIM] = {0.3f, 1.2f, 2.2f, 0.4f};
+  static const struct {
+    const char *text;
+    int rrf_k;
+    double wv, wt;
+  } cases[] = {{"fox dog", 0, 0, 0}, {"retrieval OR embeddings", 10, 2, 0.5},
+               {"quick", 1, 0, 1}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    th_set_fail_context("case %zu", c);
+    fused f[N_TEXTS];
+    memset(f, 0, sizeof f);
+    for (size_t i = 0; i < N_TEXTS; i++)
+      snprintf(f[i].id, sizeof f[i].id, "t%02zu", i);
+    /* Vector ranks: every document (the pool of 100 holds them all). */
+    char sql[600];
+    snprintf(sql, sizeof sql, "SELECT string_agg(id, ',' ORDER BY embedding <=> "
+             "'[%g,%g,%g,%g]', id) FROM embeddings", q[0], q[1], q[2], q[3]);
+    char *order = th_text(sql);
+    int rank = 1;
+    for (char *tok = strtok(order, ","); tok; tok = strtok(NULL, ","))
+      f[atoi(tok + 1)].vr = rank++;
+    free(order);
+    char *torder = server_ranking("english", cases[c].text, 100);
+    rank = 1;
+    for (char *tok = strtok(torder, ","); tok; tok = strtok(NULL, ","))
+      f[atoi(tok + 1)].tr = rank++;
+    free(torder);
+    double k = cases[c].rrf_k ? cases[c].rrf_k : 60;
+    double wv = cases[c].wv || cases[c].wt ? cases[c].wv : 1;
+    double wt = cases[c].wv || cases[c].wt ? cases[c].wt : 1;
+    for (size_t i = 0; i < N_TEXTS; i++)
+      f[i].score = (f[i].vr ? wv / (k + f[i].vr) : 0) + (f[i].tr ? wt / (k + f[i].tr) : 0);
+    qsort(f, N_TEXTS, sizeof f[0], by_score);
+
+    es_search_params p;
+    es_search_params_init(&p);
+    p.vector = q;
+    p.dim = DIM;
+    p.text = cases[c].text;
+    p.k = 6;
+    p.exact = 1;
+    p.rrf_k = cases[c].rrf_k;
+    p.weight_vector = cases[c].wv;
+    p.weight_text = cases[c].wt;
+    es_results *r = NULL;
+    ASSERT_OK(s, es_search(s, &p, &r));
+    ASSERT_INT_EQ(r->mode, ES_SEARCH_HYBRID);
+    ASSERT_INT_EQ((long long)r->n, 6);
+    for (size_t i = 0; i < r->n; i++) {
+      th_set_fail_context("case %zu, hit %zu", c, i);
+      ASSERT_STR_EQ(r->hits[i].id, f[i].id);
+      ASSERT_INT_EQ(r->hits[i].vector_rank, f[i].vr);
+      ASSERT_INT_EQ(r->hits[i].text_rank, f[i].tr);
+      ASSERT_DBL_EQ(r->hits[i].score, f[i].score, 1e-12);
+    }
+    es_results_free(r);
+  }
+  th_set_fail_context(NULL);
+  /* Without a vector there is no hybrid (no embedding provider yet). */
+  es_search_params p;
+  es_search_params_init(&p);
+  p.text = "fox";
+  p.mode = ES_SEARCH_HYBRID;
+  es_results *r = NULL;
+  ASSERT_INT_EQ(es_search(s, &p, &r), ES_EINVAL);
+  ASSERT_CONTAINS(es_errmsg(s), "embedding provider");
+  p.mode = ES_SEARCH_TEXT;
+  p.vector = q;
+  p.dim = DIM;
+  ASSERT_INT_EQ(es_search(s, &p, &r), ES_EINVAL);
+  p.mode = ES_SEARCH_AUTO;
+  p.rrf_k = -1;
+  ASSERT_INT_EQ(es_search(s, &p, &r), ES_EINVAL);
+  es_close(s);
+}
+
+TEST(the_text_search_configuration_is_chosen_at_init_and_kept) {
+  es_store *s = th_open();
+  es_init_options o;
+  es_init_options_init(&o);
+  o.dim = DIM;
+  o.text_config = "simple";
+  es_init_report *rep = NULL;
+  ASSERT_OK(s, es_init_with(s, &o, &rep));
+  ASSERT_STR_EQ(rep->text_config, "simple");
+  es_init_report_free(rep);
+  put_texts(s);
+  /* simple does not stem: "foxes" is only "foxes". */
+  es_search_params p;
+  es_search_params_init(&p);
+  p.text = "foxes";
+  es_results *r = NULL;
+  ASSERT_OK(s, es_search(s, &p, &r));
+  char *got = ids_of(r);
+  ASSERT_STR_EQ(got, "t01");
+  free(got);
+  es_results_free(r);
+  /* Another configuration, or none, is refused on this store. */
+  o.text_config = "english";
+  ASSERT_INT_EQ(es_init_with(s, &o, &rep), ES_ECONFLICT);
+  ASSERT_CONTAINS(es_errmsg(s), "--text-config simple, not english");
+  o.text_config = NULL;
+  o.no_text_search = 1;
+  ASSERT_INT_EQ(es_init_with(s, &o, &rep), ES_ECONFLICT);
+  o.no_text_search = 0;
+  ASSERT_OK(s, es_init_with(s, &o, &rep)); /* NULL keeps its own */
+  ASSERT_STR_EQ(rep->text_config, "simple");
+  es_init_report_free(rep);
+  es_close(s);
+
+  /* A name the server does not know. */
+  th_exec("DROP TABLE embeddings, chunks, embstore_meta, embstore_migrations CASCADE");
+  s = th_open();
+  o.text_config = "klingon";
+  ASSERT_INT_EQ(es_init_with(s, &o, &rep), ES_EINVAL);
+  ASSERT_CONTAINS(es_errmsg(s), "no text search configuration \"klingon\"");
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_class WHERE relname = 'embeddings'"), 0);
+  /* --no-text-search: no index, and text queries say why. */
+  o.text_config = NULL;
+  o.no_text_search = 1;
+  ASSERT_OK(s, es_init_with(s, &o, &rep));
+  ASSERT_STR_EQ(rep->text_config, "");
+  es_init_report_free(rep);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_indexes WHERE indexname = "
+                       "'embeddings_text_idx'"), 0);
+  ASSERT_INT_EQ(es_search(s, &p, &r), ES_EINVAL);
+  ASSERT_CONTAINS(es_errmsg(s), "no text search");
+  es_close(s);
+  /* The tool: init --text-config, --json reports it. */
+  th_exec("DROP TABLE embeddings, chunks, embstore_meta, embstore_migrations CASCADE");
+  const char *argv[] = {"--db", th_conninfo(), "init", "--dim", "4", "--text-config",
+                        "simple", "--json", NULL};
+  th_proc pr = th_cli(NULL, argv);
+  ASSERT_INT_EQ(pr.status, 0);
+  ASSERT_CONTAINS(pr.out, "\"text_config\":\"simple\"");
+  th_proc_free(&pr);
+}
+
+TEST(an_interrupted_text_index_build_is_replaced_by_the_next_migrate) {
+  es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
+  put_texts(s);
+  /* What an interrupted CREATE INDEX CONCURRENTLY leaves: an invalid
+   * index, which the planner never uses. */
+  th_exec("UPDATE pg_index SET indisvalid = false WHERE indexrelid = "
+          "'embeddings_text_idx'::regclass");
+  es_init_report *rep = NULL;
+  ASSERT_OK(s, es_migrate_report(s, &rep));
+  ASSERT_INT_EQ(rep->indexes_created, 1);
+  es_init_report_free(rep);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_index WHERE indexrelid = "
+                       "'embeddings_text_idx'::regclass AND indisvalid"), 1);
+  /* Dropped by hand: back too, and nothing else changes a second time. */
+  th_exec("DROP INDEX embeddings_text_idx");
+  ASSERT_OK(s, es_migrate_report(s, &rep));
+  ASSERT_INT_EQ(rep->indexes_created, 1);
+  es_init_report_free(rep);
+  ASSERT_OK(s, es_migrate_report(s, &rep));
+  ASSERT_INT_EQ(rep->indexes_created, 0);
+  es_init_report_free(rep);
+  /* A store from before text search (no text_config column) gets english
+   * from migration 7 and its index from the same migrate. */
+  th_exec("DROP INDEX embeddings_text_idx");
+  th_exec("ALTER TABLE embstore_meta DROP COLUMN text_config");
+  th_exec("DELETE FROM embstore_migrations WHERE version = 7");
+  es_close(s);
+  s = th_open();
+  ASSERT_OK(s, es_migrate_report(s, &rep));
+  ASSERT_INT_EQ(rep->migrations_applied, 1);
+  ASSERT_STR_EQ(rep->text_config, "english");
+  es_init_report_free(rep);
+  es_search_params p;
+  es_search_params_init(&p);
+  p.text = "fox";
+  es_results *r = NULL;
+  ASSERT_OK(s, es_search(s, &p, &r));
+  ASSERT(r->n >= 3);
+  es_results_free(r);
+  es_close(s);
+}
