@@ -387,6 +387,10 @@ es_status es__text_config_oid(es_store *s, es__conn *c, const char *config,
 /* Records the store's configuration (0: no text search), in the caller's
  * transaction. */
 es_status es__set_text_config(es_store *s, es__conn *c, unsigned oid);
+/* *health 1 (degraded) and why when the store has text search and its
+ * index is missing, invalid or being built; else 0. */
+es_status es__text_index_health(es_store *s, es__conn *c, int *health,
+                                char *why, size_t cap);
 /* Builds the text index when the store has text search and the index is
  * missing or invalid, concurrently: outside any transaction. */
 es_status es__ensure_text_index(es_store *s, es__conn *c, int *created);

@@ -226,8 +226,15 @@ static es_status structure(es_store *s, es__conn *c, es_stats *st) {
            found ? found : defs[i].name, defs[i].table);
     free(found);
   }
+  int text_health;
+  char why[400];
+  es_status rc = es__text_index_health(s, c, &text_health, why, sizeof why);
+  if (rc != ES_OK)
+    return rc;
+  if (text_health)
+    fact(st, ES_HEALTH_DEGRADED, "%s", why);
   es__fk_state fk;
-  es_status rc = es__fk_lookup(s, c, &fk);
+  rc = es__fk_lookup(s, c, &fk);
   if (rc != ES_OK)
     return rc;
   if (!fk.exists)

@@ -117,11 +117,16 @@ static es_status build_running(es_store *s, es__conn *c, const char *name,
   return rc;
 }
 
-es_status es__ensure_text_index(es_store *s, es__conn *c, int *created) {
-  unsigned oid;
+/* The text index as the catalog holds it: *oid 0 when the store has no
+ * text search (then nothing else is set); else its state and the name
+ * found (the caller frees it), and the statement that creates it. */
+static es_status text_index(es_store *s, es__conn *c, unsigned *oid,
+                            es__index_state *st, char **found, char *create,
+                            size_t cap) {
   char name[64];
-  es_status rc = read_text(s, c, &oid, name, sizeof name);
-  if (rc != ES_OK || oid == 0)
+  *found = NULL;
+  es_status rc = read_text(s, c, oid, name, sizeof name);
+  if (rc != ES_OK || *oid == 0)
     return rc;
   /* The definition as pg_get_indexdef() prints it, its quoting the
    * server's own. */
@@ -134,18 +139,50 @@ es_status es__ensure_text_index(es_store *s, es__conn *c, int *created) {
     PQclear(r);
     return rc;
   }
-  char key[200], create[300];
+  char key[200];
   snprintf(key, sizeof key, "%s", PQgetvalue(r, 0, 0));
   PQclear(r);
   /* IF NOT EXISTS: a concurrent init may have started the same build
    * since the lookup; it finishes it. */
-  snprintf(create, sizeof create, "CREATE INDEX CONCURRENTLY IF NOT EXISTS "
-           TEXT_INDEX " ON embeddings USING gin (to_tsvector('%u'::regconfig, text))", oid);
+  snprintf(create, cap, "CREATE INDEX CONCURRENTLY IF NOT EXISTS " TEXT_INDEX
+           " ON embeddings USING gin (to_tsvector('%u'::regconfig, text))", *oid);
   es__index_def def = {TEXT_INDEX, "embeddings", key, create, NULL};
+  return es__index_lookup(s, c, &def, st, found);
+}
+
+es_status es__text_index_health(es_store *s, es__conn *c, int *health,
+                                char *why, size_t cap) {
+  unsigned oid;
   es__index_state st;
-  char *found = NULL;
-  rc = es__index_lookup(s, c, &def, &st, &found);
-  if (rc != ES_OK || st == ES__INDEX_OK) {
+  char *found = NULL, create[300];
+  *health = 0;
+  why[0] = '\0';
+  es_status rc = text_index(s, c, &oid, &st, &found, create, sizeof create);
+  bool building = false;
+  if (rc == ES_OK && oid != 0 && st == ES__INDEX_INVALID)
+    rc = build_running(s, c, found, &building);
+  if (rc == ES_OK && oid != 0 && st != ES__INDEX_OK) {
+    *health = 1;
+    if (building)
+      snprintf(why, cap, "the text search index %s is being built (CREATE "
+               "INDEX CONCURRENTLY); text searches scan every document until "
+               "it is done", found);
+    else
+      snprintf(why, cap, "the text search index " TEXT_INDEX " is %s: text "
+               "searches scan every document; run `embstore migrate` to build "
+               "it", st == ES__INDEX_MISSING ? "missing" : "invalid (an "
+               "interrupted build)");
+  }
+  free(found);
+  return rc;
+}
+
+es_status es__ensure_text_index(es_store *s, es__conn *c, int *created) {
+  unsigned oid;
+  es__index_state st;
+  char *found = NULL, create[300];
+  es_status rc = text_index(s, c, &oid, &st, &found, create, sizeof create);
+  if (rc != ES_OK || oid == 0 || st == ES__INDEX_OK) {
     free(found);
     return rc;
   }

@@ -2,6 +2,7 @@
  * Reciprocal Rank Fusion computed independently, the store's text search
  * configuration, and its concurrently built, resumable index. */
 #include <math.h>
+#include <pthread.h>
 
 #include "test.h"
 
@@ -308,6 +309,79 @@ TEST(an_interrupted_text_index_build_is_replaced_by_the_next_migrate) {
   es_results *r = NULL;
   ASSERT_OK(s, es_search(s, &p, &r));
   ASSERT(r->n >= 3);
+  es_results_free(r);
+  es_close(s);
+}
+
+typedef struct migrator {
+  es_store *s;
+  es_status rc;
+  int created;
+} migrator;
+
+static void *run_migrate(void *arg) {
+  migrator *m = arg;
+  es_init_report *rep = NULL;
+  m->rc = es_migrate_report(m->s, &rep);
+  m->created = rep ? rep->indexes_created : -1;
+  es_init_report_free(rep);
+  return NULL;
+}
+
+TEST(the_text_index_of_an_existing_store_builds_while_writes_go_on) {
+  es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
+  put_texts(s);
+  th_exec("DROP INDEX embeddings_text_idx");
+  es_stats *st = NULL;
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
+  bool said = false;
+  for (size_t i = 0; i < st->n_health_reasons; i++)
+    said |= strstr(st->health_reasons[i], "text search index embeddings_text_idx "
+                   "is missing") != NULL;
+  ASSERT(said);
+  es_stats_free(st);
+  /* A reader's open snapshot holds the concurrent build in its last wait:
+   * the index is in the catalog, not yet valid, and the build shows in
+   * pg_stat_progress_create_index. */
+  PGconn *holder = th_connect(th_conninfo());
+  th_pg_exec(holder, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+  th_pg_exec(holder, "SELECT count(*) FROM embeddings");
+  migrator m = {th_open(), ES_OK, 0};
+  pthread_t t;
+  ASSERT_INT_EQ(pthread_create(&t, NULL, run_migrate, &m), 0);
+  th_wait_for("SELECT count(*) FROM pg_stat_progress_create_index p JOIN pg_class c "
+              "ON c.oid = p.index_relid WHERE c.relname = 'embeddings_text_idx'", 1);
+  /* Writers go on meanwhile. */
+  float v[DIM] = {1, 2, 3, 4};
+  es_doc d = {.id = "during", .text = "written while the fox index builds",
+              .embedding = v, .dim = DIM};
+  ASSERT_OK(s, es_upsert(s, &d, NULL));
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
+  said = false;
+  for (size_t i = 0; i < st->n_health_reasons; i++)
+    said |= strstr(st->health_reasons[i], "is being built") != NULL;
+  ASSERT(said);
+  ASSERT_INT_EQ(st->index_health, ES_HEALTH_DEGRADED);
+  es_stats_free(st);
+  th_pg_exec(holder, "COMMIT");
+  PQfinish(holder);
+  pthread_join(t, NULL);
+  ASSERT_INT_EQ(m.rc, ES_OK);
+  ASSERT_INT_EQ(m.created, 1);
+  es_close(m.s);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_index WHERE indexrelid = "
+                       "'embeddings_text_idx'::regclass AND indisvalid"), 1);
+  /* The document written during the build is found through the index. */
+  es_search_params p;
+  es_search_params_init(&p);
+  p.text = "fox";
+  p.k = 20;
+  es_results *r = NULL;
+  ASSERT_OK(s, es_search(s, &p, &r));
+  bool found = false;
+  for (size_t i = 0; i < r->n; i++)
+    found |= strcmp(r->hits[i].id, "during") == 0;
+  ASSERT(found);
   es_results_free(r);
   es_close(s);
 }
