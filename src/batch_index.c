@@ -1,6 +1,6 @@
 /* batch_index.c - what a batch session does around its writes for the
- * store's indexes and statistics: the HNSW index dropped before a large
- * load and rebuilt at its end, indexes a killed load left missing mended,
+ * store's indexes and statistics: the HNSW and text search indexes
+ * dropped before a large load and rebuilt at its end, indexes a killed load left missing mended,
  * ANALYZE after a load, and the counters' delta rows folded (see
  * batch_int.h). */
 #include <assert.h>
@@ -99,8 +99,11 @@ void es__batch_maybe_defer_index(es_batch *b, const es__item *it, size_t n) {
   if (rc == ES_OK && st != ES__INDEX_MISSING) {
     char *q = PQescapeIdentifier(b->conn->pg, name, strlen(name));
     char sql[384];
+    /* The text search index too (its GIN is rebuilt far faster than it
+     * is maintained row by row). */
     snprintf(sql, sizeof sql,
              "BEGIN; SET LOCAL lock_timeout = %d; DROP INDEX %s; "
+             "DROP INDEX IF EXISTS embeddings_text_idx; "
              "SELECT pg_advisory_lock_shared(" ES__DEFER_LOCK "); COMMIT",
              DEFER_LOCK_WAIT_MS, q ? q : "\"\"");
     PQfreemem(q);
@@ -119,8 +122,8 @@ void es__batch_maybe_defer_index(es_batch *b, const es__item *it, size_t n) {
 }
 
 /* Builds the HNSW index after a deferred load, unless another session
- * built it meanwhile; under the migration lock, so two sessions that owe
- * it do not both build it. */
+ * built it meanwhile, and the text search index; under the migration
+ * lock, so two sessions that owe them do not both build them. */
 es_status es__batch_rebuild_index(es_batch *b) {
   assert(b != NULL && b->index_deferred);
   es_status rc = es__batch_conn(b);
@@ -135,6 +138,8 @@ es_status es__batch_rebuild_index(es_batch *b) {
   es__build_watch watch = {&b->res.index, b->opts.phase, b->opts.user};
   if (rc == ES_OK)
     rc = es__ensure_indexes(b->s, b->conn, b->metric, false, &built, &watch);
+  if (rc == ES_OK)
+    rc = es__build_text_index(b->s, b->conn, &built);
   if (rc == ES_OK)
     rc = es__commit(b->s, b->conn);
   if (rc != ES_OK) {

@@ -391,6 +391,10 @@ es_status es__set_text_config(es_store *s, es__conn *c, unsigned oid);
  * index is missing, invalid or being built; else 0. */
 es_status es__text_index_health(es_store *s, es__conn *c, int *health,
                                 char *why, size_t cap);
+/* After a large load that dropped it (batch_index.c), in its transaction:
+ * builds the text index, not concurrently (the load's own table), when
+ * the store has text search and it is missing or invalid. */
+es_status es__build_text_index(es_store *s, es__conn *c, int *created);
 /* Builds the text index when the store has text search and the index is
  * missing or invalid, concurrently: outside any transaction. */
 es_status es__ensure_text_index(es_store *s, es__conn *c, int *created);

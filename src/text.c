@@ -122,7 +122,7 @@ static es_status build_running(es_store *s, es__conn *c, const char *name,
  * found (the caller frees it), and the statement that creates it. */
 static es_status text_index(es_store *s, es__conn *c, unsigned *oid,
                             es__index_state *st, char **found, char *create,
-                            size_t cap) {
+                            size_t cap, bool concurrently) {
   char name[64];
   *found = NULL;
   es_status rc = read_text(s, c, oid, name, sizeof name);
@@ -144,8 +144,9 @@ static es_status text_index(es_store *s, es__conn *c, unsigned *oid,
   PQclear(r);
   /* IF NOT EXISTS: a concurrent init may have started the same build
    * since the lookup; it finishes it. */
-  snprintf(create, cap, "CREATE INDEX CONCURRENTLY IF NOT EXISTS " TEXT_INDEX
-           " ON embeddings USING gin (to_tsvector('%u'::regconfig, text))", *oid);
+  snprintf(create, cap, "CREATE INDEX %sIF NOT EXISTS " TEXT_INDEX
+           " ON embeddings USING gin (to_tsvector('%u'::regconfig, text))",
+           concurrently ? "CONCURRENTLY " : "", *oid);
   es__index_def def = {TEXT_INDEX, "embeddings", key, create, NULL};
   return es__index_lookup(s, c, &def, st, found);
 }
@@ -157,13 +158,16 @@ es_status es__text_index_health(es_store *s, es__conn *c, int *health,
   char *found = NULL, create[300];
   *health = 0;
   why[0] = '\0';
-  es_status rc = text_index(s, c, &oid, &st, &found, create, sizeof create);
+  es_status rc = text_index(s, c, &oid, &st, &found, create, sizeof create, true);
   bool building = false;
   if (rc == ES_OK && oid != 0 && st == ES__INDEX_INVALID)
     rc = build_running(s, c, found, &building);
   if (rc == ES_OK && oid != 0 && st != ES__INDEX_OK) {
     *health = 1;
-    if (building)
+    if (st == ES__INDEX_MISSING && es__deferred_load_running(s, c))
+      snprintf(why, cap, "the text search index " TEXT_INDEX " is being "
+               "rebuilt by a load in progress, which builds it when it ends");
+    else if (building)
       snprintf(why, cap, "the text search index %s is being built (CREATE "
                "INDEX CONCURRENTLY); text searches scan every document until "
                "it is done", found);
@@ -177,11 +181,28 @@ es_status es__text_index_health(es_store *s, es__conn *c, int *health,
   return rc;
 }
 
+es_status es__build_text_index(es_store *s, es__conn *c, int *created) {
+  unsigned oid;
+  es__index_state st;
+  char *found = NULL, create[300];
+  es_status rc = text_index(s, c, &oid, &st, &found, create, sizeof create, false);
+  free(found);
+  if (rc == ES_OK && oid != 0 && st == ES__INDEX_INVALID)
+    rc = es__exec(s, c, "DROP INDEX " TEXT_INDEX, "cannot drop the invalid "
+                  "text index");
+  if (rc == ES_OK && oid != 0 && st != ES__INDEX_OK) {
+    rc = es__exec(s, c, create, "cannot build the text search index");
+    if (rc == ES_OK && created)
+      (*created)++;
+  }
+  return rc;
+}
+
 es_status es__ensure_text_index(es_store *s, es__conn *c, int *created) {
   unsigned oid;
   es__index_state st;
   char *found = NULL, create[300];
-  es_status rc = text_index(s, c, &oid, &st, &found, create, sizeof create);
+  es_status rc = text_index(s, c, &oid, &st, &found, create, sizeof create, true);
   if (rc != ES_OK || oid == 0 || st == ES__INDEX_OK) {
     free(found);
     return rc;

@@ -139,12 +139,17 @@ TEST(a_deferred_load_builds_its_index_with_the_memory_and_workers_it_reports) {
   ASSERT_INT_EQ(ir->index.vectors, 0);
   es_init_report_free(ir);
 
+  long long text_idx = th_int("SELECT 'embeddings_text_idx'::regclass::oid::int8");
   es_batch_options o;
   es_batch_options_init(&o);
   o.defer_index = ES_DEFER_ALWAYS;
   es_batch_result *r = NULL;
   ASSERT_OK(s, es_batch_upsert(s, d, IB_N, &o, &r));
   ASSERT_INT_EQ(r->inserted, IB_N);
+  /* The text search index was deferred too: dropped, then built again. */
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_index WHERE indexrelid = "
+                       "'embeddings_text_idx'::regclass AND indisvalid"), 1);
+  ASSERT(th_int("SELECT 'embeddings_text_idx'::regclass::oid::int8") != text_idx);
   const es_index_build *x = &r->index;
   ASSERT_INT_EQ(x->built, 1);
   ASSERT_INT_EQ(x->vectors, IB_N); /* counted: the table had no statistics */

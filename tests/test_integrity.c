@@ -191,11 +191,12 @@ TEST(a_killed_deferred_load_leaves_an_index_that_the_next_ingest_or_migrate_buil
   ASSERT_INT_EQ(h, ES_HEALTH_CRITICAL);
   ASSERT_CONTAINS(why, "embeddings_embedding_hnsw_idx");
   ASSERT_CONTAINS(why, "run `embstore migrate`");
+  ASSERT_CONTAINS(why, "text search index embeddings_text_idx is missing");
   free(why);
   const char *migrate[] = {"--db", th_conninfo(), "--json", "migrate", NULL};
   th_proc p = th_cli(NULL, migrate);
   ASSERT_INT_EQ(p.status, 0);
-  ASSERT_CONTAINS(p.out, "\"indexes_created\":1");
+  ASSERT_CONTAINS(p.out, "\"indexes_created\":2"); /* HNSW and text, both deferred */
   th_proc_free(&p);
   ASSERT_INT_EQ(th_int(hnsw_exists), 1);
   why = reasons(s, &h);
