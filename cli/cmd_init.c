@@ -6,7 +6,8 @@
 
 static const char init_usage[] =
     "usage: embstore init --dim N [--metric cosine|l2|ip] [--index-memory MB]\n"
-    "                     [--text-config CONFIG | --no-text-search] [--json]\n"
+    "                     [--text-config CONFIG | --no-text-search]\n"
+    "                     [--chunk-index] [--json]\n"
     "\n"
     "Creates the store in the database: the vector extension, the tables\n"
     "embeddings, chunks and performance_metrics, their indexes (HNSW on the\n"
@@ -25,12 +26,14 @@ static const char init_usage[] =
     "                 english by default; simple for a store of many\n"
     "                 languages); its GIN index is built concurrently\n"
     "  --no-text-search  a store without full-text search and its index\n"
+    "  --chunk-index  keep an HNSW index on the chunks' vectors, for\n"
+    "                 search --chunks (on an existing store: built now)\n"
     CLI_INDEX_MEMORY_USAGE
     "\n"
     "--json prints {\"created\",\"adopted\",\"migrations_applied\",\n"
     "\"indexes_created\",\"dim\",\"metric\",\"orphaned_chunks\",\"fk_valid\",\n"
-    "\"fk_validated\",\"index\":{...},\"text_config\"} (index: as ingest --json\n"
-    "says; text_config null without text search).\n";
+    "\"fk_validated\",\"index\":{...},\"text_config\",\"chunk_index\"} (index: as\n"
+    "ingest --json says; text_config null without text search).\n";
 
 /* Prints what es_init() did. */
 static void print_init(cli *c, const es_init_report *r) {
@@ -60,6 +63,8 @@ static void print_init(cli *c, const es_init_report *r) {
     render_index(&w, &r->index);
     jw_key(&w, "text_config");
     jw_str(&w, r->text_config[0] ? r->text_config : NULL);
+    jw_key(&w, "chunk_index");
+    jw_bool(&w, r->chunk_index);
     jw_obj_end(&w);
     jw_done(&w);
     return;
@@ -101,6 +106,7 @@ static int run_init(cli *c, int argc, char **argv) {
       {"index-memory", required_argument, NULL, 'i'},
       {"text-config", required_argument, NULL, 't'},
       {"no-text-search", no_argument, NULL, 'n'},
+      {"chunk-index", no_argument, NULL, 'k'},
       CLI_COMMON_LONGOPTS,
       {0, 0, 0, 0}};
   long dim = 0;
@@ -133,6 +139,7 @@ static int run_init(cli *c, int argc, char **argv) {
       o.text_config = optarg;
       break;
     case 'n': o.no_text_search = 1; break;
+    case 'k': o.chunk_index = 1; break;
     }
   }
   if (optind != argc)
@@ -226,6 +233,8 @@ static int run_migrate(cli *c, int argc, char **argv) {
       render_index(&w, &r->index);
       jw_key(&w, "text_config");
       jw_str(&w, r->text_config[0] ? r->text_config : NULL);
+      jw_key(&w, "chunk_index");
+      jw_bool(&w, r->chunk_index);
       jw_obj_end(&w);
       jw_done(&w);
     } else {

@@ -9,7 +9,7 @@ static const char usage[] =
     "usage: embstore search [--vector '[v1,v2,...]' | --like ID] [--text QUERY]\n"
     "                       [--mode vector|text|hybrid] [-k N] [--rrf-k N]\n"
     "                       [--weights V,T] [--workspace W] [--source S]\n"
-    "                       [--filter JSON] [--exact] [--json]\n"
+    "                       [--filter JSON] [--chunks] [--exact] [--json]\n"
     "\n"
     "The k nearest stored documents to a vector, or to a stored document\n"
     "(which is left out of its own results), nearest first, by the store's\n"
@@ -25,6 +25,9 @@ static const char usage[] =
     "  --rrf-k N       hybrid: score = V/(N + vector rank) + T/(N + text rank),\n"
     "                  1..10000 (default 60)\n"
     "  --weights V,T   hybrid: the weights V and T (default 1,1)\n"
+    "  --chunks        the nearest chunks instead of documents (vector mode;\n"
+    "                  a store made with init --chunk-index); filters apply\n"
+    "                  to their documents\n"
     "  -k N            number of results, 1..1000 (default 10)\n"
     "  --workspace W   only documents whose metadata.workspace is W\n"
   "  --source S      only documents of source S\n"
@@ -36,7 +39,9 @@ static const char usage[] =
     "--json prints {\"results\":[{\"id\",\"distance\",\"text\",\"source_id\",\n"
     "\"metadata\"}]}; text and hybrid results also carry \"score\" (larger\n"
     "first), \"vector_rank\" and \"text_rank\" (1-based; null: not in that\n"
-    "pool), and \"distance\" is null for a hit the vector pool did not hold.\n";
+    "pool), and \"distance\" is null for a hit the vector pool did not hold.\n"
+    "With --chunks each hit is a chunk: its \"id\", \"chunk_index\",\n"
+    "\"document_id\" and \"text\", its document's \"source_id\" and \"metadata\".\n";
 
 /* "V,T" into *v and *t: numbers >= 0, not both 0 (the tool never sets a
  * locale, so strtod reads a point). */
@@ -107,6 +112,7 @@ static int run(cli *c, int argc, char **argv) {
       {"mode", required_argument, NULL, 'm'},
       {"rrf-k", required_argument, NULL, 'r'},
       {"weights", required_argument, NULL, 'W'},
+      {"chunks", no_argument, NULL, 'c'},
       CLI_COMMON_LONGOPTS,
       {0, 0, 0, 0}};
   es_search_params p;
@@ -126,6 +132,7 @@ static int run(cli *c, int argc, char **argv) {
     case 'e': p.exact = 1; break;
     case 'f': p.filter_json = optarg; break;
     case 't': p.text = optarg; break;
+    case 'c': p.chunks = 1; break;
     case 'm':
       if (es_search_mode_parse(optarg, &p.mode) != ES_OK || p.mode == ES_SEARCH_AUTO)
         return cli_usage(c, "--mode must be vector, text or hybrid, not '%s'",

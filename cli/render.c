@@ -121,6 +121,12 @@ void render_results(jw *w, const es_results *r) {
     jw_obj(w);
     jw_key(w, "id");
     jw_str(w, h->id);
+    if (h->document_id) { /* a chunk */
+      jw_key(w, "chunk_index");
+      jw_int(w, h->chunk_index);
+      jw_key(w, "document_id");
+      jw_str(w, h->document_id);
+    }
     jw_key(w, "distance");
     jw_num(w, h->distance);
     jw_key(w, "text");

@@ -323,6 +323,7 @@ typedef struct es_init_report {
                                 it (an empty store's too) */
   char text_config[64];      /* the store's text search configuration;
                                 "" when it has no text search */
+  int chunk_index;           /* 1 when the store keeps a chunk index */
 } es_init_report;
 
 /* How es_init_with() creates a store.  Fill it with es_init_options_init(). */
@@ -336,6 +337,11 @@ typedef struct es_init_options {
                               ES_ECONFLICT (NULL) */
   int no_text_search;      /* 1: a new store without full-text search and
                               its index (0) */
+  int chunk_index;         /* 1: keep an HNSW index on the chunks' vectors,
+                              so that es_search_params.chunks can search
+                              them; on an existing store it is added (built
+                              in the init's transaction); 0 never removes
+                              one (0) */
 } es_init_options;
 
 /* Fills [out] options (not NULL) with the defaults above. */
@@ -835,6 +841,9 @@ typedef struct es_search_params {
                             w_t / (rrf_k + text rank); 1..10000 (0: 60) */
   double weight_vector;  /* w_v and w_t, >= 0, not both 0 (0 and 0: 1 and 1) */
   double weight_text;
+  int chunks;            /* 1: chunk hits (vector mode; a store made with
+                            es_init_options.chunk_index), nearest chunks
+                            first, filtered through their document (0) */
 } es_search_params;
 
 /* Fills [out] params (not NULL): k 10, everything else NULL or 0 (which
@@ -853,6 +862,11 @@ typedef struct es_hit {
                           ranks first (0 in a vector search) */
   int vector_rank;     /* 1-based rank in the vector pool, 0: not in it */
   int text_rank;       /* 1-based rank in the text pool, 0: not in it */
+  char *document_id;   /* a chunk hit (es_search_params.chunks): id is the
+                          chunk's, text its text, this its document's id,
+                          source_id and metadata its document's; NULL for a
+                          document hit */
+  int chunk_index;     /* a chunk hit's place in its document; -1 else */
 } es_hit;
 
 typedef struct es_results {

@@ -11,7 +11,8 @@
 void h_search(request *rq) {
   static const char *const known[] = {"vector", "like", "k", "workspace",
                                       "source", "exact", "filter", "text",
-                                      "mode", "rrf_k", "weights", NULL};
+                                      "mode", "rrf_k", "weights", "chunks",
+                                      NULL};
   float *vec = NULL;
   size_t dim = 0;
   json_t *j = body_object_lifting(rq, "vector", &vec, &dim);
@@ -26,6 +27,7 @@ void h_search(request *rq) {
     p.source_id = ok ? body_string(rq, j, "source", &ok) : NULL;
     p.k = ok ? (int)body_int(rq, j, "k", 1, 1000, 10, &ok) : 10;
     p.exact = ok && body_bool(rq, j, "exact", false, &ok);
+    p.chunks = ok && body_bool(rq, j, "chunks", false, &ok);
   }
   char *filter = ok ? body_object_text(rq, j, "filter", &ok) : NULL;
   p.filter_json = filter;

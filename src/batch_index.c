@@ -1,6 +1,7 @@
 /* batch_index.c - what a batch session does around its writes for the
- * store's indexes and statistics: the HNSW and text search indexes
- * dropped before a large load and rebuilt at its end, indexes a killed load left missing mended,
+ * store's indexes and statistics: the HNSW indexes (documents', chunks')
+ * and the text search index dropped before a large load and rebuilt at
+ * its end, indexes a killed load left missing mended,
  * ANALYZE after a load, and the counters' delta rows folded (see
  * batch_int.h). */
 #include <assert.h>
@@ -104,6 +105,7 @@ void es__batch_maybe_defer_index(es_batch *b, const es__item *it, size_t n) {
     snprintf(sql, sizeof sql,
              "BEGIN; SET LOCAL lock_timeout = %d; DROP INDEX %s; "
              "DROP INDEX IF EXISTS embeddings_text_idx; "
+             "DROP INDEX IF EXISTS chunks_embedding_hnsw_idx; "
              "SELECT pg_advisory_lock_shared(" ES__DEFER_LOCK "); COMMIT",
              DEFER_LOCK_WAIT_MS, q ? q : "\"\"");
     PQfreemem(q);
@@ -140,6 +142,8 @@ es_status es__batch_rebuild_index(es_batch *b) {
     rc = es__ensure_indexes(b->s, b->conn, b->metric, false, &built, &watch);
   if (rc == ES_OK)
     rc = es__build_text_index(b->s, b->conn, &built);
+  if (rc == ES_OK)
+    rc = es__ensure_chunk_index(b->s, b->conn, b->metric, &built, NULL);
   if (rc == ES_OK)
     rc = es__commit(b->s, b->conn);
   if (rc != ES_OK) {

@@ -382,6 +382,12 @@ static es_status mend(es_store *s, es__conn *c, es_metric metric,
   es__build_watch watch = {&rep->index, NULL, NULL};
   es_status rc = es__ensure_indexes(s, c, metric, false, &rep->indexes_created,
                                     &watch);
+  bool chunks = false;
+  if (rc == ES_OK)
+    rc = es__ensure_chunk_index(s, c, metric, &rep->indexes_created, NULL);
+  if (rc == ES_OK)
+    rc = es__chunk_index_wanted(s, c, &chunks);
+  rep->chunk_index = chunks;
   if (rc == ES_OK)
     rc = ensure_fk(s, c, rep);
   return rc == ES_OK ? mend_counters(s, c, rep) : rc;
@@ -420,6 +426,9 @@ static es_status init_op(es_store *s, es__conn *c, void *arg) {
                  (rc = read_meta(s, c, &found, &dim, &metric)) != ES_OK))
     goto done;
   if ((rc = shape_conflict(s, dim, metric, ic->dim, ic->metric)) != ES_OK ||
+      (ic->o->chunk_index &&
+       (rc = es__exec(s, c, "UPDATE embstore_meta SET chunk_index = true",
+                      "cannot record the chunk index")) != ES_OK) ||
       (rc = mend(s, c, metric, rep)) != ES_OK ||
       (rc = init_text(s, c, ic, rep->created || rep->adopted)) != ES_OK ||
       (rc = es__commit(s, c)) != ES_OK ||

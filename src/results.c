@@ -14,6 +14,7 @@ void es__results_clear(es_results *res) {
     free(res->hits[i].text);
     free(res->hits[i].source_id);
     free(res->hits[i].metadata_json);
+    free(res->hits[i].document_id);
   }
   free(res->hits);
   res->hits = NULL;
@@ -31,13 +32,17 @@ static bool hit_copy(es_hit *d, const es_hit *h) {
   d->text = strdup(h->text);
   d->metadata_json = strdup(h->metadata_json);
   d->source_id = h->source_id ? strdup(h->source_id) : NULL;
-  return d->id && d->text && d->metadata_json && (!h->source_id || d->source_id);
+  d->document_id = h->document_id ? strdup(h->document_id) : NULL;
+  d->chunk_index = h->chunk_index;
+  return d->id && d->text && d->metadata_json && (!h->source_id || d->source_id) &&
+         (!h->document_id || d->document_id);
 }
 
 /* Bytes one hit's strings take. */
 static size_t hit_bytes(const es_hit *h) {
   return strlen(h->id) + strlen(h->text) + strlen(h->metadata_json) + 3 +
-         (h->source_id ? strlen(h->source_id) + 1 : 0);
+         (h->source_id ? strlen(h->source_id) + 1 : 0) +
+         (h->document_id ? strlen(h->document_id) + 1 : 0);
 }
 
 /* A deep copy of r (freed with es_results_free), or NULL when out of

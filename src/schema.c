@@ -37,6 +37,61 @@ static const es__index_def cosine[] = {HNSW("vector_cosine_ops")};
 static const es__index_def l2[] = {HNSW("vector_l2_ops")};
 static const es__index_def ip[] = {HNSW("vector_ip_ops")};
 
+#define CHUNK_HNSW(ops)                                                  \
+  {"chunks_embedding_hnsw_idx", "chunks",                                \
+   "USING hnsw (embedding " ops ") WHERE (embedding IS NOT NULL)",       \
+   "CREATE INDEX chunks_embedding_hnsw_idx ON chunks USING hnsw "        \
+   "(embedding " ops ") WHERE embedding IS NOT NULL", "embedding"}
+
+static const es__index_def chunk_hnsw[] = {CHUNK_HNSW("vector_cosine_ops"),
+                                           CHUNK_HNSW("vector_l2_ops"),
+                                           CHUNK_HNSW("vector_ip_ops")};
+
+const es__index_def *es__chunk_index_def(es_metric metric) {
+  return &chunk_hnsw[(unsigned)metric < 3 ? metric : 0];
+}
+
+es_status es__chunk_index_wanted(es_store *s, es__conn *c, bool *wanted) {
+  /* to_jsonb: a store from before migration 8 has no such column. */
+  PGresult *r = PQexec(c->pg, "SELECT coalesce((to_jsonb(m) ->> 'chunk_index')"
+                              "::bool, false) FROM embstore_meta m");
+  es_status rc = ES_OK;
+  *wanted = false;
+  if (!es__res_ok(r))
+    rc = es__fail_pg(s, c->pg, r, "cannot read whether the store has a chunk "
+                     "index");
+  else if (PQntuples(r) == 1)
+    *wanted = PQgetvalue(r, 0, 0)[0] == 't';
+  PQclear(r);
+  return rc;
+}
+
+es_status es__ensure_chunk_index(es_store *s, es__conn *c, es_metric metric,
+                                 int *created, const es__build_watch *watch) {
+  bool wanted;
+  es_status rc = es__chunk_index_wanted(s, c, &wanted);
+  if (rc != ES_OK || !wanted)
+    return rc;
+  const es__index_def *def = es__chunk_index_def(metric);
+  es__index_state st;
+  char *found = NULL;
+  rc = es__index_lookup(s, c, def, &st, &found);
+  if (rc == ES_OK && st == ES__INDEX_INVALID) {
+    char *q = PQescapeIdentifier(c->pg, found, strlen(found));
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP INDEX %s", q ? q : "\"\"");
+    PQfreemem(q);
+    rc = es__exec(s, c, sql, "cannot drop an invalid index");
+  }
+  free(found);
+  if (rc == ES_OK && st != ES__INDEX_OK) {
+    rc = es__build_hnsw(s, c, def, watch);
+    if (rc == ES_OK && created)
+      (*created)++;
+  }
+  return rc;
+}
+
 /* The index definitions a store of metric needs. */
 const es__index_def *es__required_indexes(es_metric metric, size_t *n) {
   *n = sizeof cosine / sizeof cosine[0];

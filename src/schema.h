@@ -59,6 +59,15 @@ es_status es__ensure_indexes(es_store *store, es__conn *conn, es_metric metric,
 es_status es__build_hnsw(es_store *store, es__conn *conn,
                          const es__index_def *def, const es__build_watch *watch);
 
+/* The chunks' HNSW index of a store of metric (`init --chunk-index`). */
+const es__index_def *es__chunk_index_def(es_metric metric);
+/* Whether the store keeps it (embstore_meta.chunk_index). */
+es_status es__chunk_index_wanted(es_store *s, es__conn *c, bool *wanted);
+/* Builds it, in the caller's transaction, when wanted and missing or
+ * invalid. */
+es_status es__ensure_chunk_index(es_store *s, es__conn *c, es_metric metric,
+                                 int *created, const es__build_watch *watch);
+
 /* What the sizing of a build knows of the server. */
 typedef struct es__build_facts {
   int64_t machine_mb;       /* the server's memory, 0 when unknown (a

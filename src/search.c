@@ -17,31 +17,34 @@
 #include "cache.h"
 #include "internal.h"
 #include "json.h"
+#include "schema.h"
 
 #define MAX_K 1000
 
 enum { F_WORKSPACE = 1, F_SOURCE = 2, F_EXCLUDE = 4, F_EXACT = 8, F_FILTER = 16 };
 #define N_VARIANTS 32
 /* The kinds of statement: es_search_mode's, less AUTO. */
-enum { K_VECTOR = 0, K_TEXT = 1, K_HYBRID = 2, N_KINDS = 3 };
+enum { K_VECTOR = 0, K_TEXT = 1, K_HYBRID = 2, K_CHUNKS = 3, N_KINDS = 4 };
 #define DEFAULT_RRF_K 60
 
 static const char *const operators[] = {"<=>", "<->", "<#>"};
 
-/* The filters of flags as " AND ..." with parameters from $*n on. */
-static void where_clause(char *where, size_t cap, int flags, int *n) {
+/* The filters of flags as " AND ..." on the document columns (named
+ * with prefix t, "" or "e."), with parameters from $*n on. */
+static void where_clause(char *where, size_t cap, int flags, int *n,
+                         const char *t) {
   size_t w = 0;
   where[0] = '\0';
   if (flags & F_WORKSPACE)
     w += (size_t)snprintf(where + w, cap - w,
-                          " AND metadata->>'workspace' = $%d", (*n)++);
+                          " AND %smetadata->>'workspace' = $%d", t, (*n)++);
   if (flags & F_SOURCE)
-    w += (size_t)snprintf(where + w, cap - w, " AND source_id = $%d", (*n)++);
+    w += (size_t)snprintf(where + w, cap - w, " AND %ssource_id = $%d", t, (*n)++);
   if (flags & F_EXCLUDE)
-    w += (size_t)snprintf(where + w, cap - w, " AND id <> $%d", (*n)++);
+    w += (size_t)snprintf(where + w, cap - w, " AND %sid <> $%d", t, (*n)++);
   if (flags & F_FILTER)
-    w += (size_t)snprintf(where + w, cap - w, " AND metadata @> $%d::jsonb",
-                          (*n)++);
+    w += (size_t)snprintf(where + w, cap - w, " AND %smetadata @> $%d::jsonb",
+                          t, (*n)++);
 }
 
 /* Builds the statement of kind for metric and flags into buf; text_oid
@@ -61,14 +64,26 @@ static void build_sql(char *buf, size_t cap, int kind, es_metric metric,
   const char *op = operators[metric];
   int n = kind == K_HYBRID ? 3 : 2;
   char where[256];
-  where_clause(where, sizeof where, flags, &n);
+  where_clause(where, sizeof where, flags, &n, kind == K_CHUNKS ? "e." : "");
   /* "+ 0" hides the ordering from the index: an exact scan. */
   const char *exact = (flags & F_EXACT) ? " + 0" : "";
   char tsv[64], tsq[80];
   snprintf(tsv, sizeof tsv, "to_tsvector('%u'::regconfig, text)", text_oid);
   snprintf(tsq, sizeof tsq, "websearch_to_tsquery('%u'::regconfig, $%d)", text_oid,
            kind == K_HYBRID ? 2 : 1);
-  if (kind == K_VECTOR) {
+  if (kind == K_CHUNKS) {
+    /* Filters apply through the document; the chunk index (partial, on
+     * the chunks that have a vector) orders the scan. */
+    snprintf(buf, cap,
+             "SELECT id, distance, text, source_id, metadata::text, "
+             "document_id, chunk_index FROM (SELECT c.id, c.embedding %s "
+             "$1::vector AS distance, c.text, e.source_id, e.metadata, "
+             "c.document_id, c.chunk_index FROM chunks c JOIN embeddings e ON "
+             "e.id = c.document_id WHERE c.embedding IS NOT NULL%s "
+             "ORDER BY (c.embedding %s $1::vector)%s LIMIT $%d) r "
+             "ORDER BY distance, id",
+             op, where, op, exact, n);
+  } else if (kind == K_VECTOR) {
     snprintf(buf, cap,
              "SELECT id, distance, text, source_id, metadata::text FROM ("
              "SELECT id, embedding %s $1::vector AS distance, text, source_id, "
@@ -148,10 +163,11 @@ static es_status load_like(es_store *s, es__conn *c, search_ctx *sc, int dim) {
   return ES_OK;
 }
 
-/* Copies the rows of r into res (a vector search's 5 columns, or 8). */
+/* Copies the rows of r into res (a vector search's 5 columns, a chunk
+ * search's 7, or 8). */
 static es_status take_rows(es_store *s, PGresult *r, es_results *res) {
   int n = PQntuples(r);
-  bool ranked = PQnfields(r) == 8;
+  bool ranked = PQnfields(r) == 8, chunks = PQnfields(r) == 7;
   es__results_clear(res);
   res->hits = calloc(n > 0 ? (size_t)n : 1, sizeof *res->hits);
   if (res->hits == NULL)
@@ -164,6 +180,9 @@ static es_status take_rows(es_store *s, PGresult *r, es_results *res) {
     h->score = ranked ? es__strtod(PQgetvalue(r, i, 5), NULL) : 0;
     h->vector_rank = ranked ? atoi(PQgetvalue(r, i, 6)) : i + 1;
     h->text_rank = ranked ? atoi(PQgetvalue(r, i, 7)) : 0;
+    h->chunk_index = chunks ? atoi(PQgetvalue(r, i, 6)) : -1;
+    if (chunks && (h->document_id = strdup(PQgetvalue(r, i, 5))) == NULL)
+      return es__fail(s, ES_ENOMEM, "out of memory");
     h->text = strdup(PQgetvalue(r, i, 2));
     h->source_id = PQgetisnull(r, i, 3) ? NULL : strdup(PQgetvalue(r, i, 3));
     h->metadata_json = strdup(PQgetisnull(r, i, 4) ? "{}" : PQgetvalue(r, i, 4));
@@ -186,8 +205,10 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
                              es_metric metric, int dim, int flags) {
   char sql[2048], name[32], limit[16], pool[16], rrf[16], wv[32], wt[32];
   const es_search_params *p = sc->p;
-  int kind = sc->mode == ES_SEARCH_TEXT ? K_TEXT
-             : sc->mode == ES_SEARCH_HYBRID ? K_HYBRID : K_VECTOR;
+  int kind = p->chunks                   ? K_CHUNKS
+             : sc->mode == ES_SEARCH_TEXT   ? K_TEXT
+             : sc->mode == ES_SEARCH_HYBRID ? K_HYBRID
+                                            : K_VECTOR;
   int slot = ES__Q__COUNT + (kind * 3 + (int)metric) * N_VARIANTS + flags;
   assert(slot < ES__STMT_SLOTS);
   build_sql(sql, sizeof sql, kind, metric, flags, s->text_oid);
@@ -210,7 +231,7 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
     fmt[n] = 1;
     v[n++] = vec;
   }
-  if (kind != K_VECTOR)
+  if (kind == K_TEXT || kind == K_HYBRID)
     v[n++] = p->text;
   if (flags & F_WORKSPACE)
     v[n++] = p->workspace;
@@ -250,6 +271,17 @@ static es_status need_text(es_store *s, es__conn *c) {
   return rc;
 }
 
+/* The store's chunk index, for a chunk search. */
+static es_status need_chunk_index(es_store *s, es__conn *c) {
+  bool wanted;
+  es_status rc = es__chunk_index_wanted(s, c, &wanted);
+  if (rc == ES_OK && !wanted)
+    rc = es__fail(s, ES_EINVAL, "this store has no chunk index: add it with "
+                  "`embstore init --dim %d --chunk-index` (it builds an HNSW "
+                  "index on the chunks' vectors), then search --chunks", s->dim);
+  return rc;
+}
+
 /* The search on a pooled connection: the query vector checked (or read
  * from the like document), then the index scan, and an exact scan when a
  * filtered scan found fewer than k rows. */
@@ -259,6 +291,8 @@ static es_status search_op(es_store *s, es__conn *c, void *arg) {
   es_status rc = es__load_shape(s, c);
   if (rc == ES_OK && sc->mode != ES_SEARCH_VECTOR)
     rc = need_text(s, c);
+  if (rc == ES_OK && p->chunks)
+    rc = need_chunk_index(s, c);
   if (rc != ES_OK)
     return rc;
   int dim = s->dim;
@@ -334,6 +368,9 @@ static es_status check_params(es_store *s, const es_search_params *p,
                     "embedding provider; give the text in hybrid or text mode");
   if (mode == ES_SEARCH_HYBRID && !by_text)
     return es__fail(s, ES_EINVAL, "hybrid mode needs a text query too");
+  if (p->chunks && mode != ES_SEARCH_VECTOR)
+    return es__fail(s, ES_EINVAL, "chunks are searched by vector only so far: "
+                    "%s search of chunks is not available", es_search_mode_name(mode));
   if (by_text) {
     if (p->text[0] == '\0')
       return es__fail(s, ES_EINVAL, "the text query is empty");
@@ -361,9 +398,9 @@ static es_status check_params(es_store *s, const es_search_params *p,
 static bool cache_key(const es_search_params *p, const search_ctx *sc,
                       es__buf *key) {
   char head[128];
-  int n = es__snprintf_c(head, sizeof head, "%c%d/%d/%d/%d/%a/%a/",
+  int n = es__snprintf_c(head, sizeof head, "%c%d/%d/%d/%d/%a/%a/%d/",
                          p->vector ? 'v' : 'l', p->k, p->exact, (int)sc->mode,
-                         sc->rrf_k, sc->w_vector, sc->w_text);
+                         sc->rrf_k, sc->w_vector, sc->w_text, p->chunks != 0);
   bool ok = es__buf_append(key, head, (size_t)n);
   const char *parts[5] = {p->workspace, p->source_id, p->like_id,
                           p->filter_json, p->text};

@@ -226,6 +226,22 @@ static es_status structure(es_store *s, es__conn *c, es_stats *st) {
            found ? found : defs[i].name, defs[i].table);
     free(found);
   }
+  bool chunks = false;
+  es_status crc = es__chunk_index_wanted(s, c, &chunks);
+  if (crc != ES_OK)
+    return crc;
+  if (chunks) {
+    es__index_state cst;
+    crc = es__index_lookup(s, c, es__chunk_index_def(metric), &cst, NULL);
+    if (crc != ES_OK)
+      return crc;
+    if (cst != ES__INDEX_OK)
+      fact(st, ES_HEALTH_DEGRADED, "the chunk index chunks_embedding_hnsw_idx "
+           "is %s: chunk searches scan every chunk; %s",
+           cst == ES__INDEX_MISSING ? "missing" : "invalid",
+           es__deferred_load_running(s, c) ? "a load in progress builds it "
+           "when it ends" : "run `embstore migrate` to build it");
+  }
   int text_health;
   char why[400];
   es_status rc = es__text_index_health(s, c, &text_health, why, sizeof why);

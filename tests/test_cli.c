@@ -96,8 +96,8 @@ TEST(cli_init_ingest_search_json_fields_are_stable) {
   static const char *const init_keys[] = {
       "created", "adopted", "migrations_applied", "indexes_created", "dim",
       "metric", "orphaned_chunks", "fk_valid", "fk_validated", "index",
-      "text_config"};
-  assert_keys(j, init_keys, 11);
+      "text_config", "chunk_index"};
+  assert_keys(j, init_keys, 12);
   ASSERT(json_is_true(json_object_get(j, "created")));
   ASSERT_INT_EQ(json_integer_value(json_object_get(j, "dim")), 3);
   json_decref(j);
