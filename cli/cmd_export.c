@@ -90,6 +90,8 @@ static int run(cli *c, int argc, char **argv) {
   }
   free(after);
   es_close(s);
+  if (exit_code == EXIT_OK && (fflush(stdout) != 0 || ferror(stdout)))
+    return EXIT_FAIL; /* cli_finish says why */
   if (exit_code == EXIT_OK)
     fprintf(stderr, "embstore export: %lld documents, %lld chunks%s\n",
             (long long)docs, (long long)chunks,

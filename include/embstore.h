@@ -321,7 +321,7 @@ typedef struct es_init_report {
                                 were recreated and the counts recomputed */
   es_index_build index;      /* the HNSW index build, when this call built
                                 it (an empty store's too) */
-  char text_config[64];      /* the store's text search configuration;
+  char text_config[160];     /* the store's text search configuration;
                                 "" when it has no text search */
   int chunk_index;           /* 1 when the store keeps a chunk index */
 } es_init_report;

@@ -123,6 +123,30 @@ void es__batch_maybe_defer_index(es_batch *b, const es__item *it, size_t n) {
   *es__last_err(b->s) = saved;
 }
 
+/* The text search index after a deferred load, in a transaction of its
+ * own; a failure leaves it to the next migrate (stats reports it) and a
+ * note, never fails the load. */
+static void build_text_index(es_batch *b) {
+  es__err saved = *es__last_err(b->s);
+  es_status rc = es__begin(b->s, b->conn);
+  if (rc == ES_OK)
+    rc = es__no_timeout(b->s, b->conn);
+  if (rc == ES_OK)
+    rc = es__exec(b->s, b->conn, ES__MIGRATE_LOCK, "cannot take the migration lock");
+  if (rc == ES_OK)
+    rc = es__build_text_index(b->s, b->conn, NULL);
+  if (rc == ES_OK)
+    rc = es__commit(b->s, b->conn);
+  if (rc != ES_OK) {
+    size_t len = strlen(b->note);
+    snprintf(b->note + len, sizeof b->note - len, "%sthe text search index was "
+             "not rebuilt (%s): `embstore migrate` builds it", len ? "; " : "",
+             es__last_err(b->s)->msg);
+  }
+  es__rollback(b->conn);
+  *es__last_err(b->s) = saved;
+}
+
 /* Builds the HNSW index after a deferred load, unless another session
  * built it meanwhile, and the text search index; under the migration
  * lock, so two sessions that owe them do not both build them. */
@@ -141,11 +165,11 @@ es_status es__batch_rebuild_index(es_batch *b) {
   if (rc == ES_OK)
     rc = es__ensure_indexes(b->s, b->conn, b->metric, false, &built, &watch);
   if (rc == ES_OK)
-    rc = es__build_text_index(b->s, b->conn, &built);
-  if (rc == ES_OK)
     rc = es__ensure_chunk_index(b->s, b->conn, b->metric, &built, NULL);
   if (rc == ES_OK)
     rc = es__commit(b->s, b->conn);
+  if (rc == ES_OK) /* its own transaction: it can never undo the above */
+    build_text_index(b);
   if (rc != ES_OK) {
     es__explain_lock_wait(b->s, b->conn);
     es__rollback(b->conn);

@@ -154,6 +154,12 @@ void es__metric(es_store *store, const char *operation, double ms, bool ok,
 /* Writes what is buffered now, in the calling thread. */
 void es__metrics_flush_now(es_store *store);
 
+/* Text search: a configuration's name, schema-qualified, fits; documents
+ * are indexed and searched by their first ES__TEXT_CHARS characters (a
+ * tsvector holds at most 1 MB of lexemes). */
+#define ES__TEXT_CONFIG_MAX 160
+#define ES__TEXT_CHARS_S "200000"
+
 /* ---- the store handle ---------------------------------------------------- */
 
 struct es_store {
@@ -172,7 +178,7 @@ struct es_store {
   struct es__cache *cache; /* NULL when disabled */
   bool text_loaded;        /* text_oid and text_config read (text.c) */
   unsigned text_oid;       /* the text search configuration; 0: none */
-  char text_config[64];    /* its name */
+  char text_config[ES__TEXT_CONFIG_MAX]; /* its name */
 };
 
 /* ---- sql.c: statements and execution ------------------------------------ */

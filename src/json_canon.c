@@ -16,13 +16,19 @@
  *     max(0, fraction digits - exponent) digits after the point, no
  *     leading zeros, no sign on zero.
  *
- * Input must be valid JSON (validate.c checked it); anything else returns
+ * Input must be valid JSON (validate.c checked it); anything else, and a
+ * number whose exponent would add more than MAX_PADDING zeros, returns
  * false and the caller falls back. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 #include "json.h"
+
+/* Most zeros a number's exponent may add: beyond, the form is not built
+ * (the caller hashes the text minified instead), so that an 8-byte
+ * 1e131071 cannot cost 128 KiB of canonical text. */
+#define MAX_PADDING 1000
 
 static bool value(es__json *j, es__buf *out, int depth);
 
@@ -98,9 +104,13 @@ static bool number(es__json *j, es__buf *out) {
     es__buf_free(&digits);
     return false;
   }
-  j->p = p;
   long n = (long)digits.len, point = int_digits + exp; /* of the digits */
   long scale = frac_digits - exp > 0 ? frac_digits - exp : 0;
+  if (point - n > MAX_PADDING || scale - frac_digits > MAX_PADDING) {
+    es__buf_free(&digits); /* 1e100000: not worth writing out */
+    return false;
+  }
+  j->p = p;
   bool zero = true;
   for (long i = 0; i < n; i++)
     zero &= digits.data[i] == '0';
@@ -167,7 +177,7 @@ static bool object(es__json *j, es__buf *out, int depth) {
     } while (ok && es__json_eat(j, ','));
   }
   ok = ok && es__json_eat(j, '}');
-  if (ok)
+  if (ok && n > 1)
     qsort(m, n, sizeof *m, by_key);
   ok = ok && put(out, "{", 1);
   bool first = true;

@@ -89,8 +89,7 @@ static es_status list_op(es_store *s, es__conn *c, void *arg) {
   char limit[16];
   snprintf(limit, sizeof limit, "%d", p->limit);
   const char *v[8] = {p->after, limit, p->source_id, p->workspace,
-                      p->filter_json, g->scope,
-                      p->include_chunks || p->include_embedding ? "t" : "f",
+                      p->filter_json, g->scope, p->include_chunks ? "t" : "f",
                       p->include_embedding ? "t" : "f"};
   PGresult *r = PQexecParams(c->pg, list_sql, 8, NULL, v, NULL, NULL, 1);
   if (!es__res_ok(r)) {

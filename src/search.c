@@ -67,8 +67,9 @@ static void build_sql(char *buf, size_t cap, int kind, es_metric metric,
   where_clause(where, sizeof where, flags, &n, kind == K_CHUNKS ? "e." : "");
   /* "+ 0" hides the ordering from the index: an exact scan. */
   const char *exact = (flags & F_EXACT) ? " + 0" : "";
-  char tsv[64], tsq[80];
-  snprintf(tsv, sizeof tsv, "to_tsvector('%u'::regconfig, text)", text_oid);
+  char tsv[96], tsq[80];
+  snprintf(tsv, sizeof tsv, "to_tsvector('%u'::regconfig, left(text, "
+           ES__TEXT_CHARS_S "))", text_oid);
   snprintf(tsq, sizeof tsq, "websearch_to_tsquery('%u'::regconfig, $%d)", text_oid,
            kind == K_HYBRID ? 2 : 1);
   if (kind == K_CHUNKS) {
@@ -124,6 +125,7 @@ static void build_sql(char *buf, size_t cap, int kind, es_metric metric,
 typedef struct search_ctx {
   const es_search_params *p;
   es_search_mode mode; /* resolved: never AUTO */
+  unsigned text_oid;   /* the store's text search configuration */
   int rrf_k;
   double w_vector, w_text;
   const float *vector;
@@ -211,7 +213,7 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
                                             : K_VECTOR;
   int slot = ES__Q__COUNT + (kind * 3 + (int)metric) * N_VARIANTS + flags;
   assert(slot < ES__STMT_SLOTS);
-  build_sql(sql, sizeof sql, kind, metric, flags, s->text_oid);
+  build_sql(sql, sizeof sql, kind, metric, flags, sc->text_oid);
   snprintf(name, sizeof name, "es_search_%d", slot);
   snprintf(limit, sizeof limit, "%d", p->k);
   snprintf(pool, sizeof pool, "%d", pool_of(p->k));
@@ -260,14 +262,40 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
   return rc;
 }
 
-/* The store's text search, for the text and hybrid modes. */
-static es_status need_text(es_store *s, es__conn *c) {
+/* The store's text search configuration, for the text and hybrid modes. */
+static unsigned text_oid(es_store *s) {
+  pthread_mutex_lock(&s->shape_mu);
+  unsigned oid = s->text_oid;
+  pthread_mutex_unlock(&s->shape_mu);
+  return oid;
+}
+
+static es_status need_text(es_store *s, es__conn *c, unsigned *oid) {
   es_status rc = es__load_text(s, c, false);
-  if (rc == ES_OK && s->text_oid == 0) /* migrated since it was read? */
+  if (rc == ES_OK && text_oid(s) == 0) /* migrated since it was read? */
     rc = es__load_text(s, c, true);
-  if (rc == ES_OK && s->text_oid == 0)
+  if (rc == ES_OK && (*oid = text_oid(s)) == 0)
     rc = es__fail(s, ES_EINVAL, "this store has no text search (it was "
                   "initialised with --no-text-search): search by vector");
+  return rc;
+}
+
+/* After a text search found nothing: a query of stop words only (the
+ * configuration drops "the", "a", ...) is an error, not "no results". */
+static es_status check_words(es_store *s, es__conn *c, const search_ctx *sc) {
+  char sql[96];
+  snprintf(sql, sizeof sql, "SELECT numnode(websearch_to_tsquery('%u'::regconfig, "
+           "$1))", sc->text_oid);
+  const char *v[1] = {sc->p->text};
+  PGresult *r = PQexecParams(c->pg, sql, 1, NULL, v, NULL, NULL, 0);
+  es_status rc = ES_OK;
+  if (!es__res_ok(r))
+    rc = es__fail_pg(s, c->pg, r, "search failed");
+  else if (atoi(PQgetvalue(r, 0, 0)) == 0)
+    rc = es__fail(s, ES_EINVAL, "the text query \"%s\" has no word that text "
+                  "search keeps (only stop words or punctuation for this "
+                  "store's configuration)", sc->p->text);
+  PQclear(r);
   return rc;
 }
 
@@ -290,7 +318,7 @@ static es_status search_op(es_store *s, es__conn *c, void *arg) {
   const es_search_params *p = sc->p;
   es_status rc = es__load_shape(s, c);
   if (rc == ES_OK && sc->mode != ES_SEARCH_VECTOR)
-    rc = need_text(s, c);
+    rc = need_text(s, c, &sc->text_oid);
   if (rc == ES_OK && p->chunks)
     rc = need_chunk_index(s, c);
   if (rc != ES_OK)
@@ -324,6 +352,8 @@ static es_status search_op(es_store *s, es__conn *c, void *arg) {
               (p->like_id && !text ? F_EXCLUDE : 0) |
               (p->exact && !text ? F_EXACT : 0) | (p->filter_json ? F_FILTER : 0);
   rc = run_variant(s, c, sc, metric, dim, flags);
+  if (rc == ES_OK && text && sc->res->n == 0)
+    rc = check_words(s, c, sc);
   if (rc == ES_OK && !text && !p->exact &&
       (p->workspace || p->source_id || p->filter_json) &&
       sc->res->n < (size_t)p->k)

@@ -89,7 +89,7 @@ es_status es__set_text_config(es_store *s, es__conn *c, unsigned oid) {
   snprintf(num, sizeof num, "%u", oid);
   const char *v[1] = {oid ? num : NULL};
   PGresult *r = PQexecParams(c->pg, "UPDATE embstore_meta SET text_config = "
-                             "$1::oid::regconfig", 1, NULL, v, NULL, NULL, 0);
+                             "$1::oid::regconfig::text", 1, NULL, v, NULL, NULL, 0);
   es_status rc = ES_OK;
   if (!es__res_ok(r))
     rc = es__fail_pg(s, c->pg, r, "cannot record the text search configuration");
@@ -123,7 +123,7 @@ static es_status build_running(es_store *s, es__conn *c, const char *name,
 static es_status text_index(es_store *s, es__conn *c, unsigned *oid,
                             es__index_state *st, char **found, char *create,
                             size_t cap, bool concurrently) {
-  char name[64];
+  char name[ES__TEXT_CONFIG_MAX];
   *found = NULL;
   es_status rc = read_text(s, c, oid, name, sizeof name);
   if (rc != ES_OK || *oid == 0)
@@ -132,21 +132,21 @@ static es_status text_index(es_store *s, es__conn *c, unsigned *oid,
    * server's own. */
   const char *v[1] = {name};
   PGresult *r = PQexecParams(c->pg, "SELECT format('USING gin (to_tsvector(%L::"
-                             "regconfig, text))', $1::text)",
-                             1, NULL, v, NULL, NULL, 0);
+                             "regconfig, \"left\"(text, " ES__TEXT_CHARS_S
+                             ")))', $1::text)", 1, NULL, v, NULL, NULL, 0);
   if (!es__res_ok(r)) {
     rc = es__fail_pg(s, c->pg, r, "cannot name the text index");
     PQclear(r);
     return rc;
   }
-  char key[200];
+  char key[ES__TEXT_CONFIG_MAX + 100];
   snprintf(key, sizeof key, "%s", PQgetvalue(r, 0, 0));
   PQclear(r);
   /* IF NOT EXISTS: a concurrent init may have started the same build
    * since the lookup; it finishes it. */
   snprintf(create, cap, "CREATE INDEX %sIF NOT EXISTS " TEXT_INDEX
-           " ON embeddings USING gin (to_tsvector('%u'::regconfig, text))",
-           concurrently ? "CONCURRENTLY " : "", *oid);
+           " ON embeddings USING gin (to_tsvector('%u'::regconfig, left(text, "
+           ES__TEXT_CHARS_S ")))", concurrently ? "CONCURRENTLY " : "", *oid);
   es__index_def def = {TEXT_INDEX, "embeddings", key, create, NULL};
   return es__index_lookup(s, c, &def, st, found);
 }
@@ -155,7 +155,7 @@ es_status es__text_index_health(es_store *s, es__conn *c, int *health,
                                 char *why, size_t cap) {
   unsigned oid;
   es__index_state st;
-  char *found = NULL, create[300];
+  char *found = NULL, create[ES__TEXT_CONFIG_MAX + 200];
   *health = 0;
   why[0] = '\0';
   es_status rc = text_index(s, c, &oid, &st, &found, create, sizeof create, true);
@@ -184,12 +184,23 @@ es_status es__text_index_health(es_store *s, es__conn *c, int *health,
 es_status es__build_text_index(es_store *s, es__conn *c, int *created) {
   unsigned oid;
   es__index_state st;
-  char *found = NULL, create[300];
+  char *found = NULL, create[ES__TEXT_CONFIG_MAX + 200];
   es_status rc = text_index(s, c, &oid, &st, &found, create, sizeof create, false);
-  free(found);
+  bool building = false;
   if (rc == ES_OK && oid != 0 && st == ES__INDEX_INVALID)
-    rc = es__exec(s, c, "DROP INDEX " TEXT_INDEX, "cannot drop the invalid "
-                  "text index");
+    rc = build_running(s, c, found, &building);
+  if (rc == ES_OK && building) { /* another session's build finishes it */
+    free(found);
+    return ES_OK;
+  }
+  if (rc == ES_OK && oid != 0 && st == ES__INDEX_INVALID) {
+    char *q = PQescapeIdentifier(c->pg, found, strlen(found));
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP INDEX %s", q ? q : "\"\"");
+    PQfreemem(q);
+    rc = es__exec(s, c, sql, "cannot drop the invalid text index");
+  }
+  free(found);
   if (rc == ES_OK && oid != 0 && st != ES__INDEX_OK) {
     rc = es__exec(s, c, create, "cannot build the text search index");
     if (rc == ES_OK && created)
@@ -201,10 +212,11 @@ es_status es__build_text_index(es_store *s, es__conn *c, int *created) {
 es_status es__ensure_text_index(es_store *s, es__conn *c, int *created) {
   unsigned oid;
   es__index_state st;
-  char *found = NULL, create[300];
+  char *found = NULL, create[ES__TEXT_CONFIG_MAX + 200];
   es_status rc = text_index(s, c, &oid, &st, &found, create, sizeof create, true);
-  if (rc != ES_OK || oid == 0 || st == ES__INDEX_OK) {
-    free(found);
+  if (rc != ES_OK || oid == 0 || st == ES__INDEX_OK ||
+      (st == ES__INDEX_MISSING && es__deferred_load_running(s, c))) {
+    free(found); /* a load that deferred it builds it when it ends */
     return rc;
   }
   if (st == ES__INDEX_INVALID) {
@@ -218,8 +230,10 @@ es_status es__ensure_text_index(es_store *s, es__conn *c, int *created) {
       return rc;
     }
   }
-  rc = es__exec(s, c, "SET statement_timeout = 0", "cannot lift the statement "
-                "timeout");
+  /* The build waits for older transactions: lock waits, which must not
+   * time out either. */
+  rc = es__exec(s, c, "SET statement_timeout = 0; SET lock_timeout = 0",
+                "cannot lift the statement timeout");
   if (rc == ES_OK && st == ES__INDEX_INVALID) {
     /* Left by an interrupted build: replaced, never used as it is. */
     char *q = PQescapeIdentifier(c->pg, found, strlen(found));
@@ -233,6 +247,6 @@ es_status es__ensure_text_index(es_store *s, es__conn *c, int *created) {
     rc = es__exec(s, c, create, "cannot build the text search index");
   if (rc == ES_OK && created)
     (*created)++;
-  PQclear(PQexec(c->pg, "RESET statement_timeout"));
+  PQclear(PQexec(c->pg, "RESET statement_timeout; RESET lock_timeout"));
   return rc;
 }

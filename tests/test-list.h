@@ -134,6 +134,7 @@
   X(the_text_search_configuration_is_chosen_at_init_and_kept, DB)            \
   X(an_interrupted_text_index_build_is_replaced_by_the_next_migrate, DB)     \
   X(the_text_index_of_an_existing_store_builds_while_writes_go_on, DB)      \
+  X(a_text_longer_than_a_tsvector_holds_is_indexed_by_its_first_characters, DB) \
   /* chunk-level search */                                                 \
   X(chunk_search_returns_the_nearest_chunks_filtered_through_their_documents, DB) \
   X(chunk_search_without_the_chunk_index_says_how_to_add_it, DB)            \

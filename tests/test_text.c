@@ -112,7 +112,12 @@ TEST(text_search_ranks_as_postgresql_does_with_web_search_syntax) {
   /* The index the statement's expression matches. */
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM pg_indexes WHERE indexname = "
                        "'embeddings_text_idx' AND indexdef LIKE '%gin (to_tsvector("
-                       "''english''::regconfig, text))'"), 1);
+                       "''english''::regconfig, \"left\"(text, 200000)))'"), 1);
+  /* Stop words only: an error that says so, not an empty answer. */
+  p.text = "the and";
+  p.filter_json = NULL;
+  ASSERT_INT_EQ(es_search(s, &p, &r), ES_EINVAL);
+  ASSERT_CONTAINS(es_errmsg(s), "has no word that text search keeps");
   es_close(s);
 }
 
@@ -383,5 +388,33 @@ TEST(the_text_index_of_an_existing_store_builds_while_writes_go_on) {
     found |= strcmp(r->hits[i].id, "during") == 0;
   ASSERT(found);
   es_results_free(r);
+  es_close(s);
+}
+
+TEST(a_text_longer_than_a_tsvector_holds_is_indexed_by_its_first_characters) {
+  es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
+  /* 2.4 MB of distinct tokens: to_tsvector of all of it is over the 1 MB
+   * a tsvector may hold, an error that would fail the ingest. */
+  size_t n = 300000, cap = n * 9 + 64, len = 0;
+  char *text = malloc(cap);
+  for (size_t i = 0; i < n; i++)
+    len += (size_t)snprintf(text + len, cap - len, "w%06zx ", i);
+  float v[DIM] = {1, 0, 0, 0};
+  es_doc d = {.id = "long", .text = text, .embedding = v, .dim = DIM};
+  ASSERT_OK(s, es_upsert(s, &d, NULL));
+  es_search_params p;
+  es_search_params_init(&p);
+  p.text = "w000010"; /* among the first 200,000 characters */
+  es_results *r = NULL;
+  ASSERT_OK(s, es_search(s, &p, &r));
+  ASSERT_INT_EQ((long long)r->n, 1);
+  es_results_free(r);
+  p.text = "w03a980"; /* token 240,000: past them */
+  ASSERT_OK(s, es_search(s, &p, &r));
+  ASSERT_INT_EQ((long long)r->n, 0);
+  es_results_free(r);
+  ASSERT_INT_EQ(th_int("SELECT length(text) FROM embeddings WHERE id = 'long'"),
+                (long long)len); /* stored whole */
+  free(text);
   es_close(s);
 }
