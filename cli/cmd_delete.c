@@ -8,7 +8,7 @@
 static const char usage[] =
     "usage: embstore delete (--source S [--filter JSON] | --filter JSON |\n"
     "                        --id ID [--id ID]...) [--workspace W]\n"
-    "                       [--no-cascade] [--dry-run] [--json]\n"
+    "                       [--no-cascade] [--dry-run] [--all] [--json]\n"
     "\n"
     "Deletes every document of source S, or every document whose metadata\n"
     "matches the filter, or the documents ID, and all their chunks, in one\n"
@@ -17,7 +17,8 @@ static const char usage[] =
     "  --source S      the source to delete\n"
     "  --filter JSON   only documents whose metadata contains this object\n"
     "                  ('{\"lang\":\"en\"}'); alone, of every source ('{}':\n"
-    "                  every document)\n"
+    "                  every document, which also needs --all)\n"
+    "  --all           confirm a filter that matches every document ({})\n"
     "  --id ID         a document to delete (repeatable; an id given twice\n"
     "                  counts once)\n"
     "  --workspace W   only documents whose metadata.workspace is W (with --id,\n"
@@ -127,6 +128,15 @@ static void report_source(cli *c, const es_delete_result *r, const char *source,
   fputc('\n', stdout);
 }
 
+/* Whether filter (a valid JSON object) is {} with any spacing. */
+static bool matches_all(const char *filter) {
+  for (const char *p = filter; *p; p++)
+    if (*p != '{' && *p != '}' && *p != ' ' && *p != '\t' && *p != '\n' &&
+        *p != '\r')
+      return false;
+  return true;
+}
+
 static int run(cli *c, int argc, char **argv) {
   static const struct option lo[] = {
       {"source", required_argument, NULL, 's'},
@@ -135,9 +145,11 @@ static int run(cli *c, int argc, char **argv) {
       {"no-cascade", no_argument, NULL, 'n'},
       {"dry-run", no_argument, NULL, 'd'},
       {"filter", required_argument, NULL, 'f'},
+      {"all", no_argument, NULL, 'a'},
       CLI_COMMON_LONGOPTS,
       {0, 0, 0, 0}};
   const char *source = NULL;
+  bool all = false;
   id_list ids = {0};
   es_delete_options o;
   int code, opt;
@@ -153,6 +165,7 @@ static int run(cli *c, int argc, char **argv) {
     case 'n': o.no_cascade = 1; break;
     case 'd': o.dry_run = 1; break;
     case 'f': o.filter_json = optarg; break;
+    case 'a': all = true; break;
     case 'i':
       if (optarg[0] == '\0') {
         free(ids.v);
@@ -174,6 +187,9 @@ static int run(cli *c, int argc, char **argv) {
             : source != NULL && source[0] == '\0'
                 ? cli_usage(c, "--source needs a non-empty source id")
             : !cli_check_filter(c, o.filter_json) ? EXIT_USAGE
+            : source == NULL && o.filter_json && matches_all(o.filter_json) && !all
+                ? cli_usage(c, "--filter '%s' matches every document: add --all "
+                            "to delete them all", o.filter_json)
                 : EXIT_OK;
   if (bad != EXIT_OK) {
     free(ids.v);

@@ -138,7 +138,7 @@ static void delete_scoped(request *rq, const char *source, const char *filter,
 
 void h_delete_filter(request *rq) {
   static const char *const known[] = {"filter", "workspace", "source",
-                                      "cascade", "dry_run", NULL};
+                                      "cascade", "dry_run", "all", NULL};
   json_t *j = body_object(rq);
   if (j == NULL)
     return;
@@ -149,11 +149,18 @@ void h_delete_filter(request *rq) {
   const char *source = ok ? body_string(rq, j, "source", &ok) : NULL;
   o.no_cascade = ok && !body_bool(rq, j, "cascade", true, &ok);
   o.dry_run = ok && body_bool(rq, j, "dry_run", false, &ok);
+  bool all = ok && body_bool(rq, j, "all", false, &ok);
   char *filter = ok ? body_object_text(rq, j, "filter", &ok) : NULL;
   if (ok && filter == NULL) {
     reply_error(rq, 400, "ES_EINVAL", "field \"filter\" is required: a JSON "
                 "object the documents' metadata contains ({} for every "
                 "document)");
+    ok = false;
+  }
+  if (ok && source == NULL && json_object_size(json_object_get(j, "filter")) == 0 &&
+      !all) {
+    reply_error(rq, 400, "ES_EINVAL", "a filter of {} matches every document: "
+                "add \"all\": true to delete them all");
     ok = false;
   }
   if (ok && source && source[0] == '\0') {

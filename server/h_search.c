@@ -46,7 +46,8 @@ void h_search(request *rq) {
     if (!json_is_array(w) || json_array_size(w) != 2 || !json_is_number(wv) ||
         !json_is_number(wt) || json_number_value(wv) < 0 ||
         json_number_value(wt) < 0 ||
-        json_number_value(wv) + json_number_value(wt) <= 0) {
+        json_number_value(wv) + json_number_value(wt) <= 0 ||
+        json_number_value(wv) > 1e300 || json_number_value(wt) > 1e300) {
       reply_error(rq, 400, "ES_EINVAL", "field \"weights\" must be [V, T]: two "
                   "numbers >= 0, not both 0");
       ok = false;

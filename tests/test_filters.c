@@ -442,4 +442,18 @@ TEST(cli_list_pages_with_after_and_deletes_by_filter_as_the_library_counts) {
   ASSERT_STR_EQ(p.out, "deleted 12 documents and 24 chunks matching the filter\n");
   th_proc_free(&p);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 13);
+  /* {} matches every document: only with --all. */
+  const char *argv6[] = {"--db", th_conninfo(), "delete", "--filter", "{ }", NULL};
+  p = th_cli(NULL, argv6);
+  ASSERT_INT_EQ(p.status, 1);
+  ASSERT_CONTAINS(p.err, "matches every document: add --all");
+  th_proc_free(&p);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 13);
+  const char *argv7[] = {"--db", th_conninfo(), "delete", "--filter", "{}", "--all",
+                         "--json", NULL};
+  p = th_cli(NULL, argv7);
+  ASSERT_INT_EQ(p.status, 0);
+  ASSERT_STR_EQ(p.out, "{\"deleted\":13,\"chunks_removed\":26,\"dry_run\":false}\n");
+  th_proc_free(&p);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 0);
 }

@@ -640,7 +640,11 @@ TEST(serve_lists_filters_and_deletes_by_filter_as_the_tool_does) {
   free(got);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings WHERE id = 'e2'"), 1);
   free(body_of(&s, "POST", "/v1/delete", TENANT,
-               "{\"filter\":{},\"workspace\":\"w2\"}", 403));
+               "{\"filter\":{},\"all\":true,\"workspace\":\"w2\"}", 403));
+  got = body_of(&s, "POST", "/v1/delete", ADMIN, "{\"filter\":{ }}", 400);
+  ASSERT_CONTAINS(got, "matches every document");
+  free(got);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 3);
   got = body_of(&s, "POST", "/v1/delete", ADMIN, "{\"dry_run\":true}", 400);
   ASSERT_CONTAINS(got, "\\\"filter\\\" is required");
   free(got);
