@@ -35,6 +35,20 @@ static const char init_usage[] =
     "\"fk_validated\",\"index\":{...},\"text_config\",\"chunk_index\"} (index: as\n"
     "ingest --json says; text_config null without text search).\n";
 
+/* The members init --json and migrate --json share, after their own. */
+static void json_tail(jw *w, const es_init_report *r) {
+  jw_key(w, "fk_valid");
+  jw_bool(w, r->fk_valid);
+  jw_key(w, "fk_validated");
+  jw_bool(w, r->fk_validated);
+  jw_key(w, "index");
+  render_index(w, &r->index);
+  jw_key(w, "text_config");
+  jw_str(w, r->text_config[0] ? r->text_config : NULL);
+  jw_key(w, "chunk_index");
+  jw_bool(w, r->chunk_index);
+}
+
 /* Prints what es_init() did. */
 static void print_init(cli *c, const es_init_report *r) {
   if (c->json) {
@@ -55,16 +69,7 @@ static void print_init(cli *c, const es_init_report *r) {
     jw_str(&w, es_metric_name(r->metric));
     jw_key(&w, "orphaned_chunks");
     jw_int(&w, r->orphaned_chunks);
-    jw_key(&w, "fk_valid");
-    jw_bool(&w, r->fk_valid);
-    jw_key(&w, "fk_validated");
-    jw_bool(&w, r->fk_validated);
-    jw_key(&w, "index");
-    render_index(&w, &r->index);
-    jw_key(&w, "text_config");
-    jw_str(&w, r->text_config[0] ? r->text_config : NULL);
-    jw_key(&w, "chunk_index");
-    jw_bool(&w, r->chunk_index);
+    json_tail(&w, r);
     jw_obj_end(&w);
     jw_done(&w);
     return;
@@ -225,16 +230,7 @@ static int run_migrate(cli *c, int argc, char **argv) {
       jw_int(&w, r->migrations_applied);
       jw_key(&w, "indexes_created");
       jw_int(&w, r->indexes_created);
-      jw_key(&w, "fk_valid");
-      jw_bool(&w, r->fk_valid);
-      jw_key(&w, "fk_validated");
-      jw_bool(&w, r->fk_validated);
-      jw_key(&w, "index");
-      render_index(&w, &r->index);
-      jw_key(&w, "text_config");
-      jw_str(&w, r->text_config[0] ? r->text_config : NULL);
-      jw_key(&w, "chunk_index");
-      jw_bool(&w, r->chunk_index);
+      json_tail(&w, r);
       jw_obj_end(&w);
       jw_done(&w);
     } else {

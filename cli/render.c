@@ -281,6 +281,33 @@ static void json_vector(jw *w, const float *v, size_t dim) {
   jw_arr_end(w);
 }
 
+/* "chunks":[{"id",("chunk_index",)"text","metadata"(,"embedding")}]. */
+static void chunk_list(jw *w, const es_document *d, bool with_index,
+                       bool embedding) {
+  jw_key(w, "chunks");
+  jw_arr(w);
+  for (size_t i = 0; i < d->n_chunks; i++) {
+    const es_document_chunk *ch = &d->chunks[i];
+    jw_obj(w);
+    jw_key(w, "id");
+    jw_str(w, ch->id);
+    if (with_index) {
+      jw_key(w, "chunk_index");
+      jw_int(w, ch->chunk_index);
+    }
+    jw_key(w, "text");
+    jw_str(w, ch->text);
+    jw_key(w, "metadata");
+    jw_raw(w, ch->metadata_json);
+    if (embedding) {
+      jw_key(w, "embedding");
+      json_vector(w, ch->embedding, ch->dim);
+    }
+    jw_obj_end(w);
+  }
+  jw_arr_end(w);
+}
+
 /* A document's members; its chunks too when chunks. */
 static void document(jw *w, const es_document *d, bool chunks, bool embedding) {
   char t[48];
@@ -307,26 +334,7 @@ static void document(jw *w, const es_document *d, bool chunks, bool embedding) {
     jw_obj_end(w);
     return;
   }
-  jw_key(w, "chunks");
-  jw_arr(w);
-  for (size_t i = 0; i < d->n_chunks; i++) {
-    const es_document_chunk *ch = &d->chunks[i];
-    jw_obj(w);
-    jw_key(w, "id");
-    jw_str(w, ch->id);
-    jw_key(w, "chunk_index");
-    jw_int(w, ch->chunk_index);
-    jw_key(w, "text");
-    jw_str(w, ch->text);
-    jw_key(w, "metadata");
-    jw_raw(w, ch->metadata_json);
-    if (embedding) {
-      jw_key(w, "embedding");
-      json_vector(w, ch->embedding, ch->dim);
-    }
-    jw_obj_end(w);
-  }
-  jw_arr_end(w);
+  chunk_list(w, d, true, embedding);
   jw_obj_end(w);
 }
 
@@ -365,24 +373,7 @@ void render_export(jw *w, const es_document *d, bool embedding) {
     jw_obj_end(w);
     return;
   }
-  jw_key(w, "chunks");
-  jw_arr(w);
-  for (size_t i = 0; i < d->n_chunks; i++) {
-    const es_document_chunk *ch = &d->chunks[i];
-    jw_obj(w);
-    jw_key(w, "id");
-    jw_str(w, ch->id);
-    jw_key(w, "text");
-    jw_str(w, ch->text);
-    if (embedding) {
-      jw_key(w, "embedding");
-      json_vector(w, ch->embedding, ch->dim);
-    }
-    jw_key(w, "metadata");
-    jw_raw(w, ch->metadata_json);
-    jw_obj_end(w);
-  }
-  jw_arr_end(w);
+  chunk_list(w, d, false, embedding); /* chunk i gets chunk_index i */
   jw_obj_end(w);
 }
 

@@ -43,7 +43,7 @@ void render_document_list(jw *w, const es_document_list *l, bool chunks,
                           bool embedding);
 /* One document in the ingest format (one line of `embstore export`, of
  * GET /v1/export): {"id","text","embedding" (only when embedding),
- * "metadata","source_id","chunks":[{"id","text","embedding","metadata"}]},
+ * "metadata","source_id","chunks":[{"id","text","metadata","embedding"}]},
  * chunks in their order, so ingesting it writes the same document;
  * "chunks" left out when it was written without them (chunk_set 0, none
  * stored), so that its copy has no chunk set recorded either. */
