@@ -350,6 +350,7 @@ TEST(listing_by_pages_visits_every_document_once_while_documents_are_inserted) {
       break;
     }
     ASSERT_INT_EQ((long long)l->n, p.limit);
+    free((char *)p.after);
     p.after = strdup(l->next_after);
     es_document_list_free(l);
   }
