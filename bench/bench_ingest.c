@@ -27,7 +27,12 @@
  *   bench/run ingest [--docs N] [--dim D] [--chunks C] [--out FILE]
  *                    [--server default|embedded|both] [--layout btree|hnsw|both]
  *                    [--rounds N] [--index-settings MEM:WORKERS,...]
- *                    [--no-naive] [--no-row-by-row] [--log-ms N] [--keep]
+ *                    [--no-naive] [--no-row-by-row] [--no-text-search]
+ *                    [--log-ms N] [--keep]
+ *
+ * --no-text-search: every store made without its text search index
+ * (`init --no-text-search`), its sections so titled: what keeping text
+ * search costs a load is the difference with a run without it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -122,6 +127,9 @@ static void keep_without_index(const char *name, const char *ci) {
 
 /* A fresh database with an initialised store; with_hnsw false drops the
  * vector index (the layout for comparing the write paths alone). */
+/* --no-text-search: stores without the text search index. */
+static bool no_text_search;
+
 static void fresh_db(const char *name, size_t dim, bool with_hnsw, char *ci,
                      size_t cap) {
   char sql[256];
@@ -132,7 +140,11 @@ static void fresh_db(const char *name, size_t dim, bool with_hnsw, char *ci,
   admin_exec(sql);
   snprintf(ci, cap, "%s dbname=%s", admin_ci, name);
   es_store *s = NULL;
-  if (es_open(ci, &s) != ES_OK || es_init(s, (int)dim, ES_METRIC_COSINE, NULL) != ES_OK)
+  es_init_options io;
+  es_init_options_init(&io);
+  io.dim = (int)dim;
+  io.no_text_search = no_text_search;
+  if (es_open(ci, &s) != ES_OK || es_init_with(s, &io, NULL) != ES_OK)
     bench_die("init %s: %s", name, es_errmsg(s));
   es_close(s);
   PGconn *pg = PQconnectdb(ci);
@@ -626,8 +638,8 @@ static void write_report(const char *path, const char *cmd, const corpus *c,
   FILE *f = rep.f;
   const char *opts = getenv("EMBSTORE_PG_OPTIONS");
   char section[160];
-  snprintf(section, sizeof section, "%s, %s layout", info->section,
-           hnsw ? "HNSW" : "btree");
+  snprintf(section, sizeof section, "%s, %s layout%s", info->section,
+           hnsw ? "HNSW" : "btree", no_text_search ? ", without text search" : "");
   fprintf(f, "## %s\n\n"
              "Produced by `%s` on %s (%ld cores; %s).\n",
           section, cmd, rep.when, sysconf(_SC_NPROCESSORS_ONLN), info->versions);
@@ -904,13 +916,16 @@ int main(int argc, char **argv) {
       p.naive = false;
     else if (!strcmp(a, "--no-row-by-row"))
       p.row_by_row = false;
+    else if (!strcmp(a, "--no-text-search"))
+      no_text_search = true;
     else if (!strcmp(a, "--keep"))
       keep = true;
     else
       bench_die("usage: bench/ingest [--docs N] [--dim D] [--chunks C] [--out FILE] "
           "[--cli PATH] [--server default|embedded|both] [--layout "
           "btree|hnsw|both] [--rounds N] [--index-settings MEM:WORKERS,...] "
-          "[--no-naive] [--no-row-by-row] [--log-ms N] [--keep]");
+          "[--no-naive] [--no-row-by-row] [--no-text-search] [--log-ms N] "
+          "[--keep]");
     for (int k = first; k <= i && strcmp(a, "--cli") != 0; k++) {
       size_t len = strlen(cmd); /* --cli names a path of this machine: left out */
       snprintf(cmd + len, sizeof cmd - len, " %s", argv[k]);
