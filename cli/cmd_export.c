@@ -24,7 +24,9 @@ static const char usage[] =
     "                  ingested as it is: every document needs its vector)\n"
     "\n"
     "Pages of 500 documents are read one after another, each in one snapshot;\n"
-    "what is written meanwhile shows in the pages not yet read.  A summary\n"
+    "what is written meanwhile shows in the pages not yet read (stop the\n"
+    "writers for a copy of one moment).  created_at and updated_at are not\n"
+    "part of the ingest format: a copy's are its own.  A summary\n"
     "goes to stderr.  The output is JSON with or without --json, which only\n"
     "makes errors JSON objects too.\n";
 
