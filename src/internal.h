@@ -179,6 +179,8 @@ struct es_store {
   bool text_loaded;        /* text_oid and text_config read (text.c) */
   unsigned text_oid;       /* the text search configuration; 0: none */
   char text_config[ES__TEXT_CONFIG_MAX]; /* its name */
+  bool chunk_index_seen;   /* the store keeps a chunk index (once set, for
+                              good: nothing removes one) */
 };
 
 /* ---- sql.c: statements and execution ------------------------------------ */

@@ -473,6 +473,7 @@ es_status es_init_with(es_store *s, const es_init_options *o,
   pthread_mutex_lock(&s->shape_mu);
   s->dim = 0; /* read the shape afresh */
   s->text_loaded = false;
+  s->chunk_index_seen = false;
   pthread_mutex_unlock(&s->shape_mu);
   if (rc == ES_OK && report)
     *report = rep;
@@ -531,6 +532,7 @@ static es_status migrate(es_store *s, es_init_report *rep) {
   pthread_mutex_lock(&s->shape_mu);
   s->dim = 0; /* read the shape afresh */
   s->text_loaded = false;
+  s->chunk_index_seen = false;
   pthread_mutex_unlock(&s->shape_mu);
   return rc;
 }

@@ -37,6 +37,40 @@ static const es__index_def cosine[] = {HNSW("vector_cosine_ops")};
 static const es__index_def l2[] = {HNSW("vector_l2_ops")};
 static const es__index_def ip[] = {HNSW("vector_ip_ops")};
 
+es_status es__drop_index(es_store *s, es__conn *c, const char *name,
+                         bool concurrently, const char *what) {
+  char *q = PQescapeIdentifier(c->pg, name, strlen(name));
+  char sql[256];
+  snprintf(sql, sizeof sql, "DROP INDEX %s%s", concurrently ? "CONCURRENTLY " : "",
+           q ? q : "\"\"");
+  PQfreemem(q);
+  return es__exec(s, c, sql, what);
+}
+
+/* Creates def's index when it is missing; replaces an invalid one (left
+ * by a failed CREATE INDEX CONCURRENTLY: unusable).  HNSW indexes get a
+ * build of their own (index_build.c). */
+static es_status ensure_one(es_store *s, es__conn *c, const es__index_def *def,
+                            int *created, const es__build_watch *watch) {
+  es__index_state st;
+  char *found = NULL;
+  es_status rc = es__index_lookup(s, c, def, &st, &found);
+  if (rc == ES_OK && st == ES__INDEX_INVALID) {
+    rc = es__drop_index(s, c, found, false, "cannot drop an invalid index");
+    st = ES__INDEX_MISSING;
+  }
+  free(found);
+  if (rc == ES_OK && st == ES__INDEX_MISSING) {
+    char what[128];
+    snprintf(what, sizeof what, "cannot create index %s", def->name);
+    rc = es__index_is_hnsw(def) ? es__build_hnsw(s, c, def, watch)
+                                : es__exec(s, c, def->create, what);
+    if (rc == ES_OK && created)
+      (*created)++;
+  }
+  return rc;
+}
+
 #define CHUNK_HNSW(ops)                                                  \
   {"chunks_embedding_hnsw_idx", "chunks",                                \
    "USING hnsw (embedding " ops ") WHERE (embedding IS NOT NULL)",       \
@@ -72,24 +106,7 @@ es_status es__ensure_chunk_index(es_store *s, es__conn *c, es_metric metric,
   es_status rc = es__chunk_index_wanted(s, c, &wanted);
   if (rc != ES_OK || !wanted)
     return rc;
-  const es__index_def *def = es__chunk_index_def(metric);
-  es__index_state st;
-  char *found = NULL;
-  rc = es__index_lookup(s, c, def, &st, &found);
-  if (rc == ES_OK && st == ES__INDEX_INVALID) {
-    char *q = PQescapeIdentifier(c->pg, found, strlen(found));
-    char sql[256];
-    snprintf(sql, sizeof sql, "DROP INDEX %s", q ? q : "\"\"");
-    PQfreemem(q);
-    rc = es__exec(s, c, sql, "cannot drop an invalid index");
-  }
-  free(found);
-  if (rc == ES_OK && st != ES__INDEX_OK) {
-    rc = es__build_hnsw(s, c, def, watch);
-    if (rc == ES_OK && created)
-      (*created)++;
-  }
-  return rc;
+  return ensure_one(s, c, es__chunk_index_def(metric), created, watch);
 }
 
 /* The index definitions a store of metric needs. */
@@ -115,29 +132,7 @@ es_status es__ensure_indexes(es_store *s, es__conn *c, es_metric metric,
   for (size_t i = 0; i < n; i++) {
     if (skip_hnsw && es__index_is_hnsw(&defs[i]))
       continue;
-    es__index_state st;
-    char *found = NULL;
-    es_status rc = es__index_lookup(s, c, &defs[i], &st, &found);
-    if (rc != ES_OK)
-      return rc;
-    if (st == ES__INDEX_INVALID) {
-      /* Left by a failed CREATE INDEX CONCURRENTLY: unusable, rebuild. */
-      char *q = PQescapeIdentifier(c->pg, found, strlen(found));
-      char sql[256];
-      snprintf(sql, sizeof sql, "DROP INDEX %s", q ? q : "\"\"");
-      PQfreemem(q);
-      rc = es__exec(s, c, sql, "cannot drop an invalid index");
-      st = ES__INDEX_MISSING;
-    }
-    free(found);
-    if (rc == ES_OK && st == ES__INDEX_MISSING) {
-      char what[128];
-      snprintf(what, sizeof what, "cannot create index %s", defs[i].name);
-      rc = es__index_is_hnsw(&defs[i]) ? es__build_hnsw(s, c, &defs[i], watch)
-                                       : es__exec(s, c, defs[i].create, what);
-      if (rc == ES_OK && created)
-        (*created)++;
-    }
+    es_status rc = ensure_one(s, c, &defs[i], created, watch);
     if (rc != ES_OK)
       return rc;
   }

@@ -59,6 +59,10 @@ es_status es__ensure_indexes(es_store *store, es__conn *conn, es_metric metric,
 es_status es__build_hnsw(es_store *store, es__conn *conn,
                          const es__index_def *def, const es__build_watch *watch);
 
+/* DROP INDEX [CONCURRENTLY] of the index name (quoted here); what names
+ * the failure. */
+es_status es__drop_index(es_store *s, es__conn *c, const char *name,
+                         bool concurrently, const char *what);
 /* The chunks' HNSW index of a store of metric (`init --chunk-index`). */
 const es__index_def *es__chunk_index_def(es_metric metric);
 /* Whether the store keeps it (embstore_meta.chunk_index). */

@@ -299,10 +299,20 @@ static es_status check_words(es_store *s, es__conn *c, const search_ctx *sc) {
   return rc;
 }
 
-/* The store's chunk index, for a chunk search. */
+/* The store's chunk index, for a chunk search: asked of the database
+ * until it is there, then remembered (it is never removed). */
 static es_status need_chunk_index(es_store *s, es__conn *c) {
-  bool wanted;
+  pthread_mutex_lock(&s->shape_mu);
+  bool wanted = s->chunk_index_seen;
+  pthread_mutex_unlock(&s->shape_mu);
+  if (wanted)
+    return ES_OK;
   es_status rc = es__chunk_index_wanted(s, c, &wanted);
+  if (rc == ES_OK && wanted) {
+    pthread_mutex_lock(&s->shape_mu);
+    s->chunk_index_seen = true;
+    pthread_mutex_unlock(&s->shape_mu);
+  }
   if (rc == ES_OK && !wanted)
     rc = es__fail(s, ES_EINVAL, "this store has no chunk index: add it with "
                   "`embstore init --dim %d --chunk-index` (it builds an HNSW "

@@ -193,13 +193,8 @@ es_status es__build_text_index(es_store *s, es__conn *c, int *created) {
     free(found);
     return ES_OK;
   }
-  if (rc == ES_OK && oid != 0 && st == ES__INDEX_INVALID) {
-    char *q = PQescapeIdentifier(c->pg, found, strlen(found));
-    char sql[256];
-    snprintf(sql, sizeof sql, "DROP INDEX %s", q ? q : "\"\"");
-    PQfreemem(q);
-    rc = es__exec(s, c, sql, "cannot drop the invalid text index");
-  }
+  if (rc == ES_OK && oid != 0 && st == ES__INDEX_INVALID)
+    rc = es__drop_index(s, c, found, false, "cannot drop the invalid text index");
   free(found);
   if (rc == ES_OK && oid != 0 && st != ES__INDEX_OK) {
     rc = es__exec(s, c, create, "cannot build the text search index");
@@ -234,14 +229,8 @@ es_status es__ensure_text_index(es_store *s, es__conn *c, int *created) {
    * time out either. */
   rc = es__exec(s, c, "SET statement_timeout = 0; SET lock_timeout = 0",
                 "cannot lift the statement timeout");
-  if (rc == ES_OK && st == ES__INDEX_INVALID) {
-    /* Left by an interrupted build: replaced, never used as it is. */
-    char *q = PQescapeIdentifier(c->pg, found, strlen(found));
-    char sql[256];
-    snprintf(sql, sizeof sql, "DROP INDEX CONCURRENTLY %s", q ? q : "\"\"");
-    PQfreemem(q);
-    rc = es__exec(s, c, sql, "cannot drop the invalid text index");
-  }
+  if (rc == ES_OK && st == ES__INDEX_INVALID) /* an interrupted build's */
+    rc = es__drop_index(s, c, found, true, "cannot drop the invalid text index");
   free(found);
   if (rc == ES_OK)
     rc = es__exec(s, c, create, "cannot build the text search index");
