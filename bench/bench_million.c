@@ -2,13 +2,15 @@
  * whole process, and what the store's manage operations cost afterwards:
  *
  *   bench/run million [--docs N] [--sample N] [--dim D] [--chunks C]
- *                     [--server embedded|default] [--out FILE] [--keep]
+ *                     [--server embedded|default] [--index-memory MB]
+ *                     [--out FILE] [--keep]
  *
  * Loads --sample documents (default 100,000) and then --docs (default
  * 1,000,000), each into a fresh store, through `embstore --db CONNINFO
  * ingest - --defer-index always`, its input streamed through a pipe by a
  * generator process (corpus_stream_jsonl: 1,000,000 documents with 4
- * chunks are about 22 GB of JSON, not written to disk).  A pipe has no
+ * chunks are about 22 GB of JSON, not written to disk); --index-memory
+ * is passed to the CLI as it is.  A pipe has no
  * size to estimate the load from, so --defer-index always says what
  * `auto` says for a file of that size.  Measures the wall time, the CLI's
  * CPU time and peak resident set (wait4, as tests/harness.c does): the
@@ -57,6 +59,7 @@
 static es_cluster *cluster;
 static plainpg plain;
 static char root[64], admin_ci[1024];
+static const char *index_memory; /* --index-memory MB for the CLI, or NULL */
 static PGconn *admin;
 
 /* What giving up stops first. */
@@ -192,8 +195,12 @@ static void run_load(const char *bin, const char *db, size_t docs, size_t dim,
     dup2(fd, 2);
     close(fds[0]);
     close(fds[1]);
-    execl(bin, bin, "--db", ci, "ingest", "-", "--defer-index", "always",
-          (char *)NULL);
+    if (index_memory)
+      execl(bin, bin, "--db", ci, "ingest", "-", "--defer-index", "always",
+            "--index-memory", index_memory, (char *)NULL);
+    else
+      execl(bin, bin, "--db", ci, "ingest", "-", "--defer-index", "always",
+            (char *)NULL);
     _exit(127);
   }
   close(fds[0]);
@@ -499,9 +506,11 @@ int main(int argc, char **argv) {
       out = argv[++i];
     else if (!strcmp(argv[i], "--keep"))
       keep = true;
+    else if (!strcmp(argv[i], "--index-memory") && i + 1 < argc)
+      index_memory = argv[++i];
     else
       bench_die("usage: bench/million [--docs N] [--sample N] [--dim D] [--chunks C] "
-          "[--server embedded|default] [--out FILE] [--keep]");
+          "[--server embedded|default] [--index-memory MB] [--out FILE] [--keep]");
   }
   if (docs == 0 || docs > 9999999 || sample > docs)
     bench_die("--docs must be 1..9999999 and --sample at most --docs");
