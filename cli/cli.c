@@ -120,6 +120,18 @@ es_store *cli_open_with(cli *c, es_options *o) {
   o->conninfo = c->db;
   o->home = c->home;
   o->index_memory_mb = c->index_memory_mb;
+  if (c->embed_url && c->embed_url[0]) {
+    if (c->embed_model == NULL || c->embed_model[0] == '\0') {
+      cli_usage(c, "--embed-url needs --embed-model (or EMBSTORE_EMBED_MODEL): "
+                "the model the service is asked for");
+      return NULL;
+    }
+    o->embed_url = c->embed_url;
+    o->embed_model = c->embed_model;
+    /* The key comes from the environment only: a command line is visible
+     * to every user of the machine (ps). */
+    o->embed_api_key = getenv("EMBSTORE_EMBED_API_KEY");
+  }
   es_status rc = es_open_opts(o, &s);
   if (rc != ES_OK) {
     cli_fail(c, EXIT_FAIL, rc, "%s", es_errmsg(s));
@@ -147,6 +159,12 @@ int cli_next_opt(cli *c, const cli_command *cmd, int argc, char **argv,
       continue;
     case OPT_HOME:
       c->home = optarg;
+      continue;
+    case OPT_EMBED_URL:
+      c->embed_url = optarg;
+      continue;
+    case OPT_EMBED_MODEL:
+      c->embed_model = optarg;
       continue;
     case OPT_HELP:
       fputs(cmd->usage, stdout);

@@ -25,6 +25,8 @@ typedef struct cli {
   bool json;        /* --json */
   const char *cmd;  /* the command's name, for messages */
   int index_memory_mb; /* --index-memory of ingest, init, migrate; 0: sized */
+  const char *embed_url;   /* --embed-url or EMBSTORE_EMBED_URL; NULL: none */
+  const char *embed_model; /* --embed-model or EMBSTORE_EMBED_MODEL */
   int argc;         /* the whole command line, to find a --json that */
   char **argv;      /* getopt has not reached when a usage error stops it */
 } cli;
@@ -90,11 +92,14 @@ int cli_next_opt(cli *c, const cli_command *cmd, int argc, char **argv,
 #define CLI_STOP (-2)
 
 /* getopt_long codes for the common options. */
-enum { OPT_JSON = 1000, OPT_DB, OPT_HOME, OPT_HELP };
+enum { OPT_JSON = 1000, OPT_DB, OPT_HOME, OPT_HELP, OPT_EMBED_URL,
+       OPT_EMBED_MODEL };
 #define CLI_COMMON_LONGOPTS                                    \
   {"json", no_argument, NULL, OPT_JSON},                       \
   {"db", required_argument, NULL, OPT_DB},                     \
   {"home", required_argument, NULL, OPT_HOME},                 \
+  {"embed-url", required_argument, NULL, OPT_EMBED_URL},       \
+  {"embed-model", required_argument, NULL, OPT_EMBED_MODEL},   \
   {"help", no_argument, NULL, OPT_HELP}
 
 /* Writes s so that text from input or from the database cannot drive the

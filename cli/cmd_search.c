@@ -9,14 +9,17 @@ static const char usage[] =
     "usage: embstore search [--vector '[v1,v2,...]' | --like ID] [--text QUERY]\n"
     "                       [--mode vector|text|hybrid] [-k N] [--rrf-k N]\n"
     "                       [--weights V,T] [--workspace W] [--source S]\n"
-    "                       [--filter JSON] [--chunks] [--exact] [--json]\n"
+    "                       [--filter JSON] [--chunks] [--exact] [--any-model]\n"
+    "                       [--json]\n"
     "\n"
     "The k nearest stored documents to a vector, or to a stored document\n"
     "(which is left out of its own results), nearest first, by the store's\n"
     "metric; with --text the best text matches (PostgreSQL's full-text\n"
     "search, the store's configuration); with both, the two fused by\n"
-    "Reciprocal Rank Fusion (hybrid).  Filters keep returning k rows when k\n"
-    "documents match.\n"
+    "Reciprocal Rank Fusion (hybrid).  With an embedding provider\n"
+    "(--embed-url, --embed-model), --text alone is embedded too and the\n"
+    "default mode is hybrid; --mode vector ranks by its vector only.  Filters\n"
+    "keep returning k rows when k documents match.\n"
     "\n"
     "  --vector V      query vector as a JSON array\n"
     "  --like ID       search near the stored document ID\n"
@@ -35,6 +38,9 @@ static const char usage[] =
     "                  ('{\"lang\":\"en\",\"tags\":[\"a\"]}': lang en, tags\n"
     "                  holding \"a\")\n"
     "  --exact         exact scan instead of the HNSW index (slow; ground truth)\n"
+    "  --any-model     search a query embedded by the provider's model also\n"
+    "                  when the store holds vectors of another model (refused\n"
+    "                  by default: their distances mean nothing)\n"
     "\n"
     "--json prints {\"results\":[{\"id\",\"distance\",\"text\",\"source_id\",\n"
     "\"metadata\"}]}; text and hybrid results also carry \"score\" (larger\n"
@@ -113,6 +119,7 @@ static int run(cli *c, int argc, char **argv) {
       {"rrf-k", required_argument, NULL, 'r'},
       {"weights", required_argument, NULL, 'W'},
       {"chunks", no_argument, NULL, 'c'},
+      {"any-model", no_argument, NULL, 'A'},
       CLI_COMMON_LONGOPTS,
       {0, 0, 0, 0}};
   es_search_params p;
@@ -133,6 +140,7 @@ static int run(cli *c, int argc, char **argv) {
     case 'f': p.filter_json = optarg; break;
     case 't': p.text = optarg; break;
     case 'c': p.chunks = 1; break;
+    case 'A': p.any_model = 1; break;
     case 'm':
       if (es_search_mode_parse(optarg, &p.mode) != ES_OK || p.mode == ES_SEARCH_AUTO)
         return cli_usage(c, "--mode must be vector, text or hybrid, not '%s'",

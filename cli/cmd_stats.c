@@ -27,7 +27,9 @@ static const char usage[] =
     "\"sources\":[{\"source_id\",\"documents\",\"chunks\"}],\"sources_total\",\n"
     "\"storage_mb\",\"storage_attribution\",\"index_health\",\"health_reasons\",\n"
     "\"reclaimable_mb\",\"performance\":{\"avg_search_ms\",\"avg_insert_ms\",\n"
-    "\"cache_hit_rate\"},\"workspace\"}; with --verify or --repair also\n"
+    "\"cache_hit_rate\"},\"workspace\",\"models\":[{\"model\",\"documents\",\n"
+    "\"chunks\"}]} (the vectors of the whole store by the model that made\n"
+    "them; model null: not recorded); with --verify or --repair also\n"
     "\"counts_check\":{\"documents\",\"chunks\",\"orphaned_chunks\",\n"
     "\"orphaned_counted\",\"drift\":[{\"source_id\",\"workspace\",\n"
     "\"documents_counted\",\"documents_actual\",\"chunks_counted\",\"chunks_actual\",\n"
@@ -101,6 +103,15 @@ static void print_text(const es_stats *st, const es_count_check *k) {
       cli_put_cell(stdout, id ? id : "(none)", 32, 0);
       printf(" %12lld %12lld\n", (long long)st->sources[i].documents,
              (long long)st->sources[i].chunks);
+    }
+  }
+  if (st->n_models > 0) {
+    printf("%-32s %12s %12s\n", "model (vectors)", "documents", "chunks");
+    for (size_t i = 0; i < st->n_models; i++) {
+      const char *m = st->models[i].model;
+      cli_put_cell(stdout, m ? m : "(not recorded)", 32, 0);
+      printf(" %12lld %12lld\n", (long long)st->models[i].documents,
+             (long long)st->models[i].chunks);
     }
   }
   if (k)

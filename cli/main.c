@@ -35,6 +35,14 @@ static void help(FILE *f) {
           "  --home DIR     the embedded cluster's directory (default:\n"
           "                 $EMBSTORE_HOME, else ~/.local/share/embstore; as\n"
           "                 root /var/lib/embstore)\n"
+          "  --embed-url URL  an OpenAI-compatible embeddings service (POST\n"
+          "                 URL/embeddings): documents and chunks with text but\n"
+          "                 no vector are embedded, and search --text ranks by\n"
+          "                 vectors too.  Default: $EMBSTORE_EMBED_URL.  Its key,\n"
+          "                 if it needs one: $EMBSTORE_EMBED_API_KEY (never an\n"
+          "                 option, never printed)\n"
+          "  --embed-model M  the model asked for and recorded with each vector\n"
+          "                 (default: $EMBSTORE_EMBED_MODEL)\n"
           "  --json         machine-readable output with stable fields\n"
           "  --help         this help; `embstore COMMAND --help` for a command\n"
           "  --version      print the version\n"
@@ -50,13 +58,18 @@ static int dispatch(cli *c, int argc, char **argv) {
     const char *a = argv[i];
     if (strcmp(a, "--json") == 0) {
       c->json = true;
-    } else if (strcmp(a, "--db") == 0 || strcmp(a, "--home") == 0) {
+    } else if (strcmp(a, "--db") == 0 || strcmp(a, "--home") == 0 ||
+               strcmp(a, "--embed-url") == 0 || strcmp(a, "--embed-model") == 0) {
       if (i + 1 >= argc)
         return cli_usage(c, "%s needs a value", a);
       if (a[2] == 'd')
         c->db = argv[++i];
-      else
+      else if (a[2] == 'h')
         c->home = argv[++i];
+      else if (a[8] == 'u')
+        c->embed_url = argv[++i];
+      else
+        c->embed_model = argv[++i];
     } else if (strncmp(a, "--db=", 5) == 0) {
       c->db = a + 5;
     } else if (strncmp(a, "--home=", 7) == 0) {
@@ -93,6 +106,8 @@ int main(int argc, char **argv) {
   c.db = getenv("EMBSTORE_DB");
   if (c.db && c.db[0] == '\0')
     c.db = NULL;
+  c.embed_url = getenv("EMBSTORE_EMBED_URL");
+  c.embed_model = getenv("EMBSTORE_EMBED_MODEL");
   c.cmd = "embstore";
   c.argc = argc;
   c.argv = argv;

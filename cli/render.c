@@ -106,6 +106,19 @@ void render_stats(jw *w, const es_stats *st, const es_count_check *k) {
   jw_key(w, "cache_hit_rate");
   jw_num(w, st->cache_hit_rate);
   jw_obj_end(w);
+  jw_key(w, "models");
+  jw_arr(w);
+  for (size_t i = 0; i < st->n_models; i++) {
+    jw_obj(w);
+    jw_key(w, "model");
+    jw_str(w, st->models[i].model);
+    jw_key(w, "documents");
+    jw_int(w, st->models[i].documents);
+    jw_key(w, "chunks");
+    jw_int(w, st->models[i].chunks);
+    jw_obj_end(w);
+  }
+  jw_arr_end(w);
   if (k)
     check_json(w, k);
   jw_obj_end(w);

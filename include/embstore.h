@@ -92,7 +92,8 @@ const char *es_version(void);
   XX(ETIMEOUT, 11, "operation timed out")                                      \
   XX(EIO, 12, "input/output error")                                            \
   XX(ECONFLICT, 13, "conflicting state")                                       \
-  XX(EPARTIAL, 14, "some items failed")
+  XX(EPARTIAL, 14, "some items failed")                                       \
+  XX(EPROVIDER, 15, "embedding provider failure")
 
 typedef enum es_status {
 #define ES__STATUS_ENUM(name, num, msg) ES_##name = num,
@@ -211,6 +212,24 @@ typedef struct es_options {
                                index build on this store (es_batch_end(),
                                es_init(), es_migrate()); 0 = sized from the
                                data, see "Index builds" below (0) */
+  /* The embedding provider (see "Embedding provider" below): with
+   * embed_url set, documents and chunks that arrive with text but without
+   * a vector are embedded, and text searches can rank by vectors. */
+  const char *embed_url;     /* base URL of an OpenAI-compatible service:
+                                POST {embed_url}/embeddings; NULL: none */
+  const char *embed_model;   /* the model asked for, recorded with every
+                                vector it makes; required with embed_url */
+  const char *embed_api_key; /* sent as "Authorization: Bearer KEY"; never
+                                in a message, a log or a table (NULL) */
+  int embed_timeout_ms;      /* one request's limit, connecting included
+                                (30000) */
+  int embed_max_retries;     /* retries of a request answered 429 or 5xx,
+                                timed out or not connected (4) */
+  int embed_retry_backoff_ms; /* first backoff, doubled per retry; a
+                                Retry-After the service sends is honoured
+                                when longer, up to 60 s (250) */
+  int embed_batch_size;      /* texts per request (64) */
+  int embed_concurrency;     /* requests in flight at once (4) */
 } es_options;
 
 /* Fills every field of [out] options (not NULL) with its default, given
@@ -235,6 +254,37 @@ void es_close(es_store *store);
  * Valid until that thread's next call on the store.  With store NULL,
  * a static message. */
 const char *es_errmsg(const es_store *store);
+
+/* ------------------------------------------------------------------------
+ * Embedding provider
+ *
+ * An OpenAI-compatible embeddings service (OpenAI, Ollama, llama.cpp's
+ * server, vLLM, Hugging Face TEI): POST {embed_url}/embeddings with
+ * {"model": embed_model, "input": [texts]}, answered with
+ * {"data": [{"index": i, "embedding": [...]}]}.  Requests carry
+ * embed_batch_size texts, at most embed_concurrency at once.  A request
+ * answered 429 or 5xx, timed out or not connected is retried with backoff
+ * (Retry-After honoured); any other answer is final.  When a request fails
+ * for good, only the documents whose texts it carried fail, each with the
+ * service's own message (ES_EPROVIDER); a vector of another dimension than
+ * the store's fails its document, naming the model and both dimensions.
+ * The API key is never part of a message; neither is a password in
+ * embed_url.
+ * ---------------------------------------------------------------------- */
+
+/* Embeds [in] texts[0..n) (each non-empty UTF-8) with the store's
+ * provider into [out] *vectors: n * dim floats, text i's at i * dim,
+ * where dim is the store's dimension (es_store_shape), freed with
+ * es_vector_free().  All or nothing: ES_EPROVIDER with the service's
+ * message when any text could not be embedded, ES_EINVAL without a
+ * provider (es_options.embed_url), ES_EDIM for a vector of another
+ * dimension than the store's. */
+es_status es_embed(es_store *store, const char *const *texts, size_t n,
+                   float **vectors);
+
+/* The provider's model (es_options.embed_model), or NULL without one;
+ * owned by the store. */
+const char *es_embed_model(const es_store *store);
 
 /* ------------------------------------------------------------------------
  * Index builds
@@ -438,12 +488,18 @@ typedef struct es_chunk {
   const float *embedding;    /* NULL: the chunk has no vector */
   size_t dim;                /* length of embedding when not NULL */
   const char *metadata_json; /* a JSON object, NULL is stored as {} */
+  const char *model;         /* the model that made embedding (NULL: not
+                                said); a chunk embedded by the provider
+                                records the provider's */
 } es_chunk;
 
 typedef struct es_doc {
   const char *id;            /* 1..ES_MAX_ID_BYTES bytes of UTF-8 */
   const char *text;          /* NULL is stored as "" */
-  const float *embedding;    /* required, dim values, all finite */
+  const float *embedding;    /* dim values, all finite; NULL only when the
+                                store has a provider (es_options.embed_url)
+                                and text is not empty: the provider embeds
+                                it (and chunks without one that have text) */
   size_t dim;
   const char *metadata_json; /* a JSON object, NULL is stored as {} */
   const char *source_id;     /* may be NULL */
@@ -451,6 +507,10 @@ typedef struct es_doc {
                                 0: the stored chunks are kept */
   const es_chunk *chunks;    /* chunk i gets chunk_index i */
   size_t n_chunks;
+  const char *model;         /* the model that made embedding (NULL: not
+                                said), recorded per row; a document
+                                embedded by the provider records the
+                                provider's */
 } es_doc;
 
 typedef enum es_upsert_outcome {
@@ -805,8 +865,9 @@ void es_vector_free(float *vector);
  * Search
  * ---------------------------------------------------------------------- */
 /* How a search ranks.  ES_SEARCH_AUTO picks from what is given: a vector
- * or like_id alone is a vector search, text alone a text search, both a
- * hybrid one. */
+ * or like_id alone is a vector search, text alone a text search (a hybrid
+ * one when the store has an embedding provider, which embeds the text),
+ * both a hybrid one. */
 typedef enum es_search_mode {
   ES_SEARCH_AUTO = 0,
   ES_SEARCH_VECTOR = 1, /* nearest by the store's metric */
@@ -844,6 +905,14 @@ typedef struct es_search_params {
   int chunks;            /* 1: chunk hits (vector mode; a store made with
                             es_init_options.chunk_index), nearest chunks
                             first, filtered through their document (0) */
+  const char *model;     /* the model that made vector (NULL: not said).
+                            A text query that the store's provider embeds
+                            (vector or hybrid mode without a vector) is the
+                            provider's model.  When known, a store whose
+                            searched vectors (documents', or chunks') were
+                            made by another model is refused, ES_ECONFLICT
+                            naming both, unless any_model */
+  int any_model;         /* 1: search across models anyway (0) */
 } es_search_params;
 
 /* Fills [out] params (not NULL): k 10, everything else NULL or 0 (which
@@ -986,6 +1055,12 @@ typedef struct es_source_stats {
   int64_t chunks;
 } es_source_stats;
 
+typedef struct es_model_stats {
+  char *model;       /* NULL: vectors whose model was never said */
+  int64_t documents; /* document vectors this model made */
+  int64_t chunks;    /* chunk vectors */
+} es_model_stats;
+
 typedef struct es_stats {
   const char *workspace;   /* as asked (owned by the stats), or NULL */
   int64_t documents;
@@ -1009,6 +1084,12 @@ typedef struct es_stats {
   double avg_search_ms;
   double avg_insert_ms;    /* per document written */
   double cache_hit_rate;   /* share of searches answered from the cache */
+  es_model_stats *models;  /* the vectors of the whole store (also when a
+                              workspace is asked) by the model that made
+                              them, ordered by model, NULL first; health is
+                              degraded when one index holds vectors of two
+                              named models */
+  size_t n_models;
 } es_stats;
 
 /* Exact statistics for the whole store, or for [in] workspace when not

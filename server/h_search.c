@@ -1,6 +1,8 @@
 /* h_search.c - POST /v1/search: {"vector":[...]} or {"like":"id"} and/or
  * {"text":"..."}, "mode", "k", "rrf_k", "weights":[V,T], "workspace",
- * "source", "exact", "filter"; answers as `embstore search --json`. */
+ * "source", "exact", "filter", "chunks", "any_model"; answers as
+ * `embstore search --json`.  With the server's embedding provider
+ * (serve --embed-url) a "text" alone is embedded too. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +14,7 @@ void h_search(request *rq) {
   static const char *const known[] = {"vector", "like", "k", "workspace",
                                       "source", "exact", "filter", "text",
                                       "mode", "rrf_k", "weights", "chunks",
-                                      NULL};
+                                      "any_model", NULL};
   float *vec = NULL;
   size_t dim = 0;
   json_t *j = body_object_lifting(rq, "vector", &vec, &dim);
@@ -28,6 +30,7 @@ void h_search(request *rq) {
     p.k = ok ? (int)body_int(rq, j, "k", 1, 1000, 10, &ok) : 10;
     p.exact = ok && body_bool(rq, j, "exact", false, &ok);
     p.chunks = ok && body_bool(rq, j, "chunks", false, &ok);
+    p.any_model = ok && body_bool(rq, j, "any_model", false, &ok);
   }
   char *filter = ok ? body_object_text(rq, j, "filter", &ok) : NULL;
   p.filter_json = filter;

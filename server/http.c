@@ -162,6 +162,8 @@ int http_status_of(es_status st) {
     return 404;
   case ES_ECONFLICT:
     return 409;
+  case ES_EPROVIDER: /* the embedding service failed us: a gateway's error */
+    return 502;
   case ES_ECONNECT:
   case ES_ENOSTORE:
   case ES_ETIMEOUT:

@@ -39,6 +39,21 @@ static void fail_all(es_batch *b, const es_doc *docs, size_t n,
   b->next_position += n;
 }
 
+/* Reads whether chunks has the model column (migration 9). */
+static es_status chunk_model_lookup(es_batch *b) {
+  PGresult *r = PQexec(b->conn->pg,
+                       "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE "
+                       "attrelid = 'chunks'::regclass AND attname = 'model' "
+                       "AND NOT attisdropped)");
+  es_status rc = ES_OK;
+  if (!es__res_ok(r))
+    rc = es__fail_pg(b->s, b->conn->pg, r, "cannot read the chunks' columns");
+  else
+    b->chunk_model = PQgetvalue(r, 0, 0)[0] == 't';
+  PQclear(r);
+  return rc;
+}
+
 /* Connects the session and reads whether the chunks' key is validated.
  * The connection may be one the server closed while it idled in the
  * pool: a transient failure gets a fresh one. */
@@ -49,7 +64,8 @@ static es_status connect_session(es_batch *b) {
   while (es__retry_next(&rt)) {
     es__fk_state fk;
     rc = es__batch_conn(b);
-    if (rc == ES_OK && (rc = es__fk_lookup(b->s, b->conn, &fk)) == ES_OK) {
+    if (rc == ES_OK && (rc = es__fk_lookup(b->s, b->conn, &fk)) == ES_OK &&
+        (rc = chunk_model_lookup(b)) == ES_OK) {
       b->fk_valid = fk.exists && fk.valid;
       return ES_OK;
     }
@@ -219,13 +235,9 @@ static es_status write_rounds(es_batch *b, add_work *w, size_t m, size_t n) {
 
 /* Validates, folds and writes docs[0..n); every document ends up counted
  * once: inserted, updated, unchanged, failed or a duplicate. */
-es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
-                       const size_t *positions) {
-  if (b == NULL || (docs == NULL && n > 0))
-    return ES_EINVAL;
+static es_status add_docs(es_batch *b, const es_doc *docs, size_t n,
+                          const size_t *positions) {
   es_store *s = b->s;
-  es__clear_err(s);
-  b->oom = false;
   size_t failed_before = b->res.failed, accounted_before = accounted(&b->res);
   add_work w;
   if (!work_alloc(&w, n)) {
@@ -257,6 +269,57 @@ es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
     return es__fail(s, ES_EPARTIAL, "%zu of %zu documents failed",
                     b->res.failed - failed_before, n);
   return ES_OK;
+}
+
+/* Embeds what has text but no vector, then adds the documents: those the
+ * provider could not embed fail with its message, the others go on. */
+static es_status add_embedded(es_batch *b, const es_doc *docs, size_t n,
+                              const size_t *positions) {
+  es_store *s = b->s;
+  size_t failed_before = b->res.failed, next = b->next_position + n;
+  es__embedded e;
+  size_t *pos = malloc((n ? n : 1) * sizeof *pos);
+  es_doc *ok = malloc((n ? n : 1) * sizeof *ok);
+  if (pos == NULL || ok == NULL ||
+      es__docs_embed(s, docs, n, (size_t)b->dim, &e) != ES_OK) {
+    free(pos);
+    free(ok);
+    fail_all(b, docs, n, positions);
+    return es__fail(s, ES_ENOMEM, "out of memory (embedding the documents)");
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t p = positions ? positions[i] : b->next_position + i;
+    if (e.errs[i] != NULL) {
+      es__batch_add_failure(b, es__batch_usable_id(&docs[i]), p, e.st[i],
+                            e.errs[i]);
+      continue;
+    }
+    ok[m] = e.docs[i];
+    pos[m++] = p;
+  }
+  es_status rc = add_docs(b, ok, m, pos);
+  b->next_position = next;
+  es__embedded_free(&e);
+  free(pos);
+  free(ok);
+  if (rc != ES_OK && rc != ES_EPARTIAL)
+    return rc;
+  if (b->res.failed > failed_before)
+    return es__fail(s, ES_EPARTIAL, "%zu of %zu documents failed",
+                    b->res.failed - failed_before, n);
+  return rc;
+}
+
+es_status es_batch_add(es_batch *b, const es_doc *docs, size_t n,
+                       const size_t *positions) {
+  if (b == NULL || (docs == NULL && n > 0))
+    return ES_EINVAL;
+  es__clear_err(b->s);
+  b->oom = false;
+  if (b->s->embedder && es__docs_need_embedding(docs, n))
+    return add_embedded(b, docs, n, positions);
+  return add_docs(b, docs, n, positions);
 }
 
 /* The session's totals so far (owned by the session). */

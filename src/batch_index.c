@@ -267,4 +267,6 @@ void es__batch_analyze(es_batch *b) {
 void es__batch_compact_counts(es_batch *b) {
   assert(b != NULL && b->conn != NULL);
   PQclear(PQexec(b->conn->pg, "SELECT embstore_counts_compact()"));
+  if (b->chunk_model) /* migration 9's counters exist */
+    PQclear(PQexec(b->conn->pg, "SELECT embstore_model_counts_compact()"));
 }

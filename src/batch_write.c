@@ -16,11 +16,11 @@ static const char temp_tables[] =
     "content_hash bytea, chunks_hash bytea) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS es_stage_docs (ord int, id text, "
     "text text, embedding vector, metadata jsonb, source_id text, "
-    "content_hash bytea, chunks_hash bytea, rewrite_chunks bool) "
-    "ON COMMIT DELETE ROWS;"
+    "content_hash bytea, chunks_hash bytea, rewrite_chunks bool, "
+    "model text) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS es_stage_chunks (doc_ord int, id text, "
     "document_id text, chunk_index int, text text, embedding vector, "
-    "metadata jsonb) ON COMMIT DELETE ROWS;"
+    "metadata jsonb, model text) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS es_written (id text, inserted bool) "
     "ON COMMIT DELETE ROWS";
 
@@ -125,7 +125,7 @@ static es_status copy_docs(es_batch *b, es__item *it, size_t n, bool staged) {
       b->s, b->conn,
       staged ? "COPY es_stage_docs FROM STDIN (FORMAT binary)"
              : "COPY embeddings (id, text, embedding, metadata, source_id, "
-               "content_hash, chunks_hash) FROM STDIN (FORMAT binary)",
+               "content_hash, chunks_hash, model) FROM STDIN (FORMAT binary)",
       c);
   if (rc != ES_OK)
     return rc;
@@ -134,7 +134,7 @@ static es_status copy_docs(es_batch *b, es__item *it, size_t n, bool staged) {
     if (it[i].out != ES__OUT_PENDING)
       continue;
     es__batch_hash_item(&it[i]);
-    es__copy_row(c, staged ? 9 : 7);
+    es__copy_row(c, staged ? 10 : 8);
     if (staged)
       es__copy_int4(c, (int32_t)i);
     es__copy_text(c, d->id);
@@ -151,6 +151,7 @@ static es_status copy_docs(es_batch *b, es__item *it, size_t n, bool staged) {
       static const char t = 1, f = 0;
       es__copy_bytes(c, it[i].rewrite_chunks ? &t : &f, 1);
     }
+    es__copy_text(c, d->model);
   }
   return es__copy_close(b->s, b->conn, c, NULL);
 }
@@ -166,11 +167,15 @@ static es_status copy_chunks(es_batch *b, es__item *it, size_t n, bool staged,
       *count += it[i].doc->n_chunks;
   if (*count == 0)
     return ES_OK;
+  /* A store from before migration 9 has no chunks.model: the staged
+   * column then stays NULL and is not merged. */
   es_status rc = es__copy_open(
       b->s, b->conn,
       staged ? "COPY es_stage_chunks FROM STDIN (FORMAT binary)"
-             : "COPY chunks (id, document_id, chunk_index, text, embedding, "
-               "metadata) FROM STDIN (FORMAT binary)",
+      : b->chunk_model ? "COPY chunks (id, document_id, chunk_index, text, "
+                         "embedding, metadata, model) FROM STDIN (FORMAT binary)"
+                       : "COPY chunks (id, document_id, chunk_index, text, "
+                         "embedding, metadata) FROM STDIN (FORMAT binary)",
       c);
   if (rc != ES_OK)
     return rc;
@@ -180,7 +185,7 @@ static es_status copy_chunks(es_batch *b, es__item *it, size_t n, bool staged,
       continue;
     for (size_t k = 0; k < d->n_chunks; k++) {
       const es_chunk *ch = &d->chunks[k];
-      es__copy_row(c, staged ? 7 : 6);
+      es__copy_row(c, staged ? 8 : b->chunk_model ? 7 : 6);
       if (staged)
         es__copy_int4(c, (int32_t)i);
       es__copy_text(c, ch->id);
@@ -189,6 +194,8 @@ static es_status copy_chunks(es_batch *b, es__item *it, size_t n, bool staged,
       es__copy_text(c, ch->text ? ch->text : "");
       es__copy_vector(c, ch->embedding, ch->dim);
       es__copy_jsonb(c, ch->metadata_json);
+      if (staged || b->chunk_model)
+        es__copy_text(c, ch->model);
     }
   }
   return es__copy_close(b->s, b->conn, c, NULL);
@@ -299,11 +306,12 @@ static es_status refuse_moved_chunks(es_batch *b, es__item *it, size_t n) {
 static es_status merge_docs(es_batch *b) {
   return exec(b,
               "WITH up AS (INSERT INTO embeddings AS e (id, text, embedding, "
-              "metadata, source_id, content_hash, chunks_hash) "
+              "metadata, source_id, content_hash, chunks_hash, model) "
               "SELECT id, text, embedding, metadata, source_id, content_hash, "
-              "chunks_hash FROM es_stage_docs ORDER BY id "
+              "chunks_hash, model FROM es_stage_docs ORDER BY id "
               "ON CONFLICT (id) DO UPDATE SET text = EXCLUDED.text, "
               "embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata, "
+              "model = EXCLUDED.model, "
               "source_id = EXCLUDED.source_id, "
               "content_hash = EXCLUDED.content_hash, "
               "chunks_hash = COALESCE(EXCLUDED.chunks_hash, e.chunks_hash), "
@@ -324,12 +332,20 @@ static es_status merge_chunks(es_batch *b, size_t *chunks) {
     return rc;
   PGresult *r = PQexec(
       b->conn->pg,
-      "INSERT INTO chunks AS c (id, document_id, chunk_index, text, "
-      "embedding, metadata) SELECT id, document_id, chunk_index, text, "
-      "embedding, metadata FROM es_stage_chunks ORDER BY id "
-      "ON CONFLICT (id) DO UPDATE SET chunk_index = EXCLUDED.chunk_index, "
-      "text = EXCLUDED.text, embedding = EXCLUDED.embedding, "
-      "metadata = EXCLUDED.metadata WHERE c.document_id = EXCLUDED.document_id");
+      b->chunk_model
+          ? "INSERT INTO chunks AS c (id, document_id, chunk_index, text, "
+            "embedding, metadata, model) SELECT id, document_id, chunk_index, "
+            "text, embedding, metadata, model FROM es_stage_chunks ORDER BY id "
+            "ON CONFLICT (id) DO UPDATE SET chunk_index = EXCLUDED.chunk_index, "
+            "text = EXCLUDED.text, embedding = EXCLUDED.embedding, "
+            "metadata = EXCLUDED.metadata, model = EXCLUDED.model "
+            "WHERE c.document_id = EXCLUDED.document_id"
+          : "INSERT INTO chunks AS c (id, document_id, chunk_index, text, "
+            "embedding, metadata) SELECT id, document_id, chunk_index, text, "
+            "embedding, metadata FROM es_stage_chunks ORDER BY id "
+            "ON CONFLICT (id) DO UPDATE SET chunk_index = EXCLUDED.chunk_index, "
+            "text = EXCLUDED.text, embedding = EXCLUDED.embedding, "
+            "metadata = EXCLUDED.metadata WHERE c.document_id = EXCLUDED.document_id");
   if (!es__res_ok(r)) {
     rc = es__fail_pg(b->s, b->conn->pg, r, "cannot write chunks");
   } else {

@@ -1,7 +1,8 @@
 /* doc_json.c - one document of the ingest format, parsed from JSON.
  *
- *   {"id","text","embedding":[...],"metadata":{...},"source_id",
- *    "chunks":[{"id","text","embedding":[...]|null,"metadata":{...}}]}
+ *   {"id","text","embedding":[...],"metadata":{...},"source_id","model",
+ *    "chunks":[{"id","text","embedding":[...]|null,"metadata":{...},
+ *               "model"}]}
  *
  * Vectors go straight into float arrays and metadata is kept as the exact
  * bytes the user sent (jsonb normalises it on the server), so nothing is
@@ -18,13 +19,13 @@
 #define MAX_VALUES 16000
 
 typedef struct owned_chunk {
-  char *id, *text, *metadata;
+  char *id, *text, *metadata, *model;
   float *embedding;
 } owned_chunk;
 
 struct es_doc_json {
   es_doc doc;
-  char *id, *text, *metadata, *source_id;
+  char *id, *text, *metadata, *source_id, *model;
   float *embedding;
   es_chunk *chunks;
   owned_chunk *owned;
@@ -38,11 +39,13 @@ void es_doc_json_free(es_doc_json *d) {
   free(d->text);
   free(d->metadata);
   free(d->source_id);
+  free(d->model);
   free(d->embedding);
   for (size_t i = 0; i < d->doc.n_chunks; i++) {
     free(d->owned[i].id);
     free(d->owned[i].text);
     free(d->owned[i].metadata);
+    free(d->owned[i].model);
     free(d->owned[i].embedding);
   }
   free(d->chunks);
@@ -169,14 +172,15 @@ static bool read_chunk(es__json *j, es_doc_json *d, size_t idx) {
     for (;;) {
       if (!read_key(j, &key, ctx))
         goto done;
-      static const char *const names[] = {"id", "text", "embedding", "metadata"};
+      static const char *const names[] = {"id", "text", "embedding", "metadata",
+                                          "model"};
       int f = -1;
-      for (int i = 0; i < 4; i++)
+      for (int i = 0; i < 5; i++)
         if (strcmp(key.data, names[i]) == 0 && key.len == strlen(names[i]))
           f = i;
       if (f < 0) {
         es__json_error(j, "%s: unknown field \"%.40s\" (known: id, text, "
-                       "embedding, metadata)", ctx, key.data);
+                       "embedding, metadata, model)", ctx, key.data);
         goto done;
       }
       if (seen & (1u << f)) {
@@ -194,6 +198,7 @@ static bool read_chunk(es__json *j, es_doc_json *d, size_t idx) {
           r = read_vector(j, &o->embedding, &c->dim, fctx, NULL);
         break;
       case 3: r = read_metadata(j, &o->metadata, fctx); break;
+      case 4: r = read_opt_text(j, &o->model, fctx); break;
       }
       if (!r)
         goto done;
@@ -209,6 +214,7 @@ static bool read_chunk(es__json *j, es_doc_json *d, size_t idx) {
   c->text = o->text;
   c->embedding = o->embedding;
   c->metadata_json = o->metadata;
+  c->model = o->model;
   ok = true;
 done:
   es__buf_free(&key);
@@ -253,7 +259,8 @@ static bool read_chunks(es__json *j, es_doc_json *d) {
 es_status es_doc_json_parse(const char *json, size_t len, es_doc_json **out,
                             char *err, size_t errlen) {
   static const char *const names[] = {"id",       "text",      "embedding",
-                                      "metadata", "source_id", "chunks"};
+                                      "metadata", "source_id", "chunks",
+                                      "model"};
   es__json j;
   es__buf key = {0};
   unsigned seen = 0;
@@ -282,12 +289,12 @@ es_status es_doc_json_parse(const char *json, size_t len, es_doc_json **out,
       if (!read_key(&j, &key, "document"))
         goto fail;
       int f = -1;
-      for (int i = 0; i < 6; i++)
+      for (int i = 0; i < 7; i++)
         if (strcmp(key.data, names[i]) == 0 && key.len == strlen(names[i]))
           f = i;
       if (f < 0) {
         es__json_error(&j, "unknown field \"%.40s\" (known: id, text, "
-                       "embedding, metadata, source_id, chunks)", key.data);
+                       "embedding, metadata, source_id, chunks, model)", key.data);
         goto fail;
       }
       if (seen & (1u << f)) {
@@ -306,6 +313,7 @@ es_status es_doc_json_parse(const char *json, size_t len, es_doc_json **out,
       case 3: r = read_metadata(&j, &d->metadata, "metadata"); break;
       case 4: r = read_opt_text(&j, &d->source_id, "source_id"); break;
       case 5: r = read_chunks(&j, d); break;
+      case 6: r = read_opt_text(&j, &d->model, "model"); break;
       }
       if (!r)
         goto fail;
@@ -327,6 +335,7 @@ es_status es_doc_json_parse(const char *json, size_t len, es_doc_json **out,
   d->doc.embedding = d->embedding;
   d->doc.metadata_json = d->metadata;
   d->doc.source_id = d->source_id;
+  d->doc.model = d->model;
   d->doc.chunks = d->chunks;
   *out = d;
   return ES_OK;

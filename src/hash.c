@@ -105,6 +105,11 @@ void es__doc_content_hash(const es_doc *doc, uint8_t out[ES__HASH_BYTES]) {
   feed_str(&h, doc->source_id);
   feed_vector(&h, doc->embedding, doc->dim);
   feed_json(&h, doc->metadata_json);
+  if (doc->model != NULL) { /* absent before models were recorded: the
+                               hashes of such documents stay as they were */
+    es__blake2b_update(&h, "model", 6);
+    feed_str(&h, doc->model);
+  }
   es__blake2b_final(&h, out);
 }
 
@@ -120,6 +125,10 @@ void es__doc_chunks_hash(const es_doc *doc, uint8_t out[ES__HASH_BYTES]) {
     feed_str(&h, c->text);
     feed_vector(&h, c->embedding, c->dim);
     feed_json(&h, c->metadata_json);
+    if (c->model != NULL) {
+      es__blake2b_update(&h, "model", 6);
+      feed_str(&h, c->model);
+    }
   }
   es__blake2b_final(&h, out);
 }

@@ -181,7 +181,53 @@ struct es_store {
   char text_config[ES__TEXT_CONFIG_MAX]; /* its name */
   bool chunk_index_seen;   /* the store keeps a chunk index (once set, for
                               good: nothing removes one) */
+  struct es__embedder *embedder; /* the embedding provider, or NULL */
 };
+
+/* ---- embed.c: the embedding provider ------------------------------------ */
+
+#define ES__MODEL_MAX 256 /* bytes of a model's name */
+
+typedef struct es__embedder es__embedder;
+
+/* The provider of options (embed_url ...) into *out, NULL when none is
+ * configured; ES_EINVAL for options that do not make one. */
+es_status es__embedder_new(es_store *store, const es_options *options,
+                           es__embedder **out);
+/* Frees it, wiping the key.  NULL is a no-op. */
+void es__embedder_free(es__embedder *e);
+/* Its model; NULL for a NULL provider. */
+const char *es__embedder_model(const es__embedder *e);
+/* Embeds texts[0..n) (non-empty) into out[i * dim ..]; for each text st[i]
+ * is ES_OK or why it was not embedded (ES_EPROVIDER, ES_EDIM, ES_ENOMEM)
+ * with errs[i] the message (malloc'd, the caller frees; NULL when ES_OK).
+ * Returns ES_OK when every text was embedded, ES_EPROVIDER when some were
+ * not, ES_ENOMEM when memory ran out. */
+es_status es__embed_texts(const es__embedder *e, const char *const *texts,
+                          size_t n, size_t dim, float *out, char **errs,
+                          es_status *st);
+
+/* ---- embed_docs.c: documents without vectors, embedded ------------------ */
+
+/* Copies of n documents with the vectors the provider made. */
+typedef struct es__embedded {
+  es_doc *docs;       /* n copies; docs[i] of a failed document untouched */
+  es_chunk *chunks;   /* the copies' chunk arrays */
+  float *vectors;
+  char **errs;        /* per document: NULL, or why it was not embedded */
+  es_status *st;      /* per document: ES_OK or the failure's status */
+  size_t n;
+} es__embedded;
+
+/* Whether any of docs[0..n) (or their chunks) has text but no vector. */
+bool es__docs_need_embedding(const es_doc *docs, size_t n);
+/* Embeds, with the store's provider (not NULL), the texts of docs[0..n)
+ * and their chunks that have no vector, into *e (freed with
+ * es__embedded_free, also on failure).  ES_ENOMEM, else ES_OK with each
+ * document's failure in e->errs. */
+es_status es__docs_embed(es_store *store, const es_doc *docs, size_t n,
+                         size_t dim, es__embedded *e);
+void es__embedded_free(es__embedded *e);
 
 /* ---- sql.c: statements and execution ------------------------------------ */
 

@@ -131,6 +131,7 @@ typedef struct search_ctx {
   const float *vector;
   float *owned; /* the like_id document's vector */
   es_results *res;
+  bool embed;   /* the text is embedded by the store's provider */
 } search_ctx;
 
 /* Reads the vector of the document like_id. */
@@ -320,6 +321,37 @@ static es_status need_chunk_index(es_store *s, es__conn *c) {
   return rc;
 }
 
+/* A query vector of model: refused when the vectors searched (kind 'd'
+ * documents, 'c' chunks) include another model's.  Vectors whose model
+ * was never said are no evidence either way.  A store from before
+ * migration 9 has no counts: nothing to check against. */
+static es_status check_model(es_store *s, es__conn *c, const char *model,
+                             bool chunks) {
+  const char *v[2] = {model, chunks ? "c" : "d"};
+  PGresult *r = PQexecParams(
+      c->pg,
+      "SELECT model, sum(vectors)::int8 FROM embstore_model_counts "
+      "WHERE kind = $2::\"char\" AND model IS NOT NULL AND model <> $1 "
+      "GROUP BY model HAVING sum(vectors) > 0 ORDER BY 2 DESC, 1 LIMIT 1",
+      2, NULL, v, NULL, NULL, 0);
+  es_status rc = ES_OK;
+  const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  if (PQresultStatus(r) == PGRES_FATAL_ERROR && state && !strcmp(state, "42P01"))
+    rc = ES_OK; /* undefined_table: before migration 9 */
+  else if (!es__res_ok(r))
+    rc = es__fail_pg(s, c->pg, r, "cannot read the store's models");
+  else if (PQntuples(r) > 0)
+    rc = es__fail(s, ES_ECONFLICT, "the query vector was made by model \"%s\", "
+                  "but %s %s of this store were made by model \"%s\": "
+                  "distances between two models' vectors mean nothing; "
+                  "search with any_model (--any-model) to search anyway",
+                  model, PQgetvalue(r, 0, 1), chunks ? "chunk vectors"
+                                                     : "document vectors",
+                  PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return rc;
+}
+
 /* The search on a pooled connection: the query vector checked (or read
  * from the like document), then the index scan, and an exact scan when a
  * filtered scan found fewer than k rows. */
@@ -331,6 +363,8 @@ static es_status search_op(es_store *s, es__conn *c, void *arg) {
     rc = need_text(s, c, &sc->text_oid);
   if (rc == ES_OK && p->chunks)
     rc = need_chunk_index(s, c);
+  if (rc == ES_OK && p->model && !p->any_model && sc->mode != ES_SEARCH_TEXT)
+    rc = check_model(s, c, p->model, p->chunks != 0);
   if (rc != ES_OK)
     return rc;
   int dim = s->dim;
@@ -391,8 +425,12 @@ static es_status check_params(es_store *s, const es_search_params *p,
     return es__fail(s, ES_EINVAL, "unknown search mode %d", (int)mode);
   if (mode == ES_SEARCH_AUTO)
     mode = by_vector && by_text ? ES_SEARCH_HYBRID
-           : by_text            ? ES_SEARCH_TEXT
+           : by_text            ? (s->embedder ? ES_SEARCH_HYBRID : ES_SEARCH_TEXT)
                                 : ES_SEARCH_VECTOR;
+  /* The provider embeds the text when the mode needs a vector. */
+  sc->embed = mode != ES_SEARCH_TEXT && !by_vector && by_text && s->embedder;
+  if (sc->embed)
+    by_vector = true;
   if (!by_vector && !by_text)
     return es__fail(s, ES_EINVAL, "give a query vector, a document id (like) "
                     "or a text query");
@@ -403,11 +441,13 @@ static es_status check_params(es_store *s, const es_search_params *p,
     return es__fail(s, ES_EINVAL, "%s mode needs a query vector or a document "
                     "id (like): embedding the text needs an embedding provider, "
                     "and none is configured", es_search_mode_name(mode));
-  if (mode == ES_SEARCH_VECTOR && by_text)
-    return es__fail(s, ES_EINVAL, "vector mode with a text query needs an "
-                    "embedding provider; give the text in hybrid or text mode");
+  if (mode == ES_SEARCH_VECTOR && by_text && !sc->embed)
+    return es__fail(s, ES_EINVAL, "vector mode takes a text query only to "
+                    "embed it, without a query vector or like");
   if (mode == ES_SEARCH_HYBRID && !by_text)
     return es__fail(s, ES_EINVAL, "hybrid mode needs a text query too");
+  if (p->model && (p->model[0] == '\0' || strlen(p->model) > ES__MODEL_MAX))
+    return es__fail(s, ES_EINVAL, "model must be 1..%d bytes", ES__MODEL_MAX);
   if (p->chunks && mode != ES_SEARCH_VECTOR)
     return es__fail(s, ES_EINVAL, "chunks are searched by vector only so far: "
                     "%s search of chunks is not available", es_search_mode_name(mode));
@@ -438,13 +478,15 @@ static es_status check_params(es_store *s, const es_search_params *p,
 static bool cache_key(const es_search_params *p, const search_ctx *sc,
                       es__buf *key) {
   char head[128];
-  int n = es__snprintf_c(head, sizeof head, "%c%d/%d/%d/%d/%a/%a/%d/",
-                         p->vector ? 'v' : 'l', p->k, p->exact, (int)sc->mode,
-                         sc->rrf_k, sc->w_vector, sc->w_text, p->chunks != 0);
+  int n = es__snprintf_c(head, sizeof head, "%c%d/%d/%d/%d/%a/%a/%d/%d/",
+                         sc->embed ? 'e' : p->vector ? 'v' : 'l', p->k, p->exact, (int)sc->mode,
+                         sc->rrf_k, sc->w_vector, sc->w_text, p->chunks != 0,
+                         p->any_model != 0);
   bool ok = es__buf_append(key, head, (size_t)n);
-  const char *parts[5] = {p->workspace, p->source_id, p->like_id,
-                          p->filter_json, p->text};
-  for (int i = 0; ok && i < 5; i++) {
+  const char *parts[6] = {p->workspace, p->source_id, p->like_id,
+                          p->filter_json, p->text,
+                          sc->embed ? NULL : p->model}; /* a store has one provider */
+  for (int i = 0; ok && i < 6; i++) {
     /* length-prefixed, NULL distinct from "" */
     n = snprintf(head, sizeof head, "%ld:", parts[i] ? (long)strlen(parts[i]) : -1L);
     ok = es__buf_append(key, head, (size_t)n) &&
@@ -492,12 +534,29 @@ es_status es_search(es_store *s, const es_search_params *p, es_results **out) {
     }
     es__cache_take_ticket(s->cache, depends_on, &ticket); /* before the query */
   }
+  es_search_params embedded;
+  float *qv = NULL;
+  if (sc.embed) { /* only now: a cached answer needs no request */
+    const char *texts[1] = {p->text};
+    if ((rc = es_embed(s, texts, 1, &qv)) != ES_OK) {
+      es__buf_free(&key);
+      record(s, t0, rc, cached ? "miss" : "off");
+      return es__fail_wrap(s, rc, "cannot embed the text query: ");
+    }
+    embedded = *p;
+    embedded.vector = qv;
+    embedded.dim = (size_t)s->dim;
+    embedded.model = es_embed_model(s);
+    sc.p = &embedded;
+  }
   sc.res = calloc(1, sizeof *sc.res);
   if (sc.res == NULL) {
+    free(qv);
     es__buf_free(&key);
     return es__fail(s, ES_ENOMEM, "out of memory");
   }
   rc = es__run(s, NULL, true, search_op, &sc);
+  free(qv);
   free(sc.owned);
   if (rc == ES_OK && cached)
     es__cache_put(s->cache, key.data, key.len, depends_on, &ticket, sc.res);

@@ -41,6 +41,9 @@ void es_stats_free(es_stats *st) {
   for (size_t i = 0; i < st->n_health_reasons; i++)
     free(st->health_reasons[i]);
   free(st->health_reasons);
+  for (size_t i = 0; i < st->n_models; i++)
+    free(st->models[i].model);
+  free(st->models);
   free((char *)st->workspace);
   free(st);
 }
@@ -327,6 +330,66 @@ static es_status performance(es_store *s, es__conn *c, es_stats *st) {
   return ES_OK;
 }
 
+/* Says when one index holds the vectors of several named models. */
+static void mixed_models(es_stats *st, bool chunks) {
+  char list[300] = "";
+  size_t used = 0;
+  int named = 0;
+  for (size_t i = 0; i < st->n_models; i++) {
+    int64_t n = chunks ? st->models[i].chunks : st->models[i].documents;
+    if (st->models[i].model == NULL || n <= 0)
+      continue;
+    named++;
+    if (used < sizeof list - 1)
+      used += (size_t)snprintf(list + used, sizeof list - used, "%s%s: %lld",
+                               named > 1 ? ", " : "", st->models[i].model,
+                               (long long)n);
+  }
+  if (named > 1)
+    fact(st, ES_HEALTH_DEGRADED, "the %s hold vectors of %d models (%s): "
+         "distances between two models' vectors mean nothing, so a search "
+         "ranks them arbitrarily; re-embed with one model",
+         chunks ? "chunks" : "documents", named, list);
+}
+
+/* The vectors per model (migration 9's counters; none before it). */
+static es_status models(es_store *s, es__conn *c, es_stats *st) {
+  PGresult *r = PQexec(
+      c->pg,
+      "SELECT model, sum(vectors) FILTER (WHERE kind = 'd'), "
+      "sum(vectors) FILTER (WHERE kind = 'c') FROM embstore_model_counts "
+      "GROUP BY model HAVING sum(vectors) <> 0 ORDER BY model NULLS FIRST");
+  const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  if (PQresultStatus(r) == PGRES_FATAL_ERROR && state && !strcmp(state, "42P01")) {
+    PQclear(r);
+    return ES_OK;
+  }
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(s, c->pg, r, "cannot read embstore_model_counts");
+    PQclear(r);
+    return rc;
+  }
+  int n = PQntuples(r);
+  st->models = calloc(n > 0 ? (size_t)n : 1, sizeof *st->models);
+  if (st->models == NULL) {
+    PQclear(r);
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  }
+  for (int i = 0; i < n; i++) {
+    es_model_stats *m = &st->models[st->n_models++];
+    if (!PQgetisnull(r, i, 0) && (m->model = strdup(PQgetvalue(r, i, 0))) == NULL) {
+      PQclear(r);
+      return es__fail(s, ES_ENOMEM, "out of memory");
+    }
+    m->documents = PQgetisnull(r, i, 1) ? 0 : strtoll(PQgetvalue(r, i, 1), NULL, 10);
+    m->chunks = PQgetisnull(r, i, 2) ? 0 : strtoll(PQgetvalue(r, i, 2), NULL, 10);
+  }
+  PQclear(r);
+  mixed_models(st, false);
+  mixed_models(st, true);
+  return ES_OK;
+}
+
 /* Forgets a failed attempt's partial results before a retry. */
 static void reset(es_stats *st) {
   const char *ws = st->workspace;
@@ -339,6 +402,9 @@ static void reset(es_stats *st) {
   for (size_t i = 0; i < tmp.n_health_reasons; i++)
     free(tmp.health_reasons[i]);
   free(tmp.health_reasons);
+  for (size_t i = 0; i < tmp.n_models; i++)
+    free(tmp.models[i].model);
+  free(tmp.models);
   memset(st, 0, sizeof *st);
   st->workspace = ws;
   ((stats_full *)st)->oom = false;
@@ -357,6 +423,8 @@ static es_status stats_op(es_store *s, es__conn *c, void *arg) {
     rc = structure(s, c, st);
   if (rc == ES_OK)
     rc = performance(s, c, st);
+  if (rc == ES_OK)
+    rc = models(s, c, st);
   if (rc != ES_OK)
     return rc;
   if (st->workspace == NULL)

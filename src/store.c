@@ -16,6 +16,11 @@ void es_options_init(es_options *o) {
   o->metrics_retention_s = 7 * 24 * 3600;
   o->cache_bytes = 64u << 20;
   o->cache_ttl_ms = 60000;
+  o->embed_timeout_ms = 30000;
+  o->embed_max_retries = 4;
+  o->embed_retry_backoff_ms = 250;
+  o->embed_batch_size = 64;
+  o->embed_concurrency = 4;
 }
 
 es_status es_open(const char *conninfo, es_store **store) {
@@ -66,7 +71,9 @@ es_status es_open_opts(const es_options *options, es_store **out) {
   s->opts = *options;
   s->opts.conninfo = NULL;
   s->opts.home = NULL;
-  if ((rc = check_options(s, options)) != ES_OK)
+  s->opts.embed_url = s->opts.embed_model = s->opts.embed_api_key = NULL;
+  if ((rc = check_options(s, options)) != ES_OK ||
+      (rc = es__embedder_new(s, options, &s->embedder)) != ES_OK)
     return rc;
 
   if (options->conninfo != NULL) {
@@ -97,6 +104,7 @@ void es_close(es_store *s) {
     es__pool_destroy(&s->pool);
   pthread_mutex_destroy(&s->shape_mu);
   es__err_unregister(s);
+  es__embedder_free(s->embedder);
   free(s->conninfo);
   free(s->redacted);
   free(s);

@@ -144,16 +144,17 @@ static es_status write_doc(es_store *s, es__conn *c, upsert_ctx *u) {
   if (vec == NULL)
     return es__fail(s, ES_ENOMEM, "out of memory");
   es__vector_to_bin(doc->embedding, doc->dim, vec);
-  const char *v[7] = {doc->id,
+  const char *v[8] = {doc->id,
                       doc->text ? doc->text : "",
                       vec,
                       doc->metadata_json ? doc->metadata_json : "{}",
                       doc->source_id,
                       (const char *)u->content_hash,
-                      doc->has_chunks ? (const char *)u->chunks_hash : NULL};
-  int len[7] = {0, 0, (int)vlen, 0, 0, ES__HASH_BYTES, ES__HASH_BYTES};
-  int fmt[7] = {0, 0, 1, 0, 0, 1, 1};
-  PGresult *r = es__exec_stmt(c, ES__Q_UPSERT_DOC, 7, v, len, fmt, 0);
+                      doc->has_chunks ? (const char *)u->chunks_hash : NULL,
+                      doc->model};
+  int len[8] = {0, 0, (int)vlen, 0, 0, ES__HASH_BYTES, ES__HASH_BYTES, 0};
+  int fmt[8] = {0, 0, 1, 0, 0, 1, 1, 0};
+  PGresult *r = es__exec_stmt(c, ES__Q_UPSERT_DOC, 8, v, len, fmt, 0);
   free(vec);
   es_status rc = ES_OK;
   if (!es__res_ok(r) || PQntuples(r) != 1)
@@ -209,7 +210,36 @@ done:
 
 /* Validates, hashes and writes one document; the cache learns of the
  * sources it changed once the write is committed. */
+/* es_upsert through a batch session of one document: for a document the
+ * provider embeds, or whose chunks name their model (the session writes
+ * chunks.model; the statements here do not). */
+static es_status upsert_batched(es_store *s, const es_doc *doc,
+                                es_upsert_outcome *outcome) {
+  es_batch_result *res = NULL;
+  es_status rc = es_batch_upsert(s, doc, 1, NULL, &res);
+  if (res && res->n_failures == 1) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", res->failures[0].error);
+    rc = es__fail(s, res->failures[0].status, "%s", msg);
+  } else if (rc == ES_OK && outcome && res) {
+    *outcome = res->inserted ? ES_UPSERT_INSERTED
+               : res->updated ? ES_UPSERT_UPDATED : ES_UPSERT_UNCHANGED;
+  }
+  es_batch_result_free(res);
+  return rc;
+}
+
+static bool chunks_name_model(const es_doc *doc) {
+  for (size_t i = 0; doc->chunks && i < doc->n_chunks; i++)
+    if (doc->chunks[i].model)
+      return true;
+  return false;
+}
+
 es_status es_upsert(es_store *s, const es_doc *doc, es_upsert_outcome *outcome) {
+  if (s != NULL && doc != NULL &&
+      ((s->embedder && es__docs_need_embedding(doc, 1)) || chunks_name_model(doc)))
+    return upsert_batched(s, doc, outcome);
   es_status rc = es_doc_validate(s, doc);
   if (rc != ES_OK)
     return rc;

@@ -43,6 +43,20 @@ static inline es_status check_text(const char *s, const char *field, char *err,
   return ES_OK;
 }
 
+/* A model's name: NULL, or 1..ES__MODEL_MAX bytes of UTF-8. */
+static inline es_status check_model(const char *m, const char *field,
+                                    char *err, size_t errlen) {
+  if (m == NULL)
+    return ES_OK;
+  size_t n = strlen(m);
+  if (n == 0 || n > ES__MODEL_MAX) {
+    snprintf(err, errlen, "%s must be 1..%d bytes, not %zu", field,
+             ES__MODEL_MAX, n);
+    return ES_EINVAL;
+  }
+  return check_text(m, field, err, errlen);
+}
+
 /* A vector: of the store's dimension, every value finite, and for the
  * cosine metric not of zero length (its distance to anything is NaN). */
 static inline es_status check_vector(const float *v, size_t n, int dim,
@@ -117,9 +131,15 @@ es_status es__doc_check(const es_doc *doc, int dim, es_metric metric, char *err,
       (rc = check_text(doc->text, "text", err, errlen)) != ES_OK)
     return rc;
   if (doc->embedding == NULL) {
-    snprintf(err, errlen, "embedding is missing");
+    snprintf(err, errlen, "embedding is missing%s",
+             doc->text && doc->text[0]
+                 ? " (a store with an embedding provider, --embed-url, makes "
+                   "one from the text)"
+                 : " and there is no text to make one from");
     return ES_EINVAL;
   }
+  if ((rc = check_model(doc->model, "model", err, errlen)) != ES_OK)
+    return rc;
   if ((rc = check_vector(doc->embedding, doc->dim, dim, metric, "embedding",
                          err, errlen)) != ES_OK ||
       (rc = check_metadata(doc->metadata_json, "metadata", err, errlen)) != ES_OK)
@@ -146,6 +166,9 @@ es_status es__doc_check(const es_doc *doc, int dim, es_metric metric, char *err,
       return rc;
     snprintf(field, sizeof field, "chunks[%zu].metadata", i);
     if ((rc = check_metadata(c->metadata_json, field, err, errlen)) != ES_OK)
+      return rc;
+    snprintf(field, sizeof field, "chunks[%zu].model", i);
+    if ((rc = check_model(c->model, field, err, errlen)) != ES_OK)
       return rc;
   }
   return check_chunk_ids_unique(doc, err, errlen);

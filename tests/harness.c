@@ -111,8 +111,10 @@ es_batch_result *th_batch_upsert(es_store *s, const es_doc *d, size_t n,
   es_batch_result *r = NULL;
   es_status rc = es_batch_upsert(s, d, n, &o, &r);
   if (rc != want)
-    FAIL("es_batch_upsert: want %s, got %s: %s", es_status_name(want),
-         es_status_name(rc), es_errmsg(s));
+    FAIL("es_batch_upsert: want %s, got %s: %s%s%s", es_status_name(want),
+         es_status_name(rc), es_errmsg(s),
+         r && r->n_failures ? "; the first failure: " : "",
+         r && r->n_failures ? r->failures[0].error : "");
   ASSERT_NOT_NULL(r);
   return r;
 }

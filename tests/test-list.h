@@ -244,7 +244,15 @@
   X(serve_reads_member_names_written_with_escapes, DB)                    \
   X(serve_answers_head_where_it_answers_get, DB)                          \
   X(serve_lists_filters_and_deletes_by_filter_as_the_tool_does, DB)       \
-  X(serve_exports_as_the_tool_does_across_pages_and_within_a_tenant, DB)
+  X(serve_exports_as_the_tool_does_across_pages_and_within_a_tenant, DB)   \
+  X(embed_provider_fills_the_vectors_of_documents_and_chunks, DB)          \
+  X(embed_provider_waits_as_long_as_retry_after_says_on_429, DB)           \
+  X(embed_provider_5xx_is_retried_then_fails_only_its_own_documents, DB)   \
+  X(embed_provider_that_hangs_fails_after_the_timeout_and_others_go_on, DB) \
+  X(embed_provider_vector_of_the_wrong_dimension_names_model_and_both, DB) \
+  X(embed_provider_key_missing_or_wrong_is_final_and_never_shown, DB)      \
+  X(embed_text_queries_search_by_vector_and_hybrid_through_the_provider, DB) \
+  X(embed_models_are_counted_and_a_query_of_another_model_is_refused, DB)
 #else
 #define SERVE_TESTS(X)
 #endif
