@@ -252,7 +252,8 @@
   X(embed_provider_vector_of_the_wrong_dimension_names_model_and_both, DB) \
   X(embed_provider_key_missing_or_wrong_is_final_and_never_shown, DB)      \
   X(embed_text_queries_search_by_vector_and_hybrid_through_the_provider, DB) \
-  X(embed_models_are_counted_and_a_query_of_another_model_is_refused, DB)
+  X(embed_models_are_counted_and_a_query_of_another_model_is_refused, DB) \
+  X(embed_cli_and_serve_embed_through_the_configured_provider, DB)
 #else
 #define SERVE_TESTS(X)
 #endif

@@ -277,8 +277,9 @@ TEST(cli_delete_stats_cleanup_metrics_json_fields_are_stable) {
   static const char *const stats_keys[] = {
       "workspace", "documents", "chunks", "without_vector", "orphaned_chunks",
       "sources", "sources_total", "storage_mb", "storage_attribution",
-      "reclaimable_mb", "index_health", "health_reasons", "performance"};
-  assert_keys(j, stats_keys, 13);
+      "reclaimable_mb", "index_health", "health_reasons", "performance",
+      "models"};
+  assert_keys(j, stats_keys, 14);
   ASSERT_INT_EQ(json_integer_value(json_object_get(j, "documents")), 2);
   ASSERT_INT_EQ(json_integer_value(json_object_get(j, "chunks")), 1);
   ASSERT_INT_EQ(json_integer_value(json_object_get(j, "sources_total")), 2);

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "http.h"
 #include "provider.h"
 #include "test.h"
 
@@ -442,5 +443,107 @@ TEST(embed_models_are_counted_and_a_query_of_another_model_is_refused) {
                        "embstore_model_counts.model AND e.embedding IS NOT NULL) "
                        "AND kind = 'd') x"), 0);
   es_close(s);
+  th_provider_stop(p);
+}
+
+/* The tool and the server, over the same service: ingest of text-only
+ * lines, text search in every mode, stats per model; the key comes from
+ * the environment and is never printed. */
+TEST(embed_cli_and_serve_embed_through_the_configured_provider) {
+  init_store();
+  th_provider *p = th_provider_start(DIM, KEY);
+  setenv("EMBSTORE_EMBED_API_KEY", KEY, 1);
+  char input[2048] = "";
+  for (size_t i = 0; i < N_TEXTS; i++) {
+    size_t used = strlen(input);
+    snprintf(input + used, sizeof input - used,
+             "{\"id\":\"e%zu\",\"text\":\"%s\",\"chunks\":[{\"id\":\"e%zu-c\","
+             "\"text\":\"%s\"}]}\n", i, texts[i], i, texts[(i + 3) % N_TEXTS]);
+  }
+  const char *url = th_provider_url(p);
+  th_proc r = th_cli(input, (const char *const[]){"--db", th_conninfo(),
+      "--embed-url", url, "--embed-model", MODEL, "ingest", "-", "--json", NULL});
+  ASSERT_INT_EQ(r.status, 0);
+  ASSERT_CONTAINS(r.out, "\"inserted\":7");
+  ASSERT_NOT_CONTAINS(r.out, "SECRET");
+  ASSERT_NOT_CONTAINS(r.err, "SECRET");
+  th_proc_free(&r);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM chunks WHERE model = '" MODEL
+                       "' AND embedding IS NOT NULL"), N_TEXTS);
+
+  /* --embed-url without a model is a usage error naming what is missing;
+   * the environment gives both. */
+  r = th_cli(NULL, (const char *const[]){"--db", th_conninfo(), "--embed-url",
+                                         url, "search", "--text", "fox", NULL});
+  ASSERT_INT_NE(r.status, 0);
+  ASSERT_CONTAINS(r.err, "--embed-model");
+  th_proc_free(&r);
+  setenv("EMBSTORE_EMBED_URL", url, 1);
+  setenv("EMBSTORE_EMBED_MODEL", MODEL, 1);
+  const char *query = "lazy dogs in the sun";
+  r = th_cli(NULL, (const char *const[]){"--db", th_conninfo(), "search",
+                                         "--text", query, "--mode", "vector",
+                                         "--exact", "-k", "1", "--json", NULL});
+  ASSERT_INT_EQ(r.status, 0);
+  char want[32];
+  snprintf(want, sizeof want, "\"id\":\"e%zu\"", nearest(query));
+  ASSERT_CONTAINS(r.out, want);
+  th_proc_free(&r);
+  r = th_cli(NULL, (const char *const[]){"--db", th_conninfo(), "search",
+                                         "--text", query, "--json", NULL});
+  ASSERT_INT_EQ(r.status, 0);
+  ASSERT_CONTAINS(r.out, "\"vector_rank\":1"); /* hybrid by default */
+  th_proc_free(&r);
+  r = th_cli(NULL, (const char *const[]){"--db", th_conninfo(), "--json",
+                                         "stats", NULL});
+  ASSERT_INT_EQ(r.status, 0);
+  ASSERT_CONTAINS(r.out, "\"models\":[{\"model\":\"" MODEL "\",\"documents\":7,"
+                  "\"chunks\":7}]");
+  th_proc_free(&r);
+  /* another model's query is refused, naming both, unless --any-model */
+  r = th_cli(NULL, (const char *const[]){"--db", th_conninfo(), "--embed-model",
+                                         "other-model", "search", "--text",
+                                         query, NULL});
+  ASSERT_INT_EQ(r.status, 2);
+  ASSERT_CONTAINS(r.err, "\"other-model\"");
+  ASSERT_CONTAINS(r.err, "\"" MODEL "\"");
+  th_proc_free(&r);
+  r = th_cli(NULL, (const char *const[]){"--db", th_conninfo(), "--embed-model",
+                                         "other-model", "search", "--text",
+                                         query, "--any-model", NULL});
+  ASSERT_INT_EQ(r.status, 0);
+  th_proc_free(&r);
+
+  /* The server: the same provider, configured the same way. */
+  th_server s = th_serve_start(NULL, NULL);
+  char body[256];
+  snprintf(body, sizeof body, "{\"text\":\"%s\",\"mode\":\"vector\",\"exact\":true,"
+           "\"k\":1}", query);
+  th_http h = th_post_json(&s, "/v1/search", body, NULL);
+  ASSERT_HTTP(h, 200);
+  ASSERT_CONTAINS(h.body, want);
+  th_http_free(&h);
+  static const char doc[] = "{\"documents\":[{\"id\":\"http1\",\"text\":"
+                            "\"agents remember\"}]}";
+  h = th_post_json(&s, "/v1/documents", doc, NULL);
+  ASSERT_HTTP(h, 200);
+  ASSERT_CONTAINS(h.body, "\"inserted\":1");
+  th_http_free(&h);
+  ASSERT_SQL_STR("SELECT model FROM embeddings WHERE id = 'http1'", MODEL);
+  /* the service failing for good: 502, its message, never the key */
+  th_provider_fail_for(p, "broken", 400);
+  h = th_post_json(&s, "/v1/search", "{\"text\":\"broken\",\"mode\":\"vector\"}", NULL);
+  ASSERT_HTTP(h, 502);
+  ASSERT_CONTAINS(h.body, "ES_EPROVIDER");
+  ASSERT_CONTAINS(h.body, "HTTP 400");
+  ASSERT_NOT_CONTAINS(h.body, "SECRET");
+  th_http_free(&h);
+  char *log = th_serve_log(&s);
+  ASSERT_NOT_CONTAINS(log, "SECRET");
+  free(log);
+  ASSERT_INT_EQ(th_serve_stop(&s), 0);
+  unsetenv("EMBSTORE_EMBED_URL");
+  unsetenv("EMBSTORE_EMBED_MODEL");
+  unsetenv("EMBSTORE_EMBED_API_KEY");
   th_provider_stop(p);
 }
