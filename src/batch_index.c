@@ -99,12 +99,13 @@ void es__batch_maybe_defer_index(es_batch *b, const es__item *it, size_t n) {
   es_status rc = es__index_lookup(b->s, b->conn, def, &st, &name);
   if (rc == ES_OK && st != ES__INDEX_MISSING) {
     char *q = PQescapeIdentifier(b->conn->pg, name, strlen(name));
-    char sql[384];
+    char sql[512];
     /* The text search index too (its GIN is rebuilt far faster than it
      * is maintained row by row). */
     snprintf(sql, sizeof sql,
              "BEGIN; SET LOCAL lock_timeout = %d; DROP INDEX %s; "
              "DROP INDEX IF EXISTS embeddings_text_idx; "
+             "DROP INDEX IF EXISTS chunks_text_idx; "
              "DROP INDEX IF EXISTS chunks_embedding_hnsw_idx; "
              "SELECT pg_advisory_lock_shared(" ES__DEFER_LOCK "); COMMIT",
              DEFER_LOCK_WAIT_MS, q ? q : "\"\"");

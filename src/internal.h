@@ -78,7 +78,7 @@ void es__scrub_quoted(char *msg, size_t cap);
 /* ---- pool.c: connections ------------------------------------------------ */
 
 /* Prepared-statement slots: the fixed statements, then search variants. */
-#define ES__STMT_SLOTS 400 /* ES__Q__COUNT + 4 kinds x 3 metrics x 32 */
+#define ES__STMT_SLOTS 600 /* ES__Q__COUNT + 6 kinds x 3 metrics x 32 */
 
 typedef struct es__conn {
   PGconn *pg;

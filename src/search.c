@@ -24,7 +24,8 @@
 enum { F_WORKSPACE = 1, F_SOURCE = 2, F_EXCLUDE = 4, F_EXACT = 8, F_FILTER = 16 };
 #define N_VARIANTS 32
 /* The kinds of statement: es_search_mode's, less AUTO. */
-enum { K_VECTOR = 0, K_TEXT = 1, K_HYBRID = 2, K_CHUNKS = 3, N_KINDS = 4 };
+enum { K_VECTOR = 0, K_TEXT = 1, K_HYBRID = 2, K_CHUNKS = 3, K_CHUNKS_TEXT = 4,
+       K_CHUNKS_HYBRID = 5, N_KINDS = 6 };
 #define DEFAULT_RRF_K 60
 
 static const char *const operators[] = {"<=>", "<->", "<#>"};
@@ -56,23 +57,57 @@ static void where_clause(char *where, size_t cap, int flags, int *n,
  *   hybrid  $1 vector, $2 query, filters, pool, rrf_k, w_v, w_t, limit
  *
  * Text and hybrid statements answer 8 columns: the vector one's 5, then
- * score, vector rank, text rank. */
+ * score, vector rank, text rank.  Chunk statements add document_id and
+ * chunk_index: 7 columns (vector), 10 (text, hybrid). */
 static void build_sql(char *buf, size_t cap, int kind, es_metric metric,
                       int flags, unsigned text_oid) {
   assert((unsigned)metric < sizeof operators / sizeof operators[0]);
   assert(flags >= 0 && flags < N_VARIANTS && kind >= 0 && kind < N_KINDS);
   const char *op = operators[metric];
-  int n = kind == K_HYBRID ? 3 : 2;
+  bool hybrid = kind == K_HYBRID || kind == K_CHUNKS_HYBRID;
+  int n = hybrid ? 3 : 2;
   char where[256];
-  where_clause(where, sizeof where, flags, &n, kind == K_CHUNKS ? "e." : "");
+  where_clause(where, sizeof where, flags, &n, kind >= K_CHUNKS ? "e." : "");
   /* "+ 0" hides the ordering from the index: an exact scan. */
   const char *exact = (flags & F_EXACT) ? " + 0" : "";
   char tsv[96], tsq[80];
-  snprintf(tsv, sizeof tsv, "to_tsvector('%u'::regconfig, left(text, "
-           ES__TEXT_CHARS_S "))", text_oid);
+  snprintf(tsv, sizeof tsv, "to_tsvector('%u'::regconfig, left(%stext, "
+           ES__TEXT_CHARS_S "))", text_oid, kind >= K_CHUNKS ? "c." : "");
   snprintf(tsq, sizeof tsq, "websearch_to_tsquery('%u'::regconfig, $%d)", text_oid,
-           kind == K_HYBRID ? 2 : 1);
-  if (kind == K_CHUNKS) {
+           hybrid ? 2 : 1);
+  if (kind == K_CHUNKS_TEXT) {
+    snprintf(buf, cap,
+             "SELECT id, NULL::float8, text, source_id, metadata::text, score, "
+             "0, (row_number() OVER (ORDER BY score DESC, id))::int4, "
+             "document_id, chunk_index FROM (SELECT c.id, ts_rank_cd(%s, q) "
+             "AS score, c.text, e.source_id, e.metadata, c.document_id, "
+             "c.chunk_index FROM chunks c JOIN embeddings e ON e.id = "
+             "c.document_id, %s q WHERE %s @@ q%s ORDER BY score DESC, c.id "
+             "LIMIT $%d) r ORDER BY score DESC, id",
+             tsv, tsq, tsv, where, n);
+  } else if (kind == K_CHUNKS_HYBRID) {
+    snprintf(buf, cap,
+             "WITH v AS (SELECT id, distance, row_number() OVER (ORDER BY "
+             "distance, id) AS rank FROM (SELECT c.id, c.embedding %s "
+             "$1::vector AS distance FROM chunks c JOIN embeddings e ON e.id = "
+             "c.document_id WHERE c.embedding IS NOT NULL%s ORDER BY "
+             "(c.embedding %s $1::vector)%s LIMIT $%d) x), "
+             "t AS (SELECT id, row_number() OVER (ORDER BY score DESC, id) AS "
+             "rank FROM (SELECT c.id, ts_rank_cd(%s, q) AS score FROM chunks c "
+             "JOIN embeddings e ON e.id = c.document_id, %s q WHERE %s @@ q%s "
+             "ORDER BY score DESC, c.id LIMIT $%d) y), "
+             "f AS (SELECT coalesce(v.id, t.id) AS id, v.distance, v.rank AS "
+             "vrank, t.rank AS trank, coalesce($%d::float8 / ($%d::float8 + "
+             "v.rank), 0) + coalesce($%d::float8 / ($%d::float8 + t.rank), 0) "
+             "AS score FROM v FULL JOIN t ON v.id = t.id) "
+             "SELECT c.id, f.distance, c.text, e.source_id, e.metadata::text, "
+             "f.score, coalesce(f.vrank, 0)::int4, coalesce(f.trank, 0)::int4, "
+             "c.document_id, c.chunk_index FROM f JOIN chunks c ON c.id = f.id "
+             "JOIN embeddings e ON e.id = c.document_id "
+             "ORDER BY f.score DESC, f.id LIMIT $%d",
+             op, where, op, exact, n, tsv, tsq, tsv, where, n, n + 2, n + 1,
+             n + 3, n + 1, n + 4);
+  } else if (kind == K_CHUNKS) {
     /* Filters apply through the document; the chunk index (partial, on
      * the chunks that have a vector) orders the scan. */
     snprintf(buf, cap,
@@ -170,7 +205,9 @@ static es_status load_like(es_store *s, es__conn *c, search_ctx *sc, int dim) {
  * search's 7, or 8). */
 static es_status take_rows(es_store *s, PGresult *r, es_results *res) {
   int n = PQntuples(r);
-  bool ranked = PQnfields(r) == 8, chunks = PQnfields(r) == 7;
+  int nf = PQnfields(r);
+  bool ranked = nf == 8 || nf == 10, chunks = nf == 7 || nf == 10;
+  int chunk_col = nf == 10 ? 8 : 5; /* document_id, then chunk_index */
   es__results_clear(res);
   res->hits = calloc(n > 0 ? (size_t)n : 1, sizeof *res->hits);
   if (res->hits == NULL)
@@ -183,8 +220,8 @@ static es_status take_rows(es_store *s, PGresult *r, es_results *res) {
     h->score = ranked ? es__strtod(PQgetvalue(r, i, 5), NULL) : 0;
     h->vector_rank = ranked ? atoi(PQgetvalue(r, i, 6)) : i + 1;
     h->text_rank = ranked ? atoi(PQgetvalue(r, i, 7)) : 0;
-    h->chunk_index = chunks ? atoi(PQgetvalue(r, i, 6)) : -1;
-    if (chunks && (h->document_id = strdup(PQgetvalue(r, i, 5))) == NULL)
+    h->chunk_index = chunks ? atoi(PQgetvalue(r, i, chunk_col + 1)) : -1;
+    if (chunks && (h->document_id = strdup(PQgetvalue(r, i, chunk_col))) == NULL)
       return es__fail(s, ES_ENOMEM, "out of memory");
     h->text = strdup(PQgetvalue(r, i, 2));
     h->source_id = PQgetisnull(r, i, 3) ? NULL : strdup(PQgetvalue(r, i, 3));
@@ -208,10 +245,11 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
                              es_metric metric, int dim, int flags) {
   char sql[2048], name[32], limit[16], pool[16], rrf[16], wv[32], wt[32];
   const es_search_params *p = sc->p;
-  int kind = p->chunks                   ? K_CHUNKS
-             : sc->mode == ES_SEARCH_TEXT   ? K_TEXT
+  int kind = sc->mode == ES_SEARCH_TEXT     ? K_TEXT
              : sc->mode == ES_SEARCH_HYBRID ? K_HYBRID
                                             : K_VECTOR;
+  if (p->chunks)
+    kind += K_CHUNKS; /* K_CHUNKS, K_CHUNKS_TEXT, K_CHUNKS_HYBRID */
   int slot = ES__Q__COUNT + (kind * 3 + (int)metric) * N_VARIANTS + flags;
   assert(slot < ES__STMT_SLOTS);
   build_sql(sql, sizeof sql, kind, metric, flags, sc->text_oid);
@@ -225,7 +263,9 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
   char *vec = NULL;
   const char *v[12];
   int len[12] = {0}, fmt[12] = {0}, n = 0;
-  if (kind != K_TEXT) {
+  bool text = kind == K_TEXT || kind == K_CHUNKS_TEXT;
+  bool hybrid = kind == K_HYBRID || kind == K_CHUNKS_HYBRID;
+  if (!text) {
     size_t vlen = es__vector_bin_size((size_t)dim);
     if ((vec = malloc(vlen)) == NULL)
       return es__fail(s, ES_ENOMEM, "out of memory");
@@ -234,7 +274,7 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
     fmt[n] = 1;
     v[n++] = vec;
   }
-  if (kind == K_TEXT || kind == K_HYBRID)
+  if (text || hybrid)
     v[n++] = p->text;
   if (flags & F_WORKSPACE)
     v[n++] = p->workspace;
@@ -244,7 +284,7 @@ static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
     v[n++] = p->like_id;
   if (flags & F_FILTER)
     v[n++] = p->filter_json;
-  if (kind == K_HYBRID) {
+  if (hybrid) {
     v[n++] = pool;
     v[n++] = rrf;
     v[n++] = wv;
@@ -448,9 +488,6 @@ static es_status check_params(es_store *s, const es_search_params *p,
     return es__fail(s, ES_EINVAL, "hybrid mode needs a text query too");
   if (p->model && (p->model[0] == '\0' || strlen(p->model) > ES__MODEL_MAX))
     return es__fail(s, ES_EINVAL, "model must be 1..%d bytes", ES__MODEL_MAX);
-  if (p->chunks && mode != ES_SEARCH_VECTOR)
-    return es__fail(s, ES_EINVAL, "chunks are searched by vector only so far: "
-                    "%s search of chunks is not available", es_search_mode_name(mode));
   if (by_text) {
     if (p->text[0] == '\0')
       return es__fail(s, ES_EINVAL, "the text query is empty");

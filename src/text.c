@@ -7,7 +7,9 @@
  * as 'english'::regconfig) and every text query repeats that
  * expression, so the planner matches it to the index.
  *
- * The index is built with CREATE INDEX CONCURRENTLY, outside any
+ * A store that searches chunks (init --chunk-index) keeps a second one,
+ * chunks_text_idx, on the chunks' text, for text and hybrid chunk
+ * searches.  The indexes are built with CREATE INDEX CONCURRENTLY, outside any
  * transaction, after init or migrate committed: on a store that already
  * holds documents, writers go on while it builds.  A build that is
  * interrupted leaves an invalid index; the next init or migrate drops it
@@ -18,8 +20,6 @@
 
 #include "internal.h"
 #include "schema.h"
-
-#define TEXT_INDEX "embeddings_text_idx"
 
 /* Reads the configuration (whatever is cached). */
 static es_status read_text(es_store *s, es__conn *c, unsigned *oid, char *name,
@@ -117,12 +117,34 @@ static es_status build_running(es_store *s, es__conn *c, const char *name,
   return rc;
 }
 
-/* The text index as the catalog holds it: *oid 0 when the store has no
+/* The text indexes: the documents', and the chunks' in a store that
+ * searches chunks (es_init_options.chunk_index). */
+typedef struct text_target {
+  const char *index, *table;
+} text_target;
+static const text_target targets[] = {{"embeddings_text_idx", "embeddings"},
+                                      {"chunks_text_idx", "chunks"}};
+
+/* How many of targets[] the store keeps: 0 without text search. */
+static es_status wanted_targets(es_store *s, es__conn *c, size_t *n) {
+  unsigned oid;
+  char name[ES__TEXT_CONFIG_MAX];
+  bool chunks = false;
+  *n = 0;
+  es_status rc = read_text(s, c, &oid, name, sizeof name);
+  if (rc == ES_OK && oid != 0)
+    rc = es__chunk_index_wanted(s, c, &chunks);
+  if (rc == ES_OK && oid != 0)
+    *n = chunks ? 2 : 1;
+  return rc;
+}
+
+/* Text index t as the catalog holds it: *oid 0 when the store has no
  * text search (then nothing else is set); else its state and the name
  * found (the caller frees it), and the statement that creates it. */
-static es_status text_index(es_store *s, es__conn *c, unsigned *oid,
-                            es__index_state *st, char **found, char *create,
-                            size_t cap, bool concurrently) {
+static es_status text_index(es_store *s, es__conn *c, const text_target *t,
+                            unsigned *oid, es__index_state *st, char **found,
+                            char *create, size_t cap, bool concurrently) {
   char name[ES__TEXT_CONFIG_MAX];
   *found = NULL;
   es_status rc = read_text(s, c, oid, name, sizeof name);
@@ -144,48 +166,70 @@ static es_status text_index(es_store *s, es__conn *c, unsigned *oid,
   PQclear(r);
   /* IF NOT EXISTS: a concurrent init may have started the same build
    * since the lookup; it finishes it. */
-  snprintf(create, cap, "CREATE INDEX %sIF NOT EXISTS " TEXT_INDEX
-           " ON embeddings USING gin (to_tsvector('%u'::regconfig, left(text, "
-           ES__TEXT_CHARS_S ")))", concurrently ? "CONCURRENTLY " : "", *oid);
-  es__index_def def = {TEXT_INDEX, "embeddings", key, create, NULL};
+  snprintf(create, cap, "CREATE INDEX %sIF NOT EXISTS %s ON %s USING gin "
+           "(to_tsvector('%u'::regconfig, left(text, " ES__TEXT_CHARS_S ")))",
+           concurrently ? "CONCURRENTLY " : "", t->index, t->table, *oid);
+  es__index_def def = {t->index, t->table, key, create, NULL};
   return es__index_lookup(s, c, &def, st, found);
 }
 
-es_status es__text_index_health(es_store *s, es__conn *c, int *health,
-                                char *why, size_t cap) {
+/* One index's health: why is "" when it is fine. */
+static es_status target_health(es_store *s, es__conn *c, const text_target *t,
+                               char *why, size_t cap) {
   unsigned oid;
   es__index_state st;
   char *found = NULL, create[ES__TEXT_CONFIG_MAX + 200];
-  *health = 0;
   why[0] = '\0';
-  es_status rc = text_index(s, c, &oid, &st, &found, create, sizeof create, true);
+  es_status rc = text_index(s, c, t, &oid, &st, &found, create, sizeof create, true);
   bool building = false;
   if (rc == ES_OK && oid != 0 && st == ES__INDEX_INVALID)
     rc = build_running(s, c, found, &building);
+  const char *what = t == &targets[0] ? "document" : "chunk";
   if (rc == ES_OK && oid != 0 && st != ES__INDEX_OK) {
-    *health = 1;
     if (st == ES__INDEX_MISSING && es__deferred_load_running(s, c))
-      snprintf(why, cap, "the text search index " TEXT_INDEX " is being "
-               "rebuilt by a load in progress, which builds it when it ends");
+      snprintf(why, cap, "the text search index %s is being rebuilt by a load "
+               "in progress, which builds it when it ends", t->index);
     else if (building)
       snprintf(why, cap, "the text search index %s is being built (CREATE "
-               "INDEX CONCURRENTLY); text searches scan every document until "
-               "it is done", found);
+               "INDEX CONCURRENTLY); text searches scan every %s until it is "
+               "done", found, what);
     else
-      snprintf(why, cap, "the text search index " TEXT_INDEX " is %s: text "
-               "searches scan every document; run `embstore migrate` to build "
-               "it", st == ES__INDEX_MISSING ? "missing" : "invalid (an "
-               "interrupted build)");
+      snprintf(why, cap, "the text search index %s is %s: text searches scan "
+               "every %s; run `embstore migrate` to build it", t->index,
+               st == ES__INDEX_MISSING ? "missing" : "invalid (an interrupted "
+               "build)", what);
   }
   free(found);
   return rc;
 }
 
-es_status es__build_text_index(es_store *s, es__conn *c, int *created) {
+es_status es__text_index_health(es_store *s, es__conn *c, int *health,
+                                char *why, size_t cap) {
+  size_t n;
+  *health = 0;
+  why[0] = '\0';
+  es_status rc = wanted_targets(s, c, &n);
+  for (size_t i = 0; rc == ES_OK && i < n; i++) {
+    char one[400];
+    rc = target_health(s, c, &targets[i], one, sizeof one);
+    if (rc == ES_OK && one[0]) {
+      size_t used = strlen(why);
+      snprintf(why + used, cap - used, "%s%s", used ? "; " : "", one);
+      *health = 1;
+    }
+  }
+  return rc;
+}
+
+/* Builds text index t in the caller's transaction when it is missing or
+ * invalid. */
+static es_status build_target(es_store *s, es__conn *c, const text_target *t,
+                              int *created) {
   unsigned oid;
   es__index_state st;
   char *found = NULL, create[ES__TEXT_CONFIG_MAX + 200];
-  es_status rc = text_index(s, c, &oid, &st, &found, create, sizeof create, false);
+  es_status rc = text_index(s, c, t, &oid, &st, &found, create, sizeof create,
+                            false);
   bool building = false;
   if (rc == ES_OK && oid != 0 && st == ES__INDEX_INVALID)
     rc = build_running(s, c, found, &building);
@@ -204,11 +248,22 @@ es_status es__build_text_index(es_store *s, es__conn *c, int *created) {
   return rc;
 }
 
-es_status es__ensure_text_index(es_store *s, es__conn *c, int *created) {
+es_status es__build_text_index(es_store *s, es__conn *c, int *created) {
+  size_t n;
+  es_status rc = wanted_targets(s, c, &n);
+  for (size_t i = 0; rc == ES_OK && i < n; i++)
+    rc = build_target(s, c, &targets[i], created);
+  return rc;
+}
+
+/* Builds text index t concurrently when it is missing or invalid. */
+static es_status ensure_target(es_store *s, es__conn *c, const text_target *t,
+                               int *created) {
   unsigned oid;
   es__index_state st;
   char *found = NULL, create[ES__TEXT_CONFIG_MAX + 200];
-  es_status rc = text_index(s, c, &oid, &st, &found, create, sizeof create, true);
+  es_status rc = text_index(s, c, t, &oid, &st, &found, create, sizeof create,
+                            true);
   if (rc != ES_OK || oid == 0 || st == ES__INDEX_OK ||
       (st == ES__INDEX_MISSING && es__deferred_load_running(s, c))) {
     free(found); /* a load that deferred it builds it when it ends */
@@ -237,5 +292,13 @@ es_status es__ensure_text_index(es_store *s, es__conn *c, int *created) {
   if (rc == ES_OK && created)
     (*created)++;
   PQclear(PQexec(c->pg, "RESET statement_timeout; RESET lock_timeout"));
+  return rc;
+}
+
+es_status es__ensure_text_index(es_store *s, es__conn *c, int *created) {
+  size_t n;
+  es_status rc = wanted_targets(s, c, &n);
+  for (size_t i = 0; rc == ES_OK && i < n; i++)
+    rc = ensure_target(s, c, &targets[i], created);
   return rc;
 }

@@ -138,6 +138,7 @@
   /* chunk-level search */                                                 \
   X(chunk_search_returns_the_nearest_chunks_filtered_through_their_documents, DB) \
   X(chunk_search_without_the_chunk_index_says_how_to_add_it, DB)            \
+  X(chunk_text_and_hybrid_search_rank_chunks_through_their_documents, DB)   \
   X(cli_delete_by_id_reports_counts_and_names_ids_not_found, DB)            \
   X(allocation_failures_in_get_and_delete_by_id_return_enomem_and_change_nothing, DB) \
   X(stats_counts_stay_exact_through_every_kind_of_write, DB)                 \
