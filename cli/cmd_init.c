@@ -26,8 +26,9 @@ static const char init_usage[] =
     "                 english by default; simple for a store of many\n"
     "                 languages); its GIN index is built concurrently\n"
     "  --no-text-search  a store without full-text search and its index\n"
-    "  --chunk-index  keep an HNSW index on the chunks' vectors, for\n"
-    "                 search --chunks (on an existing store: built now)\n"
+    "  --chunk-index  keep an HNSW index on the chunks' vectors and, with\n"
+    "                 text search, a GIN index on their text, for search\n"
+    "                 --chunks (on an existing store: built now)\n"
     CLI_INDEX_MEMORY_USAGE
     "\n"
     "--json prints {\"created\",\"adopted\",\"migrations_applied\",\n"

@@ -387,11 +387,13 @@ typedef struct es_init_options {
                               ES_ECONFLICT (NULL) */
   int no_text_search;      /* 1: a new store without full-text search and
                               its index (0) */
-  int chunk_index;         /* 1: keep an HNSW index on the chunks' vectors,
-                              so that es_search_params.chunks can search
-                              them; on an existing store it is added (built
-                              in the init's transaction); 0 never removes
-                              one (0) */
+  int chunk_index;         /* 1: keep an HNSW index on the chunks' vectors
+                              (and, with text search, a GIN index on their
+                              text, built concurrently after the commit), so
+                              that es_search_params.chunks can search them;
+                              on an existing store it is added (the HNSW
+                              index built in the init's transaction); 0
+                              never removes one (0) */
 } es_init_options;
 
 /* Fills [out] options (not NULL) with the defaults above. */
@@ -902,9 +904,10 @@ typedef struct es_search_params {
                             w_t / (rrf_k + text rank); 1..10000 (0: 60) */
   double weight_vector;  /* w_v and w_t, >= 0, not both 0 (0 and 0: 1 and 1) */
   double weight_text;
-  int chunks;            /* 1: chunk hits (vector mode; a store made with
-                            es_init_options.chunk_index), nearest chunks
-                            first, filtered through their document (0) */
+  int chunks;            /* 1: chunk hits (a store made with
+                            es_init_options.chunk_index, which keeps an
+                            HNSW and a text index on the chunks), ranked in
+                            any mode, filtered through their document (0) */
   const char *model;     /* the model that made vector (NULL: not said).
                             A text query that the store's provider embeds
                             (vector or hybrid mode without a vector) is the
