@@ -280,6 +280,9 @@ static es_status cleanup_op(es_store *s, es__conn *c, void *arg) {
   if (fk.exists && !fk.valid && (rc = validate(s, c, x, &fk)) != ES_OK)
     return rc;
   PQclear(PQexec(c->pg, "SELECT embstore_counts_compact()"));
+  /* Migration 9's per-model counters (a store from before has none: the
+   * statement then fails, harmlessly, outside any transaction). */
+  PQclear(PQexec(c->pg, "SELECT embstore_model_counts_compact()"));
   return ES_OK;
 }
 

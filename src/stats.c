@@ -352,9 +352,18 @@ static void mixed_models(es_stats *st, bool chunks) {
          chunks ? "chunks" : "documents", named, list);
 }
 
-/* The vectors per model (migration 9's counters; none before it). */
+/* The vectors per model (migration 9's counters; none before it).  Their
+ * delta rows are folded when many piled up (writers that are not batch
+ * sessions, es_upsert, never fold them). */
 static es_status models(es_store *s, es__conn *c, es_stats *st) {
-  PGresult *r = PQexec(
+  char sql[96];
+  snprintf(sql, sizeof sql, "SELECT count(*) > %d FROM embstore_model_counts",
+           COMPACT_AT);
+  PGresult *r = PQexec(c->pg, sql);
+  if (es__res_ok(r) && PQgetvalue(r, 0, 0)[0] == 't')
+    PQclear(PQexec(c->pg, "SELECT embstore_model_counts_compact()"));
+  PQclear(r);
+  r = PQexec(
       c->pg,
       "SELECT model, sum(vectors) FILTER (WHERE kind = 'd'), "
       "sum(vectors) FILTER (WHERE kind = 'c') FROM embstore_model_counts "
