@@ -279,11 +279,11 @@ TEST(chunk_text_and_hybrid_search_rank_chunks_through_their_documents) {
            "0) AS tr, coalesce(1.0 / (60 + v.rank), 0) + coalesce(1.0 / (60 + "
            "t.rank), 0) AS score FROM (SELECT id, row_number() OVER (ORDER BY "
            "embedding <=> '[%g,%g,%g,%g,%g,%g]', id) AS rank FROM chunks ORDER BY "
-           "rank LIMIT 100) v FULL JOIN (SELECT id, row_number() OVER (ORDER BY "
+           "rank LIMIT 40) v FULL JOIN (SELECT id, row_number() OVER (ORDER BY "
            "ts_rank_cd(to_tsvector('english', text), websearch_to_tsquery("
            "'english', 'lighthouse')) DESC, id) AS rank FROM chunks WHERE "
            "to_tsvector('english', text) @@ websearch_to_tsquery('english', "
-           "'lighthouse') ORDER BY rank LIMIT 100) t USING (id) ORDER BY score "
+           "'lighthouse') ORDER BY rank LIMIT 40) t USING (id) ORDER BY score "
            "DESC, id LIMIT 10) x", q[0], q[1], q[2], q[3], q[4], q[5]);
   char *want = th_text(sql);
   char got[600] = "";
