@@ -198,16 +198,16 @@ int main(int argc, char **argv) {
 
   static const char *const filter = "{\"tag\": \"t7\"}";
   search_case cases[] = {
-      {"vector", NULL, NULL, ES_SEARCH_VECTOR, 0, 0},
-      {"vector, 1% filter", NULL, filter, ES_SEARCH_VECTOR, 0, 0},
-      {"text, rare word (0.1% match)", "rare", NULL, ES_SEARCH_TEXT, 0, 0},
-      {"text, rare word, 1% filter", "rare", filter, ES_SEARCH_TEXT, 0, 0},
-      {"text, two common words (most match)", "recall graph", NULL, ES_SEARCH_TEXT, 0, 0},
-      {"hybrid, rare word", "rare", NULL, ES_SEARCH_HYBRID, 0, 0},
-      {"hybrid, rare word, 1% filter", "rare", filter, ES_SEARCH_HYBRID, 0, 0},
-      {"hybrid, two common words", "recall graph", NULL, ES_SEARCH_HYBRID, 0, 0},
+      {"vector", NULL, NULL, ES_SEARCH_VECTOR, 0, 0, 0},
+      {"vector, 1% filter", NULL, filter, ES_SEARCH_VECTOR, 0, 0, 0},
+      {"text, rare word (0.1% match)", "rare", NULL, ES_SEARCH_TEXT, 0, 0, 0},
+      {"text, rare word, 1% filter", "rare", filter, ES_SEARCH_TEXT, 0, 0, 0},
+      {"text, two common words (most match)", "recall graph", NULL, ES_SEARCH_TEXT, 0, 0, 0},
+      {"hybrid, rare word", "rare", NULL, ES_SEARCH_HYBRID, 0, 0, 0},
+      {"hybrid, rare word, 1% filter", "rare", filter, ES_SEARCH_HYBRID, 0, 0, 0},
+      {"hybrid, two common words", "recall graph", NULL, ES_SEARCH_HYBRID, 0, 0, 0},
       {"hybrid, two common words, 1% filter", "recall graph", filter,
-       ES_SEARCH_HYBRID, 0, 0},
+       ES_SEARCH_HYBRID, 0, 0, 0},
   };
   size_t n_cases = sizeof cases / sizeof cases[0];
   for (size_t i = 0; i < n_cases; i++)
