@@ -2,6 +2,7 @@
  * selective metadata filter, next to plain vector search:
  *
  *   bench/run search [--docs N] [--dim D] [--queries Q] [--out FILE]
+ *                    [--only SUBSTRING] [--keep]
  *
  * Loads N documents (default 100,000) of D dimensions (default 384) into
  * a store on the embedded cluster, with their HNSW and text indexes
@@ -118,7 +119,8 @@ int main(int argc, char **argv) {
   bench_on_die(stop_all);
   size_t docs = 100000, dim = 384;
   int queries = 300;
-  const char *out = "BENCHMARKS.md";
+  const char *out = "BENCHMARKS.md", *only = NULL;
+  bool keep = false;
   char cmd[256];
   bench_command_line(cmd, sizeof cmd, "search", argc, argv);
   for (int i = 1; i < argc; i++) {
@@ -130,8 +132,13 @@ int main(int argc, char **argv) {
       queries = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--out") && i + 1 < argc)
       out = argv[++i];
+    else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+      only = argv[++i]; /* the cases whose name contains it (no report) */
+    else if (!strcmp(argv[i], "--keep"))
+      keep = true; /* leave the cluster running, for a closer look */
     else
-      bench_die("usage: bench/search [--docs N] [--dim D] [--queries Q] [--out FILE]");
+      bench_die("usage: bench/search [--docs N] [--dim D] [--queries Q] "
+                "[--out FILE] [--only SUBSTRING] [--keep]");
   }
   if (docs < 1000 || queries < 20)
     bench_die("--docs at least 1000 (a 1%% filter must select k), --queries "
@@ -211,7 +218,20 @@ int main(int argc, char **argv) {
   };
   size_t n_cases = sizeof cases / sizeof cases[0];
   for (size_t i = 0; i < n_cases; i++)
-    run_case(s, &cases[i], dim, queries);
+    if (only == NULL || strstr(cases[i].name, only) || i == 0)
+      run_case(s, &cases[i], dim, queries);
+  if (keep) {
+    printf("kept: %s\n", es_cluster_conninfo(cluster));
+    es_close(s);
+    es_cluster_close(cluster); /* the server runs on */
+    return 0;
+  }
+  if (only) {
+    es_close(s);
+    es_cluster_stop(cluster);
+    es_cluster_close(cluster);
+    return 0;
+  }
 
   report rep;
   if (report_open(&rep) != 0)
