@@ -27,6 +27,7 @@ enum { F_WORKSPACE = 1, F_SOURCE = 2, F_EXCLUDE = 4, F_EXACT = 8, F_FILTER = 16 
 enum { K_VECTOR = 0, K_TEXT = 1, K_HYBRID = 2, K_CHUNKS = 3, K_CHUNKS_TEXT = 4,
        K_CHUNKS_HYBRID = 5, N_KINDS = 6 };
 #define DEFAULT_RRF_K 60
+#define EXACT_BELOW 4000 /* filtered searches of fewer rows are exact */
 
 static const char *const operators[] = {"<=>", "<->", "<#>"};
 
@@ -395,6 +396,40 @@ static es_status check_model(es_store *s, es__conn *c, const char *model,
   return rc;
 }
 
+/* Whether the filters of flags select at most EXACT_BELOW documents by
+ * the planner's estimate (EXPLAIN, not run: a fraction of a millisecond).
+ * An HNSW scan that must skip the rows a filter rejects walks about k /
+ * selectivity of the graph: at 1% of 100,000 documents of 384 dimensions
+ * that took 143 ms where an exact scan of the 1,000 matching rows took 10
+ * ms (bench/run search; EXPLAIN ANALYZE of both). */
+static es_status few_matches(es_store *s, es__conn *c, const es_search_params *p,
+                             int flags, bool *few) {
+  char where[256], sql[400];
+  int n = 1;
+  where_clause(where, sizeof where, flags & (F_WORKSPACE | F_SOURCE | F_FILTER),
+               &n, p->chunks ? "e." : "");
+  snprintf(sql, sizeof sql, "EXPLAIN SELECT 1 FROM embeddings e WHERE "
+           "e.embedding IS NOT NULL%s", where);
+  const char *v[3];
+  int nv = 0;
+  if (flags & F_WORKSPACE)
+    v[nv++] = p->workspace;
+  if (flags & F_SOURCE)
+    v[nv++] = p->source_id;
+  if (flags & F_FILTER)
+    v[nv++] = p->filter_json;
+  PGresult *r = PQexecParams(c->pg, sql, nv, NULL, v, NULL, NULL, 0);
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(s, c->pg, r, "search failed");
+    PQclear(r);
+    return rc;
+  }
+  const char *rows = PQntuples(r) > 0 ? strstr(PQgetvalue(r, 0, 0), " rows=") : NULL;
+  *few = rows != NULL && strtoll(rows + 6, NULL, 10) <= EXACT_BELOW;
+  PQclear(r);
+  return ES_OK;
+}
+
 /* The search on a pooled connection: the query vector checked (or read
  * from the like document), then the index scan, and an exact scan when a
  * filtered scan found fewer than k rows. */
@@ -438,10 +473,19 @@ static es_status search_op(es_store *s, es__conn *c, void *arg) {
   int flags = (p->workspace ? F_WORKSPACE : 0) | (p->source_id ? F_SOURCE : 0) |
               (p->like_id && !text ? F_EXCLUDE : 0) |
               (p->exact && !text ? F_EXACT : 0) | (p->filter_json ? F_FILTER : 0);
+  /* A selective filter is answered exactly, and sooner, from the rows
+   * it selects than by walking the graph past all those it rejects. */
+  if (!text && !(flags & F_EXACT) && (flags & (F_WORKSPACE | F_SOURCE | F_FILTER))) {
+    bool few = false;
+    if ((rc = few_matches(s, c, p, flags, &few)) != ES_OK)
+      return rc;
+    if (few)
+      flags |= F_EXACT;
+  }
   rc = run_variant(s, c, sc, metric, dim, flags);
   if (rc == ES_OK && text && sc->res->n == 0)
     rc = check_words(s, c, sc);
-  if (rc == ES_OK && !text && !p->exact &&
+  if (rc == ES_OK && !text && !(flags & F_EXACT) &&
       (p->workspace || p->source_id || p->filter_json) &&
       sc->res->n < (size_t)p->k)
     rc = run_variant(s, c, sc, metric, dim, flags | F_EXACT);
