@@ -262,6 +262,14 @@ PGresult *es__exec_named(es__conn *conn, int slot, const char *name,
                          const char *const *values, const int *lengths,
                          const int *formats, int binary_result);
 
+/* es__exec_named's statement sent without waiting for its answer
+ * (PQgetResult reads it): false when it could not be sent.  Preparing it
+ * first, when this connection has not, waits; a failure to prepare is
+ * *failed (the answer; true is returned), else *failed is NULL. */
+bool es__send_named(es__conn *conn, int slot, const char *name,
+                    const char *sql, int nparams, const char *const *values,
+                    const int *lengths, const int *formats, PGresult **failed);
+
 /* Runs a parameterless command; returns ES_OK or records the failure. */
 es_status es__exec(es_store *store, es__conn *conn, const char *sql,
                    const char *what);

@@ -244,66 +244,235 @@ static int pool_of(int k) {
   return pool < 2000 ? pool : 2000;
 }
 
-/* Runs one variant of the search. */
-static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
-                             es_metric metric, int dim, int flags) {
+/* One statement of a search, ready to send: its text, prepared-statement
+ * slot and parameters. */
+typedef struct variant {
+  int slot;
   char sql[2048], name[32], limit[16], pool[16], rrf[16], wv[32], wt[32];
+  const char *v[12];
+  int len[12], fmt[12], n;
+  char *vec; /* the query vector in binary, owned */
+} variant;
+
+/* The statement of kind for the search sc, with limit rows (the hybrid
+ * statement's own pools are pool_of(k) deep). */
+static es_status make_variant(es_store *s, search_ctx *sc, es_metric metric,
+                              int dim, int flags, int kind, int limit,
+                              variant *x) {
   const es_search_params *p = sc->p;
+  memset(x, 0, sizeof *x);
+  x->slot = ES__Q__COUNT + (kind * 3 + (int)metric) * N_VARIANTS + flags;
+  assert(x->slot < ES__STMT_SLOTS);
+  build_sql(x->sql, sizeof x->sql, kind, metric, flags, sc->text_oid);
+  snprintf(x->name, sizeof x->name, "es_search_%d", x->slot);
+  snprintf(x->limit, sizeof x->limit, "%d", limit);
+  snprintf(x->pool, sizeof x->pool, "%d", pool_of(p->k));
+  snprintf(x->rrf, sizeof x->rrf, "%d", sc->rrf_k);
+  es__snprintf_c(x->wv, sizeof x->wv, "%.17g", sc->w_vector);
+  es__snprintf_c(x->wt, sizeof x->wt, "%.17g", sc->w_text);
+  bool text = kind == K_TEXT || kind == K_CHUNKS_TEXT;
+  bool hybrid = kind == K_HYBRID || kind == K_CHUNKS_HYBRID;
+  int n = 0;
+  if (!text) {
+    size_t vlen = es__vector_bin_size((size_t)dim);
+    if ((x->vec = malloc(vlen)) == NULL)
+      return es__fail(s, ES_ENOMEM, "out of memory");
+    es__vector_to_bin(sc->vector, (size_t)dim, x->vec);
+    x->len[n] = (int)vlen;
+    x->fmt[n] = 1;
+    x->v[n++] = x->vec;
+  }
+  if (text || hybrid)
+    x->v[n++] = p->text;
+  if (flags & F_WORKSPACE)
+    x->v[n++] = p->workspace;
+  if (flags & F_SOURCE)
+    x->v[n++] = p->source_id;
+  if (flags & F_EXCLUDE)
+    x->v[n++] = p->like_id;
+  if (flags & F_FILTER)
+    x->v[n++] = p->filter_json;
+  if (hybrid) {
+    x->v[n++] = x->pool;
+    x->v[n++] = x->rrf;
+    x->v[n++] = x->wv;
+    x->v[n++] = x->wt;
+  }
+  x->v[n++] = x->limit;
+  x->n = n;
+  return ES_OK;
+}
+
+/* The kind of statement that ranks sc's search, one pass. */
+static int kind_of(const search_ctx *sc) {
   int kind = sc->mode == ES_SEARCH_TEXT     ? K_TEXT
              : sc->mode == ES_SEARCH_HYBRID ? K_HYBRID
                                             : K_VECTOR;
-  if (p->chunks)
-    kind += K_CHUNKS; /* K_CHUNKS, K_CHUNKS_TEXT, K_CHUNKS_HYBRID */
-  int slot = ES__Q__COUNT + (kind * 3 + (int)metric) * N_VARIANTS + flags;
-  assert(slot < ES__STMT_SLOTS);
-  build_sql(sql, sizeof sql, kind, metric, flags, sc->text_oid);
-  snprintf(name, sizeof name, "es_search_%d", slot);
-  snprintf(limit, sizeof limit, "%d", p->k);
-  snprintf(pool, sizeof pool, "%d", pool_of(p->k));
-  snprintf(rrf, sizeof rrf, "%d", sc->rrf_k);
-  es__snprintf_c(wv, sizeof wv, "%.17g", sc->w_vector);
-  es__snprintf_c(wt, sizeof wt, "%.17g", sc->w_text);
+  return sc->p->chunks ? kind + K_CHUNKS : kind; /* K_CHUNKS, K_CHUNKS_TEXT, ... */
+}
 
-  char *vec = NULL;
-  const char *v[12];
-  int len[12] = {0}, fmt[12] = {0}, n = 0;
-  bool text = kind == K_TEXT || kind == K_CHUNKS_TEXT;
-  bool hybrid = kind == K_HYBRID || kind == K_CHUNKS_HYBRID;
-  if (!text) {
-    size_t vlen = es__vector_bin_size((size_t)dim);
-    if ((vec = malloc(vlen)) == NULL)
-      return es__fail(s, ES_ENOMEM, "out of memory");
-    es__vector_to_bin(sc->vector, (size_t)dim, vec);
-    len[n] = (int)vlen;
-    fmt[n] = 1;
-    v[n++] = vec;
-  }
-  if (text || hybrid)
-    v[n++] = p->text;
-  if (flags & F_WORKSPACE)
-    v[n++] = p->workspace;
-  if (flags & F_SOURCE)
-    v[n++] = p->source_id;
-  if (flags & F_EXCLUDE)
-    v[n++] = p->like_id;
-  if (flags & F_FILTER)
-    v[n++] = p->filter_json;
-  if (hybrid) {
-    v[n++] = pool;
-    v[n++] = rrf;
-    v[n++] = wv;
-    v[n++] = wt;
-  }
-  v[n++] = limit;
-  PGresult *r = es__exec_named(c, slot, name, sql, n, v, len, fmt, 0);
-  free(vec);
-  es_status rc;
+/* Runs one variant of the search: one statement. */
+static es_status run_variant(es_store *s, es__conn *c, search_ctx *sc,
+                             es_metric metric, int dim, int flags) {
+  variant x;
+  es_status rc = make_variant(s, sc, metric, dim, flags, kind_of(sc),
+                              sc->p->k, &x);
+  if (rc != ES_OK)
+    return rc;
+  PGresult *r = es__exec_named(c, x.slot, x.name, x.sql, x.n, x.v, x.len,
+                               x.fmt, 0);
+  free(x.vec);
   if (!es__res_ok(r))
     rc = es__fail_pg(s, c->pg, r, "search failed");
   else
     rc = take_rows(s, r, sc->res);
   PQclear(r);
   sc->res->mode = sc->mode;
+  return rc;
+}
+
+/* ---- hybrid with its two pools at once ----------------------------------- */
+
+/* A hit of either pool: its row in the vector pool's answer and in the
+ * text pool's (-1: not in that pool). */
+typedef struct candidate {
+  const char *id;
+  int vrow, trow;
+  double score;
+} candidate;
+
+static int by_id(const void *a, const void *b) {
+  return strcmp(((const candidate *)a)->id, ((const candidate *)b)->id);
+}
+
+/* Larger score first; ties by id, bytewise (as the C collation orders). */
+static int by_score(const void *a, const void *b) {
+  const candidate *x = a, *y = b;
+  if (x->score != y->score)
+    return x->score > y->score ? -1 : 1;
+  return strcmp(x->id, y->id);
+}
+
+/* Fuses the vector pool's rows rv (5 columns, 7 for chunks, nearest first)
+ * and the text pool's rt (8, 10 for chunks, best first) by Reciprocal Rank
+ * Fusion into sc->res: the same hits, ranks and scores as the one-statement
+ * hybrid (K_HYBRID), computed here. */
+static es_status fuse(es_store *s, search_ctx *sc, const PGresult *rv,
+                      const PGresult *rt) {
+  int nv = PQntuples(rv), nt = PQntuples(rt);
+  bool chunks = sc->p->chunks != 0;
+  candidate *cand = malloc(((size_t)nv + (size_t)nt + 1) * sizeof *cand);
+  es_results *res = sc->res;
+  es__results_clear(res);
+  res->mode = sc->mode;
+  if (cand == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  for (int i = 0; i < nv; i++)
+    cand[i] = (candidate){PQgetvalue(rv, i, 0), i, -1, 0};
+  qsort(cand, (size_t)nv, sizeof *cand, by_id);
+  size_t n = (size_t)nv;
+  for (int j = 0; j < nt; j++) {
+    candidate key = {PQgetvalue(rt, j, 0), -1, j, 0};
+    candidate *hit = bsearch(&key, cand, (size_t)nv, sizeof *cand, by_id);
+    if (hit)
+      hit->trow = j;
+    else
+      cand[n++] = key;
+  }
+  for (size_t i = 0; i < n; i++) { /* as the statement computes it */
+    candidate *x = &cand[i];
+    x->score = (x->vrow >= 0 ? sc->w_vector / ((double)sc->rrf_k + (x->vrow + 1)) : 0) +
+               (x->trow >= 0 ? sc->w_text / ((double)sc->rrf_k + (x->trow + 1)) : 0);
+  }
+  qsort(cand, n, sizeof *cand, by_score);
+  size_t k = n < (size_t)sc->p->k ? n : (size_t)sc->p->k;
+  res->hits = calloc(k ? k : 1, sizeof *res->hits);
+  if (res->hits == NULL) {
+    free(cand);
+    return es__fail(s, ES_ENOMEM, "out of memory");
+  }
+  es_status rc = ES_OK;
+  for (size_t i = 0; i < k && rc == ES_OK; i++) {
+    const candidate *x = &cand[i];
+    const PGresult *r = x->vrow >= 0 ? rv : rt;
+    int row = x->vrow >= 0 ? x->vrow : x->trow, doc_col = x->vrow >= 0 ? 5 : 8;
+    es_hit *h = &res->hits[res->n++];
+    h->id = strdup(x->id);
+    h->distance = x->vrow >= 0 ? es__strtod(PQgetvalue(rv, x->vrow, 1), NULL) : NAN;
+    h->score = x->score;
+    h->vector_rank = x->vrow + 1;
+    h->text_rank = x->trow + 1;
+    h->text = strdup(PQgetvalue(r, row, 2));
+    h->source_id = PQgetisnull(r, row, 3) ? NULL : strdup(PQgetvalue(r, row, 3));
+    h->metadata_json = strdup(PQgetisnull(r, row, 4) ? "{}" : PQgetvalue(r, row, 4));
+    h->chunk_index = chunks ? atoi(PQgetvalue(r, row, doc_col + 1)) : -1;
+    if (chunks)
+      h->document_id = strdup(PQgetvalue(r, row, doc_col));
+    if (!h->id || !h->text || !h->metadata_json ||
+        (!PQgetisnull(r, row, 3) && !h->source_id) || (chunks && !h->document_id))
+      rc = es__fail(s, ES_ENOMEM, "out of memory");
+  }
+  free(cand);
+  return rc;
+}
+
+/* The answer of the statement sent on c, draining what follows it. */
+static PGresult *take_answer(es__conn *c) {
+  PGresult *r = PQgetResult(c->pg), *more;
+  while ((more = PQgetResult(c->pg)) != NULL)
+    PQclear(more);
+  return r;
+}
+
+/* A hybrid search whose vector pool runs on c while its text pool runs on
+ * c2, on two server processes at once: the pools cost about the slower of
+ * the two instead of their sum (bench/run search). */
+static es_status run_hybrid_split(es_store *s, es__conn *c, es__conn *c2,
+                                  search_ctx *sc, es_metric metric, int dim,
+                                  int flags) {
+  int base = sc->p->chunks ? K_CHUNKS : 0, pool = pool_of(sc->p->k);
+  variant xv, xt;
+  es_status rc = make_variant(s, sc, metric, dim, flags, base + K_VECTOR, pool, &xv);
+  if (rc != ES_OK)
+    return rc;
+  if ((rc = make_variant(s, sc, metric, dim, flags, base + K_TEXT, pool, &xt)) != ES_OK) {
+    free(xv.vec);
+    return rc;
+  }
+  PGresult *rv = NULL, *rt = NULL;
+  bool sent_v = es__send_named(c, xv.slot, xv.name, xv.sql, xv.n, xv.v, xv.len,
+                               xv.fmt, &rv);
+  bool sent_t = sent_v && es__send_named(c2, xt.slot, xt.name, xt.sql, xt.n,
+                                         xt.v, xt.len, xt.fmt, &rt);
+  if (sent_v && rv == NULL)
+    rv = take_answer(c);
+  if (sent_t && rt == NULL)
+    rt = take_answer(c2);
+  free(xv.vec);
+  free(xt.vec);
+  if (!es__res_ok(rv))
+    rc = es__fail_pg(s, c->pg, rv, "search failed");
+  else if (!es__res_ok(rt))
+    rc = es__fail_pg(s, c2->pg, rt, "search failed");
+  else
+    rc = fuse(s, sc, rv, rt);
+  PQclear(rv);
+  PQclear(rt);
+  return rc;
+}
+
+/* Runs the search with flags: a hybrid one on two connections when the
+ * pool has a second one free at once, else in one statement. */
+static es_status run_search(es_store *s, es__conn *c, search_ctx *sc,
+                            es_metric metric, int dim, int flags) {
+  es__conn *c2 = NULL;
+  if (sc->mode != ES_SEARCH_HYBRID || es__acquire_quiet(s, &c2) != ES_OK ||
+      c2 == NULL) {
+    es__clear_err(s);
+    return run_variant(s, c, sc, metric, dim, flags);
+  }
+  es_status rc = run_hybrid_split(s, c, c2, sc, metric, dim, flags);
+  es__release(s, c2);
   return rc;
 }
 
@@ -482,13 +651,13 @@ static es_status search_op(es_store *s, es__conn *c, void *arg) {
     if (few)
       flags |= F_EXACT;
   }
-  rc = run_variant(s, c, sc, metric, dim, flags);
+  rc = run_search(s, c, sc, metric, dim, flags);
   if (rc == ES_OK && text && sc->res->n == 0)
     rc = check_words(s, c, sc);
   if (rc == ES_OK && !text && !(flags & F_EXACT) &&
       (p->workspace || p->source_id || p->filter_json) &&
       sc->res->n < (size_t)p->k)
-    rc = run_variant(s, c, sc, metric, dim, flags | F_EXACT);
+    rc = run_search(s, c, sc, metric, dim, flags | F_EXACT);
   return rc;
 }
 

@@ -109,6 +109,24 @@ PGresult *es__exec_named(es__conn *conn, int slot, const char *name,
                         binary_result);
 }
 
+bool es__send_named(es__conn *conn, int slot, const char *name,
+                    const char *sql, int nparams, const char *const *values,
+                    const int *lengths, const int *formats, PGresult **failed) {
+  assert(conn != NULL && slot >= ES__Q__COUNT && slot < ES__STMT_SLOTS);
+  *failed = NULL;
+  if (!conn->prepared[slot]) {
+    PGresult *r = PQprepare(conn->pg, name, sql, 0, NULL);
+    if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
+      *failed = r;
+      return true; /* the failure is the answer */
+    }
+    PQclear(r);
+    conn->prepared[slot] = 1;
+  }
+  return PQsendQueryPrepared(conn->pg, name, nparams, values, lengths, formats,
+                             0) == 1;
+}
+
 /* true when res is a success. */
 bool es__res_ok(const PGresult *res) {
   if (res == NULL)

@@ -131,6 +131,7 @@
   /* full-text and hybrid search */                                       \
   X(text_search_ranks_as_postgresql_does_with_web_search_syntax, DB)         \
   X(hybrid_search_fuses_the_ranks_as_reciprocal_rank_fusion_computed_apart, DB) \
+  X(hybrid_search_on_one_connection_or_two_gives_the_same_answer, DB)       \
   X(the_text_search_configuration_is_chosen_at_init_and_kept, DB)            \
   X(an_interrupted_text_index_build_is_replaced_by_the_next_migrate, DB)     \
   X(the_text_index_of_an_existing_store_builds_while_writes_go_on, DB)      \

@@ -418,3 +418,96 @@ TEST(a_text_longer_than_a_tsvector_holds_is_indexed_by_its_first_characters) {
   free(text);
   es_close(s);
 }
+
+/* A hybrid search runs its two pools on two connections when the pool has
+ * a second one free, else in one statement: both give the same hits, in
+ * the same order, with the same ranks and scores. */
+TEST(hybrid_search_on_one_connection_or_two_gives_the_same_answer) {
+  es_store *one = th_open_init(DIM, ES_METRIC_COSINE);
+  put_texts(one);
+  es_close(one);
+  es_options o;
+  es_options_init(&o);
+  o.conninfo = th_conninfo();
+  o.pool_size = 1; /* never a second connection: one statement */
+  o.cache_bytes = 0;
+  ASSERT_OK(one, es_open_opts(&o, &one));
+  o.pool_size = 4;
+  es_store *two = NULL;
+  ASSERT_OK(two, es_open_opts(&o, &two));
+  static const char *const queries[] = {"fox", "dog OR retrieval", "quick -fox",
+                                        "\"vector store\"", "clever"};
+  static const char *const filters[] = {NULL, "{\"workspace\": \"w1\"}"};
+  int split_seen = 0, ties = 0;
+  for (size_t q = 0; q < sizeof queries / sizeof queries[0]; q++)
+    for (int f = 0; f < 2; f++)
+      for (int w = 0; w < 2; w++) {
+        th_set_fail_context("query %s, filter %d, weights %d", queries[q], f, w);
+        float v[DIM];
+        vec((int)q + 3, v);
+        es_search_params p;
+        es_search_params_init(&p);
+        p.vector = v;
+        p.dim = DIM;
+        p.text = queries[q];
+        p.k = 7;
+        p.filter_json = filters[f];
+        p.weight_vector = w ? 0.3 : 0;
+        p.weight_text = w ? 2.0 : 0;
+        p.rrf_k = w ? 5 : 0;
+        es_results *a = NULL, *b = NULL;
+        ASSERT_OK(one, es_search(one, &p, &a));
+        ASSERT_OK(two, es_search(two, &p, &b));
+        ASSERT_INT_EQ((long long)a->n, (long long)b->n);
+        for (size_t i = 0; i < a->n; i++) {
+          ASSERT_STR_EQ(a->hits[i].id, b->hits[i].id);
+          ASSERT_INT_EQ(a->hits[i].vector_rank, b->hits[i].vector_rank);
+          ASSERT_INT_EQ(a->hits[i].text_rank, b->hits[i].text_rank);
+          ASSERT_DBL_EQ(a->hits[i].score, b->hits[i].score, 0);
+          ties += i > 0 && a->hits[i].score == a->hits[i - 1].score;
+          ASSERT_STR_EQ(a->hits[i].text, b->hits[i].text);
+          ASSERT_STR_EQ(a->hits[i].metadata_json, b->hits[i].metadata_json);
+          if (isnan(a->hits[i].distance))
+            ASSERT_NAN(b->hits[i].distance);
+          else
+            ASSERT_DBL_EQ(a->hits[i].distance, b->hits[i].distance, 0);
+        }
+        es_results_free(a);
+        es_results_free(b);
+        es_runtime rt;
+        es_runtime_get(two, &rt);
+        split_seen = split_seen || rt.pool_open >= 2;
+      }
+  th_set_fail_context(NULL);
+  ASSERT(split_seen); /* the second store did use two connections */
+  /* Equal scores: "tie-q" is first by text and second by vector, "tie-p"
+   * the other way round; both answers order them by id. */
+  float pv[DIM] = {0.9f, -0.7f, 0.5f, 0.3f}, qv[DIM] = {0.9f, -0.7f, 0.5f, 0.31f};
+  es_doc ties_docs[2] = {{.id = "tie-q", .text = "zebra zebra zebra", .embedding = qv,
+                          .dim = DIM},
+                         {.id = "tie-p", .text = "zebra", .embedding = pv, .dim = DIM}};
+  es_batch_result_free(th_batch_upsert(two, ties_docs, 2, 10, ES_OK));
+  es_search_params p;
+  es_search_params_init(&p);
+  p.vector = pv;
+  p.dim = DIM;
+  p.text = "zebra";
+  p.k = 3;
+  es_results *a = NULL, *b = NULL;
+  ASSERT_OK(one, es_search(one, &p, &a));
+  ASSERT_OK(two, es_search(two, &p, &b));
+  for (es_results *r = a; r; r = r == a ? b : NULL) {
+    ASSERT_DBL_EQ(r->hits[0].score, r->hits[1].score, 0);
+    ASSERT_STR_EQ(r->hits[0].id, "tie-p");
+    ASSERT_STR_EQ(r->hits[1].id, "tie-q");
+    ties++;
+  }
+  es_results_free(a);
+  es_results_free(b);
+  ASSERT_INT_GT(ties, 0);
+  es_runtime rt;
+  es_runtime_get(one, &rt);
+  ASSERT_INT_EQ(rt.pool_open, 1);
+  es_close(one);
+  es_close(two);
+}
