@@ -255,7 +255,11 @@
   X(embed_provider_key_missing_or_wrong_is_final_and_never_shown, DB)      \
   X(embed_text_queries_search_by_vector_and_hybrid_through_the_provider, DB) \
   X(embed_models_are_counted_and_a_query_of_another_model_is_refused, DB) \
-  X(embed_cli_and_serve_embed_through_the_configured_provider, DB)
+  X(embed_cli_and_serve_embed_through_the_configured_provider, DB)        \
+  X(mcp_stdio_speaks_the_protocol_and_every_tool_works_on_the_store, DB)  \
+  X(mcp_refuses_a_message_beyond_its_bound_and_keeps_serving, DB)          \
+  X(mcp_read_only_lists_and_runs_only_the_tools_that_never_write, DB)      \
+  X(mcp_two_servers_storing_into_one_store_at_once_lose_nothing, DB)
 #else
 #define SERVE_TESTS(X)
 #endif

@@ -1,0 +1,312 @@
+/* test_mcp.c - `embstore mcp` over its real stdio: the protocol's
+ * lifecycle and errors, every tool against the real store, the read-only
+ * tool list, and two servers storing into one store at once. */
+#include <jansson.h>
+#include <pthread.h>
+
+#include "test.h"
+
+#define DIM 3
+
+/* The answers on stdout, by id (a JSON array of the lines). */
+static json_t *answers(const char *out) {
+  json_t *all = json_array();
+  const char *p = out;
+  while (p && *p) {
+    const char *nl = strchr(p, '\n');
+    size_t len = nl ? (size_t)(nl - p) : strlen(p);
+    json_error_t je;
+    json_t *j = json_loadb(p, len, 0, &je);
+    if (j == NULL)
+      FAIL("stdout holds a line that is not JSON: %.*s", (int)(len > 200 ? 200 : len), p);
+    json_array_append_new(all, j);
+    p = nl ? nl + 1 : NULL;
+  }
+  return all;
+}
+
+/* The answer with id (an integer), or fails. */
+static json_t *by_id(json_t *all, long id) {
+  size_t i;
+  json_t *a;
+  json_array_foreach(all, i, a) {
+    json_t *v = json_object_get(a, "id");
+    if (json_is_integer(v) && json_integer_value(v) == id)
+      return a;
+  }
+  FAIL("no answer with id %ld", id);
+  return NULL;
+}
+
+static const char *error_message(json_t *a) {
+  return json_string_value(json_object_get(json_object_get(a, "error"), "message"));
+}
+
+static long long error_code(json_t *a) {
+  return json_integer_value(json_object_get(json_object_get(a, "error"), "code"));
+}
+
+static json_t *structured(json_t *a) {
+  json_t *r = json_object_get(a, "result");
+  if (json_is_true(json_object_get(r, "isError")))
+    FAIL("tool error: %s", json_string_value(json_object_get(
+                               json_array_get(json_object_get(r, "content"), 0), "text")));
+  return json_object_get(r, "structuredContent");
+}
+
+static th_proc run_mcp(const char *input, const char *extra) {
+  const char *argv[] = {"--db", th_conninfo(), "mcp", extra, NULL};
+  return th_cli(input, argv);
+}
+
+#define INIT                                                                   \
+  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{"     \
+  "\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{"  \
+  "\"name\":\"test\",\"version\":\"1\"}}}\n"                                 \
+  "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n"
+
+TEST(mcp_stdio_speaks_the_protocol_and_every_tool_works_on_the_store) {
+  es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
+  es_close(s);
+  const char *input =
+      "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"tools/list\"}\n" INIT
+      "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"store\",\"arguments\":{\"source_id\":\"notes\",\"workspace\":\"w\","
+      "\"documents\":[{\"text\":\"the harbour lighthouse\",\"embedding\":[1,0,0.1]},"
+      "{\"id\":\"b\",\"text\":\"mountain river\",\"embedding\":[0,1,0.3],"
+      "\"chunks\":[{\"id\":\"b#0\",\"text\":\"river\",\"embedding\":[0,1,0]}]},"
+      "{\"id\":\"c\",\"text\":\"bad\",\"embedding\":[1,2]}]}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"search\",\"arguments\":{\"query\":\"lighthouse\"}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"search\",\"arguments\":{\"vector\":[0,1,0.25],\"k\":1,\"filter\":{\"workspace\":\"w\"}}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"get\",\"arguments\":{\"id\":\"b\"}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"get\",\"arguments\":{\"id\":\"nope\"}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"list\",\"arguments\":{\"limit\":1}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"get_statistics\",\"arguments\":{}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"delete_by_source\",\"arguments\":{\"source_id\":\"notes\",\"dry_run\":true}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":11,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"delete\",\"arguments\":{\"ids\":[\"b\",\"zz\"]}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"cleanup_orphaned\"}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":13,\"method\":\"resources/read\",\"params\":{"
+      "\"uri\":\"embstore://sources\"}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":14,\"method\":\"no/such\"}\n"
+      "not json at all\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":15,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"drop_everything\"}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":16,\"method\":\"ping\"}\n";
+  th_proc p = run_mcp(input, NULL);
+  ASSERT_INT_EQ(p.status, 0);
+  ASSERT_CONTAINS(p.err, "no embedding provider"); /* start-up says which */
+  json_t *all = answers(p.out);
+  /* one answer a request (17) and the unparsable line; none for the
+   * notification */
+  ASSERT_INT_EQ((long long)json_array_size(all), 18);
+
+  ASSERT_INT_EQ(error_code(by_id(all, 0)), -32600); /* before initialize */
+  json_t *init = json_object_get(by_id(all, 1), "result");
+  ASSERT_STR_EQ(json_string_value(json_object_get(init, "protocolVersion")), "2025-06-18");
+  ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(init, "serverInfo"),
+                                                  "name")), "embstore");
+
+  json_t *tools = json_object_get(json_object_get(by_id(all, 2), "result"), "tools");
+  ASSERT_INT_EQ((long long)json_array_size(tools), 8);
+  static const char *const names[] = {"store", "search", "get", "list", "delete",
+                                      "delete_by_source", "get_statistics",
+                                      "cleanup_orphaned"};
+  static const int read_only[] = {0, 1, 1, 1, 0, 0, 1, 0};
+  for (size_t i = 0; i < 8; i++) {
+    json_t *t = json_array_get(tools, i);
+    ASSERT_STR_EQ(json_string_value(json_object_get(t, "name")), names[i]);
+    ASSERT(json_is_object(json_object_get(t, "inputSchema")));
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(t, "outputSchema"),
+                                                    "type")), "object");
+    json_t *ann = json_object_get(t, "annotations");
+    ASSERT_INT_EQ(json_is_true(json_object_get(ann, "readOnlyHint")), read_only[i]);
+    ASSERT_INT_EQ(json_is_true(json_object_get(ann, "destructiveHint")),
+                  i == 4 || i == 5 || i == 7);
+    ASSERT_INT_EQ(json_is_true(json_object_get(ann, "idempotentHint")), i == 0);
+  }
+
+  /* store: two landed, one refused with its index; an id was made */
+  json_t *st = structured(by_id(all, 3));
+  ASSERT_INT_EQ(json_integer_value(json_object_get(st, "inserted")), 2);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(st, "failed")), 1);
+  json_t *e0 = json_array_get(json_object_get(st, "errors"), 0);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(e0, "index")), 2);
+  ASSERT_CONTAINS(json_string_value(json_object_get(e0, "error")), "dimension");
+  json_t *gen = json_object_get(st, "generated_ids");
+  ASSERT_INT_EQ((long long)json_array_size(gen), 1);
+  char sql[200];
+  snprintf(sql, sizeof sql, "SELECT text FROM embeddings WHERE id = '%s' AND "
+           "source_id = 'notes' AND metadata->>'workspace' = 'w'",
+           json_string_value(json_array_get(gen, 0)));
+  ASSERT_SQL_STR(sql, "the harbour lighthouse");
+  /* the text content is the same JSON as the structured one */
+  json_t *r3 = json_object_get(by_id(all, 3), "result");
+  json_error_t je;
+  json_t *again = json_loads(json_string_value(json_object_get(
+                                 json_array_get(json_object_get(r3, "content"), 0), "text")),
+                             0, &je);
+  ASSERT(json_equal(again, st));
+  json_decref(again);
+
+  json_t *hits = json_object_get(structured(by_id(all, 4)), "results");
+  ASSERT_INT_EQ((long long)json_array_size(hits), 1);
+  ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(hits, 0), "text")),
+                "the harbour lighthouse");
+  hits = json_object_get(structured(by_id(all, 5)), "results");
+  ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(hits, 0), "id")), "b");
+
+  json_t *doc = structured(by_id(all, 6));
+  ASSERT_STR_EQ(json_string_value(json_object_get(doc, "id")), "b");
+  ASSERT_INT_EQ((long long)json_array_size(json_object_get(doc, "chunks")), 1);
+  /* a failed operation is a tool result with isError, not a protocol error */
+  json_t *r7 = json_object_get(by_id(all, 7), "result");
+  ASSERT(json_is_true(json_object_get(r7, "isError")));
+  ASSERT_CONTAINS(json_string_value(json_object_get(
+                      json_array_get(json_object_get(r7, "content"), 0), "text")),
+                  "no document with id \"nope\"");
+
+  json_t *page = structured(by_id(all, 8));
+  ASSERT_INT_EQ((long long)json_array_size(json_object_get(page, "documents")), 1);
+  ASSERT(json_is_string(json_object_get(page, "next_after")));
+  ASSERT_INT_EQ(json_integer_value(json_object_get(structured(by_id(all, 9)), "documents")), 2);
+  json_t *dry = structured(by_id(all, 10));
+  ASSERT_INT_EQ(json_integer_value(json_object_get(dry, "deleted")), 2);
+  ASSERT(json_is_true(json_object_get(dry, "dry_run")));
+  json_t *del = structured(by_id(all, 11));
+  ASSERT_INT_EQ(json_integer_value(json_object_get(del, "deleted")), 1);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(del, "chunks_removed")), 1);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(del, "not_found")), 1);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 1);
+  ASSERT(json_is_true(json_object_get(structured(by_id(all, 12)), "dry_run")));
+  json_t *res = json_array_get(json_object_get(json_object_get(by_id(all, 13), "result"),
+                                               "contents"), 0);
+  ASSERT_CONTAINS(json_string_value(json_object_get(res, "text")),
+                  "\"source_id\":\"notes\",\"documents\":1"); /* b is deleted */
+
+  ASSERT_INT_EQ(error_code(by_id(all, 14)), -32601);
+  ASSERT_CONTAINS(error_message(by_id(all, 14)), "no/such");
+  bool parse_error = false; /* the garbage line: id null, -32700 */
+  size_t i;
+  json_t *a;
+  json_array_foreach(all, i, a)
+    parse_error |= json_is_null(json_object_get(a, "id")) && error_code(a) == -32700;
+  ASSERT(parse_error);
+  ASSERT_INT_EQ(error_code(by_id(all, 15)), -32602);
+  ASSERT(json_is_object(json_object_get(by_id(all, 16), "result")));
+  json_decref(all);
+  th_proc_free(&p);
+}
+
+TEST(mcp_refuses_a_message_beyond_its_bound_and_keeps_serving) {
+  es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
+  es_close(s);
+  /* 10 MB in one message, against the 8 MB bound */
+  size_t big = 10u << 20;
+  char *input = malloc(big + 1024);
+  ASSERT_NOT_NULL(input);
+  size_t n = (size_t)sprintf(input, INIT "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":"
+                             "\"tools/call\",\"params\":{\"name\":\"search\","
+                             "\"arguments\":{\"query\":\"");
+  memset(input + n, 'a', big);
+  n += big;
+  n += (size_t)sprintf(input + n, "\"}}}\n{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}\n");
+  th_proc p = th_cli_io(input, n, -1, (const char *const[]){"--db", th_conninfo(),
+                                                             "mcp", NULL});
+  free(input);
+  ASSERT_INT_EQ(p.status, 0);
+  json_t *all = answers(p.out);
+  ASSERT_INT_EQ((long long)json_array_size(all), 3);
+  json_t *refused = json_array_get(all, 1);
+  ASSERT(json_is_null(json_object_get(refused, "id")));
+  ASSERT_INT_EQ(error_code(refused), -32600);
+  ASSERT_CONTAINS(error_message(refused), "larger than 8388608 bytes");
+  ASSERT(json_is_object(json_object_get(by_id(all, 3), "result")));
+  json_decref(all);
+  th_proc_free(&p);
+}
+
+TEST(mcp_read_only_lists_and_runs_only_the_tools_that_never_write) {
+  es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
+  es_close(s);
+  th_proc p = run_mcp(INIT "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}\n"
+                      "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{"
+                      "\"name\":\"delete_by_source\",\"arguments\":{\"source_id\":\"x\"}}}\n"
+                      "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{"
+                      "\"name\":\"get_statistics\"}}\n",
+                      "--read-only");
+  ASSERT_INT_EQ(p.status, 0);
+  json_t *all = answers(p.out);
+  json_t *tools = json_object_get(json_object_get(by_id(all, 2), "result"), "tools");
+  ASSERT_INT_EQ((long long)json_array_size(tools), 4);
+  size_t i;
+  json_t *t;
+  json_array_foreach(tools, i, t)
+    ASSERT(json_is_true(json_object_get(json_object_get(t, "annotations"), "readOnlyHint")));
+  ASSERT_INT_EQ(error_code(by_id(all, 3)), -32602);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(structured(by_id(all, 4)), "documents")), 0);
+  json_decref(all);
+  th_proc_free(&p);
+}
+
+typedef struct writer {
+  int nth;
+  th_proc p;
+} writer;
+
+static void *store_many(void *arg) {
+  writer *w = arg;
+  size_t cap = 1 << 20, n = 0;
+  char *in = malloc(cap);
+  n += (size_t)snprintf(in + n, cap - n, INIT);
+  for (int b = 0; b < 10; b++) {
+    n += (size_t)snprintf(in + n, cap - n, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":"
+                          "\"tools/call\",\"params\":{\"name\":\"store\",\"arguments\":"
+                          "{\"source_id\":\"w%d\",\"documents\":[", 100 + b, w->nth);
+    for (int d = 0; d < 50; d++)
+      n += (size_t)snprintf(in + n, cap - n, "%s{\"id\":\"w%d-%d-%d\",\"text\":\"t\","
+                            "\"embedding\":[1,%d,0.5]}", d ? "," : "", w->nth, b, d, d);
+    n += (size_t)snprintf(in + n, cap - n, "]}}}\n");
+  }
+  w->p = th_cli_io(in, n, -1, (const char *const[]){"--db", th_conninfo(), "mcp", NULL});
+  free(in);
+  return NULL;
+}
+
+TEST(mcp_two_servers_storing_into_one_store_at_once_lose_nothing) {
+  es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
+  es_close(s);
+  writer w[2] = {{.nth = 0}, {.nth = 1}};
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++)
+    ASSERT_INT_EQ(pthread_create(&t[i], NULL, store_many, &w[i]), 0);
+  for (int i = 0; i < 2; i++)
+    pthread_join(t[i], NULL);
+  for (int i = 0; i < 2; i++) {
+    ASSERT_INT_EQ(w[i].p.status, 0);
+    json_t *all = answers(w[i].p.out);
+    ASSERT_INT_EQ((long long)json_array_size(all), 11);
+    for (int b = 0; b < 10; b++)
+      ASSERT_INT_EQ(json_integer_value(json_object_get(structured(by_id(all, 100 + b)),
+                                                       "inserted")), 50);
+    json_decref(all);
+    th_proc_free(&w[i].p);
+  }
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 1000);
+  s = th_open();
+  es_stats *st = NULL;
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
+  ASSERT_INT_EQ(st->documents, 1000);
+  ASSERT_INT_EQ((long long)st->sources_total, 2);
+  es_stats_free(st);
+  es_close(s);
+}
