@@ -3,6 +3,8 @@
  * tool list, and two servers storing into one store at once. */
 #include <jansson.h>
 #include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "test.h"
 
@@ -309,4 +311,63 @@ TEST(mcp_two_servers_storing_into_one_store_at_once_lose_nothing) {
   ASSERT_INT_EQ((long long)st->sources_total, 2);
   es_stats_free(st);
   es_close(s);
+}
+
+/* Runs node with the script of tests/mcp-client and its arguments; its
+ * exit status, and its output (stdout and stderr) in *out (malloc'd). */
+static int run_node(const char *script, const char *const *args, char **out) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/tests/mcp-client/%s", EMBSTORE_SOURCE_DIR, script);
+  char sdk[1100];
+  snprintf(sdk, sizeof sdk, "%s/tests/mcp-client/node_modules/@modelcontextprotocol/sdk",
+           EMBSTORE_SOURCE_DIR);
+  if (access(sdk, R_OK) != 0)
+    FAIL("the MCP TypeScript SDK is not installed in tests/mcp-client: run "
+         "scripts/setup (npm ci there)");
+  const char *argv[16] = {"node", path};
+  int n = 2;
+  for (int i = 0; args[i] && n < 15; i++)
+    argv[n++] = args[i];
+  argv[n] = NULL;
+  int fds[2];
+  ASSERT_INT_EQ(pipe(fds), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  ASSERT(pid >= 0);
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    dup2(fds[1], 2);
+    close(fds[0]);
+    close(fds[1]);
+    execvp("node", (char *const *)argv);
+    _exit(127);
+  }
+  close(fds[1]);
+  size_t len = 0, cap = 4096;
+  char *buf = malloc(cap);
+  ssize_t got;
+  while ((got = read(fds[0], buf + len, cap - len - 1)) > 0) {
+    len += (size_t)got;
+    if (cap - len < 1024)
+      buf = realloc(buf, cap *= 2);
+  }
+  buf[len] = '\0';
+  close(fds[0]);
+  int st;
+  waitpid(pid, &st, 0);
+  *out = buf;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+TEST(mcp_the_official_typescript_sdk_calls_every_tool_over_stdio) {
+  es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
+  es_close(s);
+  char *out = NULL;
+  int rc = run_node("stdio.mjs", (const char *const[]){th_cli_path(), th_conninfo(), NULL},
+                    &out);
+  if (rc != 0)
+    FAIL("the SDK client failed (exit %d):\n%s", rc, out);
+  ASSERT_CONTAINS(out, "ok: protocol 2025-11-25, 8 tools called");
+  free(out);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 1); /* it deleted b */
 }
