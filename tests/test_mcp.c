@@ -319,11 +319,11 @@ static int run_node(const char *script, const char *const *args, char **out) {
   char path[1024];
   snprintf(path, sizeof path, "%s/tests/mcp-client/%s", EMBSTORE_SOURCE_DIR, script);
   char sdk[1100];
-  snprintf(sdk, sizeof sdk, "%s/tests/mcp-client/node_modules/@modelcontextprotocol/sdk",
-           EMBSTORE_SOURCE_DIR);
+  snprintf(sdk, sizeof sdk, "%s/tests/mcp-client/node_modules/@modelcontextprotocol/"
+           "inspector", EMBSTORE_SOURCE_DIR);
   if (access(sdk, R_OK) != 0)
-    FAIL("the MCP TypeScript SDK is not installed in tests/mcp-client: run "
-         "scripts/setup (npm ci there)");
+    FAIL("the MCP TypeScript SDK and Inspector are not installed in "
+         "tests/mcp-client: run scripts/setup (npm ci there)");
   const char *argv[16] = {"node", path};
   int n = 2;
   for (int i = 0; args[i] && n < 15; i++)
@@ -370,4 +370,35 @@ TEST(mcp_the_official_typescript_sdk_calls_every_tool_over_stdio) {
   ASSERT_CONTAINS(out, "ok: protocol 2025-11-25, 8 tools called");
   free(out);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 1); /* it deleted b */
+}
+
+/* The MCP Inspector's CLI mode: a second client that nobody here wrote. */
+TEST(mcp_the_inspector_cli_lists_the_tools_and_calls_one) {
+  es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
+  float v[DIM] = {1, 0, 0};
+  es_doc d = {.id = "x", .text = "seen by the inspector", .embedding = v, .dim = DIM};
+  ASSERT_OK(s, es_upsert(s, &d, NULL));
+  es_close(s);
+  const char *cli = "node_modules/.bin/mcp-inspector-cli";
+  char *out = NULL;
+  int rc = run_node(cli, (const char *const[]){"--cli", th_cli_path(), "--db", th_conninfo(),
+                                               "mcp", "--method", "tools/list", NULL},
+                    &out);
+  if (rc != 0)
+    FAIL("the inspector failed (exit %d):\n%s", rc, out);
+  static const char *const names[] = {"\"store\"", "\"search\"", "\"get\"", "\"list\"",
+                                      "\"delete\"", "\"delete_by_source\"",
+                                      "\"get_statistics\"", "\"cleanup_orphaned\""};
+  for (size_t i = 0; i < 8; i++)
+    ASSERT_CONTAINS(out, names[i]);
+  free(out);
+  rc = run_node(cli, (const char *const[]){"--cli", th_cli_path(), "--db", th_conninfo(),
+                                           "mcp", "--method", "tools/call", "--tool-name",
+                                           "get", "--tool-arg", "id=x", NULL},
+                &out);
+  if (rc != 0)
+    FAIL("the inspector's call failed (exit %d):\n%s", rc, out);
+  ASSERT_CONTAINS(out, "seen by the inspector");
+  ASSERT_CONTAINS(out, "\"isError\": false");
+  free(out);
 }
