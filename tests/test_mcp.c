@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "provider.h"
 #include "test.h"
 
 #define DIM 3
@@ -401,4 +402,33 @@ TEST(mcp_the_inspector_cli_lists_the_tools_and_calls_one) {
   ASSERT_CONTAINS(out, "seen by the inspector");
   ASSERT_CONTAINS(out, "\"isError\": false");
   free(out);
+}
+
+/* With an embedding provider, store embeds texts and a query runs hybrid. */
+TEST(mcp_with_a_provider_stores_texts_and_searches_hybrid) {
+  es_store *s = th_open_init(16, ES_METRIC_COSINE);
+  es_close(s);
+  th_provider *pv = th_provider_start(16, NULL);
+  const char *input =
+      INIT "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"store\",\"arguments\":{\"documents\":[{\"id\":\"a\",\"text\":\"the harbour "
+      "lighthouse at night\"},{\"id\":\"b\",\"text\":\"mountain river in spring\"}]}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"search\",\"arguments\":{\"query\":\"lighthouse at night\",\"k\":2}}}\n";
+  const char *argv[] = {"--db", th_conninfo(), "--embed-url", th_provider_url(pv),
+                        "--embed-model", "test-embed-1", "mcp", NULL};
+  th_proc p = th_cli(input, argv);
+  ASSERT_INT_EQ(p.status, 0);
+  ASSERT_CONTAINS(p.err, "texts are embedded by model test-embed-1");
+  json_t *all = answers(p.out);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(structured(by_id(all, 2)), "inserted")), 2);
+  json_t *hits = json_object_get(structured(by_id(all, 3)), "results");
+  json_t *top = json_array_get(hits, 0);
+  ASSERT_STR_EQ(json_string_value(json_object_get(top, "id")), "a");
+  ASSERT_INT_EQ(json_integer_value(json_object_get(top, "vector_rank")), 1);
+  ASSERT_INT_EQ(json_integer_value(json_object_get(top, "text_rank")), 1);
+  ASSERT_SQL_STR("SELECT model FROM embeddings WHERE id = 'b'", "test-embed-1");
+  json_decref(all);
+  th_proc_free(&p);
+  th_provider_stop(pv);
 }
