@@ -224,10 +224,12 @@ typedef struct es_options {
   int embed_timeout_ms;      /* one request's limit, connecting included
                                 (30000) */
   int embed_max_retries;     /* retries of a request answered 429 or 5xx,
-                                timed out or not connected (4) */
-  int embed_retry_backoff_ms; /* first backoff, doubled per retry; a
-                                Retry-After the service sends is honoured
-                                when longer, up to 60 s (250) */
+                                timed out, not connected or cut off (4);
+                                TLS failures, bad addresses and other
+                                answers are final */
+  int embed_retry_backoff_ms; /* first backoff, doubled per retry up to
+                                30 s; a Retry-After the service sends is
+                                honoured when longer, up to 60 s (250) */
   int embed_batch_size;      /* texts per request (64) */
   int embed_concurrency;     /* requests in flight at once (4) */
 } es_options;
@@ -914,7 +916,10 @@ typedef struct es_search_params {
                             provider's model.  When known, a store whose
                             searched vectors (documents', or chunks') were
                             made by another model is refused, ES_ECONFLICT
-                            naming both, unless any_model */
+                            naming both, unless any_model.  The check is
+                            store-wide (per-model counts are kept for the
+                            whole store): a workspace of one model in a
+                            store of two needs any_model */
   int any_model;         /* 1: search across models anyway (0) */
 } es_search_params;
 

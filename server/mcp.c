@@ -8,6 +8,7 @@
 
 #include "json_spans.h"
 #include "mcp.h"
+#include "tool_utf8.h"
 
 /* JSON-RPC's codes. */
 enum {
@@ -50,16 +51,27 @@ mcp *mcp_new(es_store *store, const mcp_config *config) {
 
 void mcp_free(mcp *m) { free(m); }
 
-/* Serialises a message compactly, taking msg. */
+/* Makes s valid UTF-8 where a length limit cut a character in two
+ * (replacing what is left of it), so that jansson takes it. */
+void mcp_utf8_trim(char *s) { es__utf8_scrub(s); }
+
+/* Serialises a message compactly, taking msg; an answer that could not be
+ * built (NULL) becomes a fixed internal error, so that no request goes
+ * unanswered. */
 static char *dump(json_t *msg) {
-  char *s = json_dumps(msg, JSON_COMPACT | JSON_ENSURE_ASCII);
+  char *s = msg ? json_dumps(msg, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
   json_decref(msg);
-  return s;
+  return s ? s : strdup("{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":"
+                        "-32603,\"message\":\"the answer could not be encoded\"}}");
 }
 
 /* {"jsonrpc":"2.0","id":id,"error":{"code","message"}}; id borrowed
  * (NULL: null). */
 static char *error_reply(json_t *id, int code, const char *message) {
+  char m[1024];
+  snprintf(m, sizeof m, "%s", message);
+  mcp_utf8_trim(m);
+  message = m;
   json_t *e = json_pack("{s:s,s:O?,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id,
                         "error", "code", code, "message", message);
   if (id == NULL)
@@ -195,8 +207,17 @@ char *mcp_handle(mcp *m, const char *msg, size_t len) {
                       "or an integer)");
     goto done;
   }
-  if (method == NULL) /* a response to us: we send no requests */
+  json_t *mv = json_object_get(j, "method");
+  if (mv != NULL && method == NULL) {
+    out = error_reply(id, INVALID_REQUEST, "\"method\" must be a string");
     goto done;
+  }
+  if (method == NULL) { /* a response to us (we send no requests), or junk */
+    if (id != NULL && !json_object_get(j, "result") && !json_object_get(j, "error"))
+      out = error_reply(id, INVALID_REQUEST, "a message with an id needs a method "
+                        "(a request) or a result or error (a response)");
+    goto done;
+  }
   if (id == NULL) /* a notification (initialized, cancelled): no answer */
     goto done;
   if (params && !json_is_object(params)) {

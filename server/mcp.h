@@ -43,6 +43,10 @@ char *mcp_handle(mcp *m, const char *msg, size_t len);
 /* The answer to a message too large to read: an Invalid Request error. */
 char *mcp_too_large(const mcp *m);
 
+/* Makes s valid UTF-8 where a length limit cut a character in two
+ * (jansson refuses strings that are not UTF-8). */
+void mcp_utf8_trim(char *s);
+
 /* Serves the stdio transport: one message a line on in, answers on out,
  * until in ends.  Returns 0. */
 int mcp_run_stdio(mcp *m, FILE *in, FILE *out);

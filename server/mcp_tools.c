@@ -39,6 +39,7 @@ static void fail(call *c, const char *fmt, ...) {
   char buf[2048];
   vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
+  mcp_utf8_trim(buf); /* jansson takes only whole characters */
   c->out->error = strdup(buf);
 }
 
@@ -272,6 +273,7 @@ static void t_search(call *c) {
   p.source_id = arg_str(c, "source", &bad);
   p.k = (int)arg_int(c, "k", 1, 1000, 10, &bad);
   p.chunks = arg_bool(c, "chunks", false, &bad);
+  p.any_model = arg_bool(c, "any_model", false, &bad);
   const char *mode = arg_str(c, "mode", &bad);
   char *filter = arg_object_text(c, "filter", &bad);
   p.filter_json = filter;
@@ -553,7 +555,7 @@ static const tool tools[] = {
      OBJ("\"query\":" STR ",\"vector\":" ARR(NUM) ",\"like\":" STR ",\"k\":" INT
          ",\"mode\":{\"type\":\"string\",\"enum\":[\"vector\",\"text\",\"hybrid\"]}"
          ",\"chunks\":" BOOL ",\"workspace\":" STR ",\"source\":" STR
-         ",\"filter\":" OBJECT, ""),
+         ",\"filter\":" OBJECT ",\"any_model\":" BOOL, ""),
      OBJ("\"results\":" ARR(OBJ("\"id\":" STR ",\"distance\":" NNUM ",\"text\":" STR
                                 ",\"source_id\":" NSTR ",\"metadata\":" OBJECT
                                 ",\"score\":" NUM ",\"vector_rank\":" NINT

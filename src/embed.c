@@ -250,15 +250,31 @@ static bool start(const es__embedder *e, CURLM *multi, const char *const *texts,
 
 /* ---- answers ---------------------------------------------------------------- */
 
-/* Replaces every occurrence of the key in msg by "***". */
-static void mask_key(const es__embedder *e, char *msg) {
-  if (e->key == NULL)
-    return;
-  size_t kl = strlen(e->key);
-  for (char *p = strstr(msg, e->key); p; p = strstr(p + 3, e->key)) {
-    memcpy(p, "***", 3);
-    memmove(p + 3, p + kl, strlen(p + kl) + 1);
+/* Copies src[0..len) into out (cap bytes, NUL-terminated, cut on a
+ * character boundary) with the key written as "***" wherever it appears,
+ * and also where a piece of its start does (a service that cut its own
+ * message in the middle of the key it echoes): MASK_PREFIX bytes or more
+ * of it.  Masking comes before cutting, so a cut never leaves a piece of
+ * the key either. */
+#define MASK_PREFIX 12
+static void mask_into(const es__embedder *e, const char *src, size_t len,
+                      char *out, size_t cap) {
+  size_t kl = e->key ? strlen(e->key) : 0, o = 0;
+  size_t least = kl < MASK_PREFIX ? kl : MASK_PREFIX;
+  for (size_t i = 0; i < len && o + 1 < cap;) {
+    size_t same = 0;
+    while (same < kl && i + same < len && src[i + same] == e->key[same])
+      same++;
+    if (kl > 0 && (same == kl || same >= least)) {
+      for (int k = 0; k < 3 && o + 1 < cap; k++)
+        out[o++] = '*';
+      i += same;
+      continue;
+    }
+    out[o++] = src[i++];
   }
+  out[o] = '\0';
+  es__utf8_scrub(out); /* a character cut in two at the end */
 }
 
 /* Reads the members of the object at j, looking for a string member
@@ -290,26 +306,23 @@ static bool find_message(es__json *j, es__buf *key, es__buf *out, int depth) {
 }
 
 /* The message a service put in an error answer: {"error":{"message"}},
- * {"error":"..."}, {"message"} or {"detail"}; else the start of the body. */
-static void answer_message(const es__buf *a, char *out, size_t cap) {
-  out[0] = '\0';
+ * {"error":"..."}, {"message"} or {"detail"}; else the start of the body;
+ * masked for the key, then cut to cap. */
+static void answer_message(const es__embedder *e, const es__buf *a, char *out,
+                           size_t cap) {
   char err[64];
   es__json j;
   es__json_init(&j, a->data ? a->data : "", a->len, err, sizeof err);
   es__buf key = {0}, val = {0};
   if (a->len > 0 && find_message(&j, &key, &val, 0))
-    snprintf(out, cap, "%s", val.data);
+    mask_into(e, val.data, val.len, out, cap);
+  else
+    mask_into(e, a->data ? a->data : "", a->len, out, cap);
   es__buf_free(&key);
   es__buf_free(&val);
-  if (out[0] == '\0' && a->len > 0) {
-    size_t n = a->len < cap - 1 ? a->len : cap - 1;
-    memcpy(out, a->data, n);
-    out[n] = '\0';
-  }
   for (char *p = out; *p; p++)
     if ((unsigned char)*p < 0x20)
       *p = ' ';
-  es__utf8_scrub(out);
 }
 
 /* Reads one element of "data": {"index": i, "embedding": [...]}, into
@@ -461,8 +474,7 @@ done:
 static void fail_request(const es__embedder *e, request *q, es_status code,
                          const char *msg, char **errs, es_status *st) {
   char m[1024];
-  snprintf(m, sizeof m, "%s", msg);
-  mask_key(e, m);
+  mask_into(e, msg, strlen(msg), m, sizeof m);
   for (size_t i = q->lo; i < q->lo + q->n; i++) {
     free(errs[i]);
     errs[i] = strdup(m);
@@ -480,9 +492,16 @@ static void finish(const es__embedder *e, request *q, CURLcode rc, size_t dim,
   char what[MESSAGE_MAX + 32], msg[900];
   bool transient;
   if (rc != CURLE_OK) {
-    transient = true;
+    /* Worth another try: no answer in time, no connection, a connection
+     * dropped.  Not: TLS refused, a bad address, an answer too large. */
+    transient = rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_COULDNT_CONNECT ||
+                rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR ||
+                rc == CURLE_GOT_NOTHING || rc == CURLE_PARTIAL_FILE;
     if (rc == CURLE_OPERATION_TIMEDOUT)
       snprintf(what, sizeof what, "no answer within %d ms", e->timeout_ms);
+    else if (rc == CURLE_WRITE_ERROR)
+      snprintf(what, sizeof what, "its answer is larger than %u MiB",
+               MAX_ANSWER_BYTES >> 20);
     else
       snprintf(what, sizeof what, "%s", q->curl_err[0] ? q->curl_err
                                                        : curl_easy_strerror(rc));
@@ -497,7 +516,7 @@ static void finish(const es__embedder *e, request *q, CURLcode rc, size_t dim,
     return;
   } else {
     char text[MESSAGE_MAX + 1];
-    answer_message(&q->answer, text, sizeof text);
+    answer_message(e, &q->answer, text, sizeof text);
     snprintf(what, sizeof what, "HTTP %ld%s%s", http, text[0] ? ": " : "", text);
     transient = http == 429 || http >= 500;
   }
@@ -577,10 +596,14 @@ es_status es__embed_texts(const es__embedder *e, const char *const *texts,
     }
     if (left == 0)
       break;
-    /* Sleep until a socket wakes us or the next retry is due (a request
-     * that just finished may have scheduled one). */
+    /* Sleep until a socket (or curl's own timer) wakes us, or the next
+     * request waiting for its time is due, when a slot is free for it:
+     * with every slot busy only an answer frees one. */
     int64_t next = INT64_MAX;
+    int busy = 0;
     for (size_t r = 0; r < nreq; r++)
+      busy += rq[r].running;
+    for (size_t r = 0; busy < e->concurrency && r < nreq; r++)
       if (!rq[r].done && !rq[r].running && rq[r].not_before_ms < next)
         next = rq[r].not_before_ms;
     int wait_ms = 1000;
@@ -656,8 +679,9 @@ es_status es_embed(es_store *s, const char *const *texts, size_t n,
   }
   for (size_t i = 0; i < n; i++)
     if (st[i] != ES_OK) {
-      rc = es__fail(s, st[i], "texts[%zu]: %s", i,
-                    errs[i] ? errs[i] : "not embedded");
+      rc = n == 1 ? es__fail(s, st[i], "%s", errs[i] ? errs[i] : "not embedded")
+                  : es__fail(s, st[i], "texts[%zu]: %s", i,
+                             errs[i] ? errs[i] : "not embedded");
       goto done;
     }
   *vectors = out;

@@ -15,7 +15,7 @@ bool es__docs_need_embedding(const es_doc *docs, size_t n) {
   for (size_t i = 0; i < n; i++) {
     if (wants(docs[i].text, docs[i].embedding))
       return true;
-    for (size_t k = 0; docs[i].chunks && k < docs[i].n_chunks; k++)
+    for (size_t k = 0; docs[i].has_chunks && docs[i].chunks && k < docs[i].n_chunks; k++)
       if (wants(docs[i].chunks[k].text, docs[i].chunks[k].embedding))
         return true;
   }
@@ -48,7 +48,7 @@ es_status es__docs_embed(es_store *s, const es_doc *docs, size_t n, size_t dim,
   for (size_t i = 0; i < n; i++) {
     const es_doc *d = &docs[i];
     n_texts += wants(d->text, d->embedding) && usable(d->text);
-    if (d->chunks)
+    if (d->chunks && d->has_chunks) /* without has_chunks they are not written */
       for (size_t k = 0; k < d->n_chunks; k++) {
         n_chunks++;
         n_texts += wants(d->chunks[k].text, d->chunks[k].embedding) &&
@@ -76,7 +76,7 @@ es_status es__docs_embed(es_store *s, const es_doc *docs, size_t n, size_t dim,
     const es_doc *d = &docs[i];
     if (wants(d->text, d->embedding) && usable(d->text))
       texts[t++] = d->text;
-    if (d->chunks) {
+    if (d->chunks && d->has_chunks) {
       memcpy(e->chunks + c, d->chunks, d->n_chunks * sizeof *d->chunks);
       e->docs[i].chunks = e->chunks + c;
       for (size_t k = 0; k < d->n_chunks; k++)
@@ -109,7 +109,7 @@ es_status es__docs_embed(es_store *s, const es_doc *docs, size_t n, size_t dim,
       }
       t++;
     }
-    es_chunk *ch = (es_chunk *)d->chunks;
+    es_chunk *ch = d->has_chunks ? (es_chunk *)d->chunks : NULL;
     for (size_t k = 0; ch && k < d->n_chunks; k++) {
       if (!(wants(ch[k].text, ch[k].embedding) && usable(ch[k].text)))
         continue;

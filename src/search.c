@@ -105,7 +105,7 @@ static void build_sql(char *buf, size_t cap, int kind, es_metric metric,
              "f.score, coalesce(f.vrank, 0)::int4, coalesce(f.trank, 0)::int4, "
              "c.document_id, c.chunk_index FROM f JOIN chunks c ON c.id = f.id "
              "JOIN embeddings e ON e.id = c.document_id "
-             "ORDER BY f.score DESC, f.id LIMIT $%d",
+             "ORDER BY f.score DESC, f.id COLLATE \"C\" LIMIT $%d",
              op, where, op, exact, n, tsv, tsq, tsv, where, n, n + 2, n + 1,
              n + 3, n + 1, n + 4);
   } else if (kind == K_CHUNKS) {
@@ -152,7 +152,7 @@ static void build_sql(char *buf, size_t cap, int kind, es_metric metric,
              "SELECT e.id, f.distance, e.text, e.source_id, e.metadata::text, "
              "f.score, coalesce(f.vrank, 0)::int4, coalesce(f.trank, 0)::int4 "
              "FROM f JOIN embeddings e ON e.id = f.id "
-             "ORDER BY f.score DESC, f.id LIMIT $%d",
+             "ORDER BY f.score DESC, f.id COLLATE \"C\" LIMIT $%d",
              op, where, op, exact, n, tsv, tsq, tsv, where, n, n + 2, n + 1,
              n + 3, n + 1, n + 4);
   }
@@ -577,8 +577,12 @@ static es_status few_matches(es_store *s, es__conn *c, const es_search_params *p
   int n = 1;
   where_clause(where, sizeof where, flags & (F_WORKSPACE | F_SOURCE | F_FILTER),
                &n, p->chunks ? "e." : "");
-  snprintf(sql, sizeof sql, "EXPLAIN SELECT 1 FROM embeddings e WHERE "
-           "e.embedding IS NOT NULL%s", where);
+  /* A chunk search scans chunks with a vector, through their documents. */
+  snprintf(sql, sizeof sql, p->chunks
+               ? "EXPLAIN SELECT 1 FROM chunks c JOIN embeddings e ON e.id = "
+                 "c.document_id WHERE c.embedding IS NOT NULL%s"
+               : "EXPLAIN SELECT 1 FROM embeddings e WHERE e.embedding IS NOT "
+                 "NULL%s", where);
   const char *v[3];
   int nv = 0;
   if (flags & F_WORKSPACE)
@@ -794,7 +798,7 @@ es_status es_search(es_store *s, const es_search_params *p, es_results **out) {
     if ((rc = es_embed(s, texts, 1, &qv)) != ES_OK) {
       es__buf_free(&key);
       record(s, t0, rc, cached ? "miss" : "off");
-      return es__fail_wrap(s, rc, "cannot embed the text query: ");
+      return es__fail_wrap(s, rc, "cannot embed the text query");
     }
     embedded = *p;
     embedded.vector = qv;

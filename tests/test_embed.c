@@ -299,6 +299,20 @@ TEST(embed_provider_key_missing_or_wrong_is_final_and_never_shown) {
   ASSERT_CONTAINS(es_errmsg(s), "cannot embed the text query");
   es_close(s);
 
+  /* A key so long that the service cuts its own echo of it, and our
+   * message is cut too: no piece of it shows either. */
+  char longkey[420];
+  memset(longkey, 'Q', sizeof longkey - 1);
+  memcpy(longkey, "sk-long-SECRET-", 15);
+  longkey[sizeof longkey - 1] = '\0';
+  s = open_with(p, MODEL, longkey, NULL);
+  r = th_batch_upsert(s, d, 1, 1000, ES_EPARTIAL);
+  ASSERT_CONTAINS(r->failures[0].error, "Incorrect API key provided");
+  ASSERT_NOT_CONTAINS(r->failures[0].error, "SECRET");
+  ASSERT_NOT_CONTAINS(r->failures[0].error, "QQQQQQQQQQQQ");
+  es_batch_result_free(r);
+  es_close(s);
+
   s = open_with(p, MODEL, KEY, NULL);
   r = th_batch_upsert(s, d, 1, 1000, ES_OK);
   ASSERT_INT_EQ(r->inserted, 1);

@@ -104,14 +104,22 @@ TEST(mcp_stdio_speaks_the_protocol_and_every_tool_works_on_the_store) {
       "not json at all\n"
       "{\"jsonrpc\":\"2.0\",\"id\":15,\"method\":\"tools/call\",\"params\":{\"name\":"
       "\"drop_everything\"}}\n"
-      "{\"jsonrpc\":\"2.0\",\"id\":16,\"method\":\"ping\"}\n";
+      "{\"jsonrpc\":\"2.0\",\"id\":16,\"method\":\"ping\"}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":17,\"method\":5}\n"
+      /* a name cut by the message's limit in the middle of a character */
+      "{\"jsonrpc\":\"2.0\",\"id\":18,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"a\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+      "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+      "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+      "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9x\"}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":19}\n";
   th_proc p = run_mcp(input, NULL);
   ASSERT_INT_EQ(p.status, 0);
   ASSERT_CONTAINS(p.err, "no embedding provider"); /* start-up says which */
   json_t *all = answers(p.out);
-  /* one answer a request (17) and the unparsable line; none for the
+  /* one answer a request (20) and the unparsable line; none for the
    * notification */
-  ASSERT_INT_EQ((long long)json_array_size(all), 18);
+  ASSERT_INT_EQ((long long)json_array_size(all), 21);
 
   ASSERT_INT_EQ(error_code(by_id(all, 0)), -32600); /* before initialize */
   json_t *init = json_object_get(by_id(all, 1), "result");
@@ -206,6 +214,10 @@ TEST(mcp_stdio_speaks_the_protocol_and_every_tool_works_on_the_store) {
   ASSERT(parse_error);
   ASSERT_INT_EQ(error_code(by_id(all, 15)), -32602);
   ASSERT(json_is_object(json_object_get(by_id(all, 16), "result")));
+  ASSERT_INT_EQ(error_code(by_id(all, 17)), -32600); /* a method not a string */
+  ASSERT_INT_EQ(error_code(by_id(all, 18)), -32602); /* answered, cut whole */
+  ASSERT_CONTAINS(error_message(by_id(all, 18)), "unknown tool");
+  ASSERT_INT_EQ(error_code(by_id(all, 19)), -32600); /* neither request nor answer */
   json_decref(all);
   th_proc_free(&p);
 }
