@@ -30,9 +30,11 @@ bool jout_open(jout *o) {
   return true;
 }
 
-/* Queues body (malloc'd, taken) as the answer. */
-static void queue(request *rq, int status, const char *type, char *body,
-                  size_t len, const char *allow) {
+/* Queues body (malloc'd, taken) as the answer, with the header name:
+ * value when name is not NULL. */
+static void queue_with(request *rq, int status, const char *type, char *body,
+                       size_t len, const char *allow, const char *name,
+                       const char *value) {
   if (rq->answered) {
     free(body);
     return;
@@ -47,6 +49,8 @@ static void queue(request *rq, int status, const char *type, char *body,
   MHD_add_response_header(r, "X-Request-Id", rq->id);
   if (allow)
     MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+  if (name)
+    MHD_add_response_header(r, name, value);
   if (status == MHD_HTTP_SERVICE_UNAVAILABLE || status == MHD_HTTP_CONTENT_TOO_LARGE)
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
   if (status == MHD_HTTP_UNAUTHORIZED)
@@ -57,6 +61,16 @@ static void queue(request *rq, int status, const char *type, char *body,
     rq->bytes_out = len;
   }
   MHD_destroy_response(r);
+}
+
+static void queue(request *rq, int status, const char *type, char *body,
+                  size_t len, const char *allow) {
+  queue_with(rq, status, type, body, len, allow, NULL, NULL);
+}
+
+void reply_header(request *rq, int status, const char *type, char *body,
+                  size_t len, const char *name, const char *value) {
+  queue_with(rq, status, type, body, len, NULL, name, value);
 }
 
 void reply_jout(request *rq, int status, jout *o) {

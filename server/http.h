@@ -44,6 +44,7 @@ typedef struct server {
   uint64_t next_id;
   prom *metrics;
   int dim;                  /* the store's, 0 until known */
+  struct mcp_sessions *mcp; /* /mcp's sessions (h_mcp.c) */
 } server;
 
 typedef struct ingest_stream ingest_stream;
@@ -86,6 +87,10 @@ typedef struct jout {
 bool jout_open(jout *o);
 /* Answers rq with status and o's JSON (o is consumed). */
 void reply_jout(request *rq, int status, jout *o);
+/* Answers rq with status and body (malloc'd, taken) of type, with the
+ * header name: value when name is not NULL. */
+void reply_header(request *rq, int status, const char *type, char *body,
+                  size_t len, const char *name, const char *value);
 /* Answers rq with status and a body of the given content type (copied). */
 void reply_raw(request *rq, int status, const char *type, const char *body,
                size_t len);
@@ -163,6 +168,12 @@ void h_stats(request *rq);
 void h_cleanup(request *rq);
 void h_metrics_json(request *rq);
 void h_metrics_prom(request *rq);
+/* MCP's Streamable HTTP transport (h_mcp.c). */
+typedef struct mcp_sessions mcp_sessions;
+mcp_sessions *mcp_sessions_new(void);
+void mcp_sessions_free(mcp_sessions *t);
+void h_mcp_post(request *rq);
+void h_mcp_delete(request *rq);
 
 /* Ingest streaming (h_ingest.c): the body as it arrives.  false when the
  * request was answered already (an error). */

@@ -30,8 +30,16 @@ struct mcp {
   char version[16]; /* the negotiated revision */
 };
 
+bool mcp_version_supported(const char *v) {
+  for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++)
+    if (strcmp(v, versions[i]) == 0)
+      return true;
+  return false;
+}
+
 void mcp_config_init(mcp_config *c) {
   memset(c, 0, sizeof *c);
+  c->admin = true;
   c->max_message = MCP_MAX_MESSAGE_DEFAULT;
   c->batch_size = 1000;
   c->log = stderr;
@@ -233,7 +241,7 @@ char *mcp_handle(mcp *m, const char *msg, size_t len) {
                       "send initialize first");
   } else if (strcmp(method, "tools/list") == 0) {
     out = result_reply(id, json_pack("{s:o}", "tools",
-                                     mcp_tools_list(m->cfg.read_only)));
+                                     mcp_tools_list(&m->cfg)));
   } else if (strcmp(method, "tools/call") == 0) {
     out = tools_call(m, id, params, msg, len);
   } else if (strcmp(method, "resources/list") == 0) {

@@ -22,6 +22,8 @@
 
 typedef struct mcp_config {
   bool read_only;        /* only the tools that never write (read tokens) */
+  bool admin;            /* the tools that need the admin role too
+                            (cleanup_orphaned); stdio: true */
   size_t max_message;    /* a longer message is refused, the rest skipped */
   size_t batch_size;     /* documents per transaction of `store` (1000) */
   FILE *log;             /* diagnostics, one line each (stderr) */
@@ -39,6 +41,9 @@ void mcp_free(mcp *m);
  * the answer, malloc'd and without a newline, or NULL when none is due (a
  * notification, or a response from the client). */
 char *mcp_handle(mcp *m, const char *msg, size_t len);
+
+/* Whether revision v ("2025-06-18") is one this server speaks. */
+bool mcp_version_supported(const char *v);
 
 /* The answer to a message too large to read: an Invalid Request error. */
 char *mcp_too_large(const mcp *m);
@@ -63,8 +68,9 @@ typedef struct mcp_result {
   char *error;        /* malloc'd; NULL on success */
 } mcp_result;
 
-/* The tools/list answer's "tools" array (new reference). */
-json_t *mcp_tools_list(bool read_only);
+/* The tools/list answer's "tools" array (new reference) for a session of
+ * config. */
+json_t *mcp_tools_list(const mcp_config *config);
 /* Calls tool name with arguments args (an object or NULL) taken from the
  * raw message raw[0..len) (so that vectors and documents are read from
  * the client's very bytes); false when there is no such tool (for this

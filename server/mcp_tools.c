@@ -28,6 +28,7 @@ typedef struct tool {
   const char *input, *output; /* JSON Schemas */
   bool writes, destructive, idempotent;
   tool_fn fn;
+  bool admin; /* needs the admin role (as POST /v1/cleanup does) */
 } tool;
 
 /* ---- results ---------------------------------------------------------------- */
@@ -546,7 +547,7 @@ static const tool tools[] = {
          ",\"generated_ids\":" ARR(STR),
          ",\"required\":[\"inserted\",\"updated\",\"unchanged\",\"failed\",\"errors\","
          "\"generated_ids\"]"),
-     true, false, true, t_store},
+     true, false, true, t_store, false},
     {"search", "Search",
      "Finds documents (or chunks) by text (query: words, \"a phrase\", OR, "
      "-word), by vector, or near a stored document (like); hybrid fuses text "
@@ -563,10 +564,10 @@ static const tool tools[] = {
                                 ",\"chunk_index\":" INT,
                                 ",\"required\":[\"id\",\"text\",\"metadata\"]")),
          ",\"required\":[\"results\"]"),
-     false, false, false, t_search},
+     false, false, false, t_search, false},
     {"get", "Get a document", "One document with its chunks, in order.",
      OBJ("\"id\":" STR, ",\"required\":[\"id\"]"), DOCUMENT_OUT, false, false,
-     false, t_get},
+     false, t_get, false},
     {"list", "List documents",
      "Documents in id order, a page at a time: pass next_after as after for "
      "the next page (null on the last).",
@@ -574,19 +575,19 @@ static const tool tools[] = {
          ",\"limit\":" INT ",\"after\":" STR, ""),
      OBJ("\"documents\":" ARR(OBJECT) ",\"next_after\":" NSTR,
          ",\"required\":[\"documents\",\"next_after\"]"),
-     false, false, false, t_list},
+     false, false, false, t_list, false},
     {"delete", "Delete documents",
      "Deletes documents by id with their chunks, in one transaction; counts "
      "are exact, and ids not stored are listed. dry_run counts only.",
      OBJ("\"ids\":" ARR(STR) ",\"dry_run\":" BOOL, ",\"required\":[\"ids\"]"),
-     DELETE_OUT, true, true, false, t_delete},
+     DELETE_OUT, true, true, false, t_delete, false},
     {"delete_by_source", "Delete a source",
      "Deletes every document of a source (in a workspace when given) with its "
      "chunks, or refuses when cascade is false and chunks exist; exact counts. "
      "dry_run counts only.",
      OBJ("\"source_id\":" STR ",\"workspace\":" STR ",\"cascade\":" BOOL
          ",\"dry_run\":" BOOL, ",\"required\":[\"source_id\"]"),
-     DELETE_OUT, true, true, false, t_delete_by_source},
+     DELETE_OUT, true, true, false, t_delete_by_source, false},
     {"get_statistics", "Statistics",
      "Exact counts (documents, chunks, per source), storage, index health "
      "with its reasons, recent performance, vectors per model.",
@@ -594,7 +595,7 @@ static const tool tools[] = {
      OBJ("\"documents\":" INT ",\"chunks\":" INT ",\"index_health\":" STR
          ",\"health_reasons\":" ARR(STR) ",\"sources\":" ARR(OBJECT),
          ",\"required\":[\"documents\",\"chunks\",\"index_health\"]"),
-     false, false, false, t_statistics},
+     false, false, false, t_statistics, false},
     {"cleanup_orphaned", "Clean up orphans",
      "Finds (dry_run, the default) or deletes chunks whose document is gone "
      "and documents without a vector older than min_age (default 1h).",
@@ -603,15 +604,20 @@ static const tool tools[] = {
          ",\"cleaned\":" INT ",\"dry_run\":" BOOL ",\"details\":" ARR(STR),
          ",\"required\":[\"orphaned_chunks\",\"orphaned_embeddings\",\"cleaned\","
          "\"dry_run\"]"),
-     true, true, false, t_cleanup},
+     true, true, false, t_cleanup, true},
 };
 #define N_TOOLS (sizeof tools / sizeof tools[0])
 
-json_t *mcp_tools_list(bool read_only) {
+/* Whether a session of config may list and call t. */
+static bool allowed(const mcp_config *config, const tool *t) {
+  return !(config->read_only && t->writes) && !(t->admin && !config->admin);
+}
+
+json_t *mcp_tools_list(const mcp_config *config) {
   json_t *list = json_array();
   for (size_t i = 0; i < N_TOOLS; i++) {
     const tool *t = &tools[i];
-    if (read_only && t->writes)
+    if (!allowed(config, t))
       continue;
     json_error_t je;
     json_t *in = json_loads(t->input, 0, &je), *out = json_loads(t->output, 0, &je);
@@ -632,7 +638,7 @@ bool mcp_tools_call(es_store *store, const mcp_config *config, const char *name,
                     json_t *args, const char *raw, size_t len, mcp_result *out) {
   memset(out, 0, sizeof *out);
   for (size_t i = 0; i < N_TOOLS; i++) {
-    if (strcmp(tools[i].name, name) != 0 || (config->read_only && tools[i].writes))
+    if (strcmp(tools[i].name, name) != 0 || !allowed(config, &tools[i]))
       continue;
     json_t *empty = NULL;
     if (args == NULL)

@@ -25,6 +25,8 @@ const route routes[] = {
     {"POST", "/v1/cleanup", ROLE_ADMIN, BODY_JSON, h_cleanup, "/v1/cleanup"},
     {"GET", "/v1/metrics", ROLE_ADMIN, BODY_NONE, h_metrics_json, "/v1/metrics"},
     {"GET", "/metrics", ROLE_ADMIN, BODY_NONE, h_metrics_prom, "/metrics"},
+    {"POST", "/mcp", ROLE_READ, BODY_JSON, h_mcp_post, "/mcp"},
+    {"DELETE", "/mcp", ROLE_READ, BODY_NONE, h_mcp_delete, "/mcp"},
 };
 const size_t n_routes = sizeof routes / sizeof routes[0];
 

@@ -475,6 +475,7 @@ int serve_run(es_store *store, const serve_config *cfg, char *err, size_t cap) {
   pthread_mutex_init(&sv.mu, NULL);
   pthread_cond_init(&sv.idle_cv, NULL);
   sv.metrics = prom_new();
+  sv.mcp = mcp_sessions_new();
 
   /* Signals are taken by this thread alone (sigwait below): every thread
    * started from here on inherits them blocked. */
@@ -504,6 +505,7 @@ int serve_run(es_store *store, const serve_config *cfg, char *err, size_t cap) {
              errno ? strerror(errno) : "libmicrohttpd refused to start");
     tokens_release(sv.tokens);
     prom_free(sv.metrics);
+    mcp_sessions_free(sv.mcp);
     return 2;
   }
   pthread_t dog;
@@ -547,6 +549,7 @@ int serve_run(es_store *store, const serve_config *cfg, char *err, size_t cap) {
   }
   tokens_release(sv.tokens);
   prom_free(sv.metrics);
+  mcp_sessions_free(sv.mcp);
   pthread_cond_destroy(&sv.idle_cv);
   pthread_mutex_destroy(&sv.mu);
   fprintf(stderr, "embstore serve: stopped\n");

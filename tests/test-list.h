@@ -262,7 +262,8 @@
   X(mcp_two_servers_storing_into_one_store_at_once_lose_nothing, DB)       \
   X(mcp_the_official_typescript_sdk_calls_every_tool_over_stdio, DB)      \
   X(mcp_the_inspector_cli_lists_the_tools_and_calls_one, DB)              \
-  X(mcp_with_a_provider_stores_texts_and_searches_hybrid, DB)
+  X(mcp_with_a_provider_stores_texts_and_searches_hybrid, DB)              \
+  X(mcp_over_streamable_http_serves_the_sdk_behind_tokens, DB)
 #else
 #define SERVE_TESTS(X)
 #endif

@@ -1,11 +1,15 @@
 /* test_mcp.c - `embstore mcp` over its real stdio: the protocol's
  * lifecycle and errors, every tool against the real store, the read-only
  * tool list, and two servers storing into one store at once. */
+#define _GNU_SOURCE
 #include <jansson.h>
 #include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include "http.h"
 #include "provider.h"
 #include "test.h"
 
@@ -443,4 +447,91 @@ TEST(mcp_with_a_provider_stores_texts_and_searches_hybrid) {
   json_decref(all);
   th_proc_free(&p);
   th_provider_stop(pv);
+}
+
+#define MCP_ADMIN "mcp-admin-token-0123456789"
+#define MCP_READ "mcp-read-token-01234567890"
+#define MCP_TENANT "mcp-tenant-token-012345678"
+
+/* One POST to /mcp with token and extra headers; its status. */
+static long mcp_post(const th_server *s, const char *token, const char *extra,
+                     const char *body, char **answer) {
+  char auth[128];
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+  const char *h[] = {auth, "Content-Type: application/json",
+                     "Accept: application/json, text/event-stream", extra, NULL};
+  th_http r = th_request(s, "POST", "/mcp", h, body, strlen(body));
+  long st = r.status;
+  if (answer)
+    *answer = strdup(r.body ? r.body : "");
+  th_http_free(&r);
+  return st;
+}
+
+TEST(mcp_over_streamable_http_serves_the_sdk_behind_tokens) {
+  es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
+  es_close(s);
+  char *path;
+  ASSERT(asprintf(&path, "%s/tokens", th_tmpdir()) > 0);
+  FILE *f = fopen(path, "w");
+  ASSERT_NOT_NULL(f);
+  fputs(MCP_ADMIN " admin *\n" MCP_READ " read *\n" MCP_TENANT " write w1\n", f);
+  ASSERT_INT_EQ(fclose(f), 0);
+  ASSERT_INT_EQ(chmod(path, 0600), 0);
+  th_server srv = th_serve_start(NULL, (const char *const[]){"--tokens", path, NULL});
+  free(path);
+
+  char *out = NULL;
+  int rc = run_node("http.mjs", (const char *const[]){srv.base, MCP_ADMIN, MCP_READ, NULL},
+                    &out);
+  if (rc != 0)
+    FAIL("the SDK client over HTTP failed (exit %d):\n%s", rc, out);
+  ASSERT_CONTAINS(out, "ok: 8 tools for admin, 4 for read");
+  free(out);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings WHERE source_id = 'web'"), 2);
+
+  static const char init[] =
+      "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{"
+      "\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{"
+      "\"name\":\"curl\",\"version\":\"1\"}}}";
+  /* No token: 401, as everywhere. */
+  th_http r = th_request(&srv, "POST", "/mcp", (const char *const[]){
+      "Content-Type: application/json", NULL}, init, strlen(init));
+  ASSERT_INT_EQ(r.status, 401);
+  th_http_free(&r);
+  /* A foreign Origin (DNS rebinding): 403; a loopback one is fine. */
+  ASSERT_INT_EQ(mcp_post(&srv, MCP_ADMIN, "Origin: http://evil.example", init, NULL), 403);
+  ASSERT_INT_EQ(mcp_post(&srv, MCP_ADMIN, "Origin: http://localhost:3000", init, NULL), 200);
+  /* A tenant's token: refused rather than widened. */
+  char *body = NULL;
+  ASSERT_INT_EQ(mcp_post(&srv, MCP_TENANT, NULL, init, &body), 403);
+  ASSERT_CONTAINS(body, "limited to workspaces");
+  free(body);
+  /* A message without a session, an unknown session, a bad version. */
+  static const char ping[] = "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}";
+  ASSERT_INT_EQ(mcp_post(&srv, MCP_ADMIN, NULL, ping, NULL), 400);
+  ASSERT_INT_EQ(mcp_post(&srv, MCP_ADMIN, "Mcp-Session-Id: 0123456789abcdef0123456789abcdef",
+                         ping, NULL), 404);
+  ASSERT_INT_EQ(mcp_post(&srv, MCP_ADMIN, "MCP-Protocol-Version: 1999-01-01", init, NULL), 400);
+  /* A session belongs to the token that opened it. */
+  char auth[128];
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", MCP_ADMIN);
+  r = th_request(&srv, "POST", "/mcp", (const char *const[]){auth,
+      "Content-Type: application/json", NULL}, init, strlen(init));
+  ASSERT_INT_EQ(r.status, 200);
+  char *sid = th_http_header(&r, "Mcp-Session-Id");
+  ASSERT_NOT_NULL(sid);
+  th_http_free(&r);
+  char hdr[128];
+  snprintf(hdr, sizeof hdr, "Mcp-Session-Id: %s", sid);
+  ASSERT_INT_EQ(mcp_post(&srv, MCP_READ, hdr, ping, NULL), 404);
+  ASSERT_INT_EQ(mcp_post(&srv, MCP_ADMIN, hdr, ping, NULL), 200);
+  static const char note[] = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}";
+  ASSERT_INT_EQ(mcp_post(&srv, MCP_ADMIN, hdr, note, NULL), 202);
+  /* GET (a server stream) is not offered. */
+  r = th_request(&srv, "GET", "/mcp", (const char *const[]){auth, hdr, NULL}, NULL, 0);
+  ASSERT_INT_EQ(r.status, 405);
+  th_http_free(&r);
+  free(sid);
+  ASSERT_INT_EQ(th_serve_stop(&srv), 0);
 }

@@ -504,7 +504,7 @@ TEST(serve_openapi_lists_exactly_the_routes_it_serves) {
       th_http_free(&x);
     }
   }
-  ASSERT_INT_EQ(n_ops, 15);
+  ASSERT_INT_EQ(n_ops, 17);
   json_decref(j);
   th_http_free(&r);
   ASSERT_INT_EQ(th_serve_stop(&s), 0);
