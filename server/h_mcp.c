@@ -244,7 +244,9 @@ void h_mcp_post(request *rq) {
   pthread_mutex_unlock(&t->mu);
   if (h == NULL)
     return;
-  char *answer = mcp_handle(h->m, rq->body ? rq->body : "", rq->len);
+  mcp_config cfg;
+  config_of(rq, &cfg); /* this request's token's role, not the opener's */
+  char *answer = mcp_handle_as(h->m, &cfg, rq->body ? rq->body : "", rq->len);
   pthread_mutex_lock(&t->mu);
   release(h);
   pthread_mutex_unlock(&t->mu);

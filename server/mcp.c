@@ -141,8 +141,8 @@ static json_t *resources_list(void) {
 
 /* tools/call: a tool's failure is a result with isError; only an unknown
  * tool or malformed arguments are protocol errors. */
-static char *tools_call(mcp *m, json_t *id, json_t *params, const char *raw,
-                        size_t len) {
+static char *tools_call(mcp *m, const mcp_config *cfg, json_t *id,
+                        json_t *params, const char *raw, size_t len) {
   const char *name = json_string_value(json_object_get(params, "name"));
   json_t *args = json_object_get(params, "arguments");
   if (name == NULL)
@@ -154,7 +154,7 @@ static char *tools_call(mcp *m, json_t *id, json_t *params, const char *raw,
   bool spanned = json_member_span(raw, len, "params", &ps) &&
                  json_member_span(ps.p, ps.len, "arguments", &as);
   mcp_result r = {0};
-  if (!mcp_tools_call(m->store, &m->cfg, name, args, spanned ? as.p : NULL,
+  if (!mcp_tools_call(m->store, cfg, name, args, spanned ? as.p : NULL,
                       spanned ? as.len : 0, &r)) {
     char msg[200];
     snprintf(msg, sizeof msg, "unknown tool \"%.100s\"", name);
@@ -196,6 +196,10 @@ static char *resources_read(mcp *m, json_t *id, json_t *params) {
 }
 
 char *mcp_handle(mcp *m, const char *msg, size_t len) {
+  return mcp_handle_as(m, &m->cfg, msg, len);
+}
+
+char *mcp_handle_as(mcp *m, const mcp_config *cfg, const char *msg, size_t len) {
   json_error_t je;
   json_t *j = json_loadb(msg, len, JSON_REJECT_DUPLICATES, &je);
   if (j == NULL) {
@@ -241,9 +245,9 @@ char *mcp_handle(mcp *m, const char *msg, size_t len) {
                       "send initialize first");
   } else if (strcmp(method, "tools/list") == 0) {
     out = result_reply(id, json_pack("{s:o}", "tools",
-                                     mcp_tools_list(&m->cfg)));
+                                     mcp_tools_list(cfg)));
   } else if (strcmp(method, "tools/call") == 0) {
-    out = tools_call(m, id, params, msg, len);
+    out = tools_call(m, cfg, id, params, msg, len);
   } else if (strcmp(method, "resources/list") == 0) {
     out = result_reply(id, resources_list());
   } else if (strcmp(method, "resources/read") == 0) {

@@ -45,6 +45,11 @@ char *mcp_handle(mcp *m, const char *msg, size_t len);
 /* Whether revision v ("2025-06-18") is one this server speaks. */
 bool mcp_version_supported(const char *v);
 
+/* mcp_handle() with the tools config allows (its role) instead of the
+ * session's own: over HTTP each request's token decides, so that a token
+ * whose role was lowered (SIGHUP) gets the lower one at once. */
+char *mcp_handle_as(mcp *m, const mcp_config *config, const char *msg, size_t len);
+
 /* The answer to a message too large to read: an Invalid Request error. */
 char *mcp_too_large(const mcp *m);
 

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <signal.h>
 #include <sys/stat.h>
 
 #include "http.h"
@@ -532,6 +533,27 @@ TEST(mcp_over_streamable_http_serves_the_sdk_behind_tokens) {
   r = th_request(&srv, "GET", "/mcp", (const char *const[]){auth, hdr, NULL}, NULL, 0);
   ASSERT_INT_EQ(r.status, 405);
   th_http_free(&r);
+  /* The admin token lowered to read (SIGHUP): its open session lists the
+   * read-only tools from the next request on. */
+  static const char list[] = "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/list\"}";
+  char *tools = NULL;
+  ASSERT_INT_EQ(mcp_post(&srv, MCP_ADMIN, hdr, list, &tools), 200);
+  ASSERT_CONTAINS(tools, "\"cleanup_orphaned\"");
+  free(tools);
+  ASSERT(asprintf(&path, "%s/tokens", th_tmpdir()) > 0);
+  f = fopen(path, "w");
+  ASSERT_NOT_NULL(f);
+  fputs(MCP_ADMIN " read *\n", f);
+  ASSERT_INT_EQ(fclose(f), 0);
+  free(path);
+  ASSERT_INT_EQ(kill(srv.pid, SIGHUP), 0);
+  bool lowered = false;
+  for (double t0 = th_now(); !lowered && th_now() - t0 < 10;) { /* polls the reload */
+    ASSERT_INT_EQ(mcp_post(&srv, MCP_ADMIN, hdr, list, &tools), 200);
+    lowered = strstr(tools, "\"store\"") == NULL;
+    free(tools);
+  }
+  ASSERT(lowered);
   free(sid);
   ASSERT_INT_EQ(th_serve_stop(&srv), 0);
 }
