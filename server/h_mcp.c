@@ -5,7 +5,8 @@
  * must come with every later message; DELETE ends it; GET (a stream from
  * the server) is not offered: 405.  Behind the same tokens as the API: a
  * read token's session lists only the read-only tools, cleanup needs
- * admin, and a session belongs to the token that opened it.  The Origin
+ * admin, a tenant's token acts within its workspaces (mcp_tools.c), and a
+ * session belongs to the token that opened it.  The Origin
  * header, when sent, must be this server's own or a loopback one (DNS
  * rebinding). */
 #include <jansson.h>
@@ -122,12 +123,6 @@ static bool admissible(request *rq) {
                 "server's own origin and loopback ones may use /mcp");
     return false;
   }
-  if (rq->tok && !rq->tok->all_workspaces) {
-    /* The tools do not yet apply a tenant's scope: refused, not widened. */
-    reply_error(rq, 403, "ES_EFORBIDDEN", "MCP does not yet serve tokens "
-                "limited to workspaces; use the HTTP API with this token");
-    return false;
-  }
   const char *v = MHD_lookup_connection_value(rq->mc, MHD_HEADER_KIND,
                                               "MCP-Protocol-Version");
   if (v && !mcp_version_supported(v)) {
@@ -146,6 +141,10 @@ static void config_of(request *rq, mcp_config *cfg) {
   role r = rq->tok ? rq->tok->role : ROLE_ADMIN; /* no tokens: loopback only */
   cfg->read_only = r < ROLE_WRITE;
   cfg->admin = r >= ROLE_ADMIN;
+  if (rq->tok && !rq->tok->all_workspaces) { /* a tenant */
+    cfg->workspaces = (const char *const *)rq->tok->workspaces;
+    cfg->n_workspaces = rq->tok->n_workspaces;
+  }
 }
 
 /* 128 random bits as hex: an id nobody can guess; false when the system
@@ -169,8 +168,13 @@ static void open_session(request *rq, mcp_sessions *t) {
   config_of(rq, &cfg);
   char id[33];
   held *h = calloc(1, sizeof *h);
-  mcp *m = h ? mcp_new(rq->sv->store, &cfg) : NULL;
-  char *answer = m ? mcp_handle(m, rq->body, rq->len) : NULL;
+  /* The session keeps no token's memory (a reload frees it): every
+   * request brings its own configuration (mcp_handle_as). */
+  mcp_config kept = cfg;
+  kept.workspaces = NULL;
+  kept.n_workspaces = 0;
+  mcp *m = h ? mcp_new(rq->sv->store, &kept) : NULL;
+  char *answer = m ? mcp_handle_as(m, &cfg, rq->body, rq->len) : NULL;
   if (answer == NULL || !new_session_id(id)) {
     mcp_free(m);
     free(h);

@@ -175,13 +175,14 @@ static char *tools_call(mcp *m, const mcp_config *cfg, json_t *id,
   return result_reply(id, result);
 }
 
-static char *resources_read(mcp *m, json_t *id, json_t *params) {
+static char *resources_read(mcp *m, const mcp_config *cfg, json_t *id,
+                            json_t *params) {
   const char *uri = json_string_value(json_object_get(params, "uri"));
   if (uri == NULL)
     return error_reply(id, INVALID_PARAMS, "resources/read needs params.uri");
   char err[1024];
   bool unknown = false;
-  char *text = mcp_resource_text(m->store, uri, err, sizeof err, &unknown);
+  char *text = mcp_resource_text(m->store, cfg, uri, err, sizeof err, &unknown);
   if (unknown) {
     char msg[200];
     snprintf(msg, sizeof msg, "unknown resource \"%.100s\"", uri);
@@ -251,7 +252,7 @@ char *mcp_handle_as(mcp *m, const mcp_config *cfg, const char *msg, size_t len) 
   } else if (strcmp(method, "resources/list") == 0) {
     out = result_reply(id, resources_list());
   } else if (strcmp(method, "resources/read") == 0) {
-    out = resources_read(m, id, params);
+    out = resources_read(m, cfg, id, params);
   } else {
     char e[200];
     snprintf(e, sizeof e, "unknown method \"%.100s\"", method);

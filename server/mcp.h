@@ -24,6 +24,9 @@ typedef struct mcp_config {
   bool read_only;        /* only the tools that never write (read tokens) */
   bool admin;            /* the tools that need the admin role too
                             (cleanup_orphaned); stdio: true */
+  const char *const *workspaces; /* a tenant's: every tool acts within
+                                    these n_workspaces only; NULL: all */
+  size_t n_workspaces;
   size_t max_message;    /* a longer message is refused, the rest skipped */
   size_t batch_size;     /* documents per transaction of `store` (1000) */
   FILE *log;             /* diagnostics, one line each (stderr) */
@@ -84,7 +87,7 @@ bool mcp_tools_call(es_store *store, const mcp_config *config, const char *name,
                     json_t *args, const char *raw, size_t len, mcp_result *out);
 /* The statistics and the sources as resources' JSON texts (malloc'd), or
  * NULL with the library's message in err. */
-char *mcp_resource_text(es_store *store, const char *uri, char *err, size_t cap,
-                        bool *unknown);
+char *mcp_resource_text(es_store *store, const mcp_config *config,
+                        const char *uri, char *err, size_t cap, bool *unknown);
 
 #endif

@@ -136,6 +136,39 @@ static char *arg_object_text(call *c, const char *key, bool *bad) {
   return json_dumps(v, JSON_COMPACT);
 }
 
+/* ---- a tenant's scope ---------------------------------------------------------- */
+
+static bool tenant(const call *c) { return c->cfg->workspaces != NULL; }
+
+static bool in_scope(const call *c, const char *ws) {
+  if (!tenant(c))
+    return true;
+  for (size_t i = 0; ws && i < c->cfg->n_workspaces; i++)
+    if (strcmp(c->cfg->workspaces[i], ws) == 0)
+      return true;
+  return false;
+}
+
+/* The workspace a call acts in: the one given (which a tenant must be
+ * allowed), else a tenant's only one; false after failing the call. */
+static bool workspace_of(call *c, const char *given, const char **out) {
+  *out = given;
+  if (!tenant(c))
+    return true;
+  if (given) {
+    if (in_scope(c, given))
+      return true;
+    fail(c, "this token may not use workspace \"%s\"", given);
+    return false;
+  }
+  if (c->cfg->n_workspaces == 1) {
+    *out = c->cfg->workspaces[0];
+    return true;
+  }
+  fail(c, "this token may use several workspaces: name one with workspace");
+  return false;
+}
+
 /* The raw bytes of argument key (false when absent). */
 static bool arg_span(call *c, const char *key, span *s) {
   return c->raw && json_member_span(c->raw, c->len, key, s);
@@ -190,12 +223,74 @@ static bool parse_one(span el, size_t i, void *user) {
   return true;
 }
 
+/* The workspace in a document's metadata (malloc'd), or NULL. */
+static char *doc_workspace(const es_doc *d) {
+  json_error_t je;
+  json_t *m = d->metadata_json ? json_loads(d->metadata_json, 0, &je) : NULL;
+  const char *ws = json_string_value(json_object_get(m, "workspace"));
+  char *out = ws ? strdup(ws) : NULL;
+  json_decref(m);
+  return out;
+}
+
+/* A tenant stores only into its workspaces, and never over a document of
+ * another workspace (ids are shared by the whole store): both refused for
+ * the whole call, naming the document, before anything is written. */
+static bool tenant_may_store(call *c, store_walk *w, size_t n) {
+  const char **ids = calloc(n, sizeof *ids);
+  if (ids == NULL) {
+    fail(c, "out of memory");
+    return false;
+  }
+  for (size_t i = 0; i < n; i++) {
+    char *ws = doc_workspace(&w->docs[i]);
+    bool ok = in_scope(c, ws);
+    if (!ok)
+      fail(c, "documents[%zu]: this token may not write workspace \"%s\" "
+           "(nothing was stored)", i, ws ? ws : "(none)");
+    free(ws);
+    if (!ok) {
+      free(ids);
+      return false;
+    }
+    ids[i] = w->docs[i].id;
+  }
+  /* Stored ids that are not in the tenant's workspaces belong to another. */
+  es_delete_options o;
+  es_delete_options_init(&o);
+  o.dry_run = 1;
+  es_delete_result *all = NULL, *mine = NULL;
+  es_status st = es_delete_documents(c->store, ids, n, &o, &all);
+  o.workspaces = c->cfg->workspaces;
+  o.n_workspaces = c->cfg->n_workspaces;
+  if (st == ES_OK)
+    st = es_delete_documents(c->store, ids, n, &o, &mine);
+  bool ok = st == ES_OK;
+  if (!ok)
+    fail_store(c, st);
+  for (int64_t i = 0; ok && mine && i < mine->not_found; i++) {
+    const char *id = mine->not_found_ids[i];
+    bool absent = false;
+    for (int64_t k = 0; k < all->not_found && !absent; k++)
+      absent = strcmp(all->not_found_ids[k], id) == 0;
+    if (!absent) {
+      fail(c, "document \"%s\" is stored in a workspace this token may not "
+           "write (nothing was stored)", id);
+      ok = false;
+    }
+  }
+  es_delete_result_free(all);
+  es_delete_result_free(mine);
+  free(ids);
+  return ok;
+}
+
 static void t_store(call *c) {
   bool bad = false;
   const char *ws = arg_str(c, "workspace", &bad), *src = arg_str(c, "source_id", &bad);
   json_t *docs = json_object_get(c->args, "documents");
   span ds;
-  if (bad)
+  if (bad || !workspace_of(c, ws, &ws))
     return;
   if (!json_is_array(docs) || json_array_size(docs) == 0 || !arg_span(c, "documents", &ds)) {
     fail(c, "documents must be a non-empty array of documents");
@@ -215,6 +310,8 @@ static void t_store(call *c) {
     fail(c, "%s (nothing was stored)", w.err);
     goto done;
   }
+  if (tenant(c) && !tenant_may_store(c, &w, n))
+    goto done;
   es_batch_options o;
   es_batch_options_init(&o);
   o.batch_size = c->cfg->batch_size;
@@ -271,6 +368,8 @@ static void t_search(call *c) {
   p.text = arg_str(c, "query", &bad);
   p.like_id = arg_str(c, "like", &bad);
   p.workspace = arg_str(c, "workspace", &bad);
+  if (!bad && !workspace_of(c, p.workspace, &p.workspace))
+    bad = true;
   p.source_id = arg_str(c, "source", &bad);
   p.k = (int)arg_int(c, "k", 1, 1000, 10, &bad);
   p.chunks = arg_bool(c, "chunks", false, &bad);
@@ -321,8 +420,12 @@ static void t_get(call *c) {
     fail(c, "id is required");
     return;
   }
+  es_get_options o;
+  es_get_options_init(&o);
+  o.workspaces = c->cfg->workspaces;
+  o.n_workspaces = c->cfg->n_workspaces;
   es_document *d = NULL;
-  es_status st = es_get_document(c->store, id, NULL, &d);
+  es_status st = es_get_document(c->store, id, &o, &d);
   if (st != ES_OK) {
     fail_store(c, st);
     return;
@@ -347,6 +450,12 @@ static void t_list(call *c) {
   p.limit = (int)arg_int(c, "limit", 1, 10000, 100, &bad);
   char *filter = arg_object_text(c, "filter", &bad);
   p.filter_json = filter;
+  p.workspaces = c->cfg->workspaces;
+  p.n_workspaces = c->cfg->n_workspaces;
+  if (!bad && p.workspace && !in_scope(c, p.workspace)) {
+    fail(c, "this token may not use workspace \"%s\"", p.workspace);
+    bad = true;
+  }
   es_document_list *l = NULL;
   es_status st;
   if (!bad && (st = es_list_documents(c->store, &p, &l)) != ES_OK) {
@@ -370,6 +479,8 @@ static void t_delete(call *c) {
   es_delete_options o;
   es_delete_options_init(&o);
   o.dry_run = arg_bool(c, "dry_run", false, &bad);
+  o.workspaces = c->cfg->workspaces;
+  o.n_workspaces = c->cfg->n_workspaces;
   if (bad)
     return;
   if (!json_is_array(ids) || json_array_size(ids) == 0) {
@@ -413,8 +524,14 @@ static void t_delete_by_source(call *c) {
   o.workspace = arg_str(c, "workspace", &bad);
   o.no_cascade = !arg_bool(c, "cascade", true, &bad);
   o.dry_run = arg_bool(c, "dry_run", false, &bad);
+  o.workspaces = c->cfg->workspaces;
+  o.n_workspaces = c->cfg->n_workspaces;
   if (bad)
     return;
+  if (o.workspace && !in_scope(c, o.workspace)) {
+    fail(c, "this token may not use workspace \"%s\"", o.workspace);
+    return;
+  }
   if (src == NULL) {
     fail(c, "source_id is required");
     return;
@@ -438,7 +555,7 @@ static void t_delete_by_source(call *c) {
 static void t_statistics(call *c) {
   bool bad = false;
   const char *ws = arg_str(c, "workspace", &bad);
-  if (bad)
+  if (bad || !workspace_of(c, ws, &ws))
     return;
   es_stats *st = NULL;
   es_status rc = es_stats_get(c->store, ws, &st);
@@ -468,6 +585,10 @@ static long duration_s(const char *s) {
 }
 
 static void t_cleanup(call *c) {
+  if (tenant(c)) {
+    fail(c, "a token limited to workspaces cannot clean up the whole store");
+    return;
+  }
   bool bad = false;
   es_cleanup_options o;
   es_cleanup_options_init(&o);
@@ -659,16 +780,25 @@ bool mcp_tools_call(es_store *store, const mcp_config *config, const char *name,
   return false;
 }
 
-char *mcp_resource_text(es_store *store, const char *uri, char *err, size_t cap,
-                        bool *unknown) {
+char *mcp_resource_text(es_store *store, const mcp_config *config,
+                        const char *uri, char *err, size_t cap, bool *unknown) {
   *unknown = false;
+  const char *ws = NULL;
+  if (config->workspaces) { /* a tenant sees its one workspace's, or none */
+    if (config->n_workspaces != 1) {
+      snprintf(err, cap, "this token may use several workspaces: read "
+               "get_statistics with a workspace instead");
+      return NULL;
+    }
+    ws = config->workspaces[0];
+  }
   bool sources = strcmp(uri, "embstore://sources") == 0;
   if (!sources && strcmp(uri, "embstore://stats") != 0) {
     *unknown = true;
     return NULL;
   }
   es_stats *st = NULL;
-  es_status rc = es_stats_get(store, NULL, &st);
+  es_status rc = es_stats_get(store, ws, &st);
   if (rc != ES_OK) {
     snprintf(err, cap, "%s: %s", es_status_name(rc), es_errmsg(store));
     return NULL;

@@ -503,11 +503,62 @@ TEST(mcp_over_streamable_http_serves_the_sdk_behind_tokens) {
   /* A foreign Origin (DNS rebinding): 403; a loopback one is fine. */
   ASSERT_INT_EQ(mcp_post(&srv, MCP_ADMIN, "Origin: http://evil.example", init, NULL), 403);
   ASSERT_INT_EQ(mcp_post(&srv, MCP_ADMIN, "Origin: http://localhost:3000", init, NULL), 200);
-  /* A tenant's token: refused rather than widened. */
-  char *body = NULL;
-  ASSERT_INT_EQ(mcp_post(&srv, MCP_TENANT, NULL, init, &body), 403);
-  ASSERT_CONTAINS(body, "limited to workspaces");
-  free(body);
+  /* A tenant's token: its session acts within workspace w1 only. */
+  char auth_t[128];
+  snprintf(auth_t, sizeof auth_t, "Authorization: Bearer %s", MCP_TENANT);
+  th_http ti = th_request(&srv, "POST", "/mcp", (const char *const[]){auth_t,
+      "Content-Type: application/json", NULL}, init, strlen(init));
+  ASSERT_INT_EQ(ti.status, 200);
+  char *tsid = th_http_header(&ti, "Mcp-Session-Id");
+  ASSERT_NOT_NULL(tsid);
+  th_http_free(&ti);
+  char thdr[128];
+  snprintf(thdr, sizeof thdr, "Mcp-Session-Id: %s", tsid);
+  free(tsid);
+  static const struct {
+    const char *args, *want;
+  } tcalls[] = {
+      /* stored into its only workspace */
+      {"\"store\",\"arguments\":{\"documents\":[{\"id\":\"t1\",\"text\":\"tenant "
+       "note\",\"embedding\":[1,0,0]}]}", "\"inserted\":1"},
+      /* not into another */
+      {"\"store\",\"arguments\":{\"documents\":[{\"id\":\"t2\",\"text\":\"x\","
+       "\"metadata\":{\"workspace\":\"w2\"},\"embedding\":[1,0,0]}]}",
+       "may not write workspace \\\"w2\\\""},
+      /* never over a document of another workspace (h1 is the admin's) */
+      {"\"store\",\"arguments\":{\"documents\":[{\"id\":\"h1\",\"text\":\"taken\","
+       "\"embedding\":[1,0,0]}]}", "stored in a workspace this token may not write"},
+      {"\"search\",\"arguments\":{\"vector\":[1,0,0],\"k\":10}", "\"id\":\"t1\""},
+      {"\"get\",\"arguments\":{\"id\":\"h1\"}", "no document with id"},
+      {"\"list\",\"arguments\":{}", "\"t1\""},
+      {"\"delete\",\"arguments\":{\"ids\":[\"h1\"],\"dry_run\":true}",
+       "\"not_found\":1"},
+      {"\"get_statistics\",\"arguments\":{}", "\"documents\":1"},
+      {"\"get_statistics\",\"arguments\":{\"workspace\":\"w2\"}",
+       "may not use workspace"},
+  };
+  for (size_t i = 0; i < sizeof tcalls / sizeof tcalls[0]; i++) {
+    char msg[512], *ans = NULL;
+    snprintf(msg, sizeof msg, "{\"jsonrpc\":\"2.0\",\"id\":%zu,\"method\":\"tools/call\","
+             "\"params\":{\"name\":%s}}", i + 10, tcalls[i].args);
+    th_set_fail_context("tenant call %zu", i);
+    ASSERT_INT_EQ(mcp_post(&srv, MCP_TENANT, thdr, msg, &ans), 200);
+    ASSERT_CONTAINS(ans, tcalls[i].want);
+    if (i == 3 || i == 5) /* nothing of the admin's shows */
+      ASSERT_NOT_CONTAINS(ans, "h1");
+    free(ans);
+  }
+  th_set_fail_context(NULL);
+  ASSERT_SQL_STR("SELECT metadata->>'workspace' FROM embeddings WHERE id = 't1'", "w1");
+  ASSERT_SQL_STR("SELECT text FROM embeddings WHERE id = 'h1'", "served over http");
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings WHERE id = 't2'"), 0);
+  /* the whole store's statistics are not a tenant's to read */
+  char *ans = NULL;
+  ASSERT_INT_EQ(mcp_post(&srv, MCP_TENANT, thdr, "{\"jsonrpc\":\"2.0\",\"id\":40,"
+                         "\"method\":\"resources/read\",\"params\":{\"uri\":"
+                         "\"embstore://sources\"}}", &ans), 200);
+  ASSERT_NOT_CONTAINS(ans, "web");
+  free(ans);
   /* A message without a session, an unknown session, a bad version. */
   static const char ping[] = "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}";
   ASSERT_INT_EQ(mcp_post(&srv, MCP_ADMIN, NULL, ping, NULL), 400);
