@@ -1092,11 +1092,12 @@ typedef struct es_stats {
   double avg_search_ms;
   double avg_insert_ms;    /* per document written */
   double cache_hit_rate;   /* share of searches answered from the cache */
-  es_model_stats *models;  /* the vectors of the whole store (also when a
-                              workspace is asked) by the model that made
+  es_model_stats *models;  /* the store's vectors by the model that made
                               them, ordered by model, NULL first; health is
                               degraded when one index holds vectors of two
-                              named models */
+                              named models.  None for a workspace's
+                              statistics: the counts are kept for the whole
+                              store, which a tenant must not see */
   size_t n_models;
 } es_stats;
 

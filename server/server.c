@@ -521,6 +521,12 @@ int serve_run(es_store *store, const serve_config *cfg, char *err, size_t cap) {
           ss.ss_family == AF_INET6 ? "[" : "", host,
           ss.ss_family == AF_INET6 ? "]" : "", port,
           sv.tokens ? "" : " (no tokens: loopback only)");
+  const char *model = es_embed_model(store);
+  fprintf(stderr, "embstore serve: MCP at /mcp (%s%s)\n",
+          model ? "texts are embedded by model " : "no embedding provider: "
+                                                   "store needs embeddings, "
+                                                   "query searches text",
+          model ? model : "");
   if (cfg->ready_file)
     write_ready(cfg->ready_file, host, port);
 

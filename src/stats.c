@@ -432,7 +432,7 @@ static es_status stats_op(es_store *s, es__conn *c, void *arg) {
     rc = structure(s, c, st);
   if (rc == ES_OK)
     rc = performance(s, c, st);
-  if (rc == ES_OK)
+  if (rc == ES_OK && st->workspace == NULL) /* kept store-wide only */
     rc = models(s, c, st);
   if (rc != ES_OK)
     return rc;

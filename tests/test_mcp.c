@@ -483,11 +483,11 @@ TEST(mcp_over_streamable_http_serves_the_sdk_behind_tokens) {
   free(path);
 
   char *out = NULL;
-  int rc = run_node("http.mjs", (const char *const[]){srv.base, MCP_ADMIN, MCP_READ, NULL},
-                    &out);
+  int rc = run_node("http.mjs", (const char *const[]){srv.base, MCP_ADMIN, MCP_READ,
+                                                  MCP_TENANT, NULL}, &out);
   if (rc != 0)
     FAIL("the SDK client over HTTP failed (exit %d):\n%s", rc, out);
-  ASSERT_CONTAINS(out, "ok: 8 tools for admin, 4 for read");
+  ASSERT_CONTAINS(out, "ok: 8 tools for admin, 4 for read, a tenant isolated");
   free(out);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings WHERE source_id = 'web'"), 2);
 
@@ -533,7 +533,7 @@ TEST(mcp_over_streamable_http_serves_the_sdk_behind_tokens) {
       {"\"list\",\"arguments\":{}", "\"t1\""},
       {"\"delete\",\"arguments\":{\"ids\":[\"h1\"],\"dry_run\":true}",
        "\"not_found\":1"},
-      {"\"get_statistics\",\"arguments\":{}", "\"documents\":1"},
+      {"\"get_statistics\",\"arguments\":{}", "\"documents\":2"}, /* t1, sdk-t1 */
       {"\"get_statistics\",\"arguments\":{\"workspace\":\"w2\"}",
        "may not use workspace"},
   };
@@ -558,6 +558,12 @@ TEST(mcp_over_streamable_http_serves_the_sdk_behind_tokens) {
                          "\"method\":\"resources/read\",\"params\":{\"uri\":"
                          "\"embstore://sources\"}}", &ans), 200);
   ASSERT_NOT_CONTAINS(ans, "web");
+  free(ans);
+  /* nor the store-wide counts per model */
+  ASSERT_INT_EQ(mcp_post(&srv, MCP_TENANT, thdr, "{\"jsonrpc\":\"2.0\",\"id\":41,"
+                         "\"method\":\"tools/call\",\"params\":{\"name\":"
+                         "\"get_statistics\"}}", &ans), 200);
+  ASSERT_CONTAINS(ans, "\"models\":[]");
   free(ans);
   /* A message without a session, an unknown session, a bad version. */
   static const char ping[] = "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}";

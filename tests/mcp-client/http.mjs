@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
-const [base, adminToken, readToken] = process.argv.slice(2);
+const [base, adminToken, readToken, tenantToken] = process.argv.slice(2);
 const url = new URL('/mcp', base);
 
 const open = async (token) => {
@@ -52,6 +52,24 @@ await assert.rejects(reader.client.callTool({ name: 'delete', arguments: { ids: 
 const got = await call(reader.client, 'get', { id: 'h2' });
 assert.equal(got.text, 'second page');
 
+// A tenant (a token of workspace w1): its own documents only.
+const tenant = await open(tenantToken);
+const mine = await call(tenant.client, 'store', {
+  documents: [{ id: 'sdk-t1', text: 'a tenant page', embedding: [1, 0, 0.2] }],
+});
+assert.equal(mine.inserted, 1);
+const seen = await call(tenant.client, 'search', { vector: [1, 0, 0], k: 10 });
+assert.deepEqual(seen.results.map((h) => h.id), ['sdk-t1']);
+const hidden = await tenant.client.callTool({ name: 'get', arguments: { id: 'h1' } });
+assert.equal(hidden.isError, true);
+const over = await tenant.client.callTool({ name: 'store', arguments: {
+  documents: [{ id: 'h1', text: 'taken over', embedding: [1, 0, 0] }] } });
+assert.equal(over.isError, true);
+assert.match(over.content[0].text, /workspace this token may not write/);
+const tstats = await call(tenant.client, 'get_statistics', {});
+assert.equal(tstats.documents, 1);
+await tenant.client.close();
+
 // Ending a session: its id is no longer accepted.
 const ended = admin.transport.sessionId;
 await admin.transport.terminateSession();
@@ -63,4 +81,4 @@ const res = await fetch(url, {
 });
 assert.equal(res.status, 404);
 await reader.client.close();
-console.log(`ok: ${tools.length} tools for admin, ${readTools.length} for read`);
+console.log(`ok: ${tools.length} tools for admin, ${readTools.length} for read, a tenant isolated`);
