@@ -56,12 +56,16 @@ typedef struct mem {
   jw w;
 } mem;
 
-static bool mem_open(mem *m) {
+/* Starts the result; false (the call failed) when out of memory. */
+static bool mem_open(call *c, mem *m) {
   memset(m, 0, sizeof *m);
   m->f = open_memstream(&m->buf, &m->len);
-  if (m->f)
-    jw_init(&m->w, m->f);
-  return m->f != NULL;
+  if (m->f == NULL) {
+    fail(c, "out of memory");
+    return false;
+  }
+  jw_init(&m->w, m->f);
+  return true;
 }
 
 /* Parses what was written into the structured result (or an error). */
@@ -327,11 +331,11 @@ static void t_store(call *c) {
     errs[i] = (render_item_error){r->failures[i].id, (long)r->failures[i].position,
                                   r->failures[i].error};
   mem m;
-  if (errs && mem_open(&m)) {
+  if (errs == NULL)
+    fail(c, "out of memory");
+  else if (mem_open(c, &m)) {
     render_ingest(&m.w, r, errs, r->n_failures, 0);
     mem_result(c, &m);
-  } else {
-    fail(c, "out of memory");
   }
   free(errs);
   es_batch_result_free(r);
@@ -399,11 +403,9 @@ static void t_search(call *c) {
     fail_store(c, st);
   } else if (!bad) {
     mem m;
-    if (mem_open(&m)) {
+    if (mem_open(c, &m)) {
       render_results(&m.w, r);
       mem_result(c, &m);
-    } else {
-      fail(c, "out of memory");
     }
   }
   es_results_free(r);
@@ -431,11 +433,9 @@ static void t_get(call *c) {
     return;
   }
   mem m;
-  if (mem_open(&m)) {
+  if (mem_open(c, &m)) {
     render_document(&m.w, d, false);
     mem_result(c, &m);
-  } else {
-    fail(c, "out of memory");
   }
   es_document_free(d);
 }
@@ -462,11 +462,9 @@ static void t_list(call *c) {
     fail_store(c, st);
   } else if (!bad) {
     mem m;
-    if (mem_open(&m)) {
+    if (mem_open(c, &m)) {
       render_document_list(&m.w, l, false, false);
       mem_result(c, &m);
-    } else {
-      fail(c, "out of memory");
     }
   }
   es_document_list_free(l);
@@ -507,11 +505,9 @@ static void t_delete(call *c) {
     return;
   }
   mem m;
-  if (mem_open(&m)) {
+  if (mem_open(c, &m)) {
     render_delete(&m.w, r, true);
     mem_result(c, &m);
-  } else {
-    fail(c, "out of memory");
   }
   es_delete_result_free(r);
 }
@@ -543,11 +539,9 @@ static void t_delete_by_source(call *c) {
     return;
   }
   mem m;
-  if (mem_open(&m)) {
+  if (mem_open(c, &m)) {
     render_delete(&m.w, r, false);
     mem_result(c, &m);
-  } else {
-    fail(c, "out of memory");
   }
   es_delete_result_free(r);
 }
@@ -564,11 +558,9 @@ static void t_statistics(call *c) {
     return;
   }
   mem m;
-  if (mem_open(&m)) {
+  if (mem_open(c, &m)) {
     render_stats(&m.w, st, NULL);
     mem_result(c, &m);
-  } else {
-    fail(c, "out of memory");
   }
   es_stats_free(st);
 }
@@ -613,11 +605,9 @@ static void t_cleanup(call *c) {
     return;
   }
   mem m;
-  if (mem_open(&m)) {
+  if (mem_open(c, &m)) {
     render_cleanup(&m.w, r);
     mem_result(c, &m);
-  } else {
-    fail(c, "out of memory");
   }
   es_cleanup_result_free(r);
 }
