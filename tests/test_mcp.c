@@ -258,7 +258,10 @@ TEST(mcp_refuses_a_message_beyond_its_bound_and_keeps_serving) {
 TEST(mcp_read_only_lists_and_runs_only_the_tools_that_never_write) {
   es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
   es_close(s);
-  th_proc p = run_mcp(INIT "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}\n"
+  th_proc p = run_mcp("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{"
+                      "\"protocolVersion\":\"2099-01-01\",\"capabilities\":{},"
+                      "\"clientInfo\":{\"name\":\"future\",\"version\":\"1\"}}}\n"
+                      "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}\n"
                       "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{"
                       "\"name\":\"delete_by_source\",\"arguments\":{\"source_id\":\"x\"}}}\n"
                       "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{"
@@ -266,6 +269,9 @@ TEST(mcp_read_only_lists_and_runs_only_the_tools_that_never_write) {
                       "--read-only");
   ASSERT_INT_EQ(p.status, 0);
   json_t *all = answers(p.out);
+  /* a revision it does not know: the newest it speaks */
+  ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(by_id(all, 1), "result"),
+                                                  "protocolVersion")), "2025-11-25");
   json_t *tools = json_object_get(json_object_get(by_id(all, 2), "result"), "tools");
   ASSERT_INT_EQ((long long)json_array_size(tools), 4);
   size_t i;
