@@ -96,6 +96,14 @@ es_status es__embedder_new(es_store *s, const es_options *o,
       strncmp(o->embed_url, "https://", 8) != 0)
     return es__fail(s, ES_EINVAL, "embed_url must start with http:// or "
                     "https://");
+  if (strpbrk(o->embed_url, "?#") != NULL)
+    return es__fail(s, ES_EINVAL, "embed_url must be the service's base URL "
+                    "(\"/embeddings\" is appended), without a query or a "
+                    "fragment");
+  for (const char *k = o->embed_api_key; k && *k; k++)
+    if ((unsigned char)*k < 0x20 || *k == 0x7f) /* it goes into a header */
+      return es__fail(s, ES_EINVAL, "embed_api_key holds a control character "
+                      "(a line break copied with it?)");
   if (o->embed_model == NULL || o->embed_model[0] == '\0' ||
       strlen(o->embed_model) > ES__MODEL_MAX)
     return es__fail(s, ES_EINVAL, "embed_url needs embed_model (1..%d bytes): "

@@ -313,6 +313,26 @@ TEST(embed_provider_key_missing_or_wrong_is_final_and_never_shown) {
   es_batch_result_free(r);
   es_close(s);
 
+  /* A key with a line break would add a header of its own: refused at
+   * open, without the key in the message; so is a URL with a query. */
+  es_options bad;
+  es_options_init(&bad);
+  bad.conninfo = th_conninfo();
+  bad.embed_url = th_provider_url(p);
+  bad.embed_model = MODEL;
+  bad.embed_api_key = KEY "\r\nX-Injected: 1";
+  es_store *refused = NULL;
+  ASSERT_STATUS(refused, es_open_opts(&bad, &refused), ES_EINVAL);
+  ASSERT_CONTAINS(es_errmsg(refused), "control character");
+  ASSERT_NOT_CONTAINS(es_errmsg(refused), "SECRET");
+  es_close(refused);
+  bad.embed_api_key = KEY;
+  bad.embed_url = "http://127.0.0.1:9/v1?key=abc";
+  refused = NULL;
+  ASSERT_STATUS(refused, es_open_opts(&bad, &refused), ES_EINVAL);
+  ASSERT_CONTAINS(es_errmsg(refused), "without a query");
+  es_close(refused);
+
   s = open_with(p, MODEL, KEY, NULL);
   r = th_batch_upsert(s, d, 1, 1000, ES_OK);
   ASSERT_INT_EQ(r->inserted, 1);
