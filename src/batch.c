@@ -298,6 +298,7 @@ static es_status add_embedded(es_batch *b, const es_doc *docs, size_t n,
     ok[m] = e.docs[i];
     pos[m++] = p;
   }
+  b->processed += n - m; /* those that failed are done with, for progress */
   es_status rc = add_docs(b, ok, m, pos);
   b->next_position = next;
   es__embedded_free(&e);

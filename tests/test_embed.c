@@ -163,6 +163,12 @@ TEST(embed_provider_waits_as_long_as_retry_after_says_on_429) {
   th_provider_stop(p);
 }
 
+static void last_progress(size_t done, size_t total, void *user) {
+  size_t *seen = user;
+  seen[0] = done;
+  seen[1] = total;
+}
+
 static void two_retries_batches_of_two(es_options *o) {
   o->embed_max_retries = 2;
   o->embed_batch_size = 2;
@@ -191,8 +197,17 @@ TEST(embed_provider_5xx_is_retried_then_fails_only_its_own_documents) {
   float own[DIM] = {1, 2, 3};
   d[4] = (es_doc){.id = "own", .text = "x", .embedding = own, .dim = DIM};
   th_provider_fail_for(p, "quick", 503);
-  r = th_batch_upsert(s, d, 5, 1000, ES_EPARTIAL);
+  es_batch_options bo;
+  es_batch_options_init(&bo);
+  bo.progress = last_progress;
+  size_t seen[2] = {0, 0};
+  bo.user = seen;
+  r = NULL;
+  ASSERT_STATUS(s, es_batch_upsert(s, d, 5, &bo, &r), ES_EPARTIAL);
   ASSERT_INT_EQ(th_provider_requests(p), 4 + 3 + 1);
+  /* progress counts the documents that failed to embed as done too */
+  ASSERT_INT_EQ((long long)seen[0], 5);
+  ASSERT_INT_EQ((long long)seen[1], 5);
   ASSERT_INT_EQ(r->inserted, 3);
   ASSERT_INT_EQ(r->failed, 2);
   for (size_t i = 0; i < r->n_failures; i++) {
