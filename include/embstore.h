@@ -503,7 +503,8 @@ typedef struct es_doc {
   const float *embedding;    /* dim values, all finite; NULL only when the
                                 store has a provider (es_options.embed_url)
                                 and text is not empty: the provider embeds
-                                it (and chunks without one that have text) */
+                                it (and, when has_chunks, the chunks that
+                                have text and no vector) */
   size_t dim;
   const char *metadata_json; /* a JSON object, NULL is stored as {} */
   const char *source_id;     /* may be NULL */
