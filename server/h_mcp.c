@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 
 #include "http.h"
 #include "mcp.h"
@@ -147,21 +146,6 @@ static void config_of(request *rq, mcp_config *cfg) {
   }
 }
 
-/* 128 random bits as hex: an id nobody can guess; false when the system
- * gives no randomness. */
-static bool new_session_id(char out[33]) {
-  unsigned char b[16];
-  if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
-    return false;
-  static const char hex[] = "0123456789abcdef";
-  for (int i = 0; i < 16; i++) {
-    out[2 * i] = hex[b[i] >> 4];
-    out[2 * i + 1] = hex[b[i] & 15];
-  }
-  out[32] = '\0';
-  return true;
-}
-
 /* initialize: a new session, answered with its id. */
 static void open_session(request *rq, mcp_sessions *t) {
   mcp_config cfg;
@@ -175,7 +159,7 @@ static void open_session(request *rq, mcp_sessions *t) {
   kept.n_workspaces = 0;
   mcp *m = h ? mcp_new(rq->sv->store, &kept) : NULL;
   char *answer = m ? mcp_handle_as(m, &cfg, rq->body, rq->len) : NULL;
-  if (answer == NULL || !new_session_id(id)) {
+  if (answer == NULL || !mcp_random_id(id)) {
     mcp_free(m);
     free(h);
     free(answer);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "json_spans.h"
 #include "mcp.h"
@@ -35,6 +36,19 @@ bool mcp_version_supported(const char *v) {
     if (strcmp(v, versions[i]) == 0)
       return true;
   return false;
+}
+
+bool mcp_random_id(char out[33]) {
+  unsigned char b[16];
+  if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
+    return false;
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 0; i < 16; i++) {
+    out[2 * i] = hex[b[i] >> 4];
+    out[2 * i + 1] = hex[b[i] & 15];
+  }
+  out[32] = '\0';
+  return true;
 }
 
 void mcp_config_init(mcp_config *c) {

@@ -45,6 +45,11 @@ void mcp_free(mcp *m);
  * notification, or a response from the client). */
 char *mcp_handle(mcp *m, const char *msg, size_t len);
 
+/* 128 random bits as 32 hex digits into out (ids of generated documents
+ * and of sessions: nobody can guess one); false when the system gives no
+ * randomness. */
+bool mcp_random_id(char out[33]);
+
 /* Whether revision v ("2025-06-18") is one this server speaks. */
 bool mcp_version_supported(const char *v);
 

@@ -6,8 +6,8 @@
  * (render.c), so a result reads the same on every surface. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
+#include "cli.h"
 #include "json_spans.h"
 #include "mcp.h"
 #include "render.h"
@@ -191,19 +191,6 @@ typedef struct store_walk {
   const char *source, *workspace;
 } store_walk;
 
-/* A random id for a document that came without one. */
-static void new_id(char out[40]) {
-  unsigned char b[16];
-  if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
-    memset(b, 0, sizeof b);
-  static const char hex[] = "0123456789abcdef";
-  for (int i = 0; i < 16; i++) {
-    out[2 * i] = hex[b[i] >> 4];
-    out[2 * i + 1] = hex[b[i] & 15];
-  }
-  out[32] = '\0';
-}
-
 static bool parse_one(span el, size_t i, void *user) {
   store_walk *w = user;
   char err[400];
@@ -220,7 +207,12 @@ static bool parse_one(span el, size_t i, void *user) {
   w->docs[i] = *es_doc_json_doc(w->parsed[i]);
   w->ids[i][0] = '\0';
   if (w->docs[i].id == NULL) {
-    new_id(w->ids[i]);
+    if (!mcp_random_id(w->ids[i])) {
+      snprintf(w->err, sizeof w->err, "documents[%zu]: no randomness for a "
+               "new id", i);
+      w->bad_at = i;
+      return false;
+    }
     w->docs[i].id = w->ids[i];
   }
   w->n = i + 1;
@@ -565,17 +557,6 @@ static void t_statistics(call *c) {
   es_stats_free(st);
 }
 
-/* "90s", "15m", "2h", "1d" into seconds; -1 when it is not one. */
-static long duration_s(const char *s) {
-  char *end;
-  long v = strtol(s, &end, 10);
-  if (end == s || v < 0)
-    return -1;
-  long unit = *end == '\0' || !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60
-              : !strcmp(end, "h") ? 3600 : !strcmp(end, "d") ? 86400 : -1;
-  return unit < 0 || v > 0x7fffffffL / unit ? -1 : v * unit;
-}
-
 static void t_cleanup(call *c) {
   if (tenant(c)) {
     fail(c, "a token limited to workspaces cannot clean up the whole store");
@@ -590,8 +571,8 @@ static void t_cleanup(call *c) {
   if (bad)
     return;
   if (age) {
-    long s = duration_s(age);
-    if (s < 0) {
+    int64_t s; /* as `cleanup --min-age` and POST /v1/cleanup read it */
+    if (!cli_parse_duration(age, &s) || s > 2147483647) {
       fail(c, "min_age must be a duration such as 90s, 15m, 2h or 1d, not \"%s\"", age);
       return;
     }

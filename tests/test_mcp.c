@@ -102,7 +102,9 @@ TEST(mcp_stdio_speaks_the_protocol_and_every_tool_works_on_the_store) {
       "{\"jsonrpc\":\"2.0\",\"id\":11,\"method\":\"tools/call\",\"params\":{\"name\":"
       "\"delete\",\"arguments\":{\"ids\":[\"b\",\"zz\"]}}}\n"
       "{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"tools/call\",\"params\":{\"name\":"
-      "\"cleanup_orphaned\"}}\n"
+      "\"cleanup_orphaned\",\"arguments\":{\"min_age\":\"2h\"}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":20,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"cleanup_orphaned\",\"arguments\":{\"min_age\":\"2 hours\"}}}\n"
       "{\"jsonrpc\":\"2.0\",\"id\":13,\"method\":\"resources/read\",\"params\":{"
       "\"uri\":\"embstore://sources\"}}\n"
       "{\"jsonrpc\":\"2.0\",\"id\":14,\"method\":\"no/such\"}\n"
@@ -122,9 +124,9 @@ TEST(mcp_stdio_speaks_the_protocol_and_every_tool_works_on_the_store) {
   ASSERT_INT_EQ(p.status, 0);
   ASSERT_CONTAINS(p.err, "no embedding provider"); /* start-up says which */
   json_t *all = answers(p.out);
-  /* one answer a request (20) and the unparsable line; none for the
+  /* one answer a request (21) and the unparsable line; none for the
    * notification */
-  ASSERT_INT_EQ((long long)json_array_size(all), 21);
+  ASSERT_INT_EQ((long long)json_array_size(all), 22);
 
   ASSERT_INT_EQ(error_code(by_id(all, 0)), -32600); /* before initialize */
   json_t *init = json_object_get(by_id(all, 1), "result");
@@ -204,6 +206,11 @@ TEST(mcp_stdio_speaks_the_protocol_and_every_tool_works_on_the_store) {
   ASSERT_INT_EQ(json_integer_value(json_object_get(del, "not_found")), 1);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM embeddings"), 1);
   ASSERT(json_is_true(json_object_get(structured(by_id(all, 12)), "dry_run")));
+  json_t *r20 = json_object_get(by_id(all, 20), "result");
+  ASSERT(json_is_true(json_object_get(r20, "isError")));
+  ASSERT_CONTAINS(json_string_value(json_object_get(
+                      json_array_get(json_object_get(r20, "content"), 0), "text")),
+                  "min_age must be a duration");
   json_t *res = json_array_get(json_object_get(json_object_get(by_id(all, 13), "result"),
                                                "contents"), 0);
   ASSERT_CONTAINS(json_string_value(json_object_get(res, "text")),
