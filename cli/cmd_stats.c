@@ -160,7 +160,7 @@ static int run(cli *c, int argc, char **argv) {
   else if (c->json) {
     jw w;
     jw_init(&w, stdout);
-    render_stats(&w, st, k);
+    render_stats(&w, st, k, NULL);
     jw_done(&w);
   }
   else

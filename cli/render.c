@@ -55,7 +55,8 @@ static void check_json(jw *w, const es_count_check *k) {
   jw_obj_end(w);
 }
 
-void render_stats(jw *w, const es_stats *st, const es_count_check *k) {
+void render_stats(jw *w, const es_stats *st, const es_count_check *k,
+                  const es_runtime *rt) {
   jw_obj(w);
   jw_key(w, "workspace");
   jw_str(w, st->workspace);
@@ -121,6 +122,23 @@ void render_stats(jw *w, const es_stats *st, const es_count_check *k) {
   jw_arr_end(w);
   if (k)
     check_json(w, k);
+  if (rt) {
+    jw_key(w, "server_cache");
+    jw_obj(w);
+    jw_key(w, "listening");
+    jw_bool(w, rt->cache_listening != 0);
+    jw_key(w, "invalidations");
+    jw_int(w, rt->cache_invalidations);
+    jw_key(w, "listener_reconnects");
+    jw_int(w, rt->cache_listener_reconnects);
+    jw_key(w, "hits");
+    jw_int(w, rt->cache_hits);
+    jw_key(w, "misses");
+    jw_int(w, rt->cache_misses);
+    jw_key(w, "entries");
+    jw_int(w, rt->cache_entries);
+    jw_obj_end(w);
+  }
   jw_obj_end(w);
 }
 

@@ -18,8 +18,11 @@
 bool render_drifted(const es_count_check *k);
 
 /* {"workspace","documents",...} of `stats --json`; k (may be NULL) adds
- * "counts_check". */
-void render_stats(jw *w, const es_stats *st, const es_count_check *k);
+ * "counts_check", rt (may be NULL) "server_cache": a long-running
+ * process's cache, {"listening","invalidations","listener_reconnects",
+ * "hits","misses","entries"}. */
+void render_stats(jw *w, const es_stats *st, const es_count_check *k,
+                  const es_runtime *rt);
 /* {"results":[{"id","distance","text","source_id","metadata"}]} */
 void render_results(jw *w, const es_results *r);
 /* {"orphaned_chunks","orphaned_embeddings","cleaned","dry_run","details"} */

@@ -205,9 +205,9 @@ typedef struct es_options {
                                pruned, 0 = keep all (7 days) */
   size_t cache_bytes;       /* memory for cached search results, 0 = no
                                cache (64 MiB) */
-  int cache_ttl_ms;         /* a cached result is used at most this long:
-                               writes by other processes are not seen by
-                               this process's cache (60000) */
+  int cache_ttl_ms;         /* a cached result is used at most this long,
+                               a backstop: every process's writes reach
+                               the cache at once (see es_runtime) (60000) */
   int index_memory_mb;      /* maintenance_work_mem, in MiB, of every HNSW
                                index build on this store (es_batch_end(),
                                es_init(), es_migrate()); 0 = sized from the
@@ -478,6 +478,17 @@ typedef struct es_runtime {
   int64_t cache_misses;  /* searches the cache could not answer */
   int64_t cache_entries; /* results held */
   int64_t cache_bytes;   /* their size */
+  /* Other processes' writes reach the cache as notifications (the
+   * store's triggers NOTIFY at commit, and the handle LISTENs on a
+   * connection of its own, from its first cached search on). */
+  int64_t cache_invalidations;       /* notifications received */
+  int64_t cache_listener_reconnects; /* times the listening connection
+                                        was lost and made again */
+  int cache_listening;   /* 1: listening now, so that cached answers are
+                            never stale; 0: not (no cache, not started,
+                            reconnecting: then the cache answers nothing,
+                            or a store from before migration 10, whose
+                            cache relies on cache_ttl_ms) */
 } es_runtime;
 
 /* Fills [out] runtime (not NULL); all 0 for a NULL store. */

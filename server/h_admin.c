@@ -52,8 +52,10 @@ void h_stats(request *rq) {
     reply_failure(rq, rc);
   } else {
     jout o;
+    es_runtime rt;
+    es_runtime_get(rq->sv->store, &rt);
     if (jout_open(&o)) {
-      render_stats(&o.w, st, NULL);
+      render_stats(&o.w, st, NULL, &rt);
       reply_jout(rq, 200, &o);
     }
   }

@@ -551,7 +551,7 @@ static void t_statistics(call *c) {
   }
   mem m;
   if (mem_open(c, &m)) {
-    render_stats(&m.w, st, NULL);
+    render_stats(&m.w, st, NULL, NULL);
     mem_result(c, &m);
   }
   es_stats_free(st);
@@ -801,7 +801,7 @@ char *mcp_resource_text(es_store *store, const mcp_config *config,
     jw_arr_end(&w);
     jw_obj_end(&w);
   } else {
-    render_stats(&w, st, NULL);
+    render_stats(&w, st, NULL, NULL);
   }
   fclose(f);
   es_stats_free(st);

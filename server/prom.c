@@ -165,10 +165,22 @@ static void library_figures(request *rq, FILE *f) {
           "# HELP embstore_cache_bytes Bytes of results the cache holds.\n"
           "# TYPE embstore_cache_bytes gauge\nembstore_cache_bytes %lld\n"
           "# HELP embstore_cache_entries Results the cache holds.\n"
-          "# TYPE embstore_cache_entries gauge\nembstore_cache_entries %lld\n",
+          "# TYPE embstore_cache_entries gauge\nembstore_cache_entries %lld\n"
+          "# HELP embstore_cache_invalidations_total Notifications of other "
+          "processes' writes received.\n"
+          "# TYPE embstore_cache_invalidations_total counter\n"
+          "embstore_cache_invalidations_total %lld\n"
+          "# HELP embstore_cache_listener_reconnects_total Times the listening "
+          "connection was lost and made again.\n"
+          "# TYPE embstore_cache_listener_reconnects_total counter\n"
+          "embstore_cache_listener_reconnects_total %lld\n"
+          "# HELP embstore_cache_listening 1 while the cache hears every "
+          "process's writes.\n"
+          "# TYPE embstore_cache_listening gauge\nembstore_cache_listening %d\n",
           rt.pool_in_use, rt.pool_idle, rt.pool_size, (long long)rt.cache_hits,
           (long long)rt.cache_misses, (long long)rt.cache_bytes,
-          (long long)rt.cache_entries);
+          (long long)rt.cache_entries, (long long)rt.cache_invalidations,
+          (long long)rt.cache_listener_reconnects, rt.cache_listening);
   es_stats *st = NULL;
   if (es_stats_get(s, NULL, &st) == ES_OK)
     fprintf(f, "# HELP embstore_documents Documents stored.\n"

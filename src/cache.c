@@ -239,6 +239,31 @@ es_results *es__cache_get(es__cache *c, const void *key, size_t keylen) {
   return out;
 }
 
+bool es__cache_peek(es__cache *c, const void *key, size_t keylen) {
+  if (c == NULL)
+    return false;
+  uint64_t h = fnv(key, keylen);
+  bool found = false;
+  pthread_mutex_lock(&c->mu);
+  for (entry *e = c->buckets[h & (c->n_buckets - 1)]; e; e = e->chain)
+    if (e->hash == h && e->keylen == keylen && memcmp(e->key, key, keylen) == 0) {
+      found = fresh(c, e);
+      break;
+    }
+  if (!found)
+    c->misses++;
+  pthread_mutex_unlock(&c->mu);
+  return found;
+}
+
+void es__cache_count_miss(es__cache *c) {
+  if (c == NULL)
+    return;
+  pthread_mutex_lock(&c->mu);
+  c->misses++;
+  pthread_mutex_unlock(&c->mu);
+}
+
 void es__cache_counts(es__cache *c, int64_t *hits, int64_t *misses,
                       int64_t *entries, int64_t *bytes) {
   *hits = *misses = *entries = *bytes = 0;

@@ -20,6 +20,11 @@ void es__cache_take_ticket(es__cache *cache, const char *source_filter,
                       es__cache_ticket *ticket);
 /* A copy of the cached results (freed with es_results_free), or NULL. */
 es_results *es__cache_get(es__cache *cache, const void *key, size_t keylen);
+/* Whether a fresh entry for key exists, without copying it; counts a
+ * miss when not (so that a lookup is counted once: a peek that found one
+ * is followed by es__cache_get or es__cache_count_miss). */
+bool es__cache_peek(es__cache *cache, const void *key, size_t keylen);
+void es__cache_count_miss(es__cache *cache);
 /* source_filter: the search is limited to that source (and depends on it
  * alone); NULL: it depends on every source. */
 void es__cache_put(es__cache *cache, const void *key, size_t keylen,

@@ -84,6 +84,7 @@ typedef struct es__conn {
   PGconn *pg;
   uint8_t prepared[ES__STMT_SLOTS]; /* 1: slot i is prepared here */
   int64_t idle_since_ms;  /* monotonic, when returned to the pool */
+  int pid;                /* its backend's process id */
   struct es__conn *next;  /* idle list */
 } es__conn;
 
@@ -98,11 +99,16 @@ typedef struct es__pool {
   int size;
   int idle_timeout_ms;
   int wait_timeout_ms;
+  int *pids;           /* size slots: backends of the open connections, 0
+                          for a free slot */
 } es__pool;
 
 es_status es__pool_init(es_store *store, es__pool *pool, const char *conninfo,
                         const es_options *opts);
 void es__pool_destroy(es__pool *pool);
+/* Whether backend pid is one of the pool's open connections: a
+ * notification it sent reports this store handle's own write. */
+bool es__pool_owns_backend(es__pool *pool, int pid);
 es_status es__acquire(es_store *store, es__conn **out);
 /* Like es__acquire but never waits for a busy pool (background work). */
 es_status es__acquire_quiet(es_store *store, es__conn **out);
@@ -112,6 +118,9 @@ void es__release(es_store *store, es__conn *conn);
 void es__discard(es_store *store, es__conn *conn);
 
 int64_t es__now_ms(void);
+/* Readies a connection opened with a pool's keys and values: notices
+ * ignored, session settings pinned; false when they could not be set. */
+bool es__session_prepare(PGconn *pg);
 
 /* ---- locks.c: who holds what an operation waited for ------------------- */
 
@@ -176,6 +185,8 @@ struct es_store {
   int vector_0_8;          /* pgvector >= 0.8: iterative index scans */
   es__metrics *metrics;
   struct es__cache *cache; /* NULL when disabled */
+  struct es__listener *listener; /* hears other writers; NULL without a
+                                    cache */
   bool text_loaded;        /* text_oid and text_config read (text.c) */
   unsigned text_oid;       /* the text search configuration; 0: none */
   char text_config[ES__TEXT_CONFIG_MAX]; /* its name */

@@ -53,6 +53,13 @@ static bool pin_settings(PGconn *pg) {
   return ok;
 }
 
+/* Readies a new connection for the library's use: notices ignored, the
+ * session's settings pinned; false when they could not be set. */
+bool es__session_prepare(PGconn *pg) {
+  PQsetNoticeProcessor(pg, ignore_notice, NULL);
+  return pin_settings(pg);
+}
+
 /* Builds the keyword/value arrays for PQconnectdbParams from conninfo plus
  * the store's options, so that libpq parses the user's string once. */
 static es_status build_params(es_store *store, es__pool *pool,
@@ -160,6 +167,9 @@ es_status es__pool_init(es_store *store, es__pool *pool, const char *conninfo,
   pthread_cond_init(&pool->cv, &ca);
   pthread_condattr_destroy(&ca);
   pool->size = opts->pool_size > 0 ? opts->pool_size : 1;
+  pool->pids = calloc((size_t)pool->size, sizeof *pool->pids);
+  if (pool->pids == NULL)
+    return es__fail(store, ES_ENOMEM, "out of memory for the pool");
   pool->idle_timeout_ms = opts->idle_timeout_ms;
   /* Waiting for a free connection is bounded like a statement is. */
   pool->wait_timeout_ms =
@@ -167,9 +177,39 @@ es_status es__pool_init(es_store *store, es__pool *pool, const char *conninfo,
   return build_params(store, pool, conninfo, opts);
 }
 
-static void conn_free(es__conn *c) {
+/* Remembers (pid > 0) or forgets (pid < 0) one open connection's backend. */
+static void note_pid(es__pool *pool, int pid) {
+  pthread_mutex_lock(&pool->mu);
+  if (pid > 0) {
+    for (int i = 0; i < pool->size; i++)
+      if (pool->pids[i] == 0) {
+        pool->pids[i] = pid;
+        break;
+      }
+  } else {
+    for (int i = 0; i < pool->size; i++)
+      if (pool->pids[i] == -pid) {
+        pool->pids[i] = 0;
+        break;
+      }
+  }
+  pthread_mutex_unlock(&pool->mu);
+}
+
+bool es__pool_owns_backend(es__pool *pool, int pid) {
+  bool found = false;
+  pthread_mutex_lock(&pool->mu);
+  for (int i = 0; i < pool->size && !found; i++)
+    found = pool->pids[i] == pid;
+  pthread_mutex_unlock(&pool->mu);
+  return pid > 0 && found;
+}
+
+static void conn_free(es__pool *pool, es__conn *c) {
   if (c == NULL)
     return;
+  if (c->pid > 0)
+    note_pid(pool, -c->pid);
   PQfinish(c->pg);
   free(c);
 }
@@ -180,10 +220,11 @@ void es__pool_destroy(es__pool *pool) {
   es__conn *c = pool->idle;
   while (c) {
     es__conn *next = c->next;
-    conn_free(c);
+    conn_free(pool, c);
     c = next;
   }
   pool->idle = NULL;
+  free(pool->pids);
   free(pool->keys);
   free(pool->values);
   free(pool->storage);
@@ -207,16 +248,17 @@ static es_status conn_open(es_store *store, es__conn **out) {
     es__fail_pg(store, c->pg, NULL, what);
     es__last_err(store)->code = ES_ECONNECT;
     es__last_err(store)->transient = true;
-    conn_free(c);
+    conn_free(&store->pool, c);
     return ES_ECONNECT;
   }
-  PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
-  if (!pin_settings(c->pg)) {
+  if (!es__session_prepare(c->pg)) {
     es_status rc = es__fail_pg(store, c->pg, NULL, "cannot set the session's "
                                "date, time zone and encoding settings");
-    conn_free(c);
+    conn_free(&store->pool, c);
     return rc;
   }
+  c->pid = PQbackendPID(c->pg);
+  note_pid(&store->pool, c->pid);
   *out = c;
   return ES_OK;
 }
@@ -252,7 +294,7 @@ static es_status acquire(es_store *store, es__conn **out, int wait_ms) {
       pthread_mutex_unlock(&pool->mu);
       while (stale) {
         es__conn *next = stale->next;
-        conn_free(stale);
+        conn_free(pool, stale);
         stale = next;
       }
       *out = c;
@@ -263,7 +305,7 @@ static es_status acquire(es_store *store, es__conn **out, int wait_ms) {
       pthread_mutex_unlock(&pool->mu);
       while (stale) {
         es__conn *next = stale->next;
-        conn_free(stale);
+        conn_free(pool, stale);
         stale = next;
       }
       es_status rc = conn_open(store, out);
@@ -302,7 +344,7 @@ es_status es__acquire_quiet(es_store *store, es__conn **out) {
 void es__discard(es_store *store, es__conn *conn) {
   if (conn == NULL)
     return;
-  conn_free(conn);
+  conn_free(&store->pool, conn);
   pthread_mutex_lock(&store->pool.mu);
   store->pool.open--;
   pthread_cond_signal(&store->pool.cv);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "listen.h"
 #include "internal.h"
 #include "json.h"
 #include "schema.h"
@@ -782,7 +783,16 @@ es_status es_search(es_store *s, const es_search_params *p, es_results **out) {
   bool cached = s->cache != NULL && cache_key(p, &sc, &key);
   es__cache_ticket ticket;
   if (cached) {
-    es_results *hit = es__cache_get(s->cache, key.data, key.len);
+    /* A hit counts only once every other process's commit that came
+     * before this search is applied (listen.c): then look again. */
+    es__listener_start(s->listener); /* (re)connects when not listening */
+    es_results *hit = NULL;
+    if (es__cache_peek(s->cache, key.data, key.len)) {
+      if (es__listener_sync(s->listener))
+        hit = es__cache_get(s->cache, key.data, key.len);
+      else
+        es__cache_count_miss(s->cache);
+    }
     if (hit) {
       es__buf_free(&key);
       record(s, t0, ES_OK, "hit");

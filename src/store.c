@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "listen.h"
 #include "internal.h"
 
 void es_options_init(es_options *o) {
@@ -92,6 +93,8 @@ es_status es_open_opts(const es_options *options, es_store **out) {
   s->cache = es__cache_new(s->opts.cache_bytes, s->opts.cache_ttl_ms);
   if (s->opts.cache_bytes > 0 && s->cache == NULL)
     return es__fail(s, ES_ENOMEM, "out of memory for the search cache");
+  if (s->cache && (s->listener = es__listener_new(s, s->cache)) == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory for the search cache");
   return es__metrics_start(s);
 }
 
@@ -99,6 +102,7 @@ void es_close(es_store *s) {
   if (s == NULL)
     return;
   es__metrics_stop(s); /* writes what is still buffered */
+  es__listener_free(s->listener); /* before the cache it invalidates */
   es__cache_free(s->cache);
   if (s->pool.size != -1)
     es__pool_destroy(&s->pool);
@@ -158,4 +162,9 @@ void es_runtime_get(es_store *s, es_runtime *out) {
   out->pool_in_use = out->pool_open - out->pool_idle;
   es__cache_counts(s->cache, &out->cache_hits, &out->cache_misses,
                    &out->cache_entries, &out->cache_bytes);
+  es__listen_counts lc;
+  es__listener_counts(s->listener, &lc);
+  out->cache_invalidations = lc.notifications;
+  out->cache_listener_reconnects = lc.reconnects;
+  out->cache_listening = lc.listening;
 }

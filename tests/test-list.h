@@ -263,7 +263,10 @@
   X(mcp_the_official_typescript_sdk_calls_every_tool_over_stdio, DB)      \
   X(mcp_the_inspector_cli_lists_the_tools_and_calls_one, DB)              \
   X(mcp_with_a_provider_stores_texts_and_searches_hybrid, DB)              \
-  X(mcp_over_streamable_http_serves_the_sdk_behind_tokens, DB)
+  X(mcp_over_streamable_http_serves_the_sdk_behind_tokens, DB)          \
+  X(caches_of_two_servers_see_each_others_and_plain_sql_writes_at_once, DB) \
+  X(a_lost_listening_connection_invalidates_everything_and_reconnects, DB) \
+  X(notifications_name_the_sources_a_statement_touched, DB)
 #else
 #define SERVE_TESTS(X)
 #endif
