@@ -110,10 +110,8 @@ int cli_finish(cli *c, int exit_code) {
 es_store *cli_open(cli *c) {
   es_options o;
   es_options_init(&o);
-  /* One CLI process does one thing at a time: a small pool suffices,
-   * and a cache would never answer (nor need a listening connection). */
+  /* One CLI process does one thing at a time: a small pool suffices. */
   o.pool_size = 4;
-  o.cache_bytes = 0;
   return cli_open_with(c, &o);
 }
 
