@@ -211,6 +211,14 @@ static bool fresh(es__cache *c, const entry *e) {
   return (g ? g->gen : c->gen_global) == e->gen_source;
 }
 
+/* The entry for key (of hash h), fresh or not, or NULL.  Under the lock. */
+static entry *find(es__cache *c, uint64_t h, const void *key, size_t keylen) {
+  for (entry *e = c->buckets[h & (c->n_buckets - 1)]; e; e = e->chain)
+    if (e->hash == h && e->keylen == keylen && memcmp(e->key, key, keylen) == 0)
+      return e;
+  return NULL;
+}
+
 /* A copy of the fresh entry for key, or NULL (a stale one is dropped). */
 es_results *es__cache_get(es__cache *c, const void *key, size_t keylen) {
   if (c == NULL)
@@ -219,17 +227,13 @@ es_results *es__cache_get(es__cache *c, const void *key, size_t keylen) {
   uint64_t h = fnv(key, keylen);
   es_results *out = NULL;
   pthread_mutex_lock(&c->mu);
-  for (entry *e = c->buckets[h & (c->n_buckets - 1)]; e; e = e->chain) {
-    if (e->hash != h || e->keylen != keylen || memcmp(e->key, key, keylen) != 0)
-      continue;
-    if (!fresh(c, e)) {
-      drop(c, e);
-      break;
-    }
+  entry *e = find(c, h, key, keylen);
+  if (e && !fresh(c, e)) {
+    drop(c, e);
+  } else if (e) {
     unlink_lru(c, e);
     push_newest(c, e);
     out = es__results_copy(e->res, NULL);
-    break;
   }
   if (out)
     c->hits++;
@@ -242,14 +246,9 @@ es_results *es__cache_get(es__cache *c, const void *key, size_t keylen) {
 bool es__cache_peek(es__cache *c, const void *key, size_t keylen) {
   if (c == NULL)
     return false;
-  uint64_t h = fnv(key, keylen);
-  bool found = false;
   pthread_mutex_lock(&c->mu);
-  for (entry *e = c->buckets[h & (c->n_buckets - 1)]; e; e = e->chain)
-    if (e->hash == h && e->keylen == keylen && memcmp(e->key, key, keylen) == 0) {
-      found = fresh(c, e);
-      break;
-    }
+  entry *e = find(c, fnv(key, keylen), key, keylen);
+  bool found = e != NULL && fresh(c, e);
   if (!found)
     c->misses++;
   pthread_mutex_unlock(&c->mu);
@@ -332,11 +331,9 @@ void es__cache_put(es__cache *c, const void *key, size_t keylen,
     return;
   }
   /* Replace an entry for the same key. */
-  for (entry *o = c->buckets[e->hash & (c->n_buckets - 1)]; o; o = o->chain)
-    if (o->hash == e->hash && o->keylen == keylen && memcmp(o->key, key, keylen) == 0) {
-      drop(c, o);
-      break;
-    }
+  entry *old = find(c, e->hash, key, keylen);
+  if (old)
+    drop(c, old);
   while (c->bytes + e->bytes > c->cap && c->oldest)
     drop(c, c->oldest);
   if (c->n_entries >= c->n_buckets)

@@ -338,7 +338,6 @@ static bool round_trip(es__listener *l) {
 bool es__listener_sync(es__listener *l) {
   if (l == NULL)
     return true;
-  es__listener_start(l);
   pthread_mutex_lock(&l->mu);
   uint64_t mine = ++l->requested;
   bool ok = false;

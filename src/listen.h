@@ -13,7 +13,8 @@ es__listener *es__listener_new(es_store *s, struct es__cache *cache);
 /* Stops its thread, closes its connection, frees it.  NULL: nothing. */
 void es__listener_free(es__listener *l);
 
-/* Whether the cache may answer a search now.  While the listener
+/* Whether the cache may answer a search now (after es__listener_start,
+ * which connects it when it does not listen).  While the listener
  * listens: sends one round trip over its connection (shared by concurrent
  * callers), so that every notification of a transaction that committed
  * before this call is applied to the cache first, and returns true.  While

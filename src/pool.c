@@ -177,39 +177,34 @@ es_status es__pool_init(es_store *store, es__pool *pool, const char *conninfo,
   return build_params(store, pool, conninfo, opts);
 }
 
-/* Remembers (pid > 0) or forgets (pid < 0) one open connection's backend. */
-static void note_pid(es__pool *pool, int pid) {
+/* Puts pid to in the first slot that holds from: 0 to remember an open
+ * connection's backend, its pid to forget it. */
+static void swap_pid(es__pool *pool, int from, int to) {
   pthread_mutex_lock(&pool->mu);
-  if (pid > 0) {
-    for (int i = 0; i < pool->size; i++)
-      if (pool->pids[i] == 0) {
-        pool->pids[i] = pid;
-        break;
-      }
-  } else {
-    for (int i = 0; i < pool->size; i++)
-      if (pool->pids[i] == -pid) {
-        pool->pids[i] = 0;
-        break;
-      }
-  }
+  for (int i = 0; i < pool->size; i++)
+    if (pool->pids[i] == from) {
+      pool->pids[i] = to;
+      break;
+    }
   pthread_mutex_unlock(&pool->mu);
 }
 
 bool es__pool_owns_backend(es__pool *pool, int pid) {
+  if (pid <= 0)
+    return false; /* 0 marks a free slot */
   bool found = false;
   pthread_mutex_lock(&pool->mu);
   for (int i = 0; i < pool->size && !found; i++)
     found = pool->pids[i] == pid;
   pthread_mutex_unlock(&pool->mu);
-  return pid > 0 && found;
+  return found;
 }
 
 static void conn_free(es__pool *pool, es__conn *c) {
   if (c == NULL)
     return;
   if (c->pid > 0)
-    note_pid(pool, -c->pid);
+    swap_pid(pool, c->pid, 0);
   PQfinish(c->pg);
   free(c);
 }
@@ -258,7 +253,7 @@ static es_status conn_open(es_store *store, es__conn **out) {
     return rc;
   }
   c->pid = PQbackendPID(c->pg);
-  note_pid(&store->pool, c->pid);
+  swap_pid(&store->pool, 0, c->pid);
   *out = c;
   return ES_OK;
 }
