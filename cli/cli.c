@@ -120,6 +120,16 @@ es_store *cli_open_with(cli *c, es_options *o) {
   o->conninfo = c->db;
   o->home = c->home;
   o->index_memory_mb = c->index_memory_mb;
+  o->read_conninfo = c->read_db;
+  if (c->max_lag) {
+    long ms;
+    if (!cli_parse_int(c->max_lag, 0, 86400000, &ms)) {
+      cli_usage(c, "--max-replica-lag must be 0..86400000 milliseconds, not "
+                "'%s'", c->max_lag);
+      return NULL;
+    }
+    o->max_replica_lag_ms = (int)ms;
+  }
   if (c->embed_url && c->embed_url[0]) {
     if (c->embed_model == NULL || c->embed_model[0] == '\0') {
       cli_usage(c, "--embed-url needs --embed-model (or EMBSTORE_EMBED_MODEL): "
@@ -165,6 +175,12 @@ int cli_next_opt(cli *c, const cli_command *cmd, int argc, char **argv,
       continue;
     case OPT_EMBED_MODEL:
       c->embed_model = optarg;
+      continue;
+    case OPT_READ_DB:
+      c->read_db = optarg[0] ? optarg : NULL;
+      continue;
+    case OPT_MAX_LAG:
+      c->max_lag = optarg;
       continue;
     case OPT_HELP:
       fputs(cmd->usage, stdout);

@@ -27,6 +27,8 @@ typedef struct cli {
   int index_memory_mb; /* --index-memory of ingest, init, migrate; 0: sized */
   const char *embed_url;   /* --embed-url or EMBSTORE_EMBED_URL; NULL: none */
   const char *embed_model; /* --embed-model or EMBSTORE_EMBED_MODEL */
+  const char *read_db;     /* --read-db or EMBSTORE_READ_DB; NULL: none */
+  const char *max_lag;     /* --max-replica-lag MS, unparsed; NULL: default */
   int argc;         /* the whole command line, to find a --json that */
   char **argv;      /* getopt has not reached when a usage error stops it */
 } cli;
@@ -93,13 +95,15 @@ int cli_next_opt(cli *c, const cli_command *cmd, int argc, char **argv,
 
 /* getopt_long codes for the common options. */
 enum { OPT_JSON = 1000, OPT_DB, OPT_HOME, OPT_HELP, OPT_EMBED_URL,
-       OPT_EMBED_MODEL };
+       OPT_EMBED_MODEL, OPT_READ_DB, OPT_MAX_LAG };
 #define CLI_COMMON_LONGOPTS                                    \
   {"json", no_argument, NULL, OPT_JSON},                       \
   {"db", required_argument, NULL, OPT_DB},                     \
   {"home", required_argument, NULL, OPT_HOME},                 \
   {"embed-url", required_argument, NULL, OPT_EMBED_URL},       \
   {"embed-model", required_argument, NULL, OPT_EMBED_MODEL},   \
+  {"read-db", required_argument, NULL, OPT_READ_DB},           \
+  {"max-replica-lag", required_argument, NULL, OPT_MAX_LAG},   \
   {"help", no_argument, NULL, OPT_HELP}
 
 /* Writes s so that text from input or from the database cannot drive the

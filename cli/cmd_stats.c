@@ -29,7 +29,9 @@ static const char usage[] =
     "\"reclaimable_mb\",\"performance\":{\"avg_search_ms\",\"avg_insert_ms\",\n"
     "\"cache_hit_rate\"},\"workspace\",\"models\":[{\"model\",\"documents\",\n"
     "\"chunks\"}]} (the vectors of the whole store by the model that made\n"
-    "them; model null: not recorded); with --verify or --repair also\n"
+    "them; model null: not recorded), \"served_by\" (\"primary\" or \"replica\")\n"
+    "and \"replica\": null without --read-db, else {\"state\" (ok, behind,\n"
+    "lagging, down), \"lag_ms\"}; with --verify or --repair also\n"
     "\"counts_check\":{\"documents\",\"chunks\",\"orphaned_chunks\",\n"
     "\"orphaned_counted\",\"drift\":[{\"source_id\",\"workspace\",\n"
     "\"documents_counted\",\"documents_actual\",\"chunks_counted\",\"chunks_actual\",\n"
@@ -113,6 +115,13 @@ static void print_text(const es_stats *st, const es_count_check *k) {
       printf(" %12lld %12lld\n", (long long)st->models[i].documents,
              (long long)st->models[i].chunks);
     }
+  }
+  if (st->replica) {
+    printf("answered by the %s; replica %s", st->served_by_replica ? "replica"
+           : "primary", es_replica_state_name(st->replica_state));
+    if (st->replica_lag_ms >= 0)
+      printf(", lag %lld ms", (long long)st->replica_lag_ms);
+    fputc('\n', stdout);
   }
   if (k)
     print_check_text(k);

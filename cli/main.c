@@ -18,7 +18,8 @@ static const cli_command *const commands[] = {
 
 static void help(FILE *f) {
   fprintf(f,
-          "usage: embstore [--db CONNINFO] [--home DIR] [--json] COMMAND [ARGS]\n"
+          "usage: embstore [--db CONNINFO] [--read-db CONNINFO] [--home DIR] [--json]\n"
+          "                COMMAND [ARGS]\n"
           "\n"
           "A store for text embeddings on PostgreSQL + pgvector.\n"
           "\n"
@@ -35,6 +36,13 @@ static void help(FILE *f) {
           "  --home DIR     the embedded cluster's directory (default:\n"
           "                 $EMBSTORE_HOME, else ~/.local/share/embstore; as\n"
           "                 root /var/lib/embstore)\n"
+          "  --read-db CONNINFO  a streaming replica (or a libpq multi-host\n"
+          "                 string of several): search, get, list and stats\n"
+          "                 read there when it has replayed this process's\n"
+          "                 writes and is fresh enough, else on the primary.\n"
+          "                 Default: $EMBSTORE_READ_DB\n"
+          "  --max-replica-lag MS  how stale a read from the replica may be\n"
+          "                 (default 5000); beyond it the primary answers\n"
           "  --embed-url URL  an OpenAI-compatible embeddings service (POST\n"
           "                 URL/embeddings): documents and chunks with text but\n"
           "                 no vector are embedded, and search --text ranks by\n"
@@ -58,6 +66,14 @@ static int dispatch(cli *c, int argc, char **argv) {
     const char *a = argv[i];
     if (strcmp(a, "--json") == 0) {
       c->json = true;
+    } else if (strcmp(a, "--read-db") == 0 ||
+               strcmp(a, "--max-replica-lag") == 0) {
+      if (i + 1 >= argc)
+        return cli_usage(c, "%s needs a value", a);
+      if (a[2] == 'r')
+        c->read_db = argv[++i][0] ? argv[i] : NULL;
+      else
+        c->max_lag = argv[++i];
     } else if (strcmp(a, "--db") == 0 || strcmp(a, "--home") == 0 ||
                strcmp(a, "--embed-url") == 0 || strcmp(a, "--embed-model") == 0) {
       if (i + 1 >= argc)
@@ -106,6 +122,9 @@ int main(int argc, char **argv) {
   c.db = getenv("EMBSTORE_DB");
   if (c.db && c.db[0] == '\0')
     c.db = NULL;
+  c.read_db = getenv("EMBSTORE_READ_DB");
+  if (c.read_db && c.read_db[0] == '\0')
+    c.read_db = NULL;
   c.embed_url = getenv("EMBSTORE_EMBED_URL");
   c.embed_model = getenv("EMBSTORE_EMBED_MODEL");
   c.cmd = "embstore";

@@ -120,8 +120,37 @@ void render_stats(jw *w, const es_stats *st, const es_count_check *k,
     jw_obj_end(w);
   }
   jw_arr_end(w);
+  jw_key(w, "served_by");
+  jw_str(w, st->served_by_replica ? "replica" : "primary");
+  jw_key(w, "replica");
+  if (st->replica) {
+    jw_obj(w);
+    jw_key(w, "state");
+    jw_str(w, es_replica_state_name(st->replica_state));
+    jw_key(w, "lag_ms");
+    if (st->replica_lag_ms >= 0)
+      jw_int(w, st->replica_lag_ms);
+    else
+      jw_null(w);
+    jw_obj_end(w);
+  } else {
+    jw_null(w);
+  }
   if (k)
     check_json(w, k);
+  if (rt && rt->replica) {
+    jw_key(w, "server_replica");
+    jw_obj(w);
+    jw_key(w, "reads");
+    jw_int(w, rt->replica_reads);
+    jw_key(w, "fallbacks");
+    jw_int(w, rt->replica_fallbacks);
+    jw_key(w, "state");
+    jw_str(w, es_replica_state_name(rt->replica_state));
+    jw_key(w, "pool_open");
+    jw_int(w, rt->replica_pool_open);
+    jw_obj_end(w);
+  }
   if (rt) {
     jw_key(w, "server_cache");
     jw_obj(w);

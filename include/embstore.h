@@ -232,6 +232,16 @@ typedef struct es_options {
                                 honoured when longer, up to 60 s (250) */
   int embed_batch_size;      /* texts per request (64) */
   int embed_concurrency;     /* requests in flight at once (4) */
+  /* Read replicas (see "Read replicas" below): with read_conninfo set,
+   * search, get, list and statistics read from it when it is fresh
+   * enough; everything else, and any read it cannot answer, goes to the
+   * primary (conninfo). */
+  const char *read_conninfo; /* a streaming replica, or a libpq multi-host
+                                string of several; NULL: none */
+  int max_replica_lag_ms;    /* a read may be at most this stale, else the
+                                primary answers (5000) */
+  int replica_retry_ms;      /* a replica that could not be reached is not
+                                tried again for this long (1000) */
 } es_options;
 
 /* Fills every field of [out] options (not NULL) with its default, given
@@ -256,6 +266,30 @@ void es_close(es_store *store);
  * Valid until that thread's next call on the store.  With store NULL,
  * a static message. */
 const char *es_errmsg(const es_store *store);
+
+/* ------------------------------------------------------------------------
+ * Read replicas
+ *
+ * With es_options.read_conninfo naming a streaming replica (hot standby)
+ * of the primary, es_search(), es_get(), es_list() and es_stats_get() read
+ * from a pool of connections to it; writes, and everything else, stay on
+ * the primary.  A read goes to the replica only when it is safe:
+ *   - read-your-writes: the replica has replayed every commit this handle
+ *     made (the primary's WAL position after each commit, against the
+ *     replica's pg_last_wal_replay_lsn());
+ *   - bounded staleness: the replica is at most max_replica_lag_ms behind
+ *     (0 while it has replayed all it received and its WAL receiver runs,
+ *     else the age of the last commit it replayed);
+ *   - a cached search result is filled only from a replica that has
+ *     replayed every commit the handle's listener heard of (see
+ *     es_runtime), so that the cache never keeps an answer older than one
+ *     it was told to forget.
+ * A connection's findings are kept and asked again only when they no
+ * longer prove a read safe.  Otherwise, and when the replica cannot be
+ * reached (then it is not tried for replica_retry_ms) or fails, the
+ * primary answers: a replica never makes a read fail.  es_stats_get()
+ * and es_runtime_get() say which server answered and the replica's lag.
+ * ---------------------------------------------------------------------- */
 
 /* ------------------------------------------------------------------------
  * Embedding provider
@@ -467,6 +501,19 @@ es_status es_store_shape(es_store *store, int *dim, es_metric *metric);
  * probe. */
 es_status es_store_ping(es_store *store);
 
+/* What a read found the replica to be. */
+typedef enum es_replica_state {
+  ES_REPLICA_OK,      /* fresh enough: it answered */
+  ES_REPLICA_BEHIND,  /* it had not yet replayed this handle's last write
+                         (read-your-writes): the primary answered */
+  ES_REPLICA_LAGGING, /* further behind than max_replica_lag_ms: the
+                         primary answered */
+  ES_REPLICA_DOWN     /* not reachable, or it failed: the primary answered */
+} es_replica_state;
+
+/* "ok", "behind", "lagging" or "down"; never NULL. */
+const char *es_replica_state_name(es_replica_state state);
+
 /* What this process's handle holds now: its pool of connections and its
  * search cache (a long-running program's gauges). */
 typedef struct es_runtime {
@@ -489,6 +536,13 @@ typedef struct es_runtime {
                             reconnecting: then the cache answers nothing,
                             or a store from before migration 10, whose
                             cache relies on cache_ttl_ms) */
+  /* The read replica (es_options.read_conninfo); all 0 without one. */
+  int replica;                 /* 1: one is configured */
+  int64_t replica_reads;       /* reads it answered */
+  int64_t replica_fallbacks;   /* reads the primary answered instead */
+  int64_t replica_lag_ms;      /* its lag when last asked, -1: not known */
+  es_replica_state replica_state; /* what the last read found */
+  int replica_pool_open;       /* connections open to it */
 } es_runtime;
 
 /* Fills [out] runtime (not NULL); all 0 for a NULL store. */
@@ -1111,6 +1165,14 @@ typedef struct es_stats {
                               statistics: the counts are kept for the whole
                               store, which a tenant must not see */
   size_t n_models;
+  /* Which server answered (es_options.read_conninfo): the replica's
+   * counts, sizes and index facts are its own; the table statistics
+   * behind dead tuples and analyses, which a standby does not keep, and
+   * loads in progress are asked of the primary. */
+  int served_by_replica;          /* 1: the replica answered */
+  int replica;                    /* 1: a replica is configured */
+  es_replica_state replica_state; /* what it was found to be */
+  int64_t replica_lag_ms;         /* its lag when asked, -1: not known */
 } es_stats;
 
 /* Exact statistics for the whole store, or for [in] workspace when not

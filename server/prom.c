@@ -181,6 +181,22 @@ static void library_figures(request *rq, FILE *f) {
           (long long)rt.cache_misses, (long long)rt.cache_bytes,
           (long long)rt.cache_entries, (long long)rt.cache_invalidations,
           (long long)rt.cache_listener_reconnects, rt.cache_listening);
+  if (rt.replica)
+    fprintf(f, "# HELP embstore_replica_reads_total Reads the read replica "
+            "answered.\n# TYPE embstore_replica_reads_total counter\n"
+            "embstore_replica_reads_total %lld\n"
+            "# HELP embstore_replica_fallbacks_total Reads the primary "
+            "answered because the replica was behind, lagging or down.\n"
+            "# TYPE embstore_replica_fallbacks_total counter\n"
+            "embstore_replica_fallbacks_total %lld\n"
+            "# HELP embstore_replica_lag_ms The replica's lag when last asked "
+            "(-1: not known).\n# TYPE embstore_replica_lag_ms gauge\n"
+            "embstore_replica_lag_ms %lld\n"
+            "# HELP embstore_replica_up 0 while the last read found the "
+            "replica down.\n# TYPE embstore_replica_up gauge\n"
+            "embstore_replica_up %d\n",
+            (long long)rt.replica_reads, (long long)rt.replica_fallbacks,
+            (long long)rt.replica_lag_ms, rt.replica_state != ES_REPLICA_DOWN);
   es_stats *st = NULL;
   if (es_stats_get(s, NULL, &st) == ES_OK)
     fprintf(f, "# HELP embstore_documents Documents stored.\n"

@@ -210,7 +210,7 @@ es_status es_get_document(es_store *s, const char *id,
   es_status rc = es__scope_literal(s, g.o->workspaces, g.o->n_workspaces,
                                    &g.scope);
   if (rc == ES_OK)
-    rc = es__run(s, "get_document", true, get_op, &g);
+    rc = es__run_read(s, "get_document", false, get_op, &g, NULL);
   free(g.scope);
   if (rc == ES_OK)
     *document = g.doc;

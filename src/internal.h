@@ -80,11 +80,19 @@ void es__scrub_quoted(char *msg, size_t cap);
 /* Prepared-statement slots: the fixed statements, then search variants. */
 #define ES__STMT_SLOTS 600 /* ES__Q__COUNT + 6 kinds x 3 metrics x 32 */
 
+struct es__pool;
+
 typedef struct es__conn {
   PGconn *pg;
+  struct es__pool *pool;  /* the pool it belongs to */
   uint8_t prepared[ES__STMT_SLOTS]; /* 1: slot i is prepared here */
   int64_t idle_since_ms;  /* monotonic, when returned to the pool */
   int pid;                /* its backend's process id */
+  /* A replica's connection: what its server had replayed, and its lag,
+   * when last asked (replica.c); checked_ms 0: never asked. */
+  uint64_t replayed_lsn;
+  int64_t lag_ms;
+  int64_t checked_ms;
   struct es__conn *next;  /* idle list */
 } es__conn;
 
@@ -101,6 +109,7 @@ typedef struct es__pool {
   int wait_timeout_ms;
   int *pids;           /* size slots: backends of the open connections, 0
                           for a free slot */
+  const char *redacted; /* the server, for messages; NULL: the store's */
 } es__pool;
 
 es_status es__pool_init(es_store *store, es__pool *pool, const char *conninfo,
@@ -112,6 +121,11 @@ bool es__pool_owns_backend(es__pool *pool, int pid);
 es_status es__acquire(es_store *store, es__conn **out);
 /* Like es__acquire but never waits for a busy pool (background work). */
 es_status es__acquire_quiet(es_store *store, es__conn **out);
+/* A connection of another pool (the replicas'), waiting as es__acquire. */
+es_status es__acquire_from(es_store *store, es__pool *pool, es__conn **out);
+/* A second connection of conn's pool, without waiting for a busy one. */
+es_status es__acquire_beside(es_store *store, const es__conn *conn,
+                             es__conn **out);
 /* Returns a connection; broken ones (or ones left inside a transaction) are
  * closed instead of pooled. */
 void es__release(es_store *store, es__conn *conn);
@@ -121,6 +135,8 @@ int64_t es__now_ms(void);
 /* Readies a connection opened with a pool's keys and values: notices
  * ignored, session settings pinned; false when they could not be set. */
 bool es__session_prepare(PGconn *pg);
+
+typedef struct es__replica es__replica;
 
 /* ---- locks.c: who holds what an operation waited for ------------------- */
 
@@ -187,6 +203,7 @@ struct es_store {
   struct es__cache *cache; /* NULL when disabled */
   struct es__listener *listener; /* hears other writers; NULL without a
                                     cache */
+  es__replica *replica;    /* reads' pool (read_conninfo), or NULL */
   bool text_loaded;        /* text_oid and text_config read (text.c) */
   unsigned text_oid;       /* the text search configuration; 0: none */
   char text_config[ES__TEXT_CONFIG_MAX]; /* its name */
@@ -345,6 +362,38 @@ typedef es_status (*es__op_fn)(es_store *store, es__conn *conn, void *ctx);
  * runs it again, up to opts.max_retries times with doubling backoff. */
 es_status es__run(es_store *store, const char *operation, bool retry,
                   es__op_fn fn, void *ctx);
+
+/* ---- replica.c: reads on a streaming replica ---------------------------- */
+
+/* Which server answered a read, and what the replica was found to be. */
+typedef struct es__served {
+  bool replica;           /* the replica answered */
+  es_replica_state state; /* why it did not, when it did not */
+  int64_t lag_ms;         /* its lag, -1: not known */
+} es__served;
+
+/* The replica pool of conninfo into *out (freed with es__replica_free,
+ * also on failure). */
+es_status es__replica_new(es_store *s, const char *conninfo, es__replica **out);
+void es__replica_free(es__replica *r);
+/* Whether conn is one of the replica's (r may be NULL). */
+bool es__replica_owns(const es__replica *r, const es__conn *conn);
+/* COMMIT, noting the commit's position for read-your-writes. */
+es_status es__replica_commit(es_store *s, es__conn *conn);
+/* Notes the position of what conn (the primary's, in autocommit) wrote. */
+void es__replica_wrote(es_store *s, es__conn *conn);
+/* Another writer committed (the listener heard it, or may have missed
+ * some): the next fenced read asks the primary's position first. */
+void es__replica_changed(es_store *s);
+/* Runs a read (fn must not write) on the replica when it may answer (see
+ * replica.c), else on the primary as es__run; fence: the answer is cached,
+ * so it must include every commit the listener heard of.  *served (may be
+ * NULL) says which server answered. */
+es_status es__run_read(es_store *s, const char *operation, bool fence,
+                       es__op_fn fn, void *ctx, es__served *served);
+/* Adds the replica's gauges to out. */
+void es__replica_runtime(es_store *s, es_runtime *out);
+
 
 /* The attempts of an operation that retries transient failures:
  *   es__retry rt;

@@ -154,7 +154,7 @@ es_status es_list_documents(es_store *s, const es_list_params *p,
   if (rc == ES_OK)
     rc = es__scope_literal(s, p->workspaces, p->n_workspaces, &g.scope);
   if (rc == ES_OK)
-    rc = es__run(s, "list", true, list_op, &g);
+    rc = es__run_read(s, "list", false, list_op, &g, NULL);
   free(g.scope);
   if (rc != ES_OK) {
     es_document_list_free(g.out);

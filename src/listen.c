@@ -157,6 +157,7 @@ static int64_t drain(es__listener *l) {
     if (strcmp(note->relname, CHANNEL) == 0 &&
         !es__pool_owns_backend(&l->store->pool, note->be_pid)) {
       apply(l->cache, note->extra);
+      es__replica_changed(l->store);
       n++;
     }
     PQfreemem(note);
@@ -218,6 +219,7 @@ static void set_state(es__listener *l, enum state st) {
   pthread_cond_broadcast(&l->cv);
   pthread_mutex_unlock(&l->mu);
   es__cache_invalidate_all(l->cache);
+  es__replica_changed(l->store); /* what was missed is not on it yet */
 }
 
 /* Marks the connection lost (under io): the thread closes it, the next

@@ -227,41 +227,43 @@ void es__pool_destroy(es__pool *pool) {
   pthread_mutex_destroy(&pool->mu);
 }
 
-/* Opens a new connection (outside the pool lock). */
-static es_status conn_open(es_store *store, es__conn **out) {
+/* Opens a new connection of pool (outside the pool lock). */
+static es_status conn_open(es_store *store, es__pool *pool, es__conn **out) {
   es__conn *c = calloc(1, sizeof *c);
   if (c == NULL)
     return es__fail(store, ES_ENOMEM, "out of memory opening a connection");
-  c->pg = PQconnectdbParams(store->pool.keys, store->pool.values, 0);
+  c->pool = pool;
+  c->pg = PQconnectdbParams(pool->keys, pool->values, 0);
   if (c->pg == NULL) {
     free(c);
     return es__fail(store, ES_ENOMEM, "out of memory opening a connection");
   }
   if (PQstatus(c->pg) != CONNECTION_OK) {
     char what[600];
-    snprintf(what, sizeof what, "cannot connect to %s", store->redacted);
+    snprintf(what, sizeof what, "cannot connect to %s",
+             pool->redacted ? pool->redacted : store->redacted);
     es__fail_pg(store, c->pg, NULL, what);
     es__last_err(store)->code = ES_ECONNECT;
     es__last_err(store)->transient = true;
-    conn_free(&store->pool, c);
+    conn_free(pool, c);
     return ES_ECONNECT;
   }
   if (!es__session_prepare(c->pg)) {
     es_status rc = es__fail_pg(store, c->pg, NULL, "cannot set the session's "
                                "date, time zone and encoding settings");
-    conn_free(&store->pool, c);
+    conn_free(pool, c);
     return rc;
   }
   c->pid = PQbackendPID(c->pg);
-  swap_pid(&store->pool, 0, c->pid);
+  swap_pid(pool, 0, c->pid);
   *out = c;
   return ES_OK;
 }
 
-/* Hands out an idle connection, opens a new one, or waits up to wait_ms
- * for one. */
-static es_status acquire(es_store *store, es__conn **out, int wait_ms) {
-  es__pool *pool = &store->pool;
+/* Hands out an idle connection of pool, opens a new one, or waits up to
+ * wait_ms for one. */
+static es_status acquire(es_store *store, es__pool *pool, es__conn **out,
+                         int wait_ms) {
   es__conn *stale = NULL;
   int64_t deadline = es__now_ms() + wait_ms;
 
@@ -303,7 +305,7 @@ static es_status acquire(es_store *store, es__conn **out, int wait_ms) {
         conn_free(pool, stale);
         stale = next;
       }
-      es_status rc = conn_open(store, out);
+      es_status rc = conn_open(store, pool, out);
       if (rc != ES_OK) {
         pthread_mutex_lock(&pool->mu);
         pool->open--;
@@ -328,22 +330,33 @@ static es_status acquire(es_store *store, es__conn **out, int wait_ms) {
 }
 
 es_status es__acquire(es_store *store, es__conn **out) {
-  return acquire(store, out, store->pool.wait_timeout_ms);
+  return acquire(store, &store->pool, out, store->pool.wait_timeout_ms);
 }
 
 es_status es__acquire_quiet(es_store *store, es__conn **out) {
-  return acquire(store, out, 0);
+  return acquire(store, &store->pool, out, 0);
+}
+
+es_status es__acquire_from(es_store *store, es__pool *pool, es__conn **out) {
+  return acquire(store, pool, out, pool->wait_timeout_ms);
+}
+
+es_status es__acquire_beside(es_store *store, const es__conn *conn,
+                             es__conn **out) {
+  return acquire(store, conn->pool, out, 0);
 }
 
 /* Closes a connection instead of pooling it. */
 void es__discard(es_store *store, es__conn *conn) {
+  (void)store;
   if (conn == NULL)
     return;
-  conn_free(&store->pool, conn);
-  pthread_mutex_lock(&store->pool.mu);
-  store->pool.open--;
-  pthread_cond_signal(&store->pool.cv);
-  pthread_mutex_unlock(&store->pool.mu);
+  es__pool *pool = conn->pool;
+  conn_free(pool, conn);
+  pthread_mutex_lock(&pool->mu);
+  pool->open--;
+  pthread_cond_signal(&pool->cv);
+  pthread_mutex_unlock(&pool->mu);
 }
 
 /* Returns a healthy idle connection to the front of the idle list. */
@@ -355,10 +368,11 @@ void es__release(es_store *store, es__conn *conn) {
     es__discard(store, conn);
     return;
   }
+  es__pool *pool = conn->pool;
   conn->idle_since_ms = es__now_ms();
-  pthread_mutex_lock(&store->pool.mu);
-  conn->next = store->pool.idle;
-  store->pool.idle = conn;
-  pthread_cond_signal(&store->pool.cv);
-  pthread_mutex_unlock(&store->pool.mu);
+  pthread_mutex_lock(&pool->mu);
+  conn->next = pool->idle;
+  pool->idle = conn;
+  pthread_cond_signal(&pool->cv);
+  pthread_mutex_unlock(&pool->mu);
 }

@@ -467,7 +467,7 @@ static es_status run_hybrid_split(es_store *s, es__conn *c, es__conn *c2,
 static es_status run_search(es_store *s, es__conn *c, search_ctx *sc,
                             es_metric metric, int dim, int flags) {
   es__conn *c2 = NULL;
-  if (sc->mode != ES_SEARCH_HYBRID || es__acquire_quiet(s, &c2) != ES_OK ||
+  if (sc->mode != ES_SEARCH_HYBRID || es__acquire_beside(s, c, &c2) != ES_OK ||
       c2 == NULL) {
     es__clear_err(s);
     return run_variant(s, c, sc, metric, dim, flags);
@@ -822,7 +822,7 @@ es_status es_search(es_store *s, const es_search_params *p, es_results **out) {
     es__buf_free(&key);
     return es__fail(s, ES_ENOMEM, "out of memory");
   }
-  rc = es__run(s, NULL, true, search_op, &sc);
+  rc = es__run_read(s, NULL, cached, search_op, &sc, NULL);
   free(qv);
   free(sc.owned);
   if (rc == ES_OK && cached)

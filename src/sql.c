@@ -168,6 +168,8 @@ es_status es__begin(es_store *store, es__conn *conn) {
 
 /* Commits the transaction. */
 es_status es__commit(es_store *store, es__conn *conn) {
+  if (store->replica != NULL) /* read-your-writes needs its position */
+    return es__replica_commit(store, conn);
   return es__exec(store, conn, "COMMIT", "cannot commit");
 }
 

@@ -83,6 +83,11 @@ static PGresult *query_ws(es__conn *c, const char *sql, const char *workspace) {
   return PQexecParams(c->pg, sql, 1, NULL, v, NULL, NULL, 0);
 }
 
+/* Whether c is a replica's connection, where nothing can be written. */
+static bool on_replica(es_store *s, const es__conn *c) {
+  return es__replica_owns(s->replica, c);
+}
+
 static es_status counts(es_store *s, es__conn *c, es_stats *st) {
   PGresult *r = PQexec(c->pg, "SELECT count(*) FROM embstore_counts");
   if (!es__res_ok(r)) {
@@ -96,7 +101,7 @@ static es_status counts(es_store *s, es__conn *c, es_stats *st) {
   }
   long long rows = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
-  if (rows > COMPACT_AT)
+  if (rows > COMPACT_AT && !on_replica(s, c))
     PQclear(PQexec(c->pg, "SELECT embstore_counts_compact()"));
 
   r = query_ws(c,
@@ -198,9 +203,9 @@ static es_status storage(es_store *s, es__conn *c, es_stats *st,
 
 /* A required index that is missing: critical, unless it is the HNSW
  * index and a load that deferred it is still running. */
-static void missing_index(es_store *s, es__conn *c, es_stats *st,
+static void missing_index(es_store *s, es__conn *primary, es_stats *st,
                           const es__index_def *def) {
-  if (es__index_is_hnsw(def) && es__deferred_load_running(s, c))
+  if (es__index_is_hnsw(def) && es__deferred_load_running(s, primary))
     fact(st, ES_HEALTH_DEGRADED, "index %s is being rebuilt by a load in "
          "progress, which builds it when it ends; searches scan exactly "
          "until then", def->name);
@@ -210,8 +215,10 @@ static void missing_index(es_store *s, es__conn *c, es_stats *st,
          "too)", def->name, def->table, def->key);
 }
 
-/* The required indexes, the foreign key and the counting triggers. */
-static es_status structure(es_store *s, es__conn *c, es_stats *st) {
+/* The required indexes, the foreign key and the counting triggers, as c
+ * sees them; loads in progress are locks that primary holds. */
+static es_status structure(es_store *s, es__conn *c, es__conn *primary,
+                           es_stats *st) {
   es_metric metric = s->metric;
   size_t n;
   const es__index_def *defs = es__required_indexes(metric, &n);
@@ -222,7 +229,7 @@ static es_status structure(es_store *s, es__conn *c, es_stats *st) {
     if (rc != ES_OK)
       return rc;
     if (state == ES__INDEX_MISSING)
-      missing_index(s, c, st, &defs[i]);
+      missing_index(s, primary, st, &defs[i]);
     else if (state == ES__INDEX_INVALID)
       fact(st, ES_HEALTH_CRITICAL, "index %s on %s is invalid (a failed "
            "concurrent build?): run `embstore migrate` to rebuild it",
@@ -242,7 +249,7 @@ static es_status structure(es_store *s, es__conn *c, es_stats *st) {
       fact(st, ES_HEALTH_DEGRADED, "the chunk index chunks_embedding_hnsw_idx "
            "is %s: chunk searches scan every chunk; %s",
            cst == ES__INDEX_MISSING ? "missing" : "invalid",
-           es__deferred_load_running(s, c) ? "a load in progress builds it "
+           es__deferred_load_running(s, primary) ? "a load in progress builds it "
            "when it ends" : "run `embstore migrate` to build it");
   }
   int text_health;
@@ -360,7 +367,7 @@ static es_status models(es_store *s, es__conn *c, es_stats *st) {
   snprintf(sql, sizeof sql, "SELECT count(*) > %d FROM embstore_model_counts",
            COMPACT_AT);
   PGresult *r = PQexec(c->pg, sql);
-  if (es__res_ok(r) && PQgetvalue(r, 0, 0)[0] == 't')
+  if (es__res_ok(r) && PQgetvalue(r, 0, 0)[0] == 't' && !on_replica(s, c))
     PQclear(PQexec(c->pg, "SELECT embstore_model_counts_compact()"));
   PQclear(r);
   r = PQexec(
@@ -423,17 +430,28 @@ static es_status stats_op(es_store *s, es__conn *c, void *arg) {
   es_stats *st = arg;
   double bytes = 0, dead = 0, live[2] = {-1, -1};
   reset(st);
-  es_status rc = es__load_shape(s, c);
+  /* A standby keeps no statistics of dead tuples and analyses, and sees
+   * no locks of the primary's loads: those are asked of the primary. */
+  es__conn *primary = c;
+  es_status rc = ES_OK;
+  if (on_replica(s, c))
+    rc = es__acquire(s, &primary);
+  if (rc == ES_OK)
+    rc = es__load_shape(s, c);
   if (rc == ES_OK)
     rc = counts(s, c, st);
   if (rc == ES_OK)
-    rc = storage(s, c, st, &bytes, &dead, live);
+    rc = storage(s, primary, st, &bytes, &dead, live);
   if (rc == ES_OK)
-    rc = structure(s, c, st);
+    rc = structure(s, c, primary, st);
   if (rc == ES_OK)
     rc = performance(s, c, st);
   if (rc == ES_OK && st->workspace == NULL) /* kept store-wide only */
     rc = models(s, c, st);
+  if (primary != c && primary != NULL) {
+    es__rollback(primary);
+    es__release(s, primary);
+  }
   if (rc != ES_OK)
     return rc;
   if (st->workspace == NULL)
@@ -472,7 +490,12 @@ es_status es_stats_get(es_store *s, const char *workspace, es_stats **out) {
     return es__fail(s, ES_ENOMEM, "out of memory");
   }
   es__metrics_flush_now(s); /* this process's own operations count too */
-  es_status rc = es__run(s, "stats", true, stats_op, st);
+  es__served served;
+  es_status rc = es__run_read(s, "stats", false, stats_op, st, &served);
+  st->replica = s->replica != NULL;
+  st->served_by_replica = served.replica;
+  st->replica_state = served.state;
+  st->replica_lag_ms = served.lag_ms;
   if (rc == ES_OK && full->oom)
     rc = es__fail(s, ES_ENOMEM, "out of memory recording the health reasons");
   if (rc != ES_OK) {

@@ -27,6 +27,15 @@ const char *es_status_name(es_status status) {
   return "ES_UNKNOWN";
 }
 
+static const char *const replica_state_names[] = {"ok", "behind", "lagging",
+                                                  "down"};
+
+const char *es_replica_state_name(es_replica_state state) {
+  if ((unsigned)state >= sizeof replica_state_names / sizeof replica_state_names[0])
+    return "unknown";
+  return replica_state_names[state];
+}
+
 static const char *const metric_names[] = {"cosine", "l2", "ip"};
 
 /* Returns "cosine", "l2" or "ip". */

@@ -22,6 +22,8 @@ void es_options_init(es_options *o) {
   o->embed_retry_backoff_ms = 250;
   o->embed_batch_size = 64;
   o->embed_concurrency = 4;
+  o->max_replica_lag_ms = 5000;
+  o->replica_retry_ms = 1000;
 }
 
 es_status es_open(const char *conninfo, es_store **store) {
@@ -39,7 +41,8 @@ static inline es_status check_options(es_store *s, const es_options *o) {
   if (o->idle_timeout_ms < 0 || o->connect_timeout_s < 0 ||
       o->statement_timeout_ms < 0 || o->max_retries < 0 ||
       o->retry_backoff_ms < 0 || o->metrics_retention_s < 0 ||
-      o->cache_ttl_ms < 0)
+      o->cache_ttl_ms < 0 || o->max_replica_lag_ms < 0 ||
+      o->replica_retry_ms < 0)
     return es__fail(s, ES_EINVAL, "timeouts and retry counts must not be "
                     "negative");
   if (o->index_memory_mb < 0 || o->index_memory_mb > 2097151)
@@ -73,6 +76,7 @@ es_status es_open_opts(const es_options *options, es_store **out) {
   s->opts.conninfo = NULL;
   s->opts.home = NULL;
   s->opts.embed_url = s->opts.embed_model = s->opts.embed_api_key = NULL;
+  s->opts.read_conninfo = NULL;
   if ((rc = check_options(s, options)) != ES_OK ||
       (rc = es__embedder_new(s, options, &s->embedder)) != ES_OK)
     return rc;
@@ -90,6 +94,11 @@ es_status es_open_opts(const es_options *options, es_store **out) {
   if ((rc = es__pool_init(s, &s->pool, s->conninfo, &s->opts)) != ES_OK ||
       (rc = es__run(s, NULL, true, ping, NULL)) != ES_OK)
     return rc;
+  /* The replica is not asked now: one that is down must not stop the
+   * store from opening (reads fall back to the primary). */
+  if (options->read_conninfo != NULL &&
+      (rc = es__replica_new(s, options->read_conninfo, &s->replica)) != ES_OK)
+    return rc;
   s->cache = es__cache_new(s->opts.cache_bytes, s->opts.cache_ttl_ms);
   if (s->opts.cache_bytes > 0 && s->cache == NULL)
     return es__fail(s, ES_ENOMEM, "out of memory for the search cache");
@@ -104,6 +113,7 @@ void es_close(es_store *s) {
   es__metrics_stop(s); /* writes what is still buffered */
   es__listener_free(s->listener); /* before the cache it invalidates */
   es__cache_free(s->cache);
+  es__replica_free(s->replica);
   if (s->pool.size != -1)
     es__pool_destroy(&s->pool);
   pthread_mutex_destroy(&s->shape_mu);
@@ -167,4 +177,5 @@ void es_runtime_get(es_store *s, es_runtime *out) {
   out->cache_invalidations = lc.notifications;
   out->cache_listener_reconnects = lc.reconnects;
   out->cache_listening = lc.listening;
+  es__replica_runtime(s, out);
 }
