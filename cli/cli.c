@@ -121,15 +121,8 @@ es_store *cli_open_with(cli *c, es_options *o) {
   o->home = c->home;
   o->index_memory_mb = c->index_memory_mb;
   o->read_conninfo = c->read_db;
-  if (c->max_lag) {
-    long ms;
-    if (!cli_parse_int(c->max_lag, 0, 86400000, &ms)) {
-      cli_usage(c, "--max-replica-lag must be 0..86400000 milliseconds, not "
-                "'%s'", c->max_lag);
-      return NULL;
-    }
-    o->max_replica_lag_ms = (int)ms;
-  }
+  if (c->max_lag_ms >= 0)
+    o->max_replica_lag_ms = c->max_lag_ms;
   if (c->embed_url && c->embed_url[0]) {
     if (c->embed_model == NULL || c->embed_model[0] == '\0') {
       cli_usage(c, "--embed-url needs --embed-model (or EMBSTORE_EMBED_MODEL): "
@@ -149,6 +142,17 @@ es_store *cli_open_with(cli *c, es_options *o) {
     return NULL;
   }
   return s;
+}
+
+bool cli_parse_max_lag(cli *c, const char *arg) {
+  long ms;
+  if (!cli_parse_int(arg, 0, 86400000, &ms)) {
+    cli_usage(c, "--max-replica-lag must be 0..86400000 milliseconds, not "
+              "'%s'", arg);
+    return false;
+  }
+  c->max_lag_ms = (int)ms;
+  return true;
 }
 
 int cli_next_opt(cli *c, const cli_command *cmd, int argc, char **argv,
@@ -180,7 +184,10 @@ int cli_next_opt(cli *c, const cli_command *cmd, int argc, char **argv,
       c->read_db = optarg[0] ? optarg : NULL;
       continue;
     case OPT_MAX_LAG:
-      c->max_lag = optarg;
+      if (!cli_parse_max_lag(c, optarg)) {
+        *exit_code = EXIT_USAGE;
+        return CLI_STOP;
+      }
       continue;
     case OPT_HELP:
       fputs(cmd->usage, stdout);

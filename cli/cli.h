@@ -28,7 +28,7 @@ typedef struct cli {
   const char *embed_url;   /* --embed-url or EMBSTORE_EMBED_URL; NULL: none */
   const char *embed_model; /* --embed-model or EMBSTORE_EMBED_MODEL */
   const char *read_db;     /* --read-db or EMBSTORE_READ_DB; NULL: none */
-  const char *max_lag;     /* --max-replica-lag MS, unparsed; NULL: default */
+  int max_lag_ms;          /* --max-replica-lag MS; -1: the default */
   int argc;         /* the whole command line, to find a --json that */
   char **argv;      /* getopt has not reached when a usage error stops it */
 } cli;
@@ -131,6 +131,10 @@ bool cli_check_filter(cli *c, const char *filter);
 
 /* Parses a whole decimal integer in [min, max]; false otherwise. */
 bool cli_parse_int(const char *s, long min, long max, long *out);
+
+/* Sets c->max_lag_ms from --max-replica-lag's value; false after a usage
+ * message when it is not 0..86400000. */
+bool cli_parse_max_lag(cli *c, const char *arg);
 
 /* Parses a duration: a number with s, m, h or d (90s, 30m, 1h, 7d), or
  * plain seconds.  false when malformed or negative; true with *seconds

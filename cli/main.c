@@ -72,8 +72,8 @@ static int dispatch(cli *c, int argc, char **argv) {
         return cli_usage(c, "%s needs a value", a);
       if (a[2] == 'r')
         c->read_db = argv[++i][0] ? argv[i] : NULL;
-      else
-        c->max_lag = argv[++i];
+      else if (!cli_parse_max_lag(c, argv[++i]))
+        return EXIT_USAGE;
     } else if (strcmp(a, "--db") == 0 || strcmp(a, "--home") == 0 ||
                strcmp(a, "--embed-url") == 0 || strcmp(a, "--embed-model") == 0) {
       if (i + 1 >= argc)
@@ -119,6 +119,7 @@ static int dispatch(cli *c, int argc, char **argv) {
 
 int main(int argc, char **argv) {
   cli c = {0};
+  c.max_lag_ms = -1;
   c.db = getenv("EMBSTORE_DB");
   if (c.db && c.db[0] == '\0')
     c.db = NULL;

@@ -380,8 +380,6 @@ void es__replica_free(es__replica *r);
 bool es__replica_owns(const es__replica *r, const es__conn *conn);
 /* COMMIT, noting the commit's position for read-your-writes. */
 es_status es__replica_commit(es_store *s, es__conn *conn);
-/* Notes the position of what conn (the primary's, in autocommit) wrote. */
-void es__replica_wrote(es_store *s, es__conn *conn);
 /* Another writer committed (the listener heard it, or may have missed
  * some): the next fenced read asks the primary's position first. */
 void es__replica_changed(es_store *s);

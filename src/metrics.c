@@ -102,8 +102,6 @@ static void flush(es_store *s, bool prune_due) {
   bool written = n == 0;
   if ((n > 0 || prune_due) && es__acquire_quiet(s, &c) == ES_OK) {
     written = n == 0 || write_records(c, recs, n);
-    if (written && n > 0) /* stats read from a replica count them too */
-      es__replica_wrote(s, c);
     if (prune_due && m->retention_s > 0) {
       char secs[32];
       snprintf(secs, sizeof secs, "%d", m->retention_s);

@@ -54,6 +54,16 @@ static const char status_sql[] =
     "ELSE (extract(epoch FROM clock_timestamp() - "
     "pg_last_xact_replay_timestamp()) * 1000)::bigint END";
 
+/* The primary's WAL position, in bytes, past everything inserted so far
+ * (a commit that did not wait for its flush too).  An insert position
+ * just past a page's header is the page boundary before it: no record
+ * lies between, and a standby's replay stops at the boundary. */
+#define WAL_POS_SQL                                                          \
+  "SELECT (CASE WHEN i % s = 40 THEN i - 40 WHEN i % b = 24 THEN i - 24 "    \
+  "ELSE i END)::bigint FROM (SELECT pg_current_wal_insert_lsn() - '0/0' AS i, " \
+  "current_setting('wal_block_size')::numeric AS b, "                        \
+  "pg_size_bytes(current_setting('wal_segment_size')) AS s) p"
+
 es_status es__replica_new(es_store *s, const char *conninfo,
                           es__replica **out) {
   *out = NULL;
@@ -117,23 +127,8 @@ static bool lsn_of(const PGresult *res, uint64_t *out) {
   return true;
 }
 
-void es__replica_wrote(es_store *s, es__conn *c) {
-  es__replica *r = s->replica;
-  if (r == NULL || es__replica_owns(r, c))
-    return;
-  PGresult *res = PQexec(c->pg, "SELECT (pg_current_wal_insert_lsn() - "
-                                "'0/0')::bigint");
-  uint64_t lsn;
-  if (lsn_of(res, &lsn))
-    raise_to(r, &r->write_lsn, lsn);
-  else
-    note_unsure(r);
-  PQclear(res);
-}
-
 es_status es__replica_commit(es_store *s, es__conn *c) {
-  PGresult *res = PQexec(c->pg, "COMMIT; SELECT (pg_current_wal_insert_lsn() "
-                                "- '0/0')::bigint");
+  PGresult *res = PQexec(c->pg, "COMMIT; " WAL_POS_SQL);
   es_status rc = ES_OK;
   uint64_t lsn;
   if (PQresultStatus(res) == PGRES_FATAL_ERROR)
@@ -177,8 +172,7 @@ static bool needed_lsn(es_store *s, bool fence, uint64_t *need) {
   bool ok = es__acquire(s, &c) == ES_OK;
   uint64_t lsn = 0;
   if (ok) {
-    PGresult *res = PQexec(c->pg, "SELECT (pg_current_wal_insert_lsn() - "
-                                  "'0/0')::bigint");
+    PGresult *res = PQexec(c->pg, WAL_POS_SQL);
     ok = lsn_of(res, &lsn);
     PQclear(res);
     es__release(s, c);
@@ -255,7 +249,9 @@ static void note(es__replica *r, es_replica_state st, int64_t lag, bool used,
 }
 
 /* Whether a failure on the replica is its own (the primary may answer)
- * rather than the caller's (the primary would say the same). */
+ * rather than an answer: the caller's mistake, which the primary would
+ * refuse too, or a document the replica does not hold (as stale as the
+ * bounds allow; this handle's own writes were waited for). */
 static bool replica_fault(es_store *s, es_status rc) {
   const es__err *e = es__last_err(s);
   if (e->transient)
@@ -264,6 +260,7 @@ static bool replica_fault(es_store *s, es_status rc) {
   case ES_EINVAL:
   case ES_EDIM:
   case ES_ENOMEM:
+  case ES_ENOTFOUND:
     return false;
   default:
     return true;

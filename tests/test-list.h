@@ -165,6 +165,13 @@
   X(concurrent_ingests_deletes_and_cleanups_keep_the_store_exact, DB)        \
   X(one_store_handle_serves_many_threads_at_once, DB)                        \
   X(no_password_appears_in_errors_or_metrics, DB)                            \
+  /* read replicas: a real hot standby made by pg_basebackup */            \
+  X(reads_land_on_the_replica_and_writes_on_the_primary, DB)                \
+  X(a_handle_reads_its_own_writes_at_once_while_the_replica_is_held_back, DB) \
+  X(a_replica_held_behind_is_not_used_past_the_lag_bound, DB)               \
+  X(reads_fall_back_to_the_primary_while_the_replica_is_down_and_return, DB) \
+  X(a_cached_search_never_keeps_what_the_replica_had_not_replayed, DB)      \
+  X(cli_reads_from_the_replica_named_by_read_db_or_embstore_read_db, DB)    \
   /* integrity: accounting, indexes after a killed load, counters, hashes */ \
   X(ingest_lands_every_line_when_the_hnsw_index_cannot_be_dropped, DB)     \
   X(batch_lands_its_first_batch_when_the_session_lost_its_connection, DB)  \

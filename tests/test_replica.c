@@ -1,0 +1,504 @@
+/* test_replica.c - reads on a real streaming replica: a hot standby that
+ * the test makes of its own primary with pg_basebackup -R, on a socket of
+ * its own.  Reads land there (its pg_stat_activity shows them), a handle
+ * reads its own writes at once, a replica held behind is not used past
+ * the lag bound, one stopped mid-run makes reads fall back and recover,
+ * and a cached search never keeps what the replica had not replayed. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <grp.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test.h"
+
+#define DIM 4
+
+typedef struct replica {
+  char dir[PATH_MAX];      /* its data directory */
+  char sock[PATH_MAX];     /* its socket directory */
+  char bindir[PATH_MAX];
+  char conninfo[PATH_MAX + 128];
+  char primary[PATH_MAX + 128]; /* the primary's conninfo */
+} replica;
+
+/* The PostgreSQL programs the primary runs: beside its postmaster. */
+static void find_bindir(long pid, char *out, size_t cap) {
+  char link[64], exe[PATH_MAX];
+  snprintf(link, sizeof link, "/proc/%ld/exe", pid);
+  ssize_t n = readlink(link, exe, sizeof exe - 1);
+  if (n <= 0)
+    FAIL("cannot read %s", link);
+  exe[n] = '\0';
+  snprintf(out, cap, "%s", dirname(exe));
+}
+
+/* Runs argv as the servers' user (postgres when we are root) in dir,
+ * output to log; fails the test unless it exits 0. */
+static void run_pg(const char *dir, const char *log, char *const argv[]) {
+  pid_t pid = fork();
+  if (pid < 0)
+    FAIL("fork: %s", strerror(errno));
+  if (pid == 0) {
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+      close(fd);
+    }
+    if (getuid() == 0) {
+      struct passwd *pw = getpwnam("postgres");
+      if (pw == NULL || setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 ||
+          setuid(pw->pw_uid) != 0)
+        _exit(126);
+    }
+    if (chdir(dir) != 0)
+      _exit(126);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    char buf[2048] = "";
+    FILE *f = fopen(log, "r");
+    if (f) {
+      fseek(f, 0, SEEK_END);
+      long size = ftell(f);
+      fseek(f, size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0,
+            SEEK_SET);
+      size_t n = fread(buf, 1, sizeof buf - 1, f);
+      buf[n] = '\0';
+      fclose(f);
+    }
+    FAIL("%s failed (status %d): %s", argv[0], st, buf);
+  }
+}
+
+/* A directory the servers' user owns, mode 0700. */
+static void own_dir(const char *path) {
+  if (mkdir(path, 0700) != 0 && errno != EEXIST)
+    FAIL("mkdir %s: %s", path, strerror(errno));
+  if (getuid() == 0) {
+    struct passwd *pw = getpwnam("postgres");
+    if (pw == NULL || chown(path, pw->pw_uid, pw->pw_gid) != 0)
+      FAIL("chown %s to postgres: %s", path, strerror(errno));
+  }
+}
+
+static void replica_ctl(replica *r, const char *action) {
+  char log[PATH_MAX + 16], slog[PATH_MAX + 16], ctl[PATH_MAX + 16],
+      opts[PATH_MAX + 128];
+  snprintf(log, sizeof log, "%s/../replica.log", r->dir);
+  snprintf(slog, sizeof slog, "%s/../server.log", r->dir); /* the server's */
+  snprintf(ctl, sizeof ctl, "%s/pg_ctl", r->bindir);
+  snprintf(opts, sizeof opts, "-c port=5433 -c listen_addresses='' "
+           "-c unix_socket_directories='%s' -c hot_standby_feedback=on", r->sock);
+  if (strcmp(action, "start") == 0) {
+    char *argv[] = {ctl, "start", "-w", "-t", "60", "-s", "-D", r->dir, "-l",
+                    slog, "-o", opts, NULL};
+    run_pg(r->dir, log, argv);
+  } else {
+    char *argv[] = {ctl, "stop", "-w", "-t", "60", "-s", "-m", "fast", "-D",
+                    r->dir, NULL};
+    run_pg(r->dir, log, argv);
+  }
+}
+
+/* A hot standby of the primary cl, started, streaming. */
+static void replica_make(es_cluster *cl, replica *r) {
+  memset(r, 0, sizeof *r);
+  snprintf(r->primary, sizeof r->primary, "%s", es_cluster_conninfo(cl));
+  find_bindir(es_cluster_pid(cl), r->bindir, sizeof r->bindir);
+  char base[PATH_MAX];
+  snprintf(base, sizeof base, "%s/rep", th_tmpdir());
+  own_dir(base);
+  snprintf(r->dir, sizeof r->dir, "%s/data", base);
+  snprintf(r->sock, sizeof r->sock, "%s/sock", base);
+  own_dir(r->sock);
+  /* The primary's socket directory and user, from its conninfo. */
+  PQconninfoOption *opts = PQconninfoParse(r->primary, NULL);
+  const char *host = NULL, *user = NULL, *db = NULL;
+  for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+    if (strcmp(o->keyword, "host") == 0)
+      host = o->val;
+    else if (strcmp(o->keyword, "user") == 0)
+      user = o->val;
+    else if (strcmp(o->keyword, "dbname") == 0)
+      db = o->val;
+  }
+  if (host == NULL || user == NULL || db == NULL)
+    FAIL("the primary's conninfo has no host or user: %s", r->primary);
+  char prog[PATH_MAX + 32], log[PATH_MAX + 16];
+  snprintf(prog, sizeof prog, "%s/pg_basebackup", r->bindir);
+  snprintf(log, sizeof log, "%s/replica.log", base);
+  char *argv[] = {prog, "-D", r->dir, "-R", "-X", "stream", "-c", "fast",
+                  "-h", (char *)host, "-p", "5432", "-U", (char *)user, NULL};
+  run_pg(base, log, argv);
+  snprintf(r->conninfo, sizeof r->conninfo,
+           "host=%s port=5433 user=%s dbname=%s application_name=es_reader",
+           r->sock, user, db);
+  PQconninfoFree(opts);
+  replica_ctl(r, "start");
+}
+
+/* The one value of sql on pg, or its error, for a failure's message. */
+static const char *pg_text(PGconn *pg, const char *sql) {
+  static char buf[256];
+  PGresult *r = PQexec(pg, sql);
+  snprintf(buf, sizeof buf, "%s", PQresultStatus(r) == PGRES_TUPLES_OK
+                                      ? PQgetvalue(r, 0, 0)
+                                      : PQresultErrorMessage(r));
+  PQclear(r);
+  return buf;
+}
+
+/* WAL bytes of an LSN expression on pg. */
+static long long lsn(PGconn *pg, const char *expr) {
+  char sql[256];
+  snprintf(sql, sizeof sql, "SELECT (%s - '0/0')::bigint", expr);
+  return th_pg_int(pg, sql);
+}
+
+/* Waits until the replica has replayed all the primary wrote so far. */
+static void replica_catch_up(const replica *r) {
+  PGconn *p = th_connect(r->primary), *q = th_connect(r->conninfo);
+  long long want = lsn(p, "pg_current_wal_flush_lsn()");
+  double deadline = th_now() + 60;
+  while (lsn(q, "coalesce(pg_last_wal_replay_lsn(), '0/0')") < want) {
+    if (th_now() > deadline)
+      FAIL("the replica did not replay up to %lld within 60 s", want);
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL); /* polling a condition, not guessing a delay */
+  }
+  PQfinish(p);
+  PQfinish(q);
+}
+
+/* Opens a store on the primary that reads from r. */
+static es_store *open_with_replica(const replica *r, int max_lag_ms,
+                                   size_t cache_bytes) {
+  es_options o;
+  es_options_init(&o);
+  o.conninfo = r->primary;
+  o.read_conninfo = r->conninfo;
+  o.max_replica_lag_ms = max_lag_ms;
+  o.replica_retry_ms = 0;
+  o.cache_bytes = cache_bytes;
+  o.retry_backoff_ms = 5;
+  es_store *s = NULL;
+  ASSERT_OK(s, es_open_opts(&o, &s));
+  return s;
+}
+
+static void put(es_store *s, const char *id, float x, float y) {
+  float v[DIM] = {x, y, 0, 0};
+  es_doc d = {.id = id, .embedding = v, .dim = DIM, .source_id = "src",
+              .text = "replicated text"};
+  ASSERT_OK(s, es_upsert(s, &d, NULL));
+}
+
+/* Whether id is stored, as a read through s finds it. */
+static bool found(es_store *s, const char *id) {
+  es_document *doc = NULL;
+  es_status rc = es_get_document(s, id, NULL, &doc);
+  if (rc != ES_OK && rc != ES_ENOTFOUND)
+    FAIL("get %s: %s", id, es_errmsg(s));
+  es_document_free(doc);
+  return rc == ES_OK;
+}
+
+/* The nearest document to [x, y, 0, 0] through s. */
+static char *nearest(es_store *s, float x, float y) {
+  float q[DIM] = {x, y, 0, 0};
+  es_search_params p;
+  es_search_params_init(&p);
+  p.vector = q;
+  p.dim = DIM;
+  p.k = 1;
+  es_results *res = NULL;
+  ASSERT_OK(s, es_search(s, &p, &res));
+  char *id = strdup(res->n ? res->hits[0].id : "");
+  es_results_free(res);
+  return id;
+}
+
+static size_t listed(es_store *s) {
+  es_list_params lp;
+  es_list_params_init(&lp);
+  es_document_list *l = NULL;
+  ASSERT_OK(s, es_list_documents(s, &lp, &l));
+  size_t n = l->n;
+  es_document_list_free(l);
+  return n;
+}
+
+static es_runtime runtime(es_store *s) {
+  es_runtime rt;
+  es_runtime_get(s, &rt);
+  return rt;
+}
+
+/* The store on the primary, with a few documents, replicated. */
+static es_cluster *setup(replica *r) {
+  es_cluster *cl = th_own_cluster();
+  es_store *s = NULL;
+  ASSERT_OK(s, es_open(es_cluster_conninfo(cl), &s));
+  ASSERT_OK(s, es_init(s, DIM, ES_METRIC_COSINE, NULL));
+  put(s, "a", 1, 0);
+  replica_make(cl, r);
+  /* A commit replayed since the standby started: it knows its lag. */
+  put(s, "b", 0, 1);
+  es_close(s);
+  replica_catch_up(r);
+  return cl;
+}
+
+TEST(reads_land_on_the_replica_and_writes_on_the_primary) {
+  replica r;
+  setup(&r);
+  es_store *s = open_with_replica(&r, 60000, 0);
+  PGconn *q = th_connect(r.conninfo);
+  ASSERT(found(s, "a"));
+  char *top = nearest(s, 1, 0.1f);
+  ASSERT_STR_EQ(top, "a");
+  free(top);
+  ASSERT_INT_EQ(listed(s), 2);
+  es_stats *st = NULL;
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
+  ASSERT_INT_EQ(st->documents, 2);
+  ASSERT_INT_EQ(st->replica, 1);
+  ASSERT_INT_EQ(st->served_by_replica, 1);
+  ASSERT_STR_EQ(es_replica_state_name(st->replica_state), "ok");
+  ASSERT(st->replica_lag_ms >= 0);
+  es_stats_free(st);
+  es_runtime rt = runtime(s);
+  ASSERT_INT_EQ(rt.replica_reads, 4);
+  ASSERT_INT_EQ(rt.replica_fallbacks, 0);
+  ASSERT(rt.replica_pool_open >= 1);
+  /* The replica's own view: the handle's connections are there and the
+   * last thing they ran read the store. */
+  ASSERT(th_pg_int(q, "SELECT count(*) FROM pg_stat_activity WHERE "
+                      "application_name = 'es_reader'") >= 1);
+  ASSERT(th_pg_int(q, "SELECT count(*) FROM pg_stat_activity WHERE "
+                      "application_name = 'es_reader' AND query ~ "
+                      "'embstore_counts|embeddings'") >= 1);
+  /* A write goes to the primary (a standby refuses writes), and the
+   * handle reads it at once. */
+  put(s, "c", 1, 1);
+  ASSERT(found(s, "c"));
+  es_close(s);
+  PQfinish(q);
+}
+
+TEST(a_handle_reads_its_own_writes_at_once_while_the_replica_is_held_back) {
+  replica r;
+  setup(&r);
+  es_store *s = open_with_replica(&r, 600000, 0);
+  es_store *other = open_with_replica(&r, 600000, 0);
+  PGconn *q = th_connect(r.conninfo);
+  ASSERT(found(s, "a")); /* from the replica */
+  ASSERT_INT_EQ(runtime(s).replica_reads, 1);
+  th_pg_exec(q, "SELECT pg_wal_replay_pause()");
+  put(s, "new", 1, 0.01f);
+  /* Straight after the commit: the handle sees its write everywhere. */
+  ASSERT(found(s, "new"));
+  char *top = nearest(s, 1, 0.01f);
+  ASSERT_STR_EQ(top, "new");
+  free(top);
+  ASSERT_INT_EQ(listed(s), 3);
+  es_stats *st = NULL;
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
+  ASSERT_INT_EQ(st->documents, 3);
+  ASSERT_INT_EQ(st->served_by_replica, 0);
+  ASSERT_STR_EQ(es_replica_state_name(st->replica_state), "behind");
+  es_stats_free(st);
+  es_runtime rt = runtime(s);
+  ASSERT_INT_EQ(rt.replica_reads, 1);
+  ASSERT_INT_EQ(rt.replica_fallbacks, 4);
+  /* Another handle made no write: its reads stay on the replica, within
+   * its lag bound, and so do not see it yet (the replica is used). */
+  if (found(other, "new"))
+    FAIL("the other handle read the primary: the replica was %s (%lld "
+         "reads, %lld fallbacks), its replay %s",
+         es_replica_state_name(runtime(other).replica_state),
+         (long long)runtime(other).replica_reads,
+         (long long)runtime(other).replica_fallbacks,
+         pg_text(q, "SELECT pg_get_wal_replay_pause_state()"));
+  ASSERT_INT_EQ(runtime(other).replica_reads, 1);
+  /* Replayed: the writer's reads go back to the replica. */
+  th_pg_exec(q, "SELECT pg_wal_replay_resume()");
+  replica_catch_up(&r);
+  ASSERT(found(s, "new"));
+  ASSERT(found(other, "new"));
+  ASSERT_INT_EQ(runtime(s).replica_reads, 2);
+  es_close(s);
+  es_close(other);
+  PQfinish(q);
+}
+
+TEST(a_replica_held_behind_is_not_used_past_the_lag_bound) {
+  replica r;
+  setup(&r);
+  es_store *strict = open_with_replica(&r, 300, 0);
+  es_store *loose = open_with_replica(&r, 600000, 0);
+  PGconn *p = th_connect(r.primary), *q = th_connect(r.conninfo);
+  ASSERT(found(strict, "a"));
+  ASSERT_INT_EQ(runtime(strict).replica_reads, 1);
+  th_pg_exec(q, "SELECT pg_wal_replay_pause()");
+  /* Another writer (plain SQL) commits; the replica does not replay it. */
+  th_pg_exec(p, "INSERT INTO embeddings (id, embedding, source_id) VALUES "
+                "('sql', '[1,0.5,0,0]', 'src')");
+  long long want = lsn(p, "pg_current_wal_flush_lsn()");
+  double deadline = th_now() + 60;
+  while (lsn(q, "coalesce(pg_last_wal_receive_lsn(), '0/0')") < want ||
+         th_pg_int(q, "SELECT (extract(epoch FROM clock_timestamp() - "
+                      "pg_last_xact_replay_timestamp()) * 1000)::bigint") <= 400) {
+    if (th_now() > deadline)
+      FAIL("for 60 s the replica did not receive the write (want %lld, "
+           "received %lld) or stayed fresh (replay %s)", want,
+           lsn(q, "coalesce(pg_last_wal_receive_lsn(), '0/0')"),
+           pg_text(q, "SELECT pg_get_wal_replay_pause_state()"));
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL); /* polling a condition, not guessing a delay */
+  }
+  /* Beyond 300 ms behind: the strict handle reads from the primary. */
+  ASSERT(found(strict, "sql"));
+  es_runtime rt = runtime(strict);
+  ASSERT_INT_EQ(rt.replica_reads, 1);
+  ASSERT_INT_EQ(rt.replica_fallbacks, 1);
+  ASSERT_STR_EQ(es_replica_state_name(rt.replica_state), "lagging");
+  ASSERT(rt.replica_lag_ms > 300);
+  es_stats *st = NULL;
+  ASSERT_OK(strict, es_stats_get(strict, NULL, &st));
+  ASSERT_INT_EQ(st->served_by_replica, 0);
+  ASSERT_STR_EQ(es_replica_state_name(st->replica_state), "lagging");
+  ASSERT(st->replica_lag_ms > 300);
+  ASSERT_INT_EQ(st->documents, 3);
+  es_stats_free(st);
+  /* Within a 10-minute bound the replica still answers, without it. */
+  ASSERT(!found(loose, "sql"));
+  ASSERT_INT_EQ(runtime(loose).replica_reads, 1);
+  th_pg_exec(q, "SELECT pg_wal_replay_resume()");
+  replica_catch_up(&r);
+  ASSERT(found(strict, "sql"));
+  ASSERT_INT_EQ(runtime(strict).replica_reads, 2);
+  es_close(strict);
+  es_close(loose);
+  PQfinish(p);
+  PQfinish(q);
+}
+
+TEST(reads_fall_back_to_the_primary_while_the_replica_is_down_and_return) {
+  replica r;
+  setup(&r);
+  es_store *s = open_with_replica(&r, 60000, 0);
+  ASSERT(found(s, "a"));
+  ASSERT_INT_EQ(listed(s), 2);
+  ASSERT_INT_EQ(runtime(s).replica_reads, 2);
+  replica_ctl(&r, "stop");
+  /* Its pooled connections are dead, and it refuses new ones: every read
+   * still succeeds, from the primary. */
+  for (int i = 0; i < 3; i++) {
+    ASSERT(found(s, "a"));
+    ASSERT_INT_EQ(listed(s), 2);
+    char *top = nearest(s, 0, 1);
+    ASSERT_STR_EQ(top, "b");
+    free(top);
+  }
+  es_stats *st = NULL;
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
+  ASSERT_INT_EQ(st->served_by_replica, 0);
+  ASSERT_STR_EQ(es_replica_state_name(st->replica_state), "down");
+  es_stats_free(st);
+  es_runtime rt = runtime(s);
+  ASSERT_INT_EQ(rt.replica_reads, 2);
+  ASSERT_INT_EQ(rt.replica_fallbacks, 10);
+  ASSERT_STR_EQ(es_replica_state_name(rt.replica_state), "down");
+  /* A handle opened while it is down opens, and reads. */
+  es_store *late = open_with_replica(&r, 60000, 0);
+  ASSERT(found(late, "b"));
+  ASSERT_INT_EQ(runtime(late).replica_fallbacks, 1);
+  replica_ctl(&r, "start");
+  replica_catch_up(&r);
+  ASSERT(found(s, "a"));
+  ASSERT(found(late, "a"));
+  ASSERT_INT_EQ(runtime(s).replica_reads, 3);
+  ASSERT_INT_EQ(runtime(late).replica_reads, 1);
+  ASSERT_STR_EQ(es_replica_state_name(runtime(s).replica_state), "ok");
+  es_close(s);
+  es_close(late);
+}
+
+TEST(a_cached_search_never_keeps_what_the_replica_had_not_replayed) {
+  replica r;
+  setup(&r);
+  es_store *reader = open_with_replica(&r, 600000, 1 << 20);
+  es_store *writer = NULL;
+  ASSERT_OK(writer, es_open(r.primary, &writer));
+  PGconn *q = th_connect(r.conninfo);
+  for (int i = 0; i < 2; i++) { /* the second answer comes from the cache */
+    char *top = nearest(reader, 1, 0.02f);
+    ASSERT_STR_EQ(top, "a");
+    free(top);
+  }
+  ASSERT_INT_EQ(runtime(reader).cache_hits, 1);
+  ASSERT_INT_EQ(runtime(reader).replica_reads, 1);
+  th_pg_exec(q, "SELECT pg_wal_replay_pause()");
+  /* Another handle's commit: the reader's listener hears it, so its next
+   * search cannot take the replica's answer (it has not replayed the
+   * commit), nor cache it. */
+  put(writer, "nearer", 1, 0.02f);
+  for (int i = 0; i < 3; i++) {
+    char *top = nearest(reader, 1, 0.02f);
+    ASSERT_STR_EQ(top, "nearer");
+    free(top);
+  }
+  ASSERT(runtime(reader).cache_invalidations >= 1);
+  th_pg_exec(q, "SELECT pg_wal_replay_resume()");
+  replica_catch_up(&r);
+  char *top = nearest(reader, 1, 0.02f);
+  ASSERT_STR_EQ(top, "nearer");
+  free(top);
+  es_close(reader);
+  es_close(writer);
+  PQfinish(q);
+}
+
+TEST(cli_reads_from_the_replica_named_by_read_db_or_embstore_read_db) {
+  replica r;
+  setup(&r);
+  const char *argv[] = {"--db", r.primary, "--read-db", r.conninfo, "stats",
+                        "--json", NULL};
+  th_proc p = th_cli(NULL, argv);
+  ASSERT_INT_EQ(p.status, 0);
+  ASSERT(strstr(p.out, "\"served_by\": \"replica\"") ||
+         strstr(p.out, "\"served_by\":\"replica\""));
+  ASSERT(strstr(p.out, "\"state\": \"ok\"") || strstr(p.out, "\"state\":\"ok\""));
+  th_proc_free(&p);
+  setenv("EMBSTORE_READ_DB", r.conninfo, 1);
+  const char *argv2[] = {"--db", r.primary, "stats", NULL};
+  p = th_cli(NULL, argv2);
+  ASSERT_INT_EQ(p.status, 0);
+  ASSERT(strstr(p.out, "answered by the replica; replica ok") != NULL);
+  th_proc_free(&p);
+  /* Down: the same command answers from the primary and says so. */
+  replica_ctl(&r, "stop");
+  p = th_cli(NULL, argv2);
+  ASSERT_INT_EQ(p.status, 0);
+  ASSERT(strstr(p.out, "answered by the primary; replica down") != NULL);
+  ASSERT(strstr(p.out, "documents 2") != NULL);
+  th_proc_free(&p);
+  const char *bad[] = {"--db", r.primary, "--max-replica-lag", "soon", "stats",
+                       NULL};
+  p = th_cli(NULL, bad);
+  ASSERT_INT_EQ(p.status, 1);
+  ASSERT(strstr(p.err, "--max-replica-lag") != NULL);
+  th_proc_free(&p);
+  unsetenv("EMBSTORE_READ_DB");
+}
