@@ -262,7 +262,27 @@ static es_cluster *setup(replica *r) {
 TEST(reads_land_on_the_replica_and_writes_on_the_primary) {
   replica r;
   setup(&r);
+  /* Dead tuples on the primary: a standby keeps no such statistics, so
+   * the facts built on them must come from the primary. */
+  PGconn *p = th_connect(r.primary);
+  th_pg_exec(p, "ALTER TABLE embeddings SET (autovacuum_enabled = off)");
+  th_pg_exec(p, "INSERT INTO embeddings (id, embedding) SELECT 'dead' || i, "
+                "'[1,1,1,1]' FROM generate_series(1, 1500) i");
+  th_pg_exec(p, "DELETE FROM embeddings WHERE id LIKE 'dead%'");
+  th_pg_exec(p, "SELECT pg_stat_force_next_flush()");
+  double deadline = th_now() + 60;
+  while (th_pg_int(p, "SELECT n_dead_tup FROM pg_stat_user_tables WHERE "
+                      "relname = 'embeddings'") < 1500) {
+    if (th_now() > deadline)
+      FAIL("the primary's statistics did not count the dead tuples in 60 s");
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL); /* polling a condition, not guessing a delay */
+  }
+  PQfinish(p);
+  replica_catch_up(&r);
   es_store *s = open_with_replica(&r, 60000, 0);
+  es_store *plain = NULL;
+  ASSERT_OK(plain, es_open(r.primary, &plain));
   PGconn *q = th_connect(r.conninfo);
   ASSERT(found(s, "a"));
   char *top = nearest(s, 1, 0.1f);
@@ -276,7 +296,19 @@ TEST(reads_land_on_the_replica_and_writes_on_the_primary) {
   ASSERT_INT_EQ(st->served_by_replica, 1);
   ASSERT_STR_EQ(es_replica_state_name(st->replica_state), "ok");
   ASSERT(st->replica_lag_ms >= 0);
+  es_stats *ps = NULL; /* the same facts as the primary's own */
+  ASSERT_OK(plain, es_stats_get(plain, NULL, &ps));
+  ASSERT_INT_EQ(ps->served_by_replica, 0);
+  ASSERT_INT_EQ(ps->replica, 0);
+  ASSERT_INT_EQ(st->index_health, ps->index_health);
+  ASSERT_INT_EQ(st->n_health_reasons, ps->n_health_reasons);
+  ASSERT(st->n_health_reasons >= 1 && strstr(st->health_reasons[0], "dead"));
+  for (size_t i = 0; i < st->n_health_reasons; i++)
+    ASSERT_STR_EQ(st->health_reasons[i], ps->health_reasons[i]);
+  ASSERT(fabs(st->reclaimable_mb - ps->reclaimable_mb) < 1e-9);
+  es_stats_free(ps);
   es_stats_free(st);
+  es_close(plain);
   es_runtime rt = runtime(s);
   ASSERT_INT_EQ(rt.replica_reads, 4);
   ASSERT_INT_EQ(rt.replica_fallbacks, 0);
