@@ -172,6 +172,7 @@
   X(reads_fall_back_to_the_primary_while_the_replica_is_down_and_return, DB) \
   X(a_cached_search_never_keeps_what_the_replica_had_not_replayed, DB)      \
   X(cli_reads_from_the_replica_named_by_read_db_or_embstore_read_db, DB)    \
+  X(a_shared_handle_with_a_listener_and_a_replica_is_race_free, DB)         \
   /* integrity: accounting, indexes after a killed load, counters, hashes */ \
   X(ingest_lands_every_line_when_the_hnsw_index_cannot_be_dropped, DB)     \
   X(batch_lands_its_first_batch_when_the_session_lost_its_connection, DB)  \

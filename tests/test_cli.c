@@ -278,8 +278,10 @@ TEST(cli_delete_stats_cleanup_metrics_json_fields_are_stable) {
       "workspace", "documents", "chunks", "without_vector", "orphaned_chunks",
       "sources", "sources_total", "storage_mb", "storage_attribution",
       "reclaimable_mb", "index_health", "health_reasons", "performance",
-      "models"};
-  assert_keys(j, stats_keys, 14);
+      "models", "served_by", "replica"};
+  assert_keys(j, stats_keys, 16);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "served_by")), "primary");
+  ASSERT(json_is_null(json_object_get(j, "replica")));
   ASSERT_INT_EQ(json_integer_value(json_object_get(j, "documents")), 2);
   ASSERT_INT_EQ(json_integer_value(json_object_get(j, "chunks")), 1);
   ASSERT_INT_EQ(json_integer_value(json_object_get(j, "sources_total")), 2);

@@ -9,6 +9,8 @@
 #include <grp.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -533,4 +535,144 @@ TEST(cli_reads_from_the_replica_named_by_read_db_or_embstore_read_db) {
   ASSERT(strstr(p.err, "--max-replica-lag") != NULL);
   th_proc_free(&p);
   unsetenv("EMBSTORE_READ_DB");
+}
+
+/* ---- threads: the listener and the replica under ThreadSanitizer ------- */
+
+typedef struct racer {
+  es_store *s;
+  int id;
+  int rounds;
+  int failures;
+  char err[512];
+} racer;
+
+/* Searches the same query over and over (cache hits and misses, replica
+ * and primary), and writes now and then through the same handle. */
+static void *race_reads(void *arg) {
+  racer *w = arg;
+  for (int i = 0; i < w->rounds; i++) {
+    float q[DIM] = {1, 0.05f * (float)(i % 3), 0, 0};
+    es_search_params p;
+    es_search_params_init(&p);
+    p.vector = q;
+    p.dim = DIM;
+    p.k = 3;
+    es_results *res = NULL;
+    es_status rc = es_search(w->s, &p, &res);
+    es_results_free(res);
+    es_document *doc = NULL;
+    if (rc == ES_OK && i % 4 == 0) {
+      rc = es_get_document(w->s, "a", NULL, &doc);
+      es_document_free(doc);
+    }
+    if (rc == ES_OK && i % 10 == 5) {
+      char id[32];
+      snprintf(id, sizeof id, "own-%d-%d", w->id, i);
+      /* No two documents of the test tie (a tie may be broken either
+       * way by the index). */
+      float v[DIM] = {1, 0.1f + 0.02f * (float)w->id + 0.005f * (float)(i / 10),
+                      0, 0};
+      es_doc d = {.id = id, .embedding = v, .dim = DIM, .source_id = "own"};
+      rc = es_upsert(w->s, &d, NULL);
+      if (rc == ES_OK && !found(w->s, id)) { /* its own write, at once */
+        w->failures++;
+        snprintf(w->err, sizeof w->err, "%s not read back", id);
+      }
+    }
+    if (rc != ES_OK) {
+      w->failures++;
+      snprintf(w->err, sizeof w->err, "%s", es_errmsg(w->s));
+    }
+  }
+  return NULL;
+}
+
+/* Another process's writes: notifications for the readers' listener. */
+static void *race_writes(void *arg) {
+  racer *w = arg;
+  for (int i = 0; i < w->rounds; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "other-%d", i % 7);
+    float v[DIM] = {1, 0.001f * (float)i, 0, 0};
+    es_doc d = {.id = id, .embedding = v, .dim = DIM, .source_id = "other"};
+    if (es_upsert(w->s, &d, NULL) != ES_OK) {
+      w->failures++;
+      snprintf(w->err, sizeof w->err, "%s", es_errmsg(w->s));
+    }
+  }
+  return NULL;
+}
+
+typedef struct chaos {
+  const replica *r;
+  pthread_t thread;
+  _Atomic int stop;
+  int kills;
+} chaos;
+
+/* Terminates the readers' listening connection, and holds the replica's
+ * replay back and lets it go, until told to stop. */
+static void *race_chaos(void *arg) {
+  chaos *c = arg;
+  PGconn *p = th_connect(c->r->primary), *q = th_connect(c->r->conninfo);
+  for (int i = 0; !c->stop; i++) {
+    PGresult *res = PQexec(p, "SELECT count(pg_terminate_backend(pid, 10000)) "
+                              "FROM pg_stat_activity WHERE datname = "
+                              "current_database() AND (query IN ('LISTEN "
+                              "embstore_changes', '') OR query LIKE 'SELECT "
+                              "count(*) FROM pg_trigger%') AND pid <> "
+                              "pg_backend_pid()");
+    if (PQresultStatus(res) == PGRES_TUPLES_OK)
+      c->kills += atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    PQclear(PQexec(q, i % 2 ? "SELECT pg_wal_replay_resume()"
+                            : "SELECT pg_wal_replay_pause()"));
+    struct timespec ts = {0, 20000000};
+    nanosleep(&ts, NULL); /* pacing the disturbance, not synchronising */
+  }
+  PQclear(PQexec(q, "SELECT pg_wal_replay_resume()"));
+  PQfinish(p);
+  PQfinish(q);
+  return NULL;
+}
+
+TEST(a_shared_handle_with_a_listener_and_a_replica_is_race_free) {
+  replica r;
+  setup(&r);
+  es_store *s = open_with_replica(&r, 600000, 1 << 20);
+  es_store *other = NULL;
+  ASSERT_OK(other, es_open(r.primary, &other));
+  enum { READERS = 3 };
+  pthread_t t[READERS + 1];
+  racer w[READERS + 1];
+  chaos ch = {.r = &r};
+  ASSERT_INT_EQ(pthread_create(&ch.thread, NULL, race_chaos, &ch), 0);
+  for (int i = 0; i <= READERS; i++) {
+    w[i] = (racer){.s = i < READERS ? s : other, .id = i, .rounds = 40};
+    ASSERT_INT_EQ(pthread_create(&t[i], NULL, i < READERS ? race_reads : race_writes,
+                                 &w[i]), 0);
+  }
+  for (int i = 0; i <= READERS; i++)
+    pthread_join(t[i], NULL);
+  ch.stop = 1;
+  pthread_join(ch.thread, NULL);
+  for (int i = 0; i <= READERS; i++)
+    if (w[i].failures)
+      FAIL("thread %d: %d failures, last: %s", i, w[i].failures, w[i].err);
+  /* Nothing stale is left in the cache: the shared handle answers as the
+   * primary does. */
+  replica_catch_up(&r);
+  for (int i = 0; i < 3; i++) {
+    float x = 1, y = 0.05f * (float)i;
+    char *mine = nearest(s, x, y), *truth = nearest(other, x, y);
+    ASSERT_STR_EQ(mine, truth);
+    free(mine);
+    free(truth);
+  }
+  es_runtime rt = runtime(s);
+  ASSERT(rt.replica_reads > 0);
+  ASSERT(rt.cache_hits > 0);
+  es_close(s);
+  es_close(other);
 }
