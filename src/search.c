@@ -784,10 +784,13 @@ es_status es_search(es_store *s, const es_search_params *p, es_results **out) {
   es__cache_ticket ticket;
   if (cached) {
     /* A hit counts only once every other process's commit that came
-     * before this search is applied (listen.c): then look again. */
-    es__listener_start(s->listener); /* (re)connects when not listening */
+     * before this search is applied (listen.c): then look again.  The
+     * listener starts with the first answer the cache could give, not
+     * before: a one-shot program never needs it, and starting invalidates
+     * whatever was stored before it listened. */
     es_results *hit = NULL;
     if (es__cache_peek(s->cache, key.data, key.len)) {
+      es__listener_start(s->listener); /* (re)connects when not listening */
       if (es__listener_sync(s->listener))
         hit = es__cache_get(s->cache, key.data, key.len);
       else

@@ -202,6 +202,31 @@ void th_wait_for(const char *sql, long long want) {
   }
 }
 
+void th_cache_listen(es_store *s) {
+  int dim = 0;
+  es_metric metric;
+  ASSERT_OK(s, es_store_shape(s, &dim, &metric));
+  float *q = calloc((size_t)dim, sizeof *q);
+  ASSERT(q != NULL);
+  for (int i = 0; i < dim; i++)
+    q[i] = 1;
+  es_search_params p;
+  es_search_params_init(&p);
+  p.vector = q;
+  p.dim = (size_t)dim;
+  p.k = 1;
+  p.source_id = "th-cache-listen";
+  for (int i = 0; i < 2; i++) {
+    es_results *r = NULL;
+    ASSERT_OK(s, es_search(s, &p, &r));
+    es_results_free(r);
+  }
+  free(q);
+  es_runtime rt;
+  es_runtime_get(s, &rt);
+  ASSERT_INT_EQ(rt.cache_listening, 1);
+}
+
 es_cluster *th_own_cluster(void) {
   static char home[600];
   setenv("EMBSTORE_PG_OPTIONS", "", 1);

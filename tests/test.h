@@ -177,6 +177,11 @@ es_store *th_open_init(int dim, es_metric metric);
 es_batch_result *th_batch_upsert(es_store *s, const es_doc *d, size_t n,
                                  size_t batch_size, es_status want);
 
+/* Makes s's cache listen for other writers (it starts with the first
+ * answer the cache could give): two searches of a source no document has,
+ * both misses.  Fails the test unless it then listens. */
+void th_cache_listen(es_store *s);
+
 /* Runs SQL on this test's database; fails the test on error. */
 void th_exec(const char *sql);
 /* Runs a query returning one integer. */

@@ -127,10 +127,35 @@ static char *lib_top(es_store *s, const char *src) {
   return id;
 }
 
+TEST(a_cache_that_starts_listening_forgets_what_it_stored_before) {
+  es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
+  th_exec("INSERT INTO embeddings (id, embedding, source_id) VALUES "
+          "('far', '[0,1,0,0]', 's1')");
+  /* Stored while nobody listened (a handle's first search), then changed
+   * by another writer whom no listener heard. */
+  char *before = lib_top(s, "s1");
+  ASSERT_STR_EQ(before, "far");
+  es_runtime rt;
+  es_runtime_get(s, &rt);
+  ASSERT_INT_EQ(rt.cache_listening, 0);
+  ASSERT_INT_EQ(rt.cache_entries, 1);
+  th_exec("INSERT INTO embeddings (id, embedding, source_id) VALUES "
+          "('near', '[1,0,0,0]', 's1')");
+  char *after = lib_top(s, "s1");
+  ASSERT_STR_EQ(after, "near");
+  es_runtime_get(s, &rt);
+  ASSERT_INT_EQ(rt.cache_listening, 1);
+  ASSERT_INT_EQ(rt.cache_hits, 0);
+  free(before);
+  free(after);
+  es_close(s);
+}
+
 TEST(a_lost_listening_connection_invalidates_everything_and_reconnects) {
   es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
   th_exec("INSERT INTO embeddings (id, embedding, source_id) VALUES "
           "('a', '[0,1,0,0]', 's1'), ('b', '[0,1,0,0]', 's2')");
+  th_cache_listen(s);
   free(lib_top(s, "s1"));
   free(lib_top(s, "s1"));
   es_runtime rt;
@@ -175,6 +200,7 @@ TEST(notifications_name_the_sources_a_statement_touched) {
   es_store *s = th_open_init(DIM, ES_METRIC_COSINE);
   th_exec("INSERT INTO embeddings (id, embedding, source_id) VALUES "
           "('a', '[1,0,0,0]', 's1'), ('b', '[1,0,0,0]', 's2')");
+  th_cache_listen(s);
   /* Cached: one search per source. */
   free(lib_top(s, "s1"));
   free(lib_top(s, "s2"));

@@ -400,6 +400,7 @@ TEST(delete_documents_invalidates_cached_searches_that_showed_them) {
   put_docs(s, "a", 4, "sa", NULL, 1);
   put_docs(s, "n", 3, NULL, NULL, 0);
   float q[DIM] = {1, 2, 3, 4};
+  th_cache_listen(s);
   /* Cached: two queries (unfiltered, and of source sa), asked three and
    * two times: 2 misses, 4 hits. */
   for (int i = 0; i < 2; i++) {
