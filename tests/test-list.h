@@ -273,6 +273,7 @@
   X(mcp_with_a_provider_stores_texts_and_searches_hybrid, DB)              \
   X(mcp_over_streamable_http_serves_the_sdk_behind_tokens, DB)          \
   X(caches_of_two_servers_see_each_others_and_plain_sql_writes_at_once, DB) \
+  X(serve_reads_from_the_replica_and_reports_it_in_stats_and_metrics, DB) \
   X(a_cache_that_starts_listening_forgets_what_it_stored_before, DB)      \
   X(a_lost_listening_connection_invalidates_everything_and_reconnects, DB) \
   X(notifications_name_the_sources_a_statement_touched, DB)               \

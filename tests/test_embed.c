@@ -388,6 +388,7 @@ TEST(embed_text_queries_search_by_vector_and_hybrid_through_the_provider) {
   char ids[N_TEXTS][8];
   text_docs(d, ids, N_TEXTS);
   es_batch_result_free(th_batch_upsert(s, d, N_TEXTS, 1000, ES_OK));
+  th_cache_listen(s); /* so that a repeated search is answered cached */
 
   const char *query = "lazy dogs in the sun";
   es_search_params q;

@@ -677,3 +677,61 @@ TEST(a_shared_handle_with_a_listener_and_a_replica_is_race_free) {
   es_close(s);
   es_close(other);
 }
+
+#ifdef EMBSTORE_HAVE_SERVE
+#include <jansson.h>
+
+#include "http.h"
+
+/* The value of the line "name value" in s's /metrics. */
+static long long prom(const th_server *s, const char *name) {
+  th_http r = th_get(s, "/metrics", NULL);
+  ASSERT_HTTP(r, 200);
+  char pat[128];
+  snprintf(pat, sizeof pat, "\n%s ", name);
+  const char *p = strstr(r.body, pat);
+  if (p == NULL)
+    FAIL("/metrics has no %s", name);
+  long long v = strtoll(p + strlen(pat), NULL, 10);
+  th_http_free(&r);
+  return v;
+}
+
+TEST(serve_reads_from_the_replica_and_reports_it_in_stats_and_metrics) {
+  replica r;
+  setup(&r);
+  const char *args[] = {"--read-db", r.conninfo, NULL};
+  th_server srv = th_serve_start(r.primary, args);
+  th_http h = th_post_json(&srv, "/v1/search", "{\"vector\":[1,0,0,0],\"k\":1}",
+                           NULL);
+  ASSERT_HTTP(h, 200);
+  ASSERT(strstr(h.body, "\"a\"") != NULL);
+  th_http_free(&h);
+  h = th_get(&srv, "/v1/stats", NULL);
+  ASSERT_HTTP(h, 200);
+  json_error_t e;
+  json_t *j = json_loads(h.body, 0, &e);
+  ASSERT(j != NULL);
+  ASSERT_STR_EQ(json_string_value(json_object_get(j, "served_by")), "replica");
+  json_t *rep = json_object_get(j, "replica");
+  ASSERT_STR_EQ(json_string_value(json_object_get(rep, "state")), "ok");
+  ASSERT(json_is_integer(json_object_get(rep, "lag_ms")));
+  json_t *sr = json_object_get(j, "server_replica");
+  ASSERT(json_integer_value(json_object_get(sr, "reads")) >= 1);
+  ASSERT(json_integer_value(json_object_get(sr, "pool_open")) >= 1);
+  json_decref(j);
+  th_http_free(&h);
+  ASSERT(prom(&srv, "embstore_replica_reads_total") >= 2);
+  ASSERT_INT_EQ(prom(&srv, "embstore_replica_up"), 1);
+  long long fallbacks = prom(&srv, "embstore_replica_fallbacks_total");
+  /* Stopped: the server still answers, from the primary, and says so. */
+  replica_ctl(&r, "stop");
+  h = th_post_json(&srv, "/v1/search", "{\"vector\":[0,1,0,0],\"k\":1}", NULL);
+  ASSERT_HTTP(h, 200);
+  ASSERT(strstr(h.body, "\"b\"") != NULL);
+  th_http_free(&h);
+  ASSERT_INT_EQ(prom(&srv, "embstore_replica_up"), 0);
+  ASSERT(prom(&srv, "embstore_replica_fallbacks_total") > fallbacks);
+  ASSERT_INT_EQ(th_serve_stop(&srv), 0);
+}
+#endif
