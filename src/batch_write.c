@@ -306,16 +306,17 @@ static es_status refuse_moved_chunks(es_batch *b, es__item *it, size_t n) {
 static es_status merge_docs(es_batch *b) {
   return exec(b,
               "WITH up AS (INSERT INTO embeddings AS e (id, text, embedding, "
-              "metadata, source_id, content_hash, chunks_hash, model) "
+              "metadata, source_id, content_hash, chunks_hash, model, "
+              "updated_at) "
               "SELECT id, text, embedding, metadata, source_id, content_hash, "
-              "chunks_hash, model FROM es_stage_docs ORDER BY id "
+              "chunks_hash, model, now() FROM es_stage_docs ORDER BY id "
               "ON CONFLICT (id) DO UPDATE SET text = EXCLUDED.text, "
               "embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata, "
               "model = EXCLUDED.model, "
               "source_id = EXCLUDED.source_id, "
               "content_hash = EXCLUDED.content_hash, "
               "chunks_hash = COALESCE(EXCLUDED.chunks_hash, e.chunks_hash), "
-              "updated_at = now() RETURNING e.id, (e.xmax = 0)) "
+              "updated_at = EXCLUDED.updated_at RETURNING e.id, (e.xmax = 0)) "
               "INSERT INTO es_written SELECT * FROM up",
               "cannot write documents");
 }

@@ -27,15 +27,15 @@ static const stmt statements[ES__Q__COUNT] = {
     [ES__Q_UPSERT_DOC] =
         {"es_upsert_doc",
          "INSERT INTO embeddings AS e (id, text, embedding, metadata, "
-         "source_id, content_hash, chunks_hash, model) "
-         "VALUES ($1, $2, $3::vector, $4::jsonb, $5, $6, $7, $8) "
+         "source_id, content_hash, chunks_hash, model, updated_at) "
+         "VALUES ($1, $2, $3::vector, $4::jsonb, $5, $6, $7, $8, now()) "
          "ON CONFLICT (id) DO UPDATE SET text = EXCLUDED.text, "
          "embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata, "
          "model = EXCLUDED.model, "
          "source_id = EXCLUDED.source_id, "
          "content_hash = EXCLUDED.content_hash, "
          "chunks_hash = COALESCE(EXCLUDED.chunks_hash, e.chunks_hash), "
-         "updated_at = now() "
+         "updated_at = EXCLUDED.updated_at "
          "RETURNING (xmax = 0)"},
     [ES__Q_CHUNK_OWNER] = {"es_chunk_owner",
                            "SELECT id, document_id FROM chunks "
