@@ -101,15 +101,18 @@ static const char orphan_chunks_batch[] =
     "WHERE c.id = pick.id RETURNING c.id) "
     "SELECT (SELECT max(id) FROM pick), (SELECT count(*) FROM gone), 0";
 
-/* Chunks of the documents are counted before they cascade away. */
+/* The documents' chunks are deleted by the statement itself, not left to
+ * the cascade, and counted as they go: a count that read them beside the
+ * delete would depend on its CTEs sharing one snapshot, which Citus does
+ * not give them. */
 static const char orphan_docs_batch[] =
     "WITH pick AS (SELECT e.id FROM embeddings e WHERE e.id > $1 AND "
     "e.embedding IS NULL AND e.created_at < $3::timestamptz ORDER BY e.id "
-    "LIMIT $2::int FOR UPDATE), kids AS (SELECT count(*) AS n FROM chunks c "
-    "JOIN pick ON c.document_id = pick.id), gone AS (DELETE FROM embeddings e "
-    "USING pick WHERE e.id = pick.id RETURNING e.id) "
+    "LIMIT $2::int FOR UPDATE), kids AS (DELETE FROM chunks c USING pick "
+    "WHERE c.document_id = pick.id RETURNING c.id), gone AS (DELETE FROM "
+    "embeddings e USING pick WHERE e.id = pick.id RETURNING e.id) "
     "SELECT (SELECT max(id) FROM pick), (SELECT count(*) FROM gone), "
-    "(SELECT n FROM kids)";
+    "(SELECT count(*) FROM kids)";
 
 /* Finds the orphans once, so that the totals describe what was there. */
 static es_status find(es_store *s, es__conn *c, cleanup_ctx *x,
