@@ -86,6 +86,11 @@ static int dispatch(cli *c, int argc, char **argv) {
         c->embed_url = argv[++i];
       else
         c->embed_model = argv[++i];
+    } else if (strncmp(a, "--read-db=", 10) == 0) {
+      c->read_db = a[10] ? a + 10 : NULL;
+    } else if (strncmp(a, "--max-replica-lag=", 18) == 0) {
+      if (!cli_parse_max_lag(c, a + 18))
+        return EXIT_USAGE;
     } else if (strncmp(a, "--db=", 5) == 0) {
       c->db = a + 5;
     } else if (strncmp(a, "--home=", 7) == 0) {

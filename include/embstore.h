@@ -508,10 +508,13 @@ typedef enum es_replica_state {
                          (read-your-writes): the primary answered */
   ES_REPLICA_LAGGING, /* further behind than max_replica_lag_ms: the
                          primary answered */
-  ES_REPLICA_DOWN     /* not reachable, or it failed: the primary answered */
+  ES_REPLICA_DOWN,    /* not reachable, or it failed: the primary answered */
+  ES_REPLICA_INVALID  /* not a standby of this store's primary (promoted,
+                         or another cluster or database): the primary
+                         answered */
 } es_replica_state;
 
-/* "ok", "behind", "lagging" or "down"; never NULL. */
+/* "ok", "behind", "lagging", "down" or "invalid"; never NULL. */
 const char *es_replica_state_name(es_replica_state state);
 
 /* What this process's handle holds now: its pool of connections and its

@@ -391,6 +391,8 @@ es_status es_batch_end(es_batch *b, es_batch_result **out) {
   es__batch_analyze(b);
   if (b->res.batches > 0 && b->conn && PQstatus(b->conn->pg) == CONNECTION_OK)
     es__batch_compact_counts(b);
+  if (b->index_deferred || b->res.batches > 0) /* index builds, ANALYZE */
+    es__replica_wrote(b->s);
   if (b->conn) {
     /* The session's temp tables die with the session: end it cleanly. */
     if (b->temp_ready && PQstatus(b->conn->pg) == CONNECTION_OK)

@@ -313,6 +313,8 @@ es_status es_cleanup_orphaned(es_store *s, const es_cleanup_options *options,
    * continues with what is left, and the totals count what was deleted. */
   es_status rc = es__run(s, o->dry_run ? "cleanup_dry_run" : "cleanup", true,
                          cleanup_op, &x);
+  if (!o->dry_run) /* VACUUM and a validated key happen outside commits */
+    es__replica_wrote(s);
   if (rc == ES_OK && x.lost)
     rc = es__fail(s, ES_ENOMEM, "out of memory recording what was done");
   *out = r;

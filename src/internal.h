@@ -88,10 +88,9 @@ typedef struct es__conn {
   uint8_t prepared[ES__STMT_SLOTS]; /* 1: slot i is prepared here */
   int64_t idle_since_ms;  /* monotonic, when returned to the pool */
   int pid;                /* its backend's process id */
-  /* A replica's connection: what its server had replayed, and its lag,
-   * when last asked (replica.c); checked_ms 0: never asked. */
+  /* A replica's connection: what its server had replayed when last
+   * asked (replica.c); checked_ms 0: never asked. */
   uint64_t replayed_lsn;
-  int64_t lag_ms;
   int64_t checked_ms;
   struct es__conn *next;  /* idle list */
 } es__conn;
@@ -121,8 +120,9 @@ bool es__pool_owns_backend(es__pool *pool, int pid);
 es_status es__acquire(es_store *store, es__conn **out);
 /* Like es__acquire but never waits for a busy pool (background work). */
 es_status es__acquire_quiet(es_store *store, es__conn **out);
-/* A connection of another pool (the replicas'), waiting as es__acquire. */
-es_status es__acquire_from(es_store *store, es__pool *pool, es__conn **out);
+/* A connection of another pool (the replica's), never waiting for a busy
+ * one (ES_ETIMEOUT, nothing recorded); opening one may fail. */
+es_status es__acquire_now(es_store *store, es__pool *pool, es__conn **out);
 /* A second connection of conn's pool, without waiting for a busy one. */
 es_status es__acquire_beside(es_store *store, const es__conn *conn,
                              es__conn **out);
@@ -373,13 +373,18 @@ typedef struct es__served {
 } es__served;
 
 /* The replica pool of conninfo into *out (freed with es__replica_free,
- * also on failure). */
+ * also on failure); es__replica_start (once s->replica is set) takes the
+ * first sample of the primary's position and starts the sampler. */
 es_status es__replica_new(es_store *s, const char *conninfo, es__replica **out);
+es_status es__replica_start(es_store *s);
 void es__replica_free(es__replica *r);
 /* Whether conn is one of the replica's (r may be NULL). */
 bool es__replica_owns(const es__replica *r, const es__conn *conn);
 /* COMMIT, noting the commit's position for read-your-writes. */
 es_status es__replica_commit(es_store *s, es__conn *conn);
+/* This handle changed the store outside a transaction (an index build,
+ * VACUUM, a validated key): reads wait for the primary's position. */
+void es__replica_wrote(es_store *s);
 /* Another writer committed (the listener heard it, or may have missed
  * some): the next fenced read asks the primary's position first. */
 void es__replica_changed(es_store *s);
@@ -508,9 +513,11 @@ es_status es__text_config_oid(es_store *s, es__conn *c, const char *config,
  * transaction. */
 es_status es__set_text_config(es_store *s, es__conn *c, unsigned oid);
 /* *health 1 (degraded) and why when the store has text search and its
- * index is missing, invalid or being built; else 0. */
-es_status es__text_index_health(es_store *s, es__conn *c, int *health,
-                                char *why, size_t cap);
+ * index is missing, invalid or being built; else 0.  The index as c sees
+ * it; builds and loads in progress as primary does (c itself, unless c is
+ * a replica's). */
+es_status es__text_index_health(es_store *s, es__conn *c, es__conn *primary,
+                                int *health, char *why, size_t cap);
 /* After a large load that dropped it (batch_index.c), in its transaction:
  * builds the text index, not concurrently (the load's own table), when
  * the store has text search and it is missing or invalid. */

@@ -156,8 +156,10 @@ static int64_t drain(es__listener *l) {
      * committed. */
     if (strcmp(note->relname, CHANNEL) == 0 &&
         !es__pool_owns_backend(&l->store->pool, note->be_pid)) {
-      apply(l->cache, note->extra);
+      /* The replica first: a search whose ticket follows the
+       * invalidation must also find the fence raised. */
       es__replica_changed(l->store);
+      apply(l->cache, note->extra);
       n++;
     }
     PQfreemem(note);
@@ -218,8 +220,8 @@ static void set_state(es__listener *l, enum state st) {
   l->state = st;
   pthread_cond_broadcast(&l->cv);
   pthread_mutex_unlock(&l->mu);
+  es__replica_changed(l->store); /* what was missed; before the cache */
   es__cache_invalidate_all(l->cache);
-  es__replica_changed(l->store); /* what was missed is not on it yet */
 }
 
 /* Marks the connection lost (under io): the thread closes it, the next

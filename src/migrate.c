@@ -470,6 +470,7 @@ es_status es_init_with(es_store *s, const es_init_options *o,
     return es__fail(s, ES_ENOMEM, "out of memory");
   init_ctx ic = {o->dim, o->metric, o, rep};
   es_status rc = es__run(s, "init", true, init_op, &ic);
+  es__replica_wrote(s); /* concurrent index builds commit on their own */
   pthread_mutex_lock(&s->shape_mu);
   s->dim = 0; /* read the shape afresh */
   s->text_loaded = false;
@@ -529,6 +530,7 @@ static es_status migrate(es_store *s, es_init_report *rep) {
     return ES_EINVAL;
   es__clear_err(s);
   es_status rc = es__run(s, "migrate", true, migrate_op, rep);
+  es__replica_wrote(s); /* concurrent index builds commit on their own */
   pthread_mutex_lock(&s->shape_mu);
   s->dim = 0; /* read the shape afresh */
   s->text_loaded = false;

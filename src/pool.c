@@ -337,8 +337,8 @@ es_status es__acquire_quiet(es_store *store, es__conn **out) {
   return acquire(store, &store->pool, out, 0);
 }
 
-es_status es__acquire_from(es_store *store, es__pool *pool, es__conn **out) {
-  return acquire(store, pool, out, pool->wait_timeout_ms);
+es_status es__acquire_now(es_store *store, es__pool *pool, es__conn **out) {
+  return acquire(store, pool, out, 0);
 }
 
 es_status es__acquire_beside(es_store *store, const es__conn *conn,

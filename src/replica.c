@@ -2,67 +2,91 @@
  *
  * With es_options.read_conninfo set, search, get, list and statistics run
  * on a pool of connections to it; everything else stays on the primary.
- * A read may use the replica only when its server
+ * A read may use the replica's server only when it
+ *   - is a standby of this store's primary: in recovery, with the
+ *     primary's system identifier and database;
  *   - has replayed every commit this handle made (the primary's WAL
- *     position after each COMMIT is noted in write_lsn), and every commit
- *     the listener heard about before a read whose answer is cached (the
- *     fence: one position asked of the primary after such news);
- *   - is at most max_replica_lag_ms behind.
- * What a connection's server had replayed, and its lag, are asked in one
- * query and kept with the connection: a replay position only grows, and a
- * lag L measured t ms ago is at most L + t now, so the question is asked
- * again only when the kept answer no longer proves the read safe.
- * Otherwise, or when the replica cannot be reached or fails, the read runs
- * on the primary: never an error because of the replica.  A replica that
- * cannot be reached is not tried again for replica_retry_ms. */
+ *     position after each COMMIT is noted in write_lsn), and, for a read
+ *     whose answer is cached, the "fence": the primary's position after
+ *     the commits of others the listener heard of;
+ *   - has replayed a position the primary had at most max_replica_lag_ms
+ *     ago.  The handle samples the primary's position every quarter of
+ *     the bound; a standby that replayed a sample taken t ms ago misses
+ *     at most t ms of commits, whatever the clocks or the network say.
+ * What a connection's server had replayed is asked in one query and kept
+ * with the connection: replay only grows, so the question is asked again
+ * only when the kept answer no longer proves a read safe.  Otherwise, or
+ * when the replica cannot be reached or fails, the read runs on the
+ * primary: never an error because of the replica.  A replica that cannot
+ * be reached is not tried again for replica_retry_ms (then one read
+ * probes it while the others still go to the primary).
+ *
+ * The samples are taken by a thread of the handle's own, at open and then
+ * every quarter of the bound, so that a read finds one that the standby
+ * has had time to replay (a read that took its own would race the WAL it
+ * follows to the standby).
+ *
+ * A pooler that sends each statement to another server (pgpool-II and
+ * the like) defeats the per-connection finding: name the standbys
+ * themselves, or a pooler in session mode. */
 #include <assert.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
+#define SAMPLES 8     /* the primary's positions kept, newest first */
+#define ID_MAX 96     /* "system identifier/database" */
+
+typedef struct sample {
+  uint64_t lsn;
+  int64_t at_ms; /* monotonic; 0: none */
+} sample;
+
 struct es__replica {
   es__pool pool;
-  char *redacted;
   pthread_mutex_t mu;
+  char primary_id[ID_MAX]; /* "" until the primary was asked */
   uint64_t write_lsn;      /* this handle's last commit, WAL bytes */
   uint64_t unsure;         /* commits whose position could not be read */
   uint64_t changes;        /* other writers' commits heard of */
   uint64_t asked_unsure;   /* unsure and changes when the primary's */
   uint64_t asked_changes;  /* position was last asked */
   uint64_t fence_lsn;      /* that position */
+  sample samples[SAMPLES]; /* [0] newest */
   int64_t down_until_ms;   /* not tried before this (monotonic) */
-  int64_t lag_ms;          /* last measured, -1: never */
+  bool probing;            /* a reader tries it after down_until_ms */
+  int64_t lag_ms;          /* as the last read found it, -1: not known */
   es_replica_state state;  /* the last read's finding */
   int64_t reads, fallbacks;
+  pthread_t sampler;       /* takes the samples */
+  pthread_cond_t cv;       /* wakes it to stop */
+  bool running, stop;
 };
 
-/* A replica's position and lag in one round trip.  A server that is not in
- * recovery (a libpq multi-host string may name the primary too) answers
- * with its own position and no lag.  The lag is 0 while the server has
- * replayed all it received and still receives; otherwise it is the age
- * of the last commit it replayed, which overstates an idle primary's lag
- * (safe: the read then goes to the primary); NULL (no commit replayed
- * yet) counts as too far behind. */
-static const char status_sql[] =
-    "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
-    "ELSE pg_current_wal_lsn() END - '0/0')::bigint, "
-    "CASE WHEN NOT pg_is_in_recovery() THEN 0 "
-    "WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() "
-    "AND EXISTS (SELECT FROM pg_stat_wal_receiver) THEN 0 "
-    "ELSE (extract(epoch FROM clock_timestamp() - "
-    "pg_last_xact_replay_timestamp()) * 1000)::bigint END";
-
 /* The primary's WAL position, in bytes, past everything inserted so far
- * (a commit that did not wait for its flush too).  An insert position
- * just past a page's header is the page boundary before it: no record
- * lies between, and a standby's replay stops at the boundary. */
+ * (a commit that did not wait for its flush too), and who it is.  An
+ * insert position just past a page's header is the page boundary before
+ * it: no record lies between, and a standby's replay stops there. */
 #define WAL_POS_SQL                                                          \
   "SELECT (CASE WHEN i % s = 40 THEN i - 40 WHEN i % b = 24 THEN i - 24 "    \
-  "ELSE i END)::bigint FROM (SELECT pg_current_wal_insert_lsn() - '0/0' AS i, " \
+  "ELSE i END)::bigint, (SELECT system_identifier::text FROM "               \
+  "pg_control_system()) || '/' || current_database() FROM (SELECT "          \
+  "pg_current_wal_insert_lsn() - '0/0' AS i, "                               \
   "current_setting('wal_block_size')::numeric AS b, "                        \
   "pg_size_bytes(current_setting('wal_segment_size')) AS s) p"
+
+/* A replica's server in one round trip: whether it is a standby, what it
+ * has replayed, who it is, and the age of the last commit it replayed
+ * (shown when it is too far behind; never trusted: clocks differ). */
+static const char status_sql[] =
+    "SELECT pg_is_in_recovery(), (coalesce(pg_last_wal_replay_lsn(), '0/0') "
+    "- '0/0')::bigint, (SELECT system_identifier::text FROM "
+    "pg_control_system()) || '/' || current_database(), "
+    "(extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) "
+    "* 1000)::bigint";
 
 es_status es__replica_new(es_store *s, const char *conninfo,
                           es__replica **out) {
@@ -71,26 +95,41 @@ es_status es__replica_new(es_store *s, const char *conninfo,
   if (r == NULL)
     return es__fail(s, ES_ENOMEM, "out of memory for the replica pool");
   pthread_mutex_init(&r->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&r->cv, &ca);
+  pthread_condattr_destroy(&ca);
   r->lag_ms = -1;
   r->state = ES_REPLICA_OK;
   *out = r;
-  r->redacted = es__conninfo_redact(conninfo);
-  if (r->redacted == NULL)
-    return es__fail(s, ES_EINVAL, "the read connection string does not parse");
+  /* The pool parses the string first: its message says what is wrong
+   * (without a secret). */
   es_status rc = es__pool_init(s, &r->pool, conninfo, &s->opts);
   if (rc != ES_OK)
-    return es__fail_wrap(s, rc, "read connection string: ");
-  r->pool.redacted = r->redacted;
+    return es__fail_wrap(s, rc, "the read connection string: ");
+  char *redacted = es__conninfo_redact(conninfo);
+  if (redacted == NULL)
+    return es__fail(s, ES_ENOMEM, "out of memory for the replica pool");
+  r->pool.redacted = redacted;
   return ES_OK;
 }
 
 void es__replica_free(es__replica *r) {
   if (r == NULL)
     return;
-  if (r->pool.keys != NULL || r->pool.pids != NULL)
-    es__pool_destroy(&r->pool);
+  pthread_mutex_lock(&r->mu);
+  bool running = r->running;
+  r->stop = true;
+  pthread_cond_broadcast(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+  if (running)
+    pthread_join(r->sampler, NULL);
+  pthread_cond_destroy(&r->cv);
+  char *redacted = (char *)r->pool.redacted;
+  es__pool_destroy(&r->pool);
   pthread_mutex_destroy(&r->mu);
-  free(r->redacted);
+  free(redacted);
   free(r);
 }
 
@@ -98,15 +137,8 @@ bool es__replica_owns(const es__replica *r, const es__conn *c) {
   return r != NULL && c != NULL && c->pool == &r->pool;
 }
 
-/* Raises *lsn to at least v. */
-static void raise_to(es__replica *r, uint64_t *lsn, uint64_t v) {
-  pthread_mutex_lock(&r->mu);
-  if (v > *lsn)
-    *lsn = v;
-  pthread_mutex_unlock(&r->mu);
-}
-
-/* A commit whose position could not be read: the next read asks the
+/* A commit, or a change outside a transaction (an index build, a VACUUM,
+ * a validated key), whose position is unknown: the next read asks the
  * primary for its position, which is past it. */
 static void note_unsure(es__replica *r) {
   pthread_mutex_lock(&r->mu);
@@ -114,13 +146,19 @@ static void note_unsure(es__replica *r) {
   pthread_mutex_unlock(&r->mu);
 }
 
-/* The bigint in the first field of res, as WAL bytes; false when none. */
-static bool lsn_of(const PGresult *res, uint64_t *out) {
+void es__replica_wrote(es_store *s) {
+  if (s->replica != NULL)
+    note_unsure(s->replica);
+}
+
+/* The bigint in field col of res's one row, as WAL bytes; false when
+ * none. */
+static bool lsn_of(const PGresult *res, int col, uint64_t *out) {
   if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-      PQgetisnull(res, 0, 0))
+      PQnfields(res) <= col || PQgetisnull(res, 0, col))
     return false;
   char *end;
-  long long v = strtoll(PQgetvalue(res, 0, 0), &end, 10);
+  long long v = strtoll(PQgetvalue(res, 0, col), &end, 10);
   if (*end != '\0' || v < 0)
     return false;
   *out = (uint64_t)v;
@@ -128,16 +166,36 @@ static bool lsn_of(const PGresult *res, uint64_t *out) {
 }
 
 es_status es__replica_commit(es_store *s, es__conn *c) {
-  PGresult *res = PQexec(c->pg, "COMMIT; " WAL_POS_SQL);
+  es__replica *r = s->replica;
+  if (!PQsendQuery(c->pg, "COMMIT; " WAL_POS_SQL)) {
+    es_status rc = es__fail_pg(s, c->pg, NULL, "cannot commit");
+    note_unsure(r); /* whether it reached the server is not known */
+    return rc;
+  }
+  /* The first result is the COMMIT's and decides; the position only
+   * serves read-your-writes, which stays safe without it. */
+  PGresult *res = PQgetResult(c->pg);
   es_status rc = ES_OK;
-  uint64_t lsn;
-  if (PQresultStatus(res) == PGRES_FATAL_ERROR)
+  if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
     rc = es__fail_pg(s, c->pg, res, "cannot commit");
-  else if (lsn_of(res, &lsn))
-    raise_to(s->replica, &s->replica->write_lsn, lsn);
-  else
-    note_unsure(s->replica);
+    if (PQstatus(c->pg) != CONNECTION_OK)
+      note_unsure(r); /* lost with the answer: it may have committed */
+  }
   PQclear(res);
+  bool noted = false;
+  while ((res = PQgetResult(c->pg)) != NULL) {
+    uint64_t lsn;
+    if (rc == ES_OK && !noted && lsn_of(res, 0, &lsn)) {
+      pthread_mutex_lock(&r->mu);
+      if (lsn > r->write_lsn)
+        r->write_lsn = lsn;
+      pthread_mutex_unlock(&r->mu);
+      noted = true;
+    }
+    PQclear(res);
+  }
+  if (rc == ES_OK && !noted)
+    note_unsure(r);
   return rc;
 }
 
@@ -150,30 +208,50 @@ void es__replica_changed(es_store *s) {
   pthread_mutex_unlock(&r->mu);
 }
 
-/* The position a read must find replayed: this handle's writes, and with
- * fence the commits of others heard of so far.  The primary is asked for
- * its position (past all of those) once per batch of such news, and after
- * a commit whose position is unknown.  false when it could not say (then
- * the read goes there anyway). */
-static bool needed_lsn(es_store *s, bool fence, uint64_t *need) {
+/* The newest sample no older than max_ms that a server which replayed
+ * `replayed` has replayed; its age in *age_ms.  Under mu (or on a copy). */
+static bool proven(const sample *smp, uint64_t replayed, int64_t now,
+                   int max_ms, int64_t *age_ms) {
+  for (int i = 0; i < SAMPLES && smp[i].at_ms > 0; i++) {
+    int64_t age = now - smp[i].at_ms;
+    if (age > max_ms)
+      break;
+    if (smp[i].lsn <= replayed) {
+      *age_ms = age;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* What a read needs of the replica, taken under mu at one moment. */
+typedef struct want {
+  uint64_t need;           /* position it must have replayed */
+  sample samples[SAMPLES];
+  char primary_id[ID_MAX];
+} want;
+
+/* Asks the primary for its position and identity; records it as the
+ * newest sample, the fence, and the position of the commits whose own was
+ * not known (all counted before asking, so it is past them).  quiet: a
+ * busy pool is not waited for.  false when it could not say. */
+static bool ask_primary(es_store *s, bool quiet) {
   es__replica *r = s->replica;
   pthread_mutex_lock(&r->mu);
   uint64_t unsure_now = r->unsure, changes = r->changes;
-  bool ask = unsure_now != r->asked_unsure ||
-             (fence && changes != r->asked_changes);
-  *need = r->write_lsn;
-  if (fence && r->fence_lsn > *need)
-    *need = r->fence_lsn;
   pthread_mutex_unlock(&r->mu);
-  if (!ask)
-    return true;
   es__conn *c = NULL;
   es__err saved = *es__last_err(s);
-  bool ok = es__acquire(s, &c) == ES_OK;
+  bool ok = (quiet ? es__acquire_quiet(s, &c) : es__acquire(s, &c)) == ES_OK;
   uint64_t lsn = 0;
+  char id[ID_MAX] = "";
+  int64_t at = 0;
   if (ok) {
+    at = es__now_ms(); /* before the question: the answer is newer */
     PGresult *res = PQexec(c->pg, WAL_POS_SQL);
-    ok = lsn_of(res, &lsn);
+    ok = lsn_of(res, 0, &lsn) && !PQgetisnull(res, 0, 1);
+    if (ok)
+      snprintf(id, sizeof id, "%s", PQgetvalue(res, 0, 1));
     PQclear(res);
     es__release(s, c);
   }
@@ -185,66 +263,154 @@ static bool needed_lsn(es_store *s, bool fence, uint64_t *need) {
     r->fence_lsn = lsn;
   if (lsn > r->write_lsn && unsure_now != r->asked_unsure)
     r->write_lsn = lsn;
-  /* Counted before asking: the position is past all of them. */
   if (unsure_now > r->asked_unsure)
     r->asked_unsure = unsure_now;
   if (changes > r->asked_changes)
     r->asked_changes = changes;
+  if (at > r->samples[0].at_ms) {
+    memmove(&r->samples[1], &r->samples[0],
+            (SAMPLES - 1) * sizeof r->samples[0]);
+    r->samples[0] = (sample){lsn, at};
+  }
+  snprintf(r->primary_id, sizeof r->primary_id, "%s", id);
   pthread_mutex_unlock(&r->mu);
-  if (lsn > *need)
-    *need = lsn;
   return true;
 }
 
-/* Whether conn's server may answer a read that needs position need:
- * from what was kept, else asked.  false with the state why not. */
-static bool usable(es_store *s, es__conn *c, uint64_t need,
+/* How often the sampler asks: a quarter of the bound, at least 10 ms. */
+static int sample_every_ms(const es_store *s) {
+  int q = s->opts.max_replica_lag_ms / 4;
+  return q < 10 ? 10 : q;
+}
+
+/* The sampler thread: a sample every quarter of the bound until told to
+ * stop. */
+static void *sampler(void *arg) {
+  es_store *s = arg;
+  es__replica *r = s->replica;
+  pthread_mutex_lock(&r->mu);
+  while (!r->stop) {
+    int64_t due = r->samples[0].at_ms + sample_every_ms(s);
+    if (es__now_ms() < due) {
+      struct timespec ts = {.tv_sec = due / 1000,
+                            .tv_nsec = (due % 1000) * 1000000};
+      pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+      continue;
+    }
+    pthread_mutex_unlock(&r->mu);
+    bool ok = ask_primary(s, true);
+    pthread_mutex_lock(&r->mu);
+    if (!ok && !r->stop) { /* the primary is busy or away: later */
+      int64_t later = es__now_ms() + sample_every_ms(s);
+      struct timespec ts = {.tv_sec = later / 1000,
+                            .tv_nsec = (later % 1000) * 1000000};
+      pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+    }
+  }
+  pthread_mutex_unlock(&r->mu);
+  return NULL;
+}
+
+es_status es__replica_start(es_store *s) {
+  es__replica *r = s->replica;
+  ask_primary(s, false); /* the first sample, now: reads can use it soon */
+  if (pthread_create(&r->sampler, NULL, sampler, s) != 0)
+    return es__fail(s, ES_ENOMEM, "cannot start the replica's sampler thread");
+  pthread_mutex_lock(&r->mu);
+  r->running = true;
+  pthread_mutex_unlock(&r->mu);
+  return ES_OK;
+}
+
+/* Fills *w; asks the primary for its position first when this handle
+ * made a commit whose position is unknown, when a fenced read follows
+ * news of others' commits, when no sample is young enough to prove
+ * anything (the sampler is late), or when the primary's identity is not
+ * known yet.  false when the primary could not say (the read then goes
+ * there anyway). */
+static bool wanted(es_store *s, bool fence, want *w) {
+  es__replica *r = s->replica;
+  int64_t now = es__now_ms();
+  pthread_mutex_lock(&r->mu);
+  bool ask = r->unsure != r->asked_unsure ||
+             (fence && r->changes != r->asked_changes) ||
+             r->primary_id[0] == '\0' || r->samples[0].at_ms == 0 ||
+             now - r->samples[0].at_ms > s->opts.max_replica_lag_ms;
+  pthread_mutex_unlock(&r->mu);
+  if (ask && !ask_primary(s, false))
+    return false;
+  pthread_mutex_lock(&r->mu);
+  w->need = r->write_lsn;
+  if (fence && r->fence_lsn > w->need)
+    w->need = r->fence_lsn;
+  memcpy(w->samples, r->samples, sizeof w->samples);
+  memcpy(w->primary_id, r->primary_id, sizeof w->primary_id);
+  pthread_mutex_unlock(&r->mu);
+  return true;
+}
+
+/* Whether conn's server may answer a read that wants w: from what was
+ * kept, else asked.  *lag receives the bound proven (or, when it is too
+ * far behind, the age of its last replayed commit; -1: not known);
+ * false with the state why not. */
+static bool usable(es_store *s, es__conn *c, const want *w,
                    es_replica_state *why, int64_t *lag) {
   int max = s->opts.max_replica_lag_ms;
   int64_t now = es__now_ms();
-  if (c->checked_ms > 0 && c->replayed_lsn >= need &&
-      c->lag_ms + (now - c->checked_ms) <= max) {
-    *lag = c->lag_ms + (now - c->checked_ms);
+  *lag = -1;
+  if (c->checked_ms > 0 && c->replayed_lsn >= w->need &&
+      proven(w->samples, c->replayed_lsn, now, max, lag))
     return true;
-  }
   PGresult *res = PQexec(c->pg, status_sql);
-  if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+  if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+      PQnfields(res) != 4) {
     PQclear(res);
     *why = ES_REPLICA_DOWN;
     return false;
   }
+  bool standby = PQgetvalue(res, 0, 0)[0] == 't';
+  bool same = !PQgetisnull(res, 0, 2) &&
+              strcmp(PQgetvalue(res, 0, 2), w->primary_id) == 0;
   uint64_t replayed = 0;
-  lsn_of(res, &replayed); /* NULL: nothing replayed yet */
-  c->replayed_lsn = replayed;
-  c->lag_ms = PQgetisnull(res, 0, 1) ? INT64_MAX / 2
-                                     : strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-  c->checked_ms = now;
+  lsn_of(res, 1, &replayed);
+  int64_t age = PQgetisnull(res, 0, 3) ? -1 : strtoll(PQgetvalue(res, 0, 3), NULL, 10);
   PQclear(res);
-  *lag = c->lag_ms;
-  if (c->lag_ms > max) {
-    *why = ES_REPLICA_LAGGING;
+  if (!standby || !same) {
+    *why = ES_REPLICA_INVALID;
     return false;
   }
-  if (replayed < need) {
+  c->replayed_lsn = replayed;
+  c->checked_ms = now;
+  if (replayed < w->need) {
     *why = ES_REPLICA_BEHIND;
+    return false;
+  }
+  if (!proven(w->samples, replayed, now, max, lag)) {
+    *why = ES_REPLICA_LAGGING;
+    *lag = age;
     return false;
   }
   return true;
 }
 
-/* Notes what a read found. */
+/* Notes what a read found; down_ms > 0: not tried again for so long
+ * (at least 1 ms: a probe after it is made by one read alone). */
 static void note(es__replica *r, es_replica_state st, int64_t lag, bool used,
-                 int64_t down_until) {
+                 int down_ms) {
   pthread_mutex_lock(&r->mu);
   r->state = st;
-  if (lag >= 0)
-    r->lag_ms = lag < INT64_MAX / 2 ? lag : -1;
+  r->lag_ms = lag;
   if (used)
     r->reads++;
   else
     r->fallbacks++;
-  if (down_until)
-    r->down_until_ms = down_until;
+  if (st == ES_REPLICA_DOWN || st == ES_REPLICA_INVALID) {
+    if (down_ms > 0 || r->down_until_ms > 0)
+      r->down_until_ms = es__now_ms() + (down_ms > 0 ? down_ms : 1);
+  } else {
+    r->down_until_ms = 0; /* it answered: reachable */
+  }
+  r->probing = false;
   pthread_mutex_unlock(&r->mu);
 }
 
@@ -267,68 +433,94 @@ static bool replica_fault(es_store *s, es_status rc) {
   }
 }
 
+/* Tries the read on the replica: true when it answered (*rc its
+ * outcome), false when the primary must. */
+static bool try_replica(es_store *s, bool fence, es__op_fn fn, void *ctx,
+                        es__served *served, es_status *rc) {
+  es__replica *r = s->replica;
+  int retry = s->opts.replica_retry_ms;
+  want w;
+  pthread_mutex_lock(&r->mu);
+  bool skip = es__now_ms() < r->down_until_ms || r->probing;
+  if (!skip && r->down_until_ms > 0)
+    r->probing = true; /* one read probes it; the others use the primary */
+  pthread_mutex_unlock(&r->mu);
+  if (skip) {
+    served->state = ES_REPLICA_DOWN;
+    pthread_mutex_lock(&r->mu);
+    r->fallbacks++;
+    pthread_mutex_unlock(&r->mu);
+    return false;
+  }
+  if (!wanted(s, fence, &w)) { /* the primary did not answer */
+    pthread_mutex_lock(&r->mu);
+    served->state = r->state;
+    pthread_mutex_unlock(&r->mu);
+    note(r, served->state, -1, false, 0);
+    return false;
+  }
+  es__conn *c = NULL;
+  es__err saved = *es__last_err(s);
+  /* Never waits for a busy pool: the primary answers meanwhile. */
+  es_status arc = es__acquire_now(s, &r->pool, &c);
+  if (arc != ES_OK) {
+    *es__last_err(s) = saved;
+    pthread_mutex_lock(&r->mu); /* busy: the state stays as it was */
+    served->state = arc == ES_ECONNECT ? ES_REPLICA_DOWN : r->state;
+    pthread_mutex_unlock(&r->mu);
+    note(r, served->state, -1, false, arc == ES_ECONNECT ? retry : 0);
+    return false;
+  }
+  if (!usable(s, c, &w, &served->state, &served->lag_ms)) {
+    es_replica_state st = served->state;
+    if (st == ES_REPLICA_INVALID || st == ES_REPLICA_DOWN)
+      es__discard(s, c); /* another server, or a broken connection */
+    else
+      es__release(s, c);
+    note(r, st, served->lag_ms, false,
+         st == ES_REPLICA_INVALID || st == ES_REPLICA_DOWN ? retry : 0);
+    return false;
+  }
+  es__clear_err(s);
+  *rc = fn(s, c, ctx);
+  es__rollback(c);
+  bool lost = PQstatus(c->pg) != CONNECTION_OK;
+  es__release(s, c);
+  if (*rc == ES_OK || !replica_fault(s, *rc)) {
+    served->replica = true;
+    served->state = ES_REPLICA_OK;
+    note(r, ES_REPLICA_OK, served->lag_ms, true, 0);
+    return true;
+  }
+  /* The replica failed where the primary may not: a lost connection, a
+   * query cancelled by a conflict with recovery, a store it has not
+   * replayed yet. */
+  served->state = ES_REPLICA_DOWN;
+  served->lag_ms = -1;
+  note(r, ES_REPLICA_DOWN, -1, false, lost ? retry : 0);
+  return false;
+}
+
 es_status es__run_read(es_store *s, const char *operation, bool fence,
                        es__op_fn fn, void *ctx, es__served *served) {
-  es__replica *r = s->replica;
   es__served local;
   if (served == NULL)
     served = &local;
   memset(served, 0, sizeof *served);
   served->lag_ms = -1;
-  if (r == NULL)
+  if (s->replica == NULL)
     return es__run(s, operation, true, fn, ctx);
-  served->state = ES_REPLICA_DOWN;
-  pthread_mutex_lock(&r->mu);
-  bool down = es__now_ms() < r->down_until_ms;
-  pthread_mutex_unlock(&r->mu);
-  uint64_t need = 0;
-  es__conn *c = NULL;
-  if (!down && needed_lsn(s, fence, &need)) {
-    double t0 = es__clock_ms();
-    es__err saved = *es__last_err(s);
-    es_status rc = es__acquire_from(s, &r->pool, &c);
-    if (rc != ES_OK) {
-      bool unreachable = rc == ES_ECONNECT;
-      note(r, ES_REPLICA_DOWN, -1, false,
-           unreachable ? es__now_ms() + s->opts.replica_retry_ms : 0);
-      *es__last_err(s) = saved;
-      c = NULL;
-    } else if (!usable(s, c, need, &served->state, &served->lag_ms)) {
-      bool broken = served->state == ES_REPLICA_DOWN;
-      note(r, served->state, served->lag_ms, false,
-           broken ? es__now_ms() + s->opts.replica_retry_ms : 0);
-      es__release(s, c); /* a broken one is closed */
-      c = NULL;
-    } else {
-      es__clear_err(s);
-      rc = fn(s, c, ctx);
-      es__rollback(c);
-      bool lost = PQstatus(c->pg) != CONNECTION_OK;
-      es__release(s, c);
-      if (rc == ES_OK || !replica_fault(s, rc)) {
-        served->replica = true;
-        served->state = ES_REPLICA_OK;
-        note(r, ES_REPLICA_OK, served->lag_ms, true, 0);
-        if (operation != NULL)
-          es__metric(s, operation, es__elapsed_ms(t0), rc == ES_OK,
-                     rc == ES_OK ? NULL : es__last_err(s)->msg, NULL);
-        return rc;
-      }
-      /* The replica failed where the primary may not: a lost connection,
-       * a query cancelled by a conflict with recovery, a store it has not
-       * replayed yet.  The primary answers. */
-      served->state = ES_REPLICA_DOWN;
-      note(r, ES_REPLICA_DOWN, -1, false,
-           lost ? es__now_ms() + s->opts.replica_retry_ms : 0);
-    }
-  } else if (!down) {
-    note(r, ES_REPLICA_BEHIND, -1, false, 0);
-    served->state = ES_REPLICA_BEHIND;
-  } else {
-    note(r, ES_REPLICA_DOWN, -1, false, 0);
+  double t0 = es__clock_ms();
+  es_status rc = ES_OK;
+  if (!try_replica(s, fence, fn, ctx, served, &rc)) {
+    es__clear_err(s);
+    rc = es__run(s, NULL, true, fn, ctx);
   }
-  es__clear_err(s);
-  return es__run(s, operation, true, fn, ctx);
+  /* Timed from the start, the replica's attempt included. */
+  if (operation != NULL)
+    es__metric(s, operation, es__elapsed_ms(t0), rc == ES_OK,
+               rc == ES_OK ? NULL : es__last_err(s)->msg, NULL);
+  return rc;
 }
 
 void es__replica_runtime(es_store *s, es_runtime *out) {

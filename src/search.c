@@ -462,13 +462,25 @@ static es_status run_hybrid_split(es_store *s, es__conn *c, es__conn *c2,
   return rc;
 }
 
+/* Whether a second connection of a replica pool reaches the server that
+ * c does (a multi-host string may spread them): only c was checked to be
+ * fresh enough, and the server's replay only grows. */
+static bool same_server(es_store *s, const es__conn *c, const es__conn *c2) {
+  if (!es__replica_owns(s->replica, c))
+    return true;
+  const char *h1 = PQhost(c->pg), *h2 = PQhost(c2->pg);
+  const char *p1 = PQport(c->pg), *p2 = PQport(c2->pg);
+  return h1 && h2 && p1 && p2 && strcmp(h1, h2) == 0 && strcmp(p1, p2) == 0;
+}
+
 /* Runs the search with flags: a hybrid one on two connections when the
  * pool has a second one free at once, else in one statement. */
 static es_status run_search(es_store *s, es__conn *c, search_ctx *sc,
                             es_metric metric, int dim, int flags) {
   es__conn *c2 = NULL;
   if (sc->mode != ES_SEARCH_HYBRID || es__acquire_beside(s, c, &c2) != ES_OK ||
-      c2 == NULL) {
+      c2 == NULL || !same_server(s, c, c2)) {
+    es__release(s, c2);
     es__clear_err(s);
     return run_variant(s, c, sc, metric, dim, flags);
   }

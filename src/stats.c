@@ -254,7 +254,8 @@ static es_status structure(es_store *s, es__conn *c, es__conn *primary,
   }
   int text_health;
   char why[400];
-  es_status rc = es__text_index_health(s, c, &text_health, why, sizeof why);
+  es_status rc = es__text_index_health(s, c, primary, &text_health, why,
+                                       sizeof why);
   if (rc != ES_OK)
     return rc;
   if (text_health)
@@ -454,7 +455,7 @@ static es_status stats_op(es_store *s, es__conn *c, void *arg) {
   }
   if (rc != ES_OK)
     return rc;
-  if (st->workspace == NULL)
+  if (st->workspace == NULL && primary == c) /* the same server's figures */
     compare_estimates(st, live);
   if (st->without_vector > 0)
     fact(st, ES_HEALTH_DEGRADED, "%lld documents have no vector: embed them, "

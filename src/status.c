@@ -28,7 +28,7 @@ const char *es_status_name(es_status status) {
 }
 
 static const char *const replica_state_names[] = {"ok", "behind", "lagging",
-                                                  "down"};
+                                                  "down", "invalid"};
 
 const char *es_replica_state_name(es_replica_state state) {
   if ((unsigned)state >= sizeof replica_state_names / sizeof replica_state_names[0])

@@ -97,7 +97,8 @@ es_status es_open_opts(const es_options *options, es_store **out) {
   /* The replica is not asked now: one that is down must not stop the
    * store from opening (reads fall back to the primary). */
   if (options->read_conninfo != NULL &&
-      (rc = es__replica_new(s, options->read_conninfo, &s->replica)) != ES_OK)
+      ((rc = es__replica_new(s, options->read_conninfo, &s->replica)) != ES_OK ||
+       (rc = es__replica_start(s)) != ES_OK))
     return rc;
   s->cache = es__cache_new(s->opts.cache_bytes, s->opts.cache_ttl_ms);
   if (s->opts.cache_bytes > 0 && s->cache == NULL)

@@ -174,8 +174,8 @@ static es_status text_index(es_store *s, es__conn *c, const text_target *t,
 }
 
 /* One index's health: why is "" when it is fine. */
-static es_status target_health(es_store *s, es__conn *c, const text_target *t,
-                               char *why, size_t cap) {
+static es_status target_health(es_store *s, es__conn *c, es__conn *primary,
+                               const text_target *t, char *why, size_t cap) {
   unsigned oid;
   es__index_state st;
   char *found = NULL, create[ES__TEXT_CONFIG_MAX + 200];
@@ -183,10 +183,10 @@ static es_status target_health(es_store *s, es__conn *c, const text_target *t,
   es_status rc = text_index(s, c, t, &oid, &st, &found, create, sizeof create, true);
   bool building = false;
   if (rc == ES_OK && oid != 0 && st == ES__INDEX_INVALID)
-    rc = build_running(s, c, found, &building);
+    rc = build_running(s, primary, found, &building);
   const char *what = t == &targets[0] ? "document" : "chunk";
   if (rc == ES_OK && oid != 0 && st != ES__INDEX_OK) {
-    if (st == ES__INDEX_MISSING && es__deferred_load_running(s, c))
+    if (st == ES__INDEX_MISSING && es__deferred_load_running(s, primary))
       snprintf(why, cap, "the text search index %s is being rebuilt by a load "
                "in progress, which builds it when it ends", t->index);
     else if (building)
@@ -203,15 +203,15 @@ static es_status target_health(es_store *s, es__conn *c, const text_target *t,
   return rc;
 }
 
-es_status es__text_index_health(es_store *s, es__conn *c, int *health,
-                                char *why, size_t cap) {
+es_status es__text_index_health(es_store *s, es__conn *c, es__conn *primary,
+                                int *health, char *why, size_t cap) {
   size_t n;
   *health = 0;
   why[0] = '\0';
   es_status rc = wanted_targets(s, c, &n);
   for (size_t i = 0; rc == ES_OK && i < n; i++) {
     char one[400];
-    rc = target_health(s, c, &targets[i], one, sizeof one);
+    rc = target_health(s, c, primary, &targets[i], one, sizeof one);
     if (rc == ES_OK && one[0]) {
       size_t used = strlen(why);
       snprintf(why + used, cap - used, "%s%s", used ? "; " : "", one);
