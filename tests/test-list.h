@@ -171,6 +171,7 @@
   X(a_replica_held_behind_is_not_used_past_the_lag_bound, DB)               \
   X(reads_fall_back_to_the_primary_while_the_replica_is_down_and_return, DB) \
   X(a_cached_search_never_keeps_what_the_replica_had_not_replayed, DB)      \
+  X(a_read_server_that_is_not_a_standby_of_the_store_is_never_used, DB)    \
   X(cli_reads_from_the_replica_named_by_read_db_or_embstore_read_db, DB)    \
   X(a_shared_handle_with_a_listener_and_a_replica_is_race_free, DB)         \
   /* integrity: accounting, indexes after a killed load, counters, hashes */ \

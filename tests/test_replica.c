@@ -505,6 +505,68 @@ TEST(a_cached_search_never_keeps_what_the_replica_had_not_replayed) {
   PQfinish(q);
 }
 
+/* A store whose reads name conninfo as their replica. */
+static es_store *open_reading(const char *primary, const char *reads) {
+  es_options o;
+  es_options_init(&o);
+  o.conninfo = primary;
+  o.read_conninfo = reads;
+  o.replica_retry_ms = 0;
+  o.cache_bytes = 0;
+  es_store *s = NULL;
+  ASSERT_OK(s, es_open_opts(&o, &s));
+  return s;
+}
+
+TEST(a_read_server_that_is_not_a_standby_of_the_store_is_never_used) {
+  replica r;
+  es_cluster *cl = setup(&r);
+  /* The primary itself (not in recovery), the standby's other database
+   * (another store, or none), and another cluster altogether. */
+  char other_db[PATH_MAX + 160];
+  snprintf(other_db, sizeof other_db,
+           "host=%s port=5433 user=embstore dbname=postgres", r.sock);
+  char primary_postgres[PATH_MAX + 160];
+  snprintf(primary_postgres, sizeof primary_postgres, "%s dbname=postgres",
+           r.primary);
+  /* Each of them holds a store of one other document: a read there would
+   * miss "a" and list one document. */
+  const char *others[] = {primary_postgres, th_conninfo()};
+  for (int i = 0; i < 2; i++) {
+    es_store *o = NULL;
+    ASSERT_OK(o, es_open(others[i], &o));
+    ASSERT_OK(o, es_init(o, DIM, ES_METRIC_COSINE, NULL));
+    put(o, "elsewhere", 1, 0);
+    es_close(o);
+  }
+  replica_catch_up(&r); /* the standby's postgres database has it too */
+  const char *reads[] = {other_db, th_conninfo(), r.primary};
+  for (int i = 0; i < 3; i++) {
+    es_store *s = open_reading(r.primary, reads[i]);
+    ASSERT(found(s, "a"));
+    ASSERT_INT_EQ(listed(s), 2);
+    es_runtime rt = runtime(s);
+    if (rt.replica_reads != 0 ||
+        strcmp(es_replica_state_name(rt.replica_state), "invalid") != 0)
+      FAIL("read server %d was used (%lld reads) or not found invalid (%s)",
+           i, (long long)rt.replica_reads,
+           es_replica_state_name(rt.replica_state));
+    es_stats *st = NULL;
+    ASSERT_OK(s, es_stats_get(s, NULL, &st));
+    ASSERT_INT_EQ(st->served_by_replica, 0);
+    ASSERT_INT_EQ(st->documents, 2);
+    ASSERT_STR_EQ(es_replica_state_name(st->replica_state), "invalid");
+    es_stats_free(st);
+    es_close(s);
+  }
+  (void)cl;
+  /* The real standby, for contrast, is used. */
+  es_store *s = open_reading(r.primary, r.conninfo);
+  ASSERT(found(s, "a"));
+  ASSERT_INT_EQ(runtime(s).replica_reads, 1);
+  es_close(s);
+}
+
 TEST(cli_reads_from_the_replica_named_by_read_db_or_embstore_read_db) {
   replica r;
   setup(&r);
