@@ -271,24 +271,27 @@ const char *es_errmsg(const es_store *store);
  * Read replicas
  *
  * With es_options.read_conninfo naming a streaming replica (hot standby)
- * of the primary, es_search(), es_get(), es_list() and es_stats_get() read
- * from a pool of connections to it; writes, and everything else, stay on
- * the primary.  A read goes to the replica only when it is safe:
- *   - read-your-writes: the replica has replayed every commit this handle
- *     made (the primary's WAL position after each commit, against the
- *     replica's pg_last_wal_replay_lsn());
- *   - bounded staleness: the replica is at most max_replica_lag_ms behind
- *     (0 while it has replayed all it received and its WAL receiver runs,
- *     else the age of the last commit it replayed);
+ * of the primary, es_search(), es_get_document(), es_list_documents() and
+ * es_stats_get() read from a pool of connections to it; writes, and
+ * everything else, stay on the primary.  A read goes to the replica only
+ * when it is safe:
+ *   - the server is a standby of this store: in recovery, with the
+ *     primary's system identifier and database (else ES_REPLICA_INVALID);
+ *   - read-your-writes: it has replayed every commit this handle made (the
+ *     primary's WAL position after each commit, against its
+ *     pg_last_wal_replay_lsn());
+ *   - bounded staleness: it has replayed a position the primary had at
+ *     most max_replica_lag_ms ago (a thread of the handle samples the
+ *     primary's position every quarter of the bound);
  *   - a cached search result is filled only from a replica that has
  *     replayed every commit the handle's listener heard of (see
  *     es_runtime), so that the cache never keeps an answer older than one
  *     it was told to forget.
- * A connection's findings are kept and asked again only when they no
- * longer prove a read safe.  Otherwise, and when the replica cannot be
- * reached (then it is not tried for replica_retry_ms) or fails, the
- * primary answers: a replica never makes a read fail.  es_stats_get()
- * and es_runtime_get() say which server answered and the replica's lag.
+ * A connection's finding is kept and asked again only when it no longer
+ * proves a read safe.  Otherwise, and when the replica cannot be reached
+ * (then it is not tried for replica_retry_ms) or fails, the primary
+ * answers: a replica never makes a read fail.  es_stats_get() and
+ * es_runtime_get() say which server answered and the replica's lag.
  * ---------------------------------------------------------------------- */
 
 /* ------------------------------------------------------------------------
@@ -543,7 +546,7 @@ typedef struct es_runtime {
   int replica;                 /* 1: one is configured */
   int64_t replica_reads;       /* reads it answered */
   int64_t replica_fallbacks;   /* reads the primary answered instead */
-  int64_t replica_lag_ms;      /* its lag when last asked, -1: not known */
+  int64_t replica_lag_ms;      /* as es_stats.replica_lag_ms, last read */
   es_replica_state replica_state; /* what the last read found */
   int replica_pool_open;       /* connections open to it */
 } es_runtime;
@@ -1169,13 +1172,15 @@ typedef struct es_stats {
                               store, which a tenant must not see */
   size_t n_models;
   /* Which server answered (es_options.read_conninfo): the replica's
-   * counts, sizes and index facts are its own; the table statistics
-   * behind dead tuples and analyses, which a standby does not keep, and
-   * loads in progress are asked of the primary. */
+   * counts and index facts are its own; sizes, the table statistics
+   * behind dead tuples and analyses (which a standby does not keep), and
+   * loads and index builds in progress are asked of the primary. */
   int served_by_replica;          /* 1: the replica answered */
   int replica;                    /* 1: a replica is configured */
   es_replica_state replica_state; /* what it was found to be */
-  int64_t replica_lag_ms;         /* its lag when asked, -1: not known */
+  int64_t replica_lag_ms;         /* when it answered, the staleness
+                                     proved; else the age of the last
+                                     commit it replayed; -1: not known */
 } es_stats;
 
 /* Exact statistics for the whole store, or for [in] workspace when not
