@@ -560,10 +560,19 @@ TEST(a_read_server_that_is_not_a_standby_of_the_store_is_never_used) {
     es_close(s);
   }
   (void)cl;
-  /* The real standby, for contrast, is used. */
+  /* The real standby, for contrast, is used; also named second in a
+   * libpq multi-host string whose first host is not there. */
   es_store *s = open_reading(r.primary, r.conninfo);
   ASSERT(found(s, "a"));
   ASSERT_INT_EQ(runtime(s).replica_reads, 1);
+  es_close(s);
+  char multi[2 * PATH_MAX + 200];
+  snprintf(multi, sizeof multi, "host=%s/absent,%s port=5433,5433 user=embstore "
+           "dbname=embstore", th_tmpdir(), r.sock);
+  s = open_reading(r.primary, multi);
+  ASSERT(found(s, "a"));
+  ASSERT_INT_EQ(listed(s), 2);
+  ASSERT_INT_EQ(runtime(s).replica_reads, 2);
   es_close(s);
 }
 
