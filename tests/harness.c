@@ -45,6 +45,17 @@ _Noreturn void th_fail(const char *file, int line, const char *fmt, ...) {
   _exit(1); /* skip leak checks: the test stopped half-way on purpose */
 }
 
+_Noreturn void th_skip(const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "  skipped: ");
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  fflush(NULL);
+  _exit(TH_SKIP_EXIT);
+}
+
 /* Prints up to the first 32 bytes of a range in hex, from byte off on. */
 static void hex_dump(const char *name, const unsigned char *p, size_t n,
                      size_t off) {

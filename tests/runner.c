@@ -282,7 +282,7 @@ int main(int argc, char **argv) {
     start_cluster();
 
   run = calloc((size_t)jobs, sizeof *run);
-  size_t next = 0, done = 0, passed = 0, failed = 0;
+  size_t next = 0, done = 0, passed = 0, failed = 0, skipped = 0;
   while (done < n) {
     for (int j = 0; j < jobs && next < n; j++) {
       if (run[j].pid == 0) {
@@ -303,8 +303,13 @@ int main(int argc, char **argv) {
         continue;
       size_t idx = run[j].idx;
       bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      bool skip = WIFEXITED(status) && WEXITSTATUS(status) == TH_SKIP_EXIT;
       double secs = th_now() - run[j].start;
-      if (ok) {
+      if (skip) { /* the log says why, on one line */
+        skipped++;
+        printf("skip   %-64s %7.2f s\n", tests[idx].name, secs);
+        show_log(idx);
+      } else if (ok) {
         passed++;
         printf("ok     %-64s %7.2f s\n", tests[idx].name, secs);
         if (verbose)
@@ -333,7 +338,10 @@ int main(int argc, char **argv) {
   }
   free(run);
   run = NULL;
-  printf("\n%zu tests in %.1f s\n%zu passed, %zu failed\n", n, th_now() - t0,
+  printf("\n%zu tests in %.1f s\n%zu passed, %zu failed", n, th_now() - t0,
          passed, failed);
+  if (skipped > 0)
+    printf(", %zu skipped", skipped);
+  printf("\n");
   return failed ? 1 : 0;
 }

@@ -26,6 +26,11 @@ _Noreturn void th_fail(const char *file, int line, const char *fmt, ...)
 
 #define FAIL(...) th_fail(__FILE__, __LINE__, __VA_ARGS__)
 
+/* Ends the test as skipped, saying why (a part it needs is not installed
+ * here): the runner counts it apart, neither passed nor failed. */
+_Noreturn void th_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define TH_SKIP_EXIT 77
+
 /* A line th_fail adds to every failure until the next call; NULL clears. */
 void th_set_fail_context(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
