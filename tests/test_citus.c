@@ -82,6 +82,15 @@ static void citus_start(citus *c) {
   PQfinish(co);
 }
 
+/* Stops the nodes and frees them. */
+static void citus_stop(citus *c) {
+  for (int i = NODES - 1; i >= 0; i--) {
+    if (es_cluster_stop(c->node[i]) != ES_OK)
+      FAIL("stopping citus node %d: %s", i, es_cluster_errmsg(c->node[i]));
+    es_cluster_close(c->node[i]);
+  }
+}
+
 static void put_docs(es_store *s, int n) {
   es_doc d[64];
   char ids[64][16];
@@ -143,4 +152,5 @@ TEST(a_store_on_a_citus_coordinator_answers_as_on_postgresql) {
   es_delete_result_free(dr);
   es_close(cs);
   es_close(ps);
+  citus_stop(&c);
 }

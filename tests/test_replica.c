@@ -27,6 +27,8 @@ typedef struct replica {
   char bindir[PATH_MAX];
   char conninfo[PATH_MAX + 128];
   char primary[PATH_MAX + 128]; /* the primary's conninfo */
+  es_cluster *cl;          /* the primary */
+  bool running;            /* the standby runs */
 } replica;
 
 /* The PostgreSQL programs the primary runs: beside its postmaster. */
@@ -105,10 +107,12 @@ static void replica_ctl(replica *r, const char *action) {
     char *argv[] = {ctl, "start", "-w", "-t", "60", "-s", "-D", r->dir, "-l",
                     slog, "-o", opts, NULL};
     run_pg(r->dir, log, argv);
+    r->running = true;
   } else {
     char *argv[] = {ctl, "stop", "-w", "-t", "60", "-s", "-m", "fast", "-D",
                     r->dir, NULL};
     run_pg(r->dir, log, argv);
+    r->running = false;
   }
 }
 
@@ -253,12 +257,22 @@ static es_cluster *setup(replica *r) {
   ASSERT_OK(s, es_open(es_cluster_conninfo(cl), &s));
   ASSERT_OK(s, es_init(s, DIM, ES_METRIC_COSINE, NULL));
   put(s, "a", 1, 0);
-  replica_make(cl, r);
+  replica_make(cl, r); /* (clears *r) */
+  r->cl = cl;
   /* A commit replayed since the standby started: it knows its lag. */
   put(s, "b", 0, 1);
   es_close(s);
   replica_catch_up(r);
   return cl;
+}
+
+/* Stops the standby and the primary (their memory too). */
+static void finish(replica *r) {
+  if (r->running)
+    replica_ctl(r, "stop");
+  if (es_cluster_stop(r->cl) != ES_OK)
+    FAIL("stopping the primary: %s", es_cluster_errmsg(r->cl));
+  es_cluster_close(r->cl);
 }
 
 TEST(reads_land_on_the_replica_and_writes_on_the_primary) {
@@ -328,6 +342,7 @@ TEST(reads_land_on_the_replica_and_writes_on_the_primary) {
   ASSERT(found(s, "c"));
   es_close(s);
   PQfinish(q);
+  finish(&r);
 }
 
 TEST(a_handle_reads_its_own_writes_at_once_while_the_replica_is_held_back) {
@@ -374,6 +389,7 @@ TEST(a_handle_reads_its_own_writes_at_once_while_the_replica_is_held_back) {
   es_close(s);
   es_close(other);
   PQfinish(q);
+  finish(&r);
 }
 
 TEST(a_replica_held_behind_is_not_used_past_the_lag_bound) {
@@ -426,6 +442,7 @@ TEST(a_replica_held_behind_is_not_used_past_the_lag_bound) {
   es_close(loose);
   PQfinish(p);
   PQfinish(q);
+  finish(&r);
 }
 
 TEST(reads_fall_back_to_the_primary_while_the_replica_is_down_and_return) {
@@ -467,6 +484,7 @@ TEST(reads_fall_back_to_the_primary_while_the_replica_is_down_and_return) {
   ASSERT_STR_EQ(es_replica_state_name(runtime(s).replica_state), "ok");
   es_close(s);
   es_close(late);
+  finish(&r);
 }
 
 TEST(a_cached_search_never_keeps_what_the_replica_had_not_replayed) {
@@ -503,6 +521,7 @@ TEST(a_cached_search_never_keeps_what_the_replica_had_not_replayed) {
   es_close(reader);
   es_close(writer);
   PQfinish(q);
+  finish(&r);
 }
 
 /* A store whose reads name conninfo as their replica. */
@@ -520,7 +539,7 @@ static es_store *open_reading(const char *primary, const char *reads) {
 
 TEST(a_read_server_that_is_not_a_standby_of_the_store_is_never_used) {
   replica r;
-  es_cluster *cl = setup(&r);
+  setup(&r);
   /* The primary itself (not in recovery), the standby's other database
    * (another store, or none), and another cluster altogether. */
   char other_db[PATH_MAX + 160];
@@ -559,7 +578,6 @@ TEST(a_read_server_that_is_not_a_standby_of_the_store_is_never_used) {
     es_stats_free(st);
     es_close(s);
   }
-  (void)cl;
   /* The real standby, for contrast, is used; also named second in a
    * libpq multi-host string whose first host is not there. */
   es_store *s = open_reading(r.primary, r.conninfo);
@@ -574,6 +592,7 @@ TEST(a_read_server_that_is_not_a_standby_of_the_store_is_never_used) {
   ASSERT_INT_EQ(listed(s), 2);
   ASSERT_INT_EQ(runtime(s).replica_reads, 2);
   es_close(s);
+  finish(&r);
 }
 
 TEST(cli_reads_from_the_replica_named_by_read_db_or_embstore_read_db) {
@@ -607,6 +626,7 @@ TEST(cli_reads_from_the_replica_named_by_read_db_or_embstore_read_db) {
   ASSERT(strstr(p.err, "--max-replica-lag") != NULL);
   th_proc_free(&p);
   unsetenv("EMBSTORE_READ_DB");
+  finish(&r);
 }
 
 /* ---- threads: the listener and the replica under ThreadSanitizer ------- */
@@ -747,6 +767,7 @@ TEST(a_shared_handle_with_a_listener_and_a_replica_is_race_free) {
   ASSERT(rt.cache_hits > 0);
   es_close(s);
   es_close(other);
+  finish(&r);
 }
 
 #ifdef EMBSTORE_HAVE_SERVE
@@ -804,5 +825,6 @@ TEST(serve_reads_from_the_replica_and_reports_it_in_stats_and_metrics) {
   ASSERT_INT_EQ(prom(&srv, "embstore_replica_up"), 0);
   ASSERT(prom(&srv, "embstore_replica_fallbacks_total") > fallbacks);
   ASSERT_INT_EQ(th_serve_stop(&srv), 0);
+  finish(&r);
 }
 #endif
