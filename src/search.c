@@ -619,6 +619,25 @@ static es_status few_matches(es_store *s, es__conn *c, const es_search_params *p
 /* The search on a pooled connection: the query vector checked (or read
  * from the like document), then the index scan, and an exact scan when a
  * filtered scan found fewer than k rows. */
+/* Whether the store holds more than n vectors of the kind searched (the
+ * exact counters; chunks are counted with or without a vector, which
+ * can only ask for a scan that was not needed). */
+static es_status more_vectors(es_store *s, es__conn *c, bool chunks, size_t n,
+                              bool *more) {
+  PGresult *r = PQexec(c->pg, chunks
+                                  ? "SELECT coalesce(sum(chunks), 0) FROM embstore_counts"
+                                  : "SELECT coalesce(sum(documents) - "
+                                    "sum(without_vector), 0) FROM embstore_counts");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(s, c->pg, r, "cannot read embstore_counts");
+    PQclear(r);
+    return rc;
+  }
+  *more = strtoll(PQgetvalue(r, 0, 0), NULL, 10) > (long long)n;
+  PQclear(r);
+  return ES_OK;
+}
+
 static es_status search_op(es_store *s, es__conn *c, void *arg) {
   search_ctx *sc = arg;
   const es_search_params *p = sc->p;
@@ -675,6 +694,17 @@ static es_status search_op(es_store *s, es__conn *c, void *arg) {
       (p->workspace || p->source_id || p->filter_json) &&
       sc->res->n < (size_t)p->k)
     rc = run_search(s, c, sc, metric, dim, flags | F_EXACT);
+  else if (rc == ES_OK && !text && !(flags & F_EXACT) &&
+           sc->res->n < (size_t)p->k) {
+    /* Fewer hits than asked from a store that holds more: the graph did
+     * not reach them (pgvector's HNSW, with many identical vectors, some
+     * of them deleted and not yet vacuumed, can return none at all). */
+    bool more = false;
+    rc = more_vectors(s, c, p->chunks != 0,
+                      sc->res->n + ((flags & F_EXCLUDE) ? 1 : 0), &more);
+    if (rc == ES_OK && more)
+      rc = run_search(s, c, sc, metric, dim, flags | F_EXACT);
+  }
   return rc;
 }
 

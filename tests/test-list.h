@@ -67,6 +67,7 @@
   X(upsert_refuses_a_chunk_owned_by_another_document_and_writes_nothing, DB) \
   X(upsert_refuses_invalid_documents_before_writing, DB)                     \
   X(search_returns_nearest_first_and_like_excludes_the_document, DB)         \
+  X(a_search_the_index_cannot_answer_in_full_is_answered_exactly, DB)        \
   X(filtered_search_returns_k_rows_when_k_match, DB)                         \
   X(hnsw_recall_at_10_is_at_least_0_95_on_bge_m3_cosine, DB)                 \
   X(hnsw_recall_at_10_is_at_least_0_95_on_sift_l2, DB)                       \
