@@ -395,12 +395,12 @@ es_status es_batch_end(es_batch *b, es_batch_result **out) {
     es__replica_wrote(b->s);
   if (b->conn) {
     /* The session's temp tables die with the session: end it cleanly. */
-    if ((b->temp_ready || b->res.batches > 0) &&
-        PQstatus(b->conn->pg) == CONNECTION_OK)
+    if (b->temp_ready && PQstatus(b->conn->pg) == CONNECTION_OK)
       PQclear(PQexec(b->conn->pg, "DISCARD TEMP"));
     es__release(b->s, b->conn);
   }
   es__copy_free(&b->copy);
+  es__buf_free(&b->xids);
   if (out && (*out = take_result(b)) == NULL && rc == ES_OK)
     rc = es__fail(b->s, ES_ENOMEM, "out of memory for the batch result");
   free_parts(&b->res);

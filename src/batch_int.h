@@ -77,6 +77,7 @@ struct es_batch {
   bool temp_ready;     /* temp tables exist on conn */
   bool fk_valid;       /* chunks' key is validated: no orphaned chunks */
   bool chunk_model;    /* chunks.model exists (migration 9) */
+  es__buf xids;        /* "{x1,x2,...}": transactions of our batches */
   bool decided_index;  /* the defer decision was made */
   bool index_deferred; /* this session builds the HNSW index at its end */
   char note[1100];     /* why the index was not deferred, or "" */

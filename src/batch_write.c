@@ -11,12 +11,6 @@
 
 #define COMPACT_EVERY 100 /* batches */
 
-/* The ids this session's committed batches wrote: a later input line of
- * one of them is a duplicate.  Kept by the session itself (a row's xmin
- * compared with the transaction id would do on one server, not where
- * another server wrote the row: Citus). */
-#define SEEN_TABLE "CREATE TEMP TABLE IF NOT EXISTS es_seen (id text PRIMARY KEY)"
-
 static const char temp_tables[] =
     "CREATE TEMP TABLE IF NOT EXISTS es_stage_keys (ord int, id text, "
     "content_hash bytea, chunks_hash bytea) ON COMMIT DELETE ROWS;"
@@ -28,7 +22,7 @@ static const char temp_tables[] =
     "document_id text, chunk_index int, text text, embedding vector, "
     "metadata jsonb, model text) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS es_written (id text, inserted bool) "
-    "ON COMMIT DELETE ROWS;" SEEN_TABLE;
+    "ON COMMIT DELETE ROWS";
 
 /* Runs a parameterless statement on the session's connection. */
 static es_status exec(es_batch *b, const char *sql, const char *what) {
@@ -84,18 +78,19 @@ static es_status copy_keys(es_batch *b, es__item *it, size_t n) {
 }
 
 /* Locks the batch's stored documents (in id order, so that concurrent
- * batches do not deadlock) and compares their hashes.  A document that
- * one of this session's earlier batches wrote (es_seen) is a duplicate of
- * an earlier input line. */
+ * batches do not deadlock) and compares their hashes.  A document whose
+ * row was written by one of this session's earlier batches (its xmin is
+ * one of our transactions) is a duplicate of an earlier input line. */
 static es_status lock_existing(es_batch *b, es__item *it, size_t n) {
-  (void)n;
-  PGresult *r = PQexec(
+  const char *v[1] = {b->xids.len ? b->xids.data : "{}"};
+  PGresult *r = PQexecParams(
       b->conn->pg,
       "SELECT k.ord, e.content_hash IS NOT DISTINCT FROM k.content_hash, "
       "k.chunks_hash IS NULL OR e.chunks_hash IS NOT DISTINCT FROM "
-      "k.chunks_hash, EXISTS (SELECT 1 FROM es_seen s WHERE s.id = k.id), "
-      "e.source_id FROM es_stage_keys k JOIN embeddings e ON e.id = k.id "
-      "ORDER BY e.id FOR UPDATE OF e");
+      "k.chunks_hash, e.xmin = ANY ($1::xid[]), e.source_id "
+      "FROM es_stage_keys k JOIN embeddings e ON e.id = k.id "
+      "ORDER BY e.id FOR UPDATE OF e",
+      1, NULL, v, NULL, NULL, 0);
   if (!es__res_ok(r)) {
     es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot lock stored documents");
     PQclear(r);
@@ -432,24 +427,20 @@ static es_status stage_keys(es_batch *b, es__item *it, size_t n) {
 
 /* ---- one batch, one transaction ------------------------------------------------ */
 
-/* Remembers, in the batch's transaction, the ids it wrote: all of them
- * on the direct path (ids), the inserted and updated ones (es_written)
- * after a merge. */
-static es_status note_written(es_batch *b, const char *ids, bool direct) {
-  es_status rc = exec(b, SEEN_TABLE, "cannot create the session's id table");
-  if (rc != ES_OK)
+/* Remembers this transaction's id, to recognise our own rows later. */
+static es_status note_xid(es_batch *b) {
+  PGresult *r = PQexec(b->conn->pg, "SELECT txid_current() % 4294967296");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot read the transaction id");
+    PQclear(r);
     return rc;
-  if (!direct)
-    return exec(b, "INSERT INTO es_seen SELECT DISTINCT id FROM es_written "
-                   "ON CONFLICT DO NOTHING", "cannot note the ids written");
-  const char *v[1] = {ids};
-  PGresult *r = PQexecParams(b->conn->pg, "INSERT INTO es_seen SELECT "
-                             "DISTINCT unnest($1::text[]) ON CONFLICT DO NOTHING",
-                             1, NULL, v, NULL, NULL, 0);
-  if (!es__res_ok(r))
-    rc = es__fail_pg(b->s, b->conn->pg, r, "cannot note the ids written");
+  }
+  const char *x = PQgetvalue(r, 0, 0);
+  bool ok = b->xids.len == 0 ? es__buf_append(&b->xids, "{", 1)
+                             : (b->xids.len--, es__buf_append(&b->xids, ",", 1));
+  ok = ok && es__buf_append(&b->xids, x, strlen(x)) && es__buf_append(&b->xids, "}", 1);
   PQclear(r);
-  return rc;
+  return ok ? ES_OK : es__fail(b->s, ES_ENOMEM, "out of memory");
 }
 
 /* Tries the first-load path: when none of ids is stored, COPYs straight
@@ -492,7 +483,7 @@ static es_status write_batch(es_batch *b, es__item *it, size_t n, bool *direct_o
   if (rc == ES_OK && !direct)
     rc = write_merge(b, it, n, &chunks);
   if (rc == ES_OK)
-    rc = note_written(b, ids, direct);
+    rc = note_xid(b);
   if (rc == ES_OK)
     rc = es__commit(b->s, b->conn);
   free(ids);
@@ -500,7 +491,7 @@ static es_status write_batch(es_batch *b, es__item *it, size_t n, bool *direct_o
     es__rollback(b->conn);
     reset_pending(it, n);
     b->temp_ready = had_temp; /* a rolled back CREATE TEMP TABLE is gone */
-    return rc; /* the ids it noted rolled back with it */
+    return rc; /* a noted xid that did not commit matches no row: harmless */
   }
   b->res.chunks_written += chunks;
   b->res.batches++;
