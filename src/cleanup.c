@@ -101,16 +101,17 @@ static const char orphan_chunks_batch[] =
     "WHERE c.id = pick.id RETURNING c.id) "
     "SELECT (SELECT max(id) FROM pick), (SELECT count(*) FROM gone), 0";
 
-/* The documents' chunks are deleted by the statement itself, not left to
- * the cascade, and counted as they go: a count that read them beside the
- * delete would depend on its CTEs sharing one snapshot, which Citus does
- * not give them. */
+/* The documents' chunks are deleted by the statement itself, after their
+ * documents (they follow from its RETURNING: the counters' triggers see
+ * each document go first), not left to the cascade, and counted as they
+ * go: a count that read them beside the delete would depend on its CTEs
+ * sharing one snapshot, which Citus does not give them. */
 static const char orphan_docs_batch[] =
     "WITH pick AS (SELECT e.id FROM embeddings e WHERE e.id > $1 AND "
     "e.embedding IS NULL AND e.created_at < $3::timestamptz ORDER BY e.id "
-    "LIMIT $2::int FOR UPDATE), kids AS (DELETE FROM chunks c USING pick "
-    "WHERE c.document_id = pick.id RETURNING c.id), gone AS (DELETE FROM "
-    "embeddings e USING pick WHERE e.id = pick.id RETURNING e.id) "
+    "LIMIT $2::int FOR UPDATE), gone AS (DELETE FROM embeddings e USING "
+    "pick WHERE e.id = pick.id RETURNING e.id), kids AS (DELETE FROM chunks c "
+    "USING gone WHERE c.document_id = gone.id RETURNING c.id) "
     "SELECT (SELECT max(id) FROM pick), (SELECT count(*) FROM gone), "
     "(SELECT count(*) FROM kids)";
 

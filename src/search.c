@@ -616,9 +616,6 @@ static es_status few_matches(es_store *s, es__conn *c, const es_search_params *p
   return ES_OK;
 }
 
-/* The search on a pooled connection: the query vector checked (or read
- * from the like document), then the index scan, and an exact scan when a
- * filtered scan found fewer than k rows. */
 /* Whether the store holds more than n vectors of the kind searched (the
  * exact counters; chunks are counted with or without a vector, which
  * can only ask for a scan that was not needed). */
@@ -638,6 +635,9 @@ static es_status more_vectors(es_store *s, es__conn *c, bool chunks, size_t n,
   return ES_OK;
 }
 
+/* The search on a pooled connection: the query vector checked (or read
+ * from the like document), then the index scan, and an exact scan when a
+ * scan found fewer than k rows where more would match. */
 static es_status search_op(es_store *s, es__conn *c, void *arg) {
   search_ctx *sc = arg;
   const es_search_params *p = sc->p;
@@ -694,15 +694,19 @@ static es_status search_op(es_store *s, es__conn *c, void *arg) {
       (p->workspace || p->source_id || p->filter_json) &&
       sc->res->n < (size_t)p->k)
     rc = run_search(s, c, sc, metric, dim, flags | F_EXACT);
-  else if (rc == ES_OK && !text && !(flags & F_EXACT) &&
-           sc->res->n < (size_t)p->k) {
+  else if (rc == ES_OK && sc->mode == ES_SEARCH_VECTOR &&
+           !(flags & F_EXACT) && sc->res->n < (size_t)p->k) {
     /* Fewer hits than asked from a store that holds more: the graph did
      * not reach them (pgvector's HNSW, with many identical vectors, some
-     * of them deleted and not yet vacuumed, can return none at all). */
+     * of them deleted and not yet vacuumed, can return none at all).  A
+     * store whose counters cannot be read keeps the index's hits. */
     bool more = false;
-    rc = more_vectors(s, c, p->chunks != 0,
-                      sc->res->n + ((flags & F_EXCLUDE) ? 1 : 0), &more);
-    if (rc == ES_OK && more)
+    if (more_vectors(s, c, p->chunks != 0,
+                     sc->res->n + ((flags & F_EXCLUDE) ? 1 : 0), &more) != ES_OK) {
+      es__clear_err(s);
+      more = false;
+    }
+    if (more)
       rc = run_search(s, c, sc, metric, dim, flags | F_EXACT);
   }
   return rc;
