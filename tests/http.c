@@ -291,3 +291,16 @@ char *th_http_header(const th_http *r, const char *name) {
   }
   return NULL;
 }
+
+long long th_metric(const th_server *s, const char *name) {
+  th_http r = th_get(s, "/metrics", NULL);
+  ASSERT_HTTP(r, 200);
+  char pat[128];
+  snprintf(pat, sizeof pat, "\n%s ", name);
+  const char *p = strstr(r.body, pat);
+  if (p == NULL)
+    FAIL("/metrics has no %s", name);
+  long long v = strtoll(p + strlen(pat), NULL, 10);
+  th_http_free(&r);
+  return v;
+}

@@ -50,6 +50,9 @@ th_http th_request_from(const th_server *s, const char *method, const char *path
                         long long len);
 /* Shorthands: a GET; a JSON POST; with a bearer token (token may be NULL). */
 th_http th_get(const th_server *s, const char *path, const char *token);
+/* The value of the line "name value" of s's /metrics; fails the test
+ * when there is none. */
+long long th_metric(const th_server *s, const char *name);
 th_http th_post_json(const th_server *s, const char *path, const char *json,
                      const char *token);
 void th_http_free(th_http *r);

@@ -34,20 +34,6 @@ static char *top_id(const th_server *s) {
   return id;
 }
 
-/* A counter of s's /metrics (the line "name value"). */
-static long long metric(const th_server *s, const char *name) {
-  th_http r = th_get(s, "/metrics", NULL);
-  ASSERT_HTTP(r, 200);
-  char pat[128];
-  snprintf(pat, sizeof pat, "\n%s ", name);
-  const char *p = strstr(r.body, pat);
-  if (p == NULL)
-    FAIL("/metrics has no %s", name);
-  long long v = strtoll(p + strlen(pat), NULL, 10);
-  th_http_free(&r);
-  return v;
-}
-
 /* A document nearer to [1,0,0,0] than every earlier one of the test. */
 static void nearer(int i, char *vec, size_t cap) {
   snprintf(vec, cap, "[1,%g,0,0]", 1.0 / (i + 2));
@@ -94,10 +80,10 @@ TEST(caches_of_two_servers_see_each_others_and_plain_sql_writes_at_once) {
   /* The cache did answer (twelve repeated searches), and it heard every
    * write that was not its own: twelve of them or more (a statement
    * notifies once per commit; the server's ingest commits once). */
-  ASSERT(metric(&b, "embstore_cache_hits_total") >= 12);
-  ASSERT(metric(&b, "embstore_cache_invalidations_total") >= 12);
-  ASSERT_INT_EQ(metric(&b, "embstore_cache_listening"), 1);
-  ASSERT_INT_EQ(metric(&b, "embstore_cache_listener_reconnects_total"), 0);
+  ASSERT(th_metric(&b, "embstore_cache_hits_total") >= 12);
+  ASSERT(th_metric(&b, "embstore_cache_invalidations_total") >= 12);
+  ASSERT_INT_EQ(th_metric(&b, "embstore_cache_listening"), 1);
+  ASSERT_INT_EQ(th_metric(&b, "embstore_cache_listener_reconnects_total"), 0);
   th_http r = th_get(&b, "/v1/stats", NULL);
   ASSERT_HTTP(r, 200);
   json_t *j = body_json(&r);

@@ -777,20 +777,6 @@ TEST(a_shared_handle_with_a_listener_and_a_replica_is_race_free) {
 
 #include "http.h"
 
-/* The value of the line "name value" in s's /metrics. */
-static long long prom(const th_server *s, const char *name) {
-  th_http r = th_get(s, "/metrics", NULL);
-  ASSERT_HTTP(r, 200);
-  char pat[128];
-  snprintf(pat, sizeof pat, "\n%s ", name);
-  const char *p = strstr(r.body, pat);
-  if (p == NULL)
-    FAIL("/metrics has no %s", name);
-  long long v = strtoll(p + strlen(pat), NULL, 10);
-  th_http_free(&r);
-  return v;
-}
-
 TEST(serve_reads_from_the_replica_and_reports_it_in_stats_and_metrics) {
   replica r;
   setup(&r);
@@ -815,17 +801,17 @@ TEST(serve_reads_from_the_replica_and_reports_it_in_stats_and_metrics) {
   ASSERT(json_integer_value(json_object_get(sr, "pool_open")) >= 1);
   json_decref(j);
   th_http_free(&h);
-  ASSERT(prom(&srv, "embstore_replica_reads_total") >= 2);
-  ASSERT_INT_EQ(prom(&srv, "embstore_replica_up"), 1);
-  long long fallbacks = prom(&srv, "embstore_replica_fallbacks_total");
+  ASSERT(th_metric(&srv, "embstore_replica_reads_total") >= 2);
+  ASSERT_INT_EQ(th_metric(&srv, "embstore_replica_up"), 1);
+  long long fallbacks = th_metric(&srv, "embstore_replica_fallbacks_total");
   /* Stopped: the server still answers, from the primary, and says so. */
   replica_ctl(&r, "stop");
   h = th_post_json(&srv, "/v1/search", "{\"vector\":[0,1,0,0],\"k\":1}", NULL);
   ASSERT_HTTP(h, 200);
   ASSERT(strstr(h.body, "\"b\"") != NULL);
   th_http_free(&h);
-  ASSERT_INT_EQ(prom(&srv, "embstore_replica_up"), 0);
-  ASSERT(prom(&srv, "embstore_replica_fallbacks_total") > fallbacks);
+  ASSERT_INT_EQ(th_metric(&srv, "embstore_replica_up"), 0);
+  ASSERT(th_metric(&srv, "embstore_replica_fallbacks_total") > fallbacks);
   ASSERT_INT_EQ(th_serve_stop(&srv), 0);
   finish(&r);
 }
