@@ -120,12 +120,10 @@ bool es__pool_owns_backend(es__pool *pool, int pid);
 es_status es__acquire(es_store *store, es__conn **out);
 /* Like es__acquire but never waits for a busy pool (background work). */
 es_status es__acquire_quiet(es_store *store, es__conn **out);
-/* A connection of another pool (the replica's), never waiting for a busy
- * one (ES_ETIMEOUT, nothing recorded); opening one may fail. */
+/* A connection of pool (the replica's, or a second of the pool a
+ * connection came from), never waiting for a busy one (ES_ETIMEOUT,
+ * nothing recorded); opening one may fail. */
 es_status es__acquire_now(es_store *store, es__pool *pool, es__conn **out);
-/* A second connection of conn's pool, without waiting for a busy one. */
-es_status es__acquire_beside(es_store *store, const es__conn *conn,
-                             es__conn **out);
 /* Returns a connection; broken ones (or ones left inside a transaction) are
  * closed instead of pooled. */
 void es__release(es_store *store, es__conn *conn);

@@ -341,11 +341,6 @@ es_status es__acquire_now(es_store *store, es__pool *pool, es__conn **out) {
   return acquire(store, pool, out, 0);
 }
 
-es_status es__acquire_beside(es_store *store, const es__conn *conn,
-                             es__conn **out) {
-  return acquire(store, conn->pool, out, 0);
-}
-
 /* Closes a connection instead of pooling it. */
 void es__discard(es_store *store, es__conn *conn) {
   (void)store;

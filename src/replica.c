@@ -288,24 +288,21 @@ static int sample_every_ms(const es_store *s) {
 static void *sampler(void *arg) {
   es_store *s = arg;
   es__replica *r = s->replica;
+  int64_t tried = 0; /* the last attempt: a failed one is not repeated at once */
   pthread_mutex_lock(&r->mu);
   while (!r->stop) {
-    int64_t due = r->samples[0].at_ms + sample_every_ms(s);
+    int64_t last = r->samples[0].at_ms > tried ? r->samples[0].at_ms : tried;
+    int64_t due = last + sample_every_ms(s);
     if (es__now_ms() < due) {
       struct timespec ts = {.tv_sec = due / 1000,
                             .tv_nsec = (due % 1000) * 1000000};
       pthread_cond_timedwait(&r->cv, &r->mu, &ts);
       continue;
     }
+    tried = es__now_ms();
     pthread_mutex_unlock(&r->mu);
-    bool ok = ask_primary(s, true);
+    ask_primary(s, true); /* busy or away: the next round */
     pthread_mutex_lock(&r->mu);
-    if (!ok && !r->stop) { /* the primary is busy or away: later */
-      int64_t later = es__now_ms() + sample_every_ms(s);
-      struct timespec ts = {.tv_sec = later / 1000,
-                            .tv_nsec = (later % 1000) * 1000000};
-      pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-    }
   }
   pthread_mutex_unlock(&r->mu);
   return NULL;

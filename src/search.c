@@ -478,7 +478,7 @@ static bool same_server(es_store *s, const es__conn *c, const es__conn *c2) {
 static es_status run_search(es_store *s, es__conn *c, search_ctx *sc,
                             es_metric metric, int dim, int flags) {
   es__conn *c2 = NULL;
-  if (sc->mode != ES_SEARCH_HYBRID || es__acquire_beside(s, c, &c2) != ES_OK ||
+  if (sc->mode != ES_SEARCH_HYBRID || es__acquire_now(s, c->pool, &c2) != ES_OK ||
       c2 == NULL || !same_server(s, c, c2)) {
     es__release(s, c2);
     es__clear_err(s);
@@ -618,21 +618,17 @@ static es_status few_matches(es_store *s, es__conn *c, const es_search_params *p
 
 /* Whether the store holds more than n vectors of the kind searched (the
  * exact counters; chunks are counted with or without a vector, which
- * can only ask for a scan that was not needed). */
-static es_status more_vectors(es_store *s, es__conn *c, bool chunks, size_t n,
-                              bool *more) {
+ * can only ask for a scan that was not needed); false when the counters
+ * cannot be read (a store from before them keeps the index's hits). */
+static bool more_vectors(es__conn *c, bool chunks, size_t n) {
   PGresult *r = PQexec(c->pg, chunks
                                   ? "SELECT coalesce(sum(chunks), 0) FROM embstore_counts"
                                   : "SELECT coalesce(sum(documents) - "
                                     "sum(without_vector), 0) FROM embstore_counts");
-  if (!es__res_ok(r)) {
-    es_status rc = es__fail_pg(s, c->pg, r, "cannot read embstore_counts");
-    PQclear(r);
-    return rc;
-  }
-  *more = strtoll(PQgetvalue(r, 0, 0), NULL, 10) > (long long)n;
+  bool more = es__res_ok(r) &&
+              strtoll(PQgetvalue(r, 0, 0), NULL, 10) > (long long)n;
   PQclear(r);
-  return ES_OK;
+  return more;
 }
 
 /* The search on a pooled connection: the query vector checked (or read
@@ -698,15 +694,9 @@ static es_status search_op(es_store *s, es__conn *c, void *arg) {
            !(flags & F_EXACT) && sc->res->n < (size_t)p->k) {
     /* Fewer hits than asked from a store that holds more: the graph did
      * not reach them (pgvector's HNSW, with many identical vectors, some
-     * of them deleted and not yet vacuumed, can return none at all).  A
-     * store whose counters cannot be read keeps the index's hits. */
-    bool more = false;
-    if (more_vectors(s, c, p->chunks != 0,
-                     sc->res->n + ((flags & F_EXCLUDE) ? 1 : 0), &more) != ES_OK) {
-      es__clear_err(s);
-      more = false;
-    }
-    if (more)
+     * of them deleted and not yet vacuumed, can return none at all). */
+    if (more_vectors(c, p->chunks != 0,
+                     sc->res->n + ((flags & F_EXCLUDE) ? 1 : 0)))
       rc = run_search(s, c, sc, metric, dim, flags | F_EXACT);
   }
   return rc;

@@ -213,6 +213,18 @@ void th_wait_for(const char *sql, long long want) {
   }
 }
 
+char *th_conninfo_value(const char *conninfo, const char *key) {
+  PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+  char *v = NULL;
+  for (PQconninfoOption *o = opts; o && o->keyword; o++)
+    if (strcmp(o->keyword, key) == 0 && o->val)
+      v = strdup(o->val);
+  PQconninfoFree(opts);
+  if (v == NULL)
+    FAIL("%s has no %s", conninfo, key);
+  return v;
+}
+
 void th_cache_listen(es_store *s) {
   int dim = 0;
   es_metric metric;

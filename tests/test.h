@@ -198,6 +198,9 @@ void th_assert_text(const char *file, int line, const char *sql,
                     const char *want);
 #define ASSERT_SQL_STR(sql, want) th_assert_text(__FILE__, __LINE__, sql, want)
 
+/* The value of key in conninfo (malloc'd); fails the test when it has
+ * none. */
+char *th_conninfo_value(const char *conninfo, const char *key);
 /* Connects to conninfo; fails the test on error.  Freed with PQfinish. */
 PGconn *th_connect(const char *conninfo);
 /* Runs sql on pg; fails the test on error. */

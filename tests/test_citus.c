@@ -32,19 +32,6 @@ static void need_citus(void) {
             "source to run the Citus tests)");
 }
 
-/* The value of key in conninfo (malloc'd), or a failure. */
-static char *conninfo_value(const char *conninfo, const char *key) {
-  PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
-  char *v = NULL;
-  for (PQconninfoOption *o = opts; o && o->keyword; o++)
-    if (strcmp(o->keyword, key) == 0 && o->val)
-      v = strdup(o->val);
-  PQconninfoFree(opts);
-  if (v == NULL)
-    FAIL("%s has no %s", conninfo, key);
-  return v;
-}
-
 /* Starts the nodes and joins the workers to the coordinator. */
 static void citus_start(citus *c) {
   memset(c, 0, sizeof *c);
@@ -57,7 +44,7 @@ static void citus_start(citus *c) {
         es_cluster_start(c->node[i]) != ES_OK)
       FAIL("citus node %d: %s", i, es_cluster_errmsg(c->node[i]));
     const char *ci = es_cluster_conninfo(c->node[i]);
-    char *host = conninfo_value(ci, "host");
+    char *host = th_conninfo_value(ci, "host");
     snprintf(c->sock[i], sizeof c->sock[i], "%s", host);
     free(host);
     PGconn *pg = th_connect(ci);

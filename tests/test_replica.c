@@ -128,28 +128,21 @@ static void replica_make(es_cluster *cl, replica *r) {
   snprintf(r->sock, sizeof r->sock, "%s/sock", base);
   own_dir(r->sock);
   /* The primary's socket directory and user, from its conninfo. */
-  PQconninfoOption *opts = PQconninfoParse(r->primary, NULL);
-  const char *host = NULL, *user = NULL, *db = NULL;
-  for (PQconninfoOption *o = opts; o && o->keyword; o++) {
-    if (strcmp(o->keyword, "host") == 0)
-      host = o->val;
-    else if (strcmp(o->keyword, "user") == 0)
-      user = o->val;
-    else if (strcmp(o->keyword, "dbname") == 0)
-      db = o->val;
-  }
-  if (host == NULL || user == NULL || db == NULL)
-    FAIL("the primary's conninfo has no host or user: %s", r->primary);
+  char *host = th_conninfo_value(r->primary, "host");
+  char *user = th_conninfo_value(r->primary, "user");
+  char *db = th_conninfo_value(r->primary, "dbname");
   char prog[PATH_MAX + 32], log[PATH_MAX + 16];
   snprintf(prog, sizeof prog, "%s/pg_basebackup", r->bindir);
   snprintf(log, sizeof log, "%s/replica.log", base);
   char *argv[] = {prog, "-D", r->dir, "-R", "-X", "stream", "-c", "fast",
-                  "-h", (char *)host, "-p", "5432", "-U", (char *)user, NULL};
+                  "-h", host, "-p", "5432", "-U", user, NULL};
   run_pg(base, log, argv);
   snprintf(r->conninfo, sizeof r->conninfo,
            "host=%s port=5433 user=%s dbname=%s application_name=es_reader",
            r->sock, user, db);
-  PQconninfoFree(opts);
+  free(host);
+  free(user);
+  free(db);
   replica_ctl(r, "start");
 }
 
