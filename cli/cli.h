@@ -43,7 +43,12 @@ typedef struct cli_command {
 extern const cli_command cli_cmd_db, cli_cmd_init, cli_cmd_migrate,
     cli_cmd_ingest, cli_cmd_search, cli_cmd_delete, cli_cmd_stats,
     cli_cmd_cleanup, cli_cmd_metrics, cli_cmd_get, cli_cmd_list, cli_cmd_export,
-    cli_cmd_serve, cli_cmd_token, cli_cmd_mcp;
+    cli_cmd_serve, cli_cmd_token, cli_cmd_mcp, cli_cmd_distribute;
+
+/* es_distribute(s, shards), or NULL after saying why (cmd_distribute.c). */
+es_distribute_report *cli_distribute(cli *c, es_store *s, int shards);
+/* The report as text, as --json, or as a "distribute" member of into. */
+void cli_print_distribute(cli *c, const es_distribute_report *r, jw *into);
 
 /* Notes on stderr when a build's graph did not fit in its memory, or a
  * setting was refused. */

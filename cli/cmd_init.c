@@ -7,7 +7,7 @@
 static const char init_usage[] =
     "usage: embstore init --dim N [--metric cosine|l2|ip] [--index-memory MB]\n"
     "                     [--text-config CONFIG | --no-text-search]\n"
-    "                     [--chunk-index] [--json]\n"
+    "                     [--chunk-index] [--distribute [--shards N]] [--json]\n"
     "\n"
     "Creates the store in the database: the vector extension, the tables\n"
     "embeddings, chunks and performance_metrics, their indexes (HNSW on the\n"
@@ -29,12 +29,16 @@ static const char init_usage[] =
     "  --chunk-index  keep an HNSW index on the chunks' vectors and, with\n"
     "                 text search, a GIN index on their text, for search\n"
     "                 --chunks (on an existing store: built now)\n"
+    "  --distribute   then distribute the store over the Citus cluster whose\n"
+    "                 coordinator --db names (see `embstore distribute`)\n"
+    "  --shards N     with --distribute: the documents' shards (default 4)\n"
     CLI_INDEX_MEMORY_USAGE
     "\n"
     "--json prints {\"created\",\"adopted\",\"migrations_applied\",\n"
     "\"indexes_created\",\"dim\",\"metric\",\"orphaned_chunks\",\"fk_valid\",\n"
     "\"fk_validated\",\"index\":{...},\"text_config\",\"chunk_index\"} (index: as\n"
-    "ingest --json says; text_config null without text search).\n";
+    "ingest --json says; text_config null without text search), and with\n"
+    "--distribute \"distribute\":{...} as distribute --json says.\n";
 
 /* The members init --json and migrate --json share, after their own. */
 static void json_tail(jw *w, const es_init_report *r) {
@@ -51,7 +55,8 @@ static void json_tail(jw *w, const es_init_report *r) {
 }
 
 /* Prints what es_init() did. */
-static void print_init(cli *c, const es_init_report *r) {
+static void print_init(cli *c, const es_init_report *r,
+                       const es_distribute_report *d) {
   if (c->json) {
     jw w;
     jw_init(&w, stdout);
@@ -71,6 +76,8 @@ static void print_init(cli *c, const es_init_report *r) {
     jw_key(&w, "orphaned_chunks");
     jw_int(&w, r->orphaned_chunks);
     json_tail(&w, r);
+    if (d)
+      cli_print_distribute(c, d, &w);
     jw_obj_end(&w);
     jw_done(&w);
     return;
@@ -103,6 +110,8 @@ static void print_init(cli *c, const es_init_report *r) {
            (long long)r->index.vectors, r->index.seconds, r->index.memory_mb,
            r->index.workers_launched);
   cli_note_index(c, &r->index);
+  if (d)
+    cli_print_distribute(c, d, NULL);
 }
 
 static int run_init(cli *c, int argc, char **argv) {
@@ -113,9 +122,12 @@ static int run_init(cli *c, int argc, char **argv) {
       {"text-config", required_argument, NULL, 't'},
       {"no-text-search", no_argument, NULL, 'n'},
       {"chunk-index", no_argument, NULL, 'k'},
+      {"distribute", no_argument, NULL, 'D'},
+      {"shards", required_argument, NULL, 'S'},
       CLI_COMMON_LONGOPTS,
       {0, 0, 0, 0}};
-  long dim = 0;
+  long dim = 0, shards = 0;
+  bool distribute = false;
   es_metric metric = ES_METRIC_COSINE;
   es_init_options o;
   es_init_options_init(&o);
@@ -146,8 +158,15 @@ static int run_init(cli *c, int argc, char **argv) {
       break;
     case 'n': o.no_text_search = 1; break;
     case 'k': o.chunk_index = 1; break;
+    case 'D': distribute = true; break;
+    case 'S':
+      if (!cli_parse_int(optarg, 1, 1024, &shards))
+        return cli_usage(c, "--shards must be an integer 1..1024, not '%s'", optarg);
+      break;
     }
   }
+  if (shards && !distribute)
+    return cli_usage(c, "--shards goes with --distribute");
   if (optind != argc)
     return cli_usage(c, "unexpected argument '%s'", argv[optind]);
   if (dim == 0)
@@ -167,9 +186,16 @@ static int run_init(cli *c, int argc, char **argv) {
     es_close(s);
     return e;
   }
+  es_distribute_report *d = NULL;
+  if (distribute && (d = cli_distribute(c, s, (int)shards)) == NULL) {
+    es_close(s);
+    es_init_report_free(r); /* created, not distributed: said on stderr */
+    return EXIT_FAIL;
+  }
   es_close(s);
-  print_init(c, r);
+  print_init(c, r, d);
   es_init_report_free(r);
+  es_distribute_report_free(d);
   return EXIT_OK;
 }
 

@@ -10,6 +10,7 @@ static const cli_command *const commands[] = {
     &cli_cmd_ingest, &cli_cmd_search,  &cli_cmd_get,
     &cli_cmd_list,   &cli_cmd_export,  &cli_cmd_delete,
     &cli_cmd_stats,  &cli_cmd_cleanup, &cli_cmd_metrics,
+    &cli_cmd_distribute,
 #ifdef EMBSTORE_HAVE_SERVE
     &cli_cmd_serve,  &cli_cmd_token,   &cli_cmd_mcp,
 #endif

@@ -1233,6 +1233,33 @@ es_status es_check_counts(es_store *store, int repair, es_count_check **check);
  * no-op. */
 void es_count_check_free(es_count_check *check);
 
+/* ----------------------------------------------------------------------
+ * Citus: a store distributed over worker nodes (docs/SCALING.md)
+ * ---------------------------------------------------------------------- */
+/* What es_distribute() did.  Freed with es_distribute_report_free(). */
+typedef struct es_distribute_report {
+  int already;     /* 1 when the store was distributed before this call */
+  int shards;      /* the documents' shard count */
+  int workers;     /* active worker nodes */
+  size_t n_steps;  /* what this call did, in order, one line each */
+  char **steps;
+} es_distribute_report;
+
+/* Distributes the store over the Citus cluster whose coordinator the
+ * handle is connected to: documents by id into shards shards (0: 4, which
+ * measured best on a small cluster; 1 to 1024), chunks by document_id
+ * colocated with them, the counters colocated and exact, the small tables
+ * as reference tables.  Resumable: the tables move in one transaction, and
+ * a second call does only what is left (on a distributed store: installs
+ * the trigger functions again and reports already = 1).  ES_EINVAL on a
+ * plain PostgreSQL, on a Citus worker, or without worker nodes, saying
+ * which.  Other processes that opened the store before it was distributed
+ * must open it again. */
+es_status es_distribute(es_store *store, int shards, es_distribute_report **report);
+
+/* Frees a report of es_distribute().  NULL is a no-op. */
+void es_distribute_report_free(es_distribute_report *report);
+
 /* ------------------------------------------------------------------------
  * Orphan cleanup
  * ---------------------------------------------------------------------- */

@@ -208,6 +208,8 @@ struct es_store {
   bool chunk_index_seen;   /* the store keeps a chunk index (once set, for
                               good: nothing removes one) */
   struct es__embedder *embedder; /* the embedding provider, or NULL */
+  int distributed;         /* 0 not known yet, 1 plain PostgreSQL, 2 a
+                              Citus distributed store (under shape_mu) */
 };
 
 /* ---- embed.c: the embedding provider ------------------------------------ */
@@ -348,6 +350,11 @@ es_status es__read_meta(es_store *store, es__conn *conn, es__meta_state *state,
 /* Loads the store's dimension and metric (cached on the handle);
  * ES_ENOSTORE when the database holds no store. */
 es_status es__load_shape(es_store *store, es__conn *conn);
+/* Whether the store's tables are distributed by Citus (distribute.c), asked
+ * once per handle; false also when it cannot tell (the statements that
+ * follow then fail with the reason). */
+bool es__distributed(es_store *store, es__conn *conn);
+void es__set_distributed(es_store *store, bool distributed);
 
 /* ---- run.c: running an operation, retries, the clock --------------------- */
 

@@ -301,3 +301,35 @@ es_status es__load_shape(es_store *store, es__conn *conn) {
   pthread_mutex_unlock(&store->shape_mu);
   return ES_OK;
 }
+
+/* Asks once whether embeddings is a Citus table; the answer is kept: a
+ * store is distributed for good, and a process that saw it plain sees it
+ * distributed after its next open (docs/SCALING.md). */
+bool es__distributed(es_store *store, es__conn *conn) {
+  pthread_mutex_lock(&store->shape_mu);
+  int known = store->distributed;
+  pthread_mutex_unlock(&store->shape_mu);
+  if (known)
+    return known == 2;
+  PGresult *r = PQexec(conn->pg, "SELECT to_regclass('pg_dist_partition') IS NOT NULL");
+  bool citus = es__res_ok(r) && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+  bool ok = es__res_ok(r);
+  PQclear(r);
+  bool dist = false;
+  if (ok && citus) {
+    r = PQexec(conn->pg, "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE "
+                         "logicalrelid = to_regclass('embeddings'))");
+    ok = es__res_ok(r) && PQntuples(r) == 1;
+    dist = ok && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+  }
+  if (ok)
+    es__set_distributed(store, dist);
+  return dist;
+}
+
+void es__set_distributed(es_store *store, bool distributed) {
+  pthread_mutex_lock(&store->shape_mu);
+  store->distributed = distributed ? 2 : 1;
+  pthread_mutex_unlock(&store->shape_mu);
+}
