@@ -67,6 +67,7 @@ static es_status connect_session(es_batch *b) {
     if (rc == ES_OK && (rc = es__fk_lookup(b->s, b->conn, &fk)) == ES_OK &&
         (rc = chunk_model_lookup(b)) == ES_OK) {
       b->fk_valid = fk.exists && fk.valid;
+      b->distributed = es__distributed(b->s, b->conn);
       return ES_OK;
     }
     if (!es__last_err(b->s)->transient)
@@ -395,12 +396,12 @@ es_status es_batch_end(es_batch *b, es_batch_result **out) {
     es__replica_wrote(b->s);
   if (b->conn) {
     /* The session's temp tables die with the session: end it cleanly. */
-    if (b->temp_ready && PQstatus(b->conn->pg) == CONNECTION_OK)
+    if ((b->temp_ready || b->seen_ready) && PQstatus(b->conn->pg) == CONNECTION_OK)
       PQclear(PQexec(b->conn->pg, "DISCARD TEMP"));
     es__release(b->s, b->conn);
   }
   es__copy_free(&b->copy);
-  es__buf_free(&b->xids);
+  es__buf_free(&b->stamps);
   if (out && (*out = take_result(b)) == NULL && rc == ES_OK)
     rc = es__fail(b->s, ES_ENOMEM, "out of memory for the batch result");
   free_parts(&b->res);

@@ -77,7 +77,11 @@ struct es_batch {
   bool temp_ready;     /* temp tables exist on conn */
   bool fk_valid;       /* chunks' key is validated: no orphaned chunks */
   bool chunk_model;    /* chunks.model exists (migration 9) */
-  es__buf xids;        /* "{x1,x2,...}": transactions of our batches */
+  bool seen_ready;     /* es_seen exists on conn (and holds what it must) */
+  bool distributed;    /* the store is on Citus (distribute.c) */
+  es__buf stamps;      /* "{t1,t2,...}": now() of our committed batches, in
+                          microseconds since 1970, to rebuild es_seen on a
+                          new connection */
   bool decided_index;  /* the defer decision was made */
   bool index_deferred; /* this session builds the HNSW index at its end */
   char note[1100];     /* why the index was not deferred, or "" */

@@ -89,6 +89,7 @@ es_status es__batch_conn(es_batch *b) {
     b->conn = NULL;
   }
   b->temp_ready = false;
+  b->seen_ready = false;
   return es__acquire(b->s, &b->conn);
 }
 

@@ -77,25 +77,9 @@ static es_status copy_keys(es_batch *b, es__item *it, size_t n) {
   return es__copy_close(b->s, b->conn, c, NULL);
 }
 
-/* Locks the batch's stored documents (in id order, so that concurrent
- * batches do not deadlock) and compares their hashes.  A document whose
- * row was written by one of this session's earlier batches (its xmin is
- * one of our transactions) is a duplicate of an earlier input line. */
-static es_status lock_existing(es_batch *b, es__item *it, size_t n) {
-  const char *v[1] = {b->xids.len ? b->xids.data : "{}"};
-  PGresult *r = PQexecParams(
-      b->conn->pg,
-      "SELECT k.ord, e.content_hash IS NOT DISTINCT FROM k.content_hash, "
-      "k.chunks_hash IS NULL OR e.chunks_hash IS NOT DISTINCT FROM "
-      "k.chunks_hash, e.xmin = ANY ($1::xid[]), e.source_id "
-      "FROM es_stage_keys k JOIN embeddings e ON e.id = k.id "
-      "ORDER BY e.id FOR UPDATE OF e",
-      1, NULL, v, NULL, NULL, 0);
-  if (!es__res_ok(r)) {
-    es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot lock stored documents");
-    PQclear(r);
-    return rc;
-  }
+/* Takes the locked rows of r (ord, same content, same chunks, source)
+ * into the items. */
+static void take_locked(es__item *it, size_t n, PGresult *r) {
   for (int i = 0; i < PQntuples(r); i++) {
     long ord = strtol(PQgetvalue(r, i, 0), NULL, 10);
     if (ord < 0 || (size_t)ord >= n)
@@ -103,13 +87,91 @@ static es_status lock_existing(es_batch *b, es__item *it, size_t n) {
     es__item *x = &it[ord];
     bool same_content = PQgetvalue(r, i, 1)[0] == 't';
     bool same_chunks = PQgetvalue(r, i, 2)[0] == 't';
-    x->seen = PQgetvalue(r, i, 3)[0] == 't';
-    const char *was = PQgetisnull(r, i, 4) ? NULL : PQgetvalue(r, i, 4);
+    const char *was = PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3);
     if (was && (x->doc->source_id == NULL || strcmp(was, x->doc->source_id) != 0))
       x->old_source = strdup(was); /* moving out of a source changes it */
     x->rewrite_chunks = x->doc->has_chunks && !same_chunks;
     if (same_content && same_chunks)
       x->out = ES__OUT_UNCHANGED;
+  }
+}
+
+static es_status lock_failed(es_batch *b, PGresult *r) {
+  es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot lock stored documents");
+  PQclear(r);
+  return rc;
+}
+
+/* On Citus, a row lock cannot span shards: the staged keys are grouped by
+ * their shard (in shard order, and ids in order within each, so that
+ * concurrent batches take locks in one order), and each group is locked
+ * by a statement that Citus routes to that one shard. */
+static es_status lock_sharded(es_batch *b, es__item *it, size_t n) {
+  PGresult *g = PQexec(
+      b->conn->pg,
+      "SELECT array_agg(id ORDER BY id), array_agg(ord ORDER BY id), "
+      "array_agg(content_hash ORDER BY id), array_agg(chunks_hash ORDER BY id) "
+      "FROM es_stage_keys GROUP BY get_shard_id_for_distribution_column("
+      "'embeddings', id) ORDER BY get_shard_id_for_distribution_column("
+      "'embeddings', id)");
+  if (!es__res_ok(g))
+    return lock_failed(b, g);
+  for (int i = 0; i < PQntuples(g); i++) {
+    const char *v[4] = {PQgetvalue(g, i, 0), PQgetvalue(g, i, 1),
+                        PQgetvalue(g, i, 2), PQgetvalue(g, i, 3)};
+    PGresult *r = PQexecParams(
+        b->conn->pg,
+        "SELECT k.ord, e.content_hash IS NOT DISTINCT FROM k.content_hash, "
+        "k.chunks_hash IS NULL OR e.chunks_hash IS NOT DISTINCT FROM "
+        "k.chunks_hash, e.source_id "
+        "FROM embeddings e JOIN unnest($1::text[], $2::int[], $3::bytea[], "
+        "$4::bytea[]) AS k(id, ord, content_hash, chunks_hash) ON k.id = e.id "
+        "WHERE e.id = ANY ($1::text[]) ORDER BY e.id FOR UPDATE OF e",
+        4, NULL, v, NULL, NULL, 0);
+    if (!es__res_ok(r)) {
+      PQclear(g);
+      return lock_failed(b, r);
+    }
+    take_locked(it, n, r);
+    PQclear(r);
+  }
+  PQclear(g);
+  return ES_OK;
+}
+
+/* Locks the batch's stored documents (in id order, so that concurrent
+ * batches do not deadlock) and compares their hashes.  A document that
+ * one of this session's earlier batches wrote (es_seen) is a duplicate of
+ * an earlier input line. */
+static es_status lock_existing(es_batch *b, es__item *it, size_t n) {
+  if (b->distributed) {
+    es_status rc = lock_sharded(b, it, n);
+    if (rc != ES_OK)
+      return rc;
+  } else {
+    PGresult *r = PQexec(
+        b->conn->pg,
+        "SELECT k.ord, e.content_hash IS NOT DISTINCT FROM k.content_hash, "
+        "k.chunks_hash IS NULL OR e.chunks_hash IS NOT DISTINCT FROM "
+        "k.chunks_hash, e.source_id "
+        "FROM es_stage_keys k JOIN embeddings e ON e.id = k.id "
+        "ORDER BY e.id FOR UPDATE OF e");
+    if (!es__res_ok(r))
+      return lock_failed(b, r);
+    take_locked(it, n, r);
+    PQclear(r);
+  }
+  PGresult *r = PQexec(b->conn->pg, "SELECT k.ord FROM es_stage_keys k "
+                                    "JOIN es_seen s ON s.id = k.id");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot read es_seen");
+    PQclear(r);
+    return rc;
+  }
+  for (int i = 0; i < PQntuples(r); i++) {
+    long ord = strtol(PQgetvalue(r, i, 0), NULL, 10);
+    if (ord >= 0 && (size_t)ord < n)
+      it[ord].seen = true;
   }
   PQclear(r);
   return ES_OK;
@@ -222,7 +284,12 @@ static es_status write_direct(es_batch *b, es__item *it, size_t n, const char *i
     rc = copy_docs(b, it, n, false);
   if (rc == ES_OK)
     rc = copy_chunks(b, it, n, false, chunks);
-  if (rc != ES_OK && strcmp(es__last_err(b->s)->sqlstate, "23505") == 0)
+  /* Citus reports a COPY's unique violation on a shard as XX000: a
+   * concurrent first load of the same ids, as 23505 is on PostgreSQL.  The
+   * merge path, in a new transaction, reports anything else again. */
+  const char *st = es__last_err(b->s)->sqlstate;
+  if (rc != ES_OK && (strcmp(st, "23505") == 0 ||
+                      (b->distributed && strcmp(st, "XX000") == 0)))
     return ES_ECONFLICT;
   return rc;
 }
@@ -331,22 +398,19 @@ static es_status merge_chunks(es_batch *b, size_t *chunks) {
                       "cannot delete stale chunks");
   if (rc != ES_OK)
     return rc;
-  PGresult *r = PQexec(
-      b->conn->pg,
-      b->chunk_model
-          ? "INSERT INTO chunks AS c (id, document_id, chunk_index, text, "
-            "embedding, metadata, model) SELECT id, document_id, chunk_index, "
-            "text, embedding, metadata, model FROM es_stage_chunks ORDER BY id "
-            "ON CONFLICT (id) DO UPDATE SET chunk_index = EXCLUDED.chunk_index, "
-            "text = EXCLUDED.text, embedding = EXCLUDED.embedding, "
-            "metadata = EXCLUDED.metadata, model = EXCLUDED.model "
-            "WHERE c.document_id = EXCLUDED.document_id"
-          : "INSERT INTO chunks AS c (id, document_id, chunk_index, text, "
-            "embedding, metadata) SELECT id, document_id, chunk_index, text, "
-            "embedding, metadata FROM es_stage_chunks ORDER BY id "
-            "ON CONFLICT (id) DO UPDATE SET chunk_index = EXCLUDED.chunk_index, "
-            "text = EXCLUDED.text, embedding = EXCLUDED.embedding, "
-            "metadata = EXCLUDED.metadata WHERE c.document_id = EXCLUDED.document_id");
+  /* On Citus chunks' key is (document_id, id): the conflict names it. */
+  char sql[1024];
+  snprintf(sql, sizeof sql,
+           "INSERT INTO chunks AS c (id, document_id, chunk_index, text, "
+           "embedding, metadata%s) SELECT id, document_id, chunk_index, text, "
+           "embedding, metadata%s FROM es_stage_chunks ORDER BY id "
+           "ON CONFLICT (%s) DO UPDATE SET chunk_index = EXCLUDED.chunk_index, "
+           "text = EXCLUDED.text, embedding = EXCLUDED.embedding, "
+           "metadata = EXCLUDED.metadata%s WHERE c.document_id = EXCLUDED.document_id",
+           b->chunk_model ? ", model" : "", b->chunk_model ? ", model" : "",
+           b->distributed ? "document_id, id" : "id",
+           b->chunk_model ? ", model = EXCLUDED.model" : "");
+  PGresult *r = PQexec(b->conn->pg, sql);
   if (!es__res_ok(r)) {
     rc = es__fail_pg(b->s, b->conn->pg, r, "cannot write chunks");
   } else {
@@ -427,18 +491,62 @@ static es_status stage_keys(es_batch *b, es__item *it, size_t n) {
 
 /* ---- one batch, one transaction ------------------------------------------------ */
 
-/* Remembers this transaction's id, to recognise our own rows later. */
-static es_status note_xid(es_batch *b) {
-  PGresult *r = PQexec(b->conn->pg, "SELECT txid_current() % 4294967296");
+/* es_seen holds the ids this session wrote, to tell a duplicate input
+ * line from a document stored before.  It lives on the session's
+ * connection; on a new one (the old one lost) it is rebuilt from the rows
+ * whose updated_at is the now() of one of our committed batches.  Not the
+ * rows' xmin: on Citus a row's xmin is its worker's transaction, which the
+ * coordinator's txid_current() does not name. */
+static es_status ensure_seen(es_batch *b) {
+  if (b->seen_ready)
+    return ES_OK;
+  es_status rc = exec(b, "CREATE TEMP TABLE IF NOT EXISTS es_seen (id text PRIMARY KEY)",
+                      "cannot create es_seen");
+  if (rc == ES_OK && b->stamps.len > 0) {
+    const char *v[1] = {b->stamps.data};
+    PGresult *r = PQexecParams(
+        b->conn->pg,
+        "INSERT INTO es_seen SELECT id FROM embeddings WHERE "
+        "(extract(epoch FROM updated_at) * 1000000)::int8 = ANY ($1::int8[]) "
+        "ON CONFLICT DO NOTHING",
+        1, NULL, v, NULL, NULL, 0);
+    if (!es__res_ok(r))
+      rc = es__fail_pg(b->s, b->conn->pg, r, "cannot rebuild es_seen");
+    PQclear(r);
+  }
+  if (rc == ES_OK)
+    b->seen_ready = true;
+  return rc;
+}
+
+/* Adds what this batch wrote to es_seen (in its transaction), and notes
+ * the transaction's now(), which its rows carry in updated_at. */
+static es_status note_written(es_batch *b, bool direct, const char *ids) {
+  const char *v[1] = {ids};
+  PGresult *r = direct
+                    ? PQexecParams(b->conn->pg,
+                                   "INSERT INTO es_seen SELECT unnest($1::text[]) "
+                                   "ON CONFLICT DO NOTHING",
+                                   1, NULL, v, NULL, NULL, 0)
+                    : PQexec(b->conn->pg, "INSERT INTO es_seen SELECT id FROM "
+                                          "es_written ON CONFLICT DO NOTHING");
   if (!es__res_ok(r)) {
-    es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot read the transaction id");
+    es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot note written ids");
+    PQclear(r);
+    return rc;
+  }
+  PQclear(r);
+  r = PQexec(b->conn->pg, "SELECT (extract(epoch FROM now()) * 1000000)::int8");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot read the time");
     PQclear(r);
     return rc;
   }
   const char *x = PQgetvalue(r, 0, 0);
-  bool ok = b->xids.len == 0 ? es__buf_append(&b->xids, "{", 1)
-                             : (b->xids.len--, es__buf_append(&b->xids, ",", 1));
-  ok = ok && es__buf_append(&b->xids, x, strlen(x)) && es__buf_append(&b->xids, "}", 1);
+  bool ok = b->stamps.len == 0 ? es__buf_append(&b->stamps, "{", 1)
+                               : (b->stamps.len--, es__buf_append(&b->stamps, ",", 1));
+  ok = ok && es__buf_append(&b->stamps, x, strlen(x)) &&
+       es__buf_append(&b->stamps, "}", 1);
   PQclear(r);
   return ok ? ES_OK : es__fail(b->s, ES_ENOMEM, "out of memory");
 }
@@ -475,7 +583,9 @@ static es_status write_batch(es_batch *b, es__item *it, size_t n, bool *direct_o
   char *ids = es__batch_ids(it, n);
   if (ids == NULL)
     return es__fail(b->s, ES_ENOMEM, "out of memory");
-  es_status rc = es__begin(b->s, b->conn);
+  es_status rc = ensure_seen(b);
+  if (rc == ES_OK)
+    rc = es__begin(b->s, b->conn);
   if (rc == ES_OK)
     rc = try_direct(b, it, n, ids, &chunks, &direct);
   if (rc == ES_OK && !direct)
@@ -483,7 +593,7 @@ static es_status write_batch(es_batch *b, es__item *it, size_t n, bool *direct_o
   if (rc == ES_OK && !direct)
     rc = write_merge(b, it, n, &chunks);
   if (rc == ES_OK)
-    rc = note_xid(b);
+    rc = note_written(b, direct, ids);
   if (rc == ES_OK)
     rc = es__commit(b->s, b->conn);
   free(ids);
@@ -491,7 +601,7 @@ static es_status write_batch(es_batch *b, es__item *it, size_t n, bool *direct_o
     es__rollback(b->conn);
     reset_pending(it, n);
     b->temp_ready = had_temp; /* a rolled back CREATE TEMP TABLE is gone */
-    return rc; /* a noted xid that did not commit matches no row: harmless */
+    return rc; /* a noted time that did not commit matches no row of ours */
   }
   b->res.chunks_written += chunks;
   b->res.batches++;

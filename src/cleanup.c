@@ -115,6 +115,24 @@ static const char orphan_docs_batch[] =
     "SELECT (SELECT max(id) FROM pick), (SELECT count(*) FROM gone), "
     "(SELECT count(*) FROM kids)";
 
+/* The same on Citus, which refuses FOR UPDATE across shards and runs each
+ * CTE as a statement of its own, in the order they depend on each other:
+ * the picked documents are locked by an UPDATE that changes nothing (and
+ * checked again, as FOR UPDATE would), their chunks deleted and counted,
+ * then the documents (gone reads kids, so that kids runs first: after
+ * gone the cascade would have taken the chunks uncounted). */
+static const char orphan_docs_batch_dist[] =
+    "WITH pick AS (SELECT e.id FROM embeddings e WHERE e.id > $1 AND "
+    "e.embedding IS NULL AND e.created_at < $3::timestamptz ORDER BY e.id "
+    "LIMIT $2::int), locked AS (UPDATE embeddings e SET source_id = e.source_id "
+    "FROM pick WHERE e.id = pick.id AND e.embedding IS NULL AND "
+    "e.created_at < $3::timestamptz RETURNING e.id), kids AS (DELETE FROM "
+    "chunks c USING locked WHERE c.document_id = locked.id RETURNING c.id), "
+    "gone AS (DELETE FROM embeddings e USING locked WHERE e.id = locked.id "
+    "AND (SELECT count(*) FROM kids) >= 0 RETURNING e.id) "
+    "SELECT (SELECT max(id) FROM pick), (SELECT count(*) FROM gone), "
+    "(SELECT count(*) FROM kids)";
+
 /* Finds the orphans once, so that the totals describe what was there. */
 static es_status find(es_store *s, es__conn *c, cleanup_ctx *x,
                       const es__fk_state *fk) {
@@ -262,8 +280,9 @@ static es_status cleanup_op(es_store *s, es__conn *c, void *arg) {
       (rc = drain(s, c, x, orphan_chunks_batch, NULL, &x->chunks_gone, NULL)) != ES_OK)
     return rc;
   if (r->orphaned_embeddings > 0 &&
-      (rc = drain(s, c, x, orphan_docs_batch, x->cutoff, &x->docs_gone,
-                  &x->kids)) != ES_OK)
+      (rc = drain(s, c, x,
+                  es__distributed(s, c) ? orphan_docs_batch_dist : orphan_docs_batch,
+                  x->cutoff, &x->docs_gone, &x->kids)) != ES_OK)
     return rc;
   r->cleaned = x->chunks_gone + x->docs_gone + x->kids;
   if (x->chunks_gone > 0)

@@ -57,6 +57,19 @@ static es_status run3(es_store *s, es__conn *c, const char *sql,
   "($1::text IS NULL OR e.source_id = $1) AND ($4::jsonb IS NULL OR "   \
   "e.metadata @> $4::jsonb) AND " IN_SCOPE("2", "3")
 
+/* The documents chosen by WHERE, locked, into es_doomed: in id order with
+ * FOR UPDATE, or on Citus, which refuses FOR UPDATE across shards, by an
+ * UPDATE that changes nothing (every trigger sees no change) but takes
+ * the same row locks on each shard. */
+#define LOCK_PLAIN(WHERE, COLS, INTO)                                   \
+  "WITH locked AS (SELECT " COLS " FROM embeddings e WHERE " WHERE       \
+  " ORDER BY e.id FOR UPDATE) INSERT INTO es_doomed SELECT " INTO       \
+  " FROM locked"
+#define LOCK_DIST(WHERE, COLS, INTO)                                    \
+  "WITH locked AS (UPDATE embeddings e SET source_id = e.source_id "    \
+  "WHERE " WHERE " RETURNING " COLS ") INSERT INTO es_doomed SELECT "   \
+  INTO " FROM locked"
+
 static es_status delete_op(es_store *s, es__conn *c, void *arg) {
   delete_ctx *d = arg;
   int64_t docs = 0, chunks = 0;
@@ -73,11 +86,9 @@ static es_status delete_op(es_store *s, es__conn *c, void *arg) {
   if (rc != ES_OK)
     goto done;
   rc = run3(s, c,
-            d->o->dry_run
-                ? "SELECT count(*) FROM embeddings e WHERE " OF_SOURCE
-                : "WITH locked AS (SELECT e.id FROM embeddings e WHERE " OF_SOURCE
-                  " ORDER BY e.id FOR UPDATE) INSERT INTO es_doomed "
-                  "SELECT id FROM locked",
+            d->o->dry_run ? "SELECT count(*) FROM embeddings e WHERE " OF_SOURCE
+            : es__distributed(s, c) ? LOCK_DIST(OF_SOURCE, "e.id", "id")
+                                    : LOCK_PLAIN(OF_SOURCE, "e.id", "id"),
             d, "cannot find the documents to delete", &docs);
   if (rc == ES_OK && d->o->dry_run)
     rc = run3(s, c,
@@ -354,10 +365,13 @@ static es_status ids_delete(es_store *s, es__conn *c, ids_ctx *d) {
                   "source_id text) ON COMMIT DROP",
                   "cannot create a temporary table");
   if (rc == ES_OK)
-    rc = count(s, c, "WITH locked AS (SELECT e.id, e.source_id FROM embeddings "
-               "e WHERE e.id = ANY ($1::text[]) AND " IN_SCOPE("2", "3")
-               " ORDER BY e.id FOR UPDATE) INSERT INTO es_doomed SELECT id, "
-               "source_id FROM locked", 3, d, "cannot find the documents", &docs);
+    rc = count(s, c,
+               es__distributed(s, c)
+                   ? LOCK_DIST("e.id = ANY ($1::text[]) AND " IN_SCOPE("2", "3"),
+                               "e.id, e.source_id", "id, source_id")
+                   : LOCK_PLAIN("e.id = ANY ($1::text[]) AND " IN_SCOPE("2", "3"),
+                                "e.id, e.source_id", "id, source_id"),
+               3, d, "cannot find the documents", &docs);
   if (rc == ES_OK)
     rc = take_column(s, query(s, c, MISSING("SELECT 1 FROM es_doomed x WHERE "
                                             "x.id = u.id"),

@@ -266,6 +266,7 @@ typedef enum es__stmt_id {
   ES__Q_UPSERT_DOC,
   ES__Q_DOC_HASH,
   ES__Q_CHUNK_UPSERT,
+  ES__Q_CHUNK_UPSERT_DIST, /* on Citus: chunks' key is (document_id, id) */
   ES__Q_CHUNKS_PRUNE,
   ES__Q_CHUNK_OWNER,
   ES__Q_METRICS_INSERT,

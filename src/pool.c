@@ -105,6 +105,7 @@ static es_status build_params(es_store *store, es__pool *pool,
   snprintf(options, sizeof options,
            "-c statement_timeout=%d -c lock_timeout=%d "
            "-c hnsw.iterative_scan=relaxed_order -c embstore.writer=on "
+           "-c citus.propagate_set_commands=local "
            "-c client_min_messages=error " ES__PINNED_OPTIONS,
            opts->statement_timeout_ms, opts->statement_timeout_ms);
   snprintf(timeout, sizeof timeout, "%d",

@@ -71,6 +71,14 @@ static const stmt statements[ES__Q__COUNT] = {
          "text = EXCLUDED.text, embedding = EXCLUDED.embedding, "
          "metadata = EXCLUDED.metadata "
          "WHERE c.document_id = EXCLUDED.document_id"},
+    [ES__Q_CHUNK_UPSERT_DIST] =
+        {"es_chunk_upsert_dist",
+         "INSERT INTO chunks AS c (id, document_id, chunk_index, text, "
+         "embedding, metadata) "
+         "VALUES ($1, $2, $3, $4, $5::vector, $6::jsonb) "
+         "ON CONFLICT (document_id, id) DO UPDATE SET chunk_index = "
+         "EXCLUDED.chunk_index, text = EXCLUDED.text, embedding = "
+         "EXCLUDED.embedding, metadata = EXCLUDED.metadata"},
 };
 
 /* Executes a prepared statement, preparing it first on this connection. */
@@ -163,7 +171,14 @@ es_status es__exec_count(es_store *store, es__conn *conn, const char *sql,
 
 /* Starts a transaction. */
 es_status es__begin(es_store *store, es__conn *conn) {
-  return es__exec(store, conn, "BEGIN", "cannot begin a transaction");
+  /* On Citus the triggers run on the workers, which see the session's
+   * embstore.writer only as a SET LOCAL that Citus passes on
+   * (citus.propagate_set_commands = local, set for every connection). */
+  pthread_mutex_lock(&store->shape_mu);
+  bool dist = store->distributed == 2;
+  pthread_mutex_unlock(&store->shape_mu);
+  return es__exec(store, conn, dist ? "BEGIN; SET LOCAL embstore.writer = on" : "BEGIN",
+                  "cannot begin a transaction");
 }
 
 /* Commits the transaction. */

@@ -94,7 +94,9 @@ static es_status write_chunks(es_store *s, es__conn *c, const es_doc *doc,
                         ch->metadata_json ? ch->metadata_json : "{}"};
     int len[6] = {0, 0, 0, 0, (int)vlen, 0};
     int fmt[6] = {0, 0, 0, 0, 1, 0};
-    r = es__exec_stmt(c, ES__Q_CHUNK_UPSERT, 6, v, len, fmt, 0);
+    r = es__exec_stmt(c, es__distributed(s, c) ? ES__Q_CHUNK_UPSERT_DIST
+                                               : ES__Q_CHUNK_UPSERT,
+                      6, v, len, fmt, 0);
     if (!es__res_ok(r))
       rc = es__fail_pg(s, c->pg, r, "cannot write a chunk");
     else if (strcmp(PQcmdTuples(r), "1") != 0)
