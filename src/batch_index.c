@@ -229,9 +229,18 @@ void es__batch_analyze(es_batch *b) {
   if (written == 0 || es__batch_conn(b) != ES_OK)
     return;
   tell_analysing(b, 0);
-  PGresult *r = PQexec(b->conn->pg,
-                       "SELECT relname, reltuples FROM pg_class WHERE oid IN "
-                       "(to_regclass('embeddings'), to_regclass('chunks'))");
+  /* On Citus the shards hold the statistics (the coordinator's tables
+   * are empty shells, never analysed): -1 when one of them has none. */
+  PGresult *r = PQexec(
+      b->conn->pg,
+      b->distributed
+          ? "SELECT t.rel, CASE WHEN min(x.result::float8) < 0 THEN -1 ELSE "
+            "sum(x.result::float8) END FROM unnest(ARRAY['embeddings', "
+            "'chunks']) t(rel), LATERAL run_command_on_shards(t.rel, "
+            "$$SELECT reltuples FROM pg_class WHERE oid = '%s'::regclass$$) x "
+            "WHERE x.success GROUP BY 1"
+          : "SELECT relname, reltuples FROM pg_class WHERE oid IN "
+            "(to_regclass('embeddings'), to_regclass('chunks'))");
   if (!es__res_ok(r)) {
     PQclear(r);
     return;

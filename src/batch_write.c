@@ -554,6 +554,41 @@ static es_status note_written(es_batch *b, bool direct, const char *ids) {
 /* Tries the first-load path: when none of ids is stored, COPYs straight
  * into the tables (*direct set).  A concurrent writer that inserted one
  * of them first sends the batch to the merge path in a new transaction. */
+/* On Citus the chunks' key is (document_id, id): a chunk id that another
+ * document owns does not stop a COPY as on PostgreSQL, so a batch whose
+ * chunk ids are stored already takes the merge path, which refuses them.
+ * 1 when some are, 0 when none, -1 on failure. */
+static int chunk_ids_stored(es_batch *b, es__item *it, size_t n) {
+  es__buf ids = {0};
+  bool ok = es__buf_append(&ids, "{", 1), first = true;
+  for (size_t i = 0; ok && i < n; i++)
+    for (size_t j = 0; ok && it[i].doc->has_chunks && j < it[i].doc->n_chunks; j++) {
+      ok = es__array_elem(&ids, it[i].doc->chunks[j].id, first);
+      first = false;
+    }
+  if (!ok || !es__buf_append(&ids, "}", 1)) {
+    es__buf_free(&ids);
+    es__fail(b->s, ES_ENOMEM, "out of memory");
+    return -1;
+  }
+  if (first) {
+    es__buf_free(&ids);
+    return 0;
+  }
+  const char *v[1] = {ids.data};
+  PGresult *r = PQexecParams(b->conn->pg,
+                             "SELECT EXISTS (SELECT 1 FROM chunks WHERE id = ANY ($1::text[]))",
+                             1, NULL, v, NULL, NULL, 0);
+  es__buf_free(&ids);
+  int found = -1;
+  if (!es__res_ok(r))
+    es__fail_pg(b->s, b->conn->pg, r, "cannot probe stored chunks");
+  else
+    found = PQgetvalue(r, 0, 0)[0] == 't';
+  PQclear(r);
+  return found;
+}
+
 static es_status try_direct(es_batch *b, es__item *it, size_t n, const char *ids,
                             size_t *chunks, bool *direct) {
   long long stored = es__batch_count_stored(b, ids);
@@ -561,6 +596,11 @@ static es_status try_direct(es_batch *b, es__item *it, size_t n, const char *ids
     return es__last_err(b->s)->code;
   if (stored > 0)
     return ES_OK;
+  if (b->distributed) {
+    int owned = chunk_ids_stored(b, it, n);
+    if (owned != 0)
+      return owned < 0 ? es__last_err(b->s)->code : ES_OK;
+  }
   es_status rc = write_direct(b, it, n, ids, chunks);
   if (rc == ES_OK) {
     *direct = true;

@@ -156,15 +156,36 @@ static es_status counts(es_store *s, es__conn *c, es_stats *st) {
 }
 
 /* Sizes and dead tuples of the store's tables; health facts about them. */
+static const char storage_sql[] =
+    "SELECT t.relname, pg_total_relation_size(t.relid), t.n_live_tup, "
+    "t.n_dead_tup, t.last_analyze IS NULL AND t.last_autoanalyze IS NULL "
+    "FROM pg_stat_user_tables t WHERE t.relid IN (to_regclass('embeddings'), "
+    "to_regclass('chunks'), to_regclass('performance_metrics'), "
+    "to_regclass('embstore_counts')) ORDER BY 1";
+
+/* On Citus the coordinator's tables are empty shells: sizes come from
+ * citus_total_relation_size, tuples and analysis from every shard's own
+ * statistics (a shard never analysed, holding rows, makes its table so);
+ * performance_metrics is the coordinator's own. */
+static const char storage_dist_sql[] =
+    "SELECT t.rel, citus_total_relation_size(t.rel::regclass), "
+    "sum(split_part(x.result, ',', 1)::float8), "
+    "sum(split_part(x.result, ',', 2)::float8), "
+    "bool_or(split_part(x.result, ',', 3) = 't' AND "
+    "split_part(x.result, ',', 1)::float8 > 0) "
+    "FROM unnest(ARRAY['chunks', 'embeddings', 'embstore_counts']) t(rel), "
+    "LATERAL run_command_on_shards(t.rel, $$SELECT concat_ws(',', n_live_tup, "
+    "n_dead_tup, last_analyze IS NULL AND last_autoanalyze IS NULL) FROM "
+    "pg_stat_user_tables WHERE relid = '%s'::regclass$$) x "
+    "WHERE x.success GROUP BY 1 "
+    "UNION ALL SELECT t.relname::text, pg_total_relation_size(t.relid), "
+    "t.n_live_tup, t.n_dead_tup, t.last_analyze IS NULL AND "
+    "t.last_autoanalyze IS NULL FROM pg_stat_user_tables t "
+    "WHERE t.relid = to_regclass('performance_metrics') ORDER BY 1";
+
 static es_status storage(es_store *s, es__conn *c, es_stats *st,
                          double *bytes, double *dead_bytes, double live_rows[2]) {
-  PGresult *r = PQexec(
-      c->pg,
-      "SELECT t.relname, pg_total_relation_size(t.relid), t.n_live_tup, "
-      "t.n_dead_tup, t.last_analyze IS NULL AND t.last_autoanalyze IS NULL "
-      "FROM pg_stat_user_tables t WHERE t.relid IN (to_regclass('embeddings'), "
-      "to_regclass('chunks'), to_regclass('performance_metrics'), "
-      "to_regclass('embstore_counts')) ORDER BY 1");
+  PGresult *r = PQexec(c->pg, es__distributed(s, c) ? storage_dist_sql : storage_sql);
   if (!es__res_ok(r)) {
     es_status rc = es__fail_pg(s, c->pg, r, "cannot read table statistics");
     PQclear(r);

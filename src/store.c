@@ -53,10 +53,12 @@ static inline es_status check_options(es_store *s, const es_options *o) {
 }
 
 /* Connects once so that a bad address fails at open, not later. */
+/* Connects once, and learns whether the store is distributed (Citus):
+ * its search cache would not hear other processes' writes, whose
+ * notifications are sent on the workers. */
 static es_status ping(es_store *s, es__conn *conn, void *ctx) {
-  (void)s;
-  (void)conn;
   (void)ctx;
+  (void)es__distributed(s, conn);
   return ES_OK;
 }
 
@@ -100,8 +102,9 @@ es_status es_open_opts(const es_options *options, es_store **out) {
       ((rc = es__replica_new(s, options->read_conninfo, &s->replica)) != ES_OK ||
        (rc = es__replica_start(s)) != ES_OK))
     return rc;
-  s->cache = es__cache_new(s->opts.cache_bytes, s->opts.cache_ttl_ms);
-  if (s->opts.cache_bytes > 0 && s->cache == NULL)
+  if (s->distributed != 2)
+    s->cache = es__cache_new(s->opts.cache_bytes, s->opts.cache_ttl_ms);
+  if (s->opts.cache_bytes > 0 && s->cache == NULL && s->distributed != 2)
     return es__fail(s, ES_ENOMEM, "out of memory for the search cache");
   if (s->cache && (s->listener = es__listener_new(s, s->cache)) == NULL)
     return es__fail(s, ES_ENOMEM, "out of memory for the search cache");

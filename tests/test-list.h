@@ -176,7 +176,7 @@
   X(cli_reads_from_the_replica_named_by_read_db_or_embstore_read_db, DB)    \
   X(a_shared_handle_with_a_listener_and_a_replica_is_race_free, DB)         \
   /* Citus: a coordinator and two workers (skipped without citus) */       \
-  X(a_store_on_a_citus_coordinator_answers_as_on_postgresql, DB)            \
+  X(every_command_on_a_distributed_store_answers_as_on_postgresql, DB)      \
   /* integrity: accounting, indexes after a killed load, counters, hashes */ \
   X(ingest_lands_every_line_when_the_hnsw_index_cannot_be_dropped, DB)     \
   X(batch_lands_its_first_batch_when_the_session_lost_its_connection, DB)  \

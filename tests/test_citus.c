@@ -5,13 +5,15 @@
  * citus extension is not installed (Debian 12 does not package it). */
 #define _GNU_SOURCE
 #include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "test.h"
 
-#define DIM 4
+#define DIM 8
 #define NODES 3 /* the coordinator, then the workers */
 
 typedef struct citus {
@@ -78,65 +80,322 @@ static void citus_stop(citus *c) {
   }
 }
 
-static void put_docs(es_store *s, int n) {
-  es_doc d[64];
-  char ids[64][16];
-  float v[64][DIM];
-  for (int i = 0; i < n && i < 64; i++) {
-    snprintf(ids[i], sizeof ids[i], "d%02d", i);
-    v[i][0] = 1;
-    v[i][1] = (float)i / 10;
-    v[i][2] = (float)(i % 3);
-    v[i][3] = 0;
-    d[i] = (es_doc){.id = ids[i], .embedding = v[i], .dim = DIM,
-                    .source_id = i % 2 ? "odd" : "even", .text = "citus"};
+/* ---- one scenario, told as a transcript ------------------------------ */
+
+typedef struct tr {
+  char *buf;
+  size_t len, cap;
+} tr;
+
+static void say(tr *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(tr *t, const char *fmt, ...) {
+  char line[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    FAIL("vsnprintf");
+  if (t->len + (size_t)n + 2 > t->cap) {
+    t->cap = (t->len + (size_t)n + 2) * 2;
+    t->buf = realloc(t->buf, t->cap);
+    if (t->buf == NULL)
+      FAIL("out of memory");
   }
-  es_batch_result_free(th_batch_upsert(s, d, (size_t)n, 16, ES_OK));
+  memcpy(t->buf + t->len, line, (size_t)n);
+  t->len += (size_t)n;
+  t->buf[t->len++] = '\n';
+  t->buf[t->len] = '\0';
 }
 
-/* The ids of the 5 nearest to q, comma-separated (malloc'd). */
-static char *top5(es_store *s, const float *q) {
+#define NDOCS 240
+
+/* The corpus of round r: documents in 6 sources and 3 workspaces, two
+ * chunks each; round 1 changes every tenth document's text and vector and
+ * moves every 15th to another source. */
+typedef struct corpus {
+  es_doc d[NDOCS];
+  es_chunk ch[NDOCS][2];
+  char id[NDOCS][16], cid[NDOCS][2][20], src[NDOCS][8], meta[NDOCS][64],
+      text[NDOCS][48];
+  float v[NDOCS][DIM], cv[NDOCS][2][DIM];
+} corpus;
+
+static float noise(unsigned *x) {
+  *x = *x * 1103515245u + 12345u;
+  return (float)((*x >> 8) & 0xffff) / 65536.0f - 0.5f;
+}
+
+static void make_corpus(corpus *c, int round) {
+  unsigned seed = 7;
+  for (int i = 0; i < NDOCS; i++) {
+    bool changed = round > 0 && i % 10 == 3;
+    snprintf(c->id[i], sizeof c->id[i], "doc%03d", i);
+    snprintf(c->src[i], sizeof c->src[i], "s%d",
+             (i + (round > 0 && i % 15 == 0 ? 1 : 0)) % 6);
+    snprintf(c->meta[i], sizeof c->meta[i],
+             "{\"workspace\": \"w%d\", \"n\": %d, \"kind\": \"%s\"}", i % 3,
+             i, i % 4 ? "note" : "memo");
+    snprintf(c->text[i], sizeof c->text[i], "%s about %s number %d",
+             i % 2 ? "apples" : "pears", i % 5 ? "orchards" : "markets", i);
+    for (int k = 0; k < DIM; k++)
+      c->v[i][k] = noise(&seed) + (changed ? 0.3f : 0);
+    for (int j = 0; j < 2; j++) {
+      snprintf(c->cid[i][j], sizeof c->cid[i][j], "doc%03d#%d", i, j);
+      for (int k = 0; k < DIM; k++)
+        c->cv[i][j][k] = noise(&seed);
+      c->ch[i][j] = (es_chunk){.id = c->cid[i][j], .text = changed ? "changed" : "chunk",
+                               .embedding = c->cv[i][j], .dim = DIM};
+    }
+    c->d[i] = (es_doc){.id = c->id[i], .text = c->text[i], .embedding = c->v[i],
+                       .dim = DIM, .metadata_json = c->meta[i],
+                       .source_id = c->src[i], .has_chunks = 1,
+                       .chunks = c->ch[i], .n_chunks = 2};
+  }
+}
+
+static void say_batch(tr *t, const char *what, es_status rc, const es_batch_result *r) {
+  say(t, "%s: %s inserted %zu updated %zu unchanged %zu failed %zu duplicates %zu "
+      "chunks %zu", what, es_status_name(rc), r->inserted, r->updated,
+      r->unchanged, r->failed, r->duplicates, r->chunks_written);
+}
+
+static void say_search(tr *t, es_store *s, const char *what, es_search_params *p) {
+  es_results *r = NULL;
+  es_status rc = es_search(s, p, &r);
+  char line[1800] = "";
+  for (size_t i = 0; r && i < r->n; i++)
+    snprintf(line + strlen(line), sizeof line - strlen(line), " %s", r->hits[i].id);
+  say(t, "search %s: %s%s", what, es_status_name(rc), line);
+  es_results_free(r);
+}
+
+static void say_stats(tr *t, es_store *s, const char *workspace) {
+  es_stats *st = NULL;
+  ASSERT_OK(s, es_stats_get(s, workspace, &st));
+  say(t, "stats %s: documents %lld chunks %lld without_vector %lld orphaned %lld "
+      "sources %zu", workspace ? workspace : "-", (long long)st->documents,
+      (long long)st->chunks, (long long)st->without_vector,
+      (long long)st->orphaned_chunks, st->sources_total);
+  for (size_t i = 0; i < st->sources_total; i++)
+    say(t, "  source %s: %lld %lld", st->sources[i].source_id ? st->sources[i].source_id : "-",
+        (long long)st->sources[i].documents, (long long)st->sources[i].chunks);
+  es_stats_free(st);
+  es_count_check *cc = NULL;
+  ASSERT_OK(s, es_check_counts(s, 0, &cc));
+  say(t, "counts check: drift %zu orphaned %lld/%lld", cc->n_drift,
+      (long long)cc->orphaned_chunks, (long long)cc->orphaned_counted);
+  es_count_check_free(cc);
+}
+
+static void say_delete(tr *t, const char *what, es_status rc, es_delete_result *r) {
+  say(t, "delete %s: %s deleted %lld chunks %lld not_found %lld", what,
+      es_status_name(rc), r ? (long long)r->deleted : -1,
+      r ? (long long)r->chunks_removed : -1, r ? (long long)r->not_found : -1);
+  es_delete_result_free(r);
+}
+
+/* Runs every command over s and tells what each answered. */
+static char *scenario(es_store *s, const char *conninfo) {
+  tr t = {0};
+  corpus *c = calloc(1, sizeof *c);
+  es_batch_options bo;
+  es_batch_options_init(&bo);
+  bo.batch_size = 50;
+  es_batch_result *r = NULL;
+
+  make_corpus(c, 0);
+  es_status rc = es_batch_upsert(s, c->d, NDOCS, &bo, &r);
+  say_batch(&t, "first load", rc, r);
+  es_batch_result_free(r);
+  rc = es_batch_upsert(s, c->d, NDOCS, &bo, &r);
+  say_batch(&t, "re-ingest unchanged", rc, r);
+  es_batch_result_free(r);
+  make_corpus(c, 1);
+  rc = es_batch_upsert(s, c->d, NDOCS, &bo, &r);
+  say_batch(&t, "re-ingest changed", rc, r);
+  es_batch_result_free(r);
+
+  /* A session whose input repeats documents, across its batches; one of
+   * them claims a chunk id of another document. */
+  es_doc dup[60];
+  for (int i = 0; i < 60; i++) {
+    dup[i] = c->d[(i * 7) % 30];
+    if (i % 4 == 0) {
+      dup[i].text = "rewritten in the session";
+    }
+  }
+  es_chunk stolen = {.id = "doc005#0", .text = "mine", .embedding = c->cv[6][0], .dim = DIM};
+  dup[59].id = "doc-thief";
+  dup[59].chunks = &stolen;
+  dup[59].n_chunks = 1;
+  es_batch *b = NULL;
+  ASSERT_OK(s, es_batch_begin(s, &bo, &b));
+  rc = es_batch_add(b, dup, 30, NULL);
+  es_status rc2 = es_batch_add(b, dup + 30, 30, NULL);
+  ASSERT_INT_EQ(es_batch_end(b, &r), ES_OK);
+  say(&t, "session adds: %s %s", es_status_name(rc), es_status_name(rc2));
+  say_batch(&t, "session", ES_OK, r);
+  for (size_t i = 0; i < r->n_failures; i++)
+    say(&t, "  failure %s: %s", r->failures[i].id, r->failures[i].error);
+  es_batch_result_free(r);
+
+  /* A chunk id owned by a stored document (on Citus: on another shard). */
+  es_chunk stolen2 = {.id = "doc007#1", .text = "mine", .embedding = c->cv[6][0], .dim = DIM};
+  es_doc thief = c->d[20];
+  thief.id = "doc-thief2";
+  thief.chunks = &stolen2;
+  thief.n_chunks = 1;
+  rc = es_batch_upsert(s, &thief, 1, &bo, &r);
+  say_batch(&t, "thief", rc, r);
+  for (size_t i = 0; i < r->n_failures; i++)
+    say(&t, "  failure %s: %s", r->failures[i].id, r->failures[i].error);
+  es_batch_result_free(r);
+
+  /* One document at a time. */
+  ASSERT_OK(s, es_upsert(s, &c->d[11], NULL));
+  es_doc one = c->d[12];
+  one.text = "upserted alone";
+  ASSERT_OK(s, es_upsert(s, &one, NULL));
+
   es_search_params p;
+  float q[DIM] = {0.1f, -0.2f, 0.3f, 0.05f, -0.1f, 0.2f, 0, 0.1f};
   es_search_params_init(&p);
   p.vector = q;
   p.dim = DIM;
-  p.k = 5;
+  p.k = 10;
   p.exact = 1;
-  es_results *r = NULL;
-  ASSERT_OK(s, es_search(s, &p, &r));
-  char buf[256] = "";
-  for (size_t i = 0; i < r->n; i++)
-    snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", i ? "," : "",
-             r->hits[i].id);
-  es_results_free(r);
-  return strdup(buf);
+  say_search(&t, s, "exact", &p);
+  p.exact = 0;
+  say_search(&t, s, "index", &p);
+  p.workspace = "w1";
+  say_search(&t, s, "workspace", &p);
+  p.workspace = NULL;
+  p.source_id = "s2";
+  say_search(&t, s, "source", &p);
+  p.source_id = NULL;
+  p.filter_json = "{\"kind\": \"memo\"}";
+  say_search(&t, s, "filter", &p);
+  p.filter_json = NULL;
+  p.like_id = "doc042";
+  p.vector = NULL;
+  p.dim = 0;
+  say_search(&t, s, "like", &p);
+  p.like_id = NULL;
+  p.text = "apples markets";
+  p.mode = ES_SEARCH_TEXT;
+  say_search(&t, s, "text", &p);
+  p.vector = q;
+  p.dim = DIM;
+  p.mode = ES_SEARCH_HYBRID;
+  say_search(&t, s, "hybrid", &p);
+
+  es_document *d = NULL;
+  ASSERT_OK(s, es_get_document(s, "doc012", NULL, &d));
+  say(&t, "get: %s %s %s chunks %zu", d->id, d->text, d->source_id, d->n_chunks);
+  es_document_free(d);
+  es_list_params lp;
+  es_list_params_init(&lp);
+  lp.limit = 7;
+  lp.source_id = "s3";
+  lp.after = "doc100";
+  es_document_list *l = NULL;
+  ASSERT_OK(s, es_list_documents(s, &lp, &l));
+  char line[512] = "";
+  for (size_t i = 0; i < l->n; i++)
+    snprintf(line + strlen(line), sizeof line - strlen(line), " %s", l->documents[i].id);
+  say(&t, "list:%s next %s", line, l->next_after ? l->next_after : "-");
+  es_document_list_free(l);
+  say_stats(&t, s, NULL);
+  say_stats(&t, s, "w2");
+
+  es_delete_options o;
+  es_delete_options_init(&o);
+  es_delete_result *dr = NULL;
+  o.dry_run = 1;
+  rc = es_delete_by_source(s, "s1", &o, &dr);
+  say_delete(&t, "source dry run", rc, dr);
+  o.dry_run = 0;
+  o.no_cascade = 1;
+  rc = es_delete_by_source(s, "s1", &o, &dr);
+  say_delete(&t, "source restrict", rc, dr);
+  o.no_cascade = 0;
+  rc = es_delete_by_source(s, "s1", &o, &dr);
+  say_delete(&t, "source", rc, dr);
+  const char *ids[] = {"doc002", "doc003", "nope", "doc002"};
+  rc = es_delete_documents(s, ids, 4, &o, &dr);
+  say_delete(&t, "ids", rc, dr);
+  rc = es_delete_by_filter(s, "{\"kind\": \"memo\", \"workspace\": \"w0\"}", &o, &dr);
+  say_delete(&t, "filter", rc, dr);
+  o.workspace = "w2";
+  rc = es_delete_by_source(s, "s5", &o, &dr);
+  say_delete(&t, "source in workspace", rc, dr);
+  say_stats(&t, s, NULL);
+
+  /* What a broken pipeline leaves: documents without a vector (old and
+   * new), written by plain SQL. */
+  PGconn *pg = th_connect(conninfo);
+  th_pg_exec(pg, "INSERT INTO embeddings (id, text, source_id, created_at) VALUES "
+                 "('nv1', 'x', 's5', now() - interval '2 hours'), "
+                 "('nv2', 'y', 's5', now() - interval '2 hours'), "
+                 "('nv3', 'z', 's5', now())");
+  th_pg_exec(pg, "INSERT INTO chunks (id, document_id, text) VALUES "
+                 "('nv1#0', 'nv1', 'a'), ('nv1#1', 'nv1', 'b'), ('nv3#0', 'nv3', 'c')");
+  PQfinish(pg);
+  say_stats(&t, s, NULL);
+  es_cleanup_options co;
+  es_cleanup_options_init(&co);
+  co.dry_run = 1;
+  es_cleanup_result *cr = NULL;
+  ASSERT_OK(s, es_cleanup_orphaned(s, &co, &cr));
+  say(&t, "cleanup dry run: chunks %lld documents %lld cleaned %lld",
+      (long long)cr->orphaned_chunks, (long long)cr->orphaned_embeddings,
+      (long long)cr->cleaned);
+  es_cleanup_result_free(cr);
+  co.dry_run = 0;
+  co.batch_size = 1;
+  ASSERT_OK(s, es_cleanup_orphaned(s, &co, &cr));
+  say(&t, "cleanup: chunks %lld documents %lld cleaned %lld",
+      (long long)cr->orphaned_chunks, (long long)cr->orphaned_embeddings,
+      (long long)cr->cleaned);
+  es_cleanup_result_free(cr);
+  say_stats(&t, s, NULL);
+  free(c);
+  return t.buf;
 }
 
-TEST(a_store_on_a_citus_coordinator_answers_as_on_postgresql) {
+/* The store of a Citus cluster, initialised and distributed. */
+static es_store *citus_store(citus *c, int shards) {
+  es_store *s = NULL;
+  ASSERT_OK(s, es_open(c->conninfo, &s));
+  ASSERT_OK(s, es_init(s, DIM, ES_METRIC_COSINE, NULL));
+  es_distribute_report *r = NULL;
+  ASSERT_OK(s, es_distribute(s, shards, &r));
+  ASSERT_INT_EQ(r->already, 0);
+  es_distribute_report_free(r);
+  return s;
+}
+
+TEST(every_command_on_a_distributed_store_answers_as_on_postgresql) {
   citus c;
   citus_start(&c);
-  es_store *cs = NULL, *ps = th_open_init(DIM, ES_METRIC_COSINE);
-  ASSERT_OK(cs, es_open(c.conninfo, &cs));
-  ASSERT_OK(cs, es_init(cs, DIM, ES_METRIC_COSINE, NULL));
-  put_docs(cs, 40);
-  put_docs(ps, 40);
-  float q[DIM] = {1, 0.7f, 1, 0};
-  char *a = top5(cs, q), *b = top5(ps, q);
-  ASSERT_STR_EQ(a, b);
-  free(a);
-  free(b);
-  es_stats *x = NULL, *y = NULL;
-  ASSERT_OK(cs, es_stats_get(cs, NULL, &x));
-  ASSERT_OK(ps, es_stats_get(ps, NULL, &y));
-  ASSERT_INT_EQ(x->documents, 40);
-  ASSERT_INT_EQ(x->documents, y->documents);
-  ASSERT_INT_EQ(x->sources_total, y->sources_total);
-  es_stats_free(x);
-  es_stats_free(y);
-  es_delete_result *dr = NULL;
-  ASSERT_OK(cs, es_delete_by_source(cs, "odd", NULL, &dr));
-  ASSERT_INT_EQ(dr->deleted, 20);
-  es_delete_result_free(dr);
+  es_store *ps = th_open_init(DIM, ES_METRIC_COSINE);
+  es_store *cs = citus_store(&c, 4);
+  char *plain = scenario(ps, th_conninfo());
+  char *dist = scenario(cs, c.conninfo);
+  /* Some of what the scenario must have seen, so that two stores failing
+   * alike cannot pass. */
+  if (!strstr(plain, "first load: ES_OK inserted 240 updated 0 unchanged 0 failed 0") ||
+      !strstr(plain, "re-ingest unchanged: ES_OK inserted 0 updated 0 unchanged 240") ||
+      !strstr(plain, "failure doc-thief2: chunk id \"doc007#1\" belongs to document \"doc007\"") ||
+      !strstr(plain, "counts check: drift 0"))
+    FAIL("the scenario on PostgreSQL went wrong:\n%s", plain);
+  if (strcmp(plain, dist) != 0) {
+    fprintf(stderr, "--- PostgreSQL\n%s--- Citus\n%s", plain, dist);
+    FAIL("the distributed store answered differently (transcripts above)");
+  }
+  free(plain);
+  free(dist);
   es_close(cs);
   es_close(ps);
   citus_stop(&c);
