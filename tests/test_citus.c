@@ -388,6 +388,7 @@ TEST(every_command_on_a_distributed_store_answers_as_on_postgresql) {
   if (!strstr(plain, "first load: ES_OK inserted 240 updated 0 unchanged 0 failed 0") ||
       !strstr(plain, "re-ingest unchanged: ES_OK inserted 0 updated 0 unchanged 240") ||
       !strstr(plain, "failure doc-thief2: chunk id \"doc007#1\" belongs to document \"doc007\"") ||
+      !strstr(plain, "session: ES_OK inserted 0 updated 15 unchanged 36 failed 1 duplicates 8") ||
       !strstr(plain, "counts check: drift 0"))
     FAIL("the scenario on PostgreSQL went wrong:\n%s", plain);
   if (strcmp(plain, dist) != 0) {
