@@ -102,9 +102,12 @@ es_status es_open_opts(const es_options *options, es_store **out) {
       ((rc = es__replica_new(s, options->read_conninfo, &s->replica)) != ES_OK ||
        (rc = es__replica_start(s)) != ES_OK))
     return rc;
-  if (s->distributed != 2)
+  pthread_mutex_lock(&s->shape_mu);
+  bool dist = s->distributed == 2; /* learnt by ping */
+  pthread_mutex_unlock(&s->shape_mu);
+  if (!dist)
     s->cache = es__cache_new(s->opts.cache_bytes, s->opts.cache_ttl_ms);
-  if (s->opts.cache_bytes > 0 && s->cache == NULL && s->distributed != 2)
+  if (s->opts.cache_bytes > 0 && s->cache == NULL && !dist)
     return es__fail(s, ES_ENOMEM, "out of memory for the search cache");
   if (s->cache && (s->listener = es__listener_new(s, s->cache)) == NULL)
     return es__fail(s, ES_ENOMEM, "out of memory for the search cache");
