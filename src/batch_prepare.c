@@ -67,7 +67,7 @@ static void *prehash_run(void *arg) {
 /* Starts hashing it[0..n) on a thread, when one can be started. */
 void es__prehash_start(es__prehash *p, es__item *it, size_t n) {
   *p = (es__prehash){.it = it, .n = n};
-  p->started = n > 0 && pthread_create(&p->thread, NULL, prehash_run, p) == 0;
+  p->started = n > 0 && es__thread_start(&p->thread, prehash_run, p) == 0;
 }
 
 /* Joins the prehash thread, if one was started. */

@@ -369,6 +369,12 @@ typedef es_status (*es__op_fn)(es_store *store, es__conn *conn, void *ctx);
 es_status es__run(es_store *store, const char *operation, bool retry,
                   es__op_fn fn, void *ctx);
 
+/* pthread_create with every signal blocked in the new thread: the
+ * library's helper threads never take a signal meant for the program
+ * (a server's SIGTERM, whose default action would end the process while
+ * the program waits for it in sigwait).  Returns pthread_create's value. */
+int es__thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
+
 /* ---- replica.c: reads on a streaming replica ---------------------------- */
 
 /* Which server answered a read, and what the replica was found to be. */

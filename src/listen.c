@@ -314,7 +314,7 @@ void es__listener_start(es__listener *l) {
     l->backoff_ms = BACKOFF_MIN_MS;
   }
   if (pg && !no_triggers && !l->running)
-    l->running = pthread_create(&l->thread, NULL, run, l) == 0;
+    l->running = es__thread_start(&l->thread, run, l) == 0;
   pthread_mutex_unlock(&l->mu);
   if (pg)
     wake(l); /* the thread waits on the new connection */

@@ -169,7 +169,7 @@ es_status es__metrics_start(es_store *s) {
   m->opened_ms = es__now_ms();
   m->last_prune_ms = m->opened_ms - PRUNE_EVERY_MS; /* prune soon after open */
   s->metrics = m;
-  if (pthread_create(&m->thread, NULL, writer, s) != 0) {
+  if (es__thread_start(&m->thread, writer, s) != 0) {
     s->metrics = NULL;
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);

@@ -311,7 +311,7 @@ static void *sampler(void *arg) {
 es_status es__replica_start(es_store *s) {
   es__replica *r = s->replica;
   ask_primary(s, false); /* the first sample, now: reads can use it soon */
-  if (pthread_create(&r->sampler, NULL, sampler, s) != 0)
+  if (es__thread_start(&r->sampler, sampler, s) != 0)
     return es__fail(s, ES_ENOMEM, "cannot start the replica's sampler thread");
   pthread_mutex_lock(&r->mu);
   r->running = true;

@@ -5,6 +5,7 @@
  * so that the metrics writer (which executes statements) and the
  * operations it measures do not depend on each other. */
 #include <assert.h>
+#include <signal.h>
 #include <time.h>
 
 #include "internal.h"
@@ -74,5 +75,14 @@ es_status es__run(es_store *store, const char *operation, bool retry,
   if (operation != NULL)
     es__metric(store, operation, es__elapsed_ms(t0), rc == ES_OK,
                rc == ES_OK ? NULL : es__last_err(store)->msg, NULL);
+  return rc;
+}
+
+int es__thread_start(pthread_t *thread, void *(*fn)(void *), void *arg) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(thread, NULL, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   return rc;
 }
