@@ -4,6 +4,7 @@
  * Unix sockets (nothing listens on TCP).  Skipped, saying why, where the
  * citus extension is not installed (Debian 12 does not package it). */
 #define _GNU_SOURCE
+#include <jansson.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
 #include "test.h"
 
 #define DIM 8
@@ -195,6 +197,137 @@ static void say_delete(tr *t, const char *what, es_status rc, es_delete_result *
   es_delete_result_free(r);
 }
 
+/* FNV-1a of s: what a transcript line tells of a long output. */
+static unsigned long long fnv(const char *s, size_t n) {
+  unsigned long long h = 14695981039346656037ull;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+  return h;
+}
+
+/* Drops, at any depth, what depends on the server and the moment rather
+ * than on the store's contents: timings, sizes, the index's build facts
+ * and health prose. */
+static void strip_volatile(json_t *j) {
+  static const char *const drop[] = {
+      "seconds", "took_ms", "storage_mb", "reclaimable_mb", "avg_search_ms",
+      "avg_insert_ms", "cache_hit_rate", "index", "index_health", "health",
+      "health_reasons", "replica", "served_by", "created_at", "updated_at",
+      "server_cache" /* off on a distributed store */, NULL};
+  if (json_is_object(j)) {
+    for (size_t i = 0; drop[i]; i++)
+      json_object_del(j, drop[i]);
+    const char *k;
+    json_t *v;
+    json_object_foreach(j, k, v) strip_volatile(v);
+  } else if (json_is_array(j)) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(j, i, v) strip_volatile(v);
+  }
+}
+
+/* A JSON answer as one transcript line: keys sorted, volatile fields
+ * dropped. */
+static void say_json(tr *t, const char *what, long status, const char *body, size_t len) {
+  json_error_t e;
+  json_t *j = json_loadb(body ? body : "", len, 0, &e);
+  if (j == NULL) {
+    say(t, "%s: HTTP %ld, not JSON: %.200s", what, status, body ? body : "");
+    return;
+  }
+  strip_volatile(j);
+  char *out = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
+  say(t, "%s: %ld %.1900s", what, status, out);
+  free(out);
+  json_decref(j);
+}
+
+/* The HTTP server over the store at conninfo: what each answer says. */
+static void serve_part(tr *t, const char *conninfo) {
+  th_server sv = th_serve_start(conninfo, NULL);
+  static const char docs[] =
+      "{\"documents\":[{\"id\":\"h1\",\"text\":\"served one\",\"embedding\":"
+      "[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8],\"source_id\":\"web\",\"metadata\":"
+      "{\"workspace\":\"w1\"},\"chunks\":[{\"id\":\"h1#0\",\"text\":\"c\","
+      "\"embedding\":[0.8,0.7,0.6,0.5,0.4,0.3,0.2,0.1]}]},{\"id\":\"h2\",\"text\":"
+      "\"served two\",\"embedding\":[0.2,0.1,0.3,0.4,0.5,0.6,0.7,0.9],\"source_id\":"
+      "\"web\"},{\"id\":\"h3\",\"embedding\":[1,2]}]}";
+  th_http r = th_post_json(&sv, "/v1/documents", docs, NULL);
+  say_json(t, "http ingest", r.status, r.body, r.len);
+  th_http_free(&r);
+  r = th_post_json(&sv, "/v1/documents", docs, NULL);
+  say_json(t, "http ingest again", r.status, r.body, r.len);
+  th_http_free(&r);
+  r = th_post_json(&sv, "/v1/search", "{\"vector\":[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8],"
+                   "\"k\":5,\"filter\":{\"workspace\":\"w1\"}}", NULL);
+  say_json(t, "http search", r.status, r.body, r.len);
+  th_http_free(&r);
+  r = th_get(&sv, "/v1/documents/h1?include=embedding", NULL);
+  say_json(t, "http get", r.status, r.body, r.len);
+  th_http_free(&r);
+  r = th_get(&sv, "/v1/documents?limit=3&source=web", NULL);
+  say_json(t, "http list", r.status, r.body, r.len);
+  th_http_free(&r);
+  r = th_get(&sv, "/v1/stats", NULL);
+  say_json(t, "http stats", r.status, r.body, r.len);
+  th_http_free(&r);
+  r = th_get(&sv, "/v1/export", NULL);
+  say(t, "http export: %ld %zu bytes fnv %llx", r.status, r.len, fnv(r.body, r.len));
+  th_http_free(&r);
+  r = th_request(&sv, "DELETE", "/v1/sources/web", NULL, NULL, 0);
+  say_json(t, "http delete source", r.status, r.body, r.len);
+  th_http_free(&r);
+  ASSERT_INT_EQ(th_serve_stop(&sv), 0);
+}
+
+/* `embstore mcp` over its stdio on the store at conninfo. */
+static void mcp_part(tr *t, const char *conninfo) {
+  static const char input[] =
+      "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{"
+      "\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{"
+      "\"name\":\"test\",\"version\":\"1\"}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"store\",\"arguments\":{\"source_id\":\"agent\",\"workspace\":\"w2\","
+      "\"documents\":[{\"id\":\"m1\",\"text\":\"remembered\",\"embedding\":"
+      "[0.3,0.1,0.2,0.4,0.5,0.6,0.7,0.8]},{\"id\":\"m2\",\"text\":\"also\","
+      "\"embedding\":[0.3,0.1,0.2,0.4,0.5,0.6,0.7,0.1]}]}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"search\",\"arguments\":{\"vector\":[0.3,0.1,0.2,0.4,0.5,0.6,0.7,0.8],\"k\":4,"
+      "\"filter\":{\"workspace\":\"w2\"}}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"get\",\"arguments\":{\"id\":\"m1\"}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"list\",\"arguments\":{\"limit\":3}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"get_statistics\",\"arguments\":{}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"delete\",\"arguments\":{\"ids\":[\"m2\",\"zz\"]}}}\n"
+      "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"tools/call\",\"params\":{\"name\":"
+      "\"delete_by_source\",\"arguments\":{\"source_id\":\"agent\"}}}\n";
+  const char *argv[] = {"--db", conninfo, "mcp", NULL};
+  th_proc p = th_cli(input, argv);
+  say(t, "mcp exit %d", p.status);
+  for (const char *l = p.out; l && *l;) {
+    const char *nl = strchr(l, '\n');
+    size_t len = nl ? (size_t)(nl - l) : strlen(l);
+    json_error_t e;
+    json_t *j = json_loadb(l, len, 0, &e);
+    json_t *res = j ? json_object_get(j, "result") : NULL;
+    json_t *sc = res ? json_object_get(res, "structuredContent") : NULL;
+    if (sc) {
+      json_object_del(res, "content"); /* the same as text */
+      char *body = json_dumps(res, 0);
+      say_json(t, "mcp", 0, body, strlen(body));
+      free(body);
+    }
+    json_decref(j);
+    l = nl ? nl + 1 : NULL;
+  }
+  th_proc_free(&p);
+}
+
 /* Runs every command over s and tells what each answered. */
 static char *scenario(es_store *s, const char *conninfo) {
   tr t = {0};
@@ -360,6 +493,60 @@ static char *scenario(es_store *s, const char *conninfo) {
       (long long)cr->cleaned);
   es_cleanup_result_free(cr);
   say_stats(&t, s, NULL);
+
+  /* What the tool exports, byte for byte. */
+  const char *ex[] = {"--db", conninfo, "export", "--embeddings", NULL};
+  th_proc xp = th_cli(NULL, ex);
+  say(&t, "export: exit %d %zu bytes fnv %llx", xp.status, strlen(xp.out),
+      fnv(xp.out, strlen(xp.out)));
+  th_proc_free(&xp);
+
+  /* An adopted database's state: orphaned chunks under a NOT VALID key,
+   * which cleanup deletes before it validates the key. */
+  pg = th_connect(conninfo);
+  th_pg_exec(pg, "ALTER TABLE chunks DROP CONSTRAINT chunks_document_id_fkey");
+  th_pg_exec(pg, "INSERT INTO chunks (id, document_id, text) VALUES "
+                 "('gone#0', 'gone', 'a'), ('gone#1', 'gone', 'b'), ('lost#0', 'lost', 'c')");
+  th_pg_exec(pg, "ALTER TABLE chunks ADD CONSTRAINT chunks_document_id_fkey FOREIGN KEY "
+                 "(document_id) REFERENCES embeddings (id) ON DELETE CASCADE NOT VALID");
+  PQfinish(pg);
+  es_stats *st = NULL;
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
+  bool told = false;
+  for (size_t i = 0; i < st->n_health_reasons; i++)
+    told = told || strstr(st->health_reasons[i], "NOT VALID") != NULL;
+  say(&t, "stats before validation: orphaned %lld, NOT VALID told %d",
+      (long long)st->orphaned_chunks, told);
+  es_stats_free(st);
+  co.min_age_s = 0;
+  ASSERT_OK(s, es_cleanup_orphaned(s, &co, &cr));
+  say(&t, "cleanup: chunks %lld documents %lld cleaned %lld",
+      (long long)cr->orphaned_chunks, (long long)cr->orphaned_embeddings,
+      (long long)cr->cleaned);
+  for (size_t i = 0; i < cr->n_details; i++)
+    if (strstr(cr->details[i], "foreign key"))
+      say(&t, "  %s", cr->details[i]);
+  es_cleanup_result_free(cr);
+  pg = th_connect(conninfo);
+  say(&t, "key validated: %lld",
+      th_pg_int(pg, "SELECT count(*) FROM pg_constraint WHERE conname = "
+                    "'chunks_document_id_fkey' AND convalidated"));
+  PQfinish(pg);
+  say_stats(&t, s, NULL);
+
+  serve_part(&t, conninfo);
+  mcp_part(&t, conninfo);
+  say_stats(&t, s, NULL);
+
+  /* Every operation above was recorded, here and by the tool's and the
+   * servers' processes. */
+  es_metrics_report *mr = NULL;
+  ASSERT_OK(s, es_metrics_report_get(s, 0, &mr));
+  for (size_t i = 0; i < mr->n; i++)
+    if (strcmp(mr->ops[i].operation, "distribute") != 0)
+      say(&t, "metrics %s: %lld errors %.3f", mr->ops[i].operation,
+        (long long)mr->ops[i].count, mr->ops[i].error_rate);
+  es_metrics_report_free(mr);
   free(c);
   return t.buf;
 }
@@ -389,7 +576,12 @@ TEST(every_command_on_a_distributed_store_answers_as_on_postgresql) {
       !strstr(plain, "re-ingest unchanged: ES_OK inserted 0 updated 0 unchanged 240") ||
       !strstr(plain, "failure doc-thief2: chunk id \"doc007#1\" belongs to document \"doc007\"") ||
       !strstr(plain, "session: ES_OK inserted 0 updated 15 unchanged 36 failed 1 duplicates 8") ||
-      !strstr(plain, "counts check: drift 0"))
+      !strstr(plain, "counts check: drift 0") ||
+      !strstr(plain, "key validated: 1") ||
+      !strstr(plain, "http ingest: 200 {\"chunks_written\":1,") ||
+      !strstr(plain, "mcp: 0 {\"isError\":false,\"structuredContent\":{\"chunks_removed\":0,"
+                     "\"deleted\":1,\"dry_run\":false}}") ||
+      !strstr(plain, "metrics search: 10 errors 0.000"))
     FAIL("the scenario on PostgreSQL went wrong:\n%s", plain);
   if (strcmp(plain, dist) != 0) {
     fprintf(stderr, "--- PostgreSQL\n%s--- Citus\n%s", plain, dist);
