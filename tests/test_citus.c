@@ -6,11 +6,13 @@
 #define _GNU_SOURCE
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "http.h"
 #include "test.h"
@@ -591,5 +593,242 @@ TEST(every_command_on_a_distributed_store_answers_as_on_postgresql) {
   free(dist);
   es_close(cs);
   es_close(ps);
+  citus_stop(&c);
+}
+
+/* ---- concurrency and faults ------------------------------------------ */
+
+typedef struct loader {
+  const char *conninfo;
+  corpus *c;
+  int copies; /* how many times the corpus is loaded */
+  pthread_barrier_t *go;
+  es_status rc;
+  es_batch_result *r;
+  char err[512];
+} loader;
+
+/* Loads the corpus on a handle of its own, started together with the
+ * other loader. */
+static void *load(void *arg) {
+  loader *l = arg;
+  es_store *s = NULL;
+  if (es_open(l->conninfo, &s) != ES_OK) {
+    snprintf(l->err, sizeof l->err, "open: %s", es_errmsg(s));
+    l->rc = ES_ECONNECT;
+    pthread_barrier_wait(l->go);
+    es_close(s);
+    return NULL;
+  }
+  es_batch_options bo;
+  es_batch_options_init(&bo);
+  bo.batch_size = 40;
+  pthread_barrier_wait(l->go);
+  l->rc = es_batch_upsert(s, l->c->d, NDOCS, &bo, &l->r);
+  if (l->rc != ES_OK)
+    snprintf(l->err, sizeof l->err, "%s", es_errmsg(s));
+  es_close(s);
+  return NULL;
+}
+
+/* Two loaders of the same documents at once; what each wrote. */
+static void load_twice(const char *conninfo, corpus *c, es_batch_result *out[2]) {
+  pthread_barrier_t go;
+  pthread_barrier_init(&go, NULL, 2);
+  loader l[2];
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++) {
+    l[i] = (loader){.conninfo = conninfo, .c = c, .go = &go};
+    ASSERT_INT_EQ(pthread_create(&t[i], NULL, load, &l[i]), 0);
+  }
+  for (int i = 0; i < 2; i++)
+    pthread_join(t[i], NULL);
+  pthread_barrier_destroy(&go);
+  for (int i = 0; i < 2; i++) {
+    if (l[i].rc != ES_OK)
+      FAIL("loader %d: %s: %s", i, es_status_name(l[i].rc), l[i].err);
+    out[i] = l[i].r;
+  }
+}
+
+/* Every document of the store has exactly its two chunks, and the
+ * counters agree with the rows. */
+static void assert_whole(es_store *s, const char *conninfo, long long docs) {
+  PGconn *pg = th_connect(conninfo);
+  ASSERT_INT_EQ(th_pg_int(pg, "SELECT count(*) FROM embeddings"), docs);
+  ASSERT_INT_EQ(th_pg_int(pg, "SELECT count(*) FROM chunks"), 2 * docs);
+  ASSERT_INT_EQ(th_pg_int(pg, "SELECT count(*) FROM embeddings e WHERE "
+                              "(SELECT count(*) FROM chunks c WHERE c.document_id = e.id) <> 2"),
+                0);
+  PQfinish(pg);
+  es_count_check *cc = NULL;
+  ASSERT_OK(s, es_check_counts(s, 0, &cc));
+  ASSERT_INT_EQ((long long)cc->n_drift, 0);
+  es_count_check_free(cc);
+  es_stats *st = NULL;
+  ASSERT_OK(s, es_stats_get(s, NULL, &st));
+  ASSERT_INT_EQ(st->documents, docs);
+  ASSERT_INT_EQ(st->chunks, 2 * docs);
+  es_stats_free(st);
+}
+
+TEST(concurrent_loads_of_the_same_documents_on_a_distributed_store_stay_exact) {
+  citus c;
+  citus_start(&c);
+  es_store *s = citus_store(&c, 4);
+  corpus *co = calloc(1, sizeof *co);
+  es_batch_result *r[2];
+
+  /* A first load from two writers at once: each document is inserted by
+   * one of them and found unchanged by the other (the COPY that collides
+   * arrives as XX000 and goes to the merge path), none fails. */
+  make_corpus(co, 0);
+  load_twice(c.conninfo, co, r);
+  ASSERT_INT_EQ((long long)(r[0]->failed + r[1]->failed), 0);
+  ASSERT_INT_EQ((long long)(r[0]->inserted + r[1]->inserted), NDOCS);
+  ASSERT_INT_EQ((long long)(r[0]->unchanged + r[1]->unchanged), NDOCS);
+  ASSERT_INT_EQ((long long)(r[0]->updated + r[1]->updated), 0);
+  for (int i = 0; i < 2; i++)
+    es_batch_result_free(r[i]);
+  assert_whole(s, c.conninfo, NDOCS);
+
+  /* The same changed re-ingest from two writers: each changed document is
+   * updated once, then found unchanged. */
+  make_corpus(co, 1);
+  load_twice(c.conninfo, co, r);
+  ASSERT_INT_EQ((long long)(r[0]->failed + r[1]->failed), 0);
+  ASSERT_INT_EQ((long long)(r[0]->inserted + r[1]->inserted), 0);
+  long long changed = 0;
+  for (int i = 0; i < NDOCS; i++)
+    changed += i % 10 == 3 || i % 15 == 0; /* see make_corpus */
+  ASSERT_INT_EQ((long long)(r[0]->updated + r[1]->updated), changed);
+  ASSERT_INT_EQ((long long)(r[0]->unchanged + r[1]->unchanged), 2 * NDOCS - changed);
+  for (int i = 0; i < 2; i++)
+    es_batch_result_free(r[i]);
+  assert_whole(s, c.conninfo, NDOCS);
+  free(co);
+  es_close(s);
+  citus_stop(&c);
+}
+
+typedef struct session_add {
+  es_batch *b;
+  const es_doc *docs;
+  size_t n;
+  es_status rc;
+} session_add;
+
+static void *add_in_thread(void *arg) {
+  session_add *a = arg;
+  a->rc = es_batch_add(a->b, a->docs, a->n, NULL);
+  return NULL;
+}
+
+/* The one text value of sql || quote_literal(arg) on pg (malloc'd). */
+static char *text_of(PGconn *pg, const char *sql, const char *arg) {
+  char q[1024];
+  snprintf(q, sizeof q, "%s$1", sql);
+  const char *v[1] = {arg};
+  PGresult *r = PQexecParams(pg, q, 1, NULL, v, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) < 1)
+    FAIL("%s: %s", q, PQerrorMessage(pg));
+  char *out = strdup(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return out;
+}
+
+/* Polls sql (one integer) on pg until it returns want; fails after 30 s. */
+static void wait_on(PGconn *pg, const char *sql, long long want) {
+  double deadline = th_now() + 30;
+  long long got;
+  while ((got = th_pg_int(pg, sql)) != want) {
+    if (th_now() > deadline)
+      FAIL("waited 30 s for %s to be %lld: it is %lld", sql, want, got);
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL); /* polling a condition, not guessing a delay */
+  }
+}
+
+TEST(a_worker_stopped_mid_session_leaves_nothing_half_written_and_a_rerun_converges) {
+  citus c;
+  citus_start(&c);
+  es_store *s = citus_store(&c, 4);
+  corpus *co = calloc(1, sizeof *co);
+  make_corpus(co, 0);
+  es_batch_options bo;
+  es_batch_options_init(&bo);
+  bo.batch_size = 40;
+  es_batch *b = NULL;
+  ASSERT_OK(s, es_batch_begin(s, &bo, &b));
+  ASSERT_INT_EQ(es_batch_add(b, co->d, 80, NULL), ES_OK);
+  ASSERT_INT_EQ((long long)es_batch_totals(b)->inserted, 80);
+
+  /* A worker goes away between two batches: every batch touches its
+   * shards, so the session's next documents fail, saying so. */
+  if (es_cluster_stop(c.node[2]) != ES_OK)
+    FAIL("stopping a worker: %s", es_cluster_errmsg(c.node[2]));
+  ASSERT_INT_EQ(es_batch_add(b, co->d + 80, 80, NULL), ES_ECONNECT);
+  ASSERT_CONTAINS(es_errmsg(s), "remote node");
+  ASSERT_INT_EQ((long long)es_batch_totals(b)->inserted, 80);
+  ASSERT_INT_EQ((long long)es_batch_totals(b)->failed, 80);
+
+  /* Back again, the same session goes on; then the worker dies in the
+   * middle of a batch's transaction: its documents are written on the
+   * other worker and its chunks wait for a lock on this one's shard. */
+  if (es_cluster_start(c.node[2]) != ES_OK)
+    FAIL("starting the worker again: %s", es_cluster_errmsg(c.node[2]));
+  ASSERT_INT_EQ(es_batch_add(b, co->d + 80, 40, NULL), ES_OK);
+  ASSERT_INT_EQ((long long)es_batch_totals(b)->inserted, 120);
+  PGconn *co_pg = th_connect(c.conninfo);
+  char shard[128], sql[512];
+  char *name = text_of(co_pg, "SELECT 'chunks_' || s.shardid FROM pg_dist_shard s "
+                                  "JOIN pg_dist_placement p USING (shardid) JOIN pg_dist_node n "
+                                  "USING (groupid) WHERE s.logicalrelid = 'chunks'::regclass "
+                                  "AND n.nodeport = 5432 AND n.nodename = ", c.sock[2]);
+  snprintf(shard, sizeof shard, "%s", name);
+  free(name);
+  PQfinish(co_pg);
+  PGconn *w = th_connect(es_cluster_conninfo(c.node[2]));
+  th_pg_exec(w, "SET citus.enable_manual_changes_to_shards = on");
+  th_pg_exec(w, "BEGIN");
+  snprintf(sql, sizeof sql, "LOCK TABLE %s IN EXCLUSIVE MODE", shard);
+  th_pg_exec(w, sql);
+  session_add a = {.b = b, .docs = co->d + 120, .n = NDOCS - 120};
+  pthread_t t;
+  ASSERT_INT_EQ(pthread_create(&t, NULL, add_in_thread, &a), 0);
+  PGconn *watch = th_connect(es_cluster_conninfo(c.node[2]));
+  snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_locks WHERE NOT granted AND "
+                            "relation = '%s'::regclass", shard);
+  wait_on(watch, sql, 1);
+  PQfinish(watch);
+  watch = th_connect(es_cluster_conninfo(c.node[1])); /* the batch wrote there */
+  ASSERT(th_pg_int(watch, "SELECT count(*) FROM pg_stat_activity WHERE backend_xid "
+                          "IS NOT NULL AND pid <> pg_backend_pid()") > 0);
+  PQfinish(watch);
+  if (es_cluster_stop(c.node[2]) != ES_OK)
+    FAIL("stopping the worker: %s", es_cluster_errmsg(c.node[2]));
+  PQfinish(w);
+  pthread_join(t, NULL);
+  ASSERT(a.rc != ES_OK);
+  es_batch_result *r = NULL;
+  es_batch_end(b, &r);
+  size_t landed = r->inserted;
+  ASSERT_INT_EQ((long long)landed, 120);
+  ASSERT_INT_EQ((long long)r->failed, 80 + NDOCS - 120);
+  es_batch_result_free(r);
+
+  /* What the session committed is whole, nothing else is there, and the
+   * same input loaded again converges. */
+  if (es_cluster_start(c.node[2]) != ES_OK)
+    FAIL("starting the worker again: %s", es_cluster_errmsg(c.node[2]));
+  assert_whole(s, c.conninfo, (long long)landed);
+  ASSERT_OK(s, es_batch_upsert(s, co->d, NDOCS, &bo, &r));
+  ASSERT_INT_EQ((long long)r->failed, 0);
+  ASSERT_INT_EQ((long long)r->inserted, NDOCS - (long long)landed);
+  ASSERT_INT_EQ((long long)r->unchanged, (long long)landed);
+  es_batch_result_free(r);
+  assert_whole(s, c.conninfo, NDOCS);
+  free(co);
+  es_close(s);
   citus_stop(&c);
 }
