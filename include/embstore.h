@@ -1251,7 +1251,9 @@ typedef struct es_distribute_report {
  * colocated with them, the counters colocated and exact, the small tables
  * as reference tables.  Resumable: the tables move in one transaction, and
  * a second call does only what is left (on a distributed store: installs
- * the trigger functions again and reports already = 1).  ES_EINVAL on a
+ * the trigger functions again and reports already = 1; a shards other than
+ * 0 that differs from the store's count is ES_EINVAL, nothing changed:
+ * embstore does not reshard).  ES_EINVAL on a
  * plain PostgreSQL, on a Citus worker, or without worker nodes, saying
  * which.  Other processes that opened the store before it was distributed
  * must open it again. */

@@ -99,19 +99,26 @@ void es__batch_maybe_defer_index(es_batch *b, const es__item *it, size_t n) {
   es_status rc = es__index_lookup(b->s, b->conn, def, &st, &name);
   if (rc == ES_OK && st != ES__INDEX_MISSING) {
     char *q = PQescapeIdentifier(b->conn->pg, name, strlen(name));
-    char sql[512];
-    /* The text search index too (its GIN is rebuilt far faster than it
-     * is maintained row by row). */
-    snprintf(sql, sizeof sql,
-             "BEGIN; SET LOCAL lock_timeout = %d; DROP INDEX %s; "
-             "DROP INDEX IF EXISTS embeddings_text_idx; "
-             "DROP INDEX IF EXISTS chunks_text_idx; "
-             "DROP INDEX IF EXISTS chunks_embedding_hnsw_idx; "
-             "SELECT pg_advisory_lock_shared(" ES__DEFER_LOCK "); COMMIT",
-             DEFER_LOCK_WAIT_MS, q ? q : "\"\"");
+    char drop[300], wait[64];
+    snprintf(drop, sizeof drop, "DROP INDEX %s", q ? q : "\"\"");
+    snprintf(wait, sizeof wait, "SET LOCAL lock_timeout = %d", DEFER_LOCK_WAIT_MS);
     PQfreemem(q);
-    rc = es__exec(b->s, b->conn, sql, "the HNSW index was kept (built row by "
-                  "row during the load) because it could not be dropped");
+    /* One statement at a time: Citus sends a DDL statement's own text to
+     * the workers, where a string of several cannot run.  The text search
+     * index goes too (its GIN is rebuilt far faster than it is maintained
+     * row by row). */
+    const char *const sql[] = {
+        wait, drop, "DROP INDEX IF EXISTS embeddings_text_idx",
+        "DROP INDEX IF EXISTS chunks_text_idx",
+        "DROP INDEX IF EXISTS chunks_embedding_hnsw_idx",
+        "SELECT pg_advisory_lock_shared(" ES__DEFER_LOCK ")"};
+    rc = es__begin(b->s, b->conn);
+    for (size_t i = 0; rc == ES_OK && i < sizeof sql / sizeof *sql; i++)
+      rc = es__exec(b->s, b->conn, sql[i], "the HNSW index was kept (built "
+                    "row by row during the load) because it could not be "
+                    "dropped");
+    if (rc == ES_OK)
+      rc = es__commit(b->s, b->conn);
     if (rc == ES_OK) {
       b->index_deferred = true;
     } else {
@@ -254,7 +261,11 @@ void es__batch_analyze(es_batch *b) {
   }
   PQclear(r);
   es__conn *other = NULL;
-  if (need[0] && need[1] && es__acquire_quiet(b->s, &other) == ES_OK) {
+  /* Not on Citus: there the chunks' ANALYZE beside the documents' fails
+   * on the shards ("cannot execute a distributed query from a query on a
+   * shard"); the workers do the work of each. */
+  if (need[0] && need[1] && !b->distributed &&
+      es__acquire_quiet(b->s, &other) == ES_OK) {
     if (PQsendQuery(other->pg, sql[1]))
       need[1] = false;
   }

@@ -239,6 +239,7 @@ static es_status move_tables(es_store *s, es__conn *c, int shards,
 
 typedef struct dist_ctx {
   int shards;
+  int asked; /* shards was given, not the default */
   es_distribute_report *r;
 } dist_ctx;
 
@@ -258,6 +259,14 @@ static es_status distribute_op(es_store *s, es__conn *c, void *arg) {
                                 "SELECT count(*) FROM pg_dist_shard WHERE "
                                 "logicalrelid = 'embeddings'::regclass",
                                 "cannot count the shards");
+    if (x->r->shards < 0)
+      return es__last_err(s)->code;
+    if (x->asked && x->r->shards != x->shards)
+      return es__fail(s, ES_EINVAL,
+                      "the store is already distributed in %d shards, not %d; "
+                      "embstore does not reshard (Citus's "
+                      "alter_distributed_table does, with the store offline)",
+                      x->r->shards, x->shards);
     rc = es__exec(s, c, es__sql_citus_triggers, "cannot install the Citus triggers");
     return rc == ES_OK ? reference_tables(s, c, x->r) : rc;
   }
@@ -283,6 +292,7 @@ es_status es_distribute(es_store *s, int shards, es_distribute_report **out) {
   if (s == NULL)
     return ES_EINVAL;
   es__clear_err(s);
+  int asked = shards != 0;
   if (shards == 0)
     shards = ES__DEFAULT_SHARDS;
   if (shards < 1 || shards > ES__MAX_SHARDS)
@@ -291,7 +301,7 @@ es_status es_distribute(es_store *s, int shards, es_distribute_report **out) {
   es_distribute_report *r = calloc(1, sizeof *r);
   if (r == NULL)
     return es__fail(s, ES_ENOMEM, "out of memory");
-  dist_ctx x = {shards, r};
+  dist_ctx x = {shards, asked, r};
   es_status rc = es__run(s, "distribute", false, distribute_op, &x);
   if (rc != ES_OK || out == NULL)
     es_distribute_report_free(r);

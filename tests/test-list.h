@@ -179,6 +179,7 @@
   X(every_command_on_a_distributed_store_answers_as_on_postgresql, DB)      \
   X(concurrent_loads_of_the_same_documents_on_a_distributed_store_stay_exact, DB) \
   X(a_worker_stopped_mid_session_leaves_nothing_half_written_and_a_rerun_converges, DB) \
+  X(a_large_load_on_a_distributed_store_builds_its_index_after_and_analyses_the_shards, DB) \
   /* integrity: accounting, indexes after a killed load, counters, hashes */ \
   X(ingest_lands_every_line_when_the_hnsw_index_cannot_be_dropped, DB)     \
   X(batch_lands_its_first_batch_when_the_session_lost_its_connection, DB)  \

@@ -832,3 +832,73 @@ TEST(a_worker_stopped_mid_session_leaves_nothing_half_written_and_a_rerun_conver
   es_close(s);
   citus_stop(&c);
 }
+
+/* ---- index builds, statistics, shard count ---------------------------- */
+
+/* Sums, over the shards of rel, what sql (run on each, %s its name)
+ * returns. */
+static long long over_shards(PGconn *pg, const char *rel, const char *sql) {
+  char q[1024];
+  snprintf(q, sizeof q, "SELECT coalesce(sum(result::float8), -1)::bigint "
+           "FROM run_command_on_shards('%s', $$%s$$) WHERE success", rel, sql);
+  return th_pg_int(pg, q);
+}
+
+TEST(a_large_load_on_a_distributed_store_builds_its_index_after_and_analyses_the_shards) {
+  citus c;
+  citus_start(&c);
+  es_store *s = citus_store(&c, 4);
+  corpus *co = calloc(1, sizeof *co);
+  make_corpus(co, 0);
+  es_batch_options bo;
+  es_batch_options_init(&bo);
+  bo.batch_size = 40;
+  bo.defer_index = ES_DEFER_ALWAYS; /* as for a first load of 10,000+ */
+  es_batch_result *r = NULL;
+  ASSERT_OK(s, es_batch_upsert(s, co->d, NDOCS, &bo, &r));
+  ASSERT_INT_EQ((long long)r->inserted, NDOCS);
+  ASSERT_INT_EQ((long long)r->failed, 0);
+  /* The index was dropped before the load and built after it, on every
+   * shard (dropping it statement by statement: Citus cannot send a string
+   * of several DDL statements to the workers). */
+  ASSERT_INT_EQ(r->index.built, 1);
+  es_batch_result_free(r);
+  PGconn *pg = th_connect(c.conninfo);
+  ASSERT_INT_EQ(over_shards(pg, "embeddings",
+                            "SELECT count(*) FROM pg_index i JOIN pg_class x ON "
+                            "x.oid = i.indexrelid JOIN pg_am a ON a.oid = x.relam "
+                            "WHERE i.indrelid = '%s'::regclass AND i.indisvalid "
+                            "AND a.amname = 'hnsw'"),
+                4);
+  ASSERT_INT_EQ(over_shards(pg, "embeddings",
+                            "SELECT count(*) FROM pg_index WHERE indisvalid "
+                            "AND indrelid = '%s'::regclass"),
+                4 * th_pg_int(pg, "SELECT count(*) FROM pg_index WHERE "
+                                  "indrelid = 'embeddings'::regclass"));
+  /* ANALYZE reached the shards, which hold the statistics. */
+  ASSERT_INT_EQ(over_shards(pg, "embeddings",
+                            "SELECT reltuples FROM pg_class WHERE oid = '%s'::regclass"),
+                NDOCS);
+  ASSERT_INT_EQ(over_shards(pg, "chunks",
+                            "SELECT reltuples FROM pg_class WHERE oid = '%s'::regclass"),
+                2 * NDOCS);
+  PQfinish(pg);
+  assert_whole(s, c.conninfo, NDOCS);
+
+  /* Distributing again with another shard count is refused, nothing
+   * changed; with the same count (or the default) it is a no-op. */
+  es_distribute_report *dr = NULL;
+  ASSERT_STATUS(s, es_distribute(s, 8, &dr), ES_EINVAL);
+  ASSERT_CONTAINS(es_errmsg(s), "already distributed in 4 shards, not 8");
+  ASSERT_OK(s, es_distribute(s, 4, &dr));
+  ASSERT_INT_EQ(dr->already, 1);
+  ASSERT_INT_EQ(dr->shards, 4);
+  es_distribute_report_free(dr);
+  ASSERT_OK(s, es_distribute(s, 0, &dr));
+  ASSERT_INT_EQ(dr->already, 1);
+  es_distribute_report_free(dr);
+  assert_whole(s, c.conninfo, NDOCS);
+  free(co);
+  es_close(s);
+  citus_stop(&c);
+}
