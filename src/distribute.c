@@ -29,6 +29,10 @@
 
 extern const char es__sql_citus_triggers[];
 
+es_status es__install_citus_triggers(es_store *s, es__conn *c) {
+  return es__exec(s, c, es__sql_citus_triggers, "cannot install the Citus triggers");
+}
+
 #define ES__DEFAULT_SHARDS 4 /* see BENCHMARKS.md, "Citus" */
 #define ES__MAX_SHARDS 1024
 
@@ -218,7 +222,7 @@ static es_status move_tables(es_store *s, es__conn *c, int shards,
   for (size_t i = 0; rc == ES_OK && i < sizeof prepare_sql / sizeof *prepare_sql; i++)
     rc = es__exec(s, c, prepare_sql[i], "cannot prepare the tables");
   if (rc == ES_OK)
-    rc = es__exec(s, c, es__sql_citus_triggers, "cannot install the Citus triggers");
+    rc = es__install_citus_triggers(s, c);
   for (size_t i = 0; rc == ES_OK && i < sizeof move_sql / sizeof *move_sql; i++) {
     char sql[512];
     snprintf(sql, sizeof sql, move_sql[i], shards);
@@ -267,7 +271,7 @@ static es_status distribute_op(es_store *s, es__conn *c, void *arg) {
                       "embstore does not reshard (Citus's "
                       "alter_distributed_table does, with the store offline)",
                       x->r->shards, x->shards);
-    rc = es__exec(s, c, es__sql_citus_triggers, "cannot install the Citus triggers");
+    rc = es__install_citus_triggers(s, c);
     return rc == ES_OK ? reference_tables(s, c, x->r) : rc;
   }
   rc = settings(s, c, x->r);

@@ -356,6 +356,9 @@ es_status es__load_shape(es_store *store, es__conn *conn);
  * follow then fail with the reason). */
 bool es__distributed(es_store *store, es__conn *conn);
 void es__set_distributed(es_store *store, bool distributed);
+/* Installs sql/citus/triggers.sql: the trigger functions of a distributed
+ * store (CREATE OR REPLACE; its triggers stay). */
+es_status es__install_citus_triggers(es_store *store, es__conn *conn);
 
 /* ---- run.c: running an operation, retries, the clock --------------------- */
 

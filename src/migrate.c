@@ -135,6 +135,98 @@ static es_status ensure_fk(es_store *s, es__conn *c, es_init_report *rep) {
   return rc;
 }
 
+/* The end of the statement that starts at p (its ';' or the final NUL),
+ * past quoted strings, dollar-quoted bodies and comments. */
+static const char *statement_end(const char *p) {
+  while (*p && *p != ';') {
+    if (p[0] == '-' && p[1] == '-') {
+      p += strcspn(p, "\n");
+    } else if (*p == '\'') {
+      for (p++; *p && (*p != '\'' || p[1] == '\''); p += *p == '\'' ? 2 : 1)
+        ;
+      if (*p)
+        p++;
+    } else if (*p == '$') {
+      size_t tag = strspn(p + 1, "abcdefghijklmnopqrstuvwxyz_") + 2;
+      if (p[tag - 1] != '$') {
+        p++;
+        continue;
+      }
+      const char *close = p + tag;
+      while ((close = strchr(close, '$')) && strncmp(close, p, tag) != 0)
+        close++;
+      p = close ? close + tag : p + strlen(p);
+    } else {
+      p++;
+    }
+  }
+  return p;
+}
+
+/* Whether a statement (leading blanks and comments skipped) is one that
+ * makes a trigger: DROP TRIGGER, CREATE TRIGGER, ALTER TABLE ... ENABLE
+ * ... TRIGGER. */
+static bool makes_trigger(const char *stmt, size_t len) {
+  char buf[512];
+  snprintf(buf, sizeof buf, "%.*s", (int)(len < sizeof buf - 1 ? len : sizeof buf - 1), stmt);
+  return strncmp(buf, "DROP TRIGGER ", 13) == 0 ||
+         strncmp(buf, "CREATE TRIGGER ", 15) == 0 ||
+         (strncmp(buf, "ALTER TABLE ", 12) == 0 && strstr(buf, " ENABLE ") &&
+          strstr(buf, " TRIGGER "));
+}
+
+/* Runs the trigger statements of a migration's text one by one: Citus
+ * sends a DDL statement's own text to the workers, and refuses some of the
+ * file's other statements on distributed tables (the columns' statistics
+ * targets), which a distributed store has anyway. */
+static es_status run_trigger_statements(es_store *s, es__conn *c, const char *text) {
+  es_status rc = ES_OK;
+  for (const char *p = text; rc == ES_OK && *p;) {
+    for (;;) { /* blanks and comments before the statement */
+      p += strspn(p, " \t\r\n");
+      if (p[0] == '-' && p[1] == '-')
+        p += strcspn(p, "\n");
+      else
+        break;
+    }
+    const char *end = statement_end(p);
+    size_t len = (size_t)(end - p);
+    if (len > 0 && makes_trigger(p, len)) {
+      char *one = strndup(p, len);
+      if (one == NULL)
+        return es__fail(s, ES_ENOMEM, "out of memory");
+      rc = es__exec(s, c, one, "cannot recreate the counters' triggers");
+      free(one);
+    }
+    p = *end ? end + 1 : end;
+  }
+  return rc;
+}
+
+/* On Citus: the triggers of migrations 4 and 6 made again, statement by
+ * statement, their functions the shards' (sql/citus/triggers.sql), and
+ * the counters recounted on the shards, writers held off. */
+static es_status mend_counters_distributed(es_store *s, es__conn *c) {
+  static const char *const before[] = {
+      "SET LOCAL citus.multi_shard_modify_mode TO sequential",
+      "SET LOCAL citus.enable_unsafe_triggers = on"};
+  es_status rc = ES_OK;
+  for (size_t i = 0; rc == ES_OK && i < sizeof before / sizeof *before; i++)
+    rc = es__exec(s, c, before[i], "cannot recreate the counters");
+  if (rc == ES_OK)
+    rc = run_trigger_statements(s, c, es__sql_004_counts);
+  if (rc == ES_OK)
+    rc = run_trigger_statements(s, c, es__sql_006_exact_counts);
+  if (rc == ES_OK)
+    rc = es__install_citus_triggers(s, c);
+  if (rc == ES_OK)
+    rc = es__exec(s, c, "LOCK TABLE embeddings, chunks IN SHARE MODE",
+                  "cannot hold writers off to recount");
+  if (rc == ES_OK)
+    rc = es__exec(s, c, "SELECT embstore_counts_recount()", "cannot recount");
+  return rc;
+}
+
 /* The counters are only as good as their triggers: when the table or any
  * trigger is missing or disabled (pg_restore --disable-triggers, ALTER
  * TABLE ... DISABLE TRIGGER), migrations 4 and 6 are applied again, which
@@ -144,6 +236,12 @@ static es_status mend_counters(es_store *s, es__conn *c, es_init_report *rep) {
   es_status rc = es__count_triggers(s, c, &enabled);
   if (rc != ES_OK || enabled == ES__COUNT_TRIGGERS)
     return rc;
+  if (es__distributed(s, c)) {
+    rc = mend_counters_distributed(s, c);
+    if (rc == ES_OK && rep)
+      rep->counters_rebuilt = 1;
+    return rc;
+  }
   rc = es__exec(s, c, es__sql_004_counts, "cannot recreate the counters");
   if (rc == ES_OK)
     rc = es__exec(s, c, es__sql_006_exact_counts, "cannot recreate the counters");
@@ -512,6 +610,10 @@ static es_status migrate_op(es_store *s, es__conn *c, void *arg) {
     rc = apply_pending(s, c, &m);
   if (rc == ES_OK)
     rc = mend(s, c, metric, rep);
+  /* A migration may replace trigger functions with PostgreSQL's. */
+  if (rc == ES_OK && rep->migrations_applied > 0 && !rep->counters_rebuilt &&
+      es__distributed(s, c))
+    rc = es__install_citus_triggers(s, c);
   if (rc == ES_OK)
     rc = es__commit(s, c);
   if (rc == ES_OK)
