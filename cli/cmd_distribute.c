@@ -21,8 +21,7 @@ static const char distribute_usage[] =
     "\n"
     "  --shards N  shards of the documents, 1..1024 (default 4: measured\n"
     "              against 8 and 32, 4 answered kNN 1.2x and 8.8x faster\n"
-    "              and stats 1.9x and 7.4x; more only pays with more\n"
-    "              workers; see BENCHMARKS.md)\n"
+    "              and stats 1.9x and 7.4x; see BENCHMARKS.md)\n"
     "\n"
     "--json prints {\"already\",\"shards\",\"workers\",\"steps\":[...]}.\n";
 

@@ -112,20 +112,27 @@ void es__batch_maybe_defer_index(es_batch *b, const es__item *it, size_t n) {
         "DROP INDEX IF EXISTS chunks_text_idx",
         "DROP INDEX IF EXISTS chunks_embedding_hnsw_idx",
         "SELECT pg_advisory_lock_shared(" ES__DEFER_LOCK ")"};
+    size_t steps = sizeof sql / sizeof *sql, done = 0;
     rc = es__begin(b->s, b->conn);
-    for (size_t i = 0; rc == ES_OK && i < sizeof sql / sizeof *sql; i++)
-      rc = es__exec(b->s, b->conn, sql[i], "the HNSW index was kept (built "
-                    "row by row during the load) because it could not be "
-                    "dropped");
+    for (; rc == ES_OK && done < steps; done++)
+      rc = es__exec(b->s, b->conn, sql[done], "cannot drop it");
     if (rc == ES_OK)
       rc = es__commit(b->s, b->conn);
     if (rc == ES_OK) {
       b->index_deferred = true;
     } else {
       es__explain_lock_wait(b->s, b->conn);
-      snprintf(b->note, sizeof b->note, "%s", es__last_err(b->s)->msg);
+      snprintf(b->note, sizeof b->note, "the HNSW index was kept (built row "
+               "by row during the load) because it could not be dropped: %s",
+               es__last_err(b->s)->msg);
     }
     es__rollback(b->conn);
+    /* A session-level lock outlives the rolled-back transaction that took
+     * it: given back, or the pooled connection would keep claiming a
+     * deferred load. */
+    if (rc != ES_OK && done == steps && PQstatus(b->conn->pg) == CONNECTION_OK)
+      PQclear(PQexec(b->conn->pg,
+                     "SELECT pg_advisory_unlock_shared(" ES__DEFER_LOCK ")"));
   }
   free(name);
   *es__last_err(b->s) = saved;

@@ -71,49 +71,18 @@ static es_status run3(es_store *s, es__conn *c, const char *sql,
   INTO " FROM locked"
 
 /* Deletes the documents of es_doomed, and their chunks unless cascade is
- * false; how many of each at *docs and *chunks.  On Citus by the ids as
- * one text[] parameter: a join with the temporary table ships it through
- * the coordinator to every shard (1.0 s of a 1.8 s delete of 1,000
- * documents, bench/run citus), while the array goes to the shards
- * directly. */
+ * false; how many of each at *docs and *chunks. */
 static es_status delete_doomed(es_store *s, es__conn *c, bool cascade,
                                int64_t *chunks, int64_t *docs) {
-  if (!es__distributed(s, c)) {
-    es_status rc = ES_OK;
-    if (cascade)
-      rc = es__exec_count(s, c, "DELETE FROM chunks c USING es_doomed x WHERE "
-                                "c.document_id = x.id",
-                          "cannot delete the chunks", chunks);
-    if (rc == ES_OK)
-      rc = es__exec_count(s, c, "DELETE FROM embeddings e USING es_doomed x "
-                                "WHERE e.id = x.id",
-                          "cannot delete the documents", docs);
-    return rc;
-  }
-  PGresult *r = PQexec(c->pg, "SELECT coalesce(array_agg(id), '{}')::text "
-                              "FROM es_doomed");
-  if (!es__res_ok(r)) {
-    es_status rc = es__fail_pg(s, c->pg, r, "cannot read the documents to delete");
-    PQclear(r);
-    return rc;
-  }
-  static const char *const sql[2] = {
-      "DELETE FROM chunks WHERE document_id = ANY ($1::text[])",
-      "DELETE FROM embeddings WHERE id = ANY ($1::text[])"};
-  static const char *const what[2] = {"cannot delete the chunks",
-                                      "cannot delete the documents"};
-  int64_t *out[2] = {chunks, docs};
-  const char *v[1] = {PQgetvalue(r, 0, 0)};
   es_status rc = ES_OK;
-  for (int i = cascade ? 0 : 1; rc == ES_OK && i < 2; i++) {
-    PGresult *d = PQexecParams(c->pg, sql[i], 1, NULL, v, NULL, NULL, 0);
-    if (!es__res_ok(d))
-      rc = es__fail_pg(s, c->pg, d, what[i]);
-    else
-      *out[i] = strtoll(PQcmdTuples(d), NULL, 10);
-    PQclear(d);
-  }
-  PQclear(r);
+  if (cascade)
+    rc = es__exec_count(s, c, "DELETE FROM chunks c USING es_doomed x WHERE "
+                              "c.document_id = x.id",
+                        "cannot delete the chunks", chunks);
+  if (rc == ES_OK)
+    rc = es__exec_count(s, c, "DELETE FROM embeddings e USING es_doomed x "
+                              "WHERE e.id = x.id",
+                        "cannot delete the documents", docs);
   return rc;
 }
 
@@ -124,8 +93,8 @@ static es_status delete_op(es_store *s, es__conn *c, void *arg) {
   d->r.dry_run = d->o->dry_run;
   /* es__begin: the store's own writes, which on Citus the shards' chunk
    * triggers must know too (else each deleted chunk's document is first
-   * rewritten, its vector indexed again: 0.9 s of a 1,000-document
-   * source's delete). */
+   * rewritten, its vector indexed again: 1.0 s of a 2.0 s delete of a
+   * 1,000-document source, bench/run citus). */
   es_status rc = d->o->dry_run
                      ? es__exec(s, c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
                                 "cannot begin a transaction")

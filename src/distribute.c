@@ -257,6 +257,10 @@ static es_status distribute_op(es_store *s, es__conn *c, void *arg) {
   char m = placement(s, c, "embeddings");
   if (m == 'E')
     return es__last_err(s)->code;
+  if (m == 'n')
+    return es__fail(s, ES_ECONFLICT, "embeddings is a Citus reference table, "
+                    "made outside embstore: undistribute it "
+                    "(undistribute_table) before embstore distributes it by id");
   if (m != '\0') {
     x->r->already = 1;
     x->r->shards = (int)one_int(s, c,

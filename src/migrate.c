@@ -147,7 +147,8 @@ static const char *statement_end(const char *p) {
       if (*p)
         p++;
     } else if (*p == '$') {
-      size_t tag = strspn(p + 1, "abcdefghijklmnopqrstuvwxyz_") + 2;
+      size_t tag = strspn(p + 1, "abcdefghijklmnopqrstuvwxyz"
+                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789") + 2;
       if (p[tag - 1] != '$') {
         p++;
         continue;
@@ -203,6 +204,9 @@ static es_status run_trigger_statements(es_store *s, es__conn *c, const char *te
   return rc;
 }
 
+static es_status table_exists(es_store *s, es__conn *c, const char *table,
+                              bool *exists);
+
 /* On Citus: the triggers of migrations 4 and 6 made again, statement by
  * statement, their functions the shards' (sql/citus/triggers.sql), and
  * the counters recounted on the shards, writers held off. */
@@ -210,15 +214,20 @@ static es_status mend_counters_distributed(es_store *s, es__conn *c) {
   static const char *const before[] = {
       "SET LOCAL citus.multi_shard_modify_mode TO sequential",
       "SET LOCAL citus.enable_unsafe_triggers = on"};
-  es_status rc = ES_OK;
+  bool exists = false;
+  es_status rc = table_exists(s, c, "embstore_counts", &exists);
+  if (rc == ES_OK && !exists)
+    return es__fail(s, ES_ECONFLICT, "the distributed store has lost its "
+                    "embstore_counts table: embstore cannot make it again on "
+                    "the shards; restore it from a backup");
   for (size_t i = 0; rc == ES_OK && i < sizeof before / sizeof *before; i++)
     rc = es__exec(s, c, before[i], "cannot recreate the counters");
+  if (rc == ES_OK)
+    rc = es__install_citus_triggers(s, c);
   if (rc == ES_OK)
     rc = run_trigger_statements(s, c, es__sql_004_counts);
   if (rc == ES_OK)
     rc = run_trigger_statements(s, c, es__sql_006_exact_counts);
-  if (rc == ES_OK)
-    rc = es__install_citus_triggers(s, c);
   if (rc == ES_OK)
     rc = es__exec(s, c, "LOCK TABLE embeddings, chunks IN SHARE MODE",
                   "cannot hold writers off to recount");
@@ -488,7 +497,13 @@ static es_status mend(es_store *s, es__conn *c, es_metric metric,
   rep->chunk_index = chunks;
   if (rc == ES_OK)
     rc = ensure_fk(s, c, rep);
-  return rc == ES_OK ? mend_counters(s, c, rep) : rc;
+  if (rc == ES_OK)
+    rc = mend_counters(s, c, rep);
+  /* A migration may have replaced trigger functions with PostgreSQL's. */
+  if (rc == ES_OK && rep->migrations_applied > 0 && !rep->counters_rebuilt &&
+      es__distributed(s, c))
+    rc = es__install_citus_triggers(s, c);
+  return rc;
 }
 
 /* Everything init does happens in one transaction under the migration
@@ -610,10 +625,6 @@ static es_status migrate_op(es_store *s, es__conn *c, void *arg) {
     rc = apply_pending(s, c, &m);
   if (rc == ES_OK)
     rc = mend(s, c, metric, rep);
-  /* A migration may replace trigger functions with PostgreSQL's. */
-  if (rc == ES_OK && rep->migrations_applied > 0 && !rep->counters_rebuilt &&
-      es__distributed(s, c))
-    rc = es__install_citus_triggers(s, c);
   if (rc == ES_OK)
     rc = es__commit(s, c);
   if (rc == ES_OK)
