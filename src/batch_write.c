@@ -383,7 +383,17 @@ static es_status merge_docs(es_batch *b) {
               "source_id = EXCLUDED.source_id, "
               "content_hash = EXCLUDED.content_hash, "
               "chunks_hash = COALESCE(EXCLUDED.chunks_hash, e.chunks_hash), "
-              "updated_at = EXCLUDED.updated_at RETURNING e.id, (e.xmax = 0)) "
+              "updated_at = EXCLUDED.updated_at "
+              /* A document that was not stored when the batch looked, and
+               * that a concurrent writer stored just as it is here, is
+               * unchanged, not updated.  (On Citus a two-phase commit
+               * becomes visible shard by shard, so a batch retried after a
+               * collision can see some of the other writer's rows and not
+               * yet the rest.) */
+              "WHERE e.content_hash IS DISTINCT FROM EXCLUDED.content_hash OR "
+              "(EXCLUDED.chunks_hash IS NOT NULL AND "
+              "e.chunks_hash IS DISTINCT FROM EXCLUDED.chunks_hash) "
+              "RETURNING e.id, (e.xmax = 0)) "
               "INSERT INTO es_written SELECT * FROM up",
               "cannot write documents");
 }

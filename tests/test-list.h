@@ -185,6 +185,7 @@
   X(batch_lands_its_first_batch_when_the_session_lost_its_connection, DB)  \
   X(a_killed_deferred_load_leaves_an_index_that_the_next_ingest_or_migrate_builds, DB) \
   X(counts_stay_exact_when_a_chunk_is_written_while_its_document_moves, DB) \
+  X(a_document_another_writer_stores_as_it_is_here_meanwhile_is_unchanged_not_updated, DB) \
   X(writes_under_replica_role_are_counted_and_their_orphans_found_and_cleaned, DB) \
   X(stats_detect_bypassed_triggers_and_verify_and_repair_recount, DB)      \
   X(reingest_repairs_every_plain_sql_edit_of_a_document_or_its_chunks, DB) \

@@ -684,6 +684,10 @@ TEST(concurrent_loads_of_the_same_documents_on_a_distributed_store_stay_exact) {
    * arrives as XX000 and goes to the merge path), none fails. */
   make_corpus(co, 0);
   load_twice(c.conninfo, co, r);
+  for (int i = 0; i < 2; i++)
+    fprintf(stderr, "loader %d: inserted %zu updated %zu unchanged %zu failed %zu "
+            "duplicates %zu\n", i, r[i]->inserted, r[i]->updated, r[i]->unchanged,
+            r[i]->failed, r[i]->duplicates);
   ASSERT_INT_EQ((long long)(r[0]->failed + r[1]->failed), 0);
   ASSERT_INT_EQ((long long)(r[0]->inserted + r[1]->inserted), NDOCS);
   ASSERT_INT_EQ((long long)(r[0]->unchanged + r[1]->unchanged), NDOCS);

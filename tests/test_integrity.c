@@ -4,6 +4,7 @@
  * plain SQL cannot make stale. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -319,6 +320,64 @@ TEST(counts_stay_exact_when_a_chunk_is_written_while_its_document_moves) {
   es_stats_free(st);
   PQfinish(a);
   PQfinish(b);
+  es_close(s);
+}
+
+typedef struct upsert_job {
+  es_store *s;
+  const es_doc *d;
+  size_t n;
+  es_status rc;
+  es_batch_result *r;
+} upsert_job;
+
+static void *upsert_thread(void *arg) {
+  upsert_job *j = arg;
+  j->rc = es_batch_upsert(j->s, j->d, j->n, NULL, &j->r);
+  return NULL;
+}
+
+TEST(a_document_another_writer_stores_as_it_is_here_meanwhile_is_unchanged_not_updated) {
+  es_store *s = th_open_init(2, ES_METRIC_COSINE);
+  float vx[2] = {1, 0}, vy[2] = {0, 1};
+  es_chunk ch[1] = {{.id = "X#0", .text = "x chunk", .embedding = vx, .dim = 2}};
+  es_doc d[2] = {{.id = "X", .text = "ex", .embedding = vx, .dim = 2,
+                  .source_id = "S", .has_chunks = 1, .chunks = ch, .n_chunks = 1},
+                 {.id = "Y", .text = "why", .embedding = vy, .dim = 2, .source_id = "S"}};
+  es_batch_result *r = th_batch_upsert(s, d, 2, 10, ES_OK);
+  ASSERT_INT_EQ(r->inserted, 2);
+  es_batch_result_free(r);
+  /* Another writer is storing X just as this batch has it, and has not
+   * committed when the batch looks for the stored documents. */
+  th_exec("CREATE TABLE x_doc AS SELECT * FROM embeddings WHERE id = 'X'");
+  th_exec("CREATE TABLE x_chunks AS SELECT * FROM chunks WHERE document_id = 'X'");
+  th_exec("DELETE FROM embeddings WHERE id = 'X'");
+  PGconn *w = th_connect(th_conninfo());
+  th_pg_exec(w, "BEGIN");
+  th_pg_exec(w, "SET LOCAL embstore.writer = on"); /* as embstore writes */
+  th_pg_exec(w, "INSERT INTO embeddings SELECT * FROM x_doc");
+  th_pg_exec(w, "INSERT INTO chunks SELECT * FROM x_chunks");
+  /* The batch: X as it is, Y changed (a stored document: the merge path). */
+  d[1].text = "why not";
+  upsert_job j = {s, d, 2, ES_OK, NULL};
+  pthread_t t;
+  ASSERT_INT_EQ(pthread_create(&t, NULL, upsert_thread, &j), 0);
+  th_wait_for("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+              "'Lock' AND query LIKE 'WITH up AS (INSERT INTO embeddings%'", 1);
+  th_pg_exec(w, "COMMIT");
+  pthread_join(t, NULL);
+  ASSERT_INT_EQ(j.rc, ES_OK);
+  ASSERT_INT_EQ(j.r->inserted, 0);
+  ASSERT_INT_EQ(j.r->updated, 1);   /* Y */
+  ASSERT_INT_EQ(j.r->unchanged, 1); /* X: stored meanwhile, just so */
+  ASSERT_INT_EQ(j.r->failed, 0);
+  es_batch_result_free(j.r);
+  ASSERT_INT_EQ(th_int("SELECT count(*) FROM chunks WHERE document_id = 'X'"), 1);
+  /* and the stored hashes are right: the next run changes nothing */
+  r = th_batch_upsert(s, d, 2, 10, ES_OK);
+  ASSERT_INT_EQ(r->unchanged, 2);
+  es_batch_result_free(r);
+  PQfinish(w);
   es_close(s);
 }
 
