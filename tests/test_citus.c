@@ -839,6 +839,19 @@ TEST(a_worker_stopped_mid_session_leaves_nothing_half_written_and_a_rerun_conver
 
 /* ---- index builds, statistics, shard count ---------------------------- */
 
+typedef struct delete_job {
+  es_store *s;
+  const char *source;
+  es_status rc;
+  es_delete_result *r;
+} delete_job;
+
+static void *delete_in_thread(void *arg) {
+  delete_job *j = arg;
+  j->rc = es_delete_by_source(j->s, j->source, NULL, &j->r);
+  return NULL;
+}
+
 /* Sums, over the shards of rel, what sql (run on each, %s its name)
  * returns. */
 static long long over_shards(PGconn *pg, const char *rel, const char *sql) {
@@ -931,6 +944,41 @@ TEST(a_large_load_on_a_distributed_store_builds_its_index_after_and_analyses_the
   ASSERT_INT_EQ(st->documents, NDOCS - 1);
   ASSERT_INT_EQ(st->chunks, 2 * NDOCS - 4);
   es_stats_free(st);
+  ASSERT_OK(s, es_check_counts(s, 0, &cc));
+  ASSERT_INT_EQ((long long)cc->n_drift, 0);
+  es_count_check_free(cc);
+
+  /* A delete by source locks the source's documents shard by shard as FOR
+   * UPDATE would: a writer holding one of them moves it to another source
+   * and commits while the delete waits; that document is not deleted, and
+   * the counts say exactly what was. */
+  PGconn *mover = th_connect(c.conninfo);
+  th_pg_exec(mover, "BEGIN");
+  th_pg_exec(mover, "UPDATE embeddings SET source_id = 'elsewhere' WHERE id = 'doc005'");
+  delete_job dj = {s, "s5", ES_OK, NULL};
+  pthread_t t;
+  ASSERT_INT_EQ(pthread_create(&t, NULL, delete_in_thread, &dj), 0);
+  PGconn *w1 = th_connect(es_cluster_conninfo(c.node[1])),
+         *w2 = th_connect(es_cluster_conninfo(c.node[2]));
+  static const char waiting[] = "SELECT count(*) FROM pg_locks WHERE NOT granted";
+  double deadline = th_now() + 30;
+  while (th_pg_int(w1, waiting) + th_pg_int(w2, waiting) < 1) {
+    if (th_now() > deadline)
+      FAIL("the delete never waited for the locked document");
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL); /* polling a condition, not guessing a delay */
+  }
+  PQfinish(w1);
+  PQfinish(w2);
+  th_pg_exec(mover, "COMMIT");
+  pthread_join(t, NULL);
+  ASSERT_INT_EQ(dj.rc, ES_OK);
+  ASSERT_INT_EQ(dj.r->deleted, NDOCS / 6 - 1);
+  ASSERT_INT_EQ(dj.r->chunks_removed, 2 * (NDOCS / 6 - 1));
+  es_delete_result_free(dj.r);
+  ASSERT_INT_EQ(th_pg_int(mover, "SELECT count(*) FROM chunks WHERE document_id = 'doc005'"), 2);
+  ASSERT_INT_EQ(th_pg_int(mover, "SELECT count(*) FROM embeddings WHERE source_id = 's5'"), 0);
+  PQfinish(mover);
   ASSERT_OK(s, es_check_counts(s, 0, &cc));
   ASSERT_INT_EQ((long long)cc->n_drift, 0);
   es_count_check_free(cc);
