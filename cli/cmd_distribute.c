@@ -20,8 +20,8 @@ static const char distribute_usage[] =
     "mcp) must be restarted afterwards.  See docs/SCALING.md.\n"
     "\n"
     "  --shards N  shards of the documents, 1..1024 (default 4: measured\n"
-    "              against 8 and 32, 4 answered kNN 1.2x and 8.8x faster\n"
-    "              and stats 1.9x and 7.4x; see BENCHMARKS.md)\n"
+    "              against 8 and 32, 4 answered kNN 1.9x and 8.7x faster\n"
+    "              and stats 1.2x and 3.5x; see BENCHMARKS.md)\n"
     "\n"
     "--json prints {\"already\",\"shards\",\"workers\",\"steps\":[...]}.\n";
 
