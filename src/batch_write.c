@@ -463,6 +463,30 @@ static es_status read_outcomes(es_batch *b, es__item *it, size_t n) {
   return ES_OK;
 }
 
+/* The merge skipped the staged documents that a concurrent writer stored
+ * just so meanwhile (merge_docs): their chunks are not written either.
+ * staged: how many documents were staged. */
+static es_status unstage_skipped(es_batch *b, size_t staged) {
+  PGresult *r = PQexec(b->conn->pg, "SELECT count(*) FROM es_written");
+  if (!es__res_ok(r)) {
+    es_status rc = es__fail_pg(b->s, b->conn->pg, r, "cannot read outcomes");
+    PQclear(r);
+    return rc;
+  }
+  size_t written = (size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  if (written == staged)
+    return ES_OK;
+  es_status rc = exec(b, "DELETE FROM es_stage_chunks c WHERE NOT EXISTS "
+                         "(SELECT 1 FROM es_written w WHERE w.id = c.document_id)",
+                      "cannot unstage chunks");
+  if (rc == ES_OK)
+    rc = exec(b, "UPDATE es_stage_docs s SET rewrite_chunks = false WHERE NOT "
+                 "EXISTS (SELECT 1 FROM es_written w WHERE w.id = s.id)",
+              "cannot unstage documents");
+  return rc;
+}
+
 /* Documents that exist or are new and must be written: staged, checked for
  * chunk ids owned by other documents, merged. */
 static es_status write_merge(es_batch *b, es__item *it, size_t n, size_t *chunks) {
@@ -476,6 +500,8 @@ static es_status write_merge(es_batch *b, es__item *it, size_t n, size_t *chunks
     rc = refuse_moved_chunks(b, it, n);
   if (rc == ES_OK)
     rc = merge_docs(b);
+  if (rc == ES_OK && staged_chunks > 0)
+    rc = unstage_skipped(b, to_write);
   if (rc == ES_OK && staged_chunks > 0)
     rc = merge_chunks(b, chunks);
   if (rc == ES_OK)

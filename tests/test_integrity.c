@@ -371,6 +371,7 @@ TEST(a_document_another_writer_stores_as_it_is_here_meanwhile_is_unchanged_not_u
   ASSERT_INT_EQ(j.r->updated, 1);   /* Y */
   ASSERT_INT_EQ(j.r->unchanged, 1); /* X: stored meanwhile, just so */
   ASSERT_INT_EQ(j.r->failed, 0);
+  ASSERT_INT_EQ(j.r->chunks_written, 0); /* nor X's chunk rewritten */
   es_batch_result_free(j.r);
   ASSERT_INT_EQ(th_int("SELECT count(*) FROM chunks WHERE document_id = 'X'"), 1);
   /* and the stored hashes are right: the next run changes nothing */
