@@ -104,10 +104,10 @@ static bool append_column(es__buf *b, PGresult *r, int col, bool *first) {
  * FOR UPDATE by a statement Citus routes to that shard alone (shards in
  * order, so concurrent deletes lock in one order), which checks recheck on
  * the rows it locks, the shard's ids its parameter key (0: the one after
- * v); es_doomed ends up with exactly those.  An
- * UPDATE that changes nothing would lock them in one statement, but it
- * writes every row again and indexes its vector again: 0.79 s of a 0.88 s
- * delete of 1,000 documents (bench/run citus).  *n: how many. */
+ * v); es_doomed ends up with exactly those.  An UPDATE that changes
+ * nothing would lock them in one statement, but it writes every row again
+ * and indexes its vector again: 0.79 s of a 0.88 s delete of 1,000
+ * documents (bench/run citus).  *n: how many. */
 static es_status lock_sharded(es_store *s, es__conn *c, const char *where,
                               const char *recheck, const char *const *v, int nv,
                               int key, bool with_source, int64_t *n) {
