@@ -368,12 +368,7 @@ typedef struct ids_ctx {
 static PGresult *query(es_store *s, es__conn *c, const char *sql, int nparams,
                        const ids_ctx *d, const char *what) {
   const char *v[3] = {d->ids, d->o->workspace, d->scope};
-  PGresult *r = PQexecParams(c->pg, sql, nparams, NULL, v, NULL, NULL, 0);
-  if (es__res_ok(r))
-    return r;
-  es__fail_pg(s, c->pg, r, what);
-  PQclear(r);
-  return NULL;
+  return run_with(s, c, sql, v, nparams, 0, NULL, what);
 }
 
 /* Runs sql (see query) and returns the first column of its one row, or the
