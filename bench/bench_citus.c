@@ -152,18 +152,26 @@ static double timed_upsert(es_store *s, const corpus *c, const char *what,
   return dt;
 }
 
-/* Hit ids of one search, into ids (K each). */
-static size_t search_ids(es_store *s, const float *v, size_t dim, int exact,
-                         char ids[K][32]) {
+/* One search for the K nearest to v (exactly, or within workspace ws). */
+static es_results *search(es_store *s, const float *v, size_t dim, int exact,
+                          const char *ws) {
   es_search_params p;
   es_search_params_init(&p);
   p.vector = v;
   p.dim = dim;
   p.k = K;
   p.exact = exact;
+  p.workspace = ws;
   es_results *r = NULL;
   if (es_search(s, &p, &r) != ES_OK)
     bench_die("search: %s", es_errmsg(s));
+  return r;
+}
+
+/* Hit ids of one search, into ids (K each). */
+static size_t search_ids(es_store *s, const float *v, size_t dim, int exact,
+                         char ids[K][32]) {
+  es_results *r = search(s, v, dim, exact, NULL);
   size_t n = r->n;
   for (size_t i = 0; i < n; i++)
     snprintf(ids[i], sizeof ids[i], "%s", r->hits[i].id);
@@ -180,16 +188,8 @@ static void time_knn(es_store *s, size_t dim, int q, const char *ws, double *p50
     bench_die("out of memory");
   for (int i = -WARMUP; i < q; i++) {
     corpus_query_vector(v, dim, (unsigned)(i + WARMUP));
-    es_search_params p;
-    es_search_params_init(&p);
-    p.vector = v;
-    p.dim = dim;
-    p.k = K;
-    p.workspace = ws;
-    es_results *r = NULL;
     double t0 = bench_now_s();
-    if (es_search(s, &p, &r) != ES_OK)
-      bench_die("search: %s", es_errmsg(s));
+    es_results *r = search(s, v, dim, 0, ws);
     double dt = (bench_now_s() - t0) * 1e3;
     if (r->n != K)
       bench_die("search: %zu hits, not %d", r->n, K);
